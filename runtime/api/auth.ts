@@ -1,0 +1,18 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+
+/**
+ * Checks the bearer token (Authorization header, or ?token= for WebSocket clients that cannot
+ * set headers). Compares SHA-256 digests with timingSafeEqual: constant time, and no length leak.
+ */
+export function tokenMatches(req: IncomingMessage, expected: string | null, allowQuery: boolean): boolean {
+  if (expected === null) return true;
+  let given: string | null = null;
+  const header = req.headers.authorization;
+  if (header?.startsWith('Bearer ')) given = header.slice(7).trim();
+  else if (allowQuery) given = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+  if (given === null) return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}

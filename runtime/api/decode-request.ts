@@ -1,0 +1,51 @@
+// Turns a validated OIP body (+ the bytes that follow a binary header) into tensors.
+import { z } from 'zod';
+import { PerchError } from '../errors.js';
+import { formatIssues } from '../config/load.js';
+import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
+import { decodeJsonData } from '../tensor/json-codec.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { RequestedOutput } from '../inference/infer-service.js';
+import type { InferBody, RequestTensor } from './oip-schema.js';
+
+export function parseJson(text: string | Buffer): unknown {
+  try {
+    return JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+  } catch (err) {
+    throw new PerchError('PERCH_ERR_MALFORMED_JSON', `not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `invalid ${what}:\n${formatIssues(r.error)}`);
+  return r.data;
+}
+
+/** Decodes every input; `binary` is what follows the JSON header (empty for pure JSON). */
+export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array): Tensor[] {
+  const sizes: number[] = [];
+  for (const t of inputs) {
+    const size = t.parameters?.binary_data_size;
+    if (size !== undefined) {
+      if (t.data !== undefined) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has both data and binary_data_size`);
+      sizes.push(size);
+    } else if (t.data === undefined) {
+      throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has neither data nor parameters.binary_data_size`);
+    }
+  }
+  const parts = sliceBinaryParts(sizes, binary);
+  let next = 0;
+  return inputs.map((t) => ({
+    name: t.name,
+    datatype: t.datatype,
+    shape: t.shape,
+    data: t.parameters?.binary_data_size !== undefined
+      ? decodeBinaryData(t.name, t.datatype, t.shape, parts[next++] as Uint8Array)
+      : decodeJsonData(t.name, t.datatype, t.shape, t.data),
+  }));
+}
+
+export function requestedOutputs(body: InferBody): RequestedOutput[] | undefined {
+  return body.outputs?.map((o) => ({ name: o.name, binary: o.parameters?.binary_data }));
+}

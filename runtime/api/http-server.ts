@@ -1,0 +1,60 @@
+// The HTTP server (OIP) and the WebSocket endpoint share one port; this module owns the
+// listening socket and routes each request.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PerchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { tokenMatches } from './auth.js';
+import { sendError } from './http/reply.js';
+import { ROUTES, type HttpContext } from './http/routes.js';
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  apiToken: string | null;
+}
+
+export async function handleRequest(ctx: HttpContext, token: string | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    const path = (req.url ?? '/').split('?')[0] as string;
+    let methodMismatch = false;
+    for (const route of ROUTES) {
+      const m = route.pattern.exec(path);
+      if (!m) continue;
+      if (route.method !== req.method) {
+        methodMismatch = true;
+        continue;
+      }
+      if (!route.open && !tokenMatches(req, token, false)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
+      const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeURIComponent(p)));
+      await route.handler(ctx, req, res, params);
+      return;
+    }
+    throw methodMismatch
+      ? new PerchError('PERCH_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`)
+      : new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
+  } catch (err) {
+    sendError(res, err);
+  }
+}
+
+export function createHttpServer(ctx: HttpContext, opts: HttpServerOptions, log: Logger): Server {
+  const server = createServer((req, res) => {
+    handleRequest(ctx, opts.apiToken, req, res).catch((err: unknown) => {
+      log.error({ err }, 'unhandled error in HTTP handler');
+      res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
+  return server;
+}
+
+export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

@@ -1,0 +1,136 @@
+// HTTP endpoints: Open Inference Protocol v2 (PROTOCOL section 3), Triton's model repository
+// extension (load / unload / index, for operators), and Prometheus metrics.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import { PerchError } from '../../errors.js';
+import type { InferService } from '../../inference/infer-service.js';
+import { parseVersion } from '../../inference/infer-service.js';
+import type { ModelRegistry } from '../../models/registry.js';
+import { RUNTIME_VERSION } from '../../version.js';
+import { decodeInputs, parseJson, requestedOutputs, validate } from '../decode-request.js';
+import { encodeResult } from '../encode-response.js';
+import { inferBodySchema } from '../oip-schema.js';
+import { readBody } from './body.js';
+import { sendJson, sendResult } from './reply.js';
+
+export interface HttpContext {
+  registry: ModelRegistry;
+  service: InferService;
+  metrics: Registry;
+  maxRequestBytes: number;
+}
+
+type Handler = (ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
+
+interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  handler: Handler;
+  /** Health checks answer without the API token (container HEALTHCHECK, load balancers). */
+  open?: boolean;
+}
+
+const NAME = '([^/]+)';
+const VERSION = '(?:/versions/([^/]+))?';
+
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'parameters', 'metrics'];
+
+export const ROUTES: Route[] = [
+  { method: 'GET', pattern: /^\/v2\/health\/live$/, open: true, handler: (_c, _q, res) => sendJson(res, 200, { live: true }) },
+  {
+    method: 'GET', pattern: /^\/v2\/health\/ready$/, open: true,
+    handler: (c, _q, res) => {
+      const ready = c.registry.isReady();
+      sendJson(res, ready ? 200 : 503, { ready });
+    },
+  },
+  { method: 'GET', pattern: /^\/v2\/?$/, handler: (_c, _q, res) => sendJson(res, 200, { name: 'perch', version: RUNTIME_VERSION, extensions: EXTENSIONS }) },
+  { method: 'GET', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}/ready$`), handler: modelReady },
+  { method: 'GET', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}$`), handler: modelMetadata },
+  { method: 'POST', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}/infer$`), handler: infer },
+  { method: 'POST', pattern: /^\/v2\/repository\/index$/, handler: repositoryIndex },
+  { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/load$`), handler: loadModel },
+  { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/unload$`), handler: unloadModel },
+  {
+    method: 'GET', pattern: /^\/metrics$/,
+    handler: async (c, _q, res) => {
+      const text = await c.metrics.metrics();
+      res.writeHead(200, { 'content-type': c.metrics.contentType });
+      res.end(text);
+    },
+  },
+];
+
+function modelReady(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): void {
+  c.registry.resolve(name as string, parseVersion(version)); // throws 404 / 503
+  sendJson(res, 200, { name, ready: true });
+}
+
+function modelMetadata(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): void {
+  const inst = c.registry.resolve(name as string, parseVersion(version));
+  const spec = (t: { name: string; datatype: string; dims: number[] }) => ({ name: t.name, datatype: t.datatype, shape: t.dims });
+  sendJson(res, 200, {
+    name: inst.name,
+    versions: c.registry.statusOf(inst.name).served.map(String),
+    platform: 'onnxruntime_onnx',
+    inputs: inst.config.inputs.map(spec),
+    outputs: inst.config.outputs.map(spec),
+    // Perch extra: how requests are batched.
+    max_batch_size: inst.config.maxBatchSize,
+  });
+}
+
+async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
+  const raw = await readBody(req, c.maxRequestBytes);
+  // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
+  const headerLength = req.headers['inference-header-content-length'];
+  let json: Buffer = raw;
+  let binary: Uint8Array = new Uint8Array(0);
+  if (headerLength !== undefined) {
+    const n = Number(headerLength);
+    if (!Number.isInteger(n) || n < 0 || n > raw.length) {
+      throw new PerchError('PERCH_ERR_BINARY_SIZE', `Inference-Header-Content-Length ${headerLength} does not fit a body of ${raw.length} bytes`);
+    }
+    json = raw.subarray(0, n);
+    binary = raw.subarray(n);
+  }
+  const body = validate(inferBodySchema, parseJson(json), 'inference request');
+  const result = await c.service.infer({
+    model: name as string,
+    version,
+    id: body.id,
+    inputs: decodeInputs(body.inputs, binary),
+    outputs: requestedOutputs(body),
+    parameters: body.parameters,
+  });
+  sendResult(res, encodeResult(result, false));
+}
+
+function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerResponse): void {
+  const rows = [];
+  for (const name of new Set([...c.registry.repositoryNames(), ...c.registry.status().map((s) => s.name)])) {
+    if (!c.registry.has(name)) {
+      rows.push({ name, state: 'UNAVAILABLE', reason: 'not loaded' });
+      continue;
+    }
+    const s = c.registry.statusOf(name);
+    if (s.error) rows.push({ name, state: 'UNAVAILABLE', reason: s.error.message });
+    for (const v of s.versions) {
+      rows.push({ name, version: String(v.version), state: v.state === 'ready' ? 'READY' : 'UNAVAILABLE', reason: v.error?.message ?? '' });
+    }
+  }
+  sendJson(res, 200, rows);
+}
+
+async function loadModel(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name]: string[]): Promise<void> {
+  if (!c.registry.repositoryNames().includes(name as string)) throw new PerchError('PERCH_ERR_MODEL_NOT_FOUND', `no folder '${name}' in the model repository`);
+  const status = await c.registry.load(name as string);
+  const failure = status.error ?? status.versions.find((v) => v.state === 'failed')?.error;
+  if (failure) sendJson(res, 400, { error: failure.message, code: failure.code, status });
+  else sendJson(res, 200, status);
+}
+
+async function unloadModel(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name]: string[]): Promise<void> {
+  await c.registry.unload(name as string);
+  sendJson(res, 200, {});
+}

@@ -1,0 +1,116 @@
+// The WebSocket API at /v1/ws (PROTOCOL section 4): infer, emit, subscribe, status.
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { PerchError } from '../errors.js';
+import type { InferService } from '../inference/infer-service.js';
+import type { Logger } from '../log.js';
+import { tokenMatches } from './auth.js';
+import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
+import { encodeResult } from './encode-response.js';
+import { Connection, type Reply } from './ws/connection.js';
+import {
+  emitMessageSchema, inferMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
+  type EmitMessage, type Topic,
+} from './ws/messages.js';
+
+export const WS_PATH = '/v1/ws';
+
+export interface WsDeps {
+  service: InferService;
+  log: Logger;
+  apiToken: string | null;
+  maxFrameBytes: number;
+  maxInflightPerConnection: number;
+  maxBufferedBytesPerConnection: number;
+  /** The `status` answer (models, queues, outbox, connectivity). */
+  status: () => Record<string, unknown>;
+  /** Attaches a listener for a topic; returns the function that detaches it. */
+  subscribe: (topic: Topic, push: (data: unknown) => void) => () => void;
+  /** Makes an event durable and answers its id and seq; null while no store is wired. */
+  emit: ((type: string, payload: unknown) => Promise<{ eventId: string; seq: number }>) | null;
+}
+
+export class WsApi {
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Set<Connection>();
+  private accepting = true;
+
+  constructor(private readonly deps: WsDeps) {
+    // ws closes a connection whose frame passes maxPayload with 1009 (message too big); every
+    // other connection goes on.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxFrameBytes, perMessageDeflate: false });
+  }
+
+  attach(server: Server): void {
+    server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const refuse = (status: number, text: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (path !== WS_PATH) return refuse(404, 'Not Found');
+    if (!this.accepting) return refuse(503, 'Service Unavailable');
+    if (!tokenMatches(req, this.deps.apiToken, true)) return refuse(401, 'Unauthorized');
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const conn = new Connection(
+        ws,
+        { maxInflight: this.deps.maxInflightPerConnection, maxBufferedBytes: this.deps.maxBufferedBytesPerConnection },
+        (c, message, binary, isBinary) => this.handle(c, message, binary, isBinary),
+        this.deps.log,
+      );
+      this.connections.add(conn);
+      ws.on('close', () => this.connections.delete(conn));
+    });
+  }
+
+  private async handle(conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean): Promise<Reply> {
+    const op = typeof message === 'object' && message !== null ? (message as { op?: unknown }).op : undefined;
+    switch (op) {
+      case 'infer': {
+        const m = validate(inferMessageSchema, message, 'infer message');
+        const result = await this.deps.service.infer({
+          model: m.model,
+          version: m.version,
+          inputs: decodeInputs(m.inputs, binary),
+          outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
+          parameters: m.parameters,
+        });
+        // A binary request gets binary outputs unless it asked otherwise per output.
+        const { header, chunks } = encodeResult(result, isBinary);
+        return { body: { ok: true, result: header }, chunks };
+      }
+      case 'emit': {
+        const m: EmitMessage = validate(emitMessageSchema, message, 'emit message');
+        if (!this.deps.emit) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'no event store is open');
+        const { eventId, seq } = await this.deps.emit(m.type, m.payload);
+        return { body: { ok: true, eventId, seq } };
+      }
+      case 'subscribe': {
+        const m = validate(subscribeMessageSchema, message, 'subscribe message');
+        for (const topic of m.topics) conn.subscribe(topic, (push) => this.deps.subscribe(topic, push));
+        return { body: { ok: true } };
+      }
+      case 'status':
+        validate(statusMessageSchema, message, 'status message');
+        return { body: { ok: true, status: this.deps.status() } };
+      default:
+        if (typeof op === 'string') throw new PerchError('PERCH_ERR_UNKNOWN_OP', `unknown op '${op}' (ops: ${OPS.join(', ')})`);
+        throw new PerchError('PERCH_ERR_INVALID_MESSAGE', 'a message needs an "op" string');
+    }
+  }
+
+  /** Stops new connections, lets every connection's in-flight work answer, then closes them. */
+  async close(): Promise<void> {
+    this.accepting = false;
+    await Promise.all([...this.connections].map((c) => c.settled()));
+    for (const c of this.connections) c.socket.close(1001, 'server shutting down');
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}

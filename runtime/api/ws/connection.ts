@@ -1,0 +1,104 @@
+// One WebSocket client. Messages are handled concurrently (answers may come out of order, each
+// with its id). Backpressure: when too many requests are in flight, or the client does not read
+// its answers (bufferedAmount grows), the connection stops reading frames until it catches up,
+// so a slow or stuck client cannot grow the server's memory without bound.
+import type { WebSocket } from 'ws';
+import { toPerchError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { binaryFrame, parseFrame } from './frame.js';
+import type { Topic } from './messages.js';
+
+export interface ConnectionLimits {
+  maxInflight: number;
+  maxBufferedBytes: number;
+}
+
+export interface Reply {
+  /** The answer object; `id` is added. */
+  body: Record<string, unknown>;
+  /** Binary tensor bytes: sent as a binary frame after the JSON header. */
+  chunks?: Uint8Array[];
+}
+
+export type MessageHandler = (conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean) => Promise<Reply>;
+
+export class Connection {
+  private inflight = 0;
+  private paused = false;
+  private readonly subscriptions = new Map<Topic, () => void>();
+  private idleWaiter: (() => void) | null = null;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly limits: ConnectionLimits,
+    private readonly handle: MessageHandler,
+    private readonly log: Logger,
+  ) {
+    socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
+    socket.on('close', () => this.dispose());
+    socket.on('error', (err) => log.debug({ err: err.message }, 'websocket error'));
+  }
+
+  subscribe(topic: Topic, attach: (push: (data: unknown) => void) => () => void): void {
+    if (this.subscriptions.has(topic)) return;
+    this.subscriptions.set(topic, attach((data) => this.send({ op: 'notify', topic, data })));
+  }
+
+  /** Resolves when every message received so far has been answered. */
+  settled(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.idleWaiter = resolve));
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    let id: string | null = null;
+    this.inflight++;
+    this.updateFlow();
+    let work: Promise<Reply>;
+    try {
+      const frame = parseFrame(data, isBinary);
+      id = frame.id;
+      work = this.handle(this, frame.message, frame.binary, isBinary);
+    } catch (err) {
+      work = Promise.reject(err as Error);
+    }
+    work.then(
+      (reply) => this.send({ id, ...reply.body }, reply.chunks),
+      (err: unknown) => {
+        const e = toPerchError(err);
+        if (e.code === 'PERCH_ERR_INTERNAL') this.log.error({ err }, 'websocket handler failed');
+        this.send({ id, ok: false, error: { code: e.code, message: e.message } });
+      },
+    ).finally(() => {
+      this.inflight--;
+      this.updateFlow();
+      if (this.inflight === 0 && this.idleWaiter) {
+        this.idleWaiter();
+        this.idleWaiter = null;
+      }
+    }).catch((err: unknown) => this.log.error({ err }, 'websocket reply failed'));
+  }
+
+  send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    const payload = chunks?.length ? binaryFrame(body, chunks) : JSON.stringify(body);
+    this.socket.send(payload, () => this.updateFlow());
+    this.updateFlow();
+  }
+
+  private updateFlow(): void {
+    const over = this.inflight >= this.limits.maxInflight || this.socket.bufferedAmount > this.limits.maxBufferedBytes;
+    if (over && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!over && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private dispose(): void {
+    for (const off of this.subscriptions.values()) off();
+    this.subscriptions.clear();
+  }
+}

@@ -1,0 +1,41 @@
+// WebSocket frames: text = one JSON message; binary = [uint32 LE header length][JSON header]
+// [tensor bytes...] (PROTOCOL section 2).
+import { PerchError } from '../../errors.js';
+import { parseJson } from '../decode-request.js';
+
+export interface ParsedFrame {
+  message: unknown;
+  binary: Uint8Array;
+  /** The message's id if one can be read, so even a refused message gets a matching answer. */
+  id: string | null;
+}
+
+export function parseFrame(data: Buffer, isBinary: boolean): ParsedFrame {
+  if (!isBinary) {
+    const message = parseJson(data);
+    return { message, binary: new Uint8Array(0), id: readId(message) };
+  }
+  if (data.length < 4) throw new PerchError('PERCH_ERR_BINARY_SIZE', 'binary frame shorter than its 4-byte header length');
+  const headerLength = data.readUInt32LE(0);
+  if (headerLength > data.length - 4) {
+    throw new PerchError('PERCH_ERR_BINARY_SIZE', `header length ${headerLength} is past the end of a ${data.length}-byte frame`);
+  }
+  const message = parseJson(data.subarray(4, 4 + headerLength));
+  return { message, binary: data.subarray(4 + headerLength), id: readId(message) };
+}
+
+export function readId(message: unknown): string | null {
+  if (typeof message === 'object' && message !== null && 'id' in message) {
+    const id = (message as { id: unknown }).id;
+    if (typeof id === 'string') return id;
+  }
+  return null;
+}
+
+/** [uint32 LE header length][header JSON][chunks...] */
+export function binaryFrame(header: unknown, chunks: readonly Uint8Array[]): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.allocUnsafe(4);
+  prefix.writeUInt32LE(json.length, 0);
+  return Buffer.concat([prefix, json, ...chunks]);
+}

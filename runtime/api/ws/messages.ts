@@ -1,0 +1,33 @@
+// WebSocket client messages (PROTOCOL section 4).
+import { z } from 'zod';
+import { inferBodySchema } from '../oip-schema.js';
+
+export const TOPICS = ['models', 'connectivity', 'events'] as const;
+export type Topic = (typeof TOPICS)[number];
+
+export const OPS = ['infer', 'emit', 'subscribe', 'status'] as const;
+
+export const inferMessageSchema = inferBodySchema.omit({ id: true }).extend({
+  id: z.string(),
+  op: z.literal('infer'),
+  model: z.string().min(1),
+  version: z.union([z.string(), z.number().int()]).optional(),
+});
+
+export const emitMessageSchema = z.object({
+  id: z.string(),
+  op: z.literal('emit'),
+  type: z.string().min(1).max(256),
+  payload: z.unknown(),
+});
+
+export const subscribeMessageSchema = z.object({
+  id: z.string(),
+  op: z.literal('subscribe'),
+  topics: z.array(z.enum(TOPICS)).min(1),
+});
+
+export const statusMessageSchema = z.object({ id: z.string(), op: z.literal('status') });
+
+export type InferMessage = z.infer<typeof inferMessageSchema>;
+export type EmitMessage = z.infer<typeof emitMessageSchema>;

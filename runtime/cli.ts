@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// `perch serve [--config FILE]` starts the runtime (PROTOCOL section 6).
+import { parseArgs } from 'node:util';
+import { loadConfig } from './config/load.js';
+import { PerchError } from './errors.js';
+import { createLogger } from './log.js';
+import { Runtime } from './runtime.js';
+import { RUNTIME_VERSION } from './version.js';
+
+const HELP = `perch ${RUNTIME_VERSION}: edge inference runtime
+
+Usage:
+  perch serve [--config FILE]   serve the model repository over HTTP (OIP) and WebSocket
+  perch --help | --version
+
+With no config at all, perch serve serves the shipped models/ repository on
+127.0.0.1:8080 with data in ./data. The config file is JSON (docs/config.md);
+PERCH_* environment variables override it: PERCH_CONFIG, PERCH_HOST, PERCH_PORT,
+PERCH_MODELS_DIR, PERCH_DATA_DIR, PERCH_API_TOKEN, PERCH_LOG_LEVEL, PERCH_DEVICE_ID.
+
+SIGTERM or SIGINT: stop accepting work, finish what is in flight, exit 0.
+`;
+
+async function serve(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const config = loadConfig({ configPath: values.config });
+  const log = createLogger(config.log.level);
+  const runtime = new Runtime(config, { log });
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing in-flight work');
+    const timer = setTimeout(() => {
+      log.error({ timeoutMs: config.server.shutdownTimeoutMs }, 'shutdown timed out; exiting');
+      process.exit(1);
+    }, config.server.shutdownTimeoutMs);
+    timer.unref();
+    runtime.stop().then(
+      () => {
+        log.info('stopped');
+        log.flush();
+        process.exitCode = 0;
+      },
+      (err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exitCode = 1;
+      },
+    ).finally(() => clearTimeout(timer));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await runtime.start();
+  return -1; // keep running until a signal
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case '--version':
+    case '-v':
+      process.stdout.write(`${RUNTIME_VERSION}\n`);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(HELP);
+      return 0;
+    default:
+      process.stderr.write(`perch: unknown command '${command}'\n\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const code = err instanceof PerchError ? err.code : 'PERCH_ERR_INTERNAL';
+    process.stderr.write(`perch: ${code}: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,115 @@
+// Reads the config once at start-up: JSON file (--config or PERCH_CONFIG), then PERCH_*
+// environment overrides (they win), then validation that reports every bad path in one error,
+// then a deep freeze. Relative paths in the file are relative to the file; in the environment,
+// to the working directory.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { PerchError } from '../errors.js';
+import { configSchema, type PerchConfig } from './schema.js';
+
+type Raw = Record<string, unknown>;
+
+/** PROTOCOL section 6: environment variable -> config path and how to read its value. */
+export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: 'string' | 'number' | 'path' }> = [
+  { env: 'PERCH_HOST', path: ['server', 'host'], kind: 'string' },
+  { env: 'PERCH_PORT', path: ['server', 'port'], kind: 'number' },
+  { env: 'PERCH_API_TOKEN', path: ['server', 'apiToken'], kind: 'string' },
+  { env: 'PERCH_MODELS_DIR', path: ['models', 'repository'], kind: 'path' },
+  { env: 'PERCH_DATA_DIR', path: ['dataDir'], kind: 'path' },
+  { env: 'PERCH_LOG_LEVEL', path: ['log', 'level'], kind: 'string' },
+  { env: 'PERCH_DEVICE_ID', path: ['device', 'id'], kind: 'string' },
+];
+
+/** Config keys that hold file-system paths, resolved against where they were written. */
+const PATH_KEYS: string[][] = [['models', 'repository'], ['dataDir']];
+
+export interface LoadOptions {
+  configPath?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Readonly<PerchConfig> {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const file = opts.configPath ?? env.PERCH_CONFIG;
+  const raw: Raw = file ? readConfigFile(resolve(cwd, file)) : {};
+  if (file) resolvePaths(raw, dirname(resolve(cwd, file)));
+  applyEnv(raw, env, cwd);
+  return parseConfig(raw, file ? `config file ${file}` : 'config');
+}
+
+/** Validates a raw config object (already merged) and freezes it. */
+export function parseConfig(raw: unknown, source = 'config'): Readonly<PerchConfig> {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new PerchError('PERCH_ERR_CONFIG_INVALID', `${source} is invalid:\n${formatIssues(result.error)}`);
+  }
+  return deepFreeze(result.data);
+}
+
+/** Every issue on its own line, as `path: message`. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `  - ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('\n');
+}
+
+function readConfigFile(path: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PerchError('PERCH_ERR_CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new PerchError('PERCH_ERR_CONFIG_INVALID', `config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new PerchError('PERCH_ERR_CONFIG_INVALID', `config file ${path} must hold a JSON object`);
+  }
+  return parsed as Raw;
+}
+
+function resolvePaths(raw: Raw, base: string): void {
+  for (const path of PATH_KEYS) {
+    const parent = walk(raw, path.slice(0, -1), false);
+    const key = path[path.length - 1] as string;
+    const value = parent?.[key];
+    if (typeof value === 'string' && !isAbsolute(value)) parent![key] = resolve(base, value);
+  }
+}
+
+function applyEnv(raw: Raw, env: NodeJS.ProcessEnv, cwd: string): void {
+  for (const { env: name, path, kind } of ENV_OVERRIDES) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const parent = walk(raw, path.slice(0, -1), true)!;
+    const key = path[path.length - 1] as string;
+    // A non-numeric PERCH_PORT stays a string so the schema reports it at its path.
+    parent[key] = kind === 'number' && /^\d+$/.test(value) ? Number(value) : kind === 'path' ? resolve(cwd, value) : value;
+  }
+}
+
+function walk(raw: Raw, path: string[], create: boolean): Raw | undefined {
+  let node: Raw = raw;
+  for (const key of path) {
+    const next = node[key];
+    if (typeof next === 'object' && next !== null && !Array.isArray(next)) node = next as Raw;
+    else if (create) node = node[key] = {};
+    else return undefined;
+  }
+  return node;
+}
+
+export function deepFreeze<T>(value: T): Readonly<T> {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

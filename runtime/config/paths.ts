@@ -1,0 +1,19 @@
+import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The package root (the folder with package.json), whether running from source or from dist/. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('perch: cannot find package.json above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+/** The model repository shipped with Perch, served when no repository is configured. */
+export function shippedModelsDir(): string {
+  return join(packageRoot(), 'models');
+}

@@ -1,0 +1,82 @@
+// The one registry of Perch's error codes (DESIGN house style 3, like fastify's FST_ERR_* or
+// undici's UND_ERR_*). A code, once shipped, is never reused or given another meaning;
+// docs/errors.md lists the same table and test/errors/registry.test.ts keeps them in sync.
+
+export const ERROR_CODES = {
+  // Requests that cannot be read.
+  PERCH_ERR_MALFORMED_JSON: { status: 400, summary: 'The body or frame is not valid JSON.' },
+  PERCH_ERR_INVALID_MESSAGE: { status: 400, summary: 'The request does not match the protocol schema.' },
+  PERCH_ERR_UNKNOWN_OP: { status: 400, summary: 'The WebSocket message names an operation Perch does not have.' },
+  PERCH_ERR_REQUEST_TOO_LARGE: { status: 413, summary: 'The HTTP body or WebSocket frame is over the configured size limit.' },
+  PERCH_ERR_BINARY_SIZE: { status: 400, summary: 'Binary tensor sizes disagree with the header, the shape or the bytes sent.' },
+  PERCH_ERR_UNAUTHORIZED: { status: 401, summary: 'An API token is configured and the request did not carry it.' },
+  PERCH_ERR_ROUTE_NOT_FOUND: { status: 404, summary: 'No HTTP endpoint at this path.' },
+  PERCH_ERR_METHOD_NOT_ALLOWED: { status: 405, summary: 'The endpoint exists but not for this HTTP method.' },
+
+  // Requests that name a model or tensors wrongly.
+  PERCH_ERR_MODEL_NOT_FOUND: { status: 404, summary: 'No model of that name in the repository.' },
+  PERCH_ERR_VERSION_NOT_FOUND: { status: 404, summary: 'The model exists but that version is not served.' },
+  PERCH_ERR_MODEL_NOT_READY: { status: 503, summary: 'The model is known but not loaded (it failed to load, or is loading).' },
+  PERCH_ERR_MISSING_INPUT: { status: 400, summary: 'An input the model needs is not in the request.' },
+  PERCH_ERR_UNKNOWN_INPUT: { status: 400, summary: 'The request names an input the model does not have.' },
+  PERCH_ERR_UNKNOWN_OUTPUT: { status: 400, summary: 'The request asks for an output the model does not have.' },
+  PERCH_ERR_DATATYPE_MISMATCH: { status: 400, summary: "A tensor's datatype is not the one the model takes." },
+  PERCH_ERR_SHAPE_MISMATCH: { status: 400, summary: "A tensor's shape does not fit the model's dims." },
+  PERCH_ERR_TENSOR_DATA: { status: 400, summary: "A tensor's data does not match its shape and datatype." },
+  PERCH_ERR_BATCH_TOO_LARGE: { status: 400, summary: "The request's batch is larger than the model's maxBatchSize." },
+  PERCH_ERR_INVALID_PARAMETER: { status: 400, summary: 'A request parameter has a value of the wrong type or range.' },
+
+  // Scheduling.
+  PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests already." },
+  PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },
+  PERCH_ERR_SHUTTING_DOWN: { status: 503, summary: 'The runtime is stopping and takes no new work.' },
+  PERCH_ERR_INFERENCE_FAILED: { status: 500, summary: 'onnxruntime failed while running the batch.' },
+
+  // Models in the repository.
+  PERCH_ERR_MODEL_CONFIG_INVALID: { status: 500, summary: "A model's model.json is not valid JSON or breaks the model config schema." },
+  PERCH_ERR_MODEL_CONFIG_MISMATCH: { status: 500, summary: "A model's model.json does not match the inputs and outputs of its ONNX file." },
+  PERCH_ERR_MODEL_LOAD_FAILED: { status: 500, summary: 'onnxruntime could not create a session from the model file (corrupt or unsupported).' },
+  PERCH_ERR_MODEL_WARMUP_FAILED: { status: 500, summary: 'The model loaded but its warm-up inference failed.' },
+  PERCH_ERR_NO_VERSIONS: { status: 500, summary: 'The model folder has no version folder with a model.onnx that the version policy selects.' },
+
+  // Durable store (SQLite in the data directory).
+  PERCH_ERR_STORE_READONLY: { status: 503, summary: 'The data directory or database file is read-only: nothing can be made durable.' },
+  PERCH_ERR_STORE_FULL: { status: 507, summary: 'The disk holding the data directory is full.' },
+  PERCH_ERR_STORE_UNAVAILABLE: { status: 503, summary: 'The store could not be opened or failed while writing.' },
+  PERCH_ERR_STORE_CORRUPT: { status: 500, summary: 'The database file was corrupt; it was moved aside and a fresh one created.' },
+  PERCH_ERR_EVENT_TOO_LARGE: { status: 413, summary: 'The event payload is over the configured size limit.' },
+
+  // Start-up.
+  PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },
+
+  PERCH_ERR_INTERNAL: { status: 500, summary: 'A bug in Perch: the message says where.' },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class PerchError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].summary, options);
+    this.name = 'PerchError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Any thrown value as a PerchError; unknown errors become PERCH_ERR_INTERNAL with the cause kept. */
+export function toPerchError(err: unknown): PerchError {
+  if (err instanceof PerchError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new PerchError('PERCH_ERR_INTERNAL', message, { cause: err });
+}

@@ -1,0 +1,53 @@
+// Prometheus metrics (PROTOCOL section 6). Each runtime has its own Registry so several can
+// live in one process (tests); the store and cloud modules register theirs on the same one.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// Bounds from 100 µs (a VAD chunk) to 10 s (a big OCR batch on a Pi).
+const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class InferenceMetrics {
+  readonly registry: Registry;
+  readonly success: Counter<'model' | 'version'>;
+  readonly failure: Counter<'model' | 'version' | 'code'>;
+  readonly items: Counter<'model' | 'version'>;
+  readonly execs: Counter<'model' | 'version'>;
+  readonly queueDuration: Histogram<'model' | 'version'>;
+  readonly computeDuration: Histogram<'model' | 'version'>;
+  readonly queueDepth: Gauge<'model' | 'version'>;
+  readonly modelReady: Gauge<'model' | 'version'>;
+
+  constructor(registry = new Registry(), queueDepths: () => Array<{ model: string; version: string; depth: number; ready: boolean }> = () => []) {
+    this.registry = registry;
+    const r = [registry];
+    this.success = new Counter({ name: 'perch_inference_request_success_total', help: 'Inference requests answered with a result.', labelNames: ['model', 'version'], registers: r });
+    this.failure = new Counter({ name: 'perch_inference_request_failure_total', help: 'Inference requests answered with an error, by PERCH_ERR_* code.', labelNames: ['model', 'version', 'code'], registers: r });
+    this.items = new Counter({ name: 'perch_inference_count_total', help: 'Items inferred (a request of batch n counts n).', labelNames: ['model', 'version'], registers: r });
+    this.execs = new Counter({ name: 'perch_inference_exec_count_total', help: 'Session runs; count_total / exec_count_total is the average batch size.', labelNames: ['model', 'version'], registers: r });
+    this.queueDuration = new Histogram({ name: 'perch_queue_duration_seconds', help: 'Time requests waited in the scheduler queue.', labelNames: ['model', 'version'], buckets: BUCKETS, registers: r });
+    this.computeDuration = new Histogram({ name: 'perch_compute_duration_seconds', help: 'Time of one session run (a whole batch), stacking and splitting included.', labelNames: ['model', 'version'], buckets: BUCKETS, registers: r });
+    const depths = queueDepths;
+    this.queueDepth = new Gauge({
+      name: 'perch_queue_depth', help: 'Requests waiting in the scheduler queue.', labelNames: ['model', 'version'], registers: r,
+      collect() {
+        this.reset();
+        for (const d of depths()) this.set({ model: d.model, version: d.version }, d.depth);
+      },
+    });
+    this.modelReady = new Gauge({
+      name: 'perch_model_ready', help: '1 when the model version serves, 0 when it failed or is loading.', labelNames: ['model', 'version'], registers: r,
+      collect() {
+        this.reset();
+        for (const d of depths()) this.set({ model: d.model, version: d.version }, d.ready ? 1 : 0);
+      },
+    });
+    collectDefaultMetrics({ register: registry, prefix: 'perch_process_' });
+  }
+
+  observeBatch(model: string, version: string, items: number, computeSeconds: number, queuedMs: readonly number[]): void {
+    const labels = { model, version };
+    this.items.inc(labels, items);
+    this.execs.inc(labels);
+    this.computeDuration.observe(labels, computeSeconds);
+    for (const ms of queuedMs) this.queueDuration.observe(labels, ms / 1000);
+  }
+}

@@ -1,0 +1,121 @@
+// One served version of a model: its sessions (executors), its resolved config and its batcher.
+// A version swap makes a new instance; the old one drains (requests already queued or running
+// finish on it) and then releases its sessions.
+import type { Clock } from '../clock.js';
+import { PerchError } from '../errors.js';
+import type { InferenceMetrics } from '../metrics.js';
+import { Batcher, type BatchRun } from '../scheduler/batcher.js';
+import type { Executor } from '../sessions/executor.js';
+import { createInlineExecutor } from '../sessions/inline-executor.js';
+import { createWorkerExecutor } from '../sessions/worker-executor.js';
+import { splitOutputs, stackInputs } from '../inference/batch-tensors.js';
+import type { PreparedRequest } from '../inference/prepare.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ModelConfigFile, SessionConfig } from './model-config.js';
+import { resolveModelConfig, type ResolvedModelConfig } from './resolve-config.js';
+import { warmUp } from './warmup.js';
+
+export interface InstanceDeps {
+  clock: Clock;
+  metrics: InferenceMetrics;
+}
+
+export interface InferOptions {
+  priority?: number | undefined;
+  timeoutMs?: number | null | undefined;
+}
+
+async function createExecutor(path: string, cfg: SessionConfig): Promise<Executor> {
+  try {
+    return cfg.executor === 'inline' ? await createInlineExecutor(path, cfg) : await createWorkerExecutor(path, cfg);
+  } catch (err) {
+    throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export class ModelInstance {
+  readonly batcher: Batcher<PreparedRequest, Tensor[]>;
+  private readonly free: Executor[];
+  private retiring: Promise<void> | null = null;
+
+  private constructor(
+    readonly name: string,
+    readonly version: number,
+    readonly config: ResolvedModelConfig,
+    private readonly executors: Executor[],
+    readonly warmedUp: boolean,
+    private readonly deps: InstanceDeps,
+  ) {
+    this.free = executors.slice();
+    const b = config.batching;
+    this.batcher = new Batcher(
+      {
+        maxBatchSize: config.maxBatchSize,
+        maxQueueDelayMs: b.maxQueueDelayMs,
+        preferredBatchSizes: b.preferredBatchSizes,
+        maxQueueSize: b.maxQueueSize,
+        priorityLevels: b.priorityLevels,
+        concurrency: executors.length,
+      },
+      (run) => this.runBatch(run),
+      deps.clock,
+    );
+  }
+
+  /** Opens the sessions, checks model.json against the file, warms up. Closes everything on failure. */
+  static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps): Promise<ModelInstance> {
+    const executors: Executor[] = [];
+    try {
+      for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session));
+      const first = executors[0] as Executor;
+      const config = resolveModelConfig(name, file, first);
+      const warmed = await warmUp(config, file.warmup, first);
+      return new ModelInstance(name, version, config, executors, warmed, deps);
+    } catch (err) {
+      await Promise.allSettled(executors.map((e) => e.close()));
+      throw err;
+    }
+  }
+
+  get providers(): string[] {
+    return (this.executors[0] as Executor).providers;
+  }
+
+  get warnings(): string[] {
+    return (this.executors[0] as Executor).warnings;
+  }
+
+  infer(req: PreparedRequest, opts: InferOptions = {}): Promise<Tensor[]> {
+    return this.batcher.submit(req, {
+      items: req.items,
+      groupKey: req.groupKey,
+      priority: opts.priority ?? this.config.batching.defaultPriority,
+      timeoutMs: opts.timeoutMs ?? null,
+    });
+  }
+
+  /** Lets queued and running work finish, then releases the sessions. Idempotent. */
+  retire(): Promise<void> {
+    this.retiring ??= this.batcher.drain().then(async () => {
+      this.batcher.close(new PerchError('PERCH_ERR_MODEL_NOT_READY', `model '${this.name}' version ${this.version} was unloaded`));
+      await Promise.allSettled(this.executors.map((e) => e.close()));
+    });
+    return this.retiring;
+  }
+
+  private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
+    const executor = this.free.pop();
+    if (!executor) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no free session');
+    const started = performance.now();
+    try {
+      const feeds = stackInputs(this.config, run.payloads);
+      const outputs = await executor.run(feeds);
+      const split = splitOutputs(this.config, run.payloads, outputs);
+      const items = run.payloads.reduce((n, r) => n + r.items, 0);
+      this.deps.metrics.observeBatch(this.name, String(this.version), items, (performance.now() - started) / 1000, run.queuedMs);
+      return split;
+    } finally {
+      this.free.push(executor);
+    }
+  }
+}

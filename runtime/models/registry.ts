@@ -1,0 +1,207 @@
+// The served models. A (re)load reads the model's folder again, opens every version its policy
+// selects in new instances, then swaps them in at once: new requests go to the new sessions,
+// requests already queued finish on the old ones, which are released when drained. A version
+// that fails to load leaves the instance it would have replaced serving (and is reported).
+import type { Bus } from '../bus.js';
+import { PerchError, toPerchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ModelInstance, type InstanceDeps } from './model-instance.js';
+import { listModelNames, listVersions, modelPath, readModelConfig, selectVersions } from './repository.js';
+
+export interface VersionStatus {
+  version: number;
+  state: 'ready' | 'failed';
+  error?: { code: string; message: string };
+}
+
+export interface ModelStatus {
+  name: string;
+  /** Versions served now, ascending. */
+  served: number[];
+  versions: VersionStatus[];
+  /** A failure that concerns the whole model (bad model.json, no version folder). */
+  error?: { code: string; message: string };
+}
+
+interface Entry {
+  instances: Map<number, ModelInstance>;
+  failures: Map<number, PerchError>;
+  error: PerchError | null;
+  /** Serialises loads of the same model. */
+  loading: Promise<unknown>;
+}
+
+export interface RegistryDeps extends InstanceDeps {
+  repository: string;
+  log: Logger;
+  bus: Bus;
+}
+
+export class ModelRegistry {
+  private readonly models = new Map<string, Entry>();
+  private closed = false;
+  /** Old instances still draining after a swap. */
+  private readonly draining = new Set<Promise<void>>();
+
+  constructor(private readonly deps: RegistryDeps) {}
+
+  /** Loads every model in the repository; failures are recorded, never thrown. */
+  async loadAll(): Promise<void> {
+    for (const name of listModelNames(this.deps.repository)) await this.load(name);
+  }
+
+  /** Names found in the repository folder now (for the repository index). */
+  repositoryNames(): string[] {
+    return listModelNames(this.deps.repository);
+  }
+
+  /** (Re)loads one model from its folder and swaps the new versions in. */
+  load(name: string): Promise<ModelStatus> {
+    const entry = this.entry(name);
+    const run = entry.loading.then(() => this.doLoad(name, entry));
+    entry.loading = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Stops serving a model; its queued and running requests finish first. */
+  async unload(name: string): Promise<void> {
+    const entry = this.models.get(name);
+    if (!entry) throw new PerchError('PERCH_ERR_MODEL_NOT_FOUND', `no model '${name}'`);
+    await entry.loading;
+    this.models.delete(name);
+    const old = [...entry.instances.values()];
+    for (const i of old) this.deps.bus.emit('model', { name, version: i.version, state: 'unloaded' });
+    await Promise.all(old.map((i) => i.retire()));
+    this.deps.log.info({ model: name }, 'model unloaded');
+  }
+
+  /** The instance that serves (name, version); the highest served version when none is given. */
+  resolve(name: string, version?: number): ModelInstance {
+    const entry = this.models.get(name);
+    if (!entry) throw new PerchError('PERCH_ERR_MODEL_NOT_FOUND', `no model '${name}'`);
+    if (version === undefined) {
+      let best: ModelInstance | undefined;
+      for (const i of entry.instances.values()) if (!best || i.version > best.version) best = i;
+      if (best) return best;
+      const why = entry.error ?? [...entry.failures.values()][0];
+      throw new PerchError('PERCH_ERR_MODEL_NOT_READY', `model '${name}' is not ready${why ? `: ${why.message}` : ''}`);
+    }
+    const inst = entry.instances.get(version);
+    if (inst) return inst;
+    const failure = entry.failures.get(version);
+    if (failure) throw new PerchError('PERCH_ERR_MODEL_NOT_READY', `model '${name}' version ${version} is not ready: ${failure.message}`);
+    throw new PerchError('PERCH_ERR_VERSION_NOT_FOUND', `model '${name}' has no version ${version} (served: ${[...entry.instances.keys()].join(', ') || 'none'})`);
+  }
+
+  has(name: string): boolean {
+    return this.models.has(name);
+  }
+
+  status(): ModelStatus[] {
+    return [...this.models.keys()].sort().map((n) => this.statusOf(n));
+  }
+
+  statusOf(name: string): ModelStatus {
+    const entry = this.models.get(name);
+    if (!entry) throw new PerchError('PERCH_ERR_MODEL_NOT_FOUND', `no model '${name}'`);
+    const versions = new Map<number, VersionStatus>();
+    for (const v of entry.instances.keys()) versions.set(v, { version: v, state: 'ready' });
+    for (const [v, e] of entry.failures) if (!versions.has(v)) versions.set(v, { version: v, state: 'failed', error: e.toJSON() });
+    return {
+      name,
+      served: [...entry.instances.keys()].sort((a, b) => a - b),
+      versions: [...versions.values()].sort((a, b) => a.version - b.version),
+      ...(entry.error ? { error: entry.error.toJSON() } : {}),
+    };
+  }
+
+  /** PROTOCOL: ready when every model of the repository serves and none failed. */
+  isReady(): boolean {
+    if (this.models.size === 0) return true;
+    for (const e of this.models.values()) {
+      if (e.error || e.failures.size > 0 || e.instances.size === 0) return false;
+    }
+    return true;
+  }
+
+  instances(): ModelInstance[] {
+    return [...this.models.values()].flatMap((e) => [...e.instances.values()]);
+  }
+
+  /** Waits for running loads, then drains and releases every session. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.models.values()].map((e) => e.loading));
+    await Promise.all(this.instances().map((i) => i.retire()));
+    await Promise.all(this.draining);
+    this.models.clear();
+  }
+
+  private entry(name: string): Entry {
+    let e = this.models.get(name);
+    if (!e) {
+      e = { instances: new Map(), failures: new Map(), error: null, loading: Promise.resolve() };
+      this.models.set(name, e);
+    }
+    return e;
+  }
+
+  private async doLoad(name: string, entry: Entry): Promise<ModelStatus> {
+    if (this.closed) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
+    const { log, bus, repository } = this.deps;
+    let selected: number[];
+    let file;
+    try {
+      file = readModelConfig(repository, name);
+      const available = listVersions(repository, name);
+      selected = selectVersions(available, file.versionPolicy);
+      if (selected.length === 0) {
+        throw new PerchError('PERCH_ERR_NO_VERSIONS', `model '${name}': no version folder with a model.onnx is selected (found: ${available.join(', ') || 'none'})`);
+      }
+    } catch (err) {
+      entry.error = toPerchError(err);
+      log.error({ model: name, code: entry.error.code, err: entry.error.message }, 'model not loaded');
+      bus.emit('model', { name, version: null, state: 'failed', error: entry.error.toJSON() });
+      return this.statusOf(name);
+    }
+    entry.error = null;
+
+    const fresh = new Map<number, ModelInstance>();
+    for (const version of selected) {
+      try {
+        const inst = await ModelInstance.load(name, version, modelPath(repository, name, version), file, this.deps);
+        fresh.set(version, inst);
+        entry.failures.delete(version);
+        for (const w of inst.warnings) log.warn({ model: name, version }, w);
+        log.info({ model: name, version, providers: inst.providers, maxBatchSize: inst.config.maxBatchSize, warmedUp: inst.warmedUp }, 'model version loaded');
+      } catch (err) {
+        const e = toPerchError(err);
+        entry.failures.set(version, e);
+        log.error({ model: name, version, code: e.code, err: e.message }, 'model version failed to load');
+        bus.emit('model', { name, version, state: 'failed', error: e.toJSON() });
+      }
+    }
+
+    // The swap: one synchronous step, so no request sees a half-updated map.
+    const previous = entry.instances;
+    const next = new Map<number, ModelInstance>();
+    for (const v of selected) {
+      const inst = fresh.get(v) ?? previous.get(v); // a failed reload keeps the old one serving
+      if (inst) next.set(v, inst);
+    }
+    entry.instances = next;
+    for (const v of entry.failures.keys()) if (!selected.includes(v)) entry.failures.delete(v);
+    for (const inst of fresh.values()) bus.emit('model', { name, version: inst.version, state: 'ready' });
+
+    const retired = [...previous.values()].filter((i) => next.get(i.version) !== i);
+    for (const i of retired) {
+      if (!next.has(i.version)) bus.emit('model', { name, version: i.version, state: 'unloaded' });
+      const done = i.retire().then(() => {
+        this.draining.delete(done);
+        log.info({ model: name, version: i.version }, 'old session released after draining');
+      });
+      this.draining.add(done);
+    }
+    return this.statusOf(name);
+  }
+}

@@ -1,0 +1,118 @@
+// Merges model.json with what the ONNX file says of itself. Without model.json (or for tensors
+// it does not list) names, types and shapes come from the ONNX metadata. A model.json that
+// contradicts the file is refused with PERCH_ERR_MODEL_CONFIG_MISMATCH: serving it would fail
+// on every request instead of once, at load.
+import { PerchError } from '../errors.js';
+import { datatypeFromOrt, type Datatype } from '../tensor/datatypes.js';
+import type { BatchingConfig, ModelConfigFile, SessionConfig, TensorSpecInput } from './model-config.js';
+
+/** What onnxruntime reports of one input or output. */
+export interface OrtTensorMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: ReadonlyArray<number | string>;
+}
+
+export interface TensorSpec {
+  name: string;
+  datatype: Datatype;
+  /** Every axis; -1 = any size. */
+  dims: number[];
+  /** Stacking axis, or null when the tensor is not batched (or the model takes no batch). */
+  batchAxis: number | null;
+}
+
+export interface ResolvedModelConfig {
+  name: string;
+  maxBatchSize: number;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  batching: BatchingConfig;
+  session: SessionConfig;
+}
+
+/** Used when nothing says otherwise and every tensor has a dynamic first axis. */
+export const DEFAULT_MAX_BATCH_SIZE = 64;
+
+function mismatch(model: string, msg: string): PerchError {
+  return new PerchError('PERCH_ERR_MODEL_CONFIG_MISMATCH', `model '${model}': ${msg}`);
+}
+
+function fromOrt(model: string, meta: OrtTensorMetadata): TensorSpec {
+  const datatype = meta.isTensor && meta.type ? datatypeFromOrt(meta.type) : undefined;
+  if (!datatype || !meta.shape) {
+    throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `model '${model}': '${meta.name}' is not a tensor of a supported type (${meta.type ?? 'non-tensor'})`);
+  }
+  const dims = meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+  return { name: meta.name, datatype, dims, batchAxis: dims.length > 0 && dims[0] === -1 ? 0 : null };
+}
+
+function merge(model: string, kind: string, declared: TensorSpecInput, actual: TensorSpec | undefined): TensorSpec {
+  if (!actual) throw mismatch(model, `${kind} '${declared.name}' is not in the ONNX file`);
+  if (declared.datatype !== actual.datatype) {
+    throw mismatch(model, `${kind} '${declared.name}' is ${actual.datatype} in the ONNX file, model.json says ${declared.datatype}`);
+  }
+  if (declared.dims.length !== actual.dims.length) {
+    throw mismatch(model, `${kind} '${declared.name}' has ${actual.dims.length} axes in the ONNX file, model.json gives ${declared.dims.length}`);
+  }
+  const dims = declared.dims.map((d, i) => {
+    const a = actual.dims[i] as number;
+    if (d !== -1 && a !== -1 && d !== a) {
+      throw mismatch(model, `${kind} '${declared.name}' axis ${i} is ${a} in the ONNX file, model.json says ${d}`);
+    }
+    return d === -1 ? a : d; // model.json may pin a dynamic axis; never free a fixed one
+  });
+  const batchAxis = declared.batchAxis === undefined ? (dims.length > 0 ? 0 : null) : declared.batchAxis;
+  if (batchAxis !== null && batchAxis >= dims.length) {
+    throw mismatch(model, `${kind} '${declared.name}' batchAxis ${batchAxis} is outside its ${dims.length} axes`);
+  }
+  return { name: declared.name, datatype: declared.datatype, dims, batchAxis };
+}
+
+function resolveTensors(model: string, kind: string, declared: TensorSpecInput[] | undefined, actual: TensorSpec[]): TensorSpec[] {
+  if (!declared) return actual;
+  const byName = new Map(actual.map((t) => [t.name, t]));
+  const seen = new Set<string>();
+  const specs = declared.map((d) => {
+    if (seen.has(d.name)) throw mismatch(model, `${kind} '${d.name}' is listed twice`);
+    seen.add(d.name);
+    return merge(model, kind, d, byName.get(d.name));
+  });
+  // Tensors model.json leaves out keep what the file says.
+  for (const a of actual) if (!seen.has(a.name)) specs.push(a);
+  return specs;
+}
+
+export function resolveModelConfig(
+  name: string,
+  file: ModelConfigFile,
+  ort: { inputs: readonly OrtTensorMetadata[]; outputs: readonly OrtTensorMetadata[] },
+): ResolvedModelConfig {
+  if (file.name !== undefined && file.name !== name) {
+    throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': model.json names it '${file.name}'; the folder name is the model's name`);
+  }
+  const inputs = resolveTensors(name, 'input', file.inputs, ort.inputs.map((m) => fromOrt(name, m)));
+  const outputs = resolveTensors(name, 'output', file.outputs, ort.outputs.map((m) => fromOrt(name, m)));
+  const all = [...inputs, ...outputs];
+  const batchable = inputs.some((t) => t.batchAxis !== null) && all.every((t) => t.batchAxis === null || t.dims[t.batchAxis] === -1);
+  const maxBatchSize = file.maxBatchSize ?? (batchable ? DEFAULT_MAX_BATCH_SIZE : 0);
+  if (maxBatchSize > 0) {
+    if (!inputs.some((t) => t.batchAxis !== null)) throw mismatch(name, 'maxBatchSize > 0 but no input has a batchAxis');
+    for (const t of all) {
+      if (t.batchAxis !== null && t.dims[t.batchAxis] !== -1) {
+        throw mismatch(name, `'${t.name}' has fixed size ${t.dims[t.batchAxis]} on its batchAxis ${t.batchAxis}: it cannot be batched (set maxBatchSize 0 or batchAxis null)`);
+      }
+    }
+  }
+  // With no batching every tensor is taken whole, as sent.
+  const unbatched = (t: TensorSpec): TensorSpec => ({ ...t, batchAxis: null });
+  return {
+    name,
+    maxBatchSize,
+    inputs: maxBatchSize > 0 ? inputs : inputs.map(unbatched),
+    outputs: maxBatchSize > 0 ? outputs : outputs.map(unbatched),
+    batching: file.batching,
+    session: file.session,
+  };
+}

@@ -1,0 +1,212 @@
+// The dynamic batcher of one model version (Triton's dynamic_batching, with Perch's policy).
+//
+// Requests wait in one FIFO per priority level. Whenever an execution slot is free, a batch is
+// formed from the highest-priority oldest request (the head) plus every later request that can
+// be stacked with it (same group key: equal non-batch dims and equal unbatched inputs) until
+// maxBatchSize items. It is dispatched when it is full, when its size is a preferred size, or
+// when the head has waited maxQueueDelayMs; otherwise a timer fires when the head's wait runs
+// out. With maxQueueDelayMs 0 (the default) a request never waits for company while a slot is
+// free; batches then form from what queued while every slot was busy, which gives batch-1
+// latency at low load and large batches under load.
+import type { Clock, TimerHandle } from '../clock.js';
+import { PerchError } from '../errors.js';
+
+export interface BatcherOptions {
+  /** Items per batch; 0 = the model takes no batch: every request runs alone. */
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+  preferredBatchSizes: readonly number[];
+  maxQueueSize: number;
+  priorityLevels: number;
+  /** Batches that may run at the same time. */
+  concurrency: number;
+}
+
+export interface SubmitOptions {
+  /** Items this request adds to a batch (its size along the batch axis). */
+  items: number;
+  /** Requests are only stacked with requests of the same key. */
+  groupKey: string;
+  /** 1 = highest. */
+  priority: number;
+  /** Give up (PERCH_ERR_TIMEOUT) if still queued after this long; null = wait as long as needed. */
+  timeoutMs: number | null;
+}
+
+interface Entry<T, R> extends SubmitOptions {
+  payload: T;
+  enqueuedAt: number;
+  timer: TimerHandle | null;
+  resolve: (r: R) => void;
+  reject: (e: Error) => void;
+}
+
+/** What a batch run gets: the payloads and how long each waited in the queue (ms). */
+export interface BatchRun<T> {
+  payloads: T[];
+  queuedMs: number[];
+}
+
+export class Batcher<T, R> {
+  private readonly levels: Entry<T, R>[][];
+  private queued = 0;
+  private running = 0;
+  private delayTimer: TimerHandle | null = null;
+  private idleWaiters: Array<() => void> = [];
+  private closedWith: PerchError | null = null;
+
+  constructor(
+    private readonly opts: BatcherOptions,
+    /** Runs one batch; resolves to one result per payload, in order. */
+    private readonly runBatch: (batch: BatchRun<T>) => Promise<R[]>,
+    private readonly clock: Clock,
+  ) {
+    this.levels = Array.from({ length: opts.priorityLevels }, () => []);
+  }
+
+  /** Requests waiting to run (not those running). */
+  get depth(): number {
+    return this.queued;
+  }
+
+  get active(): number {
+    return this.running;
+  }
+
+  submit(payload: T, o: SubmitOptions): Promise<R> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.queued >= this.opts.maxQueueSize) {
+      return Promise.reject(new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${this.queued} requests waiting (maxQueueSize ${this.opts.maxQueueSize})`));
+    }
+    if (o.priority < 1 || o.priority > this.opts.priorityLevels || !Number.isInteger(o.priority)) {
+      return Promise.reject(new PerchError('PERCH_ERR_INVALID_PARAMETER', `priority must be an integer from 1 to ${this.opts.priorityLevels}`));
+    }
+    return new Promise<R>((resolve, reject) => {
+      const entry: Entry<T, R> = { ...o, payload, enqueuedAt: this.clock.now(), timer: null, resolve, reject };
+      if (o.timeoutMs !== null) {
+        entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
+      }
+      (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
+      this.queued++;
+      this.pump();
+    });
+  }
+
+  /** Resolves once nothing is queued or running. */
+  drain(): Promise<void> {
+    if (this.queued === 0 && this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Rejects everything still queued (what is running finishes) and refuses new work. */
+  close(reason: PerchError): void {
+    this.closedWith = reason;
+    if (this.delayTimer) this.clock.clearTimeout(this.delayTimer);
+    for (const level of this.levels) {
+      for (const e of level.splice(0)) this.settle(e, reason);
+    }
+    this.queued = 0;
+    this.checkIdle();
+  }
+
+  private expire(entry: Entry<T, R>): void {
+    entry.timer = null;
+    const level = this.levels[entry.priority - 1] as Entry<T, R>[];
+    const i = level.indexOf(entry);
+    if (i < 0) return; // already dispatched
+    level.splice(i, 1);
+    this.queued--;
+    entry.reject(new PerchError('PERCH_ERR_TIMEOUT', `request waited ${entry.timeoutMs} ms in the queue and was not run`));
+    this.checkIdle();
+    this.pump(); // the head may have changed
+  }
+
+  private settle(e: Entry<T, R>, err: Error): void {
+    if (e.timer) this.clock.clearTimeout(e.timer);
+    e.reject(err);
+  }
+
+  private pump(): void {
+    while (this.running < this.opts.concurrency && this.queued > 0) {
+      const batch = this.formBatch();
+      if (!batch) return;
+      this.dispatch(batch);
+    }
+  }
+
+  /** The next batch if it should go now; otherwise arms the delay timer and returns null. */
+  private formBatch(): Entry<T, R>[] | null {
+    const head = this.head();
+    if (!head) return null;
+    const max = this.opts.maxBatchSize;
+    if (max === 0) return [head];
+
+    const picked: Entry<T, R>[] = [];
+    let items = 0;
+    let preferredCut = 0; // length of the longest prefix whose size is a preferred size
+    for (const level of this.levels) {
+      for (const e of level) {
+        if (e.groupKey !== head.groupKey || items + e.items > max) continue;
+        picked.push(e);
+        items += e.items;
+        if (this.opts.preferredBatchSizes.includes(items)) preferredCut = picked.length;
+        if (items === max) return picked;
+      }
+    }
+    const waited = this.clock.now() - head.enqueuedAt;
+    if (waited >= this.opts.maxQueueDelayMs) return picked;
+    if (preferredCut > 0) return picked.slice(0, preferredCut);
+    this.armDelay(this.opts.maxQueueDelayMs - waited);
+    return null;
+  }
+
+  private head(): Entry<T, R> | undefined {
+    for (const level of this.levels) if (level.length) return level[0];
+    return undefined;
+  }
+
+  private armDelay(ms: number): void {
+    if (this.delayTimer) this.clock.clearTimeout(this.delayTimer);
+    this.delayTimer = this.clock.setTimeout(() => {
+      this.delayTimer = null;
+      this.pump();
+    }, ms);
+  }
+
+  private dispatch(batch: Entry<T, R>[]): void {
+    if (this.delayTimer) {
+      this.clock.clearTimeout(this.delayTimer);
+      this.delayTimer = null;
+    }
+    const now = this.clock.now();
+    for (const e of batch) {
+      const level = this.levels[e.priority - 1] as Entry<T, R>[];
+      level.splice(level.indexOf(e), 1);
+      if (e.timer) this.clock.clearTimeout(e.timer);
+      e.timer = null;
+    }
+    this.queued -= batch.length;
+    this.running++;
+    const run: BatchRun<T> = { payloads: batch.map((e) => e.payload), queuedMs: batch.map((e) => now - e.enqueuedAt) };
+    let promise: Promise<R[]>;
+    try {
+      promise = this.runBatch(run);
+    } catch (err) {
+      promise = Promise.reject(err as Error);
+    }
+    void promise.then(
+      (results) => batch.forEach((e, i) => e.resolve(results[i] as R)),
+      (err: Error) => batch.forEach((e) => e.reject(err)),
+    ).finally(() => {
+      this.running--;
+      this.checkIdle();
+      this.pump();
+    });
+  }
+
+  private checkIdle(): void {
+    if (this.queued === 0 && this.running === 0 && this.idleWaiters.length) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+}

@@ -1,0 +1,14 @@
+import type { Tensor } from '../tensor/tensor.js';
+import type { OrtTensorMetadata } from '../models/resolve-config.js';
+
+/** Runs batches on one onnxruntime session, wherever that session lives. */
+export interface Executor {
+  readonly inputs: OrtTensorMetadata[];
+  readonly outputs: OrtTensorMetadata[];
+  readonly providers: string[];
+  readonly warnings: string[];
+  /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */
+  run(feeds: Tensor[]): Promise<Tensor[]>;
+  /** Releases the session (and its thread). Only called once nothing is running. */
+  close(): Promise<void>;
+}

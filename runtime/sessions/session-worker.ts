@@ -1,0 +1,43 @@
+// Entry of a session worker thread: owns one onnxruntime session and runs batches sent by the
+// main thread, so a long batch never blocks the event loop that serves HTTP and WebSocket.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { SessionConfig } from '../models/model-config.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
+import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+
+const { path, config } = workerData as { path: string; config: SessionConfig };
+const port = parentPort!;
+
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  try {
+    port.postMessage(msg, transfer);
+  } catch {
+    // Some output buffers are not detachable; a copy is still correct.
+    port.postMessage(msg);
+  }
+}
+
+try {
+  const opened = await openSession(path, config);
+  const { session } = opened;
+  port.on('message', (msg: ToWorker) => {
+    if (msg.type === 'close') {
+      void session.release().finally(() => {
+        post({ type: 'closed' });
+        port.close();
+      });
+      return;
+    }
+    session.run(toOrtFeeds(msg.feeds)).then(
+      (results) => {
+        const outputs: Tensor[] = fromOrtResults(results);
+        post({ type: 'result', id: msg.id, outputs }, transferList(outputs));
+      },
+      (err: Error) => post({ type: 'failed', id: msg.id, message: err.message }),
+    );
+  });
+  post({ type: 'ready', inputs: opened.inputs, outputs: opened.outputs, providers: opened.providers, warnings: opened.warnings });
+} catch (err) {
+  post({ type: 'error', message: (err as Error).message });
+}

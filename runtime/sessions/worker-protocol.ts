@@ -1,0 +1,27 @@
+// Messages between the main thread and a session worker.
+import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready'; inputs: OrtTensorMetadata[]; outputs: OrtTensorMetadata[]; providers: string[]; warnings: string[] }
+  | { type: 'error'; message: string }
+  | { type: 'result'; id: number; outputs: Tensor[] }
+  | { type: 'failed'; id: number; message: string }
+  | { type: 'closed' };
+
+/**
+ * Buffers to move (not copy) across threads: only those a tensor owns whole, so transferring
+ * never detaches memory something else still uses.
+ */
+export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>();
+  for (const t of tensors) {
+    const d = t.data;
+    if (Array.isArray(d)) continue;
+    const buf = d.buffer;
+    if (buf instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === buf.byteLength) seen.add(buf);
+  }
+  return [...seen];
+}

@@ -1,0 +1,227 @@
+// Opens the one SQLite file of the store. Three outcomes, never a crash of the runtime:
+// - read-write (the normal case), after moving a corrupt file aside if there was one;
+// - read-only (degraded) when the data directory cannot be written or the disk is full at
+//   start-up: reads still answer (state, cache, backlog stats) and every write fails with a
+//   clear PERCH_ERR_STORE_* code, so inference keeps serving;
+// - a thrown PerchError for anything else (locked by another process, schema from a newer Perch).
+// Incidents are returned, not only logged, so the runtime can record them as events once the
+// outbox is up.
+import Database from 'better-sqlite3';
+import type { Database as Db } from 'better-sqlite3';
+import { closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
+import type { ErrorCode } from '../errors.js';
+import { PerchError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { migrate, schemaVersion, SCHEMA_VERSION } from './migrations.js';
+import { applyPragmas, applyReadOnlyPragmas } from './pragmas.js';
+import { isCorruptionError, storeErrorCode, toStoreError } from './store-errors.js';
+
+export interface StoreIncident {
+  kind: 'corrupt' | 'read-only' | 'full';
+  code: Extract<ErrorCode, 'PERCH_ERR_STORE_CORRUPT' | 'PERCH_ERR_STORE_READONLY' | 'PERCH_ERR_STORE_FULL'>;
+  message: string;
+  file: string;
+  /** Where a corrupt file was moved (kind 'corrupt'). */
+  movedTo?: string;
+  /** Wall-clock epoch ms. */
+  at: number;
+}
+
+export interface OpenDatabaseOptions {
+  dataDir: string;
+  fileName: string;
+  busyTimeoutMs?: number;
+  checkOnOpen?: 'quick' | 'none';
+  /** Open read-only on purpose (tools, tests); no incident is reported for it. */
+  readOnly?: boolean;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface OpenedDatabase {
+  db: Db;
+  file: string;
+  dir: string;
+  writable: boolean;
+  /** What went wrong while opening and how it was handled, oldest first. */
+  incidents: StoreIncident[];
+  /** user_version found before migrating (0 for a new file). */
+  schemaVersionFound: number;
+  /** Why the store is read-only when it opened degraded (not when readOnly was asked for). */
+  degraded?: 'PERCH_ERR_STORE_READONLY' | 'PERCH_ERR_STORE_FULL';
+}
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? silentLogger();
+  const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+  const dir = opts.dataDir;
+  const file = join(dir, opts.fileName);
+  const incidents: StoreIncident[] = [];
+
+  if (opts.readOnly) {
+    const ro = openReadOnly(file, busyTimeoutMs);
+    return { db: ro.db, file, dir, writable: false, incidents, schemaVersionFound: ro.schemaVersionFound };
+  }
+
+  const degrade = (err: unknown): OpenedDatabase => {
+    const code = storeErrorCode(err, dir);
+    const ro = openReadOnly(file, busyTimeoutMs);
+    const message = `${err instanceof Error ? err.message : String(err)}; serving reads from ${ro.source}, every write fails`;
+    const degraded = code === 'PERCH_ERR_STORE_FULL' ? code : 'PERCH_ERR_STORE_READONLY';
+    const kind = degraded === 'PERCH_ERR_STORE_FULL' ? 'full' : 'read-only';
+    incidents.push({ kind, code: degraded, message, file, at: clock.wallNow() });
+    logger.error({ err, file, source: ro.source }, 'store opened read-only');
+    return { db: ro.db, file, dir, writable: false, incidents, schemaVersionFound: ro.schemaVersionFound, degraded };
+  };
+  const canDegrade = (err: unknown): boolean => {
+    const code = storeErrorCode(err, dir);
+    return code === 'PERCH_ERR_STORE_READONLY' || code === 'PERCH_ERR_STORE_FULL';
+  };
+
+  for (let attempt = 0; ; attempt++) {
+    try {
+      ensureFile(dir, file);
+      const { db, found } = openWritable(file, busyTimeoutMs, opts.checkOnOpen ?? 'quick');
+      return { db, file, dir, writable: true, incidents, schemaVersionFound: found };
+    } catch (err) {
+      if (isCorruptionError(err) && attempt === 0) {
+        let movedTo: string;
+        try {
+          movedTo = moveAside(file, clock.wallNow());
+        } catch (moveErr) {
+          // Corrupt and on a read-only disk: nothing can be moved; serve what can be read.
+          if (canDegrade(moveErr)) return degrade(moveErr);
+          throw toStoreError(moveErr, `move corrupt ${file} aside`, { dir });
+        }
+        const message = `${err instanceof Error ? err.message : String(err)}; moved to ${movedTo}, a fresh database was created`;
+        incidents.push({ kind: 'corrupt', code: 'PERCH_ERR_STORE_CORRUPT', message, file, movedTo, at: clock.wallNow() });
+        logger.error({ err, file, movedTo }, 'corrupt database moved aside');
+        continue;
+      }
+      if (canDegrade(err)) return degrade(err);
+      throw toStoreError(err, `open ${file}`, { dir });
+    }
+  }
+}
+
+/** The directory 0700 and the file 0600 before SQLite touches them; SQLite gives -wal and -shm the db file's mode. */
+function ensureFile(dir: string, file: string): void {
+  mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+  // 'a' creates without truncating; opening for write also fails early (EROFS, EACCES) on a
+  // read-only file system, before SQLite reports it as a vague SQLITE_CANTOPEN.
+  const fd = openSync(file, 'a', FILE_MODE);
+  try {
+    fchmodSync(fd, FILE_MODE); // the umask may have cut the mode at creation; an old file may be wider
+  } catch {
+    // Not our file to chmod (EPERM): it is writable, which is what matters here.
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+
+/**
+ * Checked before SQLite opens the file: on a file that is not a database SQLite fails only after
+ * it has looked at (and on close may delete) the -wal, which we want to keep next to the copy.
+ */
+function assertHeader(file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(SQLITE_MAGIC.length);
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n === 0) return; // empty: SQLite makes a new database of it
+    if (n < head.length || !head.equals(SQLITE_MAGIC)) {
+      throw Object.assign(new Error('file is not a database (no SQLite header)'), { code: 'SQLITE_NOTADB' });
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openWritable(file: string, busyTimeoutMs: number, check: 'quick' | 'none'): { db: Db; found: number } {
+  assertHeader(file);
+  const db = new Database(file);
+  try {
+    applyPragmas(db, { busyTimeoutMs }); // reads the header: SQLITE_NOTADB for a file that is not a database
+    if (check === 'quick') {
+      const rows = db.pragma('quick_check(1)') as Array<{ quick_check: string }>;
+      const result = rows[0]?.quick_check ?? 'no result';
+      if (result !== 'ok') throw Object.assign(new Error(`quick_check: ${result}`), { code: 'SQLITE_CORRUPT' });
+    }
+    const found = migrate(db);
+    return { db, found };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Renames the file and its WAL out of the way; the -shm index belongs to the old file and is removed. */
+function moveAside(file: string, at: number): string {
+  let target = `${file}.corrupt-${at}`;
+  for (let i = 1; existsSync(target); i++) target = `${file}.corrupt-${at}-${i}`;
+  renameSync(file, target);
+  for (const suffix of ['-wal', '-journal']) {
+    if (existsSync(file + suffix)) renameSync(file + suffix, target + suffix);
+  }
+  rmSync(`${file}-shm`, { force: true });
+  return target;
+}
+
+interface ReadOnlyDb {
+  db: Db;
+  source: string;
+  schemaVersionFound: number;
+}
+
+/**
+ * Best read-only view available: the file itself; else an in-memory snapshot of it (a WAL
+ * database needs its -shm, which cannot be created on a read-only mount after a clean shutdown
+ * removed it; the snapshot misses what is still in the -wal, which stays safe on disk); else an
+ * empty store with the current schema. Each is query_only, so writes fail with SQLITE_READONLY.
+ */
+function openReadOnly(file: string, busyTimeoutMs: number): ReadOnlyDb {
+  const attempt = (make: () => Db): Db | undefined => {
+    let db: Db | undefined;
+    try {
+      db = make();
+      applyReadOnlyPragmas(db, { busyTimeoutMs });
+      const v = schemaVersion(db);
+      if (v > SCHEMA_VERSION) {
+        throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `database schema version ${v} is newer than this runtime's ${SCHEMA_VERSION}`);
+      }
+      if (v === SCHEMA_VERSION) return db;
+      db.close(); // an older schema cannot be migrated without writing
+      return undefined;
+    } catch (err) {
+      db?.close();
+      if (err instanceof PerchError) throw err;
+      return undefined;
+    }
+  };
+  if (existsSync(file)) {
+    const direct = attempt(() => new Database(file, { readonly: true, fileMustExist: true }));
+    if (direct) return { db: direct, source: 'the database file', schemaVersionFound: SCHEMA_VERSION };
+    const snapshot = attempt(() => {
+      const image = readFileSync(file);
+      // Header bytes 18-19 say WAL (2); an in-memory database cannot do WAL, so the copy says legacy (1).
+      if (image.length >= 100 && image[18] === 2 && image[19] === 2) {
+        image[18] = 1;
+        image[19] = 1;
+      }
+      return new Database(image);
+    });
+    if (snapshot) return { db: snapshot, source: 'an in-memory snapshot of the database file (WAL not applied)', schemaVersionFound: SCHEMA_VERSION };
+  }
+  const db = new Database(':memory:');
+  const found = migrate(db);
+  applyReadOnlyPragmas(db, { busyTimeoutMs });
+  return { db, source: 'an empty in-memory store', schemaVersionFound: found };
+}

@@ -1,0 +1,72 @@
+// Store metrics (PROTOCOL section 6), read from the stores' running totals at scrape time, so the
+// stores know nothing about Prometheus. Always on a passed Registry, never prom-client's global
+// one: tests run several runtimes in one process.
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Outbox } from './outbox.js';
+import type { ResultCache } from './result-cache.js';
+
+export interface StoreMetricParts {
+  outbox?: Outbox;
+  cache?: ResultCache;
+}
+
+const DROP_REASONS = ['ttl', 'overflow'] as const;
+
+export function registerStoreMetrics(registry: Registry, parts: StoreMetricParts): void {
+  const registers = [registry];
+  const { outbox, cache } = parts;
+  if (outbox) {
+    new Gauge({
+      name: 'perch_outbox_events', help: 'Events in the outbox, waiting for upload (in flight included).', registers,
+      collect() {
+        this.set(outbox.stats().count);
+      },
+    });
+    new Gauge({
+      name: 'perch_outbox_bytes', help: 'Bytes of the events in the outbox (type + payload JSON).', registers,
+      collect() {
+        this.set(outbox.stats().bytes);
+      },
+    });
+    new Gauge({
+      name: 'perch_outbox_oldest_age_seconds', help: 'Age of the oldest event in the outbox; 0 when empty.', registers,
+      collect() {
+        this.set(outbox.stats().oldestAgeMs / 1000);
+      },
+    });
+    // Counters mirrored from the outbox's own totals (they only rise while it is open).
+    new Counter({
+      name: 'perch_outbox_dropped_total', help: 'Events dropped by retention before upload, by reason (ttl, overflow).', labelNames: ['reason'], registers,
+      collect() {
+        const dropped = outbox.stats().dropped;
+        this.reset();
+        for (const reason of DROP_REASONS) this.inc({ reason }, dropped[reason]);
+      },
+    });
+  }
+  if (cache) {
+    const labelNames = ['model', 'version'] as const;
+    const perModel = () => cache.stats().byModel;
+    const mirror = (name: string, help: string, field: 'hits' | 'misses' | 'evictions') =>
+      new Counter({
+        name, help, labelNames, registers,
+        collect() {
+          this.reset();
+          for (const m of perModel()) this.inc({ model: m.model, version: String(m.version) }, m[field]);
+        },
+      });
+    mirror('perch_cache_hits_total', 'Requests answered from the result cache.', 'hits');
+    mirror('perch_cache_misses_total', 'Cache lookups that found no live entry.', 'misses');
+    mirror('perch_cache_evictions_total', 'Cache entries removed by the byte budget (least recently used first).', 'evictions');
+    const gauge = (name: string, help: string, field: 'bytes' | 'entries') =>
+      new Gauge({
+        name, help, labelNames, registers,
+        collect() {
+          this.reset();
+          for (const m of perModel()) this.set({ model: m.model, version: String(m.version) }, m[field]);
+        },
+      });
+    gauge('perch_cache_bytes', 'Bytes of serialized outputs in the result cache.', 'bytes');
+    gauge('perch_cache_entries', 'Entries in the result cache.', 'entries');
+  }
+}

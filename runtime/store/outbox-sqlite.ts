@@ -1,0 +1,310 @@
+// The outbox on SQLite. Appends are group-committed (group-commit.ts). The seq counter is
+// max(meta.outbox.last_seq, max(seq) in the table): an append's rows carry their seqs, so the
+// append transaction does not also rewrite the meta page (one page less per fsync'd commit);
+// every transaction that deletes events writes the counter to meta, so it survives even after
+// every event was acked. Either way it is committed atomically with the change that needs it: a
+// seq is never reused, and a failed commit consumes none. Running totals (count, bytes, oldest)
+// are kept in memory so stats() never scans the table.
+import type { Database, Statement } from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { systemClock, type Clock } from '../clock.js';
+import { PerchError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { OutboxLimits } from './config.js';
+import { GroupCommit } from './group-commit.js';
+import type { AppendResult, DropCounts, DropListener, Outbox, OutboxEvent, OutboxStats } from './outbox.js';
+import { toStoreError, type StoreErrorContext } from './store-errors.js';
+
+export interface SqliteOutboxOptions {
+  limits: OutboxLimits;
+  clock?: Clock;
+  logger?: Logger;
+  /** Data directory, so an I/O error can be checked for a read-only file system. */
+  dir?: string;
+  /** Set when the store opened degraded: writes fail with this code. */
+  degraded?: StoreErrorContext['degraded'];
+}
+
+interface Pending {
+  type: string;
+  json: string;
+  bytes: number;
+}
+
+interface Row {
+  seq: number;
+  event_id: string;
+  type: string;
+  payload: string;
+  created_at: number;
+  bytes: number;
+}
+
+interface Dropped {
+  count: number;
+  bytes: number;
+  /** Highest seq deleted (every seq up to it is gone). */
+  upTo: number;
+  /** created_at of the oldest event left, read in the same transaction. */
+  oldest: number | null;
+}
+
+const NONE: Dropped = { count: 0, bytes: 0, upTo: 0, oldest: null };
+
+export class SqliteOutbox implements Outbox {
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly errCtx: StoreErrorContext;
+  private limits: OutboxLimits;
+  private readonly group: GroupCommit<Pending, AppendResult>;
+  private readonly listeners = new Set<DropListener>();
+  private readonly inFlight = new Set<number>();
+  private readonly st: Record<
+    'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'oldest' | 'scanOldest' | 'deleteUpTo' | 'scan' | 'deleteOne' | 'deleteExpired',
+    Statement
+  >;
+  private lastSeq: number;
+  private count: number;
+  private bytes: number;
+  private oldestCreatedAt: number | null;
+  private droppedTtl = 0;
+  private droppedOverflow = 0;
+  private closed = false;
+
+  constructor(private readonly db: Database, opts: SqliteOutboxOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? silentLogger();
+    this.errCtx = { dir: opts.dir, degraded: opts.degraded };
+    this.limits = { ...opts.limits };
+    // Prepared once (DESIGN house style 6).
+    this.st = {
+      insert: db.prepare('INSERT INTO outbox (seq, event_id, type, payload, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
+      setLastSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'"),
+      lastSeq: db.prepare("SELECT value FROM meta WHERE key = 'outbox.last_seq'").pluck(),
+      maxSeq: db.prepare('SELECT coalesce(max(seq), 0) FROM outbox').pluck(),
+      totals: db.prepare('SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM outbox'),
+      oldest: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1').pluck(),
+      scanOldest: db.prepare('SELECT seq, bytes FROM outbox ORDER BY seq'),
+      deleteUpTo: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
+      scan: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes FROM outbox WHERE seq > ? ORDER BY seq'),
+      deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING bytes').pluck(),
+      deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, bytes'),
+    };
+    // Once at open: the counter (the larger of meta and the table, in case meta lagged), the totals.
+    this.lastSeq = Math.max(Number(this.st.lastSeq.get() ?? 0), Number(this.st.maxSeq.get()));
+    const totals = this.st.totals.get() as { count: number; bytes: number };
+    this.count = totals.count;
+    this.bytes = totals.bytes;
+    this.oldestCreatedAt = this.readOldest();
+    this.group = new GroupCommit((items) => this.commitAppends(items), (err) => toStoreError(err, 'outbox append', this.errCtx));
+  }
+
+  append(type: string, payload: unknown): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'outbox append: the store is closed'));
+    if (typeof type !== 'string' || type.length === 0) {
+      return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', 'event type must be a non-empty string'));
+    }
+    let json: string;
+    try {
+      json = JSON.stringify(payload === undefined ? null : payload);
+    } catch (err) {
+      return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', `event payload is not JSON-serializable: ${(err as Error).message}`, { cause: err }));
+    }
+    const payloadBytes = Buffer.byteLength(json);
+    if (payloadBytes > this.limits.maxEventBytes) {
+      return Promise.reject(new PerchError('PERCH_ERR_EVENT_TOO_LARGE', `event payload is ${payloadBytes} bytes, the limit is ${this.limits.maxEventBytes}`));
+    }
+    return this.group.submit({ type, json, bytes: payloadBytes + Buffer.byteLength(type) });
+  }
+
+  /**
+   * One transaction for the whole batch; in-memory state changes only after it committed, and
+   * nothing after the commit can throw (every read it needs happened inside the transaction), so
+   * a committed batch is never reported as failed and its seqs are never handed out again.
+   */
+  private commitAppends(items: readonly Pending[]): AppendResult[] {
+    const now = this.clock.wallNow();
+    const results: AppendResult[] = [];
+    let added = 0;
+    const dropped = this.db.transaction((): Dropped => {
+      let seq = this.lastSeq;
+      for (const item of items) {
+        seq++;
+        const eventId = randomUUID();
+        this.st.insert.run(seq, eventId, item.type, item.json, now, item.bytes);
+        results.push({ eventId, seq });
+        added += item.bytes;
+      }
+      const excess = this.bytes + added - this.limits.maxBytes;
+      return excess > 0 ? this.dropOldest(excess, seq) : NONE;
+    })();
+    const wasEmpty = this.count === 0;
+    this.lastSeq += items.length;
+    this.count += items.length - dropped.count;
+    this.bytes += added - dropped.bytes;
+    if (dropped.count > 0) {
+      this.forgetUpTo(dropped.upTo);
+      this.droppedOverflow += dropped.count;
+      this.oldestCreatedAt = dropped.oldest;
+      this.notify({ ttl: 0, overflow: dropped.count, bytes: dropped.bytes });
+    } else if (wasEmpty) {
+      this.oldestCreatedAt = now;
+    }
+    return results;
+  }
+
+  /** drop-oldest: deletes from the front until `excess` bytes are freed. Runs inside a transaction. */
+  private dropOldest(excess: number, lastSeq: number): Dropped {
+    let count = 0;
+    let bytes = 0;
+    let upTo = 0;
+    for (const row of this.st.scanOldest.iterate() as IterableIterator<{ seq: number; bytes: number }>) {
+      count++;
+      bytes += row.bytes;
+      upTo = row.seq;
+      if (bytes >= excess) break; // leaving the loop closes the iterator before the DELETE runs
+    }
+    if (count > 0) {
+      this.st.deleteUpTo.run(upTo);
+      this.st.setLastSeq.run(lastSeq);
+    }
+    return { count, bytes, upTo, oldest: this.readOldest() };
+  }
+
+  claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]> {
+    try {
+      const out: OutboxEvent[] = [];
+      if (limit <= 0) return Promise.resolve(out);
+      let bytes = 0;
+      for (const row of this.st.scan.iterate(0) as IterableIterator<Row>) {
+        if (this.inFlight.has(row.seq)) continue;
+        if (maxBytes !== undefined && out.length > 0 && bytes + row.bytes > maxBytes) break;
+        out.push({ seq: row.seq, eventId: row.event_id, type: row.type, payload: JSON.parse(row.payload) as unknown, createdAt: row.created_at, bytes: row.bytes });
+        bytes += row.bytes;
+        if (out.length >= limit) break;
+      }
+      for (const e of out) this.inFlight.add(e.seq);
+      return Promise.resolve(out);
+    } catch (err) {
+      return Promise.reject(toStoreError(err, 'outbox claim', this.errCtx));
+    }
+  }
+
+  ack(seqs: readonly number[]): Promise<number> {
+    const unique = [...new Set(seqs)];
+    let deleted = 0;
+    let freed = 0;
+    let oldest: number | null = null;
+    try {
+      this.db.transaction(() => {
+        for (const seq of unique) {
+          const b = this.st.deleteOne.get(seq) as number | undefined;
+          if (b !== undefined) {
+            deleted++;
+            freed += b;
+          }
+        }
+        if (deleted > 0) this.st.setLastSeq.run(this.lastSeq);
+        oldest = this.readOldest();
+      })();
+    } catch (err) {
+      return Promise.reject(toStoreError(err, 'outbox ack', this.errCtx));
+    }
+    for (const seq of unique) this.inFlight.delete(seq);
+    if (deleted > 0) {
+      this.count -= deleted;
+      this.bytes -= freed;
+      this.oldestCreatedAt = oldest;
+    }
+    return Promise.resolve(deleted);
+  }
+
+  release(seqs: readonly number[]): Promise<void> {
+    for (const seq of seqs) this.inFlight.delete(seq);
+    return Promise.resolve();
+  }
+
+  sweep(): Promise<DropCounts> {
+    const cutoff = this.clock.wallNow() - this.limits.ttlSeconds * 1000;
+    let expired: Array<{ seq: number; bytes: number }>;
+    let overflow: Dropped;
+    let oldest: number | null;
+    try {
+      [expired, overflow, oldest] = this.db.transaction((): [Array<{ seq: number; bytes: number }>, Dropped, number | null] => {
+        const gone = this.st.deleteExpired.all(cutoff) as Array<{ seq: number; bytes: number }>;
+        let goneBytes = 0;
+        for (const r of gone) goneBytes += r.bytes;
+        if (gone.length > 0) this.st.setLastSeq.run(this.lastSeq);
+        const excess = this.bytes - goneBytes - this.limits.maxBytes;
+        const over = excess > 0 ? this.dropOldest(excess, this.lastSeq) : NONE;
+        return [gone, over, this.readOldest()];
+      })();
+    } catch (err) {
+      return Promise.reject(toStoreError(err, 'outbox sweep', this.errCtx));
+    }
+    let ttlBytes = 0;
+    for (const r of expired) {
+      ttlBytes += r.bytes;
+      this.inFlight.delete(r.seq);
+    }
+    this.forgetUpTo(overflow.upTo);
+    const drop: DropCounts = { ttl: expired.length, overflow: overflow.count, bytes: ttlBytes + overflow.bytes };
+    if (drop.ttl + drop.overflow > 0) {
+      this.count -= drop.ttl + drop.overflow;
+      this.bytes -= drop.bytes;
+      this.droppedTtl += drop.ttl;
+      this.droppedOverflow += drop.overflow;
+      this.oldestCreatedAt = oldest;
+      this.notify(drop);
+    }
+    return Promise.resolve(drop);
+  }
+
+  setLimits(limits: Partial<OutboxLimits>): void {
+    this.limits = { ...this.limits, ...limits };
+  }
+
+  stats(): OutboxStats {
+    return {
+      count: this.count,
+      bytes: this.bytes,
+      oldestAgeMs: this.oldestCreatedAt === null ? 0 : Math.max(0, this.clock.wallNow() - this.oldestCreatedAt),
+      inFlight: this.inFlight.size,
+      lastSeq: this.lastSeq,
+      dropped: { ttl: this.droppedTtl, overflow: this.droppedOverflow },
+      commits: this.group.commits,
+    };
+  }
+
+  onDrop(listener: DropListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): Promise<void> {
+    this.group.flush();
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  private readOldest(): number | null {
+    const v = this.st.oldest.get() as number | undefined;
+    return v ?? null;
+  }
+
+  private forgetUpTo(upTo: number): void {
+    if (upTo <= 0 || this.inFlight.size === 0) return;
+    for (const seq of this.inFlight) if (seq <= upTo) this.inFlight.delete(seq);
+  }
+
+  /** Listeners run after the commit; one that throws is logged and does not stop the others. */
+  private notify(drop: DropCounts): void {
+    for (const l of this.listeners) {
+      try {
+        l(drop);
+      } catch (err) {
+        this.logger.error({ err }, 'outbox drop listener failed');
+      }
+    }
+  }
+}

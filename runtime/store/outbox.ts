@@ -1,0 +1,73 @@
+// The event outbox interface: what the `emit` op, the runtime's own events and the uploader
+// (cloud sync) rely on. test/store/abstract/outbox-suite.ts checks any implementation of it.
+import type { OutboxLimits } from './config.js';
+
+export interface AppendResult {
+  /** UUID v4, unique per event, for dedup on the cloud side. */
+  eventId: string;
+  /** Per-device sequence number: rises by exactly 1 per event, never repeats, also across restarts. */
+  seq: number;
+}
+
+export interface OutboxEvent {
+  seq: number;
+  eventId: string;
+  type: string;
+  payload: unknown;
+  /** Wall-clock epoch ms of the commit. */
+  createdAt: number;
+  /** What the byte budget counts for it: UTF-8 bytes of type + payload JSON. */
+  bytes: number;
+}
+
+/** Events dropped by retention in one go; a listener gets one of these per sweep or commit that dropped. */
+export interface DropCounts {
+  ttl: number;
+  overflow: number;
+  bytes: number;
+}
+
+export type DropListener = (drop: DropCounts) => void;
+
+export interface OutboxStats {
+  /** Events stored (claimed ones included, until acked). */
+  count: number;
+  /** Sum of their `bytes`. */
+  bytes: number;
+  /** Age of the oldest stored event; 0 when empty. */
+  oldestAgeMs: number;
+  /** Claimed, neither acked nor released. */
+  inFlight: number;
+  /** Highest seq assigned so far (0 before the first event). */
+  lastSeq: number;
+  /** Events dropped by retention since this outbox was opened, by reason. */
+  dropped: { ttl: number; overflow: number };
+  /** Write transactions committed or attempted for appends (group commits) since open. */
+  commits: number;
+}
+
+export interface Outbox {
+  /** Resolves once the event is committed durably; rejects with a PERCH_ERR_* code otherwise (no seq used). */
+  append(type: string, payload: unknown): Promise<AppendResult>;
+  /**
+   * The oldest unclaimed events in seq order, at most `limit`, and at most `maxBytes` in total
+   * (but always at least one event if any is unclaimed, so a large event cannot block the queue).
+   * They stay stored and count as in flight until acked or released. In-flight marks are kept
+   * in memory: after a restart every stored event is unclaimed again (at-least-once delivery).
+   */
+  claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]>;
+  /** Deletes these events durably (the cloud has them); unknown seqs are ignored. Resolves to how many were deleted. */
+  ack(seqs: readonly number[]): Promise<number>;
+  /** Makes claimed events claimable again; being the oldest, they are the next ones claimed. */
+  release(seqs: readonly number[]): Promise<void>;
+  /** Applies the TTL and the byte budget now. Listeners hear about any drop as well. */
+  sweep(): Promise<DropCounts>;
+  /** New retention limits (live config); the budget applies from the next append or sweep. */
+  setLimits(limits: Partial<OutboxLimits>): void;
+  /** Cheap: running totals, no table scan. */
+  stats(): OutboxStats;
+  /** Called after every commit or sweep that dropped events; returns an unsubscribe function. */
+  onDrop(listener: DropListener): () => void;
+  /** Commits what is pending, then refuses new appends. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,33 @@
+// Every PRAGMA the store sets, in one place (DESIGN house style 6). Durability is chosen here.
+import type { Database } from 'better-sqlite3';
+
+export interface PragmaOptions {
+  busyTimeoutMs: number;
+}
+
+/** WAL files above this are cut back after a checkpoint, so a burst does not keep its disk space. */
+const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
+
+/** Pragmas for a read-write connection. Throws what SQLite throws (the caller maps it). */
+export function applyPragmas(db: Database, opts: PragmaOptions): void {
+  // busy_timeout first: switching to WAL may have to wait for another connection's lock.
+  db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs)}`);
+  // WAL: readers never block the writer, and a commit is one sequential append to the -wal file.
+  const mode = db.pragma('journal_mode = WAL', { simple: true });
+  if (String(mode).toLowerCase() !== 'wal') throw new Error(`journal_mode is ${String(mode)}, WAL could not be set`);
+  // FULL, not NORMAL: in WAL mode NORMAL fsyncs only at checkpoints, so the last commits before a
+  // power cut can be lost even though their transactions returned. Perch acknowledges an emit
+  // only after its commit, and an acknowledged event must survive power loss; FULL fsyncs the
+  // WAL on every commit. The cost is one fsync per group commit, which group commit amortises.
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+}
+
+/** Pragmas for a connection that only reads (degraded mode): no journal change is possible. */
+export function applyReadOnlyPragmas(db: Database, opts: PragmaOptions): void {
+  db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs)}`);
+  db.pragma('foreign_keys = ON');
+  // Any write now fails with SQLITE_READONLY, which maps to PERCH_ERR_STORE_READONLY.
+  db.pragma('query_only = ON');
+}

@@ -1,0 +1,77 @@
+// Triton's binary tensor extension: tensors carry `parameters.binary_data_size` instead of
+// `data`, and their raw little-endian bytes follow the JSON header in tensor order.
+// BYTES elements are each a 4-byte little-endian length followed by that many bytes.
+import { PerchError } from '../errors.js';
+import { arrayConstructor, type Datatype, elementSize, type TensorData } from './datatypes.js';
+import { elementCount, type Tensor } from './tensor.js';
+
+function lie(msg: string): PerchError {
+  return new PerchError('PERCH_ERR_BINARY_SIZE', msg);
+}
+
+/** Decodes one tensor's bytes. `bytes` is exactly the tensor's binary_data_size bytes. */
+export function decodeBinaryData(name: string, datatype: Datatype, shape: number[], bytes: Uint8Array): TensorData {
+  const count = elementCount(shape);
+  const ctor = arrayConstructor(datatype);
+  if (!ctor) return decodeBytesElements(name, count, bytes);
+  const expected = count * elementSize(datatype);
+  if (bytes.byteLength !== expected) {
+    throw lie(`tensor '${name}': shape ${JSON.stringify(shape)} of ${datatype} needs ${expected} bytes, binary_data_size is ${bytes.byteLength}`);
+  }
+  // Copy into a fresh buffer: the frame's offset is rarely aligned for the element size, and
+  // the copy can then be transferred to a worker thread without pinning the whole frame.
+  const own = new Uint8Array(expected);
+  own.set(bytes);
+  return new ctor(own.buffer, 0, count);
+}
+
+function decodeBytesElements(name: string, count: number, bytes: Uint8Array): string[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: string[] = [];
+  let at = 0;
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) throw lie(`tensor '${name}': BYTES element ${i} runs past binary_data_size`);
+    const len = view.getUint32(at, true);
+    at += 4;
+    if (at + len > bytes.byteLength) throw lie(`tensor '${name}': BYTES element ${i} runs past binary_data_size`);
+    try {
+      out.push(decoder.decode(bytes.subarray(at, at + len)));
+    } catch {
+      throw new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${name}': BYTES element ${i} is not UTF-8`);
+    }
+    at += len;
+  }
+  if (at !== bytes.byteLength) throw lie(`tensor '${name}': ${bytes.byteLength - at} bytes left after ${count} BYTES elements`);
+  return out;
+}
+
+/** The raw bytes of a tensor, as they go on the wire. */
+export function encodeBinaryData(t: Tensor): Uint8Array {
+  const d = t.data;
+  if (!Array.isArray(d)) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  const parts = d.map((s) => Buffer.from(s, 'utf8'));
+  const out = Buffer.allocUnsafe(parts.reduce((n, p) => n + 4 + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.writeUInt32LE(p.length, at);
+    p.copy(out, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
+}
+
+/** Splits the bytes after a header into one slice per binary tensor, checking the sizes add up. */
+export function sliceBinaryParts(sizes: readonly number[], body: Uint8Array): Uint8Array[] {
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== body.byteLength) {
+    throw lie(`binary_data_size values add up to ${total} bytes but ${body.byteLength} bytes follow the header`);
+  }
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for (const size of sizes) {
+    parts.push(body.subarray(at, at + size));
+    at += size;
+  }
+  return parts;
+}

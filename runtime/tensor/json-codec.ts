@@ -1,0 +1,116 @@
+// OIP (KServe v2) JSON tensors: `data` is a flat (or nested) row-major array. Values are checked
+// here, once, so a wrong element type is a clear PERCH_ERR_TENSOR_DATA and never reaches ORT.
+import { PerchError } from '../errors.js';
+import { allocate, type Datatype, type NumericArray, type TensorData } from './datatypes.js';
+import { fromHalfBits, toHalfBits } from './fp16.js';
+import { elementCount, type Tensor } from './tensor.js';
+
+const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
+  UINT8: [0, 0xff], UINT16: [0, 0xffff], UINT32: [0, 0xffffffff],
+  INT8: [-0x80, 0x7f], INT16: [-0x8000, 0x7fff], INT32: [-0x80000000, 0x7fffffff],
+};
+
+function flatten(data: unknown[]): unknown[] {
+  // OIP allows nested arrays; most clients send flat ones, so only flatten when needed.
+  return data.some(Array.isArray) ? (data.flat(Infinity) as unknown[]) : data;
+}
+
+function bad(name: string, what: string): PerchError {
+  return new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${name}': ${what}`);
+}
+
+/** Reads `data` of a JSON tensor into Perch's in-memory form, checking count and element types. */
+export function decodeJsonData(name: string, datatype: Datatype, shape: number[], raw: unknown): TensorData {
+  if (!Array.isArray(raw)) throw bad(name, '`data` must be an array');
+  const values = flatten(raw);
+  const count = elementCount(shape);
+  if (values.length !== count) {
+    throw bad(name, `shape ${JSON.stringify(shape)} needs ${count} elements, data has ${values.length}`);
+  }
+  const out = allocate(datatype, count);
+  switch (datatype) {
+    case 'BYTES': {
+      const strs = out as string[];
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'string') throw bad(name, `element ${i} must be a string`);
+        strs[i] = v;
+      }
+      return strs;
+    }
+    case 'BOOL': {
+      const u8 = out as Uint8Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (v === true || v === 1) u8[i] = 1;
+        else if (v !== false && v !== 0) throw bad(name, `element ${i} must be a boolean`);
+      }
+      return u8;
+    }
+    case 'INT64':
+    case 'UINT64': {
+      const big = out as BigInt64Array | BigUint64Array;
+      const min = datatype === 'UINT64' ? 0n : -(2n ** 63n);
+      const max = datatype === 'UINT64' ? 2n ** 64n - 1n : 2n ** 63n - 1n;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        let b: bigint;
+        if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
+        else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v); // exact beyond 2^53
+        else throw bad(name, `element ${i} must be an integer`);
+        if (b < min || b > max) throw bad(name, `element ${i} is out of range for ${datatype}`);
+        big[i] = b;
+      }
+      return big;
+    }
+    case 'FP16': {
+      const u16 = out as Uint16Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
+        u16[i] = toHalfBits(v);
+      }
+      return u16;
+    }
+    case 'FP32':
+    case 'FP64': {
+      const f = out as Float32Array | Float64Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
+        f[i] = v;
+      }
+      return f;
+    }
+    default: {
+      const [min, max] = INT_RANGE[datatype] as [number, number];
+      const ints = out as NumericArray as Int32Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+          throw bad(name, `element ${i} must be an integer in [${min}, ${max}] for ${datatype}`);
+        }
+        ints[i] = v;
+      }
+      return ints;
+    }
+  }
+}
+
+/** A tensor's data as a JSON-ready flat array. */
+export function encodeJsonData(t: Tensor): unknown[] {
+  const d = t.data;
+  if (Array.isArray(d)) return d;
+  switch (t.datatype) {
+    case 'BOOL':
+      return Array.from(d as Uint8Array, (v) => v !== 0);
+    case 'FP16':
+      return Array.from(d as Uint16Array, fromHalfBits);
+    case 'INT64':
+    case 'UINT64':
+      // JSON numbers; values past 2^53 lose precision, as in every OIP JSON server.
+      return Array.from(d as BigInt64Array, Number);
+    default:
+      return Array.from(d as Float32Array);
+  }
+}

@@ -1,0 +1,85 @@
+import type { Datatype, TensorData } from './datatypes.js';
+import { allocate } from './datatypes.js';
+
+/** A tensor as Perch holds it between the codecs, the scheduler and onnxruntime. */
+export interface Tensor {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+  data: TensorData;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Bytes the tensor's data takes (BYTES: the UTF-8 length of every element plus its 4-byte prefix). */
+export function byteLength(t: Tensor): number {
+  if (Array.isArray(t.data)) {
+    let n = 0;
+    for (const s of t.data) n += 4 + Buffer.byteLength(s);
+    return n;
+  }
+  return t.data.byteLength;
+}
+
+/**
+ * Concatenates the data of several tensors along `axis`. Every part has the same shape except
+ * at `axis`. Row-major: each part contributes `outer` runs of `size(axis) * inner` elements.
+ */
+export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor {
+  const first = parts[0];
+  if (!first) throw new Error('concatAlongAxis: no parts');
+  if (parts.length === 1) return first;
+  const outer = elementCount(first.shape.slice(0, axis));
+  const inner = elementCount(first.shape.slice(axis + 1));
+  let total = 0;
+  for (const p of parts) total += p.shape[axis] ?? 0;
+  const shape = first.shape.slice();
+  shape[axis] = total;
+  const out = allocate(first.datatype, outer * total * inner);
+  let offset = 0;
+  for (let o = 0; o < outer; o++) {
+    for (const p of parts) {
+      const run = (p.shape[axis] ?? 0) * inner;
+      const start = o * run;
+      copyRange(p.data, start, start + run, out, offset);
+      offset += run;
+    }
+  }
+  return { name: first.name, datatype: first.datatype, shape, data: out };
+}
+
+/** Splits a tensor along `axis` into parts of the given sizes (the inverse of concatAlongAxis). */
+export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+  if (sizes.length === 1) return [t];
+  const outer = elementCount(t.shape.slice(0, axis));
+  const inner = elementCount(t.shape.slice(axis + 1));
+  const total = t.shape[axis] ?? 0;
+  const parts: Tensor[] = [];
+  let before = 0;
+  for (const size of sizes) {
+    const shape = t.shape.slice();
+    shape[axis] = size;
+    const data = allocate(t.datatype, outer * size * inner);
+    for (let o = 0; o < outer; o++) {
+      const start = (o * total + before) * inner;
+      copyRange(t.data, start, start + size * inner, data, o * size * inner);
+    }
+    parts.push({ name: t.name, datatype: t.datatype, shape, data });
+    before += size;
+  }
+  return parts;
+}
+
+function copyRange(src: TensorData, start: number, end: number, dst: TensorData, at: number): void {
+  if (Array.isArray(src)) {
+    const d = dst as string[];
+    for (let i = start; i < end; i++) d[at + i - start] = src[i] as string;
+    return;
+  }
+  // Same typed array kind on both sides: set() copies with memmove.
+  (dst as typeof src).set(src.subarray(start, end) as never, at);
+}
