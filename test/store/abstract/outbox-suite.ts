@@ -1,0 +1,266 @@
+// The abstract outbox suite (DESIGN house style 5, like aedes-persistence's abstract.js): every
+// Outbox implementation runs it through its own factory. It uses only the Outbox interface, a
+// FakeClock it passes in, and reopen() for restarts.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { OutboxLimits } from '../../../runtime/store/config.js';
+import type { DropCounts, Outbox } from '../../../runtime/store/outbox.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+export interface OutboxHarness {
+  outbox: Outbox;
+  /** Closes the outbox and opens it again on the same storage (a restart); returns the new one. */
+  reopen(): Promise<Outbox>;
+  /** Closes and removes the storage. */
+  destroy(): Promise<void>;
+}
+
+export type OutboxFactory = (opts: { clock: FakeClock; limits: OutboxLimits }) => Promise<OutboxHarness>;
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const LIMITS: OutboxLimits = { maxEventBytes: 4096, ttlSeconds: 3600, maxBytes: 1024 * 1024 };
+
+async function withOutbox(
+  factory: OutboxFactory,
+  fn: (h: OutboxHarness, clock: FakeClock) => Promise<void>,
+  limits: Partial<OutboxLimits> = {},
+): Promise<void> {
+  const clock = new FakeClock();
+  const h = await factory({ clock, limits: { ...LIMITS, ...limits } });
+  try {
+    await fn(h, clock);
+  } finally {
+    await h.destroy();
+  }
+}
+
+async function appendN(outbox: Outbox, n: number, type = 'test.event'): Promise<number[]> {
+  const seqs: number[] = [];
+  for (let i = 0; i < n; i++) seqs.push((await outbox.append(type, { i })).seq);
+  return seqs;
+}
+
+const seqsOf = (events: ReadonlyArray<{ seq: number }>) => events.map((e) => e.seq);
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Payload of exactly `bytes` stored bytes with type 't' (1 byte): a JSON string of bytes - 3 chars. */
+const sized = (bytes: number) => 'x'.repeat(bytes - 3);
+
+export function runOutboxSuite(name: string, factory: OutboxFactory): void {
+  void describe(`Outbox: ${name}`, () => {
+    void test('append resolves with a UUID v4 event id and a seq that rises by exactly one', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        const a = await outbox.append('model.loaded', { model: 'vad', version: 1 });
+        const b = await outbox.append('model.loaded', { model: 'ocr', version: 2 });
+        const c = await outbox.append('custom', null);
+        assert.deepEqual([a.seq, b.seq, c.seq], [1, 2, 3]);
+        for (const r of [a, b, c]) assert.match(r.eventId, UUID_V4);
+        assert.equal(new Set([a.eventId, b.eventId, c.eventId]).size, 3);
+        const s = outbox.stats();
+        assert.equal(s.count, 3);
+        assert.equal(s.lastSeq, 3);
+        const expectedBytes = ['model.loaded', 'model.loaded', 'custom'].reduce((n, t) => n + t.length, 0)
+          + JSON.stringify({ model: 'vad', version: 1 }).length + JSON.stringify({ model: 'ocr', version: 2 }).length + 'null'.length;
+        assert.equal(s.bytes, expectedBytes);
+      }));
+
+    void test('concurrent appends are group-committed: one transaction, distinct consecutive seqs in call order', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        await outbox.append('warm', 0);
+        const before = outbox.stats().commits;
+        const results = await Promise.all(Array.from({ length: 500 }, (_, i) => outbox.append('burst', { i })));
+        const commits = outbox.stats().commits - before;
+        assert.ok(commits >= 1 && commits <= 2, `500 appends in one tick took ${commits} transactions`);
+        assert.deepEqual(results.map((r) => r.seq), range(2, 501));
+        assert.equal(new Set(results.map((r) => r.eventId)).size, 500);
+        const claimed = await outbox.claim(1000);
+        assert.deepEqual(seqsOf(claimed), range(1, 501));
+        assert.deepEqual(claimed.slice(1).map((e) => (e.payload as { i: number }).i), range(0, 499));
+      }));
+
+    void test('a payload over maxEventBytes is refused with PERCH_ERR_EVENT_TOO_LARGE and uses no seq', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        await assert.rejects(outbox.append('big', sized(4096 + 4)), { code: 'PERCH_ERR_EVENT_TOO_LARGE' });
+        await outbox.append('ok', 'x'.repeat(4094)); // JSON "xxx…" is 4096 bytes: at the limit
+        const again = await outbox.append('ok', 1);
+        assert.equal(again.seq, 2);
+        assert.equal(outbox.stats().count, 2);
+      }, { maxEventBytes: 4096 }));
+
+    void test('an empty type or an unserializable payload is refused and uses no seq', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        await assert.rejects(outbox.append('', {}), { code: 'PERCH_ERR_INVALID_MESSAGE' });
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        await assert.rejects(outbox.append('t', cyclic), { code: 'PERCH_ERR_INVALID_MESSAGE' });
+        await assert.rejects(outbox.append('t', 10n), { code: 'PERCH_ERR_INVALID_MESSAGE' });
+        assert.equal((await outbox.append('t', undefined)).seq, 1);
+        const [e] = await outbox.claim(1);
+        assert.equal(e?.payload, null);
+      }));
+
+    void test('claim returns the oldest unclaimed events in order; release puts them first again; ack deletes', () =>
+      withOutbox(factory, async ({ outbox }, clock) => {
+        await appendN(outbox, 10);
+        const first = await outbox.claim(3);
+        assert.deepEqual(seqsOf(first), [1, 2, 3]);
+        assert.equal(first[0]?.type, 'test.event');
+        assert.deepEqual(first[0]?.payload, { i: 0 });
+        assert.equal(first[0]?.createdAt, clock.wallNow());
+        assert.deepEqual(seqsOf(await outbox.claim(3)), [4, 5, 6]);
+        assert.equal(outbox.stats().inFlight, 6);
+        await outbox.release([2, 3]);
+        assert.deepEqual(seqsOf(await outbox.claim(5)), [2, 3, 7, 8, 9]);
+        assert.equal(await outbox.ack([1, 2, 3, 99]), 3); // 99 never existed: ignored
+        assert.equal(outbox.stats().count, 7);
+        assert.equal(outbox.stats().inFlight, 6); // 4..9
+        await outbox.release([5]);
+        assert.deepEqual(seqsOf(await outbox.claim(10)), [5, 10]);
+        assert.deepEqual(seqsOf(await outbox.claim(10)), []);
+        assert.equal(await outbox.ack(range(4, 10)), 7);
+        assert.deepEqual(outbox.stats().count, 0);
+        assert.equal(outbox.stats().bytes, 0);
+        assert.equal(outbox.stats().inFlight, 0);
+      }));
+
+    void test('claim respects maxBytes but always returns at least one event', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        for (let i = 0; i < 5; i++) await outbox.append('t', sized(100));
+        assert.deepEqual(seqsOf(await outbox.claim(10, 250)), [1, 2]);
+        assert.deepEqual(seqsOf(await outbox.claim(10, 50)), [3]); // larger than maxBytes alone: still sent
+        assert.deepEqual(seqsOf(await outbox.claim(0)), []);
+      }));
+
+    void test('a restart keeps the seq counter and the unacked events, and forgets claims (at-least-once)', () =>
+      withOutbox(factory, async (h) => {
+        await appendN(h.outbox, 5);
+        assert.deepEqual(seqsOf(await h.outbox.claim(2)), [1, 2]);
+        await h.outbox.ack([1]);
+        const bytesBefore = h.outbox.stats().bytes;
+        const reopened = await h.reopen();
+        const s = reopened.stats();
+        assert.equal(s.count, 4);
+        assert.equal(s.bytes, bytesBefore);
+        assert.equal(s.inFlight, 0);
+        assert.equal(s.lastSeq, 5);
+        assert.deepEqual(seqsOf(await reopened.claim(10)), [2, 3, 4, 5]);
+        assert.equal((await reopened.append('after', {})).seq, 6);
+      }));
+
+    void test('seq never repeats, even after every event was acked and across restarts', () =>
+      withOutbox(factory, async (h) => {
+        await appendN(h.outbox, 3);
+        await h.outbox.ack([1, 2, 3]);
+        assert.equal(h.outbox.stats().count, 0);
+        let outbox = await h.reopen();
+        assert.equal((await outbox.append('t', {})).seq, 4);
+        await outbox.ack([4]);
+        outbox = await h.reopen();
+        assert.equal((await outbox.append('t', {})).seq, 5);
+      }));
+
+    void test('TTL: sweep drops events older than ttlSeconds, counts them by reason and tells the listeners', () =>
+      withOutbox(factory, async ({ outbox }, clock) => {
+        const heard: DropCounts[] = [];
+        outbox.onDrop((d) => heard.push(d));
+        await appendN(outbox, 3);
+        clock.advance(10_000);
+        await appendN(outbox, 2);
+        assert.equal(outbox.stats().oldestAgeMs, 10_000);
+        clock.advance(25_000); // first three are 35 s old, last two 25 s
+        const dropped = await outbox.sweep();
+        assert.deepEqual({ ttl: dropped.ttl, overflow: dropped.overflow }, { ttl: 3, overflow: 0 });
+        assert.ok(dropped.bytes > 0);
+        assert.deepEqual(heard, [dropped]);
+        const s = outbox.stats();
+        assert.equal(s.count, 2);
+        assert.deepEqual(s.dropped, { ttl: 3, overflow: 0 });
+        assert.equal(s.oldestAgeMs, 25_000);
+        assert.deepEqual(seqsOf(await outbox.claim(10)), [4, 5]);
+        assert.deepEqual(await outbox.sweep(), { ttl: 0, overflow: 0, bytes: 0 });
+        assert.equal(heard.length, 1, 'no listener call when nothing was dropped');
+      }, { ttlSeconds: 30 }));
+
+    void test('TTL drops in-flight events too; a late ack of them is harmless', () =>
+      withOutbox(factory, async ({ outbox }, clock) => {
+        await appendN(outbox, 2);
+        await outbox.claim(2);
+        clock.advance(31_000);
+        assert.equal((await outbox.sweep()).ttl, 2);
+        assert.equal(outbox.stats().inFlight, 0);
+        assert.equal(await outbox.ack([1, 2]), 0);
+      }, { ttlSeconds: 30 }));
+
+    void test('overflow drop-oldest: over the byte budget the oldest events go, counted as overflow', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        const heard: DropCounts[] = [];
+        outbox.onDrop((d) => heard.push(d));
+        for (let i = 0; i < 10; i++) await outbox.append('t', sized(100)); // exactly the budget
+        assert.equal(outbox.stats().bytes, 1000);
+        assert.equal(heard.length, 0);
+        await outbox.claim(2); // in flight does not protect an event from the budget
+        const r = await outbox.append('t', sized(250));
+        assert.equal(r.seq, 11);
+        const s = outbox.stats();
+        assert.ok(s.bytes <= 1000, `bytes ${s.bytes} over budget`);
+        assert.equal(s.count, 8); // 3 oldest (300 bytes) made room for 250
+        assert.deepEqual(s.dropped, { ttl: 0, overflow: 3 });
+        assert.equal(s.inFlight, 0);
+        assert.deepEqual(heard, [{ ttl: 0, overflow: 3, bytes: 300 }]);
+        assert.deepEqual(seqsOf(await outbox.claim(100)), range(4, 11));
+      }, { maxBytes: 1000, maxEventBytes: 500 }));
+
+    void test('a lowered budget is applied by the next sweep', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        for (let i = 0; i < 10; i++) await outbox.append('t', sized(100));
+        outbox.setLimits({ maxBytes: 450 });
+        const d = await outbox.sweep();
+        assert.deepEqual(d, { ttl: 0, overflow: 6, bytes: 600 });
+        assert.deepEqual(seqsOf(await outbox.claim(100)), [7, 8, 9, 10]);
+        assert.equal(outbox.stats().dropped.overflow, 6);
+      }));
+
+    void test('stats: oldestAgeMs follows the oldest stored event and is 0 when empty', () =>
+      withOutbox(factory, async ({ outbox }, clock) => {
+        assert.deepEqual(outbox.stats().oldestAgeMs, 0);
+        assert.equal(outbox.stats().count, 0);
+        await outbox.append('a', 1);
+        clock.advance(5000);
+        await outbox.append('b', 2);
+        clock.advance(1000);
+        assert.equal(outbox.stats().oldestAgeMs, 6000);
+        await outbox.ack([1]);
+        assert.equal(outbox.stats().oldestAgeMs, 1000);
+        await outbox.ack([2]);
+        assert.equal(outbox.stats().oldestAgeMs, 0);
+      }));
+
+    void test('a throwing drop listener does not break the outbox or the other listeners', () =>
+      withOutbox(factory, async ({ outbox }, clock) => {
+        let heard = 0;
+        outbox.onDrop(() => {
+          throw new Error('listener bug');
+        });
+        const off = outbox.onDrop(() => heard++);
+        await appendN(outbox, 1);
+        clock.advance(31_000);
+        await outbox.sweep();
+        assert.equal(heard, 1);
+        off();
+        await appendN(outbox, 1);
+        clock.advance(31_000);
+        await outbox.sweep();
+        assert.equal(heard, 1);
+      }, { ttlSeconds: 30 }));
+
+    void test('close commits pending appends, then refuses new ones', () =>
+      withOutbox(factory, async (h) => {
+        const pending = Promise.all([h.outbox.append('a', 1), h.outbox.append('b', 2)]);
+        await h.outbox.close();
+        assert.deepEqual((await pending).map((r) => r.seq), [1, 2]);
+        await assert.rejects(h.outbox.append('c', 3), { code: 'PERCH_ERR_STORE_UNAVAILABLE' });
+        const reopened = await h.reopen();
+        assert.equal(reopened.stats().count, 2);
+      }));
+  });
+}

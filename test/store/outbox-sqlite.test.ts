@@ -1,0 +1,45 @@
+// The SQLite outbox runs the abstract suite, plus what only SQLite has: the counter in meta.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runOutboxSuite } from './abstract/outbox-suite.js';
+import { storeHarness } from './helpers/store-harness.js';
+
+runOutboxSuite('SQLite', async ({ clock, limits }) => {
+  const h = await storeHarness({ clock, outboxLimits: limits });
+  return { outbox: h.store.outbox, reopen: async () => (await h.reopen()).outbox, destroy: () => h.destroy() };
+});
+
+void test('SQLite outbox: deleting events writes the seq counter to the meta table in the same transaction', async () => {
+  const h = await storeHarness();
+  try {
+    await Promise.all([1, 2, 3].map((i) => h.store.outbox.append('t', i)));
+    await h.store.outbox.ack([1, 2, 3]);
+    const row = h.store.db.prepare("SELECT value FROM meta WHERE key = 'outbox.last_seq'").get() as { value: number };
+    assert.equal(row.value, 3);
+    assert.equal(h.store.db.prepare('SELECT count(*) FROM outbox').pluck().get(), 0);
+  } finally {
+    await h.destroy();
+  }
+});
+
+void test('SQLite outbox: a failed group commit rejects every append with a store code and uses no seq', async () => {
+  const h = await storeHarness();
+  try {
+    const { outbox, db } = h.store;
+    await outbox.append('t', 0);
+    // A real SQLite write failure: query_only makes every write fail with SQLITE_READONLY.
+    db.pragma('query_only = ON');
+    const failed = await Promise.allSettled([1, 2, 3].map((i) => outbox.append('t', i)));
+    for (const r of failed) {
+      assert.equal(r.status, 'rejected');
+      assert.equal((r.reason as { code: string }).code, 'PERCH_ERR_STORE_READONLY');
+    }
+    assert.equal(outbox.stats().count, 1);
+    assert.equal(outbox.stats().lastSeq, 1);
+    db.pragma('query_only = OFF');
+    const ok = await Promise.all([outbox.append('t', 4), outbox.append('t', 5)]);
+    assert.deepEqual(ok.map((r) => r.seq), [2, 3]);
+  } finally {
+    await h.destroy();
+  }
+});
