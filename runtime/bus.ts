@@ -7,6 +7,8 @@ export interface BusEvents {
   /** A model version changed state (loaded, failed, unloaded, swapped in). */
   model: { name: string; version: number | null; state: 'ready' | 'failed' | 'unloaded'; error?: { code: ErrorCode; message: string } };
   connectivity: { state: 'online' | 'offline' | 'disabled' };
+  /** An event was made durable in the outbox (by `emit` or by the runtime itself). */
+  event: { eventId: string; seq: number; type: string; payload: unknown };
 }
 
 export class Bus {

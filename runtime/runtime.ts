@@ -1,4 +1,6 @@
 // The composition root: builds every module from the config and wires them. No logic of its own.
+// Start order: store -> models -> jobs -> api; stop in reverse, so the last answers and the last
+// events are written before the database closes.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Bus } from './bus.js';
@@ -6,11 +8,17 @@ import { systemClock, type Clock } from './clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { createHttpServer, listen } from './api/http-server.js';
 import { WsApi } from './api/ws-server.js';
+import { EventLog } from './events/event-log.js';
 import { InferService } from './inference/infer-service.js';
+import { JobScheduler } from './jobs/scheduler.js';
+import { storeJobs } from './jobs/store-jobs.js';
 import { ModuleSet, type Module } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { InferenceMetrics } from './metrics.js';
 import { ModelRegistry } from './models/registry.js';
+import { registerStoreMetrics } from './store/metrics.js';
+import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
+import { openStore, type PerchStore } from './store/store.js';
 
 export interface RuntimeDeps {
   log: Logger;
@@ -20,21 +28,34 @@ export interface RuntimeDeps {
 export class Runtime {
   readonly bus = new Bus();
   readonly metrics: InferenceMetrics;
+  readonly store: PerchStore;
+  readonly events: EventLog;
   readonly registry: ModelRegistry;
   readonly service: InferService;
   readonly ws: WsApi;
+  readonly jobs: JobScheduler;
   private readonly server: Server;
   private readonly modules: ModuleSet;
+  private readonly clock: Clock;
   private addr: AddressInfo | null = null;
 
   constructor(readonly config: Readonly<PerchConfig>, private readonly deps: RuntimeDeps) {
-    const clock = deps.clock ?? systemClock;
+    const clock = (this.clock = deps.clock ?? systemClock);
     const log = deps.log;
     this.metrics = new InferenceMetrics(undefined, () =>
       this.registry.instances().map((i) => ({ model: i.name, version: String(i.version), depth: i.batcher.depth, ready: true })),
     );
+    // Opening never throws for a read-only or full disk: the store opens degraded and inference
+    // goes on; only a database locked by another process stops start-up.
+    this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
+    registerStoreMetrics(this.metrics.registry, { outbox: this.store.outbox, cache: this.store.cache });
+    this.events = new EventLog(this.store.outbox, this.bus, log);
+    this.jobs = new JobScheduler(
+      storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint() }, config.store.jobs, log),
+      { logger: log, clock },
+    );
     this.registry = new ModelRegistry({ repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics });
-    this.service = new InferService(this.registry, this.metrics);
+    this.service = new InferService(this.registry, this.metrics, this.store.cache);
     const s = config.server;
     this.server = createHttpServer(
       { registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes },
@@ -52,26 +73,48 @@ export class Runtime {
       subscribe: (topic, push) => {
         if (topic === 'models') return this.bus.on('model', push);
         if (topic === 'connectivity') return this.bus.on('connectivity', push);
-        return () => undefined; // 'events': nothing publishes events until the store is wired
+        return this.bus.on('event', push);
       },
-      emit: null,
+      emit: (type, payload) => this.events.emit(type, payload),
     });
     this.ws.attach(this.server);
     this.modules = new ModuleSet(log);
   }
 
-  /** Loads the models, then opens the port. */
   async start(): Promise<AddressInfo> {
-    const models: Module = {
-      name: 'models',
-      start: () => this.registry.loadAll(),
-      stop: () => this.registry.close(),
+    const { log } = this.deps;
+    let dropReporter: DropReporter | null = null;
+    let offModelEvents: () => void = () => undefined;
+    const store: Module = {
+      name: 'store',
+      start: async () => {
+        dropReporter = startDropReporter(this.store.outbox, { clock: this.clock, logger: log });
+        for (const incident of this.store.incidents) this.events.record(`store.${incident.kind}`, incident);
+        offModelEvents = this.bus.on('model', (e) => {
+          this.events.record(`model.${e.state}`, e);
+          // An unloaded version's cache entries can never be hit again: free their space.
+          if (e.state === 'unloaded' && e.version !== null) {
+            try {
+              this.store.cache.deleteModel(e.name, e.version);
+            } catch (err) {
+              log.warn({ err, model: e.name }, 'could not delete cache entries of an unloaded version');
+            }
+          }
+        });
+      },
+      stop: async () => {
+        offModelEvents();
+        await dropReporter?.stop();
+        await this.store.close();
+      },
     };
+    const models: Module = { name: 'models', start: () => this.registry.loadAll(), stop: () => this.registry.close() };
+    const jobs: Module = { name: 'jobs', start: async () => this.jobs.start(), stop: () => this.jobs.stop() };
     const api: Module = {
       name: 'api',
       start: async () => {
         this.addr = await listen(this.server, this.config.server.host, this.config.server.port);
-        this.deps.log.info({ host: this.addr.address, port: this.addr.port, models: this.registry.status().map((m) => m.name) }, 'perch is serving');
+        log.info({ host: this.addr.address, port: this.addr.port, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
       },
       stop: async () => {
         // Stop accepting, let in-flight requests answer, then close idle keep-alive sockets.
@@ -82,7 +125,7 @@ export class Runtime {
         await closed;
       },
     };
-    await this.modules.start([models, api]);
+    await this.modules.start([store, models, jobs, api]);
     return this.address;
   }
 
@@ -95,6 +138,7 @@ export class Runtime {
     await this.modules.stop();
   }
 
+  /** The WebSocket `status` answer (PROTOCOL section 4). */
   status(): Record<string, unknown> {
     const models = this.registry.status().flatMap<{ name: string; version: number | null; ready: boolean }>((m) =>
       m.versions.length
@@ -103,6 +147,7 @@ export class Runtime {
     );
     const queue: Record<string, number> = {};
     for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
-    return { models, queue, connectivity: 'disabled' };
+    const { count, bytes, oldestAgeMs } = this.store.outbox.stats();
+    return { models, queue, outbox: { count, bytes, oldestAgeMs }, connectivity: 'disabled' };
   }
 }

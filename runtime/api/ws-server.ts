@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { tokenMatches } from './auth.js';
 import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
 import { encodeResult } from './encode-response.js';
-import { Connection, type Reply } from './ws/connection.js';
+import { Connection, type ConnectionStats, type Reply } from './ws/connection.js';
 import {
   emitMessageSchema, inferMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
   type EmitMessage, type Topic,
@@ -48,6 +48,11 @@ export class WsApi {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Read-only flow-control state of every open connection (tests, diagnostics). */
+  connectionStats(): ConnectionStats[] {
+    return [...this.connections].map((c) => c.stats);
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

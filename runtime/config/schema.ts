@@ -2,6 +2,7 @@
 // docs/config.md documents each key; test/config/docs.test.ts fails when the two disagree.
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { storeConfigSchema } from '../store/config.js';
 import { shippedModelsDir } from './paths.js';
 
 const MiB = 1024 * 1024;
@@ -42,6 +43,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   dataDir: z.string().min(1).default('data'),
+  store: storeConfigSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(LOG_LEVELS).default('info'),

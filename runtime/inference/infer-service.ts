@@ -3,6 +3,8 @@
 import { PerchError, toPerchError } from '../errors.js';
 import type { InferenceMetrics } from '../metrics.js';
 import type { ModelRegistry } from '../models/registry.js';
+import type { ResultCache } from '../store/result-cache.js';
+import { cacheKey } from '../store/result-cache-key.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { prepareInputs } from './prepare.js';
 import { readParameters } from './parameters.js';
@@ -38,6 +40,8 @@ export class InferService {
   constructor(
     private readonly registry: ModelRegistry,
     private readonly metrics: InferenceMetrics,
+    /** The persistent result cache; null when there is none (a tool, a test). */
+    private readonly cache: ResultCache | null = null,
   ) {}
 
   /** After this, new requests get PERCH_ERR_SHUTTING_DOWN (in-flight ones finish). */
@@ -60,7 +64,18 @@ export class InferService {
         }
       }
       const prepared = prepareInputs(model, req.inputs);
-      const all = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs });
+      // A hit answers without touching the scheduler. The key is computed before the batch
+      // runs: running may move the input buffers to a session thread.
+      const useCache = this.cache !== null && (params.cache ?? model.cache.enabled);
+      const key = useCache ? cacheKey(instance.name, instance.version, prepared.inputs) : null;
+      const hit = key !== null ? this.cache!.get(key, instance.name, instance.version) : undefined;
+      let all: Tensor[];
+      if (hit) {
+        all = hit.outputs;
+      } else {
+        all = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs });
+        if (key !== null) this.cache!.put(key, instance.name, instance.version, all, model.cache.ttlSeconds);
+      }
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : orderLike(model.outputs, all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
       this.metrics.success.inc(labels);
@@ -68,7 +83,7 @@ export class InferService {
         model_name: instance.name,
         model_version: String(instance.version),
         ...(req.id !== undefined ? { id: req.id } : {}),
-        parameters: { cached: false },
+        parameters: { cached: hit !== undefined },
         outputs,
         binary,
       };

@@ -8,6 +8,8 @@ export interface InferParameters {
   timeoutMs?: number;
   /** Triton: answer every output as binary data. */
   binaryDataOutput?: boolean;
+  /** Perch: use the result cache for this request (default: the model's cache.enabled). */
+  cache?: boolean;
 }
 
 function invalid(name: string, what: string): PerchError {
@@ -17,7 +19,7 @@ function invalid(name: string, what: string): PerchError {
 export function readParameters(params: Record<string, unknown> | undefined): InferParameters {
   const out: InferParameters = {};
   if (!params) return out;
-  const { priority, timeout, binary_data_output: binary } = params;
+  const { priority, timeout, binary_data_output: binary, cache } = params;
   if (priority !== undefined) {
     if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 1) throw invalid('priority', 'an integer >= 1 (1 = highest)');
     out.priority = priority;
@@ -29,6 +31,10 @@ export function readParameters(params: Record<string, unknown> | undefined): Inf
   if (binary !== undefined) {
     if (typeof binary !== 'boolean') throw invalid('binary_data_output', 'a boolean');
     out.binaryDataOutput = binary;
+  }
+  if (cache !== undefined) {
+    if (typeof cache !== 'boolean') throw invalid('cache', 'a boolean');
+    out.cache = cache;
   }
   return out;
 }

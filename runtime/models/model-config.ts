@@ -32,6 +32,13 @@ export const batchingSchema = z.strictObject({
   defaultPriority: positiveInt.max(100).default(5),
 });
 
+/** The persistent result cache for this model (PROTOCOL: `cache`); the request parameter `cache` overrides `enabled`. */
+export const modelCacheSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Entry lifetime; unset = the store's cache.defaultTtlSeconds. */
+  ttlSeconds: positiveInt.optional(),
+});
+
 export const EXECUTORS = ['worker', 'inline'] as const;
 
 export const sessionSchema = z.strictObject({
@@ -69,6 +76,7 @@ export const modelConfigSchema = z
     outputs: z.array(tensorSpecSchema).optional(),
     batching: batchingSchema.prefault({}),
     session: sessionSchema.prefault({}),
+    cache: modelCacheSchema.prefault({}),
     warmup: warmupSchema.default({ inputs: {} }),
   })
   .refine((c) => c.batching.defaultPriority <= c.batching.priorityLevels, {
@@ -81,4 +89,5 @@ export type TensorSpecInput = z.infer<typeof tensorSpecSchema>;
 export type VersionPolicy = z.infer<typeof versionPolicySchema>;
 export type BatchingConfig = z.infer<typeof batchingSchema>;
 export type SessionConfig = z.infer<typeof sessionSchema>;
+export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
 export type WarmupConfig = z.infer<typeof warmupSchema>;

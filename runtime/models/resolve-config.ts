@@ -4,7 +4,7 @@
 // on every request instead of once, at load.
 import { PerchError } from '../errors.js';
 import { datatypeFromOrt, type Datatype } from '../tensor/datatypes.js';
-import type { BatchingConfig, ModelConfigFile, SessionConfig, TensorSpecInput } from './model-config.js';
+import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SessionConfig, TensorSpecInput } from './model-config.js';
 
 /** What onnxruntime reports of one input or output. */
 export interface OrtTensorMetadata {
@@ -30,6 +30,7 @@ export interface ResolvedModelConfig {
   outputs: TensorSpec[];
   batching: BatchingConfig;
   session: SessionConfig;
+  cache: ModelCacheConfig;
 }
 
 /** Used when nothing says otherwise and every tensor has a dynamic first axis. */
@@ -114,5 +115,6 @@ export function resolveModelConfig(
     outputs: maxBatchSize > 0 ? outputs : outputs.map(unbatched),
     batching: file.batching,
     session: file.session,
+    cache: file.cache,
   };
 }

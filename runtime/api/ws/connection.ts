@@ -20,11 +20,28 @@ export interface Reply {
   chunks?: Uint8Array[];
 }
 
+/** A read-only view of one connection's flow control (tests, diagnostics). */
+export interface ConnectionStats {
+  /** The client's port, to tell connections apart. */
+  remotePort: number | undefined;
+  /** Messages received and not yet answered. */
+  inflight: number;
+  /** True while the connection has stopped reading frames. */
+  paused: boolean;
+  /** Bytes queued for the client and not yet handed to the kernel. */
+  bufferedAmount: number;
+  /** The highest `inflight` and `bufferedAmount` seen so far. */
+  peakInflight: number;
+  peakBufferedAmount: number;
+}
+
 export type MessageHandler = (conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean) => Promise<Reply>;
 
 export class Connection {
   private inflight = 0;
   private paused = false;
+  private peakInflight = 0;
+  private peakBuffered = 0;
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiter: (() => void) | null = null;
 
@@ -48,6 +65,18 @@ export class Connection {
   settled(): Promise<void> {
     if (this.inflight === 0) return Promise.resolve();
     return new Promise((resolve) => (this.idleWaiter = resolve));
+  }
+
+  /** Read-only: added so tests can show that backpressure bounds what the server holds. */
+  get stats(): ConnectionStats {
+    return {
+      remotePort: (this.socket as unknown as { _socket?: { remotePort?: number } })._socket?.remotePort,
+      inflight: this.inflight,
+      paused: this.paused,
+      bufferedAmount: this.socket.bufferedAmount,
+      peakInflight: this.peakInflight,
+      peakBufferedAmount: this.peakBuffered,
+    };
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
@@ -87,6 +116,8 @@ export class Connection {
   }
 
   private updateFlow(): void {
+    this.peakInflight = Math.max(this.peakInflight, this.inflight);
+    this.peakBuffered = Math.max(this.peakBuffered, this.socket.bufferedAmount);
     const over = this.inflight >= this.limits.maxInflight || this.socket.bufferedAmount > this.limits.maxBufferedBytes;
     if (over && !this.paused) {
       this.paused = true;

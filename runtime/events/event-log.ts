@@ -1,0 +1,30 @@
+// Events on their way to the cloud: every one is made durable in the outbox before anyone is
+// told it exists (the `emit` answer, the WebSocket `events` topic). The runtime records its own
+// events here too (models loaded, failed, unloaded; store incidents).
+import type { Bus } from '../bus.js';
+import { toPerchError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { AppendResult, Outbox } from '../store/outbox.js';
+
+export class EventLog {
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves once the event is durable; rejects with a PERCH_ERR_STORE_* / EVENT_TOO_LARGE code. */
+  async emit(type: string, payload: unknown): Promise<AppendResult> {
+    const r = await this.outbox.append(type, payload);
+    this.bus.emit('event', { eventId: r.eventId, seq: r.seq, type, payload });
+    return r;
+  }
+
+  /** The runtime's own events: a failure to record one is logged, never thrown at the caller. */
+  record(type: string, payload: unknown): void {
+    this.emit(type, payload).catch((err: unknown) => {
+      const e = toPerchError(err);
+      this.log.warn({ type, code: e.code, err: e.message }, 'runtime event not recorded');
+    });
+  }
+}

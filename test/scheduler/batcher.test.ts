@@ -1,0 +1,209 @@
+// The batcher on a fake clock: no sleeps, time moves only when the test says so.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Batcher, type BatchRun, type BatcherOptions } from '../../runtime/scheduler/batcher.js';
+import { PerchError } from '../../runtime/errors.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+interface Job {
+  id: string;
+}
+
+/** A batcher whose batches finish only when the test releases them. */
+function harness(opts: Partial<BatcherOptions> = {}) {
+  const clock = new FakeClock();
+  const runs: Array<{ ids: string[]; queuedMs: number[]; finish: () => void; fail: (e: Error) => void }> = [];
+  const batcher = new Batcher<Job, string>(
+    { maxBatchSize: 8, maxQueueDelayMs: 0, preferredBatchSizes: [], maxQueueSize: 100, priorityLevels: 5, concurrency: 1, ...opts },
+    (run: BatchRun<Job>) =>
+      new Promise<string[]>((resolve, reject) => {
+        const ids = run.payloads.map((p) => p.id);
+        runs.push({ ids, queuedMs: run.queuedMs, finish: () => resolve(ids.map((id) => `done ${id}`)), fail: reject });
+      }),
+    clock,
+  );
+  const submit = (id: string, o: { items?: number; key?: string; priority?: number; timeoutMs?: number | null } = {}) =>
+    batcher.submit({ id }, { items: o.items ?? 1, groupKey: o.key ?? 'k', priority: o.priority ?? 3, timeoutMs: o.timeoutMs ?? null });
+  return { clock, runs, batcher, submit };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('batcher', () => {
+  test('a lone request runs at once when a slot is free (delay 0)', async () => {
+    const h = harness();
+    const p = h.submit('a');
+    assert.deepEqual(h.runs.map((r) => r.ids), [['a']]);
+    h.runs[0]!.finish();
+    assert.equal(await p, 'done a');
+  });
+
+  test('requests queued while the slot is busy form one batch, up to maxBatchSize items', async () => {
+    const h = harness({ maxBatchSize: 4 });
+    const all = ['a', 'b', 'c', 'd', 'e', 'f'].map((id) => h.submit(id));
+    assert.equal(h.runs.length, 1);
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['b', 'c', 'd', 'e']);
+    h.runs[1]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[2]!.ids, ['f']);
+    h.runs[2]!.finish();
+    assert.deepEqual(await Promise.all(all), ['a', 'b', 'c', 'd', 'e', 'f'].map((id) => `done ${id}`));
+  });
+
+  test('items count, not requests: a request of 3 items fills 3 places', async () => {
+    const h = harness({ maxBatchSize: 4 });
+    void h.submit('busy');
+    void h.submit('x', { items: 3 });
+    void h.submit('y', { items: 2 });
+    void h.submit('z', { items: 1 });
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['x', 'z']); // y would overflow 4; z fits
+  });
+
+  test('maxQueueDelayMs waits for company, then dispatches what it has', () => {
+    const h = harness({ maxQueueDelayMs: 10 });
+    void h.submit('a');
+    h.clock.advance(4);
+    void h.submit('b');
+    assert.equal(h.runs.length, 0);
+    h.clock.advance(5);
+    assert.equal(h.runs.length, 0);
+    h.clock.advance(1);
+    assert.deepEqual(h.runs[0]!.ids, ['a', 'b']);
+    assert.deepEqual(h.runs[0]!.queuedMs, [10, 6]);
+  });
+
+  test('a full batch does not wait for the delay', () => {
+    const h = harness({ maxQueueDelayMs: 1000, maxBatchSize: 3 });
+    void h.submit('a');
+    void h.submit('b');
+    assert.equal(h.runs.length, 0);
+    void h.submit('c');
+    assert.deepEqual(h.runs[0]!.ids, ['a', 'b', 'c']);
+  });
+
+  test('a preferred batch size is dispatched at once during the delay', () => {
+    const h = harness({ maxQueueDelayMs: 1000, maxBatchSize: 8, preferredBatchSizes: [2] });
+    void h.submit('a');
+    assert.equal(h.runs.length, 0);
+    void h.submit('b');
+    assert.deepEqual(h.runs[0]!.ids, ['a', 'b']);
+  });
+
+  test('requests with different group keys are never in the same batch', async () => {
+    const h = harness();
+    void h.submit('busy');
+    for (const [id, key] of [['a1', 'A'], ['b1', 'B'], ['a2', 'A'], ['b2', 'B']] as const) void h.submit(id, { key });
+    for (let i = 0; i < 3; i++) {
+      h.runs[i]!.finish();
+      await tick();
+    }
+    assert.deepEqual(h.runs.map((r) => r.ids), [['busy'], ['a1', 'a2'], ['b1', 'b2']]);
+  });
+
+  test('higher priority (lower number) runs first; FIFO within a level', async () => {
+    const h = harness({ maxBatchSize: 1 });
+    void h.submit('busy');
+    void h.submit('low1', { priority: 5 });
+    void h.submit('high', { priority: 1 });
+    void h.submit('low2', { priority: 5 });
+    void h.submit('mid', { priority: 3 });
+    for (let i = 0; i < 4; i++) {
+      h.runs[i]!.finish();
+      await tick();
+    }
+    assert.deepEqual(h.runs.map((r) => r.ids[0]), ['busy', 'high', 'mid', 'low1', 'low2']);
+  });
+
+  test('queue full: PERCH_ERR_QUEUE_FULL, and the queued ones still run', async () => {
+    const h = harness({ maxQueueSize: 2, maxBatchSize: 1 });
+    void h.submit('busy');
+    const a = h.submit('a');
+    const b = h.submit('b');
+    await assert.rejects(h.submit('c'), (e: PerchError) => e.code === 'PERCH_ERR_QUEUE_FULL');
+    for (let i = 0; i < 3; i++) {
+      h.runs[i]!.finish();
+      await tick();
+    }
+    assert.deepEqual(await Promise.all([a, b]), ['done a', 'done b']);
+  });
+
+  test('a request that times out in the queue is rejected and never run', async () => {
+    const h = harness({ maxBatchSize: 8 });
+    void h.submit('busy');
+    const late = h.submit('late', { timeoutMs: 5 });
+    const patient = h.submit('patient');
+    h.clock.advance(5);
+    await assert.rejects(late, (e: PerchError) => e.code === 'PERCH_ERR_TIMEOUT');
+    assert.equal(h.batcher.depth, 1);
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['patient']);
+    h.runs[1]!.finish();
+    assert.equal(await patient, 'done patient');
+    assert.equal(h.clock.pending, 0, 'no timer left behind');
+  });
+
+  test('a dispatched request is not timed out later', async () => {
+    const h = harness();
+    const p = h.submit('a', { timeoutMs: 5 });
+    h.clock.advance(50);
+    h.runs[0]!.finish();
+    assert.equal(await p, 'done a');
+  });
+
+  test('concurrency N runs N batches at once', () => {
+    const h = harness({ concurrency: 2, maxBatchSize: 1 });
+    void h.submit('a');
+    void h.submit('b');
+    void h.submit('c');
+    assert.deepEqual(h.runs.map((r) => r.ids), [['a'], ['b']]);
+  });
+
+  test('a failed batch rejects each of its requests and the next batch still runs', async () => {
+    const h = harness({ maxBatchSize: 2 });
+    void h.submit('busy');
+    const a = h.submit('a');
+    const b = h.submit('b');
+    const c = h.submit('c');
+    h.runs[0]!.finish();
+    await tick();
+    h.runs[1]!.fail(new PerchError('PERCH_ERR_INFERENCE_FAILED', 'boom'));
+    await assert.rejects(a, /boom/);
+    await assert.rejects(b, /boom/);
+    h.runs[2]!.finish();
+    assert.equal(await c, 'done c');
+  });
+
+  test('maxBatchSize 0: each request runs alone', async () => {
+    const h = harness({ maxBatchSize: 0 });
+    void h.submit('busy');
+    void h.submit('a');
+    void h.submit('b');
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['a']);
+  });
+
+  test('drain waits for queued and running work; close rejects what is queued', async () => {
+    const h = harness({ maxBatchSize: 1 });
+    void h.submit('busy');
+    const queued = h.submit('q');
+    let drained = false;
+    void h.batcher.drain().then(() => (drained = true));
+    h.runs[0]!.finish();
+    await tick();
+    assert.equal(drained, false);
+    h.runs[1]!.finish();
+    await queued;
+    await tick();
+    assert.equal(drained, true);
+    void h.submit('busy2');
+    const doomed = h.submit('doomed');
+    h.batcher.close(new PerchError('PERCH_ERR_SHUTTING_DOWN'));
+    await assert.rejects(doomed, (e: PerchError) => e.code === 'PERCH_ERR_SHUTTING_DOWN');
+  });
+});

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { concatAlongAxis, elementCount, splitAlongAxis, type Tensor } from '../../runtime/tensor/tensor.js';
+import { fromHalfBits, toHalfBits } from '../../runtime/tensor/fp16.js';
+import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
+import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
+import { PerchError } from '../../runtime/errors.js';
+
+/** Element at a multi-index, row-major. */
+function at(t: Tensor, idx: number[]): unknown {
+  let flat = 0;
+  idx.forEach((v, i) => (flat = flat * (t.shape[i] as number) + v));
+  return (t.data as Float32Array)[flat];
+}
+
+describe('tensor stacking', () => {
+  test('concat then split along any axis gives the parts back, element by element', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }),
+        fc.nat(),
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }),
+        (shape, axisSeed, sizes) => {
+          const axis = axisSeed % shape.length;
+          let v = 0;
+          const parts: Tensor[] = sizes.map((n) => {
+            const s = shape.slice();
+            s[axis] = n;
+            return { name: 't', datatype: 'FP32', shape: s, data: Float32Array.from({ length: elementCount(s) }, () => v++) };
+          });
+          const joined = concatAlongAxis(parts, axis);
+          assert.equal(joined.shape[axis], sizes.reduce((a, b) => a + b, 0));
+          // Element (.., offset + j, ..) of the joined tensor is element (.., j, ..) of its part.
+          let offset = 0;
+          for (const p of parts) {
+            for (let flat = 0; flat < elementCount(p.shape); flat++) {
+              const idx: number[] = [];
+              let r = flat;
+              for (let i = p.shape.length - 1; i >= 0; i--) {
+                idx.unshift(r % (p.shape[i] as number));
+                r = Math.floor(r / (p.shape[i] as number));
+              }
+              const jidx = idx.slice();
+              jidx[axis] = (jidx[axis] as number) + offset;
+              assert.equal(at(joined, jidx), at(p, idx));
+            }
+            offset += p.shape[axis] as number;
+          }
+          const back = splitAlongAxis(joined, axis, sizes);
+          back.forEach((b, i) => {
+            assert.deepEqual(b.shape, parts[i]!.shape);
+            assert.deepEqual(Array.from(b.data as Float32Array), Array.from(parts[i]!.data as Float32Array));
+          });
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test('BYTES tensors stack too', () => {
+    const a: Tensor = { name: 's', datatype: 'BYTES', shape: [1, 2], data: ['a', 'b'] };
+    const b: Tensor = { name: 's', datatype: 'BYTES', shape: [2, 2], data: ['c', 'd', 'e', 'f'] };
+    const j = concatAlongAxis([a, b], 0);
+    assert.deepEqual(j.data, ['a', 'b', 'c', 'd', 'e', 'f']);
+    assert.deepEqual(splitAlongAxis(j, 0, [1, 2]).map((t) => t.data), [['a', 'b'], ['c', 'd', 'e', 'f']]);
+  });
+});
+
+describe('codecs', () => {
+  test('FP16 round-trips every half value through a number', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const n = fromHalfBits(h);
+      if (Number.isNaN(n)) continue;
+      assert.equal(toHalfBits(n), h, `half 0x${h.toString(16)}`);
+    }
+    assert.equal(fromHalfBits(toHalfBits(1.5)), 1.5);
+    assert.equal(fromHalfBits(toHalfBits(65520)), Infinity);
+  });
+
+  test('JSON data is checked against datatype, range and count', () => {
+    assert.throws(() => decodeJsonData('x', 'FP32', [2], [1]), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA');
+    assert.throws(() => decodeJsonData('x', 'INT8', [1], [200]), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA');
+    assert.throws(() => decodeJsonData('x', 'INT32', [1], [1.5]), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA');
+    assert.throws(() => decodeJsonData('x', 'BOOL', [1], ['yes']), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA');
+    assert.deepEqual(Array.from(decodeJsonData('x', 'FP32', [2, 2], [[1, 2], [3, 4]]) as Float32Array), [1, 2, 3, 4]);
+    assert.deepEqual(decodeJsonData('x', 'INT64', [2], ['9007199254740993', -1]), BigInt64Array.from([9007199254740993n, -1n]));
+  });
+
+  test('binary data round-trips for every datatype, and lying sizes are refused', () => {
+    const cases: Tensor[] = [
+      { name: 'a', datatype: 'FP32', shape: [3], data: Float32Array.from([1.5, -2, 3]) },
+      { name: 'b', datatype: 'INT64', shape: [2], data: BigInt64Array.from([-5n, 2n ** 40n]) },
+      { name: 'c', datatype: 'BOOL', shape: [2], data: Uint8Array.from([1, 0]) },
+      { name: 'd', datatype: 'FP16', shape: [1], data: Uint16Array.from([0x3c00]) },
+      { name: 'e', datatype: 'BYTES', shape: [2], data: ['héllo', ''] },
+      { name: 'f', datatype: 'UINT64', shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
+    ];
+    for (const t of cases) {
+      const bytes = encodeBinaryData(t);
+      const back = decodeBinaryData(t.name, t.datatype, t.shape, bytes);
+      assert.deepEqual(Array.isArray(back) ? back : Array.from(back as never), Array.isArray(t.data) ? t.data : Array.from(t.data as never));
+      assert.deepEqual(encodeJsonData({ ...t, data: back }).length, t.shape[0]);
+    }
+    assert.throws(() => decodeBinaryData('a', 'FP32', [3], new Uint8Array(8)), (e: PerchError) => e.code === 'PERCH_ERR_BINARY_SIZE');
+    const lying = Buffer.from([255, 0, 0, 0, 65]);
+    assert.throws(() => decodeBinaryData('e', 'BYTES', [1], lying), (e: PerchError) => e.code === 'PERCH_ERR_BINARY_SIZE');
+  });
+});
