@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   PERCH_ERR_BATCH_TOO_LARGE: { status: 400, summary: "The request's batch is larger than the model's maxBatchSize." },
   PERCH_ERR_INVALID_PARAMETER: { status: 400, summary: 'A request parameter has a value of the wrong type or range.' },
 
+  // Sequences (stateful models).
+  PERCH_ERR_SEQUENCE_UNKNOWN: { status: 400, summary: 'No live sequence with that id: start it with sequence_start (it may have ended or idled out).' },
+  PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences)." },
+
   // Scheduling.
   PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests already." },
   PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },

@@ -16,6 +16,8 @@ import { ModuleSet, type Module } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { InferenceMetrics } from './metrics.js';
 import { ModelRegistry } from './models/registry.js';
+import { registerSequenceMetrics } from './sequences/metrics.js';
+import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
@@ -32,6 +34,7 @@ export class Runtime {
   readonly events: EventLog;
   readonly registry: ModelRegistry;
   readonly service: InferService;
+  readonly sequences: SequenceManager;
   readonly ws: WsApi;
   readonly jobs: JobScheduler;
   private readonly server: Server;
@@ -55,7 +58,16 @@ export class Runtime {
       { logger: log, clock },
     );
     this.registry = new ModelRegistry({ repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics });
-    this.service = new InferService(this.registry, this.metrics, this.store.cache);
+    // Refused starts are recorded as an event, at most once a minute per model.
+    const lastLimitEvent = new Map<string, number>();
+    this.sequences = new SequenceManager(this.registry, clock, (model, max) => {
+      const now = clock.now();
+      if (now - (lastLimitEvent.get(model) ?? -Infinity) < 60_000) return;
+      lastLimitEvent.set(model, now);
+      this.events.record('sequence.limit', { model, maxSequences: max });
+    });
+    registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
+    this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache);
     const s = config.server;
     this.server = createHttpServer(
       { registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes },
@@ -108,7 +120,15 @@ export class Runtime {
         await this.store.close();
       },
     };
-    const models: Module = { name: 'models', start: () => this.registry.loadAll(), stop: () => this.registry.close() };
+    const models: Module = {
+      name: 'models',
+      start: () => this.registry.loadAll(),
+      stop: () => {
+        // Live sequences pin their versions: free them so every session can be released.
+        this.sequences.close();
+        return this.registry.close();
+      },
+    };
     const jobs: Module = { name: 'jobs', start: async () => this.jobs.start(), stop: () => this.jobs.stop() };
     const api: Module = {
       name: 'api',
@@ -148,6 +168,7 @@ export class Runtime {
     const queue: Record<string, number> = {};
     for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
     const { count, bytes, oldestAgeMs } = this.store.outbox.stats();
-    return { models, queue, outbox: { count, bytes, oldestAgeMs }, connectivity: 'disabled' };
+    const sequences = Object.fromEntries(this.sequences.stats().map((s) => [s.model, s.active]));
+    return { models, queue, sequences, outbox: { count, bytes, oldestAgeMs }, connectivity: 'disabled' };
   }
 }

@@ -35,19 +35,18 @@ ws.on('message', (data, isBinary) => {
 ws.on('open', async () => {
   // 32 ms of a 220 Hz tone at 16 kHz, after 64 samples of context: 576 samples in all.
   const audio = Float32Array.from({ length: 576 }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 220 * i) / 16000));
-  const state = new Float32Array(2 * 128);
   const sr = BigInt64Array.from([16000n]);
   const answer = await request(
     {
       id: 'vad-1', op: 'infer', model: 'silero-vad',
+      // silero-vad is a sequence model: Perch keeps each stream's state between chunks.
+      parameters: { sequence_id: 'mic-1', sequence_start: true },
       inputs: [
         { name: 'input', shape: [1, 576], datatype: 'FP32', parameters: { binary_data_size: audio.byteLength } },
-        { name: 'state', shape: [2, 1, 128], datatype: 'FP32', parameters: { binary_data_size: state.byteLength } },
         { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
       ],
-      outputs: [{ name: 'output' }],
     },
-    [audio, state, sr],
+    [audio, sr],
   );
   const out = answer.result.outputs[0];
   const prob = new Float32Array(answer.bytes.buffer.slice(answer.bytes.byteOffset, answer.bytes.byteOffset + out.parameters.binary_data_size));

@@ -7,7 +7,9 @@ import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { prepareInputs } from './prepare.js';
-import { readParameters } from './parameters.js';
+import { readParameters, type InferParameters } from './parameters.js';
+import type { ModelInstance } from '../models/model-instance.js';
+import type { SequenceManager } from '../sequences/sequence-manager.js';
 
 export interface RequestedOutput {
   name: string;
@@ -40,6 +42,7 @@ export class InferService {
   constructor(
     private readonly registry: ModelRegistry,
     private readonly metrics: InferenceMetrics,
+    private readonly sequences: SequenceManager,
     /** The persistent result cache; null when there is none (a tool, a test). */
     private readonly cache: ResultCache | null = null,
   ) {}
@@ -47,6 +50,42 @@ export class InferService {
   /** After this, new requests get PERCH_ERR_SHUTTING_DOWN (in-flight ones finish). */
   stopAccepting(): void {
     this.stopping = true;
+  }
+
+  /** A stateless model: the result cache, else the batcher. */
+  private async runStateless(instance: ModelInstance, req: InferRequest, params: InferParameters): Promise<Ran> {
+    if (params.sequenceId !== undefined || params.sequenceStart !== undefined || params.sequenceEnd !== undefined) {
+      throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is not a sequence model: sequence_* parameters do not apply`);
+    }
+    const model = instance.config;
+    const prepared = prepareInputs(model, req.inputs);
+    // A hit answers without touching the scheduler. The key is computed before the batch
+    // runs: running may move the input buffers to a session thread.
+    const useCache = this.cache !== null && (params.cache ?? model.cache.enabled);
+    const key = useCache ? cacheKey(instance.name, instance.version, prepared.inputs) : null;
+    const hit = key !== null ? this.cache!.get(key, instance.name, instance.version) : undefined;
+    if (hit) return { instance, outputs: hit.outputs, cached: true };
+    const outputs = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs });
+    if (key !== null) this.cache!.put(key, instance.name, instance.version, outputs, model.cache.ttlSeconds);
+    return { instance, outputs, cached: false };
+  }
+
+  /** A stateful model: the sequence manager feeds and keeps the state (never cached: state changes the answer). */
+  private async runSequence(instance: ModelInstance, req: InferRequest, params: InferParameters): Promise<Ran> {
+    if (params.sequenceId === undefined) {
+      throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is a sequence model: parameter 'sequence_id' is required`);
+    }
+    const r = await this.sequences.submit({
+      model: instance.name,
+      version: parseVersion(req.version),
+      sequenceId: params.sequenceId,
+      start: params.sequenceStart ?? false,
+      end: params.sequenceEnd ?? false,
+      inputs: req.inputs,
+      priority: params.priority,
+      timeoutMs: params.timeoutMs,
+    });
+    return { instance: r.instance, outputs: r.outputs, cached: false };
   }
 
   async infer(req: InferRequest): Promise<InferResult> {
@@ -63,27 +102,20 @@ export class InferService {
           throw new PerchError('PERCH_ERR_UNKNOWN_OUTPUT', `model '${model.name}' has no output '${o.name}' (outputs: ${model.outputs.map((s) => s.name).join(', ')})`);
         }
       }
-      const prepared = prepareInputs(model, req.inputs);
-      // A hit answers without touching the scheduler. The key is computed before the batch
-      // runs: running may move the input buffers to a session thread.
-      const useCache = this.cache !== null && (params.cache ?? model.cache.enabled);
-      const key = useCache ? cacheKey(instance.name, instance.version, prepared.inputs) : null;
-      const hit = key !== null ? this.cache!.get(key, instance.name, instance.version) : undefined;
-      let all: Tensor[];
-      if (hit) {
-        all = hit.outputs;
-      } else {
-        all = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs });
-        if (key !== null) this.cache!.put(key, instance.name, instance.version, all, model.cache.ttlSeconds);
-      }
-      const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : orderLike(model.outputs, all);
+      const ran = model.sequence ? await this.runSequence(instance, req, params) : await this.runStateless(instance, req, params);
+      labels = { model: ran.instance.name, version: String(ran.instance.version) };
+      const all = ran.outputs;
+      // State outputs feed the next request of the sequence; the client gets them only if asked.
+      const stateOutputs = new Set(model.sequence?.state.map((s) => s.output) ?? []);
+      const defaults = model.outputs.filter((o) => !stateOutputs.has(o.name));
+      const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : orderLike(defaults, all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
       this.metrics.success.inc(labels);
       return {
-        model_name: instance.name,
-        model_version: String(instance.version),
+        model_name: ran.instance.name,
+        model_version: String(ran.instance.version),
         ...(req.id !== undefined ? { id: req.id } : {}),
-        parameters: { cached: hit !== undefined },
+        parameters: { cached: ran.cached },
         outputs,
         binary,
       };
@@ -93,6 +125,12 @@ export class InferService {
       throw e;
     }
   }
+}
+
+interface Ran {
+  instance: ModelInstance;
+  outputs: Tensor[];
+  cached: boolean;
 }
 
 function orderLike(specs: ReadonlyArray<{ name: string }>, tensors: Tensor[]): Tensor[] {

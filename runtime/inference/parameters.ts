@@ -10,6 +10,10 @@ export interface InferParameters {
   binaryDataOutput?: boolean;
   /** Perch: use the result cache for this request (default: the model's cache.enabled). */
   cache?: boolean;
+  /** Triton's sequence parameters; ids are compared as strings. */
+  sequenceId?: string;
+  sequenceStart?: boolean;
+  sequenceEnd?: boolean;
 }
 
 function invalid(name: string, what: string): PerchError {
@@ -19,7 +23,7 @@ function invalid(name: string, what: string): PerchError {
 export function readParameters(params: Record<string, unknown> | undefined): InferParameters {
   const out: InferParameters = {};
   if (!params) return out;
-  const { priority, timeout, binary_data_output: binary, cache } = params;
+  const { priority, timeout, binary_data_output: binary, cache, sequence_id: seqId, sequence_start: start, sequence_end: end } = params;
   if (priority !== undefined) {
     if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 1) throw invalid('priority', 'an integer >= 1 (1 = highest)');
     out.priority = priority;
@@ -31,6 +35,19 @@ export function readParameters(params: Record<string, unknown> | undefined): Inf
   if (binary !== undefined) {
     if (typeof binary !== 'boolean') throw invalid('binary_data_output', 'a boolean');
     out.binaryDataOutput = binary;
+  }
+  if (seqId !== undefined) {
+    const ok = (typeof seqId === 'string' && seqId.length > 0 && seqId.length <= 256) || (typeof seqId === 'number' && Number.isSafeInteger(seqId) && seqId >= 0);
+    if (!ok) throw invalid('sequence_id', 'a non-empty string (up to 256 characters) or a non-negative integer');
+    out.sequenceId = String(seqId);
+  }
+  if (start !== undefined) {
+    if (typeof start !== 'boolean') throw invalid('sequence_start', 'a boolean');
+    out.sequenceStart = start;
+  }
+  if (end !== undefined) {
+    if (typeof end !== 'boolean') throw invalid('sequence_end', 'a boolean');
+    out.sequenceEnd = end;
   }
   if (cache !== undefined) {
     if (typeof cache !== 'boolean') throw invalid('cache', 'a boolean');

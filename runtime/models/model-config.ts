@@ -39,6 +39,20 @@ export const modelCacheSchema = z.strictObject({
   ttlSeconds: positiveInt.optional(),
 });
 
+/**
+ * Stateful models (Triton's sequence batching): the runtime keeps each sequence's state tensors,
+ * feeds them in, and stores the new ones the model outputs.
+ */
+export const sequenceSchema = z.strictObject({
+  state: z
+    .array(z.strictObject({ input: z.string().min(1), output: z.string().min(1), init: z.literal('zeros').default('zeros') }))
+    .min(1),
+  /** A sequence with no request for this long is freed. */
+  idleTimeoutMs: positiveInt.default(60_000),
+  /** Live sequences per model; one more start gets PERCH_ERR_SEQUENCE_LIMIT. */
+  maxSequences: positiveInt.max(1_000_000).default(1024),
+});
+
 export const EXECUTORS = ['worker', 'inline'] as const;
 
 export const sessionSchema = z.strictObject({
@@ -77,6 +91,7 @@ export const modelConfigSchema = z
     batching: batchingSchema.prefault({}),
     session: sessionSchema.prefault({}),
     cache: modelCacheSchema.prefault({}),
+    sequence: sequenceSchema.optional(),
     warmup: warmupSchema.default({ inputs: {} }),
   })
   .refine((c) => c.batching.defaultPriority <= c.batching.priorityLevels, {
@@ -90,4 +105,5 @@ export type VersionPolicy = z.infer<typeof versionPolicySchema>;
 export type BatchingConfig = z.infer<typeof batchingSchema>;
 export type SessionConfig = z.infer<typeof sessionSchema>;
 export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
+export type SequenceConfig = z.infer<typeof sequenceSchema>;
 export type WarmupConfig = z.infer<typeof warmupSchema>;

@@ -37,6 +37,9 @@ export class ModelInstance {
   readonly batcher: Batcher<PreparedRequest, Tensor[]>;
   private readonly free: Executor[];
   private retiring: Promise<void> | null = null;
+  /** Live sequences that started on this version and stay on it until they end. */
+  private pins = 0;
+  private unpinned: (() => void) | null = null;
 
   private constructor(
     readonly name: string,
@@ -94,9 +97,27 @@ export class ModelInstance {
     });
   }
 
-  /** Lets queued and running work finish, then releases the sessions. Idempotent. */
+  /** A sequence holds this version until it ends (a swap does not move it). */
+  pin(): void {
+    this.pins++;
+  }
+
+  unpin(): void {
+    this.pins--;
+    if (this.pins === 0 && this.unpinned) this.unpinned();
+  }
+
+  get pinned(): number {
+    return this.pins;
+  }
+
+  /**
+   * Waits for the sequences pinned to this version to end, lets queued and running work finish,
+   * then releases the sessions. Idempotent.
+   */
   retire(): Promise<void> {
-    this.retiring ??= this.batcher.drain().then(async () => {
+    const sequencesEnded = this.pins === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.unpinned = resolve));
+    this.retiring ??= sequencesEnded.then(() => this.batcher.drain()).then(async () => {
       this.batcher.close(new PerchError('PERCH_ERR_MODEL_NOT_READY', `model '${this.name}' version ${this.version} was unloaded`));
       await Promise.allSettled(this.executors.map((e) => e.close()));
     });

@@ -124,6 +124,11 @@ export class ModelRegistry {
     return true;
   }
 
+  /** Old versions swapped out but not yet released (draining queues, or pinned by sequences). */
+  get drainingCount(): number {
+    return this.draining.size;
+  }
+
   instances(): ModelInstance[] {
     return [...this.models.values()].flatMap((e) => [...e.instances.values()]);
   }

@@ -4,7 +4,7 @@
 // on every request instead of once, at load.
 import { PerchError } from '../errors.js';
 import { datatypeFromOrt, type Datatype } from '../tensor/datatypes.js';
-import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SessionConfig, TensorSpecInput } from './model-config.js';
+import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SequenceConfig, SessionConfig, TensorSpecInput } from './model-config.js';
 
 /** What onnxruntime reports of one input or output. */
 export interface OrtTensorMetadata {
@@ -31,6 +31,7 @@ export interface ResolvedModelConfig {
   batching: BatchingConfig;
   session: SessionConfig;
   cache: ModelCacheConfig;
+  sequence: SequenceConfig | null;
 }
 
 /** Used when nothing says otherwise and every tensor has a dynamic first axis. */
@@ -106,6 +107,7 @@ export function resolveModelConfig(
       }
     }
   }
+  if (file.sequence) checkSequence(name, file.sequence, inputs, outputs, maxBatchSize);
   // With no batching every tensor is taken whole, as sent.
   const unbatched = (t: TensorSpec): TensorSpec => ({ ...t, batchAxis: null });
   return {
@@ -116,5 +118,27 @@ export function resolveModelConfig(
     batching: file.batching,
     session: file.session,
     cache: file.cache,
+    sequence: file.sequence ?? null,
   };
+}
+
+/** Each state pair names an input and an output of the same type and shape, fixed but for the batch axis. */
+function checkSequence(model: string, seq: SequenceConfig, inputs: TensorSpec[], outputs: TensorSpec[], maxBatchSize: number): void {
+  for (const s of seq.state) {
+    const i = inputs.find((t) => t.name === s.input);
+    const o = outputs.find((t) => t.name === s.output);
+    if (!i) throw mismatch(model, `sequence state input '${s.input}' is not an input of the model`);
+    if (!o) throw mismatch(model, `sequence state output '${s.output}' is not an output of the model`);
+    if (i.datatype !== o.datatype || i.dims.length !== o.dims.length) {
+      throw mismatch(model, `sequence state '${s.input}' and '${s.output}' differ in datatype or rank`);
+    }
+    if (maxBatchSize > 0 && (i.batchAxis === null || o.batchAxis === null)) {
+      throw mismatch(model, `sequence state '${s.input}' / '${s.output}' need a batchAxis to be batched across sequences`);
+    }
+    i.dims.forEach((d, axis) => {
+      if (axis !== i.batchAxis && d === -1) {
+        throw mismatch(model, `sequence state '${s.input}' axis ${axis} is dynamic: give its size in model.json so the state can start as zeros`);
+      }
+    });
+  }
 }

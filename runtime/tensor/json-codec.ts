@@ -10,9 +10,27 @@ const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
   INT8: [-0x80, 0x7f], INT16: [-0x8000, 0x7fff], INT32: [-0x80000000, 0x7fffffff],
 };
 
-function flatten(data: unknown[]): unknown[] {
-  // OIP allows nested arrays; most clients send flat ones, so only flatten when needed.
-  return data.some(Array.isArray) ? (data.flat(Infinity) as unknown[]) : data;
+/**
+ * OIP allows nested arrays; most clients send flat ones, so only flatten when needed. Nesting
+ * deeper than the tensor's rank is refused: it is never valid, and flat(Infinity) on a hostile
+ * million-deep array would overflow the stack.
+ */
+function flatten(name: string, data: unknown[], rank: number): unknown[] {
+  if (!data.some(Array.isArray)) return data;
+  const out: unknown[] = [];
+  const stack: Array<{ items: unknown[]; at: number }> = [{ items: data, at: 0 }];
+  while (stack.length) {
+    const top = stack[stack.length - 1] as { items: unknown[]; at: number };
+    if (top.at === top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const v = top.items[top.at++];
+    if (!Array.isArray(v)) out.push(v);
+    else if (stack.length >= Math.max(rank, 1)) throw bad(name, `data is nested deeper than the tensor's ${rank} axes`);
+    else stack.push({ items: v, at: 0 });
+  }
+  return out;
 }
 
 function bad(name: string, what: string): PerchError {
@@ -22,7 +40,7 @@ function bad(name: string, what: string): PerchError {
 /** Reads `data` of a JSON tensor into Perch's in-memory form, checking count and element types. */
 export function decodeJsonData(name: string, datatype: Datatype, shape: number[], raw: unknown): TensorData {
   if (!Array.isArray(raw)) throw bad(name, '`data` must be an array');
-  const values = flatten(raw);
+  const values = flatten(name, raw, shape.length);
   const count = elementCount(shape);
   if (values.length !== count) {
     throw bad(name, `shape ${JSON.stringify(shape)} needs ${count} elements, data has ${values.length}`);

@@ -1,0 +1,197 @@
+// Stateful (sequence) batching, Triton's sequence batcher for the edge. Each sequence keeps its
+// state tensors between requests; the runtime feeds them in and stores what the model outputs.
+//
+// Ordering: every sequence has its own FIFO, and only its head request is handed to the batcher.
+// So requests of one sequence run strictly in arrival order and never two in the same batch,
+// while requests of different sequences batch freely (state stacked along its batchAxis).
+// A sequence is pinned to the model version it started on until it ends or idles out, even
+// across a hot swap; the old version is released when its last sequence lets go.
+import type { Clock, TimerHandle } from '../clock.js';
+import { PerchError } from '../errors.js';
+import type { ModelInstance } from '../models/model-instance.js';
+import type { ModelRegistry } from '../models/registry.js';
+import { prepareInputs } from '../inference/prepare.js';
+import { allocate } from '../tensor/datatypes.js';
+import { byteLength, elementCount, type Tensor } from '../tensor/tensor.js';
+
+export interface SequenceRequest {
+  model: string;
+  version: number | undefined;
+  sequenceId: string;
+  start: boolean;
+  end: boolean;
+  /** The client's inputs (state inputs excluded: the runtime feeds those). */
+  inputs: Tensor[];
+  priority: number | undefined;
+  timeoutMs: number | undefined;
+}
+
+export interface SequenceResult {
+  instance: ModelInstance;
+  /** Every model output, state outputs included. */
+  outputs: Tensor[];
+}
+
+interface Pending {
+  req: SequenceRequest;
+  resolve: (r: SequenceResult) => void;
+  reject: (e: Error) => void;
+}
+
+interface Sequence {
+  key: string;
+  model: string;
+  id: string;
+  instance: ModelInstance | null;
+  state: Map<string, Tensor>;
+  queue: Pending[];
+  running: boolean;
+  idleTimer: TimerHandle | null;
+}
+
+export interface SequenceStats {
+  model: string;
+  active: number;
+  stateBytes: number;
+}
+
+export class SequenceManager {
+  private readonly sequences = new Map<string, Sequence>();
+  private readonly perModel = new Map<string, number>();
+
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly clock: Clock,
+    /** Told when a start is refused for the limit (the runtime records an event). */
+    private readonly onLimit: (model: string, max: number) => void = () => undefined,
+  ) {}
+
+  submit(req: SequenceRequest): Promise<SequenceResult> {
+    const key = `${req.model}\u0000${req.sequenceId}`;
+    let seq = this.sequences.get(key);
+    if (!seq) {
+      if (!req.start) {
+        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `model '${req.model}' has no live sequence '${req.sequenceId}': send sequence_start first`));
+      }
+      const max = this.registry.resolve(req.model, req.version).config.sequence?.maxSequences ?? 0;
+      const active = this.perModel.get(req.model) ?? 0;
+      if (active >= max) {
+        this.onLimit(req.model, max);
+        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `model '${req.model}' holds ${active} live sequences (maxSequences ${max})`));
+      }
+      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null };
+      this.sequences.set(key, seq);
+      this.perModel.set(req.model, active + 1);
+    }
+    if (seq.idleTimer) {
+      this.clock.clearTimeout(seq.idleTimer);
+      seq.idleTimer = null;
+    }
+    const s = seq;
+    return new Promise<SequenceResult>((resolve, reject) => {
+      s.queue.push({ req, resolve, reject });
+      if (!s.running) void this.runQueue(s);
+    });
+  }
+
+  stats(): SequenceStats[] {
+    const out = new Map<string, SequenceStats>();
+    for (const s of this.sequences.values()) {
+      const m = out.get(s.model) ?? { model: s.model, active: 0, stateBytes: 0 };
+      m.active++;
+      for (const t of s.state.values()) m.stateBytes += byteLength(t);
+      out.set(s.model, m);
+    }
+    return [...out.values()];
+  }
+
+  /** Frees every sequence (shutdown): their versions can then be released. */
+  close(): void {
+    for (const s of [...this.sequences.values()]) {
+      for (const p of s.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping'));
+      this.free(s);
+    }
+  }
+
+  /** Runs the sequence's queued requests one after another, in arrival order. */
+  private async runQueue(seq: Sequence): Promise<void> {
+    seq.running = true;
+    while (this.sequences.get(seq.key) === seq && seq.queue.length > 0) {
+      const next = seq.queue.shift() as Pending;
+      try {
+        if (next.req.start) this.restart(seq, next.req);
+        next.resolve(await this.runOne(seq, next.req));
+        if (next.req.end) this.free(seq);
+      } catch (err) {
+        next.reject(err as Error);
+        if (seq.instance === null) this.free(seq); // its start failed: nothing to continue
+      }
+    }
+    seq.running = false;
+    if (this.sequences.get(seq.key) === seq) this.armIdle(seq);
+    else for (const p of seq.queue.splice(0)) this.resubmit(p); // requests queued behind an end
+  }
+
+  /** Requests that arrived after an end start over: a new sequence, or an unknown one. */
+  private resubmit(p: Pending): void {
+    this.submit(p.req).then(p.resolve, p.reject);
+  }
+
+  private restart(seq: Sequence, req: SequenceRequest): void {
+    const instance = this.registry.resolve(req.model, req.version);
+    const cfg = instance.config.sequence;
+    if (!cfg) throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${req.model}' is not a sequence model`);
+    seq.instance?.unpin();
+    instance.pin();
+    seq.instance = instance;
+    seq.state.clear();
+    for (const s of cfg.state) {
+      const spec = instance.config.inputs.find((t) => t.name === s.input)!;
+      const shape = spec.dims.map((d, i) => (i === spec.batchAxis ? 1 : d));
+      seq.state.set(s.input, { name: s.input, datatype: spec.datatype, shape, data: allocate(spec.datatype, elementCount(shape)) });
+    }
+  }
+
+  private async runOne(seq: Sequence, req: SequenceRequest): Promise<SequenceResult> {
+    const instance = seq.instance;
+    const cfg = instance?.config.sequence;
+    if (!instance || !cfg) throw new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `sequence '${seq.id}' has not started`);
+    for (const t of req.inputs) {
+      if (seq.state.has(t.name)) {
+        throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `input '${t.name}' is sequence state: the runtime feeds it, the request must not`);
+      }
+    }
+    // A copy of the state goes in: the batch may move its buffers to the session thread, and a
+    // failed run must leave the sequence's state as it was.
+    const state = [...seq.state.values()].map((t) => ({ ...t, data: (t.data as Float32Array).slice() }));
+    const prepared = prepareInputs(instance.config, [...req.inputs, ...state]);
+    if (prepared.items !== 1) {
+      throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
+    }
+    const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs });
+    for (const s of cfg.state) {
+      const next = outputs.find((t) => t.name === s.output);
+      if (next) seq.state.set(s.input, { ...next, name: s.input });
+    }
+    return { instance, outputs };
+  }
+
+  private armIdle(seq: Sequence): void {
+    const idle = seq.instance?.config.sequence?.idleTimeoutMs;
+    if (!idle || this.sequences.get(seq.key) !== seq) return;
+    seq.idleTimer = this.clock.setTimeout(() => {
+      seq.idleTimer = null;
+      if (!seq.running && seq.queue.length === 0) this.free(seq);
+    }, idle);
+  }
+
+  private free(seq: Sequence): void {
+    if (this.sequences.get(seq.key) !== seq) return;
+    this.sequences.delete(seq.key);
+    this.perModel.set(seq.model, (this.perModel.get(seq.model) ?? 1) - 1);
+    if (seq.idleTimer) this.clock.clearTimeout(seq.idleTimer);
+    seq.instance?.unpin();
+    seq.instance = null;
+    seq.state.clear();
+  }
+}
