@@ -26,7 +26,7 @@ export async function handleRequest(ctx: HttpContext, token: string | null, req:
         continue;
       }
       if (!route.open && !tokenMatches(req, token, false)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
-      const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeURIComponent(p)));
+      const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeSegment(p)));
       await route.handler(ctx, req, res, params);
       return;
     }
@@ -38,8 +38,29 @@ export async function handleRequest(ctx: HttpContext, token: string | null, req:
   }
 }
 
+/**
+ * A path segment (model name, version) without its percent-encoding. decodeURIComponent throws
+ * a URIError on a bad escape (`%ZZ`), which answered 500 PERCH_ERR_INTERNAL (found by
+ * test/api/fuzz.test.ts): it is the client's mistake, a 400.
+ */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `path segment '${segment}' is not valid percent-encoding`);
+  }
+}
+
 export function createHttpServer(ctx: HttpContext, opts: HttpServerOptions, log: Logger): Server {
   const server = createServer((req, res) => {
+    // Shutdown: server.close() waits for every connection to end, and closeIdleConnections()
+    // only ends those idle when it runs. A request still in flight then left its keep-alive
+    // socket open after its answer until the client dropped it (keepAliveTimeout), so SIGTERM
+    // during an inference ended in a shutdown timeout (test/cli/serve.test.ts). Once the server
+    // has stopped listening, end the socket after the answer is written.
+    res.once('finish', () => {
+      if (!server.listening) req.socket.end();
+    });
     handleRequest(ctx, opts.apiToken, req, res).catch((err: unknown) => {
       log.error({ err }, 'unhandled error in HTTP handler');
       res.destroy();

@@ -114,9 +114,14 @@ function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerRespons
       continue;
     }
     const s = c.registry.statusOf(name);
-    if (s.error) rows.push({ name, state: 'UNAVAILABLE', reason: s.error.message });
+    // Perch extra beside Triton's fields: the PERCH_ERR_* code of a failure, so an operator (or a
+    // script) can tell a corrupt file from a bad model.json without parsing the message.
+    if (s.error) rows.push({ name, state: 'UNAVAILABLE', reason: s.error.message, code: s.error.code });
     for (const v of s.versions) {
-      rows.push({ name, version: String(v.version), state: v.state === 'ready' ? 'READY' : 'UNAVAILABLE', reason: v.error?.message ?? '' });
+      rows.push({
+        name, version: String(v.version), state: v.state === 'ready' ? 'READY' : 'UNAVAILABLE', reason: v.error?.message ?? '',
+        ...(v.error ? { code: v.error.code } : {}),
+      });
     }
   }
   sendJson(res, 200, rows);

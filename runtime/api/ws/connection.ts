@@ -42,6 +42,8 @@ export class Connection {
   private paused = false;
   private peakInflight = 0;
   private peakBuffered = 0;
+  /** Frames ws emitted after the connection paused: at most what one socket read held. */
+  private readonly held: Array<[Buffer, boolean]> = [];
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiter: (() => void) | null = null;
 
@@ -80,6 +82,17 @@ export class Connection {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
+    // ws goes on emitting the frames it had already read from the socket when pause() was
+    // called (one socket read can hold many small frames), which let `inflight` run past
+    // maxInflight (test/api/backpressure.test.ts). Hold them until the connection may read again.
+    if (this.paused) {
+      this.held.push([data, isBinary]);
+      return;
+    }
+    this.handleFrame(data, isBinary);
+  }
+
+  private handleFrame(data: Buffer, isBinary: boolean): void {
     let id: string | null = null;
     this.inflight++;
     this.updateFlow();
@@ -124,11 +137,17 @@ export class Connection {
       this.socket.pause();
     } else if (!over && this.paused) {
       this.paused = false;
-      this.socket.resume();
+      // Frames held while paused go first; handling one may pause the connection again.
+      while (!this.paused && this.held.length > 0) {
+        const [data, isBinary] = this.held.shift() as [Buffer, boolean];
+        this.handleFrame(data, isBinary);
+      }
+      if (!this.paused) this.socket.resume();
     }
   }
 
   private dispose(): void {
+    this.held.length = 0;
     for (const off of this.subscriptions.values()) off();
     this.subscriptions.clear();
   }

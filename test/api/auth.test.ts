@@ -1,0 +1,101 @@
+// With server.apiToken set (PROTOCOL sections 3-4): the WebSocket upgrade needs the token as
+// `Authorization: Bearer` or `?token=` (else 401), HTTP inference needs the bearer header (else
+// 401 PERCH_ERR_UNAUTHORIZED), and the health checks answer without it.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { httpInfer, WsClient } from '../helpers/clients.js';
+import { vadInputs } from '../helpers/models.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { TempRepository } from '../helpers/repository.js';
+import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
+import { vadModelJson } from '../helpers/scenarios.js';
+import { rawRequest, upgradeStatus } from '../helpers/wire.js';
+
+const TOKEN = 'edge-secret-0123456789';
+
+describe('API token', () => {
+  let repo: TempRepository;
+  let rt: TestRuntime;
+
+  before(async () => {
+    repo = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad16k }, config: vadModelJson(8) } });
+    rt = await startRuntime(repo.dir, { server: { apiToken: TOKEN } });
+  });
+  after(async () => {
+    await rt?.stop();
+    repo?.remove();
+  });
+
+  describe('WebSocket upgrade', () => {
+    test('without a token: 401', async () => {
+      assert.equal(await upgradeStatus(rt.wsUrl), 401);
+    });
+    test('with a wrong bearer token: 401', async () => {
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: `Bearer ${TOKEN}x` }), 401);
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: 'Bearer ' }), 401);
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: `Bearer ${TOKEN.slice(0, -1)}` }), 401, 'a prefix of the token');
+    });
+    test('with a wrong ?token=: 401', async () => {
+      assert.equal(await upgradeStatus(`${rt.wsUrl}?token=nope`), 401);
+      assert.equal(await upgradeStatus(`${rt.wsUrl}?token=`), 401);
+    });
+    test('with a token in another scheme: 401', async () => {
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: `Basic ${Buffer.from(`perch:${TOKEN}`).toString('base64')}` }), 401);
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: TOKEN }), 401);
+    });
+    test('with Authorization: Bearer: accepted, and it serves', async () => {
+      const ws = await WsClient.connect(rt.wsUrl, { token: TOKEN });
+      try {
+        const a = await ws.infer('vad', vadInputs(1));
+        assert.equal(a.ok, true, JSON.stringify(a.body));
+      } finally {
+        await ws.close();
+      }
+    });
+    test('with ?token=: accepted, and it serves', async () => {
+      assert.equal(await upgradeStatus(`${rt.wsUrl}?token=${encodeURIComponent(TOKEN)}`), 101);
+      const ws = await WsClient.connect(`${rt.wsUrl}?token=${encodeURIComponent(TOKEN)}`);
+      try {
+        const a = await ws.infer('vad', vadInputs(2));
+        assert.equal(a.ok, true, JSON.stringify(a.body));
+      } finally {
+        await ws.close();
+      }
+    });
+  });
+
+  describe('HTTP', () => {
+    test('inference without a token: 401 PERCH_ERR_UNAUTHORIZED', async () => {
+      const res = await httpInfer(rt.baseUrl, 'vad', vadInputs(3));
+      assert.equal(res.status, 401);
+      assert.equal(res.body.code, 'PERCH_ERR_UNAUTHORIZED');
+    });
+    test('inference with a wrong token: 401 PERCH_ERR_UNAUTHORIZED', async () => {
+      const res = await httpInfer(rt.baseUrl, 'vad', vadInputs(3), { token: 'not-the-token' });
+      assert.equal(res.status, 401);
+      assert.equal(res.body.code, 'PERCH_ERR_UNAUTHORIZED');
+    });
+    test('?token= is for WebSocket clients only: HTTP inference with it is refused', async () => {
+      const res = await rawRequest(rt.baseUrl, 'POST', `/v2/models/vad/infer?token=${TOKEN}`, { body: '{}', headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 401);
+      assert.equal(res.json?.code, 'PERCH_ERR_UNAUTHORIZED');
+    });
+    test('inference with the token: 200', async () => {
+      const res = await httpInfer(rt.baseUrl, 'vad', vadInputs(3), { token: TOKEN });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    });
+    test('model metadata and the repository need the token too', async () => {
+      assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad')).status, 401);
+      assert.equal((await rawRequest(rt.baseUrl, 'POST', '/v2/repository/index')).status, 401);
+      assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+    });
+    test('/v2/health/live and /v2/health/ready answer without a token', async () => {
+      const live = await rawRequest(rt.baseUrl, 'GET', '/v2/health/live');
+      assert.equal(live.status, 200);
+      assert.deepEqual(live.json, { live: true });
+      const ready = await rawRequest(rt.baseUrl, 'GET', '/v2/health/ready');
+      assert.equal(ready.status, 200);
+      assert.deepEqual(ready.json, { ready: true });
+    });
+  });
+});
