@@ -11,6 +11,7 @@ const HELP = `perch ${RUNTIME_VERSION}: edge inference runtime
 
 Usage:
   perch serve [--config FILE]   serve the model repository over HTTP (OIP) and WebSocket
+  perch fleet <command>         the fleet control plane over MQTT (perch fleet --help)
   perch --help | --version
 
 With no config at all, perch serve serves the shipped models/ repository on
@@ -64,6 +65,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'fleet':
+      return (await import('../cloud-sync/fleet/cli.js')).main(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${RUNTIME_VERSION}\n`);

@@ -50,6 +50,20 @@ export const ERROR_CODES = {
   PERCH_ERR_STORE_CORRUPT: { status: 500, summary: 'The database file was corrupt; it was moved aside and a fresh one created.' },
   PERCH_ERR_EVENT_TOO_LARGE: { status: 413, summary: 'The event payload is over the configured size limit.' },
 
+  // Cloud sync: model updates, live config, MQTT (reported in state/reported, events, logs).
+  PERCH_ERR_MODEL_DIGEST_MISMATCH: { status: 422, summary: "A downloaded model's SHA-256 is not the one its desired state names." },
+  PERCH_ERR_MODEL_SIGNATURE_INVALID: { status: 422, summary: "A model's Ed25519 signature does not verify against any trusted key." },
+  PERCH_ERR_MODEL_UNSIGNED: { status: 422, summary: 'A model came without a signature and unsigned models are not allowed.' },
+  PERCH_ERR_MODEL_SIZE_MISMATCH: { status: 422, summary: 'A downloaded model is not the size its desired state names (truncated or padded).' },
+  PERCH_ERR_MODEL_DOWNLOAD_FAILED: { status: 502, summary: 'A model download could not complete (chunks missing or out of range).' },
+  PERCH_ERR_MODEL_ROLLED_BACK: { status: 500, summary: 'A new model version failed too often in service and was rolled back to the previous one.' },
+  PERCH_ERR_NO_PREVIOUS_VERSION: { status: 409, summary: 'Rollback asked for, but no previous version of the model is kept.' },
+  PERCH_ERR_LIVE_CONFIG_INVALID: { status: 400, summary: 'A live config document breaks the config schema or names a setting that needs a restart; nothing of it was applied.' },
+  PERCH_ERR_MQTT_PAYLOAD_INVALID: { status: 400, summary: 'An MQTT message is not valid JSON, breaks its schema, is oversized, or names something unknown; it was ignored.' },
+  PERCH_ERR_BROKER_UNREACHABLE: { status: 503, summary: 'The MQTT broker could not be reached.' },
+  PERCH_ERR_DEVICE_UNKNOWN: { status: 404, summary: 'The fleet has never heard from a device of that id.' },
+  PERCH_ERR_FLEET_MODEL_MISSING: { status: 404, summary: 'The fleet store holds no such model version.' },
+
   // Start-up.
   PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },
 

@@ -1,7 +1,14 @@
 // The composition root: builds every module from the config and wires them. No logic of its own.
 // Start order: store -> models -> jobs -> api; stop in reverse, so the last answers and the last
 // events are written before the database closes.
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
+import { Gauge } from 'prom-client';
+import type { LiveConfig, LiveConfigResult } from '../cloud-sync/agent/runtime-port.js';
+import { createRuntimePort } from './cloud-port.js';
+import { liveOf, validateLive } from './live-config.js';
+import { ModelInstaller } from './models/installer.js';
+import { STATE_KEYS } from './store/state-store.js';
 import type { AddressInfo } from 'node:net';
 import { Bus } from './bus.js';
 import { systemClock, type Clock } from './clock.js';
@@ -37,14 +44,22 @@ export class Runtime {
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
   readonly jobs: JobScheduler;
+  readonly installer: ModelInstaller;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** A fresh id per process start (MQTT status), so the cloud can tell reboots apart. */
+  readonly bootId = randomUUID();
+  private live: LiveConfig;
+  private connectivity: 'online' | 'offline' | 'disabled';
   private readonly server: Server;
   private readonly modules: ModuleSet;
-  private readonly clock: Clock;
   private addr: AddressInfo | null = null;
 
   constructor(readonly config: Readonly<PerchConfig>, private readonly deps: RuntimeDeps) {
     const clock = (this.clock = deps.clock ?? systemClock);
-    const log = deps.log;
+    const log = (this.log = deps.log);
+    this.live = liveOf(config);
+    this.connectivity = config.cloud.mqttUrl ? 'offline' : 'disabled';
     this.metrics = new InferenceMetrics(undefined, () =>
       this.registry.instances().map((i) => ({ model: i.name, version: String(i.version), depth: i.batcher.depth, ready: true })),
     );
@@ -57,7 +72,18 @@ export class Runtime {
       storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint() }, config.store.jobs, log),
       { logger: log, clock },
     );
-    this.registry = new ModelRegistry({ repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics });
+    this.registry = new ModelRegistry({
+      repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics,
+      overrides: () => this.live.models.overrides,
+    });
+    this.installer = new ModelInstaller(config.models.repository, this.registry, log);
+    this.bus.on('connectivity', (c) => (this.connectivity = c.state));
+    new Gauge({
+      name: 'perch_cloud_connected', help: '1 while connected to the cloud broker.', registers: [this.metrics.registry],
+      collect: () => undefined,
+    });
+    const connected = this.metrics.registry.getSingleMetric('perch_cloud_connected') as Gauge;
+    this.bus.on('connectivity', (c) => connected.set(c.state === 'online' ? 1 : 0));
     // Refused starts are recorded as an event, at most once a minute per model.
     const lastLimitEvent = new Map<string, number>();
     this.sequences = new SequenceManager(this.registry, clock, (model, max) => {
@@ -101,6 +127,12 @@ export class Runtime {
       name: 'store',
       start: async () => {
         dropReporter = startDropReporter(this.store.outbox, { clock: this.clock, logger: log });
+        // Live config applied before a reboot still holds (before models load: overrides).
+        const saved = this.store.state.get(STATE_KEYS.liveConfig);
+        if (saved !== undefined) {
+          const r = this.applyLiveConfig(saved, false);
+          if (!r.ok) log.warn({ err: r.error.message }, 'saved live config no longer valid; using the config file');
+        }
         for (const incident of this.store.incidents) this.events.record(`store.${incident.kind}`, incident);
         offModelEvents = this.bus.on('model', (e) => {
           this.events.record(`model.${e.state}`, e);
@@ -145,13 +177,47 @@ export class Runtime {
         await closed;
       },
     };
-    await this.modules.start([store, models, jobs, api]);
+    const cloud: Module | null = this.config.cloud.mqttUrl
+      ? await (async () => {
+          // Loaded only when cloud sync is on: devices without a cloud never load mqtt.js.
+          const { createCloudAgent } = await import('../cloud-sync/agent/index.js');
+          return createCloudAgent(createRuntimePort(this));
+        })()
+      : null;
+    await this.modules.start(cloud ? [store, models, jobs, cloud, api] : [store, models, jobs, api]);
     return this.address;
   }
 
   get address(): AddressInfo {
     if (!this.addr) throw new Error('runtime not started');
     return this.addr;
+  }
+
+  get liveConfig(): LiveConfig {
+    return this.live;
+  }
+
+  /**
+   * Applies a live config document whole or not at all (PROTOCOL section 5). Persisted, and
+   * recorded as an event, so the cloud and a reboot both see it.
+   */
+  applyLiveConfig(partial: unknown, record = true): LiveConfigResult {
+    const current = { ...this.config, log: this.live.log, models: { ...this.config.models, overrides: this.live.models.overrides }, cloud: { ...this.config.cloud, upload: this.live.cloud.upload } };
+    const r = validateLive(current, partial);
+    if (!r.ok) {
+      if (record) this.events.record('config.rejected', r.error);
+      return r;
+    }
+    this.live = r.effective;
+    this.log.level = r.effective.log.level;
+    this.registry.applyOverrides(r.effective.models.overrides);
+    try {
+      this.store.state.set(STATE_KEYS.liveConfig, r.effective);
+    } catch (err) {
+      this.log.warn({ err }, 'live config applied but not persisted (store read-only or full)');
+    }
+    if (record) this.events.record('config.applied', r.effective);
+    return r;
   }
 
   async stop(): Promise<void> {
@@ -169,6 +235,6 @@ export class Runtime {
     for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
     const { count, bytes, oldestAgeMs } = this.store.outbox.stats();
     const sequences = Object.fromEntries(this.sequences.stats().map((s) => [s.model, s.active]));
-    return { models, queue, sequences, outbox: { count, bytes, oldestAgeMs }, connectivity: 'disabled' };
+    return { models, queue, sequences, outbox: { count, bytes, oldestAgeMs }, connectivity: this.connectivity };
   }
 }

@@ -11,7 +11,7 @@ import { configSchema, type PerchConfig } from './schema.js';
 type Raw = Record<string, unknown>;
 
 /** PROTOCOL section 6: environment variable -> config path and how to read its value. */
-export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: 'string' | 'number' | 'path' }> = [
+export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: 'string' | 'number' | 'path' | 'boolean' }> = [
   { env: 'PERCH_HOST', path: ['server', 'host'], kind: 'string' },
   { env: 'PERCH_PORT', path: ['server', 'port'], kind: 'number' },
   { env: 'PERCH_API_TOKEN', path: ['server', 'apiToken'], kind: 'string' },
@@ -19,10 +19,16 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: '
   { env: 'PERCH_DATA_DIR', path: ['dataDir'], kind: 'path' },
   { env: 'PERCH_LOG_LEVEL', path: ['log', 'level'], kind: 'string' },
   { env: 'PERCH_DEVICE_ID', path: ['device', 'id'], kind: 'string' },
+  { env: 'PERCH_MQTT_URL', path: ['cloud', 'mqttUrl'], kind: 'string' },
+  { env: 'PERCH_MQTT_CA', path: ['cloud', 'caFile'], kind: 'path' },
+  { env: 'PERCH_MQTT_CERT', path: ['cloud', 'certFile'], kind: 'path' },
+  { env: 'PERCH_MQTT_KEY', path: ['cloud', 'keyFile'], kind: 'path' },
+  { env: 'PERCH_TRUSTED_KEYS', path: ['cloud', 'trustedKeysFile'], kind: 'path' },
+  { env: 'PERCH_ALLOW_UNSIGNED_MODELS', path: ['cloud', 'allowUnsignedModels'], kind: 'boolean' },
 ];
 
 /** Config keys that hold file-system paths, resolved against where they were written. */
-const PATH_KEYS: string[][] = [['models', 'repository'], ['dataDir']];
+const PATH_KEYS: string[][] = [['models', 'repository'], ['dataDir'], ['cloud', 'caFile'], ['cloud', 'certFile'], ['cloud', 'keyFile'], ['cloud', 'trustedKeysFile']];
 
 export interface LoadOptions {
   configPath?: string | undefined;
@@ -91,7 +97,10 @@ function applyEnv(raw: Raw, env: NodeJS.ProcessEnv, cwd: string): void {
     const parent = walk(raw, path.slice(0, -1), true)!;
     const key = path[path.length - 1] as string;
     // A non-numeric PERCH_PORT stays a string so the schema reports it at its path.
-    parent[key] = kind === 'number' && /^\d+$/.test(value) ? Number(value) : kind === 'path' ? resolve(cwd, value) : value;
+    parent[key] = kind === 'number' && /^\d+$/.test(value) ? Number(value)
+      : kind === 'boolean' && (value === 'true' || value === 'false') ? value === 'true'
+      : kind === 'path' ? resolve(cwd, value)
+      : value;
   }
 }
 

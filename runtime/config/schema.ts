@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { storeConfigSchema } from '../store/config.js';
+import { batchingSchema, modelCacheSchema } from '../models/model-config.js';
 import { shippedModelsDir } from './paths.js';
 
 const MiB = 1024 * 1024;
@@ -40,10 +41,67 @@ export const configSchema = z.strictObject({
   models: z
     .strictObject({
       repository: z.string().min(1).default(shippedModelsDir),
+      /**
+       * Per-model settings over model.json, by model name: batching and cache. They can change
+       * without restart (live config from the cloud).
+       */
+      overrides: z
+        .record(z.string().min(1), z.strictObject({ batching: batchingSchema.partial().optional(), cache: modelCacheSchema.partial().optional() }))
+        .default({}),
     })
     .prefault({}),
   dataDir: z.string().min(1).default('data'),
   store: storeConfigSchema.prefault({}),
+  cloud: z
+    .strictObject({
+      /** mqtt://, mqtts://, ws:// or wss:// URL of the broker; null = no cloud sync (the default). */
+      mqttUrl: z.string().regex(/^(mqtts?|wss?):\/\/.+/, 'an mqtt://, mqtts://, ws:// or wss:// URL').nullable().default(null),
+      topicPrefix: z.string().regex(/^[^#+]+[^/#+]$/, 'a topic prefix without wildcards or a trailing /').default('perch/v1'),
+      protocolVersion: z.union([z.literal(4), z.literal(5)]).default(4),
+      caFile: z.string().min(1).nullable().default(null),
+      certFile: z.string().min(1).nullable().default(null),
+      keyFile: z.string().min(1).nullable().default(null),
+      username: z.string().nullable().default(null),
+      password: z.string().nullable().default(null),
+      keepaliveSeconds: z.number().int().min(5).max(3600).default(30),
+      reconnect: z
+        .strictObject({
+          minMs: z.number().int().min(10).default(1000),
+          maxMs: z.number().int().min(10).default(60_000),
+        })
+        .prefault({}),
+      /** Incoming MQTT payloads larger than this are dropped and counted. */
+      maxPayloadBytes: z.number().int().min(1024).default(16 * MiB),
+      /** PEM file with one or more Ed25519 public keys that may sign models. */
+      trustedKeysFile: z.string().min(1).nullable().default(null),
+      allowUnsignedModels: z.boolean().default(false),
+      upload: z
+        .strictObject({
+          /** Events per MQTT message; 1 = one event per message. */
+          batchSize: z.number().int().min(1).max(10_000).default(100),
+          /** Upload rate cap in events per second; 0 = no cap. */
+          maxEventsPerSecond: z.number().min(0).default(0),
+        })
+        .prefault({}),
+      download: z
+        .strictObject({
+          /** Chunks asked for at a time. */
+          windowChunks: z.number().int().min(1).max(1024).default(16),
+          /** Model download cap in bytes per second; 0 = no cap. */
+          maxBytesPerSecond: z.number().min(0).default(0),
+        })
+        .prefault({}),
+      rollback: z
+        .strictObject({
+          /** A new version whose failure ratio reaches this within the window is rolled back. */
+          errorRatio: z.number().gt(0).max(1).default(0.5),
+          /** Requests the window must hold before the ratio counts. */
+          minRequests: z.number().int().min(1).default(20),
+          windowMs: z.number().int().min(1000).default(60_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(LOG_LEVELS).default('info'),

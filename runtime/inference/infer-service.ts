@@ -10,6 +10,7 @@ import { prepareInputs } from './prepare.js';
 import { readParameters, type InferParameters } from './parameters.js';
 import type { ModelInstance } from '../models/model-instance.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
+import type { InferenceOutcome } from '../../cloud-sync/agent/runtime-port.js';
 
 export interface RequestedOutput {
   name: string;
@@ -38,6 +39,7 @@ export interface InferResult {
 
 export class InferService {
   private stopping = false;
+  private readonly outcomeListeners = new Set<(o: InferenceOutcome) => void>();
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -46,6 +48,16 @@ export class InferService {
     /** The persistent result cache; null when there is none (a tool, a test). */
     private readonly cache: ResultCache | null = null,
   ) {}
+
+  /** Every answered request of a known model version (the cloud agent's rollback breaker listens). */
+  onOutcome(fn: (o: InferenceOutcome) => void): () => void {
+    this.outcomeListeners.add(fn);
+    return () => this.outcomeListeners.delete(fn);
+  }
+
+  private tell(o: InferenceOutcome): void {
+    for (const fn of this.outcomeListeners) fn(o);
+  }
 
   /** After this, new requests get PERCH_ERR_SHUTTING_DOWN (in-flight ones finish). */
   stopAccepting(): void {
@@ -111,6 +123,7 @@ export class InferService {
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : orderLike(defaults, all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
       this.metrics.success.inc(labels);
+      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true });
       return {
         model_name: ran.instance.name,
         model_version: String(ran.instance.version),
@@ -122,6 +135,7 @@ export class InferService {
     } catch (err) {
       const e = toPerchError(err);
       this.metrics.failure.inc({ ...labels, code: e.code });
+      if (labels.model && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code });
       throw e;
     }
   }

@@ -106,4 +106,8 @@ export type BatchingConfig = z.infer<typeof batchingSchema>;
 export type SessionConfig = z.infer<typeof sessionSchema>;
 export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
 export type SequenceConfig = z.infer<typeof sequenceSchema>;
+export interface ModelOverrides {
+  batching?: Partial<BatchingConfig> | undefined;
+  cache?: Partial<ModelCacheConfig> | undefined;
+}
 export type WarmupConfig = z.infer<typeof warmupSchema>;

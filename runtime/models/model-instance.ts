@@ -11,7 +11,10 @@ import { createWorkerExecutor } from '../sessions/worker-executor.js';
 import { splitOutputs, stackInputs } from '../inference/batch-tensors.js';
 import type { PreparedRequest } from '../inference/prepare.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { ModelConfigFile, SessionConfig } from './model-config.js';
+import type { ModelConfigFile, ModelOverrides, SessionConfig } from './model-config.js';
+import { withOverrides } from './overrides.js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { resolveModelConfig, type ResolvedModelConfig } from './resolve-config.js';
 import { warmUp } from './warmup.js';
 
@@ -44,12 +47,17 @@ export class ModelInstance {
   private constructor(
     readonly name: string,
     readonly version: number,
-    readonly config: ResolvedModelConfig,
+    private resolved: ResolvedModelConfig,
+    /** SHA-256 (hex) of the model file this instance serves. */
+    readonly sha256: string,
+    /** model.json before overrides, to re-apply new overrides from. */
+    private readonly file: ModelConfigFile,
     private readonly executors: Executor[],
     readonly warmedUp: boolean,
     private readonly deps: InstanceDeps,
   ) {
     this.free = executors.slice();
+    const config = resolved;
     const b = config.batching;
     this.batcher = new Batcher(
       {
@@ -68,16 +76,33 @@ export class ModelInstance {
   /** Opens the sessions, checks model.json against the file, warms up. Closes everything on failure. */
   static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps): Promise<ModelInstance> {
     const executors: Executor[] = [];
+    const sha256 = await fileSha256(path);
     try {
       for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session));
       const first = executors[0] as Executor;
       const config = resolveModelConfig(name, file, first);
       const warmed = await warmUp(config, file.warmup, first);
-      return new ModelInstance(name, version, config, executors, warmed, deps);
+      return new ModelInstance(name, version, config, sha256, file, executors, warmed, deps);
     } catch (err) {
       await Promise.allSettled(executors.map((e) => e.close()));
       throw err;
     }
+  }
+
+  get config(): ResolvedModelConfig {
+    return this.resolved;
+  }
+
+  /** New batching/cache settings, applied to this running version (live config). */
+  applyOverrides(o: ModelOverrides | undefined): void {
+    const f = withOverrides(this.file, o);
+    this.resolved = { ...this.resolved, batching: f.batching, cache: f.cache };
+    this.batcher.configure({
+      maxQueueDelayMs: f.batching.maxQueueDelayMs,
+      preferredBatchSizes: f.batching.preferredBatchSizes,
+      maxQueueSize: f.batching.maxQueueSize,
+      priorityLevels: f.batching.priorityLevels,
+    });
   }
 
   get providers(): string[] {
@@ -139,4 +164,11 @@ export class ModelInstance {
       this.free.push(executor);
     }
   }
+}
+
+function fileSha256(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex'))).on('error', reject);
+  });
 }

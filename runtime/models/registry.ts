@@ -6,6 +6,8 @@ import type { Bus } from '../bus.js';
 import { PerchError, toPerchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ModelInstance, type InstanceDeps } from './model-instance.js';
+import type { ModelOverrides } from './model-config.js';
+import { withOverrides } from './overrides.js';
 import { listModelNames, listVersions, modelPath, readModelConfig, selectVersions } from './repository.js';
 
 export interface VersionStatus {
@@ -33,6 +35,8 @@ interface Entry {
 
 export interface RegistryDeps extends InstanceDeps {
   repository: string;
+  /** Per-model settings over model.json (config `models.overrides`, changed live). */
+  overrides: () => Readonly<Record<string, ModelOverrides>>;
   log: Logger;
   bus: Bus;
 }
@@ -129,6 +133,11 @@ export class ModelRegistry {
     return this.draining.size;
   }
 
+  /** Applies new `models.overrides` to the instances serving now (live config). */
+  applyOverrides(all: Readonly<Record<string, ModelOverrides>>): void {
+    for (const inst of this.instances()) inst.applyOverrides(all[inst.name]);
+  }
+
   instances(): ModelInstance[] {
     return [...this.models.values()].flatMap((e) => [...e.instances.values()]);
   }
@@ -157,7 +166,7 @@ export class ModelRegistry {
     let selected: number[];
     let file;
     try {
-      file = readModelConfig(repository, name);
+      file = withOverrides(readModelConfig(repository, name), this.deps.overrides()[name]);
       const available = listVersions(repository, name);
       selected = selectVersions(available, file.versionPolicy);
       if (selected.length === 0) {
@@ -193,6 +202,11 @@ export class ModelRegistry {
     for (const v of selected) {
       const inst = fresh.get(v) ?? previous.get(v); // a failed reload keeps the old one serving
       if (inst) next.set(v, inst);
+    }
+    // A selected version that failed leaves what it would have replaced serving: with
+    // {latest: 1}, a broken new version 2 must not take version 1 down with it.
+    if (selected.some((v) => !next.has(v))) {
+      for (const [v, inst] of previous) if (!next.has(v)) next.set(v, inst);
     }
     entry.instances = next;
     for (const v of entry.failures.keys()) if (!selected.includes(v)) entry.failures.delete(v);

@@ -48,7 +48,7 @@ export interface BatchRun<T> {
 }
 
 export class Batcher<T, R> {
-  private readonly levels: Entry<T, R>[][];
+  private levels: Entry<T, R>[][];
   private queued = 0;
   private running = 0;
   private delayTimer: TimerHandle | null = null;
@@ -56,12 +56,33 @@ export class Batcher<T, R> {
   private closedWith: PerchError | null = null;
 
   constructor(
-    private readonly opts: BatcherOptions,
+    private opts: BatcherOptions,
     /** Runs one batch; resolves to one result per payload, in order. */
     private readonly runBatch: (batch: BatchRun<T>) => Promise<R[]>,
     private readonly clock: Clock,
   ) {
     this.levels = Array.from({ length: opts.priorityLevels }, () => []);
+  }
+
+  /**
+   * New settings while running (live config). Queued requests stay queued; fewer priority
+   * levels move requests of vanished levels to the lowest remaining one.
+   */
+  configure(o: Partial<Omit<BatcherOptions, 'concurrency' | 'maxBatchSize'>>): void {
+    this.opts = { ...this.opts, ...o };
+    if (this.levels.length !== this.opts.priorityLevels) {
+      const old = this.levels;
+      this.levels = Array.from({ length: this.opts.priorityLevels }, (_, i) => old[i] ?? []);
+      const lowest = this.levels[this.levels.length - 1] as Entry<T, R>[];
+      for (const level of old.slice(this.opts.priorityLevels)) {
+        for (const e of level) {
+          e.priority = this.opts.priorityLevels;
+          lowest.push(e);
+        }
+      }
+      lowest.sort((a, b) => a.enqueuedAt - b.enqueuedAt);
+    }
+    this.pump();
   }
 
   /** Requests waiting to run (not those running). */

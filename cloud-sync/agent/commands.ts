@@ -1,0 +1,41 @@
+// P/devices/{id}/commands (PROTOCOL section 5): reportState, rollback {model}, flushCache. Each
+// records an event with the command id and its outcome, so the fleet sees the answer in the
+// device's event stream.
+import { PerchError, toPerchError } from '../../runtime/errors.js';
+import type { CommandMessage } from '../protocol/index.js';
+import type { ModelUpdater } from './model-update/updater.js';
+import { recordEvent } from './record-event.js';
+import type { ReportedState } from './reported-state.js';
+import type { RuntimePort } from './runtime-port.js';
+import type { AgentStats } from './stats.js';
+
+type CommandRun = (cmd: CommandMessage) => Promise<Record<string, unknown>>;
+
+export function createCommands(port: RuntimePort, stats: AgentStats, updater: ModelUpdater, reported: ReportedState): (cmd: CommandMessage) => void {
+  const runs: Record<CommandMessage['command'], CommandRun> = {
+    reportState: async () => {
+      await reported.publish();
+      return {};
+    },
+    rollback: async (cmd) => {
+      const model = cmd.args?.model;
+      if (typeof model !== 'string' || model === '') throw new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', 'rollback needs args.model (a model name)');
+      const now = await updater.rollback(model, `rolled back by command ${cmd.id}`, 'command', { commandId: cmd.id });
+      return { model, version: now.version };
+    },
+    flushCache: async () => ({ deleted: port.flushCache() }),
+  };
+
+  return (cmd) => {
+    stats.commands++;
+    port.log.info({ id: cmd.id, command: cmd.command }, 'command received');
+    runs[cmd.command](cmd).then(
+      (result) => recordEvent(port, 'command.succeeded', { id: cmd.id, command: cmd.command, ok: true, result }),
+      (err: unknown) => {
+        const e = toPerchError(err);
+        port.log.warn({ id: cmd.id, command: cmd.command, code: e.code, err: e.message }, 'command failed');
+        recordEvent(port, 'command.failed', { id: cmd.id, command: cmd.command, ok: false, error: e.toJSON() });
+      },
+    );
+  };
+}

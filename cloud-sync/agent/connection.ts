@@ -1,0 +1,260 @@
+// The MQTT connection (PROTOCOL section 5): one mqtt.js client at a time, client id = device id,
+// persistent session, retained status with a Last Will. mqtt.js's own fixed-period reconnect is
+// off (reconnectPeriod 0): a fresh client per attempt, scheduled on the injected clock with full
+// jitter (backoff.ts), so a fleet does not reconnect in lock-step and tests can drive time.
+// Connectivity changes go to the bus (WebSocket `connectivity`, perch_cloud_connected).
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { TimerHandle } from '../../runtime/clock.js';
+import { PerchError } from '../../runtime/errors.js';
+import { topics, type DeviceTopics, type StatusMessage } from '../protocol/index.js';
+import { Backoff } from './backoff.js';
+import type { RuntimePort } from './runtime-port.js';
+import type { AgentStats } from './stats.js';
+
+export interface ConnectionOptions {
+  /** Jitter source for the reconnect backoff (tests pin it). */
+  random?: () => number;
+  /** CONNACK wait per attempt (mqtt.js measures it on its own timer). */
+  connectTimeoutMs?: number;
+  /** How long a clean shutdown waits for the broker to take the offline status. */
+  stopTimeoutMs?: number;
+}
+
+export type MessageHandler = (topic: string, payload: Buffer) => void;
+
+interface Pending {
+  reject(err: Error): void;
+}
+
+export class Connection {
+  readonly topics: DeviceTopics;
+  private client: MqttClient | null = null;
+  private connected = false;
+  private stopped = true;
+  private reconnectTimer: TimerHandle | null = null;
+  private readonly backoff: Backoff;
+  private readonly subscriptions = new Set<string>();
+  private readonly pending = new Set<Pending>();
+  private readonly onlineFns = new Set<() => void>();
+  private readonly offlineFns = new Set<() => void>();
+  private messageFn: MessageHandler = () => undefined;
+  /** Delays chosen so far, newest last (for logs and tests of the backoff). */
+  readonly delays: number[] = [];
+
+  constructor(
+    private readonly port: RuntimePort,
+    private readonly stats: AgentStats,
+    private readonly opts: ConnectionOptions = {},
+  ) {
+    const { cloud } = port.config;
+    this.topics = topics(cloud.topicPrefix, port.deviceId);
+    this.backoff = new Backoff({ minMs: cloud.reconnect.minMs, maxMs: cloud.reconnect.maxMs, random: opts.random });
+  }
+
+  get online(): boolean {
+    return this.connected;
+  }
+
+  onOnline(fn: () => void): () => void {
+    this.onlineFns.add(fn);
+    return () => this.onlineFns.delete(fn);
+  }
+
+  onOffline(fn: () => void): () => void {
+    this.offlineFns.add(fn);
+    return () => this.offlineFns.delete(fn);
+  }
+
+  onMessage(fn: MessageHandler): void {
+    this.messageFn = fn;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.attempt();
+  }
+
+  /** QoS 1; resolves at the broker's PUBACK, rejects (BROKER_UNREACHABLE) if the link drops first. */
+  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<void> {
+    const client = this.client;
+    if (!client || !this.connected) return Promise.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'not connected to the broker'));
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const entry: Pending = {
+        reject: (err) => {
+          if (settled) return;
+          settled = true;
+          reject(err);
+        },
+      };
+      this.pending.add(entry);
+      client.publish(topic, payload, { qos: 1, retain: opts.retain ?? false }, (err) => {
+        this.pending.delete(entry);
+        if (settled) return;
+        settled = true;
+        if (err) reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', err.message, { cause: err }));
+        else resolve();
+      });
+    });
+  }
+
+  /** Kept across reconnects: every connect subscribes the whole set again. */
+  async subscribe(filter: string): Promise<void> {
+    this.subscriptions.add(filter);
+    if (this.client && this.connected) await this.sendSubscribe(this.client, [filter]);
+  }
+
+  async unsubscribe(filter: string): Promise<void> {
+    if (!this.subscriptions.delete(filter)) return;
+    const client = this.client;
+    if (client && this.connected) {
+      await client.unsubscribeAsync(filter).catch((err: unknown) => this.port.log.debug({ err, filter }, 'unsubscribe failed'));
+    }
+  }
+
+  /** Clean shutdown: the retained offline status, then DISCONNECT (so the broker drops the Will). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.reconnectTimer) this.port.clock.clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    const client = this.client;
+    if (!client) return;
+    if (this.connected) {
+      const offline = this.publish(this.topics.status, this.statusPayload(false), { retain: true });
+      const ok = await this.within(offline, this.opts.stopTimeoutMs ?? 3000);
+      if (!ok) this.port.log.warn('broker did not take the offline status in time; the Last Will tells instead');
+      await this.within(client.endAsync(false), this.opts.stopTimeoutMs ?? 3000);
+    }
+    this.dropClient(client);
+    this.setOffline();
+  }
+
+  private attempt(): void {
+    this.reconnectTimer = null;
+    if (this.stopped) return;
+    let client: MqttClient;
+    try {
+      client = mqtt.connect(this.port.config.cloud.mqttUrl ?? '', this.clientOptions());
+    } catch (err) {
+      // A URL mqtt.js cannot use, or TLS files that cannot be read: retry later like any outage.
+      this.port.log.error({ err }, 'cannot create the MQTT client');
+      this.scheduleReconnect();
+      return;
+    }
+    this.client = client;
+    client.on('connect', (connack) => {
+      if (client !== this.client) return;
+      this.backoff.reset();
+      this.connected = true;
+      this.stats.connects++;
+      this.port.log.info({ url: this.port.config.cloud.mqttUrl, sessionPresent: connack.sessionPresent }, 'connected to the broker');
+      this.publish(this.topics.status, this.statusPayload(true), { retain: true }).catch((err: unknown) =>
+        this.port.log.warn({ err }, 'online status not published'),
+      );
+      if (this.subscriptions.size > 0) {
+        this.sendSubscribe(client, [...this.subscriptions]).catch((err: unknown) => this.port.log.warn({ err }, 'subscribe failed'));
+      }
+      this.port.bus.emit('connectivity', { state: 'online' });
+      for (const fn of this.onlineFns) fn();
+    });
+    client.on('message', (topic, payload) => {
+      if (client === this.client) this.messageFn(topic, payload);
+    });
+    // Without a listener an 'error' event would throw; the 'close' that follows does the work.
+    client.on('error', (err) => this.port.log.warn({ code: 'PERCH_ERR_BROKER_UNREACHABLE', err: err.message }, 'MQTT connection error'));
+    client.on('close', () => this.handleClose(client));
+  }
+
+  private handleClose(client: MqttClient): void {
+    if (client !== this.client || this.stopped) return;
+    this.dropClient(client);
+    if (this.connected) {
+      this.stats.disconnects++;
+      this.port.log.warn('disconnected from the broker');
+    }
+    this.setOffline();
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const delay = this.backoff.next();
+    this.delays.push(delay);
+    if (this.delays.length > 100) this.delays.shift();
+    this.port.log.debug({ delayMs: delay, attempt: this.backoff.attempts }, 'reconnecting after a delay');
+    this.reconnectTimer = this.port.clock.setTimeout(() => this.attempt(), delay);
+  }
+
+  private setOffline(): void {
+    for (const p of this.pending) p.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'connection to the broker closed'));
+    this.pending.clear();
+    if (!this.connected) return;
+    this.connected = false;
+    this.port.bus.emit('connectivity', { state: 'offline' });
+    for (const fn of this.offlineFns) fn();
+  }
+
+  private dropClient(client: MqttClient): void {
+    // Our listeners stay (each checks it still serves the current client); removing them all
+    // would also remove mqtt.js's own 'close' handler, which clears its timers.
+    if (this.client === client) this.client = null;
+    client.end(true);
+  }
+
+  private async sendSubscribe(client: MqttClient, filters: string[]): Promise<void> {
+    const granted = await client.subscribeAsync(filters, { qos: 1 });
+    for (const g of granted) {
+      // [MQTT-3.9.3] 0x80 = failure: an ACL that forbids the topic.
+      if (g.qos === 128) this.port.log.error({ topic: g.topic }, 'broker refused a subscription');
+    }
+  }
+
+  private statusPayload(online: boolean): string {
+    const status: StatusMessage = { online, ts: this.port.clock.wallNow(), runtimeVersion: this.port.runtimeVersion, bootId: this.port.bootId };
+    return JSON.stringify(status);
+  }
+
+  private clientOptions(): IClientOptions {
+    const { cloud } = this.port.config;
+    const opts: IClientOptions = {
+      clientId: this.port.deviceId,
+      // Persistent session: QoS 1 messages for the device (desired, commands, chunks) wait at
+      // the broker while it is away.
+      clean: false,
+      keepalive: cloud.keepaliveSeconds,
+      protocolVersion: cloud.protocolVersion,
+      reconnectPeriod: 0,
+      connectTimeout: this.opts.connectTimeoutMs ?? 10_000,
+      resubscribe: false,
+      will: { topic: this.topics.status, payload: Buffer.from(this.statusPayload(false)), qos: 1, retain: true },
+    };
+    // MQTT 5 ends a session at disconnect unless told otherwise; 3.1.1 keeps it (broker policy).
+    if (cloud.protocolVersion === 5) opts.properties = { sessionExpiryInterval: 0xffffffff };
+    if (cloud.username !== null) opts.username = cloud.username;
+    if (cloud.password !== null) opts.password = cloud.password;
+    if (cloud.caFile) opts.ca = readFileSync(cloud.caFile);
+    if (cloud.certFile) opts.cert = readFileSync(cloud.certFile);
+    if (cloud.keyFile) opts.key = readFileSync(cloud.keyFile);
+    if (cloud.caFile || cloud.certFile) opts.rejectUnauthorized = true;
+    return opts;
+  }
+
+  /** Waits for `p` at most `ms` on the injected clock; false when time ran out or it failed. */
+  private within(p: Promise<unknown>, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = this.port.clock.setTimeout(() => resolve(false), ms);
+      p.then(
+        () => {
+          this.port.clock.clearTimeout(t);
+          resolve(true);
+        },
+        () => {
+          this.port.clock.clearTimeout(t);
+          resolve(false);
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,106 @@
+// state/desired (PROTOCOL section 5, retained): versions only rise; a document is persisted in
+// port.state BEFORE anything of it is acted on, so a reboot while offline keeps it and the agent
+// resumes it at start (downloads continue from staged chunks). Named models are brought to their
+// ModelSpec (or removed for null); models not named are left alone; `config` goes to the live
+// config whole or not at all.
+import type { ErrorCode } from '../../runtime/errors.js';
+import { STATE_KEYS } from '../../runtime/store/state-store.js';
+import type { DesiredState } from '../protocol/index.js';
+import type { ModelUpdater } from './model-update/updater.js';
+import { recordEvent } from './record-event.js';
+import type { DesiredView } from './reported-state.js';
+import type { RuntimePort } from './runtime-port.js';
+import { servedByName } from './served.js';
+import type { AgentStats } from './stats.js';
+
+/** What port.state keeps under STATE_KEYS.desired. */
+export interface SavedDesired {
+  version: number;
+  doc: DesiredState;
+  /** False between persisting the document and applying its config (a crash in between re-applies). */
+  configDone: boolean;
+  configError: { code: ErrorCode; message: string } | null;
+}
+
+export class DesiredStateApplier implements DesiredView {
+  private saved: SavedDesired | null;
+
+  constructor(
+    private readonly port: RuntimePort,
+    private readonly stats: AgentStats,
+    private readonly updater: ModelUpdater,
+    private readonly changed: () => void,
+  ) {
+    this.saved = port.state.get<SavedDesired>(STATE_KEYS.desired) ?? null;
+  }
+
+  version(): number {
+    return this.saved?.version ?? 0;
+  }
+
+  configError(): { code: ErrorCode; message: string } | null {
+    return this.saved?.configError ?? null;
+  }
+
+  /** At start: the document applied last (maybe received just before a reboot) is carried on. */
+  resume(): void {
+    if (!this.saved) return;
+    this.port.log.info({ desiredVersion: this.saved.version }, 'resuming the persisted desired state');
+    this.apply(this.saved);
+  }
+
+  receive(doc: DesiredState): void {
+    const last = this.version();
+    if (doc.version <= last) {
+      // The retained document comes again at every subscribe: not above = already applied.
+      this.stats.ignored.staleDesired++;
+      this.port.log.debug({ version: doc.version, applied: last }, 'desired state not above the applied version; ignored');
+      return;
+    }
+    const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null };
+    this.persist(saved);
+    this.stats.desiredApplied++;
+    this.port.log.info({ version: doc.version, models: Object.keys(doc.models) }, 'applying desired state');
+    this.apply(saved);
+  }
+
+  private apply(saved: SavedDesired): void {
+    const { doc } = saved;
+    if (!saved.configDone) {
+      saved.configError = null;
+      // An empty config changes nothing; applying it would only add a config event per document.
+      if (Object.keys(doc.config).length > 0) {
+        const r = this.port.liveConfig.apply(doc.config);
+        if (!r.ok) {
+          saved.configError = r.error;
+          this.port.log.warn({ code: r.error.code, err: r.error.message, desiredVersion: doc.version }, 'desired live config rejected whole');
+          recordEvent(this.port, 'desired.config.rejected', { desiredVersion: doc.version, ...r.error });
+        }
+      }
+      saved.configDone = true;
+      this.persist(saved);
+    }
+    const servedNames = new Set(servedByName(this.port).keys());
+    for (const [name, spec] of Object.entries(doc.models)) {
+      if (spec) {
+        this.updater.ensure(name, spec);
+      } else if (servedNames.has(name) || this.updater.isUpdating(name)) {
+        this.updater.remove(name).catch((err: unknown) => this.port.log.error({ err, model: name }, 'model not removed'));
+      } else {
+        // Not served: only an old failure of it may still be reported.
+        this.updater.forget(name);
+      }
+    }
+    this.changed();
+  }
+
+  private persist(saved: SavedDesired): void {
+    this.saved = saved;
+    try {
+      this.port.state.set(STATE_KEYS.desired, saved);
+    } catch (err) {
+      // Applied anyway: the device does what the cloud says even on a read-only store.
+      this.port.log.warn({ err }, 'desired state not persisted');
+    }
+  }
+}

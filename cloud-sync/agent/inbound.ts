@@ -1,0 +1,73 @@
+// Every message the device receives goes through here: size limit, topic, JSON, schema. A bad
+// payload is logged, counted (stats.ignored) and dropped; nothing thrown from here could reach
+// mqtt.js's message loop, so the agent keeps working whatever the broker delivers.
+import type { Logger } from '../../runtime/log.js';
+import { commandSchema, desiredSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type ParseResult } from '../protocol/index.js';
+import type { AgentStats } from './stats.js';
+
+export interface InboundHandlers {
+  desired(doc: DesiredState): void;
+  command(cmd: CommandMessage): void;
+  /** False when no download of that model version is in progress (or the index is out of range). */
+  chunk(name: string, version: number, index: number, payload: Buffer): boolean;
+}
+
+export interface InboundOptions {
+  topicPrefix: string;
+  deviceId: string;
+  maxPayloadBytes: number;
+  log: Logger;
+  stats: AgentStats;
+}
+
+export function createInbound(opts: InboundOptions, handlers: InboundHandlers): (topic: string, payload: Buffer) => void {
+  const { log, stats } = opts;
+  const ignore = (topic: string, reason: keyof AgentStats['ignored'], message: string): void => {
+    stats.ignored[reason]++;
+    log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', topic, reason, err: message }, 'MQTT message ignored');
+  };
+  const parsed = <T>(topic: string, r: ParseResult<T>): T | undefined => {
+    if (r.ok) return r.value;
+    ignore(topic, r.reason, r.error.message);
+    return undefined;
+  };
+
+  return (topic, payload) => {
+    try {
+      if (payload.byteLength > opts.maxPayloadBytes) {
+        ignore(topic, 'oversized', `payload of ${payload.byteLength} bytes is over cloud.maxPayloadBytes (${opts.maxPayloadBytes})`);
+        return;
+      }
+      const t = parseTopic(opts.topicPrefix, topic);
+      if (!t || t.deviceId !== opts.deviceId) {
+        ignore(topic, 'unknownTopic', 'not a topic of this device');
+        return;
+      }
+      switch (t.kind) {
+        case 'desired': {
+          // An empty retained message clears the desired state at the broker: nothing to apply.
+          if (payload.byteLength === 0) return;
+          const doc = parsed(topic, parsePayload(desiredSchema, payload, opts.maxPayloadBytes));
+          if (doc) handlers.desired(doc);
+          return;
+        }
+        case 'commands': {
+          const cmd = parsed(topic, parsePayload(commandSchema, payload, opts.maxPayloadBytes));
+          if (cmd) handlers.command(cmd);
+          return;
+        }
+        case 'chunk': {
+          if (!handlers.chunk(t.name ?? '', t.version ?? 0, t.index ?? -1, payload)) {
+            ignore(topic, 'unknownChunk', 'no download of this model version is in progress, or the index is out of range');
+          }
+          return;
+        }
+        default:
+          ignore(topic, 'unknownTopic', `the device does not take '${t.kind}' messages`);
+      }
+    } catch (err) {
+      // A handler bug must not take the connection down with it.
+      log.error({ err, topic }, 'MQTT message handler failed');
+    }
+  };
+}

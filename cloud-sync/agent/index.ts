@@ -1,0 +1,117 @@
+// The cloud-sync agent (device side of PROTOCOL section 5) as one runtime Module: a thin
+// composition root wiring the connection, the inbound router, the uploader, desired/reported
+// state, model updates, the rollback circuit breaker and commands. Everything it needs from the
+// runtime comes through the RuntimePort (runtime-port.ts); started only when cloud.mqttUrl is set.
+import type { Module } from '../../runtime/lifecycle.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { createCommands } from './commands.js';
+import { Connection } from './connection.js';
+import { DesiredStateApplier } from './desired-state.js';
+import { createInbound } from './inbound.js';
+import { StatusBook } from './model-update/status-book.js';
+import { ModelUpdater } from './model-update/updater.js';
+import { ReportedState } from './reported-state.js';
+import type { RuntimePort } from './runtime-port.js';
+import { emptyStats, snapshot, type AgentStats } from './stats.js';
+import { Uploader } from './uploader.js';
+
+export type { AgentStats } from './stats.js';
+export type { RuntimePort } from './runtime-port.js';
+
+export interface AgentOptions {
+  /** Jitter source for reconnect delays (tests pin it). */
+  random?: () => number;
+  connectTimeoutMs?: number;
+  /** Outstanding chunks are asked for again after this long without a chunk (default 10 s). */
+  chunkTimeoutMs?: number;
+  /** Re-request rounds without progress before a download fails (default 5). */
+  chunkRetries?: number;
+  /** Event batches published and not yet acknowledged, at most (default 32). */
+  maxInflightBatches?: number;
+}
+
+export interface CloudAgent extends Module {
+  /** Counters: ignored payloads by reason, events and chunks moved, updates, rollbacks. */
+  stats(): AgentStats;
+  /** True while connected to the broker. */
+  readonly online: boolean;
+  /** The state/reported document as it would be published now. */
+  reported(): Record<string, unknown>;
+}
+
+export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): CloudAgent {
+  const stats = emptyStats();
+  const { cloud } = port.config;
+  const conn = new Connection(port, stats, { random: opts.random, connectTimeoutMs: opts.connectTimeoutMs });
+  // The reported publisher needs the book and the desired view; both need to tell it of changes.
+  let reported: ReportedState | null = null;
+  const changed = (): void => reported?.schedule();
+  const book = new StatusBook(port.state, changed);
+  let breaker: CircuitBreaker | null = null;
+  const updater = new ModelUpdater(
+    port,
+    conn,
+    stats,
+    book,
+    { installed: (name, version) => breaker?.watch(name, version), changed },
+    { chunkTimeoutMs: opts.chunkTimeoutMs ?? 10_000, maxRetries: opts.chunkRetries ?? 5 },
+  );
+  breaker = new CircuitBreaker(port, (trip) => {
+    const reason = `${trip.failures} of ${trip.requests} requests failed within ${trip.windowMs} ms (ratio ${trip.ratio.toFixed(2)})`;
+    port.log.warn({ model: trip.name, version: trip.version, code: 'PERCH_ERR_MODEL_ROLLED_BACK' }, `new model version failing in service: ${reason}`);
+    updater
+      .rollback(trip.name, reason, 'circuit-breaker', { version: trip.version, requests: trip.requests, failures: trip.failures })
+      .catch((err: unknown) => port.log.error({ err, model: trip.name }, 'rollback after failures in service did not happen'));
+  });
+  const desired = new DesiredStateApplier(port, stats, updater, changed);
+  reported = new ReportedState(port, conn, book, desired);
+  const rep = reported;
+  const commands = createCommands(port, stats, updater, rep);
+  const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
+  let offOnline: () => void = () => undefined;
+  let started = false;
+
+  return {
+    name: 'cloud',
+    get online() {
+      return conn.online;
+    },
+    stats: () => snapshot(stats),
+    reported: () => rep.build() as unknown as Record<string, unknown>,
+
+    async start(): Promise<void> {
+      if (started) return;
+      started = true;
+      conn.onMessage(
+        createInbound(
+          { topicPrefix: cloud.topicPrefix, deviceId: port.deviceId, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, stats },
+          {
+            desired: (doc) => desired.receive(doc),
+            command: (cmd) => commands(cmd),
+            chunk: (name, version, index, payload) => updater.receiveChunk(name, version, index, payload),
+          },
+        ),
+      );
+      // Added before connecting; every connect subscribes them again.
+      void conn.subscribe(conn.topics.desired);
+      void conn.subscribe(conn.topics.commands);
+      offOnline = conn.onOnline(() => rep.schedule());
+      breaker.start();
+      // Before connecting: downloads in progress are there when the session's chunks arrive.
+      desired.resume();
+      uploader.start();
+      // Not awaited: the runtime serves offline; connecting is the connection's own business.
+      conn.start();
+    },
+
+    async stop(): Promise<void> {
+      if (!started) return;
+      started = false;
+      offOnline();
+      await updater.stop();
+      breaker.stop();
+      await uploader.stop();
+      await conn.stop();
+    },
+  };
+}

@@ -1,0 +1,254 @@
+// Fetching one model version's chunks over MQTT (PROTOCOL section 5): the device asks with
+// `P/devices/{id}/models/request {name, version, from, count}` and receives raw chunk bytes on
+// `.../models/{name}/{version}/chunks/{index}`. A sliding window of `download.windowChunks`
+// chunks is outstanding at a time; chunks already staged on disk are never asked for again
+// (resume after a disconnect or a reboot); outstanding chunks are asked for again when nothing
+// arrived for `chunkTimeoutMs` (injected clock); `download.maxBytesPerSecond` caps what is asked
+// for, so the bytes that come back follow the cap.
+import type { TimerHandle } from '../../../runtime/clock.js';
+import { PerchError } from '../../../runtime/errors.js';
+import type { Logger } from '../../../runtime/log.js';
+import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
+import type { Connection } from '../connection.js';
+import type { RuntimePort } from '../runtime-port.js';
+import type { AgentStats } from '../stats.js';
+import { TokenBucket } from '../token-bucket.js';
+import type { ChunkStore } from './chunk-store.js';
+
+export interface DownloadOptions {
+  /** Outstanding chunks are asked for again after this long without any chunk arriving. */
+  chunkTimeoutMs: number;
+  /** Rounds of asking again without progress before the download fails (MODEL_DOWNLOAD_FAILED). */
+  maxRetries: number;
+}
+
+/** port.state key of a download's progress (what is staged; the chunk files are the truth). */
+export const progressKey = (name: string): string => `cloud.download.${name}`;
+
+export interface DownloadProgress {
+  version: number;
+  sha256: string;
+  size: number;
+  chunkSize: number;
+  total: number;
+  staged: number;
+  /** Chunks asked for by this process (a resumed download asks only for the missing ones). */
+  requested: number;
+}
+
+export class ChunkDownload {
+  readonly total: number;
+  private have = new Set<number>();
+  private readonly writing = new Set<number>();
+  private readonly outstanding = new Set<number>();
+  /** Lowest index not yet asked for in this pass over the file. */
+  private cursor = 0;
+  private retries = 0;
+  private requested = 0;
+  private timer: TimerHandle | null = null;
+  private fillTimer: TimerHandle | null = null;
+  private finished = false;
+  private readonly bucket: TokenBucket;
+  private resolveDone: () => void = () => undefined;
+  private rejectDone: (err: Error) => void = () => undefined;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly port: RuntimePort,
+    private readonly conn: Connection,
+    private readonly stats: AgentStats,
+    readonly name: string,
+    readonly spec: ModelSpec,
+    private readonly store: ChunkStore,
+    private readonly opts: DownloadOptions,
+  ) {
+    this.total = Math.ceil(spec.size / spec.chunkSize);
+    const { maxBytesPerSecond } = port.config.cloud.download;
+    // One chunk must always fit in the bucket, or a small cap would stall the download.
+    this.bucket = new TokenBucket(port.clock, maxBytesPerSecond, spec.chunkSize);
+    this.log = port.log.child({ model: name, version: spec.version });
+  }
+
+  get stagedChunks(): number {
+    return this.have.size;
+  }
+
+  get requestedChunks(): number {
+    return this.requested;
+  }
+
+  /** Resolves once every chunk is staged durably; rejects with a PerchError (or the abort reason). */
+  async run(signal: AbortSignal): Promise<void> {
+    this.store.ensure();
+    this.have = this.store.scan(this.total);
+    this.saveProgress();
+    this.log.info({ staged: this.have.size, total: this.total }, this.have.size > 0 ? 'resuming model download from staged chunks' : 'starting model download');
+    if (this.have.size === this.total) return;
+    const done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    const filter = this.conn.topics.chunks(this.name, this.spec.version);
+    const offOnline = this.conn.onOnline(() => this.fill());
+    const offOffline = this.conn.onOffline(() => this.pause());
+    const onAbort = (): void => this.finish(signal.reason instanceof Error ? signal.reason : new Error('download aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (signal.aborted) onAbort();
+      // Subscribed before the first request goes out: SUBSCRIBE precedes it on the same stream.
+      await this.conn.subscribe(filter).catch((err: unknown) => this.log.warn({ err }, 'chunk subscribe failed; retried at reconnect'));
+      this.fill();
+      await done;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      offOnline();
+      offOffline();
+      this.clearTimers();
+      this.saveProgress();
+      await this.conn.unsubscribe(filter);
+    }
+  }
+
+  /** A chunk arrived; false when the index is not one of this download's. */
+  receive(index: number, data: Buffer): boolean {
+    if (this.finished || !Number.isInteger(index) || index < 0 || index >= this.total) return false;
+    if (this.have.has(index) || this.writing.has(index)) return true; // a duplicate after a re-request
+    this.stats.chunksReceived++;
+    this.stats.chunkBytesReceived += data.byteLength;
+    if (data.byteLength > this.spec.chunkSize) {
+      this.finish(new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `chunk ${index} is ${data.byteLength} bytes, over chunkSize ${this.spec.chunkSize}`));
+      return true;
+    }
+    this.outstanding.delete(index);
+    this.writing.add(index);
+    this.retries = 0;
+    this.armTimer();
+    this.store.write(index, data).then(
+      () => {
+        this.writing.delete(index);
+        if (this.finished) return;
+        this.have.add(index);
+        if (this.have.size % this.port.config.cloud.download.windowChunks === 0) this.saveProgress();
+        if (this.have.size === this.total) this.finish(null);
+        else this.fill();
+      },
+      (err: unknown) => {
+        this.writing.delete(index);
+        this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', `chunk ${index} could not be staged: ${(err as Error).message}`, { cause: err }));
+      },
+    );
+    this.fill();
+    return true;
+  }
+
+  private fill(): void {
+    if (this.finished || !this.conn.online) return;
+    if (this.fillTimer) return; // a rate-limited fill is already scheduled
+    const window = this.port.config.cloud.download.windowChunks;
+    const batch: number[] = [];
+    let i = this.cursor;
+    for (; i < this.total && this.outstanding.size + batch.length < window; i++) {
+      if (this.have.has(i) || this.writing.has(i) || this.outstanding.has(i)) continue;
+      const bytes = this.chunkBytes(i);
+      if (this.bucket.available() < bytes) {
+        this.fillTimer = this.port.clock.setTimeout(() => {
+          this.fillTimer = null;
+          this.fill();
+        }, Math.max(1, this.bucket.waitMs(bytes)));
+        break;
+      }
+      this.bucket.take(bytes);
+      batch.push(i);
+    }
+    this.cursor = i;
+    for (const idx of batch) this.outstanding.add(idx);
+    for (const run of contiguousRuns(batch)) this.request(run.from, run.count);
+    if (this.outstanding.size > 0 && !this.timer) this.armTimer();
+  }
+
+  private request(from: number, count: number): void {
+    const msg: ModelsRequest = { name: this.name, version: this.spec.version, from, count };
+    this.requested += count;
+    this.stats.chunksRequested += count;
+    this.log.debug({ from, count }, 'requesting chunks');
+    this.conn.publish(this.conn.topics.modelsRequest, JSON.stringify(msg)).catch((err: unknown) => {
+      // Offline: pause() already forgot the outstanding chunks; they are asked for at reconnect.
+      this.log.debug({ err, from, count }, 'chunk request not delivered');
+    });
+  }
+
+  private armTimer(): void {
+    if (this.timer) this.port.clock.clearTimeout(this.timer);
+    this.timer = this.port.clock.setTimeout(() => this.onTimeout(), this.opts.chunkTimeoutMs);
+  }
+
+  private onTimeout(): void {
+    this.timer = null;
+    if (this.finished || this.outstanding.size === 0) return;
+    this.retries++;
+    if (this.retries > this.opts.maxRetries) {
+      const missing = this.total - this.have.size;
+      this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', `${missing} chunk(s) never arrived after ${this.opts.maxRetries} re-request(s)`));
+      return;
+    }
+    this.log.warn({ outstanding: this.outstanding.size, retry: this.retries }, 'chunks did not arrive in time; asking again');
+    this.outstanding.clear();
+    this.cursor = 0;
+    this.fill();
+  }
+
+  /** Offline: nothing outstanding survives a reconnect on our side; ask again when back. */
+  private pause(): void {
+    this.clearTimers();
+    this.outstanding.clear();
+    this.cursor = 0;
+    this.retries = 0;
+  }
+
+  private finish(err: Error | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimers();
+    if (err) this.rejectDone(err);
+    else this.resolveDone();
+  }
+
+  private clearTimers(): void {
+    if (this.timer) this.port.clock.clearTimeout(this.timer);
+    if (this.fillTimer) this.port.clock.clearTimeout(this.fillTimer);
+    this.timer = null;
+    this.fillTimer = null;
+  }
+
+  private chunkBytes(index: number): number {
+    return Math.min(this.spec.chunkSize, this.spec.size - index * this.spec.chunkSize);
+  }
+
+  private saveProgress(): void {
+    const p: DownloadProgress = {
+      version: this.spec.version,
+      sha256: this.spec.sha256,
+      size: this.spec.size,
+      chunkSize: this.spec.chunkSize,
+      total: this.total,
+      staged: this.have.size,
+      requested: this.requested,
+    };
+    try {
+      this.port.state.set(progressKey(this.name), p);
+    } catch (err) {
+      // The chunk files are the truth; progress in the state store is for reporting.
+      this.log.warn({ err }, 'download progress not persisted');
+    }
+  }
+}
+
+export function contiguousRuns(sorted: readonly number[]): { from: number; count: number }[] {
+  const runs: { from: number; count: number }[] = [];
+  for (const i of sorted) {
+    const last = runs.at(-1);
+    if (last && last.from + last.count === i) last.count++;
+    else runs.push({ from: i, count: 1 });
+  }
+  return runs;
+}

@@ -1,0 +1,35 @@
+// Step "verify-signature": Ed25519 over JSON.stringify({name, version, sha256, size}) (PROTOCOL
+// section 5) against the trusted keys of `cloud.trustedKeysFile` (one or more PEM public keys,
+// read at each check, so a replaced key file counts without a restart).
+import { readFileSync } from 'node:fs';
+import { PerchError } from '../../../runtime/errors.js';
+import { parseTrustedKeys, verifySignature, type ModelSpec } from '../../protocol/index.js';
+
+export interface SignaturePolicy {
+  trustedKeysFile: string | null;
+  allowUnsignedModels: boolean;
+}
+
+/** Throws PERCH_ERR_MODEL_UNSIGNED or PERCH_ERR_MODEL_SIGNATURE_INVALID; returns how it passed. */
+export function checkSignature(name: string, spec: ModelSpec, policy: SignaturePolicy): 'verified' | 'unsigned-allowed' {
+  if (spec.signature === undefined || spec.signature === '') {
+    if (policy.allowUnsignedModels) return 'unsigned-allowed';
+    throw new PerchError('PERCH_ERR_MODEL_UNSIGNED', `model '${name}' version ${spec.version} has no signature and cloud.allowUnsignedModels is false`);
+  }
+  let keys: ReturnType<typeof parseTrustedKeys> = [];
+  if (policy.trustedKeysFile) {
+    try {
+      keys = parseTrustedKeys(readFileSync(policy.trustedKeysFile, 'utf8'));
+    } catch (err) {
+      throw new PerchError('PERCH_ERR_MODEL_SIGNATURE_INVALID', `trusted keys file ${policy.trustedKeysFile} cannot be read: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (keys.length === 0) {
+    // Signed, but nothing to check against: only acceptable where unsigned models are.
+    if (policy.allowUnsignedModels) return 'unsigned-allowed';
+    throw new PerchError('PERCH_ERR_MODEL_SIGNATURE_INVALID', `model '${name}' version ${spec.version} is signed but no trusted key is configured (cloud.trustedKeysFile)`);
+  }
+  const r = verifySignature(spec, name, keys);
+  if (!r.ok) throw new PerchError(r.code, r.message);
+  return 'verified';
+}

@@ -1,0 +1,120 @@
+// A model update as an ordered array of named steps (DESIGN house style 8; DESIGN "model
+// update": fetch chunks, verify digest, verify signature, stage, load, warm up, swap). Each step
+// is small, logged with its duration, and owns the PERCH_ERR_* code reported when it fails
+// (unless it throws a PerchError with a more precise one, e.g. install's load/warm-up codes).
+// Any failing step leaves the old model serving: only `install` touches the repository, and the
+// runtime's install undoes itself on failure.
+import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/errors.js';
+import type { Logger } from '../../../runtime/log.js';
+import type { ModelSpec } from '../../protocol/index.js';
+import type { RuntimePort, ServedModel } from '../runtime-port.js';
+import type { ChunkStore } from './chunk-store.js';
+import type { ChunkDownload } from './download.js';
+import { checkSignature } from './signature.js';
+import type { BookEntry } from './status-book.js';
+
+export interface UpdateContext {
+  port: RuntimePort;
+  name: string;
+  spec: ModelSpec;
+  store: ChunkStore;
+  signal: AbortSignal;
+  log: Logger;
+  /** Creates the chunk download (the updater routes incoming chunks to it). */
+  startDownload(): ChunkDownload;
+  /** Sets the model's status for state/reported. */
+  setStatus(status: BookEntry['status']): void;
+  assembled?: { size: number; sha256: string };
+  installed?: ServedModel;
+}
+
+export interface UpdateStep {
+  name: string;
+  /** Code reported when the step fails with an error that carries none. */
+  code: ErrorCode;
+  run(ctx: UpdateContext): Promise<void>;
+}
+
+export const UPDATE_STEPS: readonly UpdateStep[] = [
+  {
+    name: 'fetch-chunks',
+    code: 'PERCH_ERR_MODEL_DOWNLOAD_FAILED',
+    run: async (ctx) => {
+      ctx.setStatus('downloading');
+      await ctx.startDownload().run(ctx.signal);
+    },
+  },
+  {
+    // Concatenates the staged chunks; a truncated or padded file stops here.
+    name: 'verify-size',
+    code: 'PERCH_ERR_MODEL_SIZE_MISMATCH',
+    run: async (ctx) => {
+      const total = Math.ceil(ctx.spec.size / ctx.spec.chunkSize);
+      ctx.assembled = await ctx.store.assemble(total);
+      if (ctx.assembled.size !== ctx.spec.size) {
+        throw new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `downloaded ${ctx.assembled.size} bytes, desired state says ${ctx.spec.size}`);
+      }
+    },
+  },
+  {
+    name: 'verify-digest',
+    code: 'PERCH_ERR_MODEL_DIGEST_MISMATCH',
+    run: async (ctx) => {
+      const got = ctx.assembled?.sha256;
+      if (got !== ctx.spec.sha256) {
+        throw new PerchError('PERCH_ERR_MODEL_DIGEST_MISMATCH', `downloaded file has SHA-256 ${got}, desired state says ${ctx.spec.sha256}`);
+      }
+    },
+  },
+  {
+    // After the digest: the signature covers the digest, the digest covers the bytes.
+    name: 'verify-signature',
+    code: 'PERCH_ERR_MODEL_SIGNATURE_INVALID',
+    run: async (ctx) => {
+      const how = checkSignature(ctx.name, ctx.spec, ctx.port.config.cloud);
+      if (how === 'unsigned-allowed') ctx.log.warn('model accepted without a verified signature (cloud.allowUnsignedModels)');
+    },
+  },
+  {
+    name: 'stage',
+    code: 'PERCH_ERR_INTERNAL',
+    run: async (ctx) => {
+      ctx.setStatus('staged');
+    },
+  },
+  {
+    // The runtime stages into the repository, loads, warms up and swaps; on failure it undoes.
+    name: 'load-warmup-swap',
+    code: 'PERCH_ERR_MODEL_LOAD_FAILED',
+    run: async (ctx) => {
+      ctx.installed = await ctx.port.models.install(ctx.name, ctx.spec.version, ctx.store.modelFile, ctx.spec.config);
+    },
+  },
+];
+
+export class StepFailure extends Error {
+  constructor(
+    readonly step: string,
+    readonly error: PerchError,
+  ) {
+    super(`${step}: ${error.message}`);
+  }
+}
+
+/** Runs the steps in order; throws StepFailure (or the abort reason when cancelled). */
+export async function runSteps(steps: readonly UpdateStep[], ctx: UpdateContext): Promise<void> {
+  for (const step of steps) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const t0 = ctx.port.clock.now();
+    ctx.log.debug({ step: step.name }, 'model update step started');
+    try {
+      await step.run(ctx);
+    } catch (err) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const e = err instanceof PerchError ? err : new PerchError(step.code, toPerchError(err).message, { cause: err });
+      ctx.log.warn({ step: step.name, code: e.code, err: e.message, ms: Math.round(ctx.port.clock.now() - t0) }, 'model update step failed');
+      throw new StepFailure(step.name, e);
+    }
+    ctx.log.info({ step: step.name, ms: Math.round(ctx.port.clock.now() - t0) }, 'model update step done');
+  }
+}

@@ -1,0 +1,192 @@
+// Model updates, one at a time per model: decides whether a desired ModelSpec needs one, runs
+// the steps (steps.ts), routes incoming chunks to the download in progress, and records the
+// outcome (status book -> state/reported, an event, the circuit breaker's watch).
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { PerchError, toPerchError } from '../../../runtime/errors.js';
+import type { ModelSpec } from '../../protocol/index.js';
+import type { Connection } from '../connection.js';
+import { recordEvent } from '../record-event.js';
+import type { RuntimePort, ServedModel } from '../runtime-port.js';
+import { servedByName } from '../served.js';
+import type { AgentStats } from '../stats.js';
+import { ChunkStore } from './chunk-store.js';
+import { ChunkDownload, progressKey, type DownloadOptions } from './download.js';
+import type { StatusBook } from './status-book.js';
+import { runSteps, StepFailure, UPDATE_STEPS, type UpdateContext, type UpdateStep } from './steps.js';
+
+interface ActiveUpdate {
+  spec: ModelSpec;
+  abort: AbortController;
+  download: ChunkDownload | null;
+  done: Promise<void>;
+}
+
+export interface UpdaterHooks {
+  /** A version was swapped in: the circuit breaker watches it. */
+  installed(name: string, version: number): void;
+  /** Something reported changed. */
+  changed(): void;
+}
+
+export class ModelUpdater {
+  private readonly active = new Map<string, ActiveUpdate>();
+
+  constructor(
+    private readonly port: RuntimePort,
+    private readonly conn: Connection,
+    private readonly stats: AgentStats,
+    private readonly book: StatusBook,
+    private readonly hooks: UpdaterHooks,
+    private readonly downloadOpts: DownloadOptions,
+    private readonly steps: readonly UpdateStep[] = UPDATE_STEPS,
+  ) {}
+
+  /** Brings `name` to `spec` unless it already serves it, is on its way, or refused this very file. */
+  ensure(name: string, spec: ModelSpec): void {
+    const served = servedByName(this.port).get(name);
+    const running = this.active.get(name);
+    if (served && served.version === spec.version && served.sha256 === spec.sha256) {
+      if (running) void this.cancel(name);
+      this.book.clear(name);
+      return;
+    }
+    if (running && running.spec.version === spec.version && running.spec.sha256 === spec.sha256) return;
+    if (this.book.refused(name, spec.version, spec.sha256)) {
+      this.port.log.info({ model: name, version: spec.version }, 'desired model version was refused before; not fetched again');
+      return;
+    }
+    // The superseded update finishes cancelling (and releases its subscription) first.
+    this.begin(name, spec, running ? this.cancel(name) : Promise.resolve());
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.cancel(name);
+    this.book.clear(name);
+    try {
+      this.port.state.delete(progressKey(name));
+    } catch {
+      // Reporting only.
+    }
+    rmSync(join(this.port.stagingDir, name), { recursive: true, force: true });
+    await this.port.models.remove(name);
+    this.port.log.info({ model: name }, 'model removed (desired state null)');
+    this.hooks.changed();
+  }
+
+  /** Drops what the status book says about a model that is neither served nor wanted. */
+  forget(name: string): void {
+    this.book.clear(name);
+  }
+
+  /** Routes a chunk to the download of that model version; false when there is none. */
+  receiveChunk(name: string, version: number, index: number, payload: Buffer): boolean {
+    const a = this.active.get(name);
+    if (!a?.download || a.spec.version !== version) return false;
+    return a.download.receive(index, payload);
+  }
+
+  /** Serves the previous version again; the current one is marked failed so it is not fetched again. */
+  async rollback(name: string, reason: string, trigger: 'circuit-breaker' | 'command', details: Record<string, unknown> = {}): Promise<ServedModel> {
+    const before = servedByName(this.port).get(name);
+    const after = await this.port.models.rollback(name);
+    this.stats.rollbacks++;
+    if (before) {
+      const error = new PerchError('PERCH_ERR_MODEL_ROLLED_BACK', reason);
+      this.book.set(name, { version: before.version, sha256: before.sha256, status: 'failed', error: error.toJSON() });
+    }
+    recordEvent(this.port, 'model.rolled_back', { model: name, from: before?.version ?? null, to: after.version, trigger, code: 'PERCH_ERR_MODEL_ROLLED_BACK', reason, ...details });
+    this.hooks.changed();
+    return after;
+  }
+
+  /** Downloads stop; staged chunks stay for the next start. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.active.keys()].map((n) => this.cancel(n)));
+  }
+
+  isUpdating(name: string): boolean {
+    return this.active.has(name);
+  }
+
+  private async cancel(name: string): Promise<void> {
+    const a = this.active.get(name);
+    if (!a) return;
+    a.abort.abort(new Error('model update cancelled'));
+    await a.done;
+  }
+
+  private begin(name: string, spec: ModelSpec, after: Promise<void>): void {
+    const store = new ChunkStore(this.port.stagingDir, name, spec.version, spec.sha256);
+    this.removeOtherStaging(name, store.dir);
+    const abort = new AbortController();
+    const log = this.port.log.child({ model: name, version: spec.version });
+    const entry: ActiveUpdate = { spec, abort, download: null, done: Promise.resolve() };
+    const ctx: UpdateContext = {
+      port: this.port,
+      name,
+      spec,
+      store,
+      signal: abort.signal,
+      log,
+      startDownload: () => (entry.download = new ChunkDownload(this.port, this.conn, this.stats, name, spec, store, this.downloadOpts)),
+      setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
+    };
+    this.active.set(name, entry);
+    entry.done = after.then(() => runSteps(this.steps, ctx)).then(
+      () => this.succeeded(ctx),
+      (err: unknown) => this.failed(ctx, err),
+    ).finally(() => {
+      if (this.active.get(name) === entry) this.active.delete(name);
+    });
+  }
+
+  private succeeded(ctx: UpdateContext): void {
+    const { name, spec } = ctx;
+    this.stats.modelUpdatesApplied++;
+    this.book.clear(name);
+    this.cleanup(ctx);
+    recordEvent(this.port, 'model.update.applied', {
+      model: name, version: spec.version, sha256: spec.sha256, previousVersion: ctx.installed?.previousVersion ?? null,
+    });
+    this.hooks.installed(name, spec.version);
+    this.hooks.changed();
+  }
+
+  private failed(ctx: UpdateContext, err: unknown): void {
+    const { name, spec } = ctx;
+    if (ctx.signal.aborted) {
+      ctx.log.info('model update cancelled (superseded or stopping); staged chunks kept');
+      return;
+    }
+    const step = err instanceof StepFailure ? err.step : 'unknown';
+    const e = err instanceof StepFailure ? err.error : toPerchError(err);
+    this.stats.modelUpdatesFailed++;
+    this.book.set(name, { version: spec.version, sha256: spec.sha256, status: 'failed', error: e.toJSON() });
+    // A download that could not finish may finish later from what is staged; anything else is final.
+    if (e.code !== 'PERCH_ERR_MODEL_DOWNLOAD_FAILED') this.cleanup(ctx);
+    recordEvent(this.port, 'model.update.failed', { model: name, version: spec.version, sha256: spec.sha256, step, code: e.code, message: e.message });
+    this.hooks.changed();
+  }
+
+  private cleanup(ctx: UpdateContext): void {
+    ctx.store.remove();
+    try {
+      this.port.state.delete(progressKey(ctx.name));
+    } catch (err) {
+      ctx.log.warn({ err }, 'download progress not deleted');
+    }
+  }
+
+  /** Chunks of another version (or another file) of this model can never be used now. */
+  private removeOtherStaging(name: string, keep: string): void {
+    const dir = join(this.port.stagingDir, name);
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const e of entries) if (join(dir, e) !== keep) rmSync(join(dir, e), { recursive: true, force: true });
+  }
+}

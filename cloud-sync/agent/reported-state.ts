@@ -1,0 +1,87 @@
+// state/reported (PROTOCOL section 5, retained): what the device serves, what it is fetching or
+// refused, the effective live config, and the desired version it applied. Published on connect,
+// after every change (changes in one tick coalesce into one message) and on the reportState
+// command; also kept in port.state so a reboot knows what was last reported.
+import type { ErrorCode } from '../../runtime/errors.js';
+import { STATE_KEYS } from '../../runtime/store/state-store.js';
+import type { ReportedModel } from '../protocol/index.js';
+import type { Connection } from './connection.js';
+import type { StatusBook } from './model-update/status-book.js';
+import type { RuntimePort } from './runtime-port.js';
+import { servedByName } from './served.js';
+
+export interface ReportedModelEntry extends ReportedModel {
+  /** Added to the contract's fields: what still serves while this entry is not "active". */
+  active?: { version: number; sha256: string } | null;
+}
+
+export interface ReportedDocument {
+  desiredVersion: number;
+  models: Record<string, ReportedModelEntry>;
+  config: Record<string, unknown>;
+  /** Added: why the last desired config was refused (config stays the effective old one). */
+  configError?: { code: ErrorCode; message: string };
+  ts: number;
+}
+
+export interface DesiredView {
+  version(): number;
+  configError(): { code: ErrorCode; message: string } | null;
+}
+
+export class ReportedState {
+  private scheduled = false;
+
+  constructor(
+    private readonly port: RuntimePort,
+    private readonly conn: Connection,
+    private readonly book: StatusBook,
+    private readonly desired: DesiredView,
+  ) {}
+
+  build(): ReportedDocument {
+    const models: Record<string, ReportedModelEntry> = {};
+    const served = servedByName(this.port);
+    for (const [name, m] of served) models[name] = { version: m.version, sha256: m.sha256, status: 'active' };
+    for (const [name, e] of this.book.all()) {
+      const s = served.get(name);
+      if (s && s.version === e.version && s.sha256 === e.sha256 && e.status !== 'failed') continue;
+      models[name] = {
+        version: e.version,
+        sha256: e.sha256,
+        status: e.status,
+        ...(e.error ? { error: e.error } : {}),
+        active: s ? { version: s.version, sha256: s.sha256 } : null,
+      };
+    }
+    const configError = this.desired.configError();
+    return {
+      desiredVersion: this.desired.version(),
+      models,
+      config: this.port.liveConfig.current() as unknown as Record<string, unknown>,
+      ...(configError ? { configError } : {}),
+      ts: this.port.clock.wallNow(),
+    };
+  }
+
+  /** Publishes once at the end of this tick, however many changes happen in it. */
+  schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.publish().catch((err: unknown) => this.port.log.debug({ err }, 'state/reported not published'));
+    });
+  }
+
+  async publish(): Promise<void> {
+    const doc = this.build();
+    try {
+      this.port.state.set(STATE_KEYS.reported, doc);
+    } catch (err) {
+      this.port.log.warn({ err }, 'reported state not persisted');
+    }
+    // Offline: the next connect publishes a fresh one.
+    if (this.conn.online) await this.conn.publish(this.conn.topics.reported, JSON.stringify(doc), { retain: true });
+  }
+}

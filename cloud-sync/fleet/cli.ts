@@ -1,0 +1,89 @@
+// `perch fleet <command>`: the control-plane tool (PROTOCOL section 6). A thin dispatcher: each
+// command lives in its own file. Exit codes: 0 ok, 1 a PERCH_ERR_* failure (printed as
+// `perch fleet: CODE: message` on stderr), 2 bad usage; serve and events --follow run until a signal.
+import { PerchError } from '../../runtime/errors.js';
+import { configCommand, CONFIG_HELP } from './config-cmd.js';
+import { devicesCommand, DEVICES_HELP } from './devices.js';
+import { eventsCommand, EVENTS_HELP } from './events-cmd.js';
+import { keygen, KEYGEN_HELP } from './keygen.js';
+import { UsageError } from './options.js';
+import { pushCommand, PUSH_HELP } from './push.js';
+import { serveCommand, SERVE_HELP } from './serve.js';
+import { signCommand, SIGN_HELP } from './sign-cmd.js';
+
+export const FLEET_HELP = `perch fleet: the control plane of a Perch fleet over MQTT (docs/fleet.md)
+
+Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
+  keygen   --out DIR                          Ed25519 signing key pair (PEM)
+  sign     --key K --name N --version V --file F   print a signed ModelSpec
+  push     --device ID --model N --version V --file F [--key K]   store + publish desired state
+  config   --device ID --set key=value ...     publish live config in the desired state
+  serve                                       answer chunk requests, store events and device state
+  devices                                     table of devices: online, models, versions, backlog
+  events   --device ID [--since SEQ] [--follow]   stored events, as JSON lines
+
+Broker: --url/PERCH_FLEET_MQTT_URL, --ca/--cert/--key, --username/--password,
+--prefix (default perch/v1), --store DIR (default ./fleet), --timeout MS (default 5000).
+`;
+
+const HELPS: Record<string, string> = {
+  keygen: KEYGEN_HELP, sign: SIGN_HELP, push: PUSH_HELP, config: CONFIG_HELP,
+  serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP,
+};
+
+/** Runs a command; returns the exit code, or -1 for a command that keeps running (serve). */
+export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'keygen':
+        return keygen(rest, out);
+      case 'sign':
+        return await signCommand(rest, out);
+      case 'push':
+        return await pushCommand(rest, out);
+      case 'config':
+        return await configCommand(rest, out);
+      case 'serve':
+        return await serveCommand(rest, out);
+      case 'devices':
+        return await devicesCommand(rest, out, err);
+      case 'events':
+        return await eventsCommand(rest, out);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out.write(FLEET_HELP);
+        return 0;
+      default:
+        err.write(`perch fleet: unknown command '${command}'\n\n${FLEET_HELP}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof UsageError || isParseArgsError(e)) {
+      err.write(`perch fleet ${command}: ${(e as Error).message}\n\n${HELPS[command ?? ''] ?? FLEET_HELP}`);
+      return 2;
+    }
+    if (e instanceof PerchError) {
+      err.write(`perch fleet: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+    const fsCode = (e as NodeJS.ErrnoException).code;
+    if (typeof fsCode === 'string' && /^E[A-Z]+$/.test(fsCode)) {
+      err.write(`perch fleet: ${(e as Error).message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+function isParseArgsError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+/** Entry from `perch fleet ...` (runtime/cli.ts): -1 keeps the process running. */
+export async function main(argv: string[]): Promise<number> {
+  return run(argv);
+}

@@ -1,0 +1,191 @@
+// The fleet's own SQLite database (`<store>/fleet.db`): events deduplicated on (deviceId, seq),
+// and each device's last status and reported state. Same discipline as the runtime's store
+// (runtime/store/pragmas.ts): WAL, FULL sync, statements prepared once, schema by user_version.
+// Several `serve` processes on one host share this file; WAL and busy_timeout let them write in
+// turn, and the UNIQUE key makes dedup hold across all of them.
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyPragmas } from '../../runtime/store/pragmas.js';
+import type { EventMessage } from '../protocol/schemas.js';
+
+export const DB_FILE = 'fleet.db';
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE events (
+      device_id   TEXT    NOT NULL,
+      seq         INTEGER NOT NULL,
+      event_id    TEXT    NOT NULL,
+      ts          TEXT    NOT NULL,
+      type        TEXT    NOT NULL,
+      payload     TEXT    NOT NULL,
+      received_at INTEGER NOT NULL,
+      PRIMARY KEY (device_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE devices (
+      device_id   TEXT PRIMARY KEY,
+      online      INTEGER,
+      status      TEXT,
+      status_at   INTEGER,
+      reported    TEXT,
+      reported_at INTEGER
+    );
+  `,
+};
+
+export interface StoredEvent {
+  deviceId: string;
+  seq: number;
+  id: string;
+  ts: number | string;
+  type: string;
+  payload: unknown;
+  receivedAt: number;
+}
+
+export interface DeviceRow {
+  deviceId: string;
+  online: boolean | null;
+  status: unknown;
+  reported: unknown;
+  eventCount: number;
+  lastSeq: number | null;
+}
+
+export class FleetDatabase {
+  readonly db: Db;
+  private readonly insertEvent: Statement;
+  private readonly upsertStatus: Statement;
+  private readonly upsertReported: Statement;
+  private readonly selectEvents: Statement;
+  private readonly selectDevice: Statement;
+  private readonly selectDevices: Statement;
+  private readonly insertBatch: (deviceId: string, events: readonly EventMessage[], at: number) => number;
+
+  constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
+    this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
+    if (opts.readOnly) {
+      this.db.pragma('busy_timeout = 5000');
+    } else {
+      applyPragmas(this.db, { busyTimeoutMs: 10_000 });
+      migrate(this.db);
+    }
+    // ON CONFLICT DO NOTHING: a redelivered (deviceId, seq) changes no row, so `changes` counts
+    // what was new. The first copy wins; at-least-once redeliveries carry the same event.
+    this.insertEvent = this.db.prepare(
+      `INSERT INTO events (device_id, seq, event_id, ts, type, payload, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, seq) DO NOTHING`,
+    );
+    this.upsertStatus = this.db.prepare(
+      `INSERT INTO devices (device_id, online, status, status_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, status = excluded.status, status_at = excluded.status_at`,
+    );
+    this.upsertReported = this.db.prepare(
+      `INSERT INTO devices (device_id, reported, reported_at) VALUES (?, ?, ?)
+       ON CONFLICT (device_id) DO UPDATE SET reported = excluded.reported, reported_at = excluded.reported_at`,
+    );
+    this.selectEvents = this.db.prepare(
+      `SELECT device_id, seq, event_id, ts, type, payload, received_at FROM events
+       WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    );
+    const deviceSql = `SELECT d.device_id, d.online, d.status, d.reported,
+        (SELECT COUNT(*) FROM events e WHERE e.device_id = d.device_id) AS event_count,
+        (SELECT MAX(seq) FROM events e WHERE e.device_id = d.device_id) AS last_seq
+      FROM devices d`;
+    this.selectDevice = this.db.prepare(`${deviceSql} WHERE d.device_id = ?`);
+    this.selectDevices = this.db.prepare(`${deviceSql} ORDER BY d.device_id`);
+    // One transaction per MQTT message: one fsync for the whole batch.
+    this.insertBatch = this.db.transaction((deviceId: string, events: readonly EventMessage[], at: number) => {
+      let stored = 0;
+      for (const e of events) {
+        const ts = typeof e.ts === 'number' ? String(e.ts) : e.ts;
+        stored += this.insertEvent.run(deviceId, e.seq, e.id, ts, e.type, JSON.stringify(e.payload ?? null), at).changes;
+      }
+      return stored;
+    });
+  }
+
+  /** Opens (creating and migrating) `<store>/fleet.db`. */
+  static open(store: string): FleetDatabase {
+    mkdirSync(store, { recursive: true });
+    return new FleetDatabase(join(store, DB_FILE));
+  }
+
+  /** Stores a batch; returns how many were new (the rest were duplicates). */
+  storeEvents(deviceId: string, events: readonly EventMessage[], receivedAt: number): { stored: number; duplicates: number } {
+    const stored = this.insertBatch(deviceId, events, receivedAt);
+    return { stored, duplicates: events.length - stored };
+  }
+
+  recordStatus(deviceId: string, status: { online: boolean } | null, json: string | null, at: number): void {
+    this.upsertStatus.run(deviceId, status === null ? null : status.online ? 1 : 0, json, at);
+  }
+
+  recordReported(deviceId: string, json: string | null, at: number): void {
+    this.upsertReported.run(deviceId, json, at);
+  }
+
+  /** Events of a device with seq > afterSeq, in seq order. */
+  events(deviceId: string, afterSeq: number, limit = 1000): StoredEvent[] {
+    const rows = this.selectEvents.all(deviceId, afterSeq, limit) as Array<{
+      device_id: string; seq: number; event_id: string; ts: string; type: string; payload: string; received_at: number;
+    }>;
+    return rows.map((r) => ({
+      deviceId: r.device_id,
+      seq: r.seq,
+      id: r.event_id,
+      ts: /^\d+(\.\d+)?$/.test(r.ts) ? Number(r.ts) : r.ts,
+      type: r.type,
+      payload: JSON.parse(r.payload) as unknown,
+      receivedAt: r.received_at,
+    }));
+  }
+
+  device(deviceId: string): DeviceRow | undefined {
+    const row = this.selectDevice.get(deviceId) as RawDeviceRow | undefined;
+    return row ? toDeviceRow(row) : undefined;
+  }
+
+  devices(): DeviceRow[] {
+    return (this.selectDevices.all() as RawDeviceRow[]).map(toDeviceRow);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+interface RawDeviceRow {
+  device_id: string;
+  online: number | null;
+  status: string | null;
+  reported: string | null;
+  event_count: number;
+  last_seq: number | null;
+}
+
+function toDeviceRow(r: RawDeviceRow): DeviceRow {
+  return {
+    deviceId: r.device_id,
+    online: r.online === null ? null : r.online === 1,
+    status: r.status === null ? null : (JSON.parse(r.status) as unknown),
+    reported: r.reported === null ? null : (JSON.parse(r.reported) as unknown),
+    eventCount: r.event_count,
+    lastSeq: r.last_seq,
+  };
+}
+
+/** Brings the schema to SCHEMA_VERSION; IMMEDIATE so two serve processes starting together do not both migrate. */
+function migrate(db: Db): void {
+  db.transaction(() => {
+    const found = db.pragma('user_version', { simple: true }) as number;
+    if (found > SCHEMA_VERSION) throw new Error(`fleet database schema ${found} is newer than this perch fleet (${SCHEMA_VERSION})`);
+    for (let v = found + 1; v <= SCHEMA_VERSION; v++) {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v}`);
+    }
+  }).immediate();
+}

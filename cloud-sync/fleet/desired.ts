@@ -1,0 +1,62 @@
+// Read-modify-publish of a device's retained desired document (PROTOCOL section 5): the next
+// document keeps every model and config key of the current one, changes what was asked, and
+// carries version = current + 1, so versions only rise.
+import type { MqttClient } from 'mqtt';
+import { PerchError } from '../../runtime/errors.js';
+import { parsePayload } from '../protocol/parse.js';
+import { desiredSchema, type DesiredState } from '../protocol/schemas.js';
+import { topics } from '../protocol/topics.js';
+import { readRetained } from './retained.js';
+
+export interface DeviceDocs {
+  desired: DesiredState | undefined;
+  /** Raw retained status / reported documents, when present. */
+  status: Buffer | undefined;
+  reported: Buffer | undefined;
+}
+
+/** The retained desired, status and reported documents of one device. */
+export async function readDeviceDocs(client: MqttClient, prefix: string, deviceId: string, timeoutMs: number): Promise<DeviceDocs> {
+  const t = topics(prefix, deviceId);
+  const msgs = await readRetained(client, prefix, [t.desired, t.status, t.reported], timeoutMs);
+  const docs: DeviceDocs = { desired: undefined, status: undefined, reported: undefined };
+  for (const m of msgs) {
+    if (m.topic === t.status) docs.status = m.payload;
+    else if (m.topic === t.reported) docs.reported = m.payload;
+    else if (m.topic === t.desired) {
+      const parsed = parsePayload(desiredSchema, m.payload);
+      // A broken retained document must not be silently replaced by version 1: versions only rise.
+      if (!parsed.ok) throw new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `retained desired state of ${deviceId}: ${parsed.error.message}`);
+      docs.desired = parsed.value;
+    }
+  }
+  return docs;
+}
+
+/** The next desired document: a copy of `current` with `change` applied and the version raised. */
+export function nextDesired(current: DesiredState | undefined, change: (doc: DesiredState) => void): DesiredState {
+  const doc: DesiredState = structuredClone(current ?? { version: 0, models: {}, config: {} });
+  doc.models ??= {};
+  doc.config ??= {};
+  change(doc);
+  doc.version = (current?.version ?? 0) + 1;
+  return desiredSchema.parse(doc);
+}
+
+export async function publishDesired(client: MqttClient, prefix: string, deviceId: string, doc: DesiredState): Promise<void> {
+  const packet = await client.publishAsync(topics(prefix, deviceId).desired, JSON.stringify(doc), { qos: 1, retain: true });
+  // MQTT 5 PUBACK reason codes >= 0x80 are refusals (ACL: 0x87 not authorized).
+  const rc = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+  if (rc >= 0x80) throw new PerchError('PERCH_ERR_BROKER_UNREACHABLE', `the broker refused the desired state of ${deviceId} (reason code ${rc})`);
+}
+
+/** Deep merge for config: objects merge key by key, anything else replaces. */
+export function mergeConfig(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    const prev = out[k];
+    const bothObjects = [prev, v].every((x) => typeof x === 'object' && x !== null && !Array.isArray(x));
+    out[k] = bothObjects ? mergeConfig(prev as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}

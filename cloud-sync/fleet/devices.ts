@@ -1,0 +1,128 @@
+// `perch fleet devices`: one row per device the fleet knows, from the broker's retained status,
+// reported and desired documents (read live, with the deadline) and, when present, the fleet
+// database (events stored, and devices whose retained documents are gone).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parsePayload } from '../protocol/parse.js';
+import { desiredSchema, reportedSchema, statusSchema, type DesiredState, type ReportedState, type StatusMessage } from '../protocol/schemas.js';
+import { fleetTopics, parseTopic } from '../protocol/topics.js';
+import { DB_FILE, FleetDatabase } from './database.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';
+import { readRetained } from './retained.js';
+import { withBroker } from './with-broker.js';
+
+export const DEVICES_HELP = `perch fleet devices [--json]
+
+A table of the devices the fleet knows: DEVICE, ONLINE, DESIRED (desired document version),
+REPORTED (the desired version the device last applied), MODELS (name vVERSION status, with
+"-> vN" when the desired version differs), BACKLOG (the device's event backlog as it last
+reported it, '-' when it does not send one), EVENTS (events stored by serve / highest seq).
+--json prints the same as a JSON array.
+
+${COMMON_HELP}`;
+
+export interface DeviceView {
+  deviceId: string;
+  online: boolean | null;
+  desiredVersion: number | null;
+  reportedVersion: number | null;
+  models: Array<{ name: string; version: number | null; status: string | null; desiredVersion: number | null }>;
+  backlog: number | null;
+  eventsStored: number;
+  lastSeq: number | null;
+  status?: StatusMessage;
+  reported?: ReportedState;
+  desired?: DesiredState;
+}
+
+export async function devicesCommand(args: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  const { values } = parseArgs({ args, options: { ...COMMON_OPTIONS, json: { type: 'boolean' } } });
+  if (values.help) {
+    out.write(DEVICES_HELP);
+    return 0;
+  }
+  const opts = fleetOptions(values);
+  const f = fleetTopics(opts.prefix);
+  const retained = await withBroker(opts, (client) => readRetained(client, opts.prefix, [f.status, f.reported, f.desired], opts.broker.timeoutMs));
+
+  const views = new Map<string, DeviceView>();
+  const view = (id: string): DeviceView => {
+    let v = views.get(id);
+    if (!v) {
+      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], backlog: null, eventsStored: 0, lastSeq: null };
+      views.set(id, v);
+    }
+    return v;
+  };
+  for (const m of retained) {
+    const t = parseTopic(opts.prefix, m.topic);
+    if (!t) continue;
+    const schema = t.kind === 'status' ? statusSchema : t.kind === 'reported' ? reportedSchema : desiredSchema;
+    const parsed = parsePayload(schema, m.payload);
+    if (!parsed.ok) {
+      err.write(`perch fleet: ${m.topic}: ${parsed.error.code}: ${parsed.error.message}\n`);
+      continue;
+    }
+    const v = view(t.deviceId);
+    if (t.kind === 'status') v.status = parsed.value as StatusMessage;
+    else if (t.kind === 'reported') v.reported = parsed.value as ReportedState;
+    else v.desired = parsed.value as DesiredState;
+  }
+  const dbFile = join(opts.store, DB_FILE);
+  if (existsSync(dbFile)) {
+    const db = new FleetDatabase(dbFile);
+    try {
+      for (const row of db.devices()) {
+        const v = view(row.deviceId);
+        v.eventsStored = row.eventCount;
+        v.lastSeq = row.lastSeq;
+        // Retained documents win (they are the broker's latest); the database fills gaps.
+        if (!v.status && row.status) v.status = statusSchema.safeParse(row.status).data;
+        if (!v.reported && row.reported) v.reported = reportedSchema.safeParse(row.reported).data;
+      }
+    } finally {
+      db.close();
+    }
+  }
+  const list = [...views.values()].sort((a, b) => a.deviceId.localeCompare(b.deviceId));
+  for (const v of list) summarize(v);
+  if (values.json) {
+    out.write(`${JSON.stringify(list.map(({ status: _s, reported: _r, desired: _d, ...rest }) => rest))}\n`);
+  } else {
+    out.write(table(list));
+  }
+  return 0;
+}
+
+function summarize(v: DeviceView): void {
+  v.online = v.status ? v.status.online : null;
+  v.desiredVersion = v.desired?.version ?? null;
+  v.reportedVersion = v.reported?.desiredVersion ?? null;
+  v.backlog = v.reported?.outbox?.count ?? v.status?.outbox?.count ?? null;
+  const names = new Set([...Object.keys(v.reported?.models ?? {}), ...Object.keys(v.desired?.models ?? {})]);
+  v.models = [...names].sort().map((name) => {
+    const r = v.reported?.models[name];
+    const d = v.desired?.models[name];
+    return { name, version: r?.version ?? null, status: r?.status ?? null, desiredVersion: d ? d.version : null };
+  });
+}
+
+function table(list: DeviceView[]): string {
+  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'BACKLOG', 'EVENTS'];
+  const rows = list.map((v) => [
+    v.deviceId,
+    v.online === null ? '?' : v.online ? 'yes' : 'no',
+    v.desiredVersion === null ? '-' : String(v.desiredVersion),
+    v.reportedVersion === null ? '-' : String(v.reportedVersion),
+    v.models.map((m) => {
+      const have = m.version === null ? `${m.name} -` : `${m.name} v${m.version} ${m.status ?? ''}`.trim();
+      return m.desiredVersion !== null && m.desiredVersion !== m.version ? `${have} -> v${m.desiredVersion}` : have;
+    }).join(', ') || '-',
+    v.backlog === null ? '-' : String(v.backlog),
+    v.lastSeq === null ? String(v.eventsStored) : `${v.eventsStored} (seq ${v.lastSeq})`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}

@@ -1,0 +1,24 @@
+// Counters of one `serve` process, logged as `progress` lines and on exit.
+export interface ServeStats {
+  batches: number;
+  eventsStored: number;
+  duplicates: number;
+  statusUpdates: number;
+  reportedUpdates: number;
+  chunkRequests: number;
+  chunksSent: number;
+  bytesSent: number;
+  /** Ignored messages by reason: oversized, json, schema, mismatch, unknown-model, out-of-range, error. */
+  ignored: Record<string, number>;
+}
+
+export function newStats(): ServeStats {
+  return {
+    batches: 0, eventsStored: 0, duplicates: 0, statusUpdates: 0, reportedUpdates: 0,
+    chunkRequests: 0, chunksSent: 0, bytesSent: 0, ignored: {},
+  };
+}
+
+export function countIgnored(stats: ServeStats, reason: string): void {
+  stats.ignored[reason] = (stats.ignored[reason] ?? 0) + 1;
+}

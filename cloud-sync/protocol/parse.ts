@@ -1,0 +1,33 @@
+// One way to read an incoming JSON payload: size check, JSON, schema. Bad payloads are never
+// thrown at the MQTT client's message handler (that would kill the connection's processing);
+// the caller gets a PERCH_ERR_MQTT_PAYLOAD_INVALID it can log and count.
+import type { z } from 'zod';
+import { PerchError } from '../../runtime/errors.js';
+
+/** Above this a JSON control message is refused unread (events batches are the largest). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: PerchError; reason: 'oversized' | 'json' | 'schema' };
+
+export function parsePayload<S extends z.ZodType>(
+  schema: S,
+  payload: Uint8Array | string,
+  maxBytes: number = DEFAULT_MAX_PAYLOAD_BYTES,
+): ParseResult<z.output<S>> {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+  if (size > maxBytes) {
+    return { ok: false, reason: 'oversized', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload of ${size} bytes is over the ${maxBytes}-byte limit`) };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
+  } catch (err) {
+    return { ok: false, reason: 'json', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload is not JSON: ${(err as Error).message}`, { cause: err }) };
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    return { ok: false, reason: 'schema', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload breaks its schema: ${issues}`) };
+  }
+  return { ok: true, value: result.data };
+}

@@ -1,0 +1,127 @@
+// zod schemas of every JSON payload of PROTOCOL section 5, shared by the device agent and
+// `perch fleet`. Objects strip unknown keys (a newer peer may add fields; an older one must
+// still read the message), except where a document is copied through whole (config, model.json).
+import { z } from 'zod';
+
+/** Device ids and model names end up in topics and paths: no '/', '+', '#', spaces or '..'. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+export const deviceIdSchema = z.string().regex(NAME_PATTERN, 'letters, digits and _ . : - only (1-128 characters)');
+export const modelNameSchema = deviceIdSchema;
+
+/** Model versions are the repository's version folders: positive integers (PROTOCOL section 1). */
+export const modelVersionSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+/** Timestamps: epoch milliseconds is what Perch sends; an ISO string is accepted from others. */
+export const timestampSchema = z.union([z.number().nonnegative(), z.string().min(1)]);
+export const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'SHA-256 as 64 lower-case hex digits');
+export const base64Schema = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'base64');
+/** A JSON object copied through as is (live config, model.json). */
+export const jsonObjectSchema = z.record(z.string(), z.unknown());
+const errorSchema = z.object({ code: z.string(), message: z.string() });
+
+/**
+ * Optional extension (not in PROTOCOL's table, ignored by peers that do not know it): the
+ * device's event backlog when it sent the message, shown by `perch fleet devices`.
+ */
+export const outboxSummarySchema = z.object({
+  count: z.number().int().min(0),
+  bytes: z.number().int().min(0).optional(),
+  oldestAgeMs: z.number().min(0).optional(),
+});
+export type OutboxSummary = z.infer<typeof outboxSummarySchema>;
+
+// ---- device -> cloud ----
+
+/** `P/devices/{id}/status`, retained; `online: false` is the Last Will and the clean-shutdown message. */
+export const statusSchema = z.object({
+  online: z.boolean(),
+  ts: timestampSchema,
+  runtimeVersion: z.string(),
+  bootId: z.string(),
+  outbox: outboxSummarySchema.optional(),
+});
+export type StatusMessage = z.infer<typeof statusSchema>;
+
+export const eventSchema = z.object({
+  id: z.string().min(1).max(128),
+  /** Rises by 1 per event per device: the dedup key with deviceId. */
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  ts: timestampSchema,
+  type: z.string().min(1),
+  payload: z.unknown(),
+});
+export type EventMessage = z.infer<typeof eventSchema>;
+
+/** `P/devices/{id}/events`, not retained, at-least-once. */
+export const eventsSchema = z.object({
+  deviceId: deviceIdSchema,
+  events: z.array(eventSchema),
+});
+export type EventsMessage = z.infer<typeof eventsSchema>;
+
+export const MODEL_STATUSES = ['active', 'downloading', 'staged', 'failed'] as const;
+export const reportedModelSchema = z.object({
+  version: modelVersionSchema,
+  sha256: sha256HexSchema,
+  status: z.enum(MODEL_STATUSES),
+  error: errorSchema.optional(),
+});
+export type ReportedModel = z.infer<typeof reportedModelSchema>;
+
+/** `P/devices/{id}/state/reported`, retained. desiredVersion is 0 before any desired document was applied. */
+export const reportedSchema = z.object({
+  desiredVersion: z.number().int().min(0),
+  models: z.record(modelNameSchema, reportedModelSchema),
+  config: jsonObjectSchema,
+  ts: timestampSchema,
+  outbox: outboxSummarySchema.optional(),
+});
+export type ReportedState = z.infer<typeof reportedSchema>;
+
+/** `P/devices/{id}/models/request`: chunks `from` .. `from + count - 1`. */
+export const modelsRequestSchema = z.object({
+  name: modelNameSchema,
+  version: modelVersionSchema,
+  from: z.number().int().min(0),
+  count: z.number().int().min(1),
+});
+export type ModelsRequest = z.infer<typeof modelsRequestSchema>;
+
+// ---- cloud -> device ----
+
+/** One model version in a desired document. `signature` is absent for unsigned models. */
+export const modelSpecSchema = z.object({
+  version: modelVersionSchema,
+  sha256: sha256HexSchema,
+  size: z.number().int().min(0),
+  chunkSize: z.number().int().min(1),
+  signature: base64Schema.optional(),
+  config: jsonObjectSchema.optional(),
+});
+export type ModelSpec = z.infer<typeof modelSpecSchema>;
+
+/** `P/devices/{id}/state/desired`, retained. A `null` model is removed; models not named stay. */
+export const desiredSchema = z.object({
+  version: z.number().int().min(1),
+  models: z.record(modelNameSchema, modelSpecSchema.nullable()).default({}),
+  config: jsonObjectSchema.default({}),
+});
+export type DesiredState = z.infer<typeof desiredSchema>;
+
+export const COMMANDS = ['reportState', 'rollback', 'flushCache'] as const;
+/** `P/devices/{id}/commands`, not retained. */
+export const commandSchema = z.object({
+  id: z.string().min(1),
+  command: z.enum(COMMANDS),
+  args: jsonObjectSchema.optional(),
+});
+export type CommandMessage = z.infer<typeof commandSchema>;
+
+/** Every JSON payload schema, by topic kind. */
+export const payloadSchemas = {
+  status: statusSchema,
+  events: eventsSchema,
+  reported: reportedSchema,
+  modelsRequest: modelsRequestSchema,
+  desired: desiredSchema,
+  commands: commandSchema,
+} as const;

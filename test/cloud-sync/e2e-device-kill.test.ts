@@ -1,0 +1,104 @@
+// End to end with real processes: `perch serve` (cloud sync on) is SIGKILLed in the middle of a
+// model download; restarted on the same data dir it resumes from the chunks staged on disk (it
+// asks for fewer chunks the second time), verifies, installs and serves the new version.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../helpers/paths.js';
+import { TempRepository } from '../helpers/repository.js';
+import { Child } from '../helpers/wire.js';
+import { makeKeys, specFor } from './helpers/models.js';
+import { topics } from '../../cloud-sync/protocol/index.js';
+import { chunkResponder, publishDesired, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
+
+const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
+const MODEL = readFileSync(MODEL_FILES.sileroVad16k); // 1.3 MB: 40 chunks of 32 KiB
+const CHUNK = 32 * 1024;
+const TOTAL = Math.ceil(MODEL.length / CHUNK);
+
+let broker: Mosquitto;
+let repo: TempRepository;
+const temp: string[] = [];
+const children: Child[] = [];
+
+before(async () => {
+  broker = await startMosquitto();
+  repo = new TempRepository({
+    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: JSON.parse(readFileSync(join(SHIPPED_MODELS, 'silero-vad', 'model.json'), 'utf8')) },
+  });
+});
+after(async () => {
+  for (const c of children) await c.kill();
+  await broker.close();
+  repo.remove();
+  for (const d of temp) rmSync(d, { recursive: true, force: true });
+});
+
+function env(): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) e[k] = v;
+  return e;
+}
+
+async function serve(configFile: string): Promise<{ child: Child; baseUrl: string }> {
+  const child = Child.spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env: env() });
+  children.push(child);
+  await waitFor(() => !child.running || child.logLines().some((l) => l.msg === 'perch is serving'), 30_000, 'perch is serving');
+  assert.ok(child.running, `serve exited early:\n${child.stderr}\n${child.stdout.slice(-2000)}`);
+  const line = child.logLines().find((l) => l.msg === 'perch is serving') as { port: number };
+  return { child, baseUrl: `http://127.0.0.1:${line.port}` };
+}
+
+test('device SIGKILLed mid-download: after the restart the download resumes from staged chunks and the model serves', async () => {
+  const deviceId = `kill-${randomUUID().slice(0, 8)}`;
+  const keys = makeKeys();
+  const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
+  temp.push(dataDir);
+  const configFile = join(dataDir, 'perch.json');
+  writeFileSync(configFile, JSON.stringify({
+    device: { id: deviceId },
+    dataDir,
+    models: { repository: repo.dir },
+    server: { host: '127.0.0.1', port: 0 },
+    log: { level: 'info' },
+    cloud: {
+      mqttUrl: broker.url,
+      trustedKeysFile: keys.trustedKeysFile,
+      reconnect: { minMs: 50, maxMs: 400 },
+      // Slow enough to be killed in the middle: about 400 KB/s.
+      download: { windowChunks: 4, maxBytesPerSecond: 400_000 },
+    },
+  }));
+
+  const first = await serve(configFile);
+  const r1 = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
+  await publishDesired(broker.url, deviceId, { version: 1, models: { 'silero-vad': specFor('silero-vad', 2, MODEL, keys, CHUNK) } });
+  await waitFor(() => r1.sent >= 12, 20_000, 'a third of the chunks sent');
+  await first.child.kill(); // SIGKILL: a power cut
+  // The broker saw the socket die: the Last Will says offline (retained).
+  await waitFor(async () => (await readRetained(broker.url, topics('perch/v1', deviceId).status))?.online === false, 10_000, 'Last Will');
+  await r1.close();
+  const stagingRoot = join(dataDir, 'staging', 'silero-vad');
+  const stagedDir = readdirSync(stagingRoot)[0] ?? '';
+  const staged = readdirSync(join(stagingRoot, stagedDir)).filter((f) => /^chunk-\d+$/.test(f)).length;
+  assert.ok(staged >= 8 && staged < TOTAL, `${staged} of ${TOTAL} chunks staged at the kill`);
+
+  const r2 = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
+  const second = await serve(configFile);
+  await waitFor(async () => (await fetch(`${second.baseUrl}/v2/models/silero-vad/versions/2/ready`)).status === 200, 30_000, 'version 2 ready');
+  assert.ok(r2.requested <= TOTAL - staged, `asked for ${r2.requested} chunks after the restart, ${staged} of ${TOTAL} were staged`);
+  const rep = await waitFor(async () => {
+    const r = await readReported(broker.url, deviceId);
+    const m = (r?.models as Record<string, { version: number; status: string }> | undefined)?.['silero-vad'];
+    return m?.version === 2 && m.status === 'active' ? r : null;
+  }, 10_000, 'reported active v2');
+  assert.equal(rep.desiredVersion, 1);
+  assert.deepEqual(readdirSync(stagingRoot), [], 'staging cleaned after success');
+  second.child.proc.kill('SIGTERM');
+  assert.deepEqual(await second.child.exited, { code: 0, signal: null });
+  await r2.close();
+});

@@ -1,0 +1,110 @@
+// The uploader against a real Mosquitto: seq order, deletion only after PUBACK, live batch size,
+// the rate cap, and a broker SIGKILLed mid-upload losing nothing.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createCloudAgent } from '../../cloud-sync/agent/index.js';
+import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { eventsConsumer, waitFor } from './helpers/mqtt-client.js';
+import { makePort } from './helpers/port.js';
+import { startProxy } from './helpers/proxy.js';
+
+let broker: Mosquitto;
+before(async () => {
+  broker = await startMosquitto();
+});
+after(async () => {
+  await broker.close();
+});
+
+test('delivers a backlog in seq order, in batches of upload.batchSize, and empties the outbox', async () => {
+  const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 7 } } });
+  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  for (let i = 0; i < 50; i++) await t.emit('test.tick', { i });
+  const agent = createCloudAgent(t.port);
+  await agent.start(new AbortController().signal);
+  try {
+    await waitFor(() => consumer.unique().length === 50, 10_000, '50 events');
+    assert.deepEqual(consumer.unique().map((e) => e.seq), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.ok(consumer.batchSizes.every((n) => n <= 7), `batches ${consumer.batchSizes}`);
+    await waitFor(() => t.store.outbox.stats().count === 0, 5000, 'outbox empty');
+    // Live: a new batch size counts from the next round.
+    t.port.liveConfig.apply({ cloud: { upload: { batchSize: 2 } } });
+    const before = consumer.batchSizes.length;
+    for (let i = 0; i < 6; i++) await t.emit('test.tick', { i });
+    await waitFor(() => consumer.unique().length === 56, 5000, '56 events');
+    assert.ok(consumer.batchSizes.slice(before).every((n) => n <= 2), `batches after the change ${consumer.batchSizes.slice(before)}`);
+    assert.equal(agent.stats().eventsPublished >= 56, true);
+  } finally {
+    await agent.stop();
+    await consumer.close();
+    await t.close(true);
+  }
+});
+
+test('deletes events only after the PUBACK: held acks leave them in the outbox', async () => {
+  const proxy = await startProxy(broker.port);
+  const t = makePort({ mqttUrl: proxy.url, cloud: { keepaliveSeconds: 60 } });
+  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const agent = createCloudAgent(t.port);
+  await agent.start(new AbortController().signal);
+  try {
+    await waitFor(() => agent.online, 5000, 'online');
+    proxy.hold(true);
+    for (let i = 0; i < 10; i++) await t.emit('test.held', { i });
+    // The broker has them (the consumer sees them), but no PUBACK reached the device.
+    await waitFor(() => consumer.unique().length === 10, 5000, 'consumer got 10');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(t.store.outbox.stats().count, 10);
+    assert.equal(t.store.outbox.stats().inFlight, 10);
+    proxy.hold(false);
+    await waitFor(() => t.store.outbox.stats().count === 0, 5000, 'acked after PUBACK');
+  } finally {
+    await agent.stop();
+    await consumer.close();
+    await proxy.close();
+    await t.close(true);
+  }
+});
+
+test('respects upload.maxEventsPerSecond', async () => {
+  const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 100, maxEventsPerSecond: 40 } } });
+  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  for (let i = 0; i < 60; i++) await t.emit('test.rate', { i });
+  const agent = createCloudAgent(t.port);
+  const t0 = Date.now();
+  await agent.start(new AbortController().signal);
+  try {
+    await waitFor(() => consumer.unique().length === 60, 10_000, '60 events');
+    // 40 at once (one second of budget), the other 20 at 40/s: at least ~0.5 s.
+    assert.ok(Date.now() - t0 >= 450, `took ${Date.now() - t0} ms`);
+    assert.ok(consumer.batchSizes.every((n) => n <= 40));
+  } finally {
+    await agent.stop();
+    await consumer.close();
+    await t.close(true);
+  }
+});
+
+test('broker SIGKILLed mid-upload and restarted: nothing lost, order kept after dedup', async () => {
+  const N = 2000;
+  const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 20, maxEventsPerSecond: 4000 } } });
+  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  for (let i = 0; i < N; i++) await t.emit('test.kill', { i });
+  const agent = createCloudAgent(t.port);
+  await agent.start(new AbortController().signal);
+  try {
+    await waitFor(() => consumer.raw.length >= 300, 10_000, 'upload under way');
+    await broker.kill();
+    assert.ok(t.store.outbox.stats().count > 0, 'killed in the middle');
+    await broker.restart();
+    await waitFor(() => consumer.unique().length === N, 30_000, `all ${N} events (have ${consumer.unique().length})`);
+    const seqs = consumer.unique().map((e) => e.seq);
+    assert.deepEqual(seqs, Array.from({ length: N }, (_, i) => i + 1));
+    await waitFor(() => t.store.outbox.stats().count === 0, 10_000, 'outbox empty');
+    assert.ok(agent.stats().connects >= 2);
+  } finally {
+    await agent.stop();
+    await consumer.close();
+    await t.close(true);
+  }
+});

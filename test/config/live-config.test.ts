@@ -1,0 +1,45 @@
+// Live config: validated whole by the same schema, applied without restart, persisted.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { httpInfer } from '../helpers/clients.js';
+import { clsInput } from '../helpers/models.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { TempRepository } from '../helpers/repository.js';
+import { startRuntime } from '../helpers/runtime.js';
+
+test('live config: applied whole or not at all, takes effect on running models, survives a restart', async () => {
+  const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls } } });
+  const dataDir = mkdtempSync(join(tmpdir(), 'perch-data-'));
+  let rt = await startRuntime(repo.dir, { dataDir });
+  try {
+    const bad = rt.runtime.applyLiveConfig({ log: { level: 'debug' }, cloud: { upload: { batchSize: 0 } } });
+    assert.equal(bad.ok, false);
+    assert.ok(!bad.ok && bad.error.code === 'PERCH_ERR_LIVE_CONFIG_INVALID' && bad.error.message.includes('cloud.upload.batchSize'));
+    assert.equal(rt.runtime.liveConfig.log.level, 'silent', 'nothing of a refused document is applied');
+    const restartOnly = rt.runtime.applyLiveConfig({ server: { port: 1 } });
+    assert.ok(!restartOnly.ok && restartOnly.error.message.includes('without restart'));
+
+    // Turn the cache on for cls, live: the second identical request is now a hit.
+    const ok = rt.runtime.applyLiveConfig({ log: { level: 'warn' }, models: { overrides: { cls: { cache: { enabled: true }, batching: { maxQueueSize: 7 } } } }, cloud: { upload: { batchSize: 25 } } });
+    assert.ok(ok.ok);
+    assert.equal(rt.runtime.log.level, 'warn');
+    assert.equal(rt.runtime.registry.resolve('cls').config.batching.maxQueueSize, 7);
+    await httpInfer(rt.baseUrl, 'cls', clsInput(5));
+    const hit = await httpInfer(rt.baseUrl, 'cls', clsInput(5));
+    assert.equal((hit.body.parameters as { cached: boolean }).cached, true);
+    const applied = rt.runtime.store.db.prepare("SELECT count(*) AS n FROM outbox WHERE type = 'config.applied'").get() as { n: number };
+    assert.equal(applied.n, 1);
+
+    await rt.stop();
+    rt = await startRuntime(repo.dir, { dataDir });
+    assert.equal(rt.runtime.liveConfig.cloud.upload.batchSize, 25, 'persisted across a restart');
+    assert.equal(rt.runtime.registry.resolve('cls').config.batching.maxQueueSize, 7, 'overrides apply at load');
+  } finally {
+    await rt.stop();
+    repo.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

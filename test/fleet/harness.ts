@@ -1,0 +1,81 @@
+// Shared pieces of the fleet tests: run `perch fleet` in-process (fast) or as a real process
+// (serve, exit codes), and a minimal device made of a raw mqtt.js client that publishes what
+// PROTOCOL section 5 says a device publishes.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { run } from '../../cloud-sync/fleet/cli.js';
+import { topics } from '../../cloud-sync/protocol/topics.js';
+import { REPO_ROOT } from '../helpers/paths.js';
+import { Child } from '../helpers/wire.js';
+
+export const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
+export const PREFIX = 'perch/v1';
+
+class Collect extends Writable {
+  text = '';
+  override _write(chunk: Buffer | string, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+export interface FleetResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `perch fleet ...args` in this process. */
+export async function fleet(args: string[]): Promise<FleetResult> {
+  const out = new Collect();
+  const err = new Collect();
+  const code = await run(args, out, err);
+  return { code, stdout: out.text, stderr: err.text };
+}
+
+/** The environment without any PERCH_* the developer may have set. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** `perch fleet ...args` as a real process through the `perch` bin. */
+export function spawnFleet(args: string[], env: Record<string, string> = {}): Child {
+  return Child.spawn(process.execPath, [CLI, 'fleet', ...args], { env: cleanEnv(env) });
+}
+
+export class TempDirs {
+  private readonly dirs: string[] = [];
+  make(prefix = 'perch-fleet-'): string {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(d);
+    return d;
+  }
+  cleanup(): void {
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+export async function mqttClient(url: string, opts: IClientOptions = {}): Promise<MqttClient> {
+  return connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+}
+
+/** A device that announces itself: retained status (online) and reported state. */
+export async function announceDevice(client: MqttClient, deviceId: string, reported: Record<string, unknown> = {}): Promise<void> {
+  const t = topics(PREFIX, deviceId);
+  await client.publishAsync(t.status, JSON.stringify({ online: true, ts: Date.now(), runtimeVersion: '0.1.0', bootId: 'boot-1' }), { qos: 1, retain: true });
+  await client.publishAsync(t.reported, JSON.stringify({ desiredVersion: 0, models: {}, config: {}, ts: Date.now(), ...reported }), { qos: 1, retain: true });
+}
+
+/** Messages on `filter` collected as they come. */
+export function collect(client: MqttClient, match: (topic: string) => boolean): Array<{ topic: string; payload: Buffer }> {
+  const got: Array<{ topic: string; payload: Buffer }> = [];
+  client.on('message', (topic, payload) => {
+    if (match(topic)) got.push({ topic, payload });
+  });
+  return got;
+}

@@ -1,0 +1,64 @@
+// Model signatures (PROTOCOL section 5) through `perch fleet keygen` and `sign`, verified with
+// the shared protocol module: a round trip, and a forged or altered spec refused.
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { modelSpecSchema } from '../../cloud-sync/protocol/schemas.js';
+import { fileDigest, parseTrustedKeys, sign, signedBytes, verifySignature } from '../../cloud-sync/protocol/signing.js';
+import { fleet, TempDirs } from './harness.js';
+
+describe('keygen, sign, verify', () => {
+  const temp = new TempDirs();
+  after(() => temp.cleanup());
+
+  test('signedBytes is JSON.stringify({name, version, sha256, size}) in exactly that order', () => {
+    assert.equal(signedBytes('vad', 3, 'ab'.repeat(32), 10).toString('utf8'), `{"name":"vad","version":3,"sha256":"${'ab'.repeat(32)}","size":10}`);
+  });
+
+  test('keygen writes a 0600 private key; sign prints a spec that verifies; any change is refused', async () => {
+    const dir = temp.make();
+    const k = await fleet(['keygen', '--out', join(dir, 'keys')]);
+    assert.equal(k.code, 0, k.stderr);
+    const priv = join(dir, 'keys', 'signing-key.pem');
+    const pub = join(dir, 'keys', 'signing-key.pub.pem');
+    assert.equal(statSync(priv).mode & 0o777, 0o600);
+    assert.equal((await fleet(['keygen', '--out', join(dir, 'keys')])).code, 2, 'an existing key is not overwritten');
+
+    const model = join(dir, 'model.onnx');
+    writeFileSync(model, Buffer.from(Array.from({ length: 200_001 }, (_, i) => i % 251)));
+    const s = await fleet(['sign', '--key', priv, '--name', 'vad', '--version', '4', '--file', model]);
+    assert.equal(s.code, 0, s.stderr);
+    const spec = modelSpecSchema.parse(JSON.parse(s.stdout));
+    assert.deepEqual(Object.keys(JSON.parse(s.stdout) as object), ['version', 'sha256', 'size', 'chunkSize', 'signature']);
+    assert.deepEqual({ sha256: spec.sha256, size: spec.size }, await fileDigest(model));
+
+    const trusted = parseTrustedKeys(readFileSync(pub, 'utf8'));
+    assert.deepEqual(verifySignature(spec, 'vad', trusted), { ok: true, keyIndex: 0 });
+    // The signature binds name, version, sha256 and size: change any of them and it fails.
+    const refused = (r: ReturnType<typeof verifySignature>): boolean => !r.ok && r.code === 'PERCH_ERR_MODEL_SIGNATURE_INVALID';
+    assert.ok(refused(verifySignature(spec, 'other-model', trusted)), 'another name');
+    assert.ok(refused(verifySignature({ ...spec, version: 5 }, 'vad', trusted)), 'another version');
+    assert.ok(refused(verifySignature({ ...spec, size: spec.size - 1 }, 'vad', trusted)), 'another size');
+    assert.ok(refused(verifySignature({ ...spec, sha256: '0'.repeat(64) }, 'vad', trusted)), 'another digest');
+    // Forged: signed by a key the device does not trust.
+    const rogue = generateKeyPairSync('ed25519').privateKey;
+    const forged = { ...spec, signature: sign(rogue, 'vad', 4, spec.sha256, spec.size) };
+    assert.ok(refused(verifySignature(forged, 'vad', trusted)), 'a signature by an untrusted key');
+    assert.ok(refused(verifySignature({ ...spec, signature: 'AAAA' }, 'vad', trusted)), 'garbage');
+    const { signature: _drop, ...unsigned } = spec;
+    assert.equal((verifySignature(unsigned, 'vad', trusted) as { code: string }).code, 'PERCH_ERR_MODEL_UNSIGNED');
+    // Trusted keys: the right one among several is found.
+    const other = generateKeyPairSync('ed25519').publicKey;
+    assert.deepEqual(verifySignature(spec, 'vad', [other, ...trusted]), { ok: true, keyIndex: 1 });
+  });
+
+  test('sign without --key, or with a bad version, is a usage error (exit 2)', async () => {
+    assert.equal((await fleet(['sign', '--name', 'vad', '--version', '1', '--file', 'x'])).code, 2);
+    assert.equal((await fleet(['sign', '--key', 'k', '--name', 'vad', '--version', '0', '--file', 'x'])).code, 2);
+    const help = await fleet(['sign', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /perch fleet sign/);
+  });
+});
