@@ -1,0 +1,149 @@
+// The client half of the image smoke test (packaging/smoke-arm64.sh starts the image, this
+// talks to it): waits for /v2/health/ready with a deadline, runs one Open Inference Protocol
+// inference on the shipped pp-ocr-cls model, emits one event over the WebSocket API, and prints
+// what it measured as `key=value` lines on stdout (diagnostics go to stderr).
+//
+//   node packaging/smoke-client.mjs --port 8080 --pid 1234 --started-ms 1700000000000 --deadline-s 300
+import { Buffer } from 'node:buffer';
+import http from 'node:http';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+
+const { values } = parseArgs({
+  options: {
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string' },
+    pid: { type: 'string' },
+    'started-ms': { type: 'string' },
+    'deadline-s': { type: 'string', default: '300' },
+  },
+});
+if (!values.port) throw new Error('--port is required');
+const host = values.host;
+const port = Number(values.port);
+const pid = values.pid ? Number(values.pid) : null;
+const startedMs = values['started-ms'] ? Number(values['started-ms']) : Date.now();
+const deadline = startedMs + Number(values['deadline-s']) * 1000;
+
+function request(method, path, body) {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? null : JSON.stringify(body);
+    const req = http.request(
+      { host, port, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on('error', reject);
+    req.end(payload ?? undefined);
+  });
+}
+
+function alive() {
+  if (pid === null) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fail(message) {
+  console.error(`smoke: FAIL: ${message}`);
+  process.exit(1);
+}
+
+// 1. Ready: poll until 200, the process dies, or the deadline passes (no fixed sleeps).
+async function waitReady() {
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (!alive()) fail(`the runtime exited before it was ready (last: ${last})`);
+    try {
+      const res = await request('GET', '/v2/health/ready');
+      if (res.status === 200) return Date.now() - startedMs;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = err.code ?? err.message;
+    }
+    await sleep(200);
+  }
+  fail(`not ready within ${values['deadline-s']} s (last: ${last})`);
+}
+
+// 2. One inference on pp-ocr-cls: a [1,3,48,192] image in, [1,2] class probabilities out.
+async function infer() {
+  const n = 1 * 3 * 48 * 192;
+  const data = new Array(n);
+  for (let i = 0; i < n; i++) data[i] = ((i % 192) / 191) * 2 - 1; // a horizontal gradient in [-1, 1]
+  const t0 = Date.now();
+  const res = await request('POST', '/v2/models/pp-ocr-cls/infer', {
+    inputs: [{ name: 'x', shape: [1, 3, 48, 192], datatype: 'FP32', data }],
+  });
+  const ms = Date.now() - t0;
+  if (res.status !== 200) throw new Error(`infer answered HTTP ${res.status}: ${res.text.slice(0, 500)}`);
+  const body = JSON.parse(res.text);
+  if (body.model_name !== 'pp-ocr-cls') throw new Error(`infer answered model_name ${body.model_name}`);
+  const out = body.outputs?.[0];
+  if (!out || JSON.stringify(out.shape) !== '[1,2]') throw new Error(`infer output shape is ${JSON.stringify(out?.shape)}, want [1,2]`);
+  if (out.datatype !== 'FP32' || !Array.isArray(out.data) || out.data.length !== 2) throw new Error(`infer output is ${JSON.stringify(out).slice(0, 300)}`);
+  const sum = out.data[0] + out.data[1];
+  if (!out.data.every((p) => p >= 0 && p <= 1) || Math.abs(sum - 1) > 1e-3) throw new Error(`probabilities ${out.data} do not sum to 1`);
+  return { ms, probs: out.data, name: out.name };
+}
+
+// 3. One event over the WebSocket API; the ack must carry a sequence number.
+function emit() {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${host}:${port}/v1/ws`);
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error('no ack for the emitted event within 30 s'));
+    }, 30_000);
+    ws.on('open', () => ws.send(JSON.stringify({ id: '1', op: 'emit', type: 'smoke', payload: { n: 1 } })));
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      const msg = JSON.parse(data.toString('utf8'));
+      if (msg.id !== '1') return; // server pushes (status, etc.) are not the answer
+      clearTimeout(timer);
+      ws.close();
+      if (msg.ok !== true) reject(new Error(`emit answered ${JSON.stringify(msg).slice(0, 300)}`));
+      else if (typeof msg.seq !== 'number' && typeof msg.seq !== 'string') reject(new Error(`emit ack has no seq: ${JSON.stringify(msg)}`));
+      else resolve(msg);
+    });
+    ws.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+const readyMs = await waitReady();
+console.log(`ready_ms=${readyMs}`);
+console.error(`smoke: ready after ${(readyMs / 1000).toFixed(1)} s`);
+
+// Inference and emit are checked independently, so one failure does not hide the other.
+let failed = 0;
+try {
+  const result = await infer();
+  console.log(`infer_ms=${result.ms}`);
+  console.error(`smoke: pp-ocr-cls ${result.name} = [${result.probs.map((p) => p.toFixed(4)).join(', ')}] in ${result.ms} ms`);
+} catch (err) {
+  failed++;
+  console.error(`smoke: FAIL: infer: ${err.message}`);
+}
+try {
+  const ack = await emit();
+  console.log(`emit_seq=${ack.seq}`);
+  console.error(`smoke: emit acknowledged: seq ${ack.seq}, eventId ${ack.eventId}`);
+} catch (err) {
+  failed++;
+  console.error(`smoke: FAIL: emit: ${err.message}`);
+}
+process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,77 @@
+#!/bin/sh
+# Assembles the image's /app from a build tree, for one target architecture:
+#   packaging/stage-app.sh SRC DEST ARCH      (ARCH: arm64 | amd64)
+# SRC holds package.json, dist/ (compiled), models/ and production node_modules/ built for ARCH.
+# The file list is packaging/app-files.txt. Both packaging/build-image.sh and Dockerfile.arm64
+# run this script, so the two images hold the same files. POSIX sh: the Dockerfile runs it in
+# the node image, build-image.sh on the host.
+set -eu
+
+src=${1:?usage: stage-app.sh SRC DEST ARCH}
+dest=${2:?usage: stage-app.sh SRC DEST ARCH}
+arch=${3:?usage: stage-app.sh SRC DEST ARCH}
+here=$(cd "$(dirname "$0")" && pwd)
+
+case "$arch" in
+  arm64) ort_arch=arm64 ;;
+  amd64 | x64) ort_arch=x64 ;;
+  *) echo "stage-app.sh: unknown arch '$arch' (arm64 | amd64)" >&2; exit 2 ;;
+esac
+
+rm -rf "$dest"
+mkdir -p "$dest"
+
+# 1. Copy the listed paths (a trailing "/." follows a symlinked top folder, keeps inner links).
+grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$here/app-files.txt" | while read -r entry; do
+  optional=false
+  case "$entry" in *'?') optional=true; entry=${entry%?} ;; esac
+  if [ ! -e "$src/$entry" ]; then
+    if $optional; then continue; fi
+    echo "stage-app.sh: $src/$entry is missing" >&2
+    exit 1
+  fi
+  mkdir -p "$dest/$(dirname "$entry")"
+  if [ -d "$src/$entry" ]; then
+    mkdir -p "$dest/$entry"
+    cp -a "$src/$entry/." "$dest/$entry/"
+  else
+    cp -L "$src/$entry" "$dest/$entry"
+    chmod 0644 "$dest/$entry"
+  fi
+done
+
+# 2. Prune production node_modules to what runs on ARCH.
+nm="$dest/node_modules"
+[ -d "$nm" ] || { echo "stage-app.sh: no node_modules in $src" >&2; exit 1; }
+
+# onnxruntime-node ships every platform's binaries (about 290 MB): keep linux/<arch> only.
+ort="$nm/onnxruntime-node/bin/napi-v6"
+[ -d "$ort/linux/$ort_arch" ] || { echo "stage-app.sh: no onnxruntime binaries for linux/$ort_arch" >&2; exit 1; }
+for d in "$ort"/*; do
+  [ "$(basename "$d")" = linux ] || rm -rf "$d"
+done
+for d in "$ort"/linux/*; do
+  [ "$(basename "$d")" = "$ort_arch" ] || rm -rf "$d"
+done
+
+# better-sqlite3: keep build/Release/better_sqlite3.node, drop the compile inputs and leftovers
+# (the bundled SQLite amalgamation alone is about 9 MB).
+bs="$nm/better-sqlite3"
+[ -f "$bs/build/Release/better_sqlite3.node" ] || { echo "stage-app.sh: better-sqlite3 is not built" >&2; exit 1; }
+rm -rf "$bs/deps" "$bs/src" "$bs/build/deps" "$bs/build/Release/obj" "$bs/build/Release/obj.target" \
+  "$bs/build/Release/.deps" "$bs/build/Release/test_extension.node" "$bs/build/Release/"*.a \
+  "$bs/build/Makefile" "$bs/build/"*.mk \
+  "$bs/build/config.gypi" "$bs/build/node_gyp_bins"
+
+# Install-time-only tools and files nothing loads at run time: type declarations, source maps,
+# docs, test suites, zod's TypeScript sources (it ships compiled JS beside them). Licenses stay.
+rm -rf "$nm/.bin" "$nm/.package-lock.json" "$nm/zod/src"
+find "$nm" -mindepth 2 -type d \( -name test -o -name tests -o -name __tests__ -o -name example \
+  -o -name examples -o -name benchmark -o -name benchmarks \) -prune -exec rm -rf {} +
+find "$nm" \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.ts.map' \
+  -o -iname 'README*' -o -iname 'CHANGELOG*' -o -iname 'HISTORY.md' -o -name '*.markdown' \
+  -o -name '.npmignore' -o -name '.eslintrc*' -o -name '.prettierrc*' -o -name '.editorconfig' \
+  -o -name '.travis.yml' -o -name '.github' -o -name 'tsconfig.json' \) -prune -exec rm -rf {} +
+
+# Stable, non-writable permissions: the app belongs to root, the process runs as uid 1000.
+chmod -R u+rwX,go+rX,go-w "$dest"
