@@ -1,0 +1,191 @@
+// Overhead at concurrency 1 (issue 2, "Benchmark"): one client, one request at a time, on the
+// PP-OCR direction classifier (x FP32 [1,3,48,192]), Perch in its own process vs a plain
+// session.run in this process with the same session options. Raw and Perch phases alternate
+// round by round (never at the same time), and the figures are medians over rounds.
+// Headline: WebSocket + binary tensors, default 'worker' executor, p50 Perch / raw <= 1.15.
+// Also: WS JSON, HTTP binary, HTTP JSON, and the same four with session.executor 'inline'.
+// Run: node dist/bench/overhead.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_REQUESTS to change the size)
+import type ort from 'onnxruntime-node';
+import { fromOrtResults } from '../runtime/sessions/ort-session.js';
+import type { Tensor } from '../runtime/tensor/tensor.js';
+import { clsInput } from '../test/helpers/models.js';
+import { join } from 'node:path';
+import { SHIPPED_MODELS } from '../test/helpers/paths.js';
+import {
+  answerOutputs, BenchHttp, BenchWs, httpBinaryBody, httpJsonBody, wsBinaryFrame, wsJsonFrame, type Answer,
+} from './lib/clients.js';
+import { buildRepository, ECHO_SERVER, startPerch, withExecutor, type PerchServer } from './lib/perch-server.js';
+import { openRaw, runRaw } from './lib/raw-ort.js';
+import { machine, saveSection } from './lib/results.js';
+import { latencySummary, median, ms, printTable, ratio, spread } from './lib/stats.js';
+
+const MODEL = 'pp-ocr-cls';
+const MODEL_FILE = join(SHIPPED_MODELS, MODEL, '1', 'model.onnx');
+const ROUNDS = Number(process.env.PERCH_BENCH_ROUNDS ?? 5);
+const REQUESTS = Number(process.env.PERCH_BENCH_REQUESTS ?? 300); // per phase
+const WARMUP = 100;
+const DISTINCT_INPUTS = 8;
+const TARGET = 1.15;
+
+type Transport = 'ws-binary' | 'ws-json' | 'http-binary' | 'http-json';
+const TRANSPORTS: Transport[] = ['ws-binary', 'ws-json', 'http-binary', 'http-json'];
+const EXECUTORS = ['worker', 'inline'] as const;
+/** 'echo' is the transport floor: same frames to a server that does no inference (bench/lib/echo-server.ts). */
+type ExecutorKind = (typeof EXECUTORS)[number] | 'echo';
+const isJson = (t: Transport) => t.endsWith('json');
+
+interface Variant {
+  executor: ExecutorKind;
+  transport: Transport;
+  /** Sends request k (of the distinct inputs) and resolves with its answer. */
+  call: (k: number) => Promise<Answer>;
+  p50s: number[];
+  p99s: number[];
+  ratios: number[];
+}
+
+async function timeSerial(n: number, call: (k: number) => Promise<unknown>): Promise<number[]> {
+  const lat: number[] = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await call(i % DISTINCT_INPUTS);
+    lat[i] = performance.now() - t0;
+  }
+  return lat;
+}
+
+async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs: Tensor[][]): Promise<{ variants: Variant[]; close: () => Promise<void> }> {
+  const wsBin = await BenchWs.connect(server.wsUrl);
+  const wsJson = await BenchWs.connect(server.wsUrl);
+  const http = new BenchHttp(server.baseUrl, 1);
+  const binFrames = inputs.map((t, k) => wsBinaryFrame(`b${k}`, MODEL, t));
+  const jsonFrames = inputs.map((t, k) => wsJsonFrame(`j${k}`, MODEL, t));
+  const httpBin = inputs.map(httpBinaryBody);
+  const httpJson = inputs.map(httpJsonBody);
+  const calls: Record<Transport, (k: number) => Promise<Answer>> = {
+    'ws-binary': (k) => wsBin.send(`b${k}`, binFrames[k] as Buffer),
+    'ws-json': (k) => wsJson.send(`j${k}`, jsonFrames[k] as string),
+    'http-binary': (k) => http.infer(MODEL, httpBin[k]!),
+    'http-json': (k) => http.infer(MODEL, httpJson[k]!),
+  };
+  const variants = TRANSPORTS.map((transport) => ({ executor, transport, call: calls[transport], p50s: [], p99s: [], ratios: [] as number[] }));
+  return {
+    variants,
+    close: async () => {
+      http.close();
+      await Promise.all([wsBin.close(), wsJson.close()]);
+    },
+  };
+}
+
+function maxAbsDiff(a: Tensor, b: Tensor): number {
+  let d = 0;
+  const x = a.data as Float32Array;
+  const y = b.data as Float32Array;
+  if (x.length !== y.length) return Infinity;
+  for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs((x[i] as number) - (y[i] as number)));
+  return d;
+}
+
+async function main(): Promise<void> {
+  const m = machine();
+  console.log(`# overhead benchmark: ${MODEL} [1,3,48,192], concurrency 1; ${m.nproc} cpus (${m.cpuModel}), node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, load ${m.loadavg1mAtStart}`);
+  console.log(`# ${ROUNDS} rounds x ${REQUESTS} requests per phase, raw and Perch phases alternating; medians over rounds`);
+
+  const inputs = Array.from({ length: DISTINCT_INPUTS }, (_, k) => clsInput(1000 + k));
+  const session: ort.InferenceSession = await openRaw(MODEL_FILE);
+  const rawCall = (k: number) => runRaw(session, inputs[k]!);
+  const expected = await Promise.all(inputs.map(async (t) => fromOrtResults(await runRaw(session, t))));
+
+  const servers: PerchServer[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  const variants: Variant[] = [];
+  try {
+    for (const executor of [...EXECUTORS, 'echo'] as const) {
+      const server = executor === 'echo'
+        ? await startPerch({ repository: buildRepository([]), ownRepository: true, command: [ECHO_SERVER] })
+        : await startPerch({ repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true });
+      servers.push(server);
+      const made = await makeVariants(server, executor, inputs);
+      closers.push(made.close);
+      variants.push(...made.variants);
+    }
+
+    // Warm up everything, and check that every path answers what a direct session.run answers.
+    await timeSerial(WARMUP, rawCall);
+    for (const v of variants) {
+      await timeSerial(isJson(v.transport) ? WARMUP / 4 : WARMUP, v.call);
+      if (v.executor === 'echo') continue;
+      for (let k = 0; k < DISTINCT_INPUTS; k++) {
+        const got = answerOutputs(await v.call(k))[0];
+        const want = expected[k]?.[0];
+        if (!got || !want || maxAbsDiff(got, want) > 1e-5) throw new Error(`${v.executor}/${v.transport}: answer differs from session.run`);
+      }
+    }
+
+    const rawP50s: number[] = [];
+    const rawP99s: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      // Raw before and after the Perch phases of the round; its round figure uses both.
+      const before = await timeSerial(REQUESTS, rawCall);
+      const perch: number[][] = [];
+      // JSON paths are 5-10x slower: fewer requests keep the run short (p99 is then coarser).
+      for (const v of variants) perch.push(await timeSerial(isJson(v.transport) ? Math.ceil(REQUESTS / 3) : REQUESTS, v.call));
+      const after = await timeSerial(REQUESTS, rawCall);
+      const raw = latencySummary([...before, ...after]);
+      rawP50s.push(raw.p50);
+      rawP99s.push(raw.p99);
+      variants.forEach((v, i) => {
+        const s = latencySummary(perch[i]!);
+        v.p50s.push(s.p50);
+        v.p99s.push(s.p99);
+        v.ratios.push(s.p50 / raw.p50);
+      });
+      const head = variants[0]!; // ws-binary, worker executor
+      console.log(`round ${r + 1}/${ROUNDS}: raw p50 ${ms(raw.p50)} ms, perch ws-binary (worker) p50 ${ms(head.p50s.at(-1)!)} ms, ratio ${ratio(head.ratios.at(-1)!)}`);
+    }
+
+    const raw = { p50: median(rawP50s), p99: median(rawP99s) };
+    const floor = (t: Transport) => median(variants.find((v) => v.executor === 'echo' && v.transport === t)?.p50s ?? []);
+    const rows = variants.map((v) => ({
+      executor: v.executor,
+      transport: v.transport,
+      p50Ms: median(v.p50s),
+      p99Ms: median(v.p99s),
+      ratioP50: median(v.ratios),
+      ratioRange: spread(v.ratios),
+      addedP50Ms: median(v.p50s) - raw.p50,
+      /** What Perch adds beyond inference and the bare transport: p50 - raw p50 - echo p50. */
+      perchOwnMs: v.executor === 'echo' ? Number.NaN : median(v.p50s) - raw.p50 - floor(v.transport),
+    }));
+    printTable(
+      `Overhead, concurrency 1, ${MODEL} (latency in ms, medians over ${ROUNDS} rounds of ${REQUESTS})`,
+      ['path', 'executor', 'p50', 'p99', 'p50 - raw', 'minus floor', 'p50 / raw', 'per-round ratios'],
+      [
+        ['raw session.run (in process)', '-', ms(raw.p50), ms(raw.p99), '-', '-', '1.00', '-'],
+        ...rows.map((r) => r.executor === 'echo'
+          ? [`floor ${r.transport} (echo, no inference)`, '-', ms(r.p50Ms), ms(r.p99Ms), '-', '-', '-', '-']
+          : [`perch ${r.transport}`, r.executor, ms(r.p50Ms), ms(r.p99Ms), ms(r.addedP50Ms), ms(r.perchOwnMs), ratio(r.ratioP50), r.ratioRange]),
+      ],
+    );
+    console.log('# minus floor = p50 - raw p50 - floor p50 of the same transport: the time Perch itself adds (validation, queue, thread hop, copies, GC)');
+    const headline = rows[0]!;
+    const met = headline.ratioP50 <= TARGET;
+    console.log(`\nheadline: perch ws-binary (worker) p50 / raw p50 = ${ratio(headline.ratioP50)} (target <= ${TARGET}): ${met ? 'MET' : 'NOT MET'}`);
+    saveSection('overhead', {
+      model: MODEL,
+      input: '[1,3,48,192] FP32',
+      rounds: ROUNDS,
+      requestsPerPhase: REQUESTS,
+      raw: { p50Ms: raw.p50, p99Ms: raw.p99, p50sMs: rawP50s },
+      rows: rows.map((r, i) => ({ ...r, p50sMs: variants[i]!.p50s, ratios: variants[i]!.ratios })),
+      target: { metric: 'ws-binary (worker) p50 / raw p50', max: TARGET, value: headline.ratioP50, met },
+    }, 'node dist/bench/overhead.js');
+  } finally {
+    for (const c of closers) await c();
+    for (const s of servers) await s.stop();
+    await session.release();
+  }
+}
+
+await main();

@@ -1,0 +1,82 @@
+// `npm run bench`: every benchmark in its own process, one after the other (so none disturbs
+// another), then a summary of the targets from build/bench/results.json. The store benchmarks
+// (bench/outbox.ts, bench/cache.ts) run too when they have been built; they print their own tables.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../test/helpers/paths.js';
+import { machine, readResults, RESULTS_FILE, saveSection } from './lib/results.js';
+import { printTable, ratio } from './lib/stats.js';
+
+const BENCHES = ['overhead', 'throughput', 'memory', 'outbox', 'cache'];
+/** Runtime benchmarks are written to finish in about a minute each; a hung one is stopped. */
+const LIMIT_MS = Number(process.env.PERCH_BENCH_LIMIT_MS ?? 150_000);
+
+interface Ran {
+  bench: string;
+  status: 'ok' | 'failed' | 'skipped' | 'timed out';
+  seconds: number;
+}
+
+function run(file: string): Promise<{ code: number | null; timedOut: boolean }> {
+  const child = spawn(process.execPath, [file], { cwd: REPO_ROOT, stdio: 'inherit' });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGTERM');
+  }, LIMIT_MS);
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, timedOut });
+    }),
+  );
+}
+
+interface Target {
+  metric: string;
+  value: number;
+  met: boolean;
+  max?: number;
+  min?: number;
+}
+
+function targetsOf(section: unknown): Target[] {
+  const s = section as { target?: Target; targets?: Target[] } | undefined;
+  return s ? [...(s.target ? [s.target] : []), ...(s.targets ?? [])] : [];
+}
+
+async function main(): Promise<void> {
+  const m = machine();
+  console.log(`# perch benchmarks: ${m.nproc} cpus (${m.cpuModel}), node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, load ${m.loadavg1mAtStart}`);
+  const ran: Ran[] = [];
+  const started = performance.now();
+  for (const bench of BENCHES) {
+    const file = join(REPO_ROOT, 'dist', 'bench', `${bench}.js`);
+    if (!existsSync(file)) {
+      ran.push({ bench, status: 'skipped', seconds: 0 });
+      continue;
+    }
+    console.log(`\n======== ${bench} ========`);
+    const t0 = performance.now();
+    const { code, timedOut } = await run(file);
+    ran.push({ bench, status: timedOut ? 'timed out' : code === 0 ? 'ok' : 'failed', seconds: (performance.now() - t0) / 1000 });
+  }
+
+  const results = readResults();
+  const rows: string[][] = [];
+  for (const bench of ['overhead', 'throughput', 'memory']) {
+    for (const t of targetsOf(results[bench])) {
+      const goal = t.max !== undefined ? `<= ${t.max}` : `>= ${t.min}`;
+      rows.push([bench, t.metric, ratio(t.value), goal, t.met ? 'met' : 'NOT met']);
+    }
+  }
+  console.log('\n======== summary ========');
+  printTable('Benchmarks run', ['benchmark', 'status', 'seconds'], ran.map((r) => [r.bench, r.status, r.seconds.toFixed(0)]));
+  printTable('Targets (issue 2)', ['benchmark', 'metric', 'value', 'target', 'result'], rows);
+  console.log(`\n# results: ${RESULTS_FILE}; total ${((performance.now() - started) / 1000).toFixed(0)} s; update docs/benchmarks.md from them`);
+  saveSection('runAll', { benches: ran, totalSeconds: (performance.now() - started) / 1000 }, 'npm run bench');
+  if (ran.some((r) => r.status === 'failed' || r.status === 'timed out')) process.exitCode = 1;
+}
+
+await main();
