@@ -1,0 +1,173 @@
+// Issue 3: how many real-time 16 kHz streams Perch serves on this machine. Each stream sends one
+// 32 ms chunk (512 new samples + 64 of context) of the speech sample every 32 ms as a sequence
+// of the shipped silero-vad, and waits for its answer. A level passes when p99 chunk latency is
+// <= 20 ms and no stream falls behind its schedule by more than one chunk. The load generator
+// runs in its own process (this file with --generate). Beside it: the raw onnxruntime ceilings,
+// batch 1 (one stream per call) and batch 32 (ideal batching), in streams = items/s x 32 ms.
+//   node dist/bench/streams.js [--max 1200] [--seconds 5]
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import ort from 'onnxruntime-node';
+import WebSocket from 'ws';
+import { MODEL_FILES, SHIPPED_MODELS } from '../test/helpers/paths.js';
+import { chunkInputs, loadSpeech } from '../test/helpers/vad.js';
+import { startPerch } from './lib/perch-server.js';
+import { openRaw } from './lib/raw-ort.js';
+import { saveSection } from './lib/results.js';
+import { percentile, printTable } from './lib/stats.js';
+
+const CHUNK_MS = 32;
+const STREAMS_PER_CONNECTION = 20;
+
+interface LevelResult {
+  streams: number;
+  json: boolean;
+  p50: number;
+  p99: number;
+  maxLagMs: number;
+  behind: number;
+  errors: number;
+  chunks: number;
+}
+
+function frame(id: string, seq: string, input: Float32Array, start: boolean, json: boolean): Buffer | string {
+  const parameters = { sequence_id: seq, ...(start ? { sequence_start: true } : {}) };
+  if (json) {
+    return JSON.stringify({ id, op: 'infer', model: 'silero-vad', parameters, inputs: [
+      { name: 'input', shape: [1, 576], datatype: 'FP32', data: Array.from(input) },
+      { name: 'sr', shape: [], datatype: 'INT64', data: [16000] },
+    ] });
+  }
+  const header = Buffer.from(JSON.stringify({ id, op: 'infer', model: 'silero-vad', parameters, inputs: [
+    { name: 'input', shape: [1, 576], datatype: 'FP32', parameters: { binary_data_size: input.byteLength } },
+    { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
+  ] }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(header.length);
+  const sr = Buffer.alloc(8);
+  sr.writeBigInt64LE(16000n);
+  return Buffer.concat([len, header, Buffer.from(input.buffer, input.byteOffset, input.byteLength), sr]);
+}
+
+/** The generator process: runs `streams` real-time streams for `seconds`, prints one JSON line. */
+async function generate(url: string, streams: number, seconds: number, json: boolean): Promise<void> {
+  const chunks = chunkInputs(loadSpeech(), 0);
+  const conns = await Promise.all(Array.from({ length: Math.ceil(streams / STREAMS_PER_CONNECTION) }, () => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  })));
+  const waiting = new Map<string, (ok: boolean) => void>();
+  for (const ws of conns) {
+    ws.on('message', (data: Buffer, isBinary) => {
+      const text = isBinary ? data.subarray(4, 4 + data.readUInt32LE(0)).toString() : data.toString();
+      const h = JSON.parse(text) as { id: string; ok: boolean };
+      waiting.get(h.id)?.(h.ok);
+      waiting.delete(h.id);
+    });
+  }
+  const latencies: number[] = [];
+  let errors = 0;
+  let behind = 0;
+  let maxLag = 0;
+  const t0 = performance.now() + 200;
+  const end = t0 + seconds * 1000;
+  const runStream = async (i: number): Promise<void> => {
+    const ws = conns[Math.floor(i / STREAMS_PER_CONNECTION)] as WebSocket;
+    const offset = (i * 7) % CHUNK_MS; // spread the streams over the 32 ms period
+    let k = 0;
+    for (;;) {
+      const due = t0 + offset + k * CHUNK_MS;
+      if (due > end) break;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const sent = performance.now();
+      maxLag = Math.max(maxLag, sent - due);
+      const id = `${i}:${k}`;
+      const ok = await new Promise<boolean>((resolve) => {
+        waiting.set(id, resolve);
+        ws.send(frame(id, `stream-${i}`, chunks[k % chunks.length] as Float32Array, k === 0, json));
+      });
+      latencies.push(performance.now() - sent);
+      if (!ok) errors++;
+      k++;
+    }
+    if (performance.now() - (t0 + offset + (k - 1) * CHUNK_MS) > 2 * CHUNK_MS) behind++;
+  };
+  await Promise.all(Array.from({ length: streams }, (_, i) => runStream(i)));
+  // A stream "falls behind" when a chunk goes out more than one chunk period after its due time.
+  const lateStreams = maxLag > CHUNK_MS ? Math.max(behind, 1) : behind;
+  for (const ws of conns) ws.close();
+  process.stdout.write(JSON.stringify({ p50: percentile(latencies, 50), p99: percentile(latencies, 99), maxLagMs: maxLag, behind: lateStreams, errors, chunks: latencies.length }) + '\n');
+}
+
+function runLevel(url: string, streams: number, seconds: number, json: boolean): Promise<LevelResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--generate', url, String(streams), String(seconds), json ? 'json' : 'binary'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`generator exited ${code}`));
+      resolve({ streams, json, ...(JSON.parse(out.trim()) as Omit<LevelResult, 'streams' | 'json'>) });
+    });
+  });
+}
+
+async function rawCeilings(): Promise<{ b1: number; b32: number }> {
+  const s = await openRaw(MODEL_FILES.sileroVad16k);
+  const rate = async (batch: number): Promise<number> => {
+    const feeds = {
+      input: new ort.Tensor('float32', new Float32Array(batch * 576).map(() => Math.random() - 0.5), [batch, 576]),
+      state: new ort.Tensor('float32', new Float32Array(2 * batch * 128), [2, batch, 128]),
+      sr: new ort.Tensor('int64', BigInt64Array.from([16000n]), []),
+    };
+    for (let i = 0; i < 50; i++) await s.run(feeds);
+    let n = 0;
+    const t = performance.now();
+    while (performance.now() - t < 1500) {
+      await s.run(feeds);
+      n++;
+    }
+    return (n * batch) / ((performance.now() - t) / 1000);
+  };
+  const b1 = await rate(1);
+  const b32 = await rate(32);
+  await s.release();
+  return { b1, b32 };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const max = Number(args[args.indexOf('--max') + 1] ?? 0) || 1200;
+  const seconds = Number(args[args.indexOf('--seconds') + 1] ?? 0) || 5;
+  const raw = await rawCeilings();
+  const perch = await startPerch({ repository: SHIPPED_MODELS });
+  const rows: LevelResult[] = [];
+  let best = 0;
+  try {
+    for (let n = 100; n <= max; n += 100) {
+      const r = await runLevel(perch.wsUrl, n, seconds, false);
+      rows.push(r);
+      const pass = r.p99 <= 20 && r.behind === 0 && r.errors === 0;
+      if (!pass) break;
+      best = n;
+    }
+    if (best > 0) rows.push(await runLevel(perch.wsUrl, best, seconds, true));
+    const batch = (await perch.metric('perch_inference_count_total', { model: 'silero-vad' })) / (await perch.metric('perch_inference_exec_count_total', { model: 'silero-vad' }));
+    printTable('Real-time 16 kHz VAD streams (32 ms chunks, sequence batching)', ['streams', 'tensors', 'p50 ms', 'p99 ms', 'max lag ms', 'behind', 'errors', 'pass'],
+      rows.map((r) => [String(r.streams), r.json ? 'JSON' : 'binary', r.p50.toFixed(2), r.p99.toFixed(2), r.maxLagMs.toFixed(1), String(r.behind), String(r.errors), r.p99 <= 20 && r.behind === 0 && r.errors === 0 ? 'yes' : 'no']));
+    const ceil1 = (raw.b1 * CHUNK_MS) / 1000;
+    const ceil32 = (raw.b32 * CHUNK_MS) / 1000;
+    console.log(`\nPerch serves ${best} streams (binary); raw onnxruntime ceilings: batch 1 = ${ceil1.toFixed(0)} streams, batch 32 = ${ceil32.toFixed(0)} streams; Perch / raw batch 1 = ${(best / ceil1).toFixed(2)}; average batch ${batch.toFixed(1)}`);
+    saveSection('streams', { bestStreams: best, rawBatch1Streams: ceil1, rawBatch32Streams: ceil32, averageBatch: batch, levels: rows }, 'node dist/bench/streams.js');
+  } finally {
+    await perch.stop();
+  }
+}
+
+if (process.argv[2] === '--generate') {
+  const [, url, streams, seconds, mode] = process.argv.slice(2);
+  await generate(url as string, Number(streams), Number(seconds), mode === 'json');
+} else {
+  await main();
+}
