@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import WebSocket from 'ws';
 import { MODEL_FILES, SHIPPED_MODELS } from '../test/helpers/paths.js';
-import { chunkInputs, loadSpeech } from '../test/helpers/vad.js';
+import { chunkInputs, loadSpeech, vadChunkFrame } from '../test/helpers/vad.js';
 import { startPerch } from './lib/perch-server.js';
 import { openRaw } from './lib/raw-ort.js';
 import { saveSection } from './lib/results.js';
@@ -38,15 +38,7 @@ function frame(id: string, seq: string, input: Float32Array, start: boolean, jso
       { name: 'sr', shape: [], datatype: 'INT64', data: [16000] },
     ] });
   }
-  const header = Buffer.from(JSON.stringify({ id, op: 'infer', model: 'silero-vad', parameters, inputs: [
-    { name: 'input', shape: [1, 576], datatype: 'FP32', parameters: { binary_data_size: input.byteLength } },
-    { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
-  ] }));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(header.length);
-  const sr = Buffer.alloc(8);
-  sr.writeBigInt64LE(16000n);
-  return Buffer.concat([len, header, Buffer.from(input.buffer, input.byteOffset, input.byteLength), sr]);
+  return vadChunkFrame(id, parameters, input);
 }
 
 /** The generator process: runs `streams` real-time streams for `seconds`, prints one JSON line. */

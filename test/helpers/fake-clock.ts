@@ -1,49 +1,60 @@
-// A manual clock for scheduler tests: time moves only when the test says so.
+// A Clock that moves only when the test says so (DESIGN house style 7): TTLs, ages and timers
+// are tested without sleeping. Monotonic and wall time advance together.
 import type { Clock, TimerHandle } from '../../runtime/clock.js';
 
 interface Timer {
+  id: number;
   at: number;
   fn: () => void;
-  id: number;
 }
 
 export class FakeClock implements Clock {
-  private t = 0;
+  private mono: number;
+  private wall: number;
   private nextId = 1;
   private timers: Timer[] = [];
 
+  constructor(wallStart = Date.UTC(2025, 0, 1), monoStart = 1000) {
+    this.wall = wallStart;
+    this.mono = monoStart;
+  }
+
   now(): number {
-    return this.t;
+    return this.mono;
   }
 
   wallNow(): number {
-    return 1_700_000_000_000 + this.t;
+    return this.wall;
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer = { at: this.t + Math.max(0, ms), fn, id: this.nextId++ };
-    this.timers.push(timer);
-    return timer;
+    const t: Timer = { id: this.nextId++, at: this.mono + Math.max(0, ms), fn };
+    this.timers.push(t);
+    return { id: t.id };
   }
 
   clearTimeout(handle: TimerHandle): void {
-    this.timers = this.timers.filter((t) => t !== handle);
+    const id = (handle as { id?: number }).id;
+    this.timers = this.timers.filter((t) => t.id !== id);
   }
 
-  /** Moves time forward, firing due timers in order. */
+  /** Moves time forward, firing due timers in order (each at its own time). */
   advance(ms: number): void {
-    const end = this.t + ms;
+    const end = this.mono + ms;
     for (;;) {
       this.timers.sort((a, b) => a.at - b.at || a.id - b.id);
       const next = this.timers[0];
       if (!next || next.at > end) break;
       this.timers.shift();
-      this.t = next.at;
+      this.wall += next.at - this.mono;
+      this.mono = next.at;
       next.fn();
     }
-    this.t = end;
+    this.wall += end - this.mono;
+    this.mono = end;
   }
 
+  /** Timers not fired yet. */
   get pending(): number {
     return this.timers.length;
   }

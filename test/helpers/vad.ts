@@ -65,3 +65,19 @@ export function speechSegments(probs: number[], offsetSamples = 0): Array<[numbe
     .filter(([a, b]) => (b - a) * chunkSec >= 0.1)
     .map(([a, b]) => [t0 + a * chunkSec, t0 + b * chunkSec]);
 }
+
+/** A binary WebSocket infer frame with one VAD chunk of a sequence (the state is Perch's). */
+export function vadChunkFrame(id: string, parameters: Record<string, unknown>, input: Float32Array): Buffer {
+  const header = Buffer.from(JSON.stringify({
+    id, op: 'infer', model: 'silero-vad', parameters,
+    inputs: [
+      { name: 'input', shape: [1, CONTEXT + CHUNK], datatype: 'FP32', parameters: { binary_data_size: input.byteLength } },
+      { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
+    ],
+  }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(header.length);
+  const sr = Buffer.alloc(8);
+  sr.writeBigInt64LE(BigInt(SAMPLE_RATE));
+  return Buffer.concat([len, header, Buffer.from(input.buffer, input.byteOffset, input.byteLength), sr]);
+}

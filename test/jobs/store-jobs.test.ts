@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { JobScheduler } from '../../runtime/jobs/scheduler.js';
 import { STORE_JOB_NAMES, storeJobs } from '../../runtime/jobs/store-jobs.js';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
-import { FakeClock } from '../store/helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { storeHarness } from '../store/helpers/store-harness.js';
 
 const t1 = [{ name: 'x', datatype: 'FP32' as const, shape: [1], data: new Float32Array([1]) }];

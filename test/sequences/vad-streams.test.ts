@@ -10,26 +10,14 @@ import ort from 'onnxruntime-node';
 import WebSocket from 'ws';
 import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
-import { chunkInputs, loadSpeech, rawStream, speechSegments } from '../helpers/vad.js';
+import { chunkInputs, loadSpeech, rawStream, speechSegments, vadChunkFrame } from '../helpers/vad.js';
 
 const STREAMS = 200;
 const CONNECTIONS = 20;
 const MANIFEST_SEGMENTS: Array<[number, number]> = [[1.06, 1.54], [1.92, 2.78], [2.98, 3.68], [3.87, 5.98]];
 
 function frame(id: string, seq: string, input: Float32Array, start: boolean, end: boolean): Buffer {
-  const header = Buffer.from(JSON.stringify({
-    id, op: 'infer', model: 'silero-vad',
-    parameters: { sequence_id: seq, sequence_start: start, sequence_end: end },
-    inputs: [
-      { name: 'input', shape: [1, 576], datatype: 'FP32', parameters: { binary_data_size: input.byteLength } },
-      { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
-    ],
-  }));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(header.length);
-  const sr = Buffer.alloc(8);
-  sr.writeBigInt64LE(16000n);
-  return Buffer.concat([len, header, Buffer.from(input.buffer, input.byteOffset, input.byteLength), sr]);
+  return vadChunkFrame(id, { sequence_id: seq, sequence_start: start, sequence_end: end }, input);
 }
 
 /** One connection carrying several streams; answers are matched by id. */

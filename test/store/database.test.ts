@@ -8,7 +8,7 @@ import { openDatabase } from '../../runtime/store/database.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../runtime/store/migrations.js';
 import { isCorruptionError, storeErrorCode, toStoreError } from '../../runtime/store/store-errors.js';
 import { openStore } from '../../runtime/store/store.js';
-import { FakeClock } from './helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { makeTempDir } from './helpers/temp-dir.js';
 
 const mode = (p: string) => statSync(p).mode & 0o777;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OUTBOX_DROPPED_EVENT, startDropReporter } from '../../runtime/store/outbox-drop-reporter.js';
-import { FakeClock } from './helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { storeHarness } from './helpers/store-harness.js';
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import { registerStoreMetrics } from '../../runtime/store/metrics.js';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
-import { FakeClock } from './helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { storeHarness } from './helpers/store-harness.js';
 
 const tensor = (v: number) => [{ name: 'x', datatype: 'FP32' as const, shape: [1], data: new Float32Array([v]) }];

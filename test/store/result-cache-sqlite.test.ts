@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
 import { runResultCacheSuite } from './abstract/result-cache-suite.js';
-import { FakeClock } from './helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { storeHarness } from './helpers/store-harness.js';
 
 runResultCacheSuite('SQLite', async ({ clock, limits }) => {

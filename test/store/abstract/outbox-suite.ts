@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { OutboxLimits } from '../../../runtime/store/config.js';
 import type { DropCounts, Outbox } from '../../../runtime/store/outbox.js';
-import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 export interface OutboxHarness {
   outbox: Outbox;

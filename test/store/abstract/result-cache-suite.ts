@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { cacheKey } from '../../../runtime/store/result-cache-key.js';
 import type { CacheLimits, ResultCache } from '../../../runtime/store/result-cache.js';
 import type { Tensor } from '../../../runtime/tensor/tensor.js';
-import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import { everyDatatype, sameTensor } from '../helpers/sample-tensors.js';
 
 export interface ResultCacheHarness {
