@@ -147,17 +147,23 @@ export class Connection {
     client.on('connect', (connack) => {
       if (client !== this.client) return;
       this.backoff.reset();
-      this.connected = true;
       this.stats.connects++;
       this.port.log.info({ url: this.port.config.cloud.mqttUrl, sessionPresent: connack.sessionPresent }, 'connected to the broker');
-      this.publish(this.topics.status, this.statusPayload(true), { retain: true }).catch((err: unknown) =>
-        this.port.log.warn({ err }, 'online status not published'),
-      );
-      if (this.subscriptions.size > 0) {
-        this.sendSubscribe(client, [...this.subscriptions]).catch((err: unknown) => this.port.log.warn({ err }, 'subscribe failed'));
-      }
-      this.port.bus.emit('connectivity', { state: 'online' });
-      for (const fn of this.onlineFns) fn();
+      // Online means the device hears the cloud: only once desired state and commands are
+      // subscribed (SUBACK). On a first connect the broker holds no subscription yet, and a
+      // non-retained command sent between CONNACK and SUBACK would be lost.
+      const subscribed = this.subscriptions.size > 0 ? this.sendSubscribe(client, [...this.subscriptions]) : Promise.resolve();
+      subscribed
+        .catch((err: unknown) => this.port.log.warn({ err }, 'subscribe failed'))
+        .finally(() => {
+          if (client !== this.client || !client.connected) return;
+          this.connected = true;
+          this.publish(this.topics.status, this.statusPayload(true), { retain: true }).catch((err: unknown) =>
+            this.port.log.warn({ err }, 'online status not published'),
+          );
+          this.port.bus.emit('connectivity', { state: 'online' });
+          for (const fn of this.onlineFns) fn();
+        });
     });
     client.on('message', (topic, payload) => {
       if (client === this.client) this.messageFn(topic, payload);
