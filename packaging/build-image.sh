@@ -187,6 +187,14 @@ if [ ! -f "$deps/.done" ]; then
   fi
   (cd "$deps" && env "${gyp_env[@]}" npm rebuild --foreground-scripts better-sqlite3 >"$deps/better-sqlite3-build.log" 2>&1) ||
     { tail -n 40 "$deps/better-sqlite3-build.log" >&2; die "better-sqlite3 did not compile"; }
+  # bufferutil (optional: ws masks frames in JavaScript without it, ~20x slower on big frames)
+  # ships prebuilds for linux-x64 only; compile it for other targets, and go on without it if
+  # that fails.
+  if [ ! -f "$deps/node_modules/bufferutil/prebuilds/linux-$node_arch/bufferutil.node" ] && [ -d "$deps/node_modules/bufferutil" ]; then
+    step "compiling bufferutil for linux/$node_arch"
+    (cd "$deps" && env "${gyp_env[@]}" npm rebuild --foreground-scripts bufferutil >"$deps/bufferutil-build.log" 2>&1) ||
+      echo "build-image.sh: bufferutil did not compile for $node_arch; ws uses its JavaScript fallback" >&2
+  fi
   touch "$deps/.done"
 fi
 addon=$deps/node_modules/better-sqlite3/build/Release/better_sqlite3.node
