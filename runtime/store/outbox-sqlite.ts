@@ -57,6 +57,7 @@ export class SqliteOutbox implements Outbox {
   private readonly errCtx: StoreErrorContext;
   private limits: OutboxLimits;
   private readonly group: GroupCommit<Pending, AppendResult>;
+  private readonly ackGroup: GroupCommit<readonly number[], number>;
   private readonly listeners = new Set<DropListener>();
   private readonly inFlight = new Set<number>();
   private readonly st: Record<
@@ -97,6 +98,7 @@ export class SqliteOutbox implements Outbox {
     this.bytes = totals.bytes;
     this.oldestCreatedAt = this.readOldest();
     this.group = new GroupCommit((items) => this.commitAppends(items), (err) => toStoreError(err, 'outbox append', this.errCtx));
+    this.ackGroup = new GroupCommit((groups) => this.commitAcks(groups), (err) => toStoreError(err, 'outbox ack', this.errCtx));
   }
 
   append(type: string, payload: unknown): Promise<AppendResult> {
@@ -190,33 +192,43 @@ export class SqliteOutbox implements Outbox {
     }
   }
 
+  /**
+   * Acks are group-committed like appends: every ack of one tick shares one transaction (one
+   * fsync). An uploader acking each PUBACK (batchSize 1) otherwise paid an fsync per event.
+   */
   ack(seqs: readonly number[]): Promise<number> {
-    const unique = [...new Set(seqs)];
+    return this.ackGroup.submit(seqs);
+  }
+
+  /** One transaction for the acks of a tick; returns how many each ack deleted. */
+  private commitAcks(groups: readonly (readonly number[])[]): number[] {
+    const counts: number[] = [];
     let deleted = 0;
     let freed = 0;
     let oldest: number | null = null;
-    try {
-      this.db.transaction(() => {
-        for (const seq of unique) {
+    this.db.transaction(() => {
+      for (const g of groups) {
+        let n = 0;
+        for (const seq of new Set(g)) {
           const b = this.st.deleteOne.get(seq) as number | undefined;
           if (b !== undefined) {
-            deleted++;
+            n++;
             freed += b;
           }
         }
-        if (deleted > 0) this.st.setLastSeq.run(this.lastSeq);
-        oldest = this.readOldest();
-      })();
-    } catch (err) {
-      return Promise.reject(toStoreError(err, 'outbox ack', this.errCtx));
-    }
-    for (const seq of unique) this.inFlight.delete(seq);
+        counts.push(n);
+        deleted += n;
+      }
+      if (deleted > 0) this.st.setLastSeq.run(this.lastSeq);
+      oldest = this.readOldest();
+    })();
+    for (const g of groups) for (const seq of g) this.inFlight.delete(seq);
     if (deleted > 0) {
       this.count -= deleted;
       this.bytes -= freed;
       this.oldestCreatedAt = oldest;
     }
-    return Promise.resolve(deleted);
+    return counts;
   }
 
   release(seqs: readonly number[]): Promise<void> {
@@ -283,6 +295,7 @@ export class SqliteOutbox implements Outbox {
 
   close(): Promise<void> {
     this.group.flush();
+    this.ackGroup.flush();
     this.closed = true;
     return Promise.resolve();
   }

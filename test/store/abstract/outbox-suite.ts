@@ -123,6 +123,19 @@ export function runOutboxSuite(name: string, factory: OutboxFactory): void {
         assert.equal(outbox.stats().inFlight, 0);
       }));
 
+    void test('acks made in the same tick each resolve with their own count, and are durable', () =>
+      withOutbox(factory, async (h) => {
+        await appendN(h.outbox, 40);
+        await h.outbox.claim(40);
+        // One ack per event, all at once (an uploader acking each PUBACK), plus a duplicate.
+        const counts = await Promise.all([...range(1, 30).map((seq) => h.outbox.ack([seq])), h.outbox.ack([5, 31])]);
+        assert.deepEqual(counts, [...range(1, 30).map(() => 1), 1]); // 5 went with its own ack
+        assert.equal(h.outbox.stats().count, 9);
+        assert.equal(h.outbox.stats().inFlight, 9);
+        const reopened = await h.reopen();
+        assert.deepEqual(seqsOf(await reopened.claim(40)), range(32, 40));
+      }));
+
     void test('claim respects maxBytes but always returns at least one event', () =>
       withOutbox(factory, async ({ outbox }) => {
         for (let i = 0; i < 5; i++) await outbox.append('t', sized(100));
