@@ -16,7 +16,8 @@ export class InferenceMetrics {
   readonly queueDepth: Gauge<'model' | 'version'>;
   readonly modelReady: Gauge<'model' | 'version'>;
 
-  constructor(registry = new Registry(), queueDepths: () => Array<{ model: string; version: string; depth: number; ready: boolean }> = () => []) {
+  /** `versions`: every known model version, failed ones included, with its queue depth. */
+  constructor(registry = new Registry(), versions: () => Array<{ model: string; version: string; depth: number; ready: boolean }> = () => []) {
     this.registry = registry;
     const r = [registry];
     this.success = new Counter({ name: 'perch_inference_request_success_total', help: 'Inference requests answered with a result.', labelNames: ['model', 'version'], registers: r });
@@ -25,19 +26,18 @@ export class InferenceMetrics {
     this.execs = new Counter({ name: 'perch_inference_exec_count_total', help: 'Session runs; count_total / exec_count_total is the average batch size.', labelNames: ['model', 'version'], registers: r });
     this.queueDuration = new Histogram({ name: 'perch_queue_duration_seconds', help: 'Time requests waited in the scheduler queue.', labelNames: ['model', 'version'], buckets: BUCKETS, registers: r });
     this.computeDuration = new Histogram({ name: 'perch_compute_duration_seconds', help: 'Time of one session run (a whole batch), stacking and splitting included.', labelNames: ['model', 'version'], buckets: BUCKETS, registers: r });
-    const depths = queueDepths;
     this.queueDepth = new Gauge({
       name: 'perch_queue_depth', help: 'Requests waiting in the scheduler queue.', labelNames: ['model', 'version'], registers: r,
       collect() {
         this.reset();
-        for (const d of depths()) this.set({ model: d.model, version: d.version }, d.depth);
+        for (const d of versions()) this.set({ model: d.model, version: d.version }, d.depth);
       },
     });
     this.modelReady = new Gauge({
       name: 'perch_model_ready', help: '1 when the model version serves, 0 when it failed or is loading.', labelNames: ['model', 'version'], registers: r,
       collect() {
         this.reset();
-        for (const d of depths()) this.set({ model: d.model, version: d.version }, d.ready ? 1 : 0);
+        for (const d of versions()) this.set({ model: d.model, version: d.version }, d.ready ? 1 : 0);
       },
     });
     collectDefaultMetrics({ register: registry, prefix: 'perch_process_' });

@@ -60,9 +60,7 @@ export class Runtime {
     const log = (this.log = deps.log);
     this.live = liveOf(config);
     this.connectivity = config.cloud.mqttUrl ? 'offline' : 'disabled';
-    this.metrics = new InferenceMetrics(undefined, () =>
-      this.registry.instances().map((i) => ({ model: i.name, version: String(i.version), depth: i.batcher.depth, ready: true })),
-    );
+    this.metrics = new InferenceMetrics(undefined, () => this.versionGauges());
     // Opening never throws for a read-only or full disk: the store opens degraded and inference
     // goes on; only a database locked by another process stops start-up.
     this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
@@ -78,12 +76,10 @@ export class Runtime {
     });
     this.installer = new ModelInstaller(config.models.repository, this.registry, log);
     this.bus.on('connectivity', (c) => (this.connectivity = c.state));
-    new Gauge({
+    const connected: Gauge = new Gauge({
       name: 'perch_cloud_connected', help: '1 while connected to the cloud broker.', registers: [this.metrics.registry],
-      collect: () => undefined,
+      collect: () => connected.set(this.connectivity === 'online' ? 1 : 0),
     });
-    const connected = this.metrics.registry.getSingleMetric('perch_cloud_connected') as Gauge;
-    this.bus.on('connectivity', (c) => connected.set(c.state === 'online' ? 1 : 0));
     // Refused starts are recorded as an event, at most once a minute per model.
     const lastLimitEvent = new Map<string, number>();
     this.sequences = new SequenceManager(this.registry, clock, (model, max) => {
@@ -222,6 +218,16 @@ export class Runtime {
 
   async stop(): Promise<void> {
     await this.modules.stop();
+  }
+
+  /** Every known version for perch_queue_depth and perch_model_ready: failed ones too (ready 0). */
+  private versionGauges(): Array<{ model: string; version: string; depth: number; ready: boolean }> {
+    return this.registry.status().flatMap((m) =>
+      m.versions.map((v) => {
+        const depth = v.state === 'ready' ? this.registry.resolve(m.name, v.version).batcher.depth : 0;
+        return { model: m.name, version: String(v.version), depth, ready: v.state === 'ready' };
+      }),
+    );
   }
 
   /** The WebSocket `status` answer (PROTOCOL section 4). */

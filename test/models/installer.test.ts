@@ -85,6 +85,9 @@ test('with {latest: 1}, a new version that fails to load leaves the old one serv
     assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [1]);
     assert.equal((await fetch(`${rt.baseUrl}/v2/models/cls/versions/1/ready`)).status, 200);
     assert.equal((await fetch(`${rt.baseUrl}/v2/models/cls/versions/2/ready`)).status, 503);
+    const metrics = await (await fetch(`${rt.baseUrl}/metrics`)).text();
+    assert.match(metrics, /^perch_model_ready\{model="cls",version="1"\} 1$/m);
+    assert.match(metrics, /^perch_model_ready\{model="cls",version="2"\} 0$/m, 'a failed version shows as not ready');
   } finally {
     await rt.stop();
     repo.remove();

@@ -45,7 +45,7 @@ export class Connection {
   /** Frames ws emitted after the connection paused: at most what one socket read held. */
   private readonly held: Array<[Buffer, boolean]> = [];
   private readonly subscriptions = new Map<Topic, () => void>();
-  private idleWaiter: (() => void) | null = null;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(
     readonly socket: WebSocket,
@@ -66,7 +66,7 @@ export class Connection {
   /** Resolves when every message received so far has been answered. */
   settled(): Promise<void> {
     if (this.inflight === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.idleWaiter = resolve));
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Read-only: added so tests can show that backpressure bounds what the server holds. */
@@ -114,9 +114,8 @@ export class Connection {
     ).finally(() => {
       this.inflight--;
       this.updateFlow();
-      if (this.inflight === 0 && this.idleWaiter) {
-        this.idleWaiter();
-        this.idleWaiter = null;
+      if (this.inflight === 0 && this.idleWaiters.length) {
+        for (const w of this.idleWaiters.splice(0)) w();
       }
     }).catch((err: unknown) => this.log.error({ err }, 'websocket reply failed'));
   }
