@@ -8,9 +8,10 @@ import type { Logger } from '../log.js';
 import { tokenMatches } from './auth.js';
 import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
 import { encodeResult } from './encode-response.js';
+import { validateInferMessage } from './infer-shape.js';
 import { Connection, type ConnectionStats, type Reply } from './ws/connection.js';
 import {
-  emitMessageSchema, inferMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
+  emitMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
   type EmitMessage, type Topic,
 } from './ws/messages.js';
 
@@ -66,6 +67,7 @@ export class WsApi {
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(
         ws,
+        socket,
         { maxInflight: this.deps.maxInflightPerConnection, maxBufferedBytes: this.deps.maxBufferedBytesPerConnection },
         (c, message, binary, isBinary) => this.handle(c, message, binary, isBinary),
         this.deps.log,
@@ -79,7 +81,7 @@ export class WsApi {
     const op = typeof message === 'object' && message !== null ? (message as { op?: unknown }).op : undefined;
     switch (op) {
       case 'infer': {
-        const m = validate(inferMessageSchema, message, 'infer message');
+        const m = validateInferMessage(message);
         const result = await this.deps.service.infer({
           model: m.model,
           version: m.version,

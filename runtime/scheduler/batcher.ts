@@ -103,7 +103,11 @@ export class Batcher<T, R> {
       return Promise.reject(new PerchError('PERCH_ERR_INVALID_PARAMETER', `priority must be an integer from 1 to ${this.opts.priorityLevels}`));
     }
     return new Promise<R>((resolve, reject) => {
-      const entry: Entry<T, R> = { ...o, payload, enqueuedAt: this.clock.now(), timer: null, resolve, reject };
+      // Fields spelled out: spreading `o` here cost several µs per request (profiled).
+      const entry: Entry<T, R> = {
+        items: o.items, groupKey: o.groupKey, priority: o.priority, timeoutMs: o.timeoutMs,
+        payload, enqueuedAt: this.clock.now(), timer: null, resolve, reject,
+      };
       if (o.timeoutMs !== null) {
         entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
       }
@@ -215,14 +219,25 @@ export class Batcher<T, R> {
     } catch (err) {
       promise = Promise.reject(err as Error);
     }
+    // The slot is freed and the next batch dispatched before this batch's requests are
+    // answered: the session starts on it while the main thread encodes and sends the answers,
+    // instead of idling until they are out.
     void promise.then(
-      (results) => batch.forEach((e, i) => e.resolve(results[i] as R)),
-      (err: Error) => batch.forEach((e) => e.reject(err)),
-    ).finally(() => {
-      this.running--;
-      this.checkIdle();
-      this.pump();
-    });
+      (results) => {
+        this.finished();
+        batch.forEach((e, i) => e.resolve(results[i] as R));
+      },
+      (err: Error) => {
+        this.finished();
+        batch.forEach((e) => e.reject(err));
+      },
+    );
+  }
+
+  private finished(): void {
+    this.running--;
+    this.pump();
+    this.checkIdle();
   }
 
   private checkIdle(): void {

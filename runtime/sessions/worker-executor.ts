@@ -6,7 +6,7 @@ import { PerchError } from '../errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor } from './executor.js';
-import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+import { ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 
 const WORKER_URL = new URL('./session-worker.js', import.meta.url);
 
@@ -71,8 +71,9 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig): Pr
       const id = nextId++;
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        const msg: ToWorker = { type: 'run', id, feeds };
-        worker.postMessage(msg, transferList(feeds));
+        const owned = ownedFeeds(feeds);
+        const msg: ToWorker = { type: 'run', id, feeds: owned };
+        worker.postMessage(msg, transferList(owned));
       });
     },
     async close(): Promise<void> {

@@ -25,3 +25,16 @@ export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
   }
   return [...seen];
 }
+
+/**
+ * Feeds ready to post: a tensor that views part of a bigger buffer (a slice of a socket read,
+ * an unstacked request) gets a copy of its own, since posting the view would clone the whole
+ * buffer under it and transferring it would detach memory others still use.
+ */
+export function ownedFeeds(tensors: readonly Tensor[]): Tensor[] {
+  return tensors.map((t) => {
+    const d = t.data;
+    if (Array.isArray(d) || (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer)) return t;
+    return { name: t.name, datatype: t.datatype, shape: t.shape, data: d.slice() };
+  });
+}

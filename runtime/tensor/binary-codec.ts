@@ -18,11 +18,33 @@ export function decodeBinaryData(name: string, datatype: Datatype, shape: number
   if (bytes.byteLength !== expected) {
     throw lie(`tensor '${name}': shape ${JSON.stringify(shape)} of ${datatype} needs ${expected} bytes, binary_data_size is ${bytes.byteLength}`);
   }
-  // Copy into a fresh buffer: the frame's offset is rarely aligned for the element size, and
-  // the copy can then be transferred to a worker thread without pinning the whole frame.
-  const own = new Uint8Array(expected);
-  own.set(bytes);
-  return new ctor(own.buffer, 0, count);
+  // A view of the frame when its offset suits the element size: stacking a batch copies it
+  // anyway, and the worker executor copies what it cannot transfer whole. A misaligned offset
+  // (the usual case: the header length is arbitrary) needs an aligned copy.
+  if (bytes.byteOffset % elementSize(datatype) === 0) return new ctor(bytes.buffer, bytes.byteOffset, count);
+  const { buffer, offset } = alignedSpace(expected);
+  new Uint8Array(buffer, offset, expected).set(bytes);
+  return new ctor(buffer, offset, count);
+}
+
+// Small copies are carved from a shared slab, as Buffer's pool does: a fresh ArrayBuffer per
+// tensor (three per VAD request) was a steady load on the garbage collector. A slab lives as
+// long as any tensor cut from it; big tensors get a buffer of their own, which a worker
+// executor can then transfer without copying.
+const SLAB_BYTES = 64 * 1024;
+const POOLED_MAX = 4 * 1024;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+function alignedSpace(bytes: number): { buffer: ArrayBuffer; offset: number } {
+  if (bytes > POOLED_MAX) return { buffer: new ArrayBuffer(bytes), offset: 0 };
+  if (slabUsed + bytes > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const offset = slabUsed;
+  slabUsed = (slabUsed + bytes + 7) & ~7; // the next tensor starts 8-byte aligned (INT64, FP64)
+  return { buffer: slab, offset };
 }
 
 function decodeBytesElements(name: string, count: number, bytes: Uint8Array): string[] {

@@ -52,7 +52,11 @@ export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor 
   return { name: first.name, datatype: first.datatype, shape, data: out };
 }
 
-/** Splits a tensor along `axis` into parts of the given sizes (the inverse of concatAlongAxis). */
+/**
+ * Splits a tensor along `axis` into parts of the given sizes (the inverse of concatAlongAxis).
+ * When each part is one contiguous run (axis 0, or only 1s before it) the parts are views of
+ * `t`'s buffer, not copies: a batch's answers are encoded straight from the session's output.
+ */
 export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
   if (sizes.length === 1) return [t];
   const outer = elementCount(t.shape.slice(0, axis));
@@ -63,10 +67,15 @@ export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]
   for (const size of sizes) {
     const shape = t.shape.slice();
     shape[axis] = size;
-    const data = allocate(t.datatype, outer * size * inner);
-    for (let o = 0; o < outer; o++) {
-      const start = (o * total + before) * inner;
-      copyRange(t.data, start, start + size * inner, data, o * size * inner);
+    let data: TensorData;
+    if (outer === 1 && !Array.isArray(t.data)) {
+      data = t.data.subarray(before * inner, (before + size) * inner);
+    } else {
+      data = allocate(t.datatype, outer * size * inner);
+      for (let o = 0; o < outer; o++) {
+        const start = (o * total + before) * inner;
+        copyRange(t.data, start, start + size * inner, data, o * size * inner);
+      }
     }
     parts.push({ name: t.name, datatype: t.datatype, shape, data });
     before += size;

@@ -1,5 +1,7 @@
 // For every model in ../shared/models: the answer through HTTP (JSON and binary) and WebSocket
-// (JSON and binary) equals a direct session.run on the same input.
+// (JSON and binary) equals a direct session.run on the same input, with the session on a worker
+// thread (the default) and inline on the main thread (where binary inputs may reach
+// onnxruntime as views into the received frame, not copies).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { httpInfer, WsClient } from '../helpers/clients.js';
@@ -20,13 +22,13 @@ function assertSameTensors(got: Tensor[], want: Tensor[], how: string): void {
   }
 }
 
-describe('every shared model answers like a direct session.run', () => {
+for (const executor of ['worker', 'inline'] as const) describe(`every shared model answers like a direct session.run (${executor} executor)`, () => {
   let repo: TempRepository;
   let rt: TestRuntime;
   let ws: WsClient;
 
   before(async () => {
-    repo = new TempRepository(Object.fromEntries(SHARED_MODEL_CASES.map((c) => [c.name, { versions: { 1: c.file } }])));
+    repo = new TempRepository(Object.fromEntries(SHARED_MODEL_CASES.map((c) => [c.name, { versions: { 1: c.file }, config: { session: { executor } } }])));
     rt = await startRuntime(repo.dir);
     ws = await WsClient.connect(rt.wsUrl);
   });

@@ -6,6 +6,7 @@ import { fromHalfBits, toHalfBits } from '../../runtime/tensor/fp16.js';
 import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
 import { PerchError } from '../../runtime/errors.js';
+import { ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
 
 /** Element at a multi-index, row-major. */
 function at(t: Tensor, idx: number[]): unknown {
@@ -105,5 +106,54 @@ describe('codecs', () => {
     assert.throws(() => decodeBinaryData('a', 'FP32', [3], new Uint8Array(8)), (e: PerchError) => e.code === 'PERCH_ERR_BINARY_SIZE');
     const lying = Buffer.from([255, 0, 0, 0, 65]);
     assert.throws(() => decodeBinaryData('e', 'BYTES', [1], lying), (e: PerchError) => e.code === 'PERCH_ERR_BINARY_SIZE');
+  });
+
+  test('binary data at any offset of a frame: a view when aligned, a copy otherwise, equal either way', () => {
+    const values = Float32Array.from([0.25, -1, 7.5, 3]);
+    const bytes = new Uint8Array(values.buffer);
+    for (let offset = 0; offset < 8; offset++) {
+      const frame = new Uint8Array(64).fill(0xee);
+      frame.set(bytes, offset);
+      const part = frame.subarray(offset, offset + bytes.byteLength);
+      const got = decodeBinaryData('x', 'FP32', [4], part) as Float32Array;
+      assert.deepEqual(Array.from(got), Array.from(values), `offset ${offset}`);
+      assert.equal(got.buffer === frame.buffer, offset % 4 === 0, `offset ${offset}: view only when aligned`);
+      assert.equal(got.byteOffset % 4, 0);
+    }
+    // Copies never overlap: each keeps its values while more are decoded after it.
+    const copies = Array.from({ length: 100 }, (_, i) => {
+      const v = Float64Array.from([i, -i]);
+      const frame = new Uint8Array(17);
+      frame.set(new Uint8Array(v.buffer), 1);
+      return decodeBinaryData('y', 'FP64', [2], frame.subarray(1)) as Float64Array;
+    });
+    copies.forEach((c, i) => assert.deepEqual(Array.from(c), [i, -i]));
+    assert.ok(copies.every((c) => c.byteOffset % 8 === 0));
+  });
+});
+
+describe('feeds posted to a session thread', () => {
+  test('views get a buffer of their own; whole buffers are transferred as they are', () => {
+    const frame = new Float32Array(16).map((_, i) => i);
+    const view: Tensor = { name: 'v', datatype: 'FP32', shape: [4], data: frame.subarray(4, 8) };
+    const whole: Tensor = { name: 'w', datatype: 'FP32', shape: [2], data: Float32Array.from([1, 2]) };
+    const [v, w] = ownedFeeds([view, whole]) as [Tensor, Tensor];
+    assert.deepEqual(Array.from(v.data as Float32Array), [4, 5, 6, 7]);
+    assert.notEqual((v.data as Float32Array).buffer, frame.buffer);
+    assert.equal(w, whole);
+    assert.deepEqual(transferList([v, w]).length, 2);
+    assert.deepEqual(transferList([view]), [], 'a view is never transferred: that would detach the frame');
+  });
+});
+
+describe('splitting a batch', () => {
+  test('parts along axis 0 are views of the batch output; along a later axis, copies', () => {
+    const t: Tensor = { name: 'o', datatype: 'FP32', shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
+    const rows = splitAlongAxis(t, 0, [1, 2]);
+    assert.deepEqual(rows.map((r) => Array.from(r.data as Float32Array)), [[1, 2], [3, 4, 5, 6]]);
+    assert.ok(rows.every((r) => (r.data as Float32Array).buffer === (t.data as Float32Array).buffer));
+    const cols = splitAlongAxis(t, 1, [1, 1]);
+    assert.deepEqual(cols.map((c) => Array.from(c.data as Float32Array)), [[1, 3, 5], [2, 4, 6]]);
+    assert.ok(cols.every((c) => (c.data as Float32Array).buffer !== (t.data as Float32Array).buffer));
   });
 });

@@ -7,9 +7,9 @@ import type { InferService } from '../../inference/infer-service.js';
 import { parseVersion } from '../../inference/infer-service.js';
 import type { ModelRegistry } from '../../models/registry.js';
 import { RUNTIME_VERSION } from '../../version.js';
-import { decodeInputs, parseJson, requestedOutputs, validate } from '../decode-request.js';
+import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
-import { inferBodySchema } from '../oip-schema.js';
+import { validateInferBody } from '../infer-shape.js';
 import { readBody } from './body.js';
 import { sendJson, sendResult } from './reply.js';
 
@@ -94,7 +94,7 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
     json = raw.subarray(0, n);
     binary = raw.subarray(n);
   }
-  const body = validate(inferBodySchema, parseJson(json), 'inference request');
+  const body = validateInferBody(parseJson(json));
   const result = await c.service.infer({
     model: name as string,
     version,

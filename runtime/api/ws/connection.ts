@@ -2,6 +2,7 @@
 // with its id). Backpressure: when too many requests are in flight, or the client does not read
 // its answers (bufferedAmount grows), the connection stops reading frames until it catches up,
 // so a slow or stuck client cannot grow the server's memory without bound.
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { toPerchError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -46,9 +47,12 @@ export class Connection {
   private readonly held: Array<[Buffer, boolean]> = [];
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiters: Array<() => void> = [];
+  private corked = false;
 
   constructor(
     readonly socket: WebSocket,
+    /** The TCP socket under `socket`: corked so that answers finished together leave together. */
+    private readonly transport: Duplex,
     private readonly limits: ConnectionLimits,
     private readonly handle: MessageHandler,
     private readonly log: Logger,
@@ -123,8 +127,25 @@ export class Connection {
   send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     const payload = chunks?.length ? binaryFrame(body, chunks) : JSON.stringify(body);
+    this.cork();
     this.socket.send(payload, () => this.updateFlow());
     this.updateFlow();
+  }
+
+  /**
+   * A finished batch answers all its requests in the same tick; without this each answer was
+   * its own writev syscall (the biggest single cost on the main thread under load). Corked until
+   * the end of the tick, they leave in one. ws corks and uncorks around each frame itself; the
+   * socket counts nested corks, so ours holds until the tick ends.
+   */
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.transport.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.transport.uncork();
+    });
   }
 
   private updateFlow(): void {

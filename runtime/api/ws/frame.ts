@@ -34,8 +34,18 @@ export function readId(message: unknown): string | null {
 
 /** [uint32 LE header length][header JSON][chunks...] */
 export function binaryFrame(header: unknown, chunks: readonly Uint8Array[]): Buffer {
-  const json = Buffer.from(JSON.stringify(header));
-  const prefix = Buffer.allocUnsafe(4);
-  prefix.writeUInt32LE(json.length, 0);
-  return Buffer.concat([prefix, json, ...chunks]);
+  // One buffer, the JSON written straight into it: no intermediate copies per answer.
+  const json = JSON.stringify(header);
+  const jsonBytes = Buffer.byteLength(json);
+  let size = 4 + jsonBytes;
+  for (const c of chunks) size += c.byteLength;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt32LE(jsonBytes, 0);
+  out.write(json, 4);
+  let at = 4 + jsonBytes;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }
