@@ -2,95 +2,23 @@
 // 32 ms chunk (512 new samples + 64 of context) of the speech sample every 32 ms as a sequence
 // of the shipped silero-vad, and waits for its answer. A level passes when p99 chunk latency is
 // <= 20 ms and no stream falls behind its schedule by more than one chunk. The load generator
-// runs in its own process (this file with --generate). Beside it: the raw onnxruntime ceilings,
-// batch 1 (one stream per call) and batch 32 (ideal batching), in streams = items/s x 32 ms.
+// (bench/lib/stream-load.ts) runs in its own process: this file with --generate. Beside it: the
+// raw onnxruntime ceilings, batch 1 (one stream per call) and batch 32 (ideal batching), in
+// streams = items/s x 32 ms.
 //   node dist/bench/streams.js [--max 1200] [--seconds 5]
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import WebSocket from 'ws';
 import { MODEL_FILES, SHIPPED_MODELS } from '../test/helpers/paths.js';
-import { chunkInputs, loadSpeech, vadChunkFrame } from '../test/helpers/vad.js';
 import { startPerch } from './lib/perch-server.js';
 import { openRaw } from './lib/raw-ort.js';
 import { saveSection } from './lib/results.js';
-import { percentile, printTable } from './lib/stats.js';
+import { printTable } from './lib/stats.js';
+import { CHUNK_MS, runStreamLoad, type StreamLoadResult } from './lib/stream-load.js';
 
-const CHUNK_MS = 32;
-const STREAMS_PER_CONNECTION = 20;
-
-interface LevelResult {
+interface LevelResult extends StreamLoadResult {
   streams: number;
   json: boolean;
-  p50: number;
-  p99: number;
-  maxLagMs: number;
-  behind: number;
-  errors: number;
-  chunks: number;
-}
-
-function frame(id: string, seq: string, input: Float32Array, start: boolean, json: boolean): Buffer | string {
-  const parameters = { sequence_id: seq, ...(start ? { sequence_start: true } : {}) };
-  if (json) {
-    return JSON.stringify({ id, op: 'infer', model: 'silero-vad', parameters, inputs: [
-      { name: 'input', shape: [1, 576], datatype: 'FP32', data: Array.from(input) },
-      { name: 'sr', shape: [], datatype: 'INT64', data: [16000] },
-    ] });
-  }
-  return vadChunkFrame(id, parameters, input);
-}
-
-/** The generator process: runs `streams` real-time streams for `seconds`, prints one JSON line. */
-async function generate(url: string, streams: number, seconds: number, json: boolean): Promise<void> {
-  const chunks = chunkInputs(loadSpeech(), 0);
-  const conns = await Promise.all(Array.from({ length: Math.ceil(streams / STREAMS_PER_CONNECTION) }, () => new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  })));
-  const waiting = new Map<string, (ok: boolean) => void>();
-  for (const ws of conns) {
-    ws.on('message', (data: Buffer, isBinary) => {
-      const text = isBinary ? data.subarray(4, 4 + data.readUInt32LE(0)).toString() : data.toString();
-      const h = JSON.parse(text) as { id: string; ok: boolean };
-      waiting.get(h.id)?.(h.ok);
-      waiting.delete(h.id);
-    });
-  }
-  const latencies: number[] = [];
-  let errors = 0;
-  let behind = 0;
-  let maxLag = 0;
-  const t0 = performance.now() + 200;
-  const end = t0 + seconds * 1000;
-  const runStream = async (i: number): Promise<void> => {
-    const ws = conns[Math.floor(i / STREAMS_PER_CONNECTION)] as WebSocket;
-    const offset = (i * 7) % CHUNK_MS; // spread the streams over the 32 ms period
-    let k = 0;
-    for (;;) {
-      const due = t0 + offset + k * CHUNK_MS;
-      if (due > end) break;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const sent = performance.now();
-      maxLag = Math.max(maxLag, sent - due);
-      const id = `${i}:${k}`;
-      const ok = await new Promise<boolean>((resolve) => {
-        waiting.set(id, resolve);
-        ws.send(frame(id, `stream-${i}`, chunks[k % chunks.length] as Float32Array, k === 0, json));
-      });
-      latencies.push(performance.now() - sent);
-      if (!ok) errors++;
-      k++;
-    }
-    if (performance.now() - (t0 + offset + (k - 1) * CHUNK_MS) > 2 * CHUNK_MS) behind++;
-  };
-  await Promise.all(Array.from({ length: streams }, (_, i) => runStream(i)));
-  // A stream "falls behind" when a chunk goes out more than one chunk period after its due time.
-  const lateStreams = maxLag > CHUNK_MS ? Math.max(behind, 1) : behind;
-  for (const ws of conns) ws.close();
-  process.stdout.write(JSON.stringify({ p50: percentile(latencies, 50), p99: percentile(latencies, 99), maxLagMs: maxLag, behind: lateStreams, errors, chunks: latencies.length }) + '\n');
 }
 
 function runLevel(url: string, streams: number, seconds: number, json: boolean): Promise<LevelResult> {
@@ -159,7 +87,8 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === '--generate') {
   const [, url, streams, seconds, mode] = process.argv.slice(2);
-  await generate(url as string, Number(streams), Number(seconds), mode === 'json');
+  const result = await runStreamLoad(url as string, Number(streams), Number(seconds), mode === 'json');
+  process.stdout.write(JSON.stringify(result) + '\n');
 } else {
   await main();
 }

@@ -39,6 +39,7 @@ export function wsJsonFrame(id: string, model: string, inputs: readonly Tensor[]
 /** A WebSocket connection that matches answers to requests by id; several may be in flight. */
 export class BenchWs {
   private readonly waiting = new Map<string, { resolve: (a: Answer) => void; reject: (e: Error) => void }>();
+  private corked = false;
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
@@ -78,7 +79,25 @@ export class BenchWs {
   send(id: string, frame: Buffer | string): Promise<Answer> {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
+      this.cork();
       this.socket.send(frame, { binary: typeof frame !== 'string' });
+    });
+  }
+
+  /**
+   * Requests sent in the same tick (each answer of a batch sends the next request) leave in one
+   * write, as a client sending at this rate would do: the load generator shares the 2 cores
+   * with Perch, and one syscall per frame was most of its cost. (ws keeps the TCP socket in
+   * `_socket`; there is no public handle.)
+   */
+  private cork(): void {
+    if (this.corked) return;
+    const tcp = (this.socket as unknown as { _socket: import('node:net').Socket })._socket;
+    this.corked = true;
+    tcp.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      tcp.uncork();
     });
   }
 
