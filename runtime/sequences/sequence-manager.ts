@@ -47,6 +47,8 @@ interface Sequence {
   queue: Pending[];
   running: boolean;
   idleTimer: TimerHandle | null;
+  /** When its queue last ran dry (clock ms): idleness is counted from here. */
+  idleSince: number;
 }
 
 export interface SequenceStats {
@@ -79,13 +81,9 @@ export class SequenceManager {
         this.onLimit(req.model, max);
         return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `model '${req.model}' holds ${active} live sequences (maxSequences ${max})`));
       }
-      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null };
+      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null, idleSince: 0 };
       this.sequences.set(key, seq);
       this.perModel.set(req.model, active + 1);
-    }
-    if (seq.idleTimer) {
-      this.clock.clearTimeout(seq.idleTimer);
-      seq.idleTimer = null;
     }
     const s = seq;
     return new Promise<SequenceResult>((resolve, reject) => {
@@ -176,13 +174,26 @@ export class SequenceManager {
     return { instance, outputs };
   }
 
+  /**
+   * Called when the queue runs dry. One timer per sequence stays armed and is re-armed for the
+   * rest of the idle time when it finds the sequence was busy meanwhile, instead of a clear and
+   * a new timer for every chunk (tens of thousands a second with hundreds of streams).
+   */
   private armIdle(seq: Sequence): void {
-    const idle = seq.instance?.config.sequence?.idleTimeoutMs;
-    if (!idle || this.sequences.get(seq.key) !== seq) return;
+    seq.idleSince = this.clock.now();
+    if (!seq.idleTimer) this.idleCheckIn(seq, seq.instance?.config.sequence?.idleTimeoutMs);
+  }
+
+  private idleCheckIn(seq: Sequence, ms: number | undefined): void {
+    if (!ms || this.sequences.get(seq.key) !== seq) return;
     seq.idleTimer = this.clock.setTimeout(() => {
       seq.idleTimer = null;
-      if (!seq.running && seq.queue.length === 0) this.free(seq);
-    }, idle);
+      if (seq.running || seq.queue.length > 0) return; // armIdle runs again when it drains
+      const idle = seq.instance?.config.sequence?.idleTimeoutMs ?? 0;
+      const left = seq.idleSince + idle - this.clock.now();
+      if (left <= 0) this.free(seq);
+      else this.idleCheckIn(seq, left);
+    }, ms);
   }
 
   private free(seq: Sequence): void {
