@@ -38,7 +38,10 @@ async function createExecutor(path: string, cfg: SessionConfig): Promise<Executo
 
 export class ModelInstance {
   readonly batcher: Batcher<PreparedRequest, Tensor[]>;
-  private readonly free: Executor[];
+  /** Batches handed to each executor and not yet finished (lookahead allows two). */
+  private readonly inFlight: Map<Executor, number>;
+  /** When each executor last finished a batch (performance.now()). */
+  private readonly lastDone = new Map<Executor, number>();
   private retiring: Promise<void> | null = null;
   /** Live sequences that started on this version and stay on it until they end. */
   private pins = 0;
@@ -56,7 +59,7 @@ export class ModelInstance {
     readonly warmedUp: boolean,
     private readonly deps: InstanceDeps,
   ) {
-    this.free = executors.slice();
+    this.inFlight = new Map(executors.map((e) => [e, 0]));
     const config = resolved;
     const b = config.batching;
     this.batcher = new Batcher(
@@ -67,6 +70,8 @@ export class ModelInstance {
         maxQueueSize: b.maxQueueSize,
         priorityLevels: b.priorityLevels,
         concurrency: executors.length,
+        // A session thread queues what it is handed; an inline session runs it on the spot.
+        lookahead: file.session.executor === 'worker',
       },
       (run) => this.runBatch(run),
       deps.clock,
@@ -150,19 +155,29 @@ export class ModelInstance {
   }
 
   private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
-    const executor = this.free.pop();
-    if (!executor) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no free session');
-    const started = performance.now();
+    const executor = this.leastBusy();
+    const handedOver = performance.now();
     try {
       const feeds = stackInputs(this.config, run.payloads);
       const outputs = await executor.run(feeds);
       const split = splitOutputs(this.config, run.payloads, outputs);
       const items = run.payloads.reduce((n, r) => n + r.items, 0);
+      // An executor runs its batches in order: a lookahead batch starts when the one before it ends.
+      const started = Math.max(handedOver, this.lastDone.get(executor) ?? 0);
       this.deps.metrics.observeBatch(this.name, String(this.version), items, (performance.now() - started) / 1000, run.queuedMs);
       return split;
     } finally {
-      this.free.push(executor);
+      this.inFlight.set(executor, (this.inFlight.get(executor) ?? 1) - 1);
+      this.lastDone.set(executor, performance.now());
     }
+  }
+
+  private leastBusy(): Executor {
+    let best: Executor | null = null;
+    for (const [e, n] of this.inFlight) if (best === null || n < (this.inFlight.get(best) ?? 0)) best = e;
+    if (!best) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
+    this.inFlight.set(best, (this.inFlight.get(best) ?? 0) + 1);
+    return best;
   }
 }
 

@@ -8,6 +8,15 @@
 // out. With maxQueueDelayMs 0 (the default) a request never waits for company while a slot is
 // free; batches then form from what queued while every slot was busy, which gives batch-1
 // latency at low load and large batches under load.
+//
+// Lookahead (for executors that queue work, like a session thread): while every slot is busy,
+// one more batch per slot is handed over as soon as it is big enough (the smallest preferred
+// size, else maxBatchSize). It waits in the executor rather than here, so the session starts
+// it the moment the current batch ends instead of after a round trip through the event loop;
+// under load that gap was a tenth of the session's time. At low load nothing changes. A
+// request handed over this way has left the queue: its timeout no longer applies, and a
+// higher-priority request arriving later runs after it. Models whose batches hold one request
+// (maxBatchSize 0 or 1, or a smallest preferred size of 1) never look ahead.
 import type { Clock, TimerHandle } from '../clock.js';
 import { PerchError } from '../errors.js';
 
@@ -20,6 +29,8 @@ export interface BatcherOptions {
   priorityLevels: number;
   /** Batches that may run at the same time. */
   concurrency: number;
+  /** Hand one more big-enough batch per slot to busy executors (see above). */
+  lookahead?: boolean;
 }
 
 export interface SubmitOptions {
@@ -157,10 +168,21 @@ export class Batcher<T, R> {
       if (!batch) return;
       this.dispatch(batch);
     }
+    if (!this.opts.lookahead) return;
+    const enough = this.opts.preferredBatchSizes.length ? Math.min(...this.opts.preferredBatchSizes) : this.opts.maxBatchSize;
+    if (enough < 2) return; // one-request batches: the queue's priority order and timeouts matter more
+    while (this.running < 2 * this.opts.concurrency && this.queued >= enough) {
+      const batch = this.formBatch(true);
+      if (!batch || batch.reduce((n, e) => n + e.items, 0) < enough) return;
+      this.dispatch(batch);
+    }
   }
 
-  /** The next batch if it should go now; otherwise arms the delay timer and returns null. */
-  private formBatch(): Entry<T, R>[] | null {
+  /**
+   * The next batch if it should go now; otherwise arms the delay timer and returns null.
+   * `ahead`: a lookahead batch, which takes what is there and never arms the timer.
+   */
+  private formBatch(ahead = false): Entry<T, R>[] | null {
     const head = this.head();
     if (!head) return null;
     const max = this.opts.maxBatchSize;
@@ -179,7 +201,7 @@ export class Batcher<T, R> {
       }
     }
     const waited = this.clock.now() - head.enqueuedAt;
-    if (waited >= this.opts.maxQueueDelayMs) return picked;
+    if (ahead || waited >= this.opts.maxQueueDelayMs) return picked;
     if (preferredCut > 0) return picked.slice(0, preferredCut);
     this.armDelay(this.opts.maxQueueDelayMs - waited);
     return null;

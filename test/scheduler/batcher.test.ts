@@ -206,4 +206,29 @@ describe('batcher', () => {
     h.batcher.close(new PerchError('PERCH_ERR_SHUTTING_DOWN'));
     await assert.rejects(doomed, (e: PerchError) => e.code === 'PERCH_ERR_SHUTTING_DOWN');
   });
+
+  test('lookahead: a busy slot gets one more batch once it is big enough; a small one waits', async () => {
+    const h = harness({ lookahead: true, maxBatchSize: 8, preferredBatchSizes: [4, 8] });
+    void h.submit('busy');
+    for (const id of ['a', 'b', 'c']) void h.submit(id);
+    assert.equal(h.runs.length, 1, 'three queued are fewer than the smallest preferred size (4)');
+    const d = h.submit('d', { timeoutMs: 5 });
+    assert.deepEqual(h.runs.map((r) => r.ids), [['busy'], ['a', 'b', 'c', 'd']], 'four: handed over at once');
+    for (const id of ['e', 'f', 'g', 'h', 'i']) void h.submit(id);
+    assert.equal(h.runs.length, 2, 'at most one lookahead batch per slot');
+    h.clock.advance(50);
+    h.runs[0]!.finish();
+    h.runs[1]!.finish();
+    assert.equal(await d, 'done d', 'a handed-over request is not timed out');
+    await tick();
+    assert.deepEqual(h.runs.slice(2).map((r) => r.ids), [['e', 'f', 'g', 'h', 'i']]);
+  });
+
+  test('lookahead off (the default, and inline sessions), or one-request batches: nothing beyond the free slots', () => {
+    for (const opts of [{ maxBatchSize: 8, preferredBatchSizes: [4, 8] }, { lookahead: true, maxBatchSize: 1 }]) {
+      const h = harness(opts);
+      for (const id of ['busy', 'a', 'b', 'c', 'd', 'e']) void h.submit(id);
+      assert.equal(h.runs.length, 1, JSON.stringify(opts));
+    }
+  });
 });
