@@ -3,12 +3,18 @@
 // the same run (DESIGN house style 10).
 //   Perch: a real device (`perch serve`, cloud sync on) and a real `perch fleet serve`; `perch
 //          fleet push` publishes the desired state, the device asks for chunks (a sliding window
-//          of cloud.download.windowChunks = 16 outstanding), serve answers from its store, the
-//          device fsyncs each chunk to its staging dir. MB/s = size / the `fetch-chunks` step's
-//          duration as the device logs it; the time to `staged` (size, SHA-256 checked) is shown too.
+//          of cloud.download.windowChunks = 16 outstanding: the next request goes out as each
+//          chunk arrives), serve answers from its store, the device writes each chunk in place
+//          and fsyncs them in group commits (a chunk counts only once durable). MB/s = size / the `fetch-chunks`
+//          step's duration as the device logs it; the time to `staged` (size, SHA-256 checked)
+//          is shown too.
 //   raw:   one mqtt.js client publishing every chunk (the same 64 KiB pieces, QoS 1, the same
 //          topics) at once to one subscriber; MB/s = size / (first publish -> last chunk received).
 //          Also with at most 16 unacknowledged, Perch's window.
+// The broker runs with `set_tcp_nodelay true` (docs/cloud-sync.md): with Mosquitto's default
+// (Nagle on), small packets it sends (chunk requests forwarded to serve, PUBACKs) wait for the
+// peer's delayed ACK, ~40 ms stalls in a request/response transfer that a one-way raw publish
+// never sees. PERCH_BENCH_TCP_NODELAY=0 runs with the default to show that.
 // Run: node dist/bench/mqtt-transfer.js (PERCH_BENCH_ROUNDS, default 3).
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +37,7 @@ const CHUNKS = Math.ceil(MODEL.length / CHUNK);
 const WINDOW = 16; // cloud.download.windowChunks default
 const PREFIX = 'perch/v1';
 const MB = 1e6;
+const NODELAY = process.env.PERCH_BENCH_TCP_NODELAY !== '0';
 
 interface PerchRun {
   mbPerSec: number;
@@ -98,7 +105,8 @@ async function rawRun(broker: Mosquitto, window: number): Promise<{ mbPerSec: nu
 async function main(): Promise<void> {
   console.log(`# mqtt model transfer benchmark: node ${process.version}, ${cpus().length} cpus (${cpus()[0]?.model ?? '?'})`);
   console.log(`# ${FILE.split('/').pop()}: ${(MODEL.length / MB).toFixed(1)} MB, ${CHUNKS} chunks of ${CHUNK} B, QoS 1, ${ROUNDS} interleaved rounds`);
-  const broker = await startMosquitto({ autosaveChanges: 1_000_000_000 });
+  console.log(`# broker: local Mosquitto, autosave off, set_tcp_nodelay ${NODELAY}`);
+  const broker = await startMosquitto({ autosaveChanges: 1_000_000_000, ...(NODELAY ? { extraConfig: 'set_tcp_nodelay true' } : {}) });
   const store = mkdtempSync(join(tmpdir(), 'perch-bench-fleet-'));
   let serve: LoggedProcess | null = null;
   const rawAll: { mbPerSec: number; ms: number }[] = [];
@@ -139,7 +147,7 @@ async function main(): Promise<void> {
 
   saveSection(
     'mqttTransfer',
-    { bytes: MODEL.length, chunkSize: CHUNK, chunks: CHUNKS, window: WINDOW, rounds: ROUNDS, rawAllAtOnce: rawAll, rawWindowed: rawWin, perch, ratio: median(ratios), ratioWindowed: median(ratiosWin) },
+    { bytes: MODEL.length, chunkSize: CHUNK, chunks: CHUNKS, window: WINDOW, rounds: ROUNDS, brokerTcpNodelay: NODELAY, rawAllAtOnce: rawAll, rawWindowed: rawWin, perch, ratio: median(ratios), ratioWindowed: median(ratiosWin) },
     'node dist/bench/mqtt-transfer.js',
   );
 }

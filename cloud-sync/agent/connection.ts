@@ -24,8 +24,12 @@ export interface ConnectionOptions {
 export type MessageHandler = (topic: string, payload: Buffer) => void;
 
 interface Pending {
-  reject(err: Error): void;
+  reject(err: PerchError): void;
 }
+
+/** mqtt.js copies publish options, so one object each serves every call. */
+const QOS1 = { qos: 1, retain: false } as const;
+const QOS1_RETAINED = { qos: 1, retain: true } as const;
 
 export class Connection {
   readonly topics: DeviceTopics;
@@ -77,25 +81,34 @@ export class Connection {
 
   /** QoS 1; resolves at the broker's PUBACK, rejects (BROKER_UNREACHABLE) if the link drops first. */
   publish(topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.publishThen(topic, payload, opts.retain ?? false, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * publish() with a callback instead of a promise (the uploader sends thousands a second): `done`
+   * runs once, with null at the PUBACK or BROKER_UNREACHABLE if the link drops first; never
+   * synchronously, so a caller in the middle of a loop is not re-entered.
+   */
+  publishThen(topic: string, payload: string | Buffer, retain: boolean, done: (err: PerchError | null) => void): void {
     const client = this.client;
-    if (!client || !this.connected) return Promise.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'not connected to the broker'));
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const entry: Pending = {
-        reject: (err) => {
-          if (settled) return;
-          settled = true;
-          reject(err);
-        },
-      };
-      this.pending.add(entry);
-      client.publish(topic, payload, { qos: 1, retain: opts.retain ?? false }, (err) => {
-        this.pending.delete(entry);
+    if (!client || !this.connected) {
+      queueMicrotask(() => done(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'not connected to the broker')));
+      return;
+    }
+    let settled = false;
+    const entry: Pending = {
+      reject: (err) => {
         if (settled) return;
         settled = true;
-        if (err) reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', err.message, { cause: err }));
-        else resolve();
-      });
+        done(err);
+      },
+    };
+    this.pending.add(entry);
+    client.publish(topic, payload, retain ? QOS1_RETAINED : QOS1, (err) => {
+      this.pending.delete(entry);
+      if (settled) return;
+      settled = true;
+      done(err ? new PerchError('PERCH_ERR_BROKER_UNREACHABLE', err.message, { cause: err }) : null);
     });
   }
 
@@ -144,6 +157,9 @@ export class Connection {
       return;
     }
     this.client = client;
+    // Nagle off: what the device sends is small and waited for (SUBSCRIBE, chunk requests,
+    // PUBACKs of chunks); held back until the broker's delayed ACK, each cost ~40 ms.
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     client.on('connect', (connack) => {
       if (client !== this.client) return;
       this.backoff.reset();
@@ -194,10 +210,14 @@ export class Connection {
   }
 
   private setOffline(): void {
-    for (const p of this.pending) p.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'connection to the broker closed'));
-    this.pending.clear();
-    if (!this.connected) return;
+    // Offline before the pending publishes fail: their callbacks (some run synchronously) must
+    // see a lost link, not a publish refused while connected.
+    const was = this.connected;
     this.connected = false;
+    const pending = [...this.pending];
+    this.pending.clear();
+    for (const p of pending) p.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'connection to the broker closed'));
+    if (!was) return;
     this.port.bus.emit('connectivity', { state: 'offline' });
     for (const fn of this.offlineFns) fn();
   }

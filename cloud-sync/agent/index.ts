@@ -26,7 +26,7 @@ export interface AgentOptions {
   chunkTimeoutMs?: number;
   /** Re-request rounds without progress before a download fails (default 5). */
   chunkRetries?: number;
-  /** Event batches published and not yet acknowledged, at most (default 32). */
+  /** Event messages published and not yet PUBACKed, at most (default 64). */
   maxInflightBatches?: number;
 }
 
@@ -95,6 +95,9 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       // Added before connecting; every connect subscribes them again.
       void conn.subscribe(conn.topics.desired);
       void conn.subscribe(conn.topics.commands);
+      // Chunks of every download, for good: a subscription per download cost a SUBACK round
+      // trip before its first request. Chunks nobody asked for are counted and ignored (inbound.ts).
+      void conn.subscribe(conn.topics.allChunks);
       offOnline = conn.onOnline(() => rep.schedule());
       breaker.start();
       // Before connecting: downloads in progress are there when the session's chunks arrive.

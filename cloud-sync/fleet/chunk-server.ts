@@ -8,12 +8,14 @@ import type { Logger } from '../../runtime/log.js';
 import { parsePayload } from '../protocol/parse.js';
 import { modelsRequestSchema } from '../protocol/schemas.js';
 import { topics } from '../protocol/topics.js';
-import { chunkCount, readChunks, readSpec } from './model-store.js';
+import type { ModelFiles, OpenModel } from './model-files.js';
+import { chunkCount, readChunks } from './model-store.js';
 import { countIgnored, type ServeStats } from './serve-stats.js';
 
 export interface ChunkServerContext {
   client: MqttClient;
-  store: string;
+  /** The fleet store's model files, held open between requests. */
+  files: ModelFiles;
   prefix: string;
   log: Logger;
   stats: ServeStats;
@@ -31,25 +33,35 @@ export async function answerChunkRequest(ctx: ChunkServerContext, deviceId: stri
   if (!parsed.ok) return ignore(parsed.reason, parsed.error.code, parsed.error.message);
   const req = parsed.value;
   ctx.stats.chunkRequests++;
-  let spec;
+  let model: OpenModel;
   try {
-    spec = readSpec(ctx.store, req.name, req.version);
+    model = await ctx.files.get(req.name, req.version);
   } catch (err) {
     const e = err instanceof PerchError ? err : new PerchError('PERCH_ERR_FLEET_MODEL_MISSING', String(err));
     return ignore('unknown-model', e.code, e.message);
   }
+  const { spec } = model;
   const total = chunkCount(spec);
-  if (req.from >= total) return ignore('out-of-range', 'PERCH_ERR_MQTT_PAYLOAD_INVALID', `chunk ${req.from} asked for; ${req.name} version ${req.version} has ${total}`);
+  if (req.from >= total) {
+    model.release();
+    return ignore('out-of-range', 'PERCH_ERR_MQTT_PAYLOAD_INVALID', `chunk ${req.from} asked for; ${req.name} version ${req.version} has ${total}`);
+  }
   const count = Math.min(req.count, total - req.from, ctx.maxChunksPerRequest);
-  const t = topics(ctx.prefix, deviceId);
-  const sends: Promise<unknown>[] = [];
   let bytes = 0;
-  await readChunks(ctx.store, req.name, spec, req.from, count, (index, data) => {
-    bytes += data.length;
-    sends.push(ctx.client.publishAsync(t.chunk(req.name, req.version, index), data, { qos: 1, retain: false }));
-  });
-  await Promise.all(sends);
+  try {
+    const t = topics(ctx.prefix, deviceId);
+    const sends: Promise<unknown>[] = [];
+    await readChunks(model.file, req.name, spec, req.from, count, (index, data) => {
+      bytes += data.length;
+      sends.push(ctx.client.publishAsync(t.chunk(req.name, req.version, index), data, { qos: 1, retain: false }));
+    });
+    await Promise.all(sends);
+  } finally {
+    model.release();
+  }
   ctx.stats.chunksSent += count;
   ctx.stats.bytesSent += bytes;
-  ctx.log.info({ deviceId, name: req.name, version: req.version, from: req.from, count, of: total, bytes }, 'chunks sent');
+  // Debug: a device asks once per chunk, so at info this was a line per 64 KiB (the progress
+  // line has the counters).
+  ctx.log.debug({ deviceId, name: req.name, version: req.version, from: req.from, count, of: total, bytes }, 'chunks sent');
 }

@@ -8,6 +8,7 @@ import { eventsCommand, EVENTS_HELP } from './events-cmd.js';
 import { keygen, KEYGEN_HELP } from './keygen.js';
 import { UsageError } from './options.js';
 import { pushCommand, PUSH_HELP } from './push.js';
+import { removeCommand, REMOVE_HELP } from './remove-cmd.js';
 import { serveCommand, SERVE_HELP } from './serve.js';
 import { signCommand, SIGN_HELP } from './sign-cmd.js';
 
@@ -17,6 +18,7 @@ Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   keygen   --out DIR                          Ed25519 signing key pair (PEM)
   sign     --key K --name N --version V --file F   print a signed ModelSpec
   push     --device ID --model N --version V --file F [--key K]   store + publish desired state
+  remove   --device ID --model N                   publish desired state with the model null (removed)
   config   --device ID --set key=value ...     publish live config in the desired state
   serve                                       answer chunk requests, store events and device state
   devices                                     table of devices: online, models, versions, backlog
@@ -27,7 +29,7 @@ Broker: --url/PERCH_FLEET_MQTT_URL, --ca/--cert/--key, --username/--password,
 `;
 
 const HELPS: Record<string, string> = {
-  keygen: KEYGEN_HELP, sign: SIGN_HELP, push: PUSH_HELP, config: CONFIG_HELP,
+  keygen: KEYGEN_HELP, sign: SIGN_HELP, push: PUSH_HELP, remove: REMOVE_HELP, config: CONFIG_HELP,
   serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP,
 };
 
@@ -42,6 +44,8 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         return await signCommand(rest, out);
       case 'push':
         return await pushCommand(rest, out);
+      case 'remove':
+        return await removeCommand(rest, out);
       case 'config':
         return await configCommand(rest, out);
       case 'serve':

@@ -41,6 +41,10 @@ export function connectBroker(broker: BrokerOptions, opts: ConnectOptions = {}):
     let settled = false;
     const client = connect(broker.url, { ...clientOptions(broker, opts), manualConnect: true });
     if (opts.handleMessage) client.handleMessage = opts.handleMessage;
+    // Nagle off, on every (re)connection: serve's PUBACKs of chunk requests and the tail of each
+    // chunk it sends are small; held back until the broker's delayed ACK, a model download
+    // stalled ~40 ms at a time.
+    client.on('connect', () => (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true));
     const fail = (why: string, cause?: unknown): void => {
       if (settled) return;
       settled = true;

@@ -11,6 +11,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/parse.js';
 import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../protocol/topics.js';
 import { optionalIntArg } from './args.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
+import { ModelFiles } from './model-files.js';
 import { connectBroker } from './connect.js';
 import { FleetDatabase } from './database.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
@@ -25,7 +26,7 @@ Runs until SIGTERM/SIGINT:
   - stores events ($share/GROUP/P/devices/+/events) in <store>/fleet.db, deduplicated on
     (deviceId, seq); start several serve processes on the same store to split the load;
   - records each device's status and reported state in <store>/fleet.db.
-Prints pino JSON lines: 'events', 'chunks sent', 'status', 'reported', 'payload ignored',
+Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
 and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
 
   --client-id ID      a stable MQTT client id keeps a persistent session (clean=false), so the
@@ -118,7 +119,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     db.close();
     throw err;
   }
-  ref.chunks = { client, store: fleet.store, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256 };
+  const files = new ModelFiles(fleet.store);
+  ref.chunks = { client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256 };
 
   const group = o.group ?? FLEET_SHARE_GROUP;
   const f = fleetTopics(fleet.prefix, group);
@@ -163,6 +165,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       stopped = true;
       if (timer) clock.clearTimeout(timer);
       await Promise.allSettled([...pendingChunks]);
+      await files.close();
       await client.endAsync().catch(() => undefined);
       db.close();
       log.info({ ...stats }, 'fleet serve stopped');

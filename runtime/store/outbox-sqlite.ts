@@ -4,7 +4,8 @@
 // every transaction that deletes events writes the counter to meta, so it survives even after
 // every event was acked. Either way it is committed atomically with the change that needs it: a
 // seq is never reused, and a failed commit consumes none. Running totals (count, bytes, oldest)
-// are kept in memory so stats() never scans the table.
+// are kept in memory so stats() never scans the table. Claims read from a cursor and acks delete
+// runs of seqs (outbox-claims.ts), so draining a backlog costs per batch, not per stored event.
 import type { Database, Statement } from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
@@ -12,6 +13,8 @@ import { PerchError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { OutboxLimits } from './config.js';
 import { GroupCommit } from './group-commit.js';
+import { ClaimTracker, seqRuns, StoredEvent } from './outbox-claims.js';
+import { withoutCommitFsync } from './pragmas.js';
 import type { AppendResult, DropCounts, DropListener, Outbox, OutboxEvent, OutboxStats } from './outbox.js';
 import { toStoreError, type StoreErrorContext } from './store-errors.js';
 
@@ -31,14 +34,11 @@ interface Pending {
   bytes: number;
 }
 
-interface Row {
-  seq: number;
-  event_id: string;
-  type: string;
-  payload: string;
-  created_at: number;
-  bytes: number;
-}
+/** A claimPage row (raw mode): seq, event_id, type, payload, created_at, bytes. */
+type Row = [number, string, string, string, number, number];
+
+/** Rows read per claimPage query (more only when in-flight rows had to be skipped). */
+const CLAIM_PAGE = 1024;
 
 interface Dropped {
   count: number;
@@ -59,9 +59,9 @@ export class SqliteOutbox implements Outbox {
   private readonly group: GroupCommit<Pending, AppendResult>;
   private readonly ackGroup: GroupCommit<readonly number[], number>;
   private readonly listeners = new Set<DropListener>();
-  private readonly inFlight = new Set<number>();
+  private readonly claims = new ClaimTracker();
   private readonly st: Record<
-    'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'oldest' | 'scanOldest' | 'deleteUpTo' | 'scan' | 'deleteOne' | 'deleteExpired',
+    'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'oldest' | 'scanOldest' | 'deleteUpTo' | 'claimPage' | 'deleteRange' | 'deleteExpired',
     Statement
   >;
   private lastSeq: number;
@@ -87,8 +87,8 @@ export class SqliteOutbox implements Outbox {
       oldest: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1').pluck(),
       scanOldest: db.prepare('SELECT seq, bytes FROM outbox ORDER BY seq'),
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
-      scan: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes FROM outbox WHERE seq > ? ORDER BY seq'),
-      deleteOne: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING bytes').pluck(),
+      claimPage: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
+      deleteRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
       deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, bytes'),
     };
     // Once at open: the counter (the larger of meta and the table, in case meta lagged), the totals.
@@ -145,7 +145,7 @@ export class SqliteOutbox implements Outbox {
     this.count += items.length - dropped.count;
     this.bytes += added - dropped.bytes;
     if (dropped.count > 0) {
-      this.forgetUpTo(dropped.upTo);
+      this.claims.forgetUpTo(dropped.upTo);
       this.droppedOverflow += dropped.count;
       this.oldestCreatedAt = dropped.oldest;
       this.notify({ ttl: 0, overflow: dropped.count, bytes: dropped.bytes });
@@ -175,17 +175,36 @@ export class SqliteOutbox implements Outbox {
 
   claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]> {
     try {
-      const out: OutboxEvent[] = [];
+      const out: StoredEvent[] = [];
       if (limit <= 0) return Promise.resolve(out);
       let bytes = 0;
-      for (const row of this.st.scan.iterate(0) as IterableIterator<Row>) {
-        if (this.inFlight.has(row.seq)) continue;
-        if (maxBytes !== undefined && out.length > 0 && bytes + row.bytes > maxBytes) break;
-        out.push({ seq: row.seq, eventId: row.event_id, type: row.type, payload: JSON.parse(row.payload) as unknown, createdAt: row.created_at, bytes: row.bytes });
-        bytes += row.bytes;
-        if (out.length >= limit) break;
+      let readUpTo = this.claims.cursor;
+      let full = false;
+      // Pages from the cursor; a row still in flight (only after a release moved the cursor back) is skipped.
+      while (!full) {
+        const want = Math.min(CLAIM_PAGE, Math.max(limit - out.length, 16));
+        const rows = this.st.claimPage.all(readUpTo, want) as Row[];
+        for (const [seq, eventId, type, payload, createdAt, rowBytes] of rows) {
+          if (!this.claims.has(seq)) {
+            if (maxBytes !== undefined && out.length > 0 && bytes + rowBytes > maxBytes) {
+              full = true;
+              break;
+            }
+            out.push(new StoredEvent(seq, eventId, type, payload, createdAt, rowBytes));
+            bytes += rowBytes;
+          }
+          readUpTo = seq;
+          if (out.length >= limit) {
+            full = true;
+            break;
+          }
+        }
+        if (rows.length < want) break;
       }
-      for (const e of out) this.inFlight.add(e.seq);
+      this.claims.claimed(
+        out.map((e) => e.seq),
+        readUpTo,
+      );
       return Promise.resolve(out);
     } catch (err) {
       return Promise.reject(toStoreError(err, 'outbox claim', this.errCtx));
@@ -193,8 +212,10 @@ export class SqliteOutbox implements Outbox {
   }
 
   /**
-   * Acks are group-committed like appends: every ack of one tick shares one transaction (one
-   * fsync). An uploader acking each PUBACK (batchSize 1) otherwise paid an fsync per event.
+   * Acks are group-committed like appends (every ack of one tick shares one transaction), each
+   * deletes its seqs as runs (one DELETE per run of consecutive seqs), and the commit is not
+   * fsynced (pragmas.ts withoutCommitFsync: a delete a power cut undoes only means a duplicate).
+   * An uploader acking thousands of PUBACKed events at once pays a few statements, no fsync.
    */
   ack(seqs: readonly number[]): Promise<number> {
     return this.ackGroup.submit(seqs);
@@ -206,23 +227,21 @@ export class SqliteOutbox implements Outbox {
     let deleted = 0;
     let freed = 0;
     let oldest: number | null = null;
-    this.db.transaction(() => {
+    withoutCommitFsync(this.db, () => this.db.transaction(() => {
       for (const g of groups) {
         let n = 0;
-        for (const seq of new Set(g)) {
-          const b = this.st.deleteOne.get(seq) as number | undefined;
-          if (b !== undefined) {
-            n++;
-            freed += b;
-          }
+        for (const [from, to] of seqRuns(g)) {
+          const gone = this.st.deleteRange.all(from, to) as number[];
+          n += gone.length;
+          for (const b of gone) freed += b;
         }
         counts.push(n);
         deleted += n;
       }
       if (deleted > 0) this.st.setLastSeq.run(this.lastSeq);
       oldest = this.readOldest();
-    })();
-    for (const g of groups) for (const seq of g) this.inFlight.delete(seq);
+    })());
+    for (const g of groups) this.claims.forget(g);
     if (deleted > 0) {
       this.count -= deleted;
       this.bytes -= freed;
@@ -232,7 +251,7 @@ export class SqliteOutbox implements Outbox {
   }
 
   release(seqs: readonly number[]): Promise<void> {
-    for (const seq of seqs) this.inFlight.delete(seq);
+    this.claims.release(seqs);
     return Promise.resolve();
   }
 
@@ -257,9 +276,9 @@ export class SqliteOutbox implements Outbox {
     let ttlBytes = 0;
     for (const r of expired) {
       ttlBytes += r.bytes;
-      this.inFlight.delete(r.seq);
+      this.claims.forget([r.seq]);
     }
-    this.forgetUpTo(overflow.upTo);
+    this.claims.forgetUpTo(overflow.upTo);
     const drop: DropCounts = { ttl: expired.length, overflow: overflow.count, bytes: ttlBytes + overflow.bytes };
     if (drop.ttl + drop.overflow > 0) {
       this.count -= drop.ttl + drop.overflow;
@@ -281,7 +300,7 @@ export class SqliteOutbox implements Outbox {
       count: this.count,
       bytes: this.bytes,
       oldestAgeMs: this.oldestCreatedAt === null ? 0 : Math.max(0, this.clock.wallNow() - this.oldestCreatedAt),
-      inFlight: this.inFlight.size,
+      inFlight: this.claims.size,
       lastSeq: this.lastSeq,
       dropped: { ttl: this.droppedTtl, overflow: this.droppedOverflow },
       commits: this.group.commits,
@@ -303,11 +322,6 @@ export class SqliteOutbox implements Outbox {
   private readOldest(): number | null {
     const v = this.st.oldest.get() as number | undefined;
     return v ?? null;
-  }
-
-  private forgetUpTo(upTo: number): void {
-    if (upTo <= 0 || this.inFlight.size === 0) return;
-    for (const seq of this.inFlight) if (seq <= upTo) this.inFlight.delete(seq);
   }
 
   /** Listeners run after the commit; one that throws is logged and does not stop the others. */

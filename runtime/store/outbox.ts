@@ -13,7 +13,10 @@ export interface OutboxEvent {
   seq: number;
   eventId: string;
   type: string;
-  payload: unknown;
+  /** The payload, parsed from `payloadJson` (on first read: an uploader that forwards the JSON never pays for it). */
+  readonly payload: unknown;
+  /** The payload exactly as stored: the JSON text append() made of it. */
+  payloadJson: string;
   /** Wall-clock epoch ms of the commit. */
   createdAt: number;
   /** What the byte budget counts for it: UTF-8 bytes of type + payload JSON. */
@@ -56,7 +59,11 @@ export interface Outbox {
    * in memory: after a restart every stored event is unclaimed again (at-least-once delivery).
    */
   claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]>;
-  /** Deletes these events durably (the cloud has them); unknown seqs are ignored. Resolves to how many were deleted. */
+  /**
+   * Deletes these events (the cloud has them); unknown seqs are ignored. Resolves to how many were
+   * deleted, once committed. The commit need not be fsynced: a power cut right after may bring
+   * the events back (they are sent again, at-least-once), but never loses any other event.
+   */
   ack(seqs: readonly number[]): Promise<number>;
   /** Makes claimed events claimable again; being the oldest, they are the next ones claimed. */
   release(seqs: readonly number[]): Promise<void>;

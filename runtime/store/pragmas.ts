@@ -31,3 +31,21 @@ export function applyReadOnlyPragmas(db: Database, opts: PragmaOptions): void {
   // Any write now fails with SQLITE_READONLY, which maps to PERCH_ERR_STORE_READONLY.
   db.pragma('query_only = ON');
 }
+
+/**
+ * Runs `fn` (one transaction) with no fsync at its commit, on purpose, for writes a power cut may
+ * undo without harm: deleting outbox events the broker has already acknowledged. Undone, those
+ * events are sent again and consumers dedup them (at-least-once delivery allows it); nothing
+ * acknowledged to a producer is at risk. The next FULL commit's fsync covers these WAL frames as
+ * well, so such a commit can only be lost together with the ones after it, never out of order.
+ * Without this, every ack batch blocked the event loop for an fsync (milliseconds on a virtual
+ * disk, tens of them on an SD card) in the middle of an upload.
+ */
+export function withoutCommitFsync<T>(db: Database, fn: () => T): T {
+  db.pragma('synchronous = NORMAL');
+  try {
+    return fn();
+  } finally {
+    db.pragma('synchronous = FULL');
+  }
+}

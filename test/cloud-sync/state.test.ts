@@ -148,7 +148,7 @@ test('bad payloads are logged, counted and ignored; the agent keeps working', as
     await cloud.publishAsync(tp.commands, JSON.stringify({ id: 'x', command: 'selfDestruct' }), { qos: 1 });
     await cloud.publishAsync(tp.desired, JSON.stringify({ version: 'one' }), { qos: 1 });
     await cloud.publishAsync(tp.commands, Buffer.alloc(5000, 0x20), { qos: 1 });
-    // The device subscribes to chunks per download: one in progress, then a chunk it never asked for.
+    // A download in progress, then a chunk of it the device never asked for (index out of range).
     await publishDesired(broker.url, t.port.deviceId, { version: 1, models: { m: { version: 1, sha256: 'a'.repeat(64), size: 100, chunkSize: 10 } } });
     await waitFor(() => agent.stats().chunksRequested > 0, 5000, 'download under way');
     await cloud.publishAsync(tp.chunk('m', 1, 50), Buffer.from([1, 2, 3]), { qos: 1 });

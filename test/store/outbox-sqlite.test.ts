@@ -43,3 +43,24 @@ void test('SQLite outbox: a failed group commit rejects every append with a stor
     await h.destroy();
   }
 });
+
+void test('SQLite outbox: an ack commits without an fsync of its own and leaves synchronous = FULL for everything else', async () => {
+  const h = await storeHarness();
+  try {
+    const { outbox, db } = h.store;
+    const FULL = 2;
+    await Promise.all([1, 2, 3].map((i) => outbox.append('t', i)));
+    assert.equal(await outbox.ack([1, 2]), 2);
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+    // Also when the ack fails.
+    db.pragma('query_only = ON');
+    await assert.rejects(outbox.ack([3]), { code: 'PERCH_ERR_STORE_READONLY' });
+    db.pragma('query_only = OFF');
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+    // A restart sees the delete (committed, only not fsynced).
+    const reopened = await h.reopen();
+    assert.deepEqual((await reopened.outbox.claim(10)).map((e) => e.seq), [3]);
+  } finally {
+    await h.destroy();
+  }
+});

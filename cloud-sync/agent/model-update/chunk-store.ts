@@ -1,80 +1,131 @@
-// Durable staging of one model version's chunks: one file per chunk index under
-// <stagingDir>/<name>/<version>-<sha256 prefix>/. A chunk is written to a .part file, fsynced, then
-// renamed: a chunk file that exists is complete, so after a disconnect or a SIGKILL the download
-// resumes from the files there (a rename lost to a power cut only costs that chunk again). The
-// folder is keyed by the digest too, so chunks of two different files never mix.
+// Durable staging of one model version's chunks, in <stagingDir>/<name>/<version>-<sha256
+// prefix>-<chunkSize>/ (keyed by the digest and the chunk size, so chunks of two different files
+// or two chunkings never mix):
+// - model.onnx: every chunk written in place at index * chunkSize (positional writes, no fsync
+//   each). It is the model only once every chunk is staged.
+// - staged.log: the journal of staged chunks, 8 bytes a record (index, and a check word).
+// commit() fdatasyncs model.onnx, then appends the records of the chunks it covered and
+// fdatasyncs the journal. A record is therefore only ever written after its bytes are on disk:
+// after a SIGKILL or a power cut the journal names chunks that are there, and a chunk written
+// but not yet committed is simply fetched again. One file and two fsyncs per batch instead of a
+// created, fsynced and renamed file per chunk is what made downloads several times faster.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { open, readFile, rename } from 'node:fs/promises';
+import { constants, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const CHUNK_FILE = /^chunk-(\d+)$/;
+const RECORD = 8;
+/** The check word of a record: a torn or zeroed tail never reads as a staged chunk. */
+const check = (index: number): number => (~index ^ 0x50455243) >>> 0;
 
 export class ChunkStore {
   readonly dir: string;
+  private data: FileHandle | null = null;
+  private journal: FileHandle | null = null;
 
-  constructor(stagingDir: string, name: string, version: number, sha256: string) {
-    this.dir = join(stagingDir, name, `${version}-${sha256.slice(0, 16)}`);
+  constructor(
+    stagingDir: string,
+    name: string,
+    version: number,
+    sha256: string,
+    private readonly chunkSize: number,
+  ) {
+    this.dir = join(stagingDir, name, `${version}-${sha256.slice(0, 16)}-${chunkSize}`);
   }
 
-  /** The assembled model file (written by `assemble`). */
+  /** The model file the chunks are written into (complete once every chunk is staged). */
   get modelFile(): string {
     return join(this.dir, 'model.onnx');
+  }
+
+  private get journalFile(): string {
+    return join(this.dir, 'staged.log');
   }
 
   ensure(): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Indexes below `total` already staged. */
+  /** Indexes below `total` staged durably (by an earlier run of this process or another). */
   scan(total: number): Set<number> {
     const have = new Set<number>();
-    let names: string[];
+    if (!existsSync(this.modelFile)) {
+      // A journal without its data (removed by hand) names nothing that is there.
+      rmSync(this.journalFile, { force: true });
+      return have;
+    }
+    let log: Buffer;
     try {
-      names = readdirSync(this.dir);
+      log = readFileSync(this.journalFile);
     } catch {
       return have;
     }
-    for (const n of names) {
-      const m = CHUNK_FILE.exec(n);
-      if (m && Number(m[1]) < total) have.add(Number(m[1]));
+    for (let off = 0; off + RECORD <= log.length; off += RECORD) {
+      const index = log.readUInt32LE(off);
+      if (log.readUInt32LE(off + 4) === check(index) && index < total) have.add(index);
     }
     return have;
   }
 
-  async write(index: number, data: Buffer): Promise<void> {
-    const final = join(this.dir, `chunk-${index}`);
-    const part = `${final}.part`;
-    const fh = await open(part, 'w', 0o600);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(part, final);
+  /** Opens both files for writing; existing content is kept (a resumed download). */
+  async open(): Promise<void> {
+    this.data ??= await open(this.modelFile, constants.O_RDWR | constants.O_CREAT, 0o600);
+    this.journal ??= await open(this.journalFile, 'a', 0o600);
   }
 
-  /** Concatenates chunks 0..total-1 into modelFile (fsynced), hashing on the way. */
-  async assemble(total: number): Promise<{ size: number; sha256: string }> {
+  /** Writes a chunk in place. Not durable yet: commit() makes it so. */
+  async write(index: number, bytes: Buffer): Promise<void> {
+    const fh = this.handle(this.data);
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, index * this.chunkSize + done);
+      done += bytesWritten;
+    }
+  }
+
+  /** Makes written chunks durable, data first, then their journal records. */
+  async commit(indexes: readonly number[]): Promise<void> {
+    if (indexes.length === 0) return;
+    await this.handle(this.data).datasync();
+    const records = Buffer.allocUnsafe(indexes.length * RECORD);
+    indexes.forEach((index, i) => {
+      records.writeUInt32LE(index, i * RECORD);
+      records.writeUInt32LE(check(index), i * RECORD + 4);
+    });
+    const journal = this.handle(this.journal);
+    await journal.write(records);
+    await journal.datasync();
+  }
+
+  async close(): Promise<void> {
+    const [data, journal] = [this.data, this.journal];
+    this.data = this.journal = null;
+    await Promise.all([data?.close(), journal?.close()]);
+  }
+
+  /** Size and SHA-256 of the staged model file (call once every chunk is staged). */
+  async measure(): Promise<{ size: number; sha256: string }> {
     const hash = createHash('sha256');
-    let size = 0;
-    const fh = await open(this.modelFile, 'w', 0o600);
+    const fh = await open(this.modelFile, 'r');
     try {
-      for (let i = 0; i < total; i++) {
-        const data = await readFile(join(this.dir, `chunk-${i}`));
-        hash.update(data);
-        size += data.length;
-        await fh.write(data);
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
       }
-      await fh.sync();
     } finally {
       await fh.close();
     }
-    return { size, sha256: hash.digest('hex') };
+    return { size: (await stat(this.modelFile)).size, sha256: hash.digest('hex') };
   }
 
   remove(): void {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private handle(fh: FileHandle | null): FileHandle {
+    if (!fh) throw new Error('chunk store is not open');
+    return fh;
   }
 }

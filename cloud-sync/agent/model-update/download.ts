@@ -1,10 +1,12 @@
 // Fetching one model version's chunks over MQTT (PROTOCOL section 5): the device asks with
 // `P/devices/{id}/models/request {name, version, from, count}` and receives raw chunk bytes on
 // `.../models/{name}/{version}/chunks/{index}`. A sliding window of `download.windowChunks`
-// chunks is outstanding at a time; chunks already staged on disk are never asked for again
-// (resume after a disconnect or a reboot); outstanding chunks are asked for again when nothing
-// arrived for `chunkTimeoutMs` (injected clock); `download.maxBytesPerSecond` caps what is asked
-// for, so the bytes that come back follow the cap.
+// chunks is outstanding at a time: each chunk that arrives frees its slot at once (it is staged
+// in the background, stager.ts), so the next request goes out while the disk catches up. Chunks
+// already staged on disk are never asked for again (resume after a disconnect or a reboot);
+// outstanding chunks are asked for again when nothing arrived for `chunkTimeoutMs` (injected
+// clock); `download.maxBytesPerSecond` caps what is asked for, so the bytes that come back
+// follow the cap.
 import type { TimerHandle } from '../../../runtime/clock.js';
 import { PerchError } from '../../../runtime/errors.js';
 import type { Logger } from '../../../runtime/log.js';
@@ -14,6 +16,9 @@ import type { RuntimePort } from '../runtime-port.js';
 import type { AgentStats } from '../stats.js';
 import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';
+import { ChunkStager } from './stager.js';
+
+const PROGRESS_EVERY_MS = 1000;
 
 export interface DownloadOptions {
   /** Outstanding chunks are asked for again after this long without any chunk arriving. */
@@ -22,7 +27,7 @@ export interface DownloadOptions {
   maxRetries: number;
 }
 
-/** port.state key of a download's progress (what is staged; the chunk files are the truth). */
+/** port.state key of a download's progress (for reporting; the staging journal is the truth). */
 export const progressKey = (name: string): string => `cloud.download.${name}`;
 
 export interface DownloadProgress {
@@ -38,8 +43,9 @@ export interface DownloadProgress {
 
 export class ChunkDownload {
   readonly total: number;
-  private have = new Set<number>();
-  private readonly writing = new Set<number>();
+  private readonly stager: ChunkStager;
+  /** clock.now() of the last progress save. */
+  private savedAt = 0;
   private readonly outstanding = new Set<number>();
   /** Lowest index not yet asked for in this pass over the file. */
   private cursor = 0;
@@ -67,10 +73,14 @@ export class ChunkDownload {
     // One chunk must always fit in the bucket, or a small cap would stall the download.
     this.bucket = new TokenBucket(port.clock, maxBytesPerSecond, spec.chunkSize);
     this.log = port.log.child({ model: name, version: spec.version });
+    this.stager = new ChunkStager(store, new Set(), {
+      staged: () => this.onStaged(),
+      failed: (err) => this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err })),
+    });
   }
 
   get stagedChunks(): number {
-    return this.have.size;
+    return this.stager.have.size;
   }
 
   get requestedChunks(): number {
@@ -80,23 +90,23 @@ export class ChunkDownload {
   /** Resolves once every chunk is staged durably; rejects with a PerchError (or the abort reason). */
   async run(signal: AbortSignal): Promise<void> {
     this.store.ensure();
-    this.have = this.store.scan(this.total);
+    const have = this.stager.have;
+    for (const i of this.store.scan(this.total)) have.add(i);
     this.saveProgress();
-    this.log.info({ staged: this.have.size, total: this.total }, this.have.size > 0 ? 'resuming model download from staged chunks' : 'starting model download');
-    if (this.have.size === this.total) return;
+    this.log.info({ staged: have.size, total: this.total }, have.size > 0 ? 'resuming model download from staged chunks' : 'starting model download');
+    if (have.size === this.total) return;
+    await this.store.open();
     const done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
     });
-    const filter = this.conn.topics.chunks(this.name, this.spec.version);
     const offOnline = this.conn.onOnline(() => this.fill());
     const offOffline = this.conn.onOffline(() => this.pause());
     const onAbort = (): void => this.finish(signal.reason instanceof Error ? signal.reason : new Error('download aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       if (signal.aborted) onAbort();
-      // Subscribed before the first request goes out: SUBSCRIBE precedes it on the same stream.
-      await this.conn.subscribe(filter).catch((err: unknown) => this.log.warn({ err }, 'chunk subscribe failed; retried at reconnect'));
+      // The agent subscribed to every chunk topic of this device at connect (index.ts).
       this.fill();
       await done;
     } finally {
@@ -104,41 +114,45 @@ export class ChunkDownload {
       offOnline();
       offOffline();
       this.clearTimers();
+      // Also on a cancel or a stop: what was written is committed, so a restart keeps it.
+      await this.stager.drain();
+      await this.store.close();
       this.saveProgress();
-      await this.conn.unsubscribe(filter);
     }
   }
 
   /** A chunk arrived; false when the index is not one of this download's. */
   receive(index: number, data: Buffer): boolean {
     if (this.finished || !Number.isInteger(index) || index < 0 || index >= this.total) return false;
-    if (this.have.has(index) || this.writing.has(index)) return true; // a duplicate after a re-request
+    if (this.stager.holds(index)) return true; // a duplicate after a re-request
     this.stats.chunksReceived++;
     this.stats.chunkBytesReceived += data.byteLength;
-    if (data.byteLength > this.spec.chunkSize) {
-      this.finish(new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `chunk ${index} is ${data.byteLength} bytes, over chunkSize ${this.spec.chunkSize}`));
+    // Every chunk but the last is exactly chunkSize, the last the rest: a truncated or padded
+    // file is refused here (chunks are written in place, so a short one would leave a hole).
+    const expected = this.chunkBytes(index);
+    if (data.byteLength !== expected) {
+      this.finish(new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `chunk ${index} is ${data.byteLength} bytes, expected ${expected} (size ${this.spec.size}, chunkSize ${this.spec.chunkSize})`));
       return true;
     }
     this.outstanding.delete(index);
-    this.writing.add(index);
     this.retries = 0;
     this.armTimer();
-    this.store.write(index, data).then(
-      () => {
-        this.writing.delete(index);
-        if (this.finished) return;
-        this.have.add(index);
-        if (this.have.size % this.port.config.cloud.download.windowChunks === 0) this.saveProgress();
-        if (this.have.size === this.total) this.finish(null);
-        else this.fill();
-      },
-      (err: unknown) => {
-        this.writing.delete(index);
-        this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', `chunk ${index} could not be staged: ${(err as Error).message}`, { cause: err }));
-      },
-    );
+    this.stager.add(index, data);
     this.fill();
     return true;
+  }
+
+  private onStaged(): void {
+    if (this.finished) return;
+    const staged = this.stager.have.size;
+    if (staged === this.total) {
+      this.finish(null);
+      return;
+    }
+    // Progress is for reporting (the journal is the truth) and each save is an fsynced SQLite
+    // write on the event loop: once a second is plenty.
+    if (this.port.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) this.saveProgress();
+    this.fill();
   }
 
   private fill(): void {
@@ -148,7 +162,7 @@ export class ChunkDownload {
     const batch: number[] = [];
     let i = this.cursor;
     for (; i < this.total && this.outstanding.size + batch.length < window; i++) {
-      if (this.have.has(i) || this.writing.has(i) || this.outstanding.has(i)) continue;
+      if (this.stager.holds(i) || this.outstanding.has(i)) continue;
       const bytes = this.chunkBytes(i);
       if (this.bucket.available() < bytes) {
         this.fillTimer = this.port.clock.setTimeout(() => {
@@ -187,7 +201,7 @@ export class ChunkDownload {
     if (this.finished || this.outstanding.size === 0) return;
     this.retries++;
     if (this.retries > this.opts.maxRetries) {
-      const missing = this.total - this.have.size;
+      const missing = this.total - this.stager.have.size - this.stager.unstaged;
       this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', `${missing} chunk(s) never arrived after ${this.opts.maxRetries} re-request(s)`));
       return;
     }
@@ -231,13 +245,14 @@ export class ChunkDownload {
       size: this.spec.size,
       chunkSize: this.spec.chunkSize,
       total: this.total,
-      staged: this.have.size,
+      staged: this.stager.have.size,
       requested: this.requested,
     };
+    this.savedAt = this.port.clock.now();
     try {
       this.port.state.set(progressKey(this.name), p);
     } catch (err) {
-      // The chunk files are the truth; progress in the state store is for reporting.
+      // The staging journal is the truth; progress in the state store is for reporting.
       this.log.warn({ err }, 'download progress not persisted');
     }
   }

@@ -45,12 +45,12 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     },
   },
   {
-    // Concatenates the staged chunks; a truncated or padded file stops here.
+    // Measures and hashes the staged file; a truncated or padded file stops here (the download
+    // already refuses a chunk of the wrong length, so this is the last line, not the first).
     name: 'verify-size',
     code: 'PERCH_ERR_MODEL_SIZE_MISMATCH',
     run: async (ctx) => {
-      const total = Math.ceil(ctx.spec.size / ctx.spec.chunkSize);
-      ctx.assembled = await ctx.store.assemble(total);
+      ctx.assembled = await ctx.store.measure();
       if (ctx.assembled.size !== ctx.spec.size) {
         throw new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `downloaded ${ctx.assembled.size} bytes, desired state says ${ctx.spec.size}`);
       }

@@ -60,7 +60,9 @@ export class ModelUpdater {
     this.begin(name, spec, running ? this.cancel(name) : Promise.resolve());
   }
 
+  /** Desired `null` (PROTOCOL section 5): stop any update of it, unload it, delete it, report it. */
   async remove(name: string): Promise<void> {
+    const served = servedByName(this.port).get(name);
     await this.cancel(name);
     this.book.clear(name);
     try {
@@ -69,8 +71,17 @@ export class ModelUpdater {
       // Reporting only.
     }
     rmSync(join(this.port.stagingDir, name), { recursive: true, force: true });
-    await this.port.models.remove(name);
-    this.port.log.info({ model: name }, 'model removed (desired state null)');
+    try {
+      await this.port.models.remove(name);
+    } catch (err) {
+      const e = toPerchError(err);
+      recordEvent(this.port, 'model.remove.failed', { model: name, version: served?.version ?? null, code: e.code, message: e.message });
+      this.hooks.changed();
+      throw e;
+    }
+    this.port.log.info({ model: name, version: served?.version ?? null }, 'model removed (desired state null)');
+    recordEvent(this.port, 'model.removed', { model: name, version: served?.version ?? null });
+    // state/reported no longer lists it.
     this.hooks.changed();
   }
 
@@ -117,7 +128,7 @@ export class ModelUpdater {
   }
 
   private begin(name: string, spec: ModelSpec, after: Promise<void>): void {
-    const store = new ChunkStore(this.port.stagingDir, name, spec.version, spec.sha256);
+    const store = new ChunkStore(this.port.stagingDir, name, spec.version, spec.sha256, spec.chunkSize);
     this.removeOtherStaging(name, store.dir);
     const abort = new AbortController();
     const log = this.port.log.child({ model: name, version: spec.version });

@@ -136,6 +136,48 @@ export function runOutboxSuite(name: string, factory: OutboxFactory): void {
         assert.deepEqual(seqsOf(await reopened.claim(40)), range(32, 40));
       }));
 
+    void test('claim, release and ack in any order match a simple model (oldest unclaimed first)', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        // A seeded walk, not timing: the same operations every run. Releases below the claim
+        // position and runs of in-flight events longer than one read are both exercised.
+        let seed = 7;
+        const rand = (n: number) => {
+          seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+          return seed % n;
+        };
+        const stored = new Set<number>();
+        const inFlight = new Set<number>();
+        let next = 1;
+        for (let step = 0; step < 400; step++) {
+          const op = rand(10);
+          if (op < 3) {
+            const n = 1 + rand(40);
+            await Promise.all(Array.from({ length: n }, () => outbox.append('m', step)));
+            for (let i = 0; i < n; i++) stored.add(next++);
+          } else if (op < 6) {
+            const limit = 1 + rand(50);
+            const expected = [...stored].filter((s) => !inFlight.has(s)).sort((x, y) => x - y).slice(0, limit);
+            const got = seqsOf(await outbox.claim(limit));
+            assert.deepEqual(got, expected, `step ${step}: claim(${limit})`);
+            for (const s of got) inFlight.add(s);
+          } else if (op < 8) {
+            const some = [...inFlight].filter(() => rand(3) === 0);
+            await outbox.release(some);
+            for (const s of some) inFlight.delete(s);
+          } else {
+            const some = [...inFlight].filter(() => rand(2) === 0);
+            if (rand(4) === 0) some.push(next + 5, 0); // unknown seqs are ignored
+            assert.equal(await outbox.ack(some), some.filter((s) => stored.has(s)).length);
+            for (const s of some) {
+              stored.delete(s);
+              inFlight.delete(s);
+            }
+          }
+          assert.equal(outbox.stats().count, stored.size);
+          assert.equal(outbox.stats().inFlight, inFlight.size);
+        }
+      }, { maxBytes: 64 * 1024 * 1024 }));
+
     void test('claim respects maxBytes but always returns at least one event', () =>
       withOutbox(factory, async ({ outbox }) => {
         for (let i = 0; i < 5; i++) await outbox.append('t', sized(100));

@@ -1,0 +1,110 @@
+// End to end with real processes: `perch fleet remove` publishes a desired document naming a
+// model as null (PROTOCOL section 5: null removes it); a real `perch serve` with cloud sync on
+// stops serving that model, deletes it from its repository, reports it gone in state/reported
+// and records a model.removed event, while the model not named keeps serving.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { topics } from '../../cloud-sync/protocol/index.js';
+import { fleet } from '../fleet/harness.js';
+import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../helpers/paths.js';
+import { TempRepository } from '../helpers/repository.js';
+import { Child } from '../helpers/wire.js';
+import { eventsConsumer, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
+
+const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
+const shippedConfig = (name: string): unknown => JSON.parse(readFileSync(join(SHIPPED_MODELS, name, 'model.json'), 'utf8'));
+
+let broker: Mosquitto;
+let repo: TempRepository;
+const temp: string[] = [];
+const children: Child[] = [];
+
+before(async () => {
+  broker = await startMosquitto();
+  repo = new TempRepository({
+    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedConfig('silero-vad') },
+    'pp-ocr-cls': { versions: { 1: MODEL_FILES.ocrCls }, config: shippedConfig('pp-ocr-cls') },
+  });
+});
+after(async () => {
+  for (const c of children) await c.kill();
+  await broker.close();
+  repo.remove();
+  for (const d of temp) rmSync(d, { recursive: true, force: true });
+});
+
+function env(): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) e[k] = v;
+  return e;
+}
+
+type ReportedModels = Record<string, { version: number; status: string }>;
+
+test('fleet remove: the device unloads the model, deletes it, reports it gone; the other model keeps serving', async () => {
+  const deviceId = `rm-${randomUUID().slice(0, 8)}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
+  const fleetStore = mkdtempSync(join(tmpdir(), 'perch-e2e-fleet-'));
+  temp.push(dataDir, fleetStore);
+  const configFile = join(dataDir, 'perch.json');
+  writeFileSync(configFile, JSON.stringify({
+    device: { id: deviceId },
+    dataDir,
+    models: { repository: repo.dir },
+    server: { host: '127.0.0.1', port: 0 },
+    log: { level: 'info' },
+    cloud: { mqttUrl: broker.url, reconnect: { minMs: 50, maxMs: 400 } },
+  }));
+  // Subscribed before the device runs: its events (model.removed among them) wait in this session.
+  const consumer = await eventsConsumer(broker.url, deviceId);
+  const child = Child.spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env: env() });
+  children.push(child);
+  try {
+    await waitFor(() => !child.running || child.logLines().some((l) => l.msg === 'perch is serving'), 30_000, 'perch is serving');
+    assert.ok(child.running, `serve exited early:\n${child.stderr}`);
+    const { port } = child.logLines().find((l) => l.msg === 'perch is serving') as { port: number };
+    const ready = async (model: string) => (await fetch(`http://127.0.0.1:${port}/v2/models/${model}/ready`)).status;
+    await waitFor(async () => (await ready('silero-vad')) === 200 && (await ready('pp-ocr-cls')) === 200, 30_000, 'both models ready');
+    // The fleet knows the device from its reported state, which lists both models.
+    await waitFor(async () => {
+      const models = (await readReported(broker.url, deviceId))?.models as ReportedModels | undefined;
+      return models?.['silero-vad']?.status === 'active' && models['pp-ocr-cls']?.status === 'active';
+    }, 10_000, 'reported: both active');
+
+    const r = await fleet(['remove', '--url', broker.url, '--store', fleetStore, '--device', deviceId, '--model', 'silero-vad']);
+    assert.equal(r.code, 0, r.stderr);
+    const published = JSON.parse(r.stdout) as { version: number; models: Record<string, unknown> };
+    assert.deepEqual(published.models, { 'silero-vad': null });
+
+    // Unloaded: the runtime no longer knows the model; the other one still serves.
+    await waitFor(async () => (await ready('silero-vad')) === 404, 10_000, 'silero-vad gone');
+    assert.equal(await ready('pp-ocr-cls'), 200);
+
+    // Reported (once the removal finished): the desired version applied, the model no longer
+    // listed, the other still active.
+    const rep = await waitFor(async () => {
+      const doc = await readReported(broker.url, deviceId);
+      const models = doc?.models as ReportedModels | undefined;
+      return doc?.desiredVersion === published.version && models && !('silero-vad' in models) ? doc : null;
+    }, 10_000, 'reported without silero-vad');
+    assert.equal((rep.models as ReportedModels)['pp-ocr-cls']?.status, 'active');
+    // The event is recorded after the files are gone: then a restart cannot bring the model back.
+    const removed = await waitFor(() => consumer.unique().find((e) => e.type === 'model.removed'), 10_000, 'model.removed event');
+    assert.deepEqual(removed.payload, { model: 'silero-vad', version: 1 });
+    assert.equal(existsSync(join(repo.dir, 'silero-vad')), false, 'deleted from the repository');
+    assert.equal(existsSync(join(repo.dir, 'pp-ocr-cls', '1', 'model.onnx')), true);
+
+
+    // The device is still online and the desired document stays retained with the null.
+    assert.equal((await readRetained(broker.url, topics('perch/v1', deviceId).status))?.online, true);
+  } finally {
+    child.proc.kill('SIGTERM');
+    await child.exited;
+    await consumer.close();
+  }
+});
