@@ -8,9 +8,9 @@
 // main-thread variant and 64 connections x 1 in flight.
 // Targets: Perch >= 0.8 x raw at its best batch, >= 2.5 x raw at batch 1.
 // Run: node dist/bench/throughput.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_PHASE_MS to change the size)
-import { readFileSync } from 'node:fs';
 import type ort from 'onnxruntime-node';
 import { buildRepository, startPerch, withoutSequence, type PerchServer } from './lib/perch-server.js';
+import { procCpuMs } from './lib/proc-cpu.js';
 import { openRaw, runRaw } from './lib/raw-ort.js';
 import { machine, saveSection } from './lib/results.js';
 import { latencySummary, median, ms, perSecond, printTable, ratio, spread } from './lib/stats.js';
@@ -52,12 +52,6 @@ interface PerchPhase {
   avgBatch: number;
   serverCpuPct: number;
   loadgenCpuPct: number;
-}
-
-/** utime + stime of a process, ms (USER_HZ 100). */
-function procCpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 async function rawPhase(session: ort.InferenceSession, batch: number): Promise<{ itemsPerSec: number; runMs: number }> {

@@ -27,6 +27,8 @@ export interface StreamLoadResult {
   behind: number;
   errors: number;
   chunks: number;
+  /** CPU the generator itself used per chunk, µs (it shares the cores with Perch). */
+  cpuUsPerChunk: number;
 }
 
 interface Stream {
@@ -155,6 +157,8 @@ export async function runStreamLoad(url: string, count: number, seconds: number,
     });
   }
 
+  let cpuAtStart: NodeJS.CpuUsage | null = null;
+  setTimeout(() => (cpuAtStart = process.cpuUsage()), Math.max(0, measureFrom - performance.now()));
   const tick = (): void => {
     const now = performance.now();
     for (const s of streams) if (!s.inFlight && s.due <= now) send(s, now);
@@ -162,7 +166,8 @@ export async function runStreamLoad(url: string, count: number, seconds: number,
   };
   setTimeout(tick, Math.max(0, t0 - performance.now()));
   await finished;
+  const cpu = process.cpuUsage(cpuAtStart ?? undefined);
   for (const ws of conns) ws.close();
   const behind = streams.filter((s) => s.lateBy > CHUNK_MS).length;
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), maxLagMs: maxLag, behind, errors, chunks: latencies.length };
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), maxLagMs: maxLag, behind, errors, chunks: latencies.length, cpuUsPerChunk: (cpu.user + cpu.system) / Math.max(1, latencies.length) };
 }
