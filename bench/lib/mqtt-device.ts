@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI } from './perch-server.js';
+import { CLI, stopProcess } from './perch-server.js';
 
 export type LogLine = Record<string, unknown> & { msg?: string };
 
@@ -72,16 +72,7 @@ export function spawnLogged(args: string[], env: Record<string, string>, cwd: st
         void exited.then((code) => done(new Error(`process exited (${code}) while waiting for ${what}\n${stderr}`)));
       });
     },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        const code = await exited;
-        clearTimeout(t);
-        return code;
-      }
-      return child.exitCode;
-    },
+    stop: () => stopProcess(child, exited),
   };
 }
 

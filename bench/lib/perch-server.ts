@@ -153,18 +153,21 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
       return sumMetric(text, name, labels);
     },
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        const code = await exited;
-        clearTimeout(t);
-        cleanup();
-        return code;
-      }
+      const code = await stopProcess(child, exited);
       cleanup();
-      return child.exitCode;
+      return code;
     },
   };
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within 10 s; resolves to its exit code. */
+export async function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  const code = await exited;
+  clearTimeout(t);
+  return code;
 }
 
 /** Sums the samples of one metric whose labels include `labels` (Prometheus text format). */

@@ -8,19 +8,12 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { httpInfer, waitFor } from '../helpers/clients.js';
 import { rawRun, releaseRawSessions } from '../helpers/models.js';
-import { MODEL_FILES, REPO_ROOT } from '../helpers/paths.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
 import { detInput, LONG_DET_SIZE } from '../helpers/scenarios.js';
 import { Child, metricValue, scrape } from '../helpers/wire.js';
 
-const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
-
-/** The environment without any PERCH_* the developer may have set. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) env[k] = v;
-  return { ...env, ...extra };
-}
 
 describe('perch serve (a real process)', () => {
   const children: Child[] = [];

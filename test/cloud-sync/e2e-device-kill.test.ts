@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../helpers/paths.js';
+import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
+import { servePerch } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { ChunkStore } from '../../cloud-sync/agent/model-update/chunk-store.js';
@@ -16,7 +17,6 @@ import { makeKeys, sha256, specFor } from './helpers/models.js';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { chunkResponder, publishDesired, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
 
-const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
 const MODEL = readFileSync(MODEL_FILES.sileroVad16k); // 1.3 MB: 40 chunks of 32 KiB
 const CHUNK = 32 * 1024;
 const TOTAL = Math.ceil(MODEL.length / CHUNK);
@@ -39,20 +39,7 @@ after(async () => {
   for (const d of temp) rmSync(d, { recursive: true, force: true });
 });
 
-function env(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) e[k] = v;
-  return e;
-}
-
-async function serve(configFile: string): Promise<{ child: Child; baseUrl: string }> {
-  const child = Child.spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env: env() });
-  children.push(child);
-  await waitFor(() => !child.running || child.logLines().some((l) => l.msg === 'perch is serving'), 30_000, 'perch is serving');
-  assert.ok(child.running, `serve exited early:\n${child.stderr}\n${child.stdout.slice(-2000)}`);
-  const line = child.logLines().find((l) => l.msg === 'perch is serving') as { port: number };
-  return { child, baseUrl: `http://127.0.0.1:${line.port}` };
-}
+const serve = (configFile: string): Promise<{ child: Child; baseUrl: string }> => servePerch(configFile, children);
 
 test('device SIGKILLed mid-download: after the restart the download resumes from staged chunks and the model serves', async () => {
   const deviceId = `kill-${randomUUID().slice(0, 8)}`;

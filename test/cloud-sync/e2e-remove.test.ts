@@ -11,12 +11,12 @@ import { after, before, test } from 'node:test';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../helpers/paths.js';
+import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
+import { servePerch } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { eventsConsumer, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
 
-const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
 const shippedConfig = (name: string): unknown => JSON.parse(readFileSync(join(SHIPPED_MODELS, name, 'model.json'), 'utf8'));
 
 let broker: Mosquitto;
@@ -38,12 +38,6 @@ after(async () => {
   for (const d of temp) rmSync(d, { recursive: true, force: true });
 });
 
-function env(): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) e[k] = v;
-  return e;
-}
-
 type ReportedModels = Record<string, { version: number; status: string }>;
 
 test('fleet remove: the device unloads the model, deletes it, reports it gone; the other model keeps serving', async () => {
@@ -62,12 +56,8 @@ test('fleet remove: the device unloads the model, deletes it, reports it gone; t
   }));
   // Subscribed before the device runs: its events (model.removed among them) wait in this session.
   const consumer = await eventsConsumer(broker.url, deviceId);
-  const child = Child.spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env: env() });
-  children.push(child);
+  const { child, port } = await servePerch(configFile, children);
   try {
-    await waitFor(() => !child.running || child.logLines().some((l) => l.msg === 'perch is serving'), 30_000, 'perch is serving');
-    assert.ok(child.running, `serve exited early:\n${child.stderr}`);
-    const { port } = child.logLines().find((l) => l.msg === 'perch is serving') as { port: number };
     const ready = async (model: string) => (await fetch(`http://127.0.0.1:${port}/v2/models/${model}/ready`)).status;
     await waitFor(async () => (await ready('silero-vad')) === 200 && (await ready('pp-ocr-cls')) === 200, 30_000, 'both models ready');
     // The fleet knows the device from its reported state, which lists both models.

@@ -8,10 +8,9 @@ import { Writable } from 'node:stream';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { run } from '../../cloud-sync/fleet/cli.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
-import { REPO_ROOT } from '../helpers/paths.js';
+import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { Child } from '../helpers/wire.js';
 
-export const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
 export const PREFIX = 'perch/v1';
 
 class Collect extends Writable {
@@ -34,13 +33,6 @@ export async function fleet(args: string[]): Promise<FleetResult> {
   const err = new Collect();
   const code = await run(args, out, err);
   return { code, stdout: out.text, stderr: err.text };
-}
-
-/** The environment without any PERCH_* the developer may have set. */
-export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PERCH_')) env[k] = v;
-  return { ...env, ...extra };
 }
 
 /** `perch fleet ...args` as a real process through the `perch` bin. */
