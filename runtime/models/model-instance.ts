@@ -40,8 +40,6 @@ export class ModelInstance {
   readonly batcher: Batcher<PreparedRequest, Tensor[]>;
   /** Batches handed to each executor and not yet finished (lookahead allows two). */
   private readonly inFlight: Map<Executor, number>;
-  /** When each executor last finished a batch (performance.now()). */
-  private readonly lastDone = new Map<Executor, number>();
   private retiring: Promise<void> | null = null;
   /** Live sequences that started on this version and stay on it until they end. */
   private pins = 0;
@@ -75,6 +73,7 @@ export class ModelInstance {
       },
       (run) => this.runBatch(run),
       deps.clock,
+      () => this.idleExecutors(),
     );
   }
 
@@ -156,20 +155,29 @@ export class ModelInstance {
 
   private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
     const executor = this.leastBusy();
-    const handedOver = performance.now();
     try {
+      const stackStarted = performance.now();
       const feeds = stackInputs(this.config, run.payloads);
-      const outputs = await executor.run(feeds);
+      const stackMs = performance.now() - stackStarted;
+      const { outputs, runMs } = await executor.run(feeds);
+      const splitStarted = performance.now();
       const split = splitOutputs(this.config, run.payloads, outputs);
       const items = run.payloads.reduce((n, r) => n + r.items, 0);
-      // An executor runs its batches in order: a lookahead batch starts when the one before it ends.
-      const started = Math.max(handedOver, this.lastDone.get(executor) ?? 0);
-      this.deps.metrics.observeBatch(this.name, String(this.version), items, (performance.now() - started) / 1000, run.queuedMs);
+      // The session's own run time (measured where it ran) plus stacking and splitting: not the
+      // wait of a lookahead batch behind the one before it, nor the thread hop.
+      const computeMs = stackMs + runMs + (performance.now() - splitStarted);
+      this.deps.metrics.observeBatch(this.name, String(this.version), items, computeMs / 1000, run.queuedMs);
       return split;
     } finally {
       this.inFlight.set(executor, (this.inFlight.get(executor) ?? 1) - 1);
-      this.lastDone.set(executor, performance.now());
     }
+  }
+
+  /** Sessions with no batch at all: the batcher fills these first. */
+  private idleExecutors(): number {
+    let n = 0;
+    for (const count of this.inFlight.values()) if (count === 0) n++;
+    return n;
   }
 
   private leastBusy(): Executor {

@@ -33,6 +33,13 @@ export interface BatcherOptions {
   lookahead?: boolean;
 }
 
+/**
+ * Slots with nothing in them, from whoever runs the batches. With lookahead, `running` counts
+ * handed-over batches too, so it cannot tell that one session has gone idle while another holds
+ * two; the model instance knows. Without lookahead this is `concurrency - running`.
+ */
+export type IdleSlots = () => number;
+
 export interface SubmitOptions {
   /** Items this request adds to a batch (its size along the batch axis). */
   items: number;
@@ -71,6 +78,7 @@ export class Batcher<T, R> {
     /** Runs one batch; resolves to one result per payload, in order. */
     private readonly runBatch: (batch: BatchRun<T>) => Promise<R[]>,
     private readonly clock: Clock,
+    private readonly idleSlots: IdleSlots = () => this.opts.concurrency - this.running,
   ) {
     this.levels = Array.from({ length: opts.priorityLevels }, () => []);
   }
@@ -163,7 +171,7 @@ export class Batcher<T, R> {
   }
 
   private pump(): void {
-    while (this.running < this.opts.concurrency && this.queued > 0) {
+    while (this.idleSlots() > 0 && this.queued > 0) {
       const batch = this.formBatch();
       if (!batch) return;
       this.dispatch(batch);

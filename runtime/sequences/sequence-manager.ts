@@ -143,6 +143,9 @@ export class SequenceManager {
     instance.pin();
     seq.instance = instance;
     seq.state.clear();
+    // The idle timer was armed with the old version's idleTimeoutMs: the next one uses the new.
+    if (seq.idleTimer) this.clock.clearTimeout(seq.idleTimer);
+    seq.idleTimer = null;
     for (const s of cfg.state) {
       const spec = instance.config.inputs.find((t) => t.name === s.input)!;
       const shape = spec.dims.map((d, i) => (i === spec.batchAxis ? 1 : d));
@@ -169,7 +172,9 @@ export class SequenceManager {
     const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs });
     for (const s of cfg.state) {
       const next = outputs.find((t) => t.name === s.output);
-      if (next) seq.state.set(s.input, { ...next, name: s.input });
+      // Its own copy: a batch's output split along its first axis is a view of the whole
+      // batch's buffer, which a long-lived sequence would otherwise keep alive.
+      if (next) seq.state.set(s.input, { name: s.input, datatype: next.datatype, shape: next.shape, data: next.data.slice() });
     }
     return { instance, outputs };
   }

@@ -1,6 +1,12 @@
 import type { Tensor } from '../tensor/tensor.js';
 import type { OrtTensorMetadata } from '../models/resolve-config.js';
 
+export interface ExecutorResult {
+  outputs: Tensor[];
+  /** How long session.run took where it ran: not the wait behind an earlier batch, nor the hop. */
+  runMs: number;
+}
+
 /** Runs batches on one onnxruntime session, wherever that session lives. */
 export interface Executor {
   readonly inputs: OrtTensorMetadata[];
@@ -8,7 +14,7 @@ export interface Executor {
   readonly providers: string[];
   readonly warnings: string[];
   /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */
-  run(feeds: Tensor[]): Promise<Tensor[]>;
+  run(feeds: Tensor[]): Promise<ExecutorResult>;
   /** Releases the session (and its thread). Only called once nothing is running. */
   close(): Promise<void>;
 }

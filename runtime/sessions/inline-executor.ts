@@ -4,7 +4,7 @@
 import { PerchError } from '../errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Executor } from './executor.js';
+import type { Executor, ExecutorResult } from './executor.js';
 import { fromOrtResults, openSession, toOrtFeeds, type OpenedSession } from './ort-session.js';
 
 export async function createInlineExecutor(path: string, cfg: SessionConfig): Promise<Executor> {
@@ -15,9 +15,11 @@ export async function createInlineExecutor(path: string, cfg: SessionConfig): Pr
     outputs: opened.outputs,
     providers: opened.providers,
     warnings: opened.warnings,
-    async run(feeds: Tensor[]): Promise<Tensor[]> {
+    async run(feeds: Tensor[]): Promise<ExecutorResult> {
       try {
-        return fromOrtResults(await session.run(toOrtFeeds(feeds)));
+        const started = performance.now();
+        const results = await session.run(toOrtFeeds(feeds));
+        return { outputs: fromOrtResults(results), runMs: performance.now() - started };
       } catch (err) {
         throw new PerchError('PERCH_ERR_INFERENCE_FAILED', (err as Error).message, { cause: err });
       }

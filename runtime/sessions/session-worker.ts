@@ -29,10 +29,12 @@ try {
       });
       return;
     }
+    const started = performance.now();
     session.run(toOrtFeeds(msg.feeds)).then(
       (results) => {
+        const runMs = performance.now() - started;
         const outputs: Tensor[] = fromOrtResults(results);
-        post({ type: 'result', id: msg.id, outputs }, transferList(outputs));
+        post({ type: 'result', id: msg.id, outputs, runMs }, transferList(outputs));
       },
       (err: Error) => post({ type: 'failed', id: msg.id, message: err.message }),
     );

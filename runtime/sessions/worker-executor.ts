@@ -5,14 +5,14 @@ import { Worker } from 'node:worker_threads';
 import { PerchError } from '../errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Executor } from './executor.js';
+import type { Executor, ExecutorResult } from './executor.js';
 import { ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 
 const WORKER_URL = new URL('./session-worker.js', import.meta.url);
 
 export async function createWorkerExecutor(path: string, cfg: SessionConfig): Promise<Executor> {
   const worker = new Worker(WORKER_URL, { workerData: { path, config: cfg } });
-  const pending = new Map<number, { resolve: (t: Tensor[]) => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, { resolve: (r: ExecutorResult) => void; reject: (e: Error) => void }>();
   let nextId = 1;
   let dead: PerchError | null = null;
   let onClosed: (() => void) | null = null;
@@ -49,7 +49,7 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig): Pr
       const p = pending.get(msg.id);
       if (!p) return;
       pending.delete(msg.id);
-      if (msg.type === 'result') p.resolve(msg.outputs);
+      if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs });
       else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
     } else if (msg.type === 'closed') {
       onClosed?.();
@@ -66,7 +66,7 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig): Pr
     outputs: ready.outputs,
     providers: ready.providers,
     warnings: ready.warnings,
-    run(feeds: Tensor[]): Promise<Tensor[]> {
+    run(feeds: Tensor[]): Promise<ExecutorResult> {
       if (dead) return Promise.reject(dead);
       const id = nextId++;
       return new Promise((resolve, reject) => {

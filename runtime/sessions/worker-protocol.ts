@@ -7,7 +7,7 @@ export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'c
 export type FromWorker =
   | { type: 'ready'; inputs: OrtTensorMetadata[]; outputs: OrtTensorMetadata[]; providers: string[]; warnings: string[] }
   | { type: 'error'; message: string }
-  | { type: 'result'; id: number; outputs: Tensor[] }
+  | { type: 'result'; id: number; outputs: Tensor[]; runMs: number }
   | { type: 'failed'; id: number; message: string }
   | { type: 'closed' };
 

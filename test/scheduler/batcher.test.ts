@@ -231,4 +231,40 @@ describe('batcher', () => {
       assert.equal(h.runs.length, 1, JSON.stringify(opts));
     }
   });
+
+  test('lookahead with two sessions: a request goes to a session that has gone idle while the other holds two batches', async () => {
+    // Two sessions picked least-busy first, as ModelInstance does; idle slots come from them.
+    const clock = new FakeClock();
+    const sessions = [{ batches: [] as Array<() => void> }, { batches: [] as Array<() => void> }];
+    const ran: string[][] = [];
+    const batcher = new Batcher<Job, string>(
+      { maxBatchSize: 8, maxQueueDelayMs: 0, preferredBatchSizes: [4], maxQueueSize: 100, priorityLevels: 1, concurrency: 2, lookahead: true },
+      (run) => new Promise<string[]>((resolve) => {
+        const s = sessions.reduce((a, b) => (b.batches.length < a.batches.length ? b : a));
+        const ids = run.payloads.map((p) => p.id);
+        ran.push(ids);
+        s.batches.push(() => {
+          s.batches.shift();
+          resolve(ids);
+        });
+      }),
+      clock,
+      () => sessions.filter((s) => s.batches.length === 0).length,
+    );
+    const submit = (id: string) => batcher.submit({ id }, { items: 1, groupKey: 'k', priority: 1, timeoutMs: null });
+    void submit('a');
+    void submit('b');
+    for (const id of ['c1', 'c2', 'c3', 'c4', 'd1', 'd2', 'd3', 'd4']) void submit(id);
+    assert.deepEqual(ran.map((r) => r.length), [1, 1, 4, 4], 'one batch each, then one lookahead batch each');
+    const second = sessions[1]!;
+    second.batches[0]!();
+    await tick();
+    second.batches[0]!();
+    await tick();
+    assert.equal(second.batches.length, 0, 'the second session is idle; the first still holds two batches');
+    const late = submit('late');
+    assert.deepEqual(ran.at(-1), ['late'], 'dispatched at once to the idle session, not held for the busy one');
+    second.batches[0]!();
+    assert.equal(await late, 'late');
+  });
 });
