@@ -43,7 +43,7 @@ async function runLevel(perch: PerchServer, streams: number, seconds: number, js
   const before = threadCpuMs(perch.pid);
   const r = await generateLevel(perch.wsUrl, streams, seconds, json);
   const cpu = threadSplit(perch.pid, before, threadCpuMs(perch.pid));
-  const sent = r.chunks * (1 + 1 / seconds); // chunks of the unmeasured warm-up second too
+  const sent = r.chunks * (1 + 2 / seconds); // chunks of the 2 unmeasured warm-up seconds too
   const us = (ms: number): number => (ms * 1000) / sent;
   return { ...r, streams, json, perchMainUs: us(cpu.main), perchSessionUs: us(cpu.busiestOther), perchTotalUs: us(cpu.total) };
 }

@@ -1,7 +1,7 @@
 // The load generator of bench/streams.ts, run in its own process: `streams` real-time 16 kHz
 // streams, each sending one 32 ms silero-vad chunk every 32 ms as a sequence and waiting for
 // its answer before the next (a chunk whose answer comes after its successor is due goes out
-// as soon as the answer arrives, and counts as lag). The first second is warm-up, not measured.
+// as soon as the answer arrives, and counts as lag). The first 2 s are warm-up, not measured.
 //
 // It is written to cost as little CPU as it can, because it shares the 2 cores with Perch: one
 // 1 ms tick sends every chunk that is due (not one timer and one promise per chunk), frames are
@@ -13,8 +13,9 @@ import { chunkInputs, loadSpeech } from '../../test/helpers/vad.js';
 import { percentile } from './stats.js';
 
 export const CHUNK_MS = 32;
-/** Streams start (sequence_start) and run this long before anything is measured: JIT warm-up. */
-const WARMUP_MS = 1000;
+/** Streams start (sequence_start) and run this long before anything is measured: the JIT of both
+ * processes (the generator's own answer handling is slow for its first second or so). */
+const WARMUP_MS = 2000;
 const STREAMS_PER_CONNECTION = 20;
 const SAMPLE_RATE = 16000;
 
