@@ -2,6 +2,7 @@
 // once before timing starts, so the measured time is Perch's (plus the socket), not the load
 // generator re-encoding tensors; answers are parsed only as far as their JSON header.
 import { Agent, request } from 'node:http';
+import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
@@ -36,12 +37,33 @@ export function wsJsonFrame(id: string, model: string, inputs: readonly Tensor[]
   return JSON.stringify({ id, op: 'infer', model, inputs: inputs.map(jsonTensor) });
 }
 
+/**
+ * Holds a client socket's writes until the end of the tick, so frames sent in one tick (each
+ * answer of a batch sends the next request) leave in one syscall, as a client sending at this
+ * rate would do: the load generators share the 2 cores with Perch, and a write per frame was
+ * most of their cost. (ws keeps the TCP socket in `_socket`; there is no public handle.)
+ */
+export function corker(ws: WebSocket): () => void {
+  const tcp = (ws as unknown as { _socket: Socket })._socket;
+  let corked = false;
+  return () => {
+    if (corked) return;
+    corked = true;
+    tcp.cork();
+    process.nextTick(() => {
+      corked = false;
+      tcp.uncork();
+    });
+  };
+}
+
 /** A WebSocket connection that matches answers to requests by id; several may be in flight. */
 export class BenchWs {
   private readonly waiting = new Map<string, { resolve: (a: Answer) => void; reject: (e: Error) => void }>();
-  private corked = false;
+  private readonly cork: () => void;
 
   private constructor(readonly socket: WebSocket) {
+    this.cork = corker(socket);
     socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
     socket.on('close', () => {
       for (const w of this.waiting.values()) w.reject(new Error('websocket closed'));
@@ -81,23 +103,6 @@ export class BenchWs {
       this.waiting.set(id, { resolve, reject });
       this.cork();
       this.socket.send(frame, { binary: typeof frame !== 'string' });
-    });
-  }
-
-  /**
-   * Requests sent in the same tick (each answer of a batch sends the next request) leave in one
-   * write, as a client sending at this rate would do: the load generator shares the 2 cores
-   * with Perch, and one syscall per frame was most of its cost. (ws keeps the TCP socket in
-   * `_socket`; there is no public handle.)
-   */
-  private cork(): void {
-    if (this.corked) return;
-    const tcp = (this.socket as unknown as { _socket: import('node:net').Socket })._socket;
-    this.corked = true;
-    tcp.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      tcp.uncork();
     });
   }
 

@@ -7,9 +7,9 @@
 // 1 ms tick sends every chunk that is due (not one timer and one promise per chunk), frames are
 // a pre-encoded per-stream header plus the pre-encoded chunk bytes, and the frames of one tick
 // leave each socket in one write. What a hub's capture processes would do at this rate.
-import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { chunkInputs, loadSpeech } from '../../test/helpers/vad.js';
+import { corker } from './clients.js';
 import { percentile } from './stats.js';
 
 export const CHUNK_MS = 32;
@@ -69,21 +69,6 @@ function connect(url: string): Promise<WebSocket> {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
-}
-
-/** Holds a socket's writes until the end of the tick, so they leave in one syscall. */
-function corker(ws: WebSocket): () => void {
-  const tcp = (ws as unknown as { _socket: Socket })._socket; // ws has no public handle on it
-  let corked = false;
-  return () => {
-    if (corked) return;
-    corked = true;
-    tcp.cork();
-    process.nextTick(() => {
-      corked = false;
-      tcp.uncork();
-    });
-  };
 }
 
 export async function runStreamLoad(url: string, count: number, seconds: number, json: boolean): Promise<StreamLoadResult> {

@@ -180,11 +180,15 @@ export class ModelInstance {
     return n;
   }
 
+  /** The session with the fewest batches, now counted as holding one more. */
   private leastBusy(): Executor {
     let best: Executor | null = null;
-    for (const [e, n] of this.inFlight) if (best === null || n < (this.inFlight.get(best) ?? 0)) best = e;
+    let fewest = Infinity;
+    for (const [e, n] of this.inFlight) {
+      if (n < fewest) [best, fewest] = [e, n];
+    }
     if (!best) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
-    this.inFlight.set(best, (this.inFlight.get(best) ?? 0) + 1);
+    this.inFlight.set(best, fewest + 1);
     return best;
   }
 }

@@ -1,5 +1,6 @@
 // Messages between the main thread and a session worker.
 import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' };
@@ -11,6 +12,11 @@ export type FromWorker =
   | { type: 'failed'; id: number; message: string }
   | { type: 'closed' };
 
+/** True when the array spans its whole (non-shared) buffer: moving that buffer moves nothing else. */
+function ownsWholeBuffer(d: NumericArray): boolean {
+  return d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength;
+}
+
 /**
  * Buffers to move (not copy) across threads: only those a tensor owns whole, so transferring
  * never detaches memory something else still uses.
@@ -19,9 +25,7 @@ export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
   const seen = new Set<ArrayBuffer>();
   for (const t of tensors) {
     const d = t.data;
-    if (Array.isArray(d)) continue;
-    const buf = d.buffer;
-    if (buf instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === buf.byteLength) seen.add(buf);
+    if (!Array.isArray(d) && ownsWholeBuffer(d)) seen.add(d.buffer as ArrayBuffer);
   }
   return [...seen];
 }
@@ -34,7 +38,7 @@ export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
 export function ownedFeeds(tensors: readonly Tensor[]): Tensor[] {
   return tensors.map((t) => {
     const d = t.data;
-    if (Array.isArray(d) || (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer)) return t;
+    if (Array.isArray(d) || ownsWholeBuffer(d)) return t;
     return { name: t.name, datatype: t.datatype, shape: t.shape, data: d.slice() };
   });
 }

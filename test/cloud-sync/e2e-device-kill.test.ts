@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
+import { MODEL_FILES } from '../helpers/paths.js';
 import { servePerch } from '../helpers/perch-process.js';
-import { TempRepository } from '../helpers/repository.js';
+import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { ChunkStore } from '../../cloud-sync/agent/model-update/chunk-store.js';
 import { makeKeys, sha256, specFor } from './helpers/models.js';
@@ -29,7 +29,7 @@ const children: Child[] = [];
 before(async () => {
   broker = await startMosquitto();
   repo = new TempRepository({
-    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: JSON.parse(readFileSync(join(SHIPPED_MODELS, 'silero-vad', 'model.json'), 'utf8')) },
+    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') },
   });
 });
 after(async () => {

@@ -4,20 +4,18 @@
 // and records a model.removed event, while the model not named keeps serving.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
+import { MODEL_FILES } from '../helpers/paths.js';
 import { servePerch } from '../helpers/perch-process.js';
-import { TempRepository } from '../helpers/repository.js';
+import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { eventsConsumer, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
-
-const shippedConfig = (name: string): unknown => JSON.parse(readFileSync(join(SHIPPED_MODELS, name, 'model.json'), 'utf8'));
 
 let broker: Mosquitto;
 let repo: TempRepository;
@@ -27,8 +25,8 @@ const children: Child[] = [];
 before(async () => {
   broker = await startMosquitto();
   repo = new TempRepository({
-    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedConfig('silero-vad') },
-    'pp-ocr-cls': { versions: { 1: MODEL_FILES.ocrCls }, config: shippedConfig('pp-ocr-cls') },
+    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') },
+    'pp-ocr-cls': { versions: { 1: MODEL_FILES.ocrCls }, config: shippedModelConfig('pp-ocr-cls') },
   });
 });
 after(async () => {

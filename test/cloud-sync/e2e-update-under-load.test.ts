@@ -5,13 +5,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { httpInfer } from '../helpers/clients.js';
 import { randomFp32 } from '../helpers/models.js';
-import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
-import { TempRepository } from '../helpers/repository.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { makeKeys, sha256, specFor } from './helpers/models.js';
 import { chunkResponder, publishDesired, readReported, waitFor, type ChunkResponder } from './helpers/mqtt-client.js';
@@ -23,7 +22,7 @@ let broker: Mosquitto;
 let repo: TempRepository;
 before(async () => {
   broker = await startMosquitto();
-  repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls }, config: JSON.parse(readFileSync(join(SHIPPED_MODELS, 'pp-ocr-cls', 'model.json'), 'utf8')) } });
+  repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls }, config: shippedModelConfig('pp-ocr-cls') } });
 });
 after(async () => {
   await broker.close();

@@ -7,12 +7,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { desiredSchema, modelSpecSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
+import { modelSpecSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
 import { parseTrustedKeys, verifySignature } from '../../cloud-sync/protocol/signing.js';
-import { topics } from '../../cloud-sync/protocol/topics.js';
-import { waitFor } from '../helpers/clients.js';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { announceDevice, fleet, mqttClient, PREFIX, spawnFleet, TempDirs } from './harness.js';
+import { announceDevice, fleet, mqttClient, retainedDesired as retainedDesiredOf, spawnFleet, TempDirs } from './harness.js';
 
 describe('push and config publish the desired state', () => {
   const temp = new TempDirs();
@@ -36,16 +34,7 @@ describe('push and config publish the desired state', () => {
     temp.cleanup();
   });
 
-  /** What a device subscribing now gets as its retained desired state. */
-  const retainedDesired = async (deviceId: string): Promise<DesiredState> => {
-    const c = await mqttClient(broker.url);
-    let got: Buffer | undefined;
-    c.on('message', (_t, p) => (got = p));
-    await c.subscribeAsync(topics(PREFIX, deviceId).desired, { qos: 1 });
-    await waitFor(() => got !== undefined, 5000, 'the retained desired state');
-    await c.endAsync();
-    return desiredSchema.parse(JSON.parse(String(got)));
-  };
+  const retainedDesired = (deviceId: string): Promise<DesiredState> => retainedDesiredOf(broker.url, deviceId);
 
   test('push stores the model, signs it, and each publish raises the version and keeps the other models', async () => {
     const dir = temp.make();

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { run } from '../../cloud-sync/fleet/cli.js';
+import { desiredSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
+import { waitFor } from '../helpers/clients.js';
 import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { Child } from '../helpers/wire.js';
 
@@ -70,4 +72,15 @@ export function collect(client: MqttClient, match: (topic: string) => boolean): 
     if (match(topic)) got.push({ topic, payload });
   });
   return got;
+}
+
+/** What a device subscribing now gets as its retained desired state (waits for it to exist). */
+export async function retainedDesired(url: string, deviceId: string): Promise<DesiredState> {
+  const c = await mqttClient(url);
+  let got: Buffer | undefined;
+  c.on('message', (_t, p) => (got = p));
+  await c.subscribeAsync(topics(PREFIX, deviceId).desired, { qos: 1 });
+  await waitFor(() => got !== undefined, 5000, 'the retained desired state');
+  await c.endAsync();
+  return desiredSchema.parse(JSON.parse(String(got)));
 }

@@ -7,11 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { desiredSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
-import { topics } from '../../cloud-sync/protocol/topics.js';
-import { waitFor } from '../helpers/clients.js';
+import type { DesiredState } from '../../cloud-sync/protocol/schemas.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { announceDevice, fleet, mqttClient, PREFIX, TempDirs } from './harness.js';
+import { announceDevice, fleet, mqttClient, retainedDesired as retainedDesiredOf, TempDirs } from './harness.js';
 
 const temp = new TempDirs();
 let broker: Mosquitto;
@@ -32,15 +30,7 @@ after(async () => {
   temp.cleanup();
 });
 
-async function retainedDesired(deviceId: string): Promise<DesiredState> {
-  const c = await mqttClient(broker.url);
-  let got: Buffer | undefined;
-  c.on('message', (_t, p) => (got = p));
-  await c.subscribeAsync(topics(PREFIX, deviceId).desired, { qos: 1 });
-  await waitFor(() => got !== undefined, 5000, 'the retained desired state');
-  await c.endAsync();
-  return desiredSchema.parse(JSON.parse(String(got)));
-}
+const retainedDesired = (deviceId: string): Promise<DesiredState> => retainedDesiredOf(broker.url, deviceId);
 
 test('remove publishes the model as null, keeps the other models and the config, and raises the version', async () => {
   const file = join(temp.make(), 'm.onnx');

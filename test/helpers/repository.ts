@@ -1,7 +1,8 @@
 // Temporary model repositories built from the real models, one folder per test.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SHIPPED_MODELS } from './paths.js';
 
 export interface ModelSpecForTest {
   /** Source ONNX file per version; a Buffer is written as is (e.g. a corrupt file). */
@@ -42,4 +43,9 @@ export class TempRepository {
   remove(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The model.json of a model in the shipped repository (models/), parsed. */
+export function shippedModelConfig(name: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(SHIPPED_MODELS, name, 'model.json'), 'utf8')) as Record<string, unknown>;
 }

@@ -1,19 +1,17 @@
 // Sequence start / end / idle / limit / unknown, ordering within a sequence, and a hot swap in
 // the middle of live sequences. Idle time runs on a fake clock.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { waitFor, WsClient, type WsAnswer } from '../helpers/clients.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { randomFp32 } from '../helpers/models.js';
-import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
-import { TempRepository } from '../helpers/repository.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
 
-const config = JSON.parse(readFileSync(join(SHIPPED_MODELS, 'silero-vad', 'model.json'), 'utf8')) as Record<string, unknown>;
+const config = shippedModelConfig('silero-vad');
 const SR: Tensor = { name: 'sr', datatype: 'INT64', shape: [], data: BigInt64Array.from([16000n]) };
 const chunk = (seed: number): Tensor[] => [randomFp32('input', [1, 576], seed, -0.3, 0.3), SR];
 
