@@ -5,9 +5,19 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 // Bounds from 100 µs (a VAD chunk) to 10 s (a big OCR batch on a Pi).
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** A model version's label values, one object per served instance. */
+export interface VersionLabels {
+  readonly model: string;
+  readonly version: string;
+}
+
 export class InferenceMetrics {
   readonly registry: Registry;
-  readonly success: Counter<'model' | 'version'>;
+  /**
+   * Answered requests, tallied in plain numbers per labels object and handed to prom-client
+   * when scraped: prom-client hashes the labels on every inc(), a cost paid once per request.
+   */
+  private readonly successes = new Map<VersionLabels, number>();
   readonly failure: Counter<'model' | 'version' | 'code'>;
   readonly items: Counter<'model' | 'version'>;
   readonly execs: Counter<'model' | 'version'>;
@@ -20,7 +30,14 @@ export class InferenceMetrics {
   constructor(registry = new Registry(), versions: () => Array<{ model: string; version: string; depth: number; ready: boolean }> = () => []) {
     this.registry = registry;
     const r = [registry];
-    this.success = new Counter({ name: 'perch_inference_request_success_total', help: 'Inference requests answered with a result.', labelNames: ['model', 'version'], registers: r });
+    const successes = this.successes;
+    new Counter({
+      name: 'perch_inference_request_success_total', help: 'Inference requests answered with a result.', labelNames: ['model', 'version'], registers: r,
+      collect() {
+        this.reset();
+        for (const [labels, n] of successes) this.inc({ model: labels.model, version: labels.version }, n);
+      },
+    });
     this.failure = new Counter({ name: 'perch_inference_request_failure_total', help: 'Inference requests answered with an error, by PERCH_ERR_* code.', labelNames: ['model', 'version', 'code'], registers: r });
     this.items = new Counter({ name: 'perch_inference_count_total', help: 'Items inferred (a request of batch n counts n).', labelNames: ['model', 'version'], registers: r });
     this.execs = new Counter({ name: 'perch_inference_exec_count_total', help: 'Session runs; count_total / exec_count_total is the average batch size.', labelNames: ['model', 'version'], registers: r });
@@ -41,6 +58,10 @@ export class InferenceMetrics {
       },
     });
     collectDefaultMetrics({ register: registry, prefix: 'perch_process_' });
+  }
+
+  countSuccess(labels: VersionLabels): void {
+    this.successes.set(labels, (this.successes.get(labels) ?? 0) + 1);
   }
 
   observeBatch(model: string, version: string, items: number, computeSeconds: number, queuedMs: readonly number[]): void {

@@ -1,7 +1,7 @@
 // The request path shared by HTTP and WebSocket: resolve the model version, check the inputs,
 // queue for the batcher, pick the outputs asked for, count the outcome.
 import { PerchError, toPerchError } from '../errors.js';
-import type { InferenceMetrics } from '../metrics.js';
+import type { InferenceMetrics, VersionLabels } from '../metrics.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
@@ -9,6 +9,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { prepareInputs } from './prepare.js';
 import { readParameters, type InferParameters } from './parameters.js';
 import type { ModelInstance } from '../models/model-instance.js';
+import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
 import type { InferenceOutcome } from '../../cloud-sync/agent/runtime-port.js';
 
@@ -101,11 +102,11 @@ export class InferService {
   }
 
   async infer(req: InferRequest): Promise<InferResult> {
-    let labels = { model: '', version: '' };
+    let labels: VersionLabels | null = null;
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const instance = this.registry.resolve(req.model, parseVersion(req.version));
-      labels = { model: instance.name, version: String(instance.version) };
+      labels = instance.labels;
       const params = readParameters(req.parameters);
       const model = instance.config;
       const wanted = req.outputs?.length ? req.outputs : undefined;
@@ -115,27 +116,25 @@ export class InferService {
         }
       }
       const ran = model.sequence ? await this.runSequence(instance, req, params) : await this.runStateless(instance, req, params);
-      labels = { model: ran.instance.name, version: String(ran.instance.version) };
+      labels = ran.instance.labels;
       const all = ran.outputs;
-      // State outputs feed the next request of the sequence; the client gets them only if asked.
-      const stateOutputs = new Set(model.sequence?.state.map((s) => s.output) ?? []);
-      const defaults = model.outputs.filter((o) => !stateOutputs.has(o.name));
-      const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : orderLike(defaults, all);
+      const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
-      this.metrics.success.inc(labels);
+      this.metrics.countSuccess(labels);
       if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true });
-      return {
+      const result: InferResult = {
         model_name: ran.instance.name,
-        model_version: String(ran.instance.version),
-        ...(req.id !== undefined ? { id: req.id } : {}),
+        model_version: labels.version,
         parameters: { cached: ran.cached },
         outputs,
         binary,
       };
+      if (req.id !== undefined) result.id = req.id;
+      return result;
     } catch (err) {
       const e = toPerchError(err);
-      this.metrics.failure.inc({ ...labels, code: e.code });
-      if (labels.model && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code });
+      this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
+      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code });
       throw e;
     }
   }
@@ -147,8 +146,28 @@ interface Ran {
   cached: boolean;
 }
 
-function orderLike(specs: ReadonlyArray<{ name: string }>, tensors: Tensor[]): Tensor[] {
-  return specs.map((s) => tensors.find((t) => t.name === s.name)).filter((t): t is Tensor => t !== undefined);
+/** Per model config: the outputs a client gets by default. State outputs feed the next request
+ * of a sequence, so the client gets them only if it asks. Worked out once, not per request. */
+const defaultOutputs = new WeakMap<ResolvedModelConfig, string[]>();
+
+function clientOutputs(model: ResolvedModelConfig): string[] {
+  let names = defaultOutputs.get(model);
+  if (!names) {
+    const state = new Set(model.sequence?.state.map((s) => s.output) ?? []);
+    names = model.outputs.map((o) => o.name).filter((n) => !state.has(n));
+    defaultOutputs.set(model, names);
+  }
+  return names;
+}
+
+/** The named tensors, in the order of `names` (a name the session did not return is left out). */
+function pick(names: readonly string[], tensors: readonly Tensor[]): Tensor[] {
+  const out: Tensor[] = [];
+  for (const n of names) {
+    const t = tensors.find((x) => x.name === n);
+    if (t) out.push(t);
+  }
+  return out;
 }
 
 export function parseVersion(v: string | number | undefined): number | undefined {

@@ -20,32 +20,34 @@ function shapeError(spec: TensorSpec, t: Tensor, why: string): PerchError {
 }
 
 export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tensor[]): PreparedRequest {
-  const byName = new Map<string, Tensor>();
-  for (const t of inputs) {
-    if (byName.has(t.name)) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' is given twice`);
-    byName.set(t.name, t);
-  }
-  for (const name of byName.keys()) {
+  // Plain loops, no Map or closures: this runs for every request (thousands a second with many
+  // streams), and a model has a handful of inputs.
+  for (let i = 0; i < inputs.length; i++) {
+    const name = (inputs[i] as Tensor).name;
+    for (let j = 0; j < i; j++) {
+      if ((inputs[j] as Tensor).name === name) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${name}' is given twice`);
+    }
     if (!model.inputs.some((s) => s.name === name)) {
       throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `model '${model.name}' has no input '${name}' (inputs: ${model.inputs.map((s) => s.name).join(', ')})`);
     }
   }
   const ordered: Tensor[] = [];
-  const keyParts: string[] = [];
+  let groupKey = '';
   let items: number | null = null;
   for (const spec of model.inputs) {
-    const t = byName.get(spec.name);
+    const t = find(inputs, spec.name);
     if (!t) throw new PerchError('PERCH_ERR_MISSING_INPUT', `model '${model.name}' needs input '${spec.name}'`);
     if (t.datatype !== spec.datatype) {
       throw new PerchError('PERCH_ERR_DATATYPE_MISMATCH', `input '${spec.name}' must be ${spec.datatype}, got ${t.datatype}`);
     }
     if (t.shape.length !== spec.dims.length) throw shapeError(spec, t, `expected ${spec.dims.length} axes`);
-    spec.dims.forEach((d, i) => {
-      const got = t.shape[i] as number;
-      if (d !== -1 && got !== d) throw shapeError(spec, t, `axis ${i} must be ${d}`);
-    });
+    for (let i = 0; i < spec.dims.length; i++) {
+      const d = spec.dims[i] as number;
+      if (d !== -1 && t.shape[i] !== d) throw shapeError(spec, t, `axis ${i} must be ${d}`);
+    }
+    if (groupKey !== '') groupKey += '|';
     if (spec.batchAxis === null) {
-      keyParts.push(`${spec.name}=${t.shape.join('x')}:${model.maxBatchSize > 0 ? digest(t) : ''}`);
+      groupKey += `${spec.name}=${t.shape.join('x')}:${model.maxBatchSize > 0 ? digest(t) : ''}`;
     } else {
       const n = t.shape[spec.batchAxis] as number;
       if (n < 1) throw shapeError(spec, t, `batch axis ${spec.batchAxis} must be at least 1`);
@@ -53,7 +55,8 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
         throw shapeError(spec, t, `its batch axis holds ${n} items but another input holds ${items}`);
       }
       items = n;
-      keyParts.push(`${spec.name}=${t.shape.map((d, i) => (i === spec.batchAxis ? '*' : d)).join('x')}`);
+      groupKey += `${spec.name}=`;
+      for (let i = 0; i < t.shape.length; i++) groupKey += (i > 0 ? 'x' : '') + (i === spec.batchAxis ? '*' : String(t.shape[i]));
     }
     ordered.push(t);
   }
@@ -61,13 +64,21 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
   if (model.maxBatchSize > 0 && n > model.maxBatchSize) {
     throw new PerchError('PERCH_ERR_BATCH_TOO_LARGE', `batch of ${n} items is over maxBatchSize ${model.maxBatchSize} of model '${model.name}'`);
   }
-  return { inputs: ordered, items: n, groupKey: keyParts.join('|') };
+  return { inputs: ordered, items: n, groupKey };
+}
+
+function find(inputs: readonly Tensor[], name: string): Tensor | undefined {
+  for (const t of inputs) if (t.name === name) return t;
+  return undefined;
 }
 
 /** Short exact form for small tensors (scalars like a sample rate), a hash for big ones. */
 function digest(t: Tensor): string {
   const d = t.data;
   if (Array.isArray(d)) return createHash('sha1').update(JSON.stringify(d)).digest('base64');
-  const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  return bytes.byteLength <= 64 ? Buffer.from(bytes).toString('base64') : createHash('sha1').update(bytes).digest('base64');
+  // One integer element (a sample rate, a flag): its decimal form is exact. Floats go by their
+  // bytes, so that 0 and -0 or two NaNs never share a batch they would not share bit for bit.
+  if (d.length === 1 && !(d instanceof Float32Array || d instanceof Float64Array || t.datatype === 'FP16')) return String(d[0]);
+  const bytes = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+  return bytes.byteLength <= 64 ? bytes.toString('base64') : createHash('sha1').update(bytes).digest('base64');
 }

@@ -3,7 +3,7 @@
 // finish on it) and then releases its sessions.
 import type { Clock } from '../clock.js';
 import { PerchError } from '../errors.js';
-import type { InferenceMetrics } from '../metrics.js';
+import type { InferenceMetrics, VersionLabels } from '../metrics.js';
 import { Batcher, type BatchRun } from '../scheduler/batcher.js';
 import type { Executor } from '../sessions/executor.js';
 import { createInlineExecutor } from '../sessions/inline-executor.js';
@@ -44,6 +44,8 @@ export class ModelInstance {
   /** Live sequences that started on this version and stay on it until they end. */
   private pins = 0;
   private unpinned: (() => void) | null = null;
+  /** This version's metric labels, made once (requests count against them). */
+  readonly labels: VersionLabels;
 
   private constructor(
     readonly name: string,
@@ -58,6 +60,7 @@ export class ModelInstance {
     private readonly deps: InstanceDeps,
   ) {
     this.inFlight = new Map(executors.map((e) => [e, 0]));
+    this.labels = Object.freeze({ model: name, version: String(version) });
     const config = resolved;
     const b = config.batching;
     this.batcher = new Batcher(

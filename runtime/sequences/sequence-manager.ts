@@ -11,7 +11,8 @@ import { PerchError } from '../errors.js';
 import type { ModelInstance } from '../models/model-instance.js';
 import type { ModelRegistry } from '../models/registry.js';
 import { prepareInputs } from '../inference/prepare.js';
-import { allocate } from '../tensor/datatypes.js';
+import { allocate, type Datatype, type TensorData } from '../tensor/datatypes.js';
+import { retain } from '../tensor/retained.js';
 import { byteLength, elementCount, type Tensor } from '../tensor/tensor.js';
 
 export interface SequenceRequest {
@@ -149,7 +150,7 @@ export class SequenceManager {
     for (const s of cfg.state) {
       const spec = instance.config.inputs.find((t) => t.name === s.input)!;
       const shape = spec.dims.map((d, i) => (i === spec.batchAxis ? 1 : d));
-      seq.state.set(s.input, { name: s.input, datatype: spec.datatype, shape, data: allocate(spec.datatype, elementCount(shape)) });
+      seq.state.set(s.input, stateTensor(s.input, spec.datatype, shape, allocate(spec.datatype, elementCount(shape))));
     }
   }
 
@@ -162,19 +163,19 @@ export class SequenceManager {
         throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `input '${t.name}' is sequence state: the runtime feeds it, the request must not`);
       }
     }
-    // A copy of the state goes in: the batch may move its buffers to the session thread, and a
-    // failed run must leave the sequence's state as it was.
-    const state = [...seq.state.values()].map((t) => ({ ...t, data: (t.data as Float32Array).slice() }));
-    const prepared = prepareInputs(instance.config, [...req.inputs, ...state]);
+    // The state goes in as it is, not copied: stacking copies it into the batch, and the worker
+    // executor copies a retained buffer rather than moving it (tensor/retained.ts). Nothing
+    // writes to it during the run, so a failed run leaves the sequence's state as it was.
+    const inputs = req.inputs.slice();
+    for (const s of cfg.state) inputs.push(seq.state.get(s.input) as Tensor);
+    const prepared = prepareInputs(instance.config, inputs);
     if (prepared.items !== 1) {
       throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
     }
     const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs });
     for (const s of cfg.state) {
       const next = outputs.find((t) => t.name === s.output);
-      // Its own copy: a batch's output split along its first axis is a view of the whole
-      // batch's buffer, which a long-lived sequence would otherwise keep alive.
-      if (next) seq.state.set(s.input, { name: s.input, datatype: next.datatype, shape: next.shape, data: next.data.slice() });
+      if (next) storeState(seq, s.input, next);
     }
     return { instance, outputs };
   }
@@ -210,4 +211,32 @@ export class SequenceManager {
     seq.instance = null;
     seq.state.clear();
   }
+}
+
+function stateTensor(name: string, datatype: Datatype, shape: number[], data: TensorData): Tensor {
+  retain(data);
+  return { name, datatype, shape, data };
+}
+
+/**
+ * The new state is copied into the sequence's own buffer: a batch's output split along its
+ * batch axis is a view of the whole batch's buffer, which a long-lived sequence would otherwise
+ * keep alive, and reusing the buffer spares an allocation per request. A new buffer only when
+ * the size changed.
+ */
+function storeState(seq: Sequence, input: string, next: Tensor): void {
+  const cur = seq.state.get(input);
+  const from = next.data;
+  if (cur && !Array.isArray(from) && !Array.isArray(cur.data) && cur.datatype === next.datatype && cur.data.length === from.length) {
+    (cur.data as typeof from).set(from as never);
+    if (!sameShape(cur.shape, next.shape)) cur.shape = next.shape.slice();
+  } else {
+    seq.state.set(input, stateTensor(input, next.datatype, next.shape.slice(), from.slice()));
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

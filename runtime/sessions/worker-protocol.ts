@@ -2,6 +2,7 @@
 import type { OrtTensorMetadata } from '../models/resolve-config.js';
 import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { isRetained } from '../tensor/retained.js';
 
 export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' };
 
@@ -12,9 +13,12 @@ export type FromWorker =
   | { type: 'failed'; id: number; message: string }
   | { type: 'closed' };
 
-/** True when the array spans its whole (non-shared) buffer: moving that buffer moves nothing else. */
+/**
+ * True when the array spans its whole (non-shared) buffer and the runtime does not keep that
+ * buffer after the run: moving it moves nothing else anyone still uses.
+ */
 function ownsWholeBuffer(d: NumericArray): boolean {
-  return d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength;
+  return d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !isRetained(d);
 }
 
 /**
@@ -32,8 +36,9 @@ export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
 
 /**
  * Feeds ready to post: a tensor that views part of a bigger buffer (a slice of a socket read,
- * an unstacked request) gets a copy of its own, since posting the view would clone the whole
- * buffer under it and transferring it would detach memory others still use.
+ * an unstacked request) or whose buffer the runtime keeps (sequence state) gets a copy of its
+ * own, since posting the view would clone the whole buffer under it and transferring it would
+ * detach memory others still use.
  */
 export function ownedFeeds(tensors: readonly Tensor[]): Tensor[] {
   return tensors.map((t) => {
