@@ -56,26 +56,32 @@ export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor 
  * Splits a tensor along `axis` into parts of the given sizes (the inverse of concatAlongAxis).
  * When each part is one contiguous run (axis 0, or only 1s before it) the parts are views of
  * `t`'s buffer, not copies: a batch's answers are encoded straight from the session's output.
+ * Otherwise the parts are gathered into one new buffer, part after part, and each part views
+ * its own range of it: one allocation per batch, not one per request.
  */
 export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
   if (sizes.length === 1) return [t];
   const outer = elementCount(t.shape.slice(0, axis));
   const inner = elementCount(t.shape.slice(axis + 1));
   const total = t.shape[axis] ?? 0;
+  const contiguous = outer === 1 && !Array.isArray(t.data);
+  const gathered = contiguous ? null : allocate(t.datatype, outer * total * inner);
   const parts: Tensor[] = [];
   let before = 0;
   for (const size of sizes) {
     const shape = t.shape.slice();
     shape[axis] = size;
+    const from = before * inner;
     let data: TensorData;
-    if (outer === 1 && !Array.isArray(t.data)) {
-      data = t.data.subarray(before * inner, (before + size) * inner);
+    if (gathered === null) {
+      data = (t.data as Exclude<TensorData, string[]>).subarray(from, (before + size) * inner);
     } else {
-      data = allocate(t.datatype, outer * size * inner);
+      const at = outer * from; // the parts before this one take outer * before * inner elements
       for (let o = 0; o < outer; o++) {
         const start = (o * total + before) * inner;
-        copyRange(t.data, start, start + size * inner, data, o * size * inner);
+        copyRange(t.data, start, start + size * inner, gathered, at + o * size * inner);
       }
+      data = Array.isArray(gathered) ? gathered.slice(at, at + outer * size * inner) : gathered.subarray(at, at + outer * size * inner);
     }
     parts.push({ name: t.name, datatype: t.datatype, shape, data });
     before += size;

@@ -7,6 +7,7 @@ import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-
 import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
 import { PerchError } from '../../runtime/errors.js';
 import { ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
+import { retain } from '../../runtime/tensor/retained.js';
 
 /** Element at a multi-index, row-major. */
 function at(t: Tensor, idx: number[]): unknown {
@@ -144,10 +145,21 @@ describe('feeds posted to a session thread', () => {
     assert.deepEqual(transferList([v, w]).length, 2);
     assert.deepEqual(transferList([view]), [], 'a view is never transferred: that would detach the frame');
   });
+
+  test('a retained buffer (sequence state) is copied, never transferred', () => {
+    const state = Float32Array.from([0.5, -0.5]);
+    retain(state);
+    const kept: Tensor = { name: 'state', datatype: 'FP32', shape: [2], data: state };
+    assert.deepEqual(transferList([kept]), []);
+    const [copy] = ownedFeeds([kept]) as [Tensor];
+    assert.notEqual(copy.data, state);
+    assert.deepEqual(Array.from(copy.data as Float32Array), [0.5, -0.5]);
+    assert.equal(transferList([copy]).length, 1, 'the copy is the batch\'s own: it moves');
+  });
 });
 
 describe('splitting a batch', () => {
-  test('parts along axis 0 are views of the batch output; along a later axis, copies', () => {
+  test('parts along axis 0 are views of the batch output; along a later axis, views of one gathered copy', () => {
     const t: Tensor = { name: 'o', datatype: 'FP32', shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
     const rows = splitAlongAxis(t, 0, [1, 2]);
     assert.deepEqual(rows.map((r) => Array.from(r.data as Float32Array)), [[1, 2], [3, 4, 5, 6]]);
@@ -155,5 +167,6 @@ describe('splitting a batch', () => {
     const cols = splitAlongAxis(t, 1, [1, 1]);
     assert.deepEqual(cols.map((c) => Array.from(c.data as Float32Array)), [[1, 3, 5], [2, 4, 6]]);
     assert.ok(cols.every((c) => (c.data as Float32Array).buffer !== (t.data as Float32Array).buffer));
+    assert.equal((cols[0]!.data as Float32Array).buffer, (cols[1]!.data as Float32Array).buffer, 'one allocation per batch');
   });
 });
