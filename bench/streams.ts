@@ -20,7 +20,7 @@ import { CHUNK_MS, runStreamLoad, type StreamLoadResult } from './lib/stream-loa
 interface LevelResult extends StreamLoadResult {
   streams: number;
   json: boolean;
-  /** Perch's CPU per chunk, µs: its main thread, its busiest other thread (the VAD session), all. */
+  /** Perch's CPU per chunk, µs: its main thread, its busiest other thread (one of the two VAD sessions), all. */
   perchMainUs: number;
   perchSessionUs: number;
   perchTotalUs: number;
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       if (passes(r)) break;
     }
     const batch = (await perch.metric('perch_inference_count_total', { model: 'silero-vad' })) / (await perch.metric('perch_inference_exec_count_total', { model: 'silero-vad' }));
-    printTable('Real-time 16 kHz VAD streams (32 ms chunks, sequence batching)', ['streams', 'tensors', 'p50 ms', 'p99 ms', 'max lag ms', 'behind', 'errors', 'µs/chunk: main', 'session', 'perch', 'load gen', 'pass'],
+    printTable('Real-time 16 kHz VAD streams (32 ms chunks, sequence batching)', ['streams', 'tensors', 'p50 ms', 'p99 ms', 'max lag ms', 'behind', 'errors', 'µs/chunk: main', 'busiest session', 'perch', 'load gen', 'pass'],
       rows.map((r) => [String(r.streams), r.json ? 'JSON' : 'binary', r.p50.toFixed(2), r.p99.toFixed(2), r.maxLagMs.toFixed(1), String(r.behind), String(r.errors), r.perchMainUs.toFixed(0), r.perchSessionUs.toFixed(0), r.perchTotalUs.toFixed(0), r.cpuUsPerChunk.toFixed(0), passes(r) ? 'yes' : 'no']));
     const ceil1 = (raw.b1 * CHUNK_MS) / 1000;
     const ceil32 = (raw.b32 * CHUNK_MS) / 1000;
