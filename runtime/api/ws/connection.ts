@@ -108,20 +108,34 @@ export class Connection {
     } catch (err) {
       work = Promise.reject(err as Error);
     }
+    // One then() with both handlers, not then/finally/catch: two promises fewer per message.
     work.then(
-      (reply) => this.send({ id, ...reply.body }, reply.chunks),
-      (err: unknown) => {
-        const e = toPerchError(err);
-        if (e.code === 'PERCH_ERR_INTERNAL') this.log.error({ err }, 'websocket handler failed');
-        this.send({ id, ok: false, error: { code: e.code, message: e.message } });
-      },
-    ).finally(() => {
-      this.inflight--;
-      this.updateFlow();
-      if (this.inflight === 0 && this.idleWaiters.length) {
-        for (const w of this.idleWaiters.splice(0)) w();
+      (reply) => this.answer(id, reply, null),
+      (err: unknown) => this.answer(id, null, err),
+    );
+  }
+
+  /** Sends the answer (or the error) of one message and lets its slot go. */
+  private answer(id: string | null, reply: Reply | null, failure: unknown): void {
+    try {
+      try {
+        if (reply) {
+          this.send({ id, ...reply.body }, reply.chunks);
+        } else {
+          const e = toPerchError(failure);
+          if (e.code === 'PERCH_ERR_INTERNAL') this.log.error({ err: failure }, 'websocket handler failed');
+          this.send({ id, ok: false, error: { code: e.code, message: e.message } });
+        }
+      } finally {
+        this.inflight--;
+        this.updateFlow();
+        if (this.inflight === 0 && this.idleWaiters.length) {
+          for (const w of this.idleWaiters.splice(0)) w();
+        }
       }
-    }).catch((err: unknown) => this.log.error({ err }, 'websocket reply failed'));
+    } catch (err) {
+      this.log.error({ err }, 'websocket reply failed');
+    }
   }
 
   send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
