@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests already." },
   PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },
   PERCH_ERR_SHUTTING_DOWN: { status: 503, summary: 'The runtime is stopping and takes no new work.' },
-  PERCH_ERR_INFERENCE_FAILED: { status: 500, summary: 'onnxruntime failed while running the batch.' },
+  PERCH_ERR_INFERENCE_FAILED: { status: 500, summary: 'onnxruntime failed while running the batch, or the session thread running it died (it is started again).' },
 
   // Models in the repository.
   PERCH_ERR_MODEL_CONFIG_INVALID: { status: 500, summary: "A model's model.json is not valid JSON or breaks the model config schema." },

@@ -30,14 +30,22 @@ try {
       return;
     }
     const started = performance.now();
-    session.run(toOrtFeeds(msg.feeds)).then(
-      (results) => {
+    let feeds: ReturnType<typeof toOrtFeeds>;
+    try {
+      feeds = toOrtFeeds(msg.feeds);
+    } catch (err) {
+      // An ort.Tensor that cannot be made (data that does not fit its shape) fails this batch,
+      // not the thread.
+      post({ type: 'failed', id: msg.id, message: (err as Error).message });
+      return;
+    }
+    session.run(feeds)
+      .then((results) => {
         const runMs = performance.now() - started;
         const outputs: Tensor[] = fromOrtResults(results);
         post({ type: 'result', id: msg.id, outputs, runMs }, transferList(outputs));
-      },
-      (err: Error) => post({ type: 'failed', id: msg.id, message: err.message }),
-    );
+      })
+      .catch((err: Error) => post({ type: 'failed', id: msg.id, message: err.message }));
   });
   post({ type: 'ready', inputs: opened.inputs, outputs: opened.outputs, providers: opened.providers, warnings: opened.warnings });
 } catch (err) {

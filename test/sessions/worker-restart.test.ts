@@ -1,0 +1,66 @@
+// A session thread that dies fails only the batch it held: the executor starts a new thread from
+// the model file, and batches handed over meanwhile wait for it. A session that cannot be
+// started again fails every batch with a clear error instead of hanging.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { PerchError } from '../../runtime/errors.js';
+import type { SessionConfig } from '../../runtime/models/model-config.js';
+import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
+import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+
+const CRASHING_WORKER = new URL('../helpers/crashing-session-worker.js', import.meta.url);
+const CONFIG: SessionConfig = { intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', instances: 1, executor: 'worker' };
+
+function vadFeeds(): Tensor[] {
+  return [
+    { name: 'input', datatype: 'FP32', shape: [1, 576], data: new Float32Array(576).fill(0.01) },
+    { name: 'state', datatype: 'FP32', shape: [2, 1, 128], data: new Float32Array(256) },
+    { name: 'sr', datatype: 'INT64', shape: [], data: BigInt64Array.from([16000n]) },
+  ];
+}
+
+function failure(code: string, message: RegExp): (err: unknown) => boolean {
+  return (err) => err instanceof PerchError && err.code === code && message.test(err.message);
+}
+
+describe('session worker restart', () => {
+  const marker = join(tmpdir(), `perch-crash-${process.pid}`);
+  afterEach(() => {
+    delete process.env.PERCH_TEST_CRASH_MARKER;
+    delete process.env.PERCH_TEST_FAIL_RESTART;
+    rmSync(marker, { force: true });
+  });
+
+  test('the batch a dying thread held fails; the next one runs on a new thread', async () => {
+    process.env.PERCH_TEST_CRASH_MARKER = marker;
+    const executor = await createWorkerExecutor(MODEL_FILES.sileroVad16k, CONFIG, { workerUrl: CRASHING_WORKER });
+    try {
+      await assert.rejects(executor.run(vadFeeds()), failure('PERCH_ERR_INFERENCE_FAILED', /exited \(code 3\)/));
+      // Handed over while the thread restarts: it waits for the new one.
+      const { outputs } = await executor.run(vadFeeds());
+      assert.deepEqual(outputs.find((t) => t.name === 'output')?.shape, [1, 1]);
+      const again = await executor.run(vadFeeds());
+      assert.equal(again.outputs.length, 2);
+    } finally {
+      await executor.close();
+    }
+  });
+
+  test('a session that cannot be started again fails its batches, and close still returns', async () => {
+    process.env.PERCH_TEST_CRASH_MARKER = marker;
+    process.env.PERCH_TEST_FAIL_RESTART = '1';
+    const executor = await createWorkerExecutor(MODEL_FILES.sileroVad16k, CONFIG, { workerUrl: CRASHING_WORKER });
+    try {
+      await assert.rejects(executor.run(vadFeeds()), failure('PERCH_ERR_INFERENCE_FAILED', /exited \(code 3\)/));
+      // Waits through five failed starts (0.1 + 0.2 + 0.4 + 0.8 + 1.6 s), then fails.
+      await assert.rejects(executor.run(vadFeeds()), failure('PERCH_ERR_INFERENCE_FAILED', /could not be started again/));
+      await assert.rejects(executor.run(vadFeeds()), failure('PERCH_ERR_INFERENCE_FAILED', /could not be started again/));
+    } finally {
+      await executor.close();
+    }
+  });
+});
