@@ -14,10 +14,10 @@ export interface VersionLabels {
 export class InferenceMetrics {
   readonly registry: Registry;
   /**
-   * Answered requests, tallied in plain numbers per labels object and handed to prom-client
+   * Answered requests, tallied in plain numbers per model version and handed to prom-client
    * when scraped: prom-client hashes the labels on every inc(), a cost paid once per request.
    */
-  private readonly successes = new Map<VersionLabels, number>();
+  private readonly successes = new Map<string, { labels: VersionLabels; n: number }>();
   readonly failure: Counter<'model' | 'version' | 'code'>;
   readonly items: Counter<'model' | 'version'>;
   readonly execs: Counter<'model' | 'version'>;
@@ -35,7 +35,7 @@ export class InferenceMetrics {
       name: 'perch_inference_request_success_total', help: 'Inference requests answered with a result.', labelNames: ['model', 'version'], registers: r,
       collect() {
         this.reset();
-        for (const [labels, n] of successes) this.inc({ model: labels.model, version: labels.version }, n);
+        for (const { labels, n } of successes.values()) this.inc({ model: labels.model, version: labels.version }, n);
       },
     });
     this.failure = new Counter({ name: 'perch_inference_request_failure_total', help: 'Inference requests answered with an error, by PERCH_ERR_* code.', labelNames: ['model', 'version', 'code'], registers: r });
@@ -61,7 +61,10 @@ export class InferenceMetrics {
   }
 
   countSuccess(labels: VersionLabels): void {
-    this.successes.set(labels, (this.successes.get(labels) ?? 0) + 1);
+    const key = `${labels.model}\u0000${labels.version}`;
+    const tally = this.successes.get(key);
+    if (tally) tally.n++;
+    else this.successes.set(key, { labels: { model: labels.model, version: labels.version }, n: 1 });
   }
 
   observeBatch(model: string, version: string, items: number, computeSeconds: number, queuedMs: readonly number[]): void {

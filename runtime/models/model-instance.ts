@@ -21,6 +21,8 @@ import { warmUp } from './warmup.js';
 export interface InstanceDeps {
   clock: Clock;
   metrics: InferenceMetrics;
+  /** Opens session number `index` of a version (tests swap in sessions that crash). */
+  createExecutor?: (path: string, cfg: SessionConfig, index: number) => Promise<Executor>;
 }
 
 export interface InferOptions {
@@ -28,9 +30,10 @@ export interface InferOptions {
   timeoutMs?: number | null | undefined;
 }
 
-async function createExecutor(path: string, cfg: SessionConfig): Promise<Executor> {
+async function createExecutor(path: string, cfg: SessionConfig, deps: InstanceDeps, index: number): Promise<Executor> {
   try {
-    return cfg.executor === 'inline' ? await createInlineExecutor(path, cfg) : await createWorkerExecutor(path, cfg);
+    if (deps.createExecutor) return await deps.createExecutor(path, cfg, index);
+    return cfg.executor === 'inline' ? await createInlineExecutor(path, cfg) : await createWorkerExecutor(path, cfg, { clock: deps.clock });
   } catch (err) {
     throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `${path}: ${(err as Error).message}`, { cause: err });
   }
@@ -85,7 +88,7 @@ export class ModelInstance {
     const executors: Executor[] = [];
     const sha256 = await fileSha256(path);
     try {
-      for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session));
+      for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session, deps, i));
       const first = executors[0] as Executor;
       const config = resolveModelConfig(name, file, first);
       const warmed = await warmUp(config, file.warmup, first);
@@ -176,23 +179,37 @@ export class ModelInstance {
     }
   }
 
-  /** Sessions with no batch at all: the batcher fills these first. */
+  /**
+   * Sessions with no batch at all: the batcher fills these first. A session whose thread is
+   * being started again does not count while another one can take work.
+   */
   private idleExecutors(): number {
+    const anyAvailable = this.anyAvailable();
     let n = 0;
-    for (const count of this.inFlight.values()) if (count === 0) n++;
+    for (const [e, count] of this.inFlight) if (count === 0 && (e.available || !anyAvailable)) n++;
     return n;
   }
 
-  /** The session with the fewest batches, now counted as holding one more. */
+  /**
+   * The session with the fewest batches, now counted as holding one more. Available sessions
+   * first: one being restarted would hold the batch until its new thread is up (and one that
+   * could not be restarted fails at once, so it would always look least busy).
+   */
   private leastBusy(): Executor {
+    const anyAvailable = this.anyAvailable();
     let best: Executor | null = null;
     let fewest = Infinity;
     for (const [e, n] of this.inFlight) {
-      if (n < fewest) [best, fewest] = [e, n];
+      if (n < fewest && (e.available || !anyAvailable)) [best, fewest] = [e, n];
     }
     if (!best) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
     this.inFlight.set(best, fewest + 1);
     return best;
+  }
+
+  private anyAvailable(): boolean {
+    for (const e of this.executors) if (e.available) return true;
+    return false;
   }
 }
 

@@ -173,9 +173,11 @@ export class SequenceManager {
       throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
     }
     const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs });
-    for (const s of cfg.state) {
-      const next = outputs.find((t) => t.name === s.output);
-      if (next) storeState(seq, s.input, next);
+    if (!req.end) { // an ended sequence's state is freed right after this
+      for (const s of cfg.state) {
+        const next = outputs.find((t) => t.name === s.output);
+        if (next) storeState(seq, s.input, next);
+      }
     }
     return { instance, outputs };
   }

@@ -13,6 +13,8 @@ export interface Executor {
   readonly outputs: OrtTensorMetadata[];
   readonly providers: string[];
   readonly warnings: string[];
+  /** False while the session cannot take a batch now (its thread is being started again). */
+  readonly available: boolean;
   /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */
   run(feeds: Tensor[]): Promise<ExecutorResult>;
   /** Releases the session (and its thread). Only called once nothing is running. */

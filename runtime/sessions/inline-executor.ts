@@ -15,6 +15,7 @@ export async function createInlineExecutor(path: string, cfg: SessionConfig): Pr
     outputs: opened.outputs,
     providers: opened.providers,
     warnings: opened.warnings,
+    available: true,
     async run(feeds: Tensor[]): Promise<ExecutorResult> {
       try {
         const started = performance.now();

@@ -4,9 +4,12 @@
 //
 // A session thread that dies (an uncaught error, the thread exiting) fails the batches it held
 // (whether they ran is unknown) and is started again from the model file; batches handed over
-// meanwhile wait for the new thread. After RESTART_ATTEMPTS failed starts in a row the session
-// is dead and every batch fails at once, as before the first crash.
+// meanwhile wait for the new thread, and the model instance prefers its other sessions while
+// this one is not `available`. A thread that keeps crashing is restarted after longer and longer
+// pauses. After RESTART_ATTEMPTS failed starts in a row the session is dead and every batch
+// fails at once.
 import { Worker } from 'node:worker_threads';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { PerchError } from '../errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -15,12 +18,16 @@ import { ownedFeeds, transferList, type FromWorker, type ToWorker } from './work
 
 const WORKER_URL = new URL('./session-worker.js', import.meta.url);
 const RESTART_ATTEMPTS = 5;
-/** Wait before the n-th start attempt in a row: 100 ms, doubling. */
-const restartDelayMs = (attempt: number): number => 100 * 2 ** (attempt - 1);
+/** Crashes this close together count as a loop: each restart waits longer. */
+const CRASH_WINDOW_MS = 60_000;
+/** Wait before a start: 100 ms, doubling with each recent crash or failed start, at most 5 s. */
+const restartDelayMs = (attempt: number): number => Math.min(5000, 100 * 2 ** (attempt - 1));
 
 export interface WorkerExecutorOptions {
   /** The worker script (tests swap in one that crashes); default session-worker.js. */
   workerUrl?: URL;
+  /** Times the pauses before a restart. */
+  clock?: Clock;
 }
 
 type Ready = Extract<FromWorker, { type: 'ready' }>;
@@ -58,23 +65,38 @@ async function startWorker(url: URL, path: string, cfg: SessionConfig): Promise<
 
 export async function createWorkerExecutor(path: string, cfg: SessionConfig, opts: WorkerExecutorOptions = {}): Promise<Executor> {
   const url = opts.workerUrl ?? WORKER_URL;
+  const clock = opts.clock ?? systemClock;
   const first = await startWorker(url, path, cfg);
   const pending = new Map<number, Pending>();
   /** Runs handed over while the thread restarts: posted once it is up. */
-  const waiting: ToWorker[] = [];
+  const waiting: Array<Extract<ToWorker, { type: 'run' }>> = [];
   let worker: Worker | null = null;
   let nextId = 1;
   let dead: PerchError | null = null;
   let closing = false;
+  /** Starts that failed in a row (reset by one that works), and when recent crashes were. */
   let failedStarts = 0;
+  let crashes: number[] = [];
+  let restartTimer: TimerHandle | null = null;
+  let starting: Promise<unknown> | null = null;
   let onClosed: (() => void) | null = null;
 
-  function post(msg: ToWorker): void {
+  function post(msg: Extract<ToWorker, { type: 'run' }>): void {
     if (!worker) {
       waiting.push(msg);
       return;
     }
-    worker.postMessage(msg, msg.type === 'run' ? transferList(msg.feeds) : []);
+    try {
+      worker.postMessage(msg, transferList(msg.feeds));
+    } catch (err) {
+      // Not cloneable: this run fails, the thread and the other runs go on.
+      settle(msg.id, new PerchError('PERCH_ERR_INFERENCE_FAILED', `batch could not be handed to the session thread: ${(err as Error).message}`));
+    }
+  }
+
+  function settle(id: number, err: PerchError): void {
+    pending.get(id)?.reject(err);
+    pending.delete(id);
   }
 
   function failAll(err: PerchError): void {
@@ -90,12 +112,8 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
         const p = pending.get(msg.id);
         if (!p) return;
         pending.delete(msg.id);
-        if (msg.type === 'result') {
-          failedStarts = 0;
-          p.resolve({ outputs: msg.outputs, runMs: msg.runMs });
-        } else {
-          p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
-        }
+        if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs });
+        else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
       } else if (msg.type === 'closed') {
         onClosed?.();
       }
@@ -111,30 +129,44 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
     worker = null;
     // Every pending run was posted to the thread that died (nothing waits while one is up).
     failAll(new PerchError('PERCH_ERR_INFERENCE_FAILED', message, { cause }));
-    restart();
+    const now = clock.now();
+    crashes = crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+    crashes.push(now);
+    restart(crashes.length);
   }
 
-  function restart(): void {
-    failedStarts++;
-    if (failedStarts > RESTART_ATTEMPTS) {
-      dead = new PerchError('PERCH_ERR_INFERENCE_FAILED', `session worker could not be started again after ${RESTART_ATTEMPTS} attempts`);
-      failAll(dead);
-      return;
-    }
-    setTimeout(() => {
-      if (closing) return;
-      startWorker(url, path, cfg).then(
+  /** Starts a new thread after a pause that grows with recent crashes and failed starts. */
+  function restart(attempt: number): void {
+    if (closing) return;
+    restartTimer = clock.setTimeout(() => {
+      restartTimer = null;
+      const start = startWorker(url, path, cfg).then(
         ({ worker: w }) => {
           if (closing) {
-            void w.terminate();
-            return;
+            w.on('error', () => undefined);
+            return w.terminate();
           }
+          failedStarts = 0;
           attach(w);
           for (const msg of waiting.splice(0)) post(msg);
+          return undefined;
         },
-        () => restart(),
+        (err: Error) => {
+          if (closing) return;
+          failedStarts++;
+          if (failedStarts >= RESTART_ATTEMPTS) {
+            dead = new PerchError('PERCH_ERR_INFERENCE_FAILED', `session worker could not be started again after ${RESTART_ATTEMPTS} attempts: ${err.message}`, { cause: err });
+            failAll(dead);
+          } else {
+            restart(attempt + 1);
+          }
+        },
       );
-    }, restartDelayMs(failedStarts));
+      starting = start;
+      void start.finally(() => {
+        if (starting === start) starting = null;
+      });
+    }, restartDelayMs(attempt));
   }
 
   attach(first.worker);
@@ -143,6 +175,9 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
     outputs: first.ready.outputs,
     providers: first.ready.providers,
     warnings: first.ready.warnings,
+    get available(): boolean {
+      return worker !== null && !closing;
+    },
     run(feeds: Tensor[]): Promise<ExecutorResult> {
       if (dead) return Promise.reject(dead);
       const id = nextId++;
@@ -156,6 +191,8 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
       closing = true;
       dead ??= new PerchError('PERCH_ERR_MODEL_NOT_READY', 'session closed');
       failAll(dead);
+      if (restartTimer) clock.clearTimeout(restartTimer);
+      await starting; // a thread being started is terminated as soon as it is up
       const w = worker;
       if (!w) return;
       const closed = new Promise<void>((resolve) => (onClosed = resolve));

@@ -64,8 +64,7 @@ export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]
   const outer = elementCount(t.shape.slice(0, axis));
   const inner = elementCount(t.shape.slice(axis + 1));
   const total = t.shape[axis] ?? 0;
-  const contiguous = outer === 1 && !Array.isArray(t.data);
-  const gathered = contiguous ? null : allocate(t.datatype, outer * total * inner);
+  const gathered = outer === 1 ? null : allocate(t.datatype, outer * total * inner);
   const parts: Tensor[] = [];
   let before = 0;
   for (const size of sizes) {
@@ -74,7 +73,8 @@ export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]
     const from = before * inner;
     let data: TensorData;
     if (gathered === null) {
-      data = (t.data as Exclude<TensorData, string[]>).subarray(from, (before + size) * inner);
+      const end = (before + size) * inner;
+      data = Array.isArray(t.data) ? t.data.slice(from, end) : t.data.subarray(from, end);
     } else {
       const at = outer * from; // the parts before this one take outer * before * inner elements
       for (let o = 0; o < outer; o++) {

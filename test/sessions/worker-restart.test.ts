@@ -10,7 +10,13 @@ import { PerchError } from '../../runtime/errors.js';
 import type { SessionConfig } from '../../runtime/models/model-config.js';
 import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { systemClock } from '../../runtime/clock.js';
+import { prepareInputs } from '../../runtime/inference/prepare.js';
+import { InferenceMetrics } from '../../runtime/metrics.js';
+import { modelConfigSchema } from '../../runtime/models/model-config.js';
+import { ModelInstance } from '../../runtime/models/model-instance.js';
 import { MODEL_FILES } from '../helpers/paths.js';
+import { shippedModelConfig } from '../helpers/repository.js';
 
 const CRASHING_WORKER = new URL('../helpers/crashing-session-worker.js', import.meta.url);
 const CONFIG: SessionConfig = { intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', instances: 1, executor: 'worker' };
@@ -32,6 +38,7 @@ describe('session worker restart', () => {
   afterEach(() => {
     delete process.env.PERCH_TEST_CRASH_MARKER;
     delete process.env.PERCH_TEST_FAIL_RESTART;
+    delete process.env.PERCH_TEST_CRASH_AT_RUN;
     rmSync(marker, { force: true });
   });
 
@@ -61,6 +68,28 @@ describe('session worker restart', () => {
       await assert.rejects(executor.run(vadFeeds()), failure('PERCH_ERR_INFERENCE_FAILED', /could not be started again/));
     } finally {
       await executor.close();
+    }
+  });
+
+  test('a model with two sessions answers on the other one while one is down', async () => {
+    process.env.PERCH_TEST_CRASH_MARKER = marker;
+    process.env.PERCH_TEST_FAIL_RESTART = '1';
+    process.env.PERCH_TEST_CRASH_AT_RUN = '2'; // the first run is the warm-up
+    const shipped = shippedModelConfig('silero-vad');
+    const file = modelConfigSchema.parse({ ...shipped, batching: { maxQueueDelayMs: 0 }, session: { instances: 2 } });
+    const instance = await ModelInstance.load('vad', 1, MODEL_FILES.sileroVad16k, file, {
+      clock: systemClock,
+      metrics: new InferenceMetrics(),
+      createExecutor: (path, cfg, index) => createWorkerExecutor(path, cfg, index === 0 ? { workerUrl: CRASHING_WORKER } : {}),
+    });
+    try {
+      const request = () => instance.infer(prepareInputs(instance.config, vadFeeds()));
+      await assert.rejects(request(), failure('PERCH_ERR_INFERENCE_FAILED', /exited \(code 3\)/));
+      // The first session now restarts and never comes back; every request goes to the second
+      // at once instead of waiting for it (or failing with it after five starts).
+      for (let i = 0; i < 10; i++) assert.equal((await request()).length, 2);
+    } finally {
+      await instance.retire();
     }
   });
 });
