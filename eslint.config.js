@@ -1,4 +1,4 @@
-// Lint runs in `npm test` (DESIGN house style 12). Type-aware rules catch floating promises,
+// Lint runs in `npm test` (docs/design.md house style 12). Type-aware rules catch floating promises,
 // the classic way an async runtime loses errors.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';

@@ -1,6 +1,6 @@
 // Model transfer benchmark (issue 5): the 10.8 MB PP-OCR recognition model moved over MQTT by
 // Perch's model update, next to raw mqtt.js moving the same chunks through the same Mosquitto in
-// the same run (DESIGN house style 10).
+// the same run (docs/design.md house style 10).
 //   Perch: a real device (`perch serve`, cloud sync on) and a real `perch fleet serve`; `perch
 //          fleet push` publishes the desired state, the device asks for chunks (a sliding window
 //          of cloud.download.windowChunks = 16 outstanding: the next request goes out as each

@@ -1,6 +1,6 @@
 // Upload benchmark (issue 5): how fast a device drains an offline backlog of 100,000 events to
 // the broker, next to raw mqtt.js publishing QoS 1 messages of the same size to the same
-// Mosquitto in the same run (DESIGN house style 10).
+// Mosquitto in the same run (docs/design.md house style 10).
 //   Perch: a real `perch serve` with cloud sync on, pointed at a broker that is down; 100,000
 //          events emitted over WebSocket (group commit makes that seconds); then the broker
 //          starts. Timed from the device's connect (the `ts` of its online status) to the moment

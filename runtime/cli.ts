@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `perch serve [--config FILE]` starts the runtime (PROTOCOL section 6).
+// `perch serve [--config FILE]` starts the runtime (docs/protocol.md section 6).
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { PerchError } from './errors.js';

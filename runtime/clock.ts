@@ -1,4 +1,4 @@
-// Time is injected (DESIGN house style 7): the scheduler, timeouts and backoff read it from a
+// Time is injected (docs/design.md house style 7): the scheduler, timeouts and backoff read it from a
 // Clock so tests drive time with a fake one instead of sleeping.
 
 export type TimerHandle = { readonly __timer: unique symbol } | object;

@@ -1,4 +1,4 @@
-// The one registry of Perch's error codes (DESIGN house style 3, like fastify's FST_ERR_* or
+// The one registry of Perch's error codes (docs/design.md house style 3, like fastify's FST_ERR_* or
 // undici's UND_ERR_*). A code, once shipped, is never reused or given another meaning;
 // docs/errors.md lists the same table and test/errors/registry.test.ts keeps them in sync.
 

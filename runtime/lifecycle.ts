@@ -1,4 +1,4 @@
-// Modules with a lifecycle (DESIGN house style 2): started in order, stopped in reverse.
+// Modules with a lifecycle (docs/design.md house style 2): started in order, stopped in reverse.
 import type { Logger } from './log.js';
 
 export interface Module {

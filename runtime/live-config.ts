@@ -1,4 +1,4 @@
-// Live config (PROTOCOL section 5, desired.config): the settings that change without restart —
+// Live config (docs/protocol.md section 5, desired.config): the settings that change without restart —
 // log level, per-model batching and cache (models.overrides), event upload batch size and rate.
 // A document is validated whole, by the same schema as the start-up config (merged over the
 // current settings), and applied only if all of it is valid; otherwise nothing changes and the

@@ -1,4 +1,4 @@
-// Prometheus metrics (PROTOCOL section 6). Each runtime has its own Registry so several can
+// Prometheus metrics (docs/protocol.md section 6). Each runtime has its own Registry so several can
 // live in one process (tests); the store and cloud modules register theirs on the same one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

@@ -194,7 +194,7 @@ export class Runtime {
   }
 
   /**
-   * Applies a live config document whole or not at all (PROTOCOL section 5). Persisted, and
+   * Applies a live config document whole or not at all (docs/protocol.md section 5). Persisted, and
    * recorded as an event, so the cloud and a reboot both see it.
    */
   applyLiveConfig(partial: unknown, record = true): LiveConfigResult {
@@ -230,7 +230,7 @@ export class Runtime {
     );
   }
 
-  /** The WebSocket `status` answer (PROTOCOL section 4). */
+  /** The WebSocket `status` answer (docs/protocol.md section 4). */
   status(): Record<string, unknown> {
     const models = this.registry.status().flatMap<{ name: string; version: number | null; ready: boolean }>((m) =>
       m.versions.length

@@ -1,4 +1,4 @@
-// Lean load-generator clients for PROTOCOL sections 2-4. Request frames and bodies are encoded
+// Lean load-generator clients for docs/protocol.md sections 2-4. Request frames and bodies are encoded
 // once before timing starts, so the measured time is Perch's (plus the socket), not the load
 // generator re-encoding tensors; answers are parsed only as far as their JSON header.
 import { Agent, request } from 'node:http';
@@ -24,7 +24,7 @@ function binaryHeaderInputs(inputs: readonly Tensor[], parts: readonly Uint8Arra
   return inputs.map((t, i) => ({ name: t.name, shape: t.shape, datatype: t.datatype, parameters: { binary_data_size: (parts[i] as Uint8Array).byteLength } }));
 }
 
-/** WS binary frame: [uint32 LE header length][JSON header][tensor bytes...] (PROTOCOL section 2). */
+/** WS binary frame: [uint32 LE header length][JSON header][tensor bytes...] (docs/protocol.md section 2). */
 export function wsBinaryFrame(id: string, model: string, inputs: readonly Tensor[]): Buffer {
   const parts = inputs.map(encodeBinaryData);
   const header = Buffer.from(JSON.stringify({ id, op: 'infer', model, inputs: binaryHeaderInputs(inputs, parts) }));

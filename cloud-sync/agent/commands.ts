@@ -1,4 +1,4 @@
-// P/devices/{id}/commands (PROTOCOL section 5): reportState, rollback {model}, flushCache. Each
+// P/devices/{id}/commands (docs/protocol.md section 5): reportState, rollback {model}, flushCache. Each
 // records an event with the command id and its outcome, so the fleet sees the answer in the
 // device's event stream.
 import { PerchError, toPerchError } from '../../runtime/errors.js';

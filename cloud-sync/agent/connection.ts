@@ -1,4 +1,4 @@
-// The MQTT connection (PROTOCOL section 5): one mqtt.js client at a time, client id = device id,
+// The MQTT connection (docs/protocol.md section 5): one mqtt.js client at a time, client id = device id,
 // persistent session, retained status with a Last Will. mqtt.js's own fixed-period reconnect is
 // off (reconnectPeriod 0): a fresh client per attempt, scheduled on the injected clock with full
 // jitter (backoff.ts), so a fleet does not reconnect in lock-step and tests can drive time.

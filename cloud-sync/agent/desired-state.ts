@@ -1,4 +1,4 @@
-// state/desired (PROTOCOL section 5, retained): versions only rise; a document is persisted in
+// state/desired (docs/protocol.md section 5, retained): versions only rise; a document is persisted in
 // port.state BEFORE anything of it is acted on, so a reboot while offline keeps it and the agent
 // resumes it at start (downloads continue from staged chunks). Named models are brought to their
 // ModelSpec (or removed for null); models not named are left alone; `config` goes to the live

@@ -1,4 +1,4 @@
-// The `P/devices/{id}/events` payload (PROTOCOL section 5), written as text from the outbox rows.
+// The `P/devices/{id}/events` payload (docs/protocol.md section 5), written as text from the outbox rows.
 // The payload is already JSON in the outbox (append() made it with JSON.stringify), so it goes
 // on the wire as stored: no parse and no second stringify per event. The result is exactly
 // JSON.stringify of the EventsMessage object, key for key (test/cloud-sync/event-message.test.ts).

@@ -1,4 +1,4 @@
-// The cloud-sync agent (device side of PROTOCOL section 5) as one runtime Module: a thin
+// The cloud-sync agent (device side of docs/protocol.md section 5) as one runtime Module: a thin
 // composition root wiring the connection, the inbound router, the uploader, desired/reported
 // state, model updates, the rollback circuit breaker and commands. Everything it needs from the
 // runtime comes through the RuntimePort (runtime-port.ts); started only when cloud.mqttUrl is set.

@@ -1,4 +1,4 @@
-// state/reported (PROTOCOL section 5, retained): what the device serves, what it is fetching or
+// state/reported (docs/protocol.md section 5, retained): what the device serves, what it is fetching or
 // refused, the effective live config, and the desired version it applied. Published on connect,
 // after every change (changes in one tick coalesce into one message) and on the reportState
 // command; also kept in port.state so a reboot knows what was last reported.

@@ -31,7 +31,7 @@ export type LiveConfigResult =
   | { ok: false; error: { code: ErrorCode; message: string } };
 
 /**
- * The settings that change without restart (PROTOCOL section 5): a partial of the runtime
+ * The settings that change without restart (docs/protocol.md section 5): a partial of the runtime
  * config, validated by the same schema. `models.overrides` = per-model batching and cache.
  */
 export interface LiveConfig {

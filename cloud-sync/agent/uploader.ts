@@ -1,4 +1,4 @@
-// Outbox -> MQTT (PROTOCOL section 5, `P/devices/{id}/events`): while connected, claim the oldest
+// Outbox -> MQTT (docs/protocol.md section 5, `P/devices/{id}/events`): while connected, claim the oldest
 // events, publish them at QoS 1 in messages of `upload.batchSize`, and delete them only after
 // the broker's PUBACK. On a failure or a disconnect the claimed events are released, and being
 // the oldest they are the first claimed again: at-least-once, in seq order, consumers dedup on

@@ -1,4 +1,4 @@
-// Read-modify-publish of a device's retained desired document (PROTOCOL section 5): the next
+// Read-modify-publish of a device's retained desired document (docs/protocol.md section 5): the next
 // document keeps every model and config key of the current one, changes what was asked, and
 // carries version = current + 1, so versions only rise.
 import type { MqttClient } from 'mqtt';

@@ -1,5 +1,5 @@
 // `perch fleet remove --device ID --model NAME`: publishes the device's next desired document
-// with `models[NAME] = null`, which PROTOCOL section 5 defines as "remove the model" (models not
+// with `models[NAME] = null`, which docs/protocol.md section 5 defines as "remove the model" (models not
 // named stay as they are). Steps: validate, read current desired (+ status, reported), check the
 // device and the model, publish (QoS 1, retained).
 import { parseArgs } from 'node:util';
@@ -13,7 +13,7 @@ import { withBroker } from './with-broker.js';
 export const REMOVE_HELP = `perch fleet remove --device ID --model NAME [--force]
 
 Publishes the device's retained desired state with its version raised by one and the model set
-to null (PROTOCOL section 5: null removes the model). The device stops serving it, deletes it
+to null (docs/protocol.md section 5: null removes the model). The device stops serving it, deletes it
 from its model repository (and any download of it in progress), drops it from state/reported
 and records a model.removed event. The other models and the config of the current document
 stay. The fleet store keeps the model's files (push it again to bring it back).

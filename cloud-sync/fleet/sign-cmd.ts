@@ -7,7 +7,7 @@ export const SIGN_HELP = `perch fleet sign --key PRIV.pem --name NAME --version 
 
 Prints the model's ModelSpec as JSON: {"version","sha256","size","chunkSize","signature"}.
 The signature is Ed25519 over the UTF-8 bytes of JSON.stringify({name, version, sha256, size})
-(PROTOCOL section 5); devices verify it against their trusted public keys.
+(docs/protocol.md section 5); devices verify it against their trusted public keys.
 `;
 
 export async function signCommand(args: string[], out: NodeJS.WritableStream): Promise<number> {

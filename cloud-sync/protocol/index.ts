@@ -1,4 +1,4 @@
-// PROTOCOL section 5 as code: topics, payload schemas, payload parsing, model signatures.
+// docs/protocol.md section 5 as code: topics, payload schemas, payload parsing, model signatures.
 // Shared by the device agent (cloud-sync/agent) and `perch fleet` (cloud-sync/fleet); its
 // exports are a stable API.
 export * from './topics.js';

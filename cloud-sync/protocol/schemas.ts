@@ -1,4 +1,4 @@
-// zod schemas of every JSON payload of PROTOCOL section 5, shared by the device agent and
+// zod schemas of every JSON payload of docs/protocol.md section 5, shared by the device agent and
 // `perch fleet`. Objects strip unknown keys (a newer peer may add fields; an older one must
 // still read the message), except where a document is copied through whole (config, model.json).
 import { z } from 'zod';
@@ -8,7 +8,7 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 export const deviceIdSchema = z.string().regex(NAME_PATTERN, 'letters, digits and _ . : - only (1-128 characters)');
 export const modelNameSchema = deviceIdSchema;
 
-/** Model versions are the repository's version folders: positive integers (PROTOCOL section 1). */
+/** Model versions are the repository's version folders: positive integers (docs/protocol.md section 1). */
 export const modelVersionSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 /** Timestamps: epoch milliseconds is what Perch sends; an ISO string is accepted from others. */
 export const timestampSchema = z.union([z.number().nonnegative(), z.string().min(1)]);
@@ -19,7 +19,7 @@ export const jsonObjectSchema = z.record(z.string(), z.unknown());
 const errorSchema = z.object({ code: z.string(), message: z.string() });
 
 /**
- * Optional extension (not in PROTOCOL's table, ignored by peers that do not know it): the
+ * Optional extension (not in the table of docs/protocol.md section 5, ignored by peers that do not know it): the
  * device's event backlog when it sent the message, shown by `perch fleet devices`.
  */
 export const outboxSummarySchema = z.object({

@@ -1,4 +1,4 @@
-// Model signatures (PROTOCOL section 5): Ed25519 over the UTF-8 bytes of
+// Model signatures (docs/protocol.md section 5): Ed25519 over the UTF-8 bytes of
 // JSON.stringify({name, version, sha256, size}), keys in exactly that order. Node's own crypto,
 // no dependency. Both sides build the signed bytes here, so they agree byte for byte.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';

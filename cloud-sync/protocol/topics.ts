@@ -1,4 +1,4 @@
-// Topic names of PROTOCOL section 5, built in one place so the device agent and `perch fleet`
+// Topic names of docs/protocol.md section 5, built in one place so the device agent and `perch fleet`
 // cannot drift apart. `P` is the configurable prefix (default `perch/v1`).
 
 export const DEFAULT_PREFIX = 'perch/v1';

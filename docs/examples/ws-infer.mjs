@@ -1,4 +1,4 @@
-// A local app talking to Perch over WebSocket (PROTOCOL section 4): one inference with binary
+// A local app talking to Perch over WebSocket (docs/protocol.md section 4): one inference with binary
 // tensors, one durable event, and the runtime's status. Run it beside `npm start`:
 //   node docs/examples/ws-infer.mjs [ws://127.0.0.1:8080/v1/ws]
 import WebSocket from 'ws';

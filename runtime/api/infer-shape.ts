@@ -32,7 +32,7 @@ function isOutput(o: unknown): boolean {
   return p === undefined || (isPlain(p) && (p.binary_data === undefined || typeof p.binary_data === 'boolean'));
 }
 
-/** The OIP body fields (PROTOCOL section 2), in the common form. */
+/** The OIP body fields (docs/protocol.md section 2), in the common form. */
 function isCommonBody(v: Plain): boolean {
   const { inputs, outputs, parameters } = v;
   if (!Array.isArray(inputs) || inputs.length === 0) return false;

@@ -1,4 +1,4 @@
-// Open Inference Protocol request bodies (PROTOCOL section 2-3), shared by HTTP and WebSocket.
+// Open Inference Protocol request bodies (docs/protocol.md sections 2-3), shared by HTTP and WebSocket.
 // `data` is left unknown here: json-codec checks it element by element against the datatype.
 import { z } from 'zod';
 import { DATATYPES } from '../tensor/datatypes.js';

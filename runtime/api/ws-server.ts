@@ -1,4 +1,4 @@
-// The WebSocket API at /v1/ws (PROTOCOL section 4): infer, emit, subscribe, status.
+// The WebSocket API at /v1/ws (docs/protocol.md section 4): infer, emit, subscribe, status.
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';

@@ -10,7 +10,7 @@ import { configSchema, type PerchConfig } from './schema.js';
 
 type Raw = Record<string, unknown>;
 
-/** PROTOCOL section 6: environment variable -> config path and how to read its value. */
+/** docs/protocol.md section 6: environment variable -> config path and how to read its value. */
 export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: 'string' | 'number' | 'path' | 'boolean' }> = [
   { env: 'PERCH_HOST', path: ['server', 'host'], kind: 'string' },
   { env: 'PERCH_PORT', path: ['server', 'port'], kind: 'number' },

@@ -1,4 +1,4 @@
-// The runtime config: one strict schema with every default inside it (DESIGN house style 4).
+// The runtime config: one strict schema with every default inside it (docs/design.md house style 4).
 // docs/config.md documents each key; test/config/docs.test.ts fails when the two disagree.
 import { hostname } from 'node:os';
 import { z } from 'zod';

@@ -1,4 +1,4 @@
-// Request parameters Perch understands (PROTOCOL section 3; names as Triton uses them).
+// Request parameters Perch understands (docs/protocol.md section 3; names as Triton uses them).
 // Unknown parameters are ignored, as OIP allows; known ones with a wrong type are refused.
 import { PerchError } from '../errors.js';
 

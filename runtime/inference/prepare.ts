@@ -1,7 +1,7 @@
 // Checks a request's tensors against the model (names, datatypes, shapes, batch size) and
 // computes what the batcher needs: the number of batch items and the group key. Two requests
 // are only stacked when their keys are equal: same non-batch dims for every batched input and
-// the same values for every unbatched input (PROTOCOL section 1, batchAxis null).
+// the same values for every unbatched input (docs/protocol.md section 1, batchAxis null).
 import { createHash } from 'node:crypto';
 import { PerchError } from '../errors.js';
 import type { ResolvedModelConfig, TensorSpec } from '../models/resolve-config.js';

@@ -1,4 +1,4 @@
-// model.json (PROTOCOL section 1): validated strictly, every bad path reported at once.
+// model.json (docs/protocol.md section 1): validated strictly, every bad path reported at once.
 import { z } from 'zod';
 import { DATATYPES } from '../tensor/datatypes.js';
 
@@ -32,7 +32,7 @@ export const batchingSchema = z.strictObject({
   defaultPriority: positiveInt.max(100).default(5),
 });
 
-/** The persistent result cache for this model (PROTOCOL: `cache`); the request parameter `cache` overrides `enabled`. */
+/** The persistent result cache for this model (docs/protocol.md section 1: `cache`); the request parameter `cache` overrides `enabled`. */
 export const modelCacheSchema = z.strictObject({
   enabled: z.boolean().default(false),
   /** Entry lifetime; unset = the store's cache.defaultTtlSeconds. */

@@ -119,7 +119,7 @@ export class ModelRegistry {
     };
   }
 
-  /** PROTOCOL: ready when every model of the repository serves and none failed. */
+  /** docs/protocol.md section 3: ready when every model of the repository serves and none failed. */
   isReady(): boolean {
     if (this.models.size === 0) return true;
     for (const e of this.models.values()) {

@@ -1,4 +1,4 @@
-// The model repository on disk (PROTOCOL section 1):
+// The model repository on disk (docs/protocol.md section 1):
 //   <repository>/<model>/model.json            optional
 //   <repository>/<model>/<version>/model.onnx  version = positive integer folder name
 import { readdirSync, readFileSync, statSync } from 'node:fs';

@@ -31,7 +31,7 @@ function options(cfg: SessionConfig, providers: string[]): ort.InferenceSession.
 /**
  * Opens a session with the configured execution providers. A provider that is not there (no
  * GPU library, or not built for this platform) makes ORT throw at creation: fall back to CPU
- * with a warning instead of failing the model (DESIGN: "fall back to cpu explicitly").
+ * with a warning instead of failing the model (docs/design.md: "fall back to `cpu` explicitly").
  */
 export async function openSession(path: string, cfg: SessionConfig): Promise<OpenedSession> {
   const wanted = cfg.executionProviders;

@@ -1,4 +1,4 @@
-// The `store` fragment of the runtime config (DESIGN house style 4: strict, defaults inside).
+// The `store` fragment of the runtime config (docs/design.md house style 4: strict, defaults inside).
 // The runtime mounts it as `store: storeConfigSchema.prefault({})`; docs/store.md explains each
 // key at length.
 import { validate } from 'node-cron';

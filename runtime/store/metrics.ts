@@ -1,4 +1,4 @@
-// Store metrics (PROTOCOL section 6), read from the stores' running totals at scrape time, so the
+// Store metrics (docs/protocol.md section 6), read from the stores' running totals at scrape time, so the
 // stores know nothing about Prometheus. Always on a passed Registry, never prom-client's global
 // one: tests run several runtimes in one process.
 import { Counter, Gauge, type Registry } from 'prom-client';

@@ -1,4 +1,4 @@
-// Schema migrations by PRAGMA user_version (DESIGN house style 6): an ordered array, each step run
+// Schema migrations by PRAGMA user_version (docs/design.md house style 6): an ordered array, each step run
 // in its own transaction together with the version bump, so a crash mid-migration leaves the old
 // version and the step runs again at the next start. Never edit a shipped step; append a new one.
 import type { Database } from 'better-sqlite3';

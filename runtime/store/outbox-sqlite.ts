@@ -77,7 +77,7 @@ export class SqliteOutbox implements Outbox {
     this.logger = opts.logger ?? silentLogger();
     this.errCtx = { dir: opts.dir, degraded: opts.degraded };
     this.limits = { ...opts.limits };
-    // Prepared once (DESIGN house style 6).
+    // Prepared once (docs/design.md house style 6).
     this.st = {
       insert: db.prepare('INSERT INTO outbox (seq, event_id, type, payload, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
       setLastSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'"),

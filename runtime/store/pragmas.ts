@@ -1,4 +1,4 @@
-// Every PRAGMA the store sets, in one place (DESIGN house style 6). Durability is chosen here.
+// Every PRAGMA the store sets, in one place (docs/design.md house style 6). Durability is chosen here.
 import type { Database } from 'better-sqlite3';
 
 export interface PragmaOptions {

@@ -15,7 +15,7 @@ export interface StateStore {
 
 /** The keys the runtime uses, in one place so no two modules spell them differently. */
 export const STATE_KEYS = {
-  /** Desired state document from the control plane (PROTOCOL section 5). */
+  /** Desired state document from the control plane (docs/protocol.md section 5). */
   desired: 'shadow.desired',
   /** Last reported state document. */
   reported: 'shadow.reported',

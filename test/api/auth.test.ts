@@ -1,4 +1,4 @@
-// With server.apiToken set (PROTOCOL sections 3-4): the WebSocket upgrade needs the token as
+// With server.apiToken set (docs/protocol.md sections 3-4): the WebSocket upgrade needs the token as
 // `Authorization: Bearer` or `?token=` (else 401), HTTP inference needs the bearer header (else
 // 401 PERCH_ERR_UNAUTHORIZED), and the health checks answer without it.
 import assert from 'node:assert/strict';

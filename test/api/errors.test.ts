@@ -1,6 +1,6 @@
 // Every way a request can be wrong gets its PERCH_ERR_* code (and over HTTP its status), and the
 // server goes on serving: a normal request on the same server, and over WebSocket on the same
-// connection, still succeeds afterwards (PROTOCOL sections 3-4). Scheduling errors (queue full,
+// connection, still succeeds afterwards (docs/protocol.md sections 3-4). Scheduling errors (queue full,
 // timeout) and priority order are in scheduling-errors.test.ts.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

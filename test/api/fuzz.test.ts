@@ -3,7 +3,7 @@
 //
 // WebSocket: each run sends a few frames (random bytes, random text, random JSON values, valid
 // infer messages with random mutations, binary frames whose header and lengths may lie) on one
-// connection, then a barrier. Every frame gets exactly one answer (PROTOCOL section 4): one with
+// connection, then a barrier. Every frame gets exactly one answer (docs/protocol.md section 4): one with
 // its id when the frame is a JSON object with a string id, one with id null otherwise, and no
 // error is PERCH_ERR_INTERNAL (an internal error is a bug, not an answer to bad input).
 // HTTP: random bodies, Inference-Header-Content-Length values and paths get 200 or a JSON error
@@ -141,7 +141,7 @@ const wsFrame: fc.Arbitrary<Frame> = fc.oneof(
   binaryMessageFrame,
 );
 
-/** The id PROTOCOL section 4 says the answer carries: a JSON object's string id, else null. */
+/** The id docs/protocol.md section 4 says the answer carries: a JSON object's string id, else null. */
 function expectedId(f: Frame): string | null {
   try {
     let header: Buffer;

@@ -1,7 +1,7 @@
 // Scheduling errors (queue full, timeout) and priority order, run against PP-OCR det on a large
 // image whose run is provably long; the tests wait for the scheduler's own state (running
 // batches, queue depth) instead of sleeping. Each gets its PERCH_ERR_* code (and over HTTP its
-// status) and the server goes on serving (PROTOCOL sections 3-4).
+// status) and the server goes on serving (docs/protocol.md sections 3-4).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Tensor } from '../../runtime/tensor/tensor.js';

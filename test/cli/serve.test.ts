@@ -1,4 +1,4 @@
-// `perch serve` as a real process (PROTOCOL section 6): it logs its port, serves, and on SIGTERM
+// `perch serve` as a real process (docs/protocol.md section 6): it logs its port, serves, and on SIGTERM
 // finishes the inference in flight (and the one queued behind it), answers it correctly, and
 // exits 0. Also: --help, an invalid config (every bad path reported at once), an unknown command.
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // End to end with real processes: `perch fleet remove` publishes a desired document naming a
-// model as null (PROTOCOL section 5: null removes it); a real `perch serve` with cloud sync on
+// model as null (docs/protocol.md section 5: null removes it); a real `perch serve` with cloud sync on
 // stops serving that model, deletes it from its repository, reports it gone in state/reported
 // and records a model.removed event, while the model not named keeps serving.
 import assert from 'node:assert/strict';

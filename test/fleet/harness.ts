@@ -1,6 +1,6 @@
 // Shared pieces of the fleet tests: run `perch fleet` in-process (fast) or as a real process
 // (serve, exit codes), and a minimal device made of a raw mqtt.js client that publishes what
-// PROTOCOL section 5 says a device publishes.
+// docs/protocol.md section 5 says a device publishes.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // `perch fleet remove` against a real Mosquitto: the next retained desired document names the
-// model as null (PROTOCOL section 5: null removes it), keeps the rest, raises the version; a model
+// model as null (docs/protocol.md section 5: null removes it), keeps the rest, raises the version; a model
 // the device neither is told to run nor reports is refused unless --force. The device side of a
 // removal is tested end to end in test/cloud-sync/e2e-remove.test.ts.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Model signatures (PROTOCOL section 5) through `perch fleet keygen` and `sign`, verified with
+// Model signatures (docs/protocol.md section 5) through `perch fleet keygen` and `sign`, verified with
 // the shared protocol module: a round trip, and a forged or altered spec refused.
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';

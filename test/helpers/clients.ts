@@ -1,4 +1,4 @@
-// Real HTTP and WebSocket clients speaking PROTOCOL sections 2-4, for tests and benchmarks.
+// Real HTTP and WebSocket clients speaking docs/protocol.md sections 2-4, for tests and benchmarks.
 import WebSocket from 'ws';
 import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';

@@ -1,4 +1,4 @@
-// A Clock that moves only when the test says so (DESIGN house style 7): TTLs, ages and timers
+// A Clock that moves only when the test says so (docs/design.md house style 7): TTLs, ages and timers
 // are tested without sleeping. Monotonic and wall time advance together.
 import type { Clock, TimerHandle } from '../../runtime/clock.js';
 

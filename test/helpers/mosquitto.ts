@@ -1,4 +1,4 @@
-// A real Mosquitto broker for tests (DESIGN house style 9): a child process started from a
+// A real Mosquitto broker for tests (docs/design.md house style 9): a child process started from a
 // generated config file on a random free loopback port, with persistence in a temp dir. It can
 // be SIGKILLed (a broker crash) and restarted on the same port with the same persistence, so
 // retained messages and persistent sessions survive as they would in production.

@@ -1,4 +1,4 @@
-// Crash safety: a power cut is a SIGKILL (DESIGN house style 9). 30 rounds on the same data
+// Crash safety: a power cut is a SIGKILL (docs/design.md house style 9). 30 rounds on the same data
 // directory: a child appends as fast as it can and is killed at a random moment; after each
 // round every acknowledged seq is in the database, seqs are contiguous and never repeat, the
 // counter carried over, and PRAGMA integrity_check says ok.

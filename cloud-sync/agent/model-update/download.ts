@@ -1,4 +1,4 @@
-// Fetching one model version's chunks over MQTT (PROTOCOL section 5): the device asks with
+// Fetching one model version's chunks over MQTT (docs/protocol.md section 5): the device asks with
 // `P/devices/{id}/models/request {name, version, from, count}` and receives raw chunk bytes on
 // `.../models/{name}/{version}/chunks/{index}`. A sliding window of `download.windowChunks`
 // chunks is outstanding at a time: each chunk that arrives frees its slot at once (it is staged

@@ -1,4 +1,4 @@
-// Step "verify-signature": Ed25519 over JSON.stringify({name, version, sha256, size}) (PROTOCOL
+// Step "verify-signature": Ed25519 over JSON.stringify({name, version, sha256, size}) (docs/protocol.md
 // section 5) against the trusted keys of `cloud.trustedKeysFile` (one or more PEM public keys,
 // read at each check, so a replaced key file counts without a restart).
 import { readFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// A model update as an ordered array of named steps (DESIGN house style 8; DESIGN "model
+// A model update as an ordered array of named steps (docs/design.md house style 8; docs/design.md "model
 // update": fetch chunks, verify digest, verify signature, stage, load, warm up, swap). Each step
 // is small, logged with its duration, and owns the PERCH_ERR_* code reported when it fails
 // (unless it throws a PerchError with a more precise one, e.g. install's load/warm-up codes).

@@ -60,7 +60,7 @@ export class ModelUpdater {
     this.begin(name, spec, running ? this.cancel(name) : Promise.resolve());
   }
 
-  /** Desired `null` (PROTOCOL section 5): stop any update of it, unload it, delete it, report it. */
+  /** Desired `null` (docs/protocol.md section 5): stop any update of it, unload it, delete it, report it. */
   async remove(name: string): Promise<void> {
     const served = servedByName(this.port).get(name);
     await this.cancel(name);

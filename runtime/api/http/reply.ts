@@ -8,7 +8,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-/** PROTOCOL section 3: `{"error": message, "code": "PERCH_ERR_..."}` with the code's status. */
+/** docs/protocol.md section 3: `{"error": message, "code": "PERCH_ERR_..."}` with the code's status. */
 export function sendError(res: ServerResponse, err: unknown): void {
   const e = toPerchError(err);
   if (res.headersSent) {

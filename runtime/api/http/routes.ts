@@ -1,4 +1,4 @@
-// HTTP endpoints: Open Inference Protocol v2 (PROTOCOL section 3), Triton's model repository
+// HTTP endpoints: Open Inference Protocol v2 (docs/protocol.md section 3), Triton's model repository
 // extension (load / unload / index, for operators), and Prometheus metrics.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';

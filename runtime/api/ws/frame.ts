@@ -1,5 +1,5 @@
 // WebSocket frames: text = one JSON message; binary = [uint32 LE header length][JSON header]
-// [tensor bytes...] (PROTOCOL section 2).
+// [tensor bytes...] (docs/protocol.md section 2).
 import { PerchError } from '../../errors.js';
 import { parseJson } from '../decode-request.js';
 

@@ -1,4 +1,4 @@
-// WebSocket client messages (PROTOCOL section 4).
+// WebSocket client messages (docs/protocol.md section 4).
 import { z } from 'zod';
 import { inferBodySchema } from '../oip-schema.js';
 

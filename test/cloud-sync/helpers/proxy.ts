@@ -1,4 +1,4 @@
-// A TCP proxy between the device and the broker: the "bad network" of DESIGN house style 9. It can
+// A TCP proxy between the device and the broker: the "bad network" of docs/design.md house style 9. It can
 // hold back everything the broker sends (so PUBACKs never reach the device) and let it through
 // again later.
 import { createServer, connect, type Socket } from 'node:net';

@@ -1,4 +1,4 @@
-// The abstract outbox suite (DESIGN house style 5, like aedes-persistence's abstract.js): every
+// The abstract outbox suite (docs/design.md house style 5, like aedes-persistence's abstract.js): every
 // Outbox implementation runs it through its own factory. It uses only the Outbox interface, a
 // FakeClock it passes in, and reopen() for restarts.
 import assert from 'node:assert/strict';

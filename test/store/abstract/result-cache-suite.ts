@@ -1,4 +1,4 @@
-// The abstract result cache suite (DESIGN house style 5; like undici's cache-store tests): every
+// The abstract result cache suite (docs/design.md house style 5; like undici's cache-store tests): every
 // ResultCache implementation runs it through its own factory.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';

@@ -1,4 +1,4 @@
-// The abstract state store suite (DESIGN house style 5): every StateStore implementation runs it.
+// The abstract state store suite (docs/design.md house style 5): every StateStore implementation runs it.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { STATE_KEYS, type StateStore } from '../../../runtime/store/state-store.js';
