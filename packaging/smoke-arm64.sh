@@ -11,7 +11,8 @@
 #    unmounts them even on failure).
 # 3. packaging/smoke-client.mjs waits for GET /v2/health/ready = 200 (deadline, no fixed sleeps),
 #    runs one inference on pp-ocr-cls (shape [1,2], probabilities summing to 1) and emits one
-#    event over ws://.../v1/ws (the ack must carry a seq).
+#    event over ws://.../v1/ws (the ack must carry a seq), with the API token the runtime
+#    generated into /data/api-token (the image binds 0.0.0.0).
 # 4. Sends SIGTERM and expects exit code 0.
 # Prints the archive size, the unpacked size and the start-up time to ready, and writes them to
 # build/images/perch-linux-<arch>.smoke.txt. Exits non-zero on any failure.
@@ -135,8 +136,10 @@ pid=$!
 
 # --- 3. Ready, infer, emit -----------------------------------------------------------------------
 client_rc=0
+# The image binds 0.0.0.0 without a configured token: Perch generates one into /data/api-token
+# (docs/security.md), which the client reads from the unpacked rootfs.
 client_out=$(node "$repo/packaging/smoke-client.mjs" --port "$port" --pid "$pid" \
-  --started-ms "$started_ms" --deadline-s "$ready_deadline_s") || client_rc=$?
+  --started-ms "$started_ms" --deadline-s "$ready_deadline_s" --token-file "$rootfs/data/api-token") || client_rc=$?
 ready_ms=$(sed -n 's/^ready_ms=//p' <<<"$client_out")
 if [ -z "$ready_ms" ]; then
   if ! kill -0 "$pid" 2>/dev/null || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then

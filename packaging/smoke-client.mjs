@@ -3,8 +3,12 @@
 // inference on the shipped pp-ocr-cls model, emits one event over the WebSocket API, and prints
 // what it measured as `key=value` lines on stdout (diagnostics go to stderr).
 //
-//   node packaging/smoke-client.mjs --port 8080 --pid 1234 --started-ms 1700000000000 --deadline-s 300
+// The image binds 0.0.0.0 with no token configured, so Perch generates one into its data volume
+// (docs/security.md); --token-file names that file, read once the runtime is ready.
+//
+//   node packaging/smoke-client.mjs --port 8080 --pid 1234 --started-ms 1700000000000 --deadline-s 300 --token-file /data/api-token
 import { Buffer } from 'node:buffer';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { parseArgs } from 'node:util';
@@ -18,6 +22,7 @@ const { values } = parseArgs({
     pid: { type: 'string' },
     'started-ms': { type: 'string' },
     'deadline-s': { type: 'string', default: '300' },
+    'token-file': { type: 'string' },
   },
 });
 if (!values.port) throw new Error('--port is required');
@@ -26,12 +31,14 @@ const port = Number(values.port);
 const pid = values.pid ? Number(values.pid) : null;
 const startedMs = values['started-ms'] ? Number(values['started-ms']) : Date.now();
 const deadline = startedMs + Number(values['deadline-s']) * 1000;
+/** Read after ready: the runtime writes the file at start-up. */
+let auth = {};
 
 function request(method, path, body) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? null : JSON.stringify(body);
     const req = http.request(
-      { host, port, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} },
+      { host, port, method, path, headers: { ...auth, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -101,7 +108,7 @@ async function infer() {
 // 3. One event over the WebSocket API; the ack must carry a sequence number.
 function emit() {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${host}:${port}/v1/ws`);
+    const ws = new WebSocket(`ws://${host}:${port}/v1/ws`, { headers: auth });
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error('no ack for the emitted event within 30 s'));
@@ -127,6 +134,7 @@ function emit() {
 const readyMs = await waitReady();
 console.log(`ready_ms=${readyMs}`);
 console.error(`smoke: ready after ${(readyMs / 1000).toFixed(1)} s`);
+if (values['token-file']) auth = { authorization: `Bearer ${readFileSync(values['token-file'], 'utf8').trim()}` };
 
 // Inference and emit are checked independently, so one failure does not hide the other.
 let failed = 0;

@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   PERCH_ERR_REQUEST_TOO_LARGE: { status: 413, summary: 'The HTTP body or WebSocket frame is over the configured size limit.' },
   PERCH_ERR_BINARY_SIZE: { status: 400, summary: 'Binary tensor sizes disagree with the header, the shape or the bytes sent.' },
   PERCH_ERR_UNAUTHORIZED: { status: 401, summary: 'An API token is configured and the request did not carry it.' },
+  PERCH_ERR_ORIGIN_FORBIDDEN: { status: 403, summary: 'A browser page from another origin tried to change state or open a WebSocket (server.allowedOrigins).' },
+  PERCH_ERR_HOST_FORBIDDEN: { status: 403, summary: 'The Host header names neither this device nor server.allowedHosts (DNS rebinding guard).' },
   PERCH_ERR_ROUTE_NOT_FOUND: { status: 404, summary: 'No HTTP endpoint at this path.' },
   PERCH_ERR_METHOD_NOT_ALLOWED: { status: 405, summary: 'The endpoint exists but not for this HTTP method.' },
 
@@ -66,6 +68,7 @@ export const ERROR_CODES = {
 
   // Start-up.
   PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },
+  PERCH_ERR_API_TOKEN_UNAVAILABLE: { status: 500, summary: 'The API listens beyond loopback without server.apiToken, and the token file in the data directory could not be read or written.' },
 
   PERCH_ERR_INTERNAL: { status: 500, summary: 'A bug in Perch: the message says where.' },
 } as const satisfies Record<string, { status: number; summary: string }>;

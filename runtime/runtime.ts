@@ -15,6 +15,8 @@ import { systemClock, type Clock } from './clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { createHttpServer, listen } from './api/http-server.js';
 import { WsApi } from './api/ws-server.js';
+import { RequestGuard } from './api/request-guard.js';
+import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
 import { EventLog } from './events/event-log.js';
 import { InferService } from './inference/infer-service.js';
 import { JobScheduler } from './jobs/scheduler.js';
@@ -47,6 +49,8 @@ export class Runtime {
   readonly installer: ModelInstaller;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The token the API requires, and where it came from (docs/security.md). */
+  readonly apiToken: ResolvedApiToken;
   /** A fresh id per process start (MQTT status), so the cloud can tell reboots apart. */
   readonly bootId = randomUUID();
   private live: LiveConfig;
@@ -60,6 +64,8 @@ export class Runtime {
     const log = (this.log = deps.log);
     this.live = liveOf(config);
     this.connectivity = config.cloud.mqttUrl ? 'offline' : 'disabled';
+    // First: a server that must not start open refuses before anything else is opened.
+    this.apiToken = resolveApiToken(config.server, config.dataDir, log);
     this.metrics = new InferenceMetrics(undefined, () => this.versionGauges());
     // Opening never throws for a read-only or full disk: the store opens degraded and inference
     // goes on; only a database locked by another process stops start-up.
@@ -91,15 +97,17 @@ export class Runtime {
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache);
     const s = config.server;
+    const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
     this.server = createHttpServer(
       { registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes },
-      { host: s.host, port: s.port, apiToken: s.apiToken },
+      { apiToken: this.apiToken.token, guard },
       log,
     );
     this.ws = new WsApi({
       service: this.service,
       log,
-      apiToken: s.apiToken,
+      apiToken: this.apiToken.token,
+      guard,
       maxFrameBytes: s.maxFrameBytes,
       maxInflightPerConnection: s.maxInflightPerConnection,
       maxBufferedBytesPerConnection: s.maxBufferedBytesPerConnection,
@@ -162,7 +170,7 @@ export class Runtime {
       name: 'api',
       start: async () => {
         this.addr = await listen(this.server, this.config.server.host, this.config.server.port);
-        log.info({ host: this.addr.address, port: this.addr.port, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
+        log.info({ host: this.addr.address, port: this.addr.port, apiToken: this.apiToken.source, tokenFile: this.apiToken.file ?? undefined, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
       },
       stop: async () => {
         // Stop accepting, let in-flight requests answer, then close idle keep-alive sockets.

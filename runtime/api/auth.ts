@@ -1,6 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
+/** RFC 6750 section 3: a 401 names the scheme it wants. */
+export const WWW_AUTHENTICATE = 'Bearer realm="perch"';
+
 /**
  * Checks the bearer token (Authorization header, or ?token= for WebSocket clients that cannot
  * set headers). Compares SHA-256 digests with timingSafeEqual: constant time, and no length leak.

@@ -7,14 +7,15 @@ import type { Logger } from '../log.js';
 import { tokenMatches } from './auth.js';
 import { sendError } from './http/reply.js';
 import { ROUTES, type HttpContext } from './http/routes.js';
+import type { RequestGuard } from './request-guard.js';
 
-export interface HttpServerOptions {
-  host: string;
-  port: number;
+/** Who may use the API (docs/security.md). */
+export interface ApiAccess {
   apiToken: string | null;
+  guard: RequestGuard;
 }
 
-export async function handleRequest(ctx: HttpContext, token: string | null, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     const path = (req.url ?? '/').split('?')[0] as string;
     let methodMismatch = false;
@@ -25,7 +26,10 @@ export async function handleRequest(ctx: HttpContext, token: string | null, req:
         methodMismatch = true;
         continue;
       }
-      if (!route.open && !tokenMatches(req, token, false)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
+      // Health checks stay open to probes that reach the device by any name.
+      if (!route.open) access.guard.checkHost(req);
+      access.guard.checkHttpOrigin(req);
+      if (!route.open && !tokenMatches(req, access.apiToken, false)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
       const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeSegment(p)));
       await route.handler(ctx, req, res, params);
       return;
@@ -51,7 +55,7 @@ function decodeSegment(segment: string): string {
   }
 }
 
-export function createHttpServer(ctx: HttpContext, opts: HttpServerOptions, log: Logger): Server {
+export function createHttpServer(ctx: HttpContext, access: ApiAccess, log: Logger): Server {
   const server = createServer((req, res) => {
     // Shutdown: server.close() waits for every connection to end, and closeIdleConnections()
     // only ends those idle when it runs. A request still in flight then left its keep-alive
@@ -61,7 +65,7 @@ export function createHttpServer(ctx: HttpContext, opts: HttpServerOptions, log:
     res.once('finish', () => {
       if (!server.listening) req.socket.end();
     });
-    handleRequest(ctx, opts.apiToken, req, res).catch((err: unknown) => {
+    handleRequest(ctx, access, req, res).catch((err: unknown) => {
       log.error({ err }, 'unhandled error in HTTP handler');
       res.destroy();
     });

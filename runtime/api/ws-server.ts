@@ -1,11 +1,12 @@
 // The WebSocket API at /v1/ws (docs/protocol.md section 4): infer, emit, subscribe, status.
-import type { IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { PerchError } from '../errors.js';
+import { PerchError, toPerchError } from '../errors.js';
 import type { InferService } from '../inference/infer-service.js';
 import type { Logger } from '../log.js';
-import { tokenMatches } from './auth.js';
+import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
+import type { RequestGuard } from './request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
 import { encodeResult } from './encode-response.js';
 import { validateInferMessage } from './infer-shape.js';
@@ -21,6 +22,8 @@ export interface WsDeps {
   service: InferService;
   log: Logger;
   apiToken: string | null;
+  /** Host and Origin checks (docs/security.md). */
+  guard: RequestGuard;
   maxFrameBytes: number;
   maxInflightPerConnection: number;
   maxBufferedBytesPerConnection: number;
@@ -58,12 +61,15 @@ export class WsApi {
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? '/').split('?')[0];
-    const refuse = (status: number, text: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    };
-    if (path !== WS_PATH) return refuse(404, 'Not Found');
-    if (!this.accepting) return refuse(503, 'Service Unavailable');
-    if (!tokenMatches(req, this.deps.apiToken, true)) return refuse(401, 'Unauthorized');
+    try {
+      if (path !== WS_PATH) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no WebSocket endpoint at ${path}`);
+      if (!this.accepting) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
+      this.deps.guard.checkHost(req);
+      this.deps.guard.checkOrigin(req);
+      if (!tokenMatches(req, this.deps.apiToken, true)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
+    } catch (err) {
+      return refuseUpgrade(socket, toPerchError(err));
+    }
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(
         ws,
@@ -120,4 +126,17 @@ export class WsApi {
     for (const c of this.connections) c.socket.close(1001, 'server shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
+}
+
+/** The refusal as an HTTP answer with the same JSON error body as the HTTP API. */
+function refuseUpgrade(socket: Duplex, err: PerchError): void {
+  const body = JSON.stringify({ error: err.message, code: err.code });
+  const headers = [
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...(err.status === 401 ? [`WWW-Authenticate: ${WWW_AUTHENTICATE}`] : []),
+  ];
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
 }

@@ -15,6 +15,15 @@ export const deviceIdSchema = z
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** `https://app.example:8443` exactly as a browser sends it in `Origin`. */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
 function defaultDeviceId(): string {
   const h = hostname().replace(/[^A-Za-z0-9_.:-]/g, '-');
   return deviceIdSchema.safeParse(h).success ? h : 'perch-device';
@@ -31,6 +40,10 @@ export const configSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(8080),
       apiToken: z.string().min(8, 'use at least 8 characters').nullable().default(null),
+      /** Names (besides IP addresses, localhost and server.host) the device answers to: DNS rebinding guard. */
+      allowedHosts: z.array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$/, 'a host name without port')).default([]),
+      /** Web origins (besides the API's own) whose pages may change state or open a WebSocket. */
+      allowedOrigins: z.array(z.string().refine(isOrigin, 'an origin: scheme://host[:port], lower case, no path')).default([]),
       maxRequestBytes: z.number().int().min(1024).default(32 * MiB),
       maxFrameBytes: z.number().int().min(1024).default(32 * MiB),
       maxInflightPerConnection: z.number().int().min(1).default(256),

@@ -248,3 +248,32 @@ export class Child {
     await this.exited;
   }
 }
+
+/** Tries a WebSocket upgrade and returns the refusal (status, headers, JSON body), or status 101 when accepted. */
+export function upgradeAnswer(url: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { headers, perMessageDeflate: false });
+    socket.once('open', () => {
+      socket.once('close', () => resolve({ status: 101, headers: {}, text: '', json: undefined }));
+      socket.close();
+    });
+    socket.once('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: Record<string, unknown> | undefined;
+        try {
+          json = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        socket.terminate();
+      });
+    });
+    socket.once('error', (err) => {
+      if (socket.readyState !== WebSocket.CLOSED) reject(err);
+    });
+  });
+}

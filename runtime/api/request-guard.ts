@@ -1,0 +1,94 @@
+// Browser-borne requests against the device API (docs/security.md): a web page on any site can
+// make a browser send a "simple" POST (text/plain, no preflight) or open a WebSocket to the
+// device, and DNS rebinding can point a site's own name at the device so the browser treats it
+// as same-origin. Two checks close both: `Host` must name the device (not a foreign site), and a
+// request that changes something (or a WebSocket upgrade) must come from the same origin or a
+// configured one when it carries `Origin` at all. Non-browser clients send no `Origin`.
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
+import { PerchError } from '../errors.js';
+
+export interface RequestGuardOptions {
+  /** The address the server listens on (`server.host`): a name there is the device's own. */
+  bindHost: string;
+  /** Extra names the device is reached by (`server.allowedHosts`), without port. */
+  allowedHosts: readonly string[];
+  /** Origins of web apps that may use the API (`server.allowedOrigins`), `scheme://host[:port]`. */
+  allowedOrigins: readonly string[];
+}
+
+/** Methods that only read: browsers cannot read the answer cross-origin (Perch sends no CORS headers). */
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+
+export class RequestGuard {
+  private readonly hosts: Set<string>;
+  private readonly origins: Set<string>;
+
+  constructor(opts: RequestGuardOptions) {
+    this.hosts = new Set([...opts.allowedHosts, opts.bindHost].map(normalizeName));
+    this.origins = new Set(opts.allowedOrigins.map((o) => new URL(o).origin));
+  }
+
+  /**
+   * DNS rebinding: a page at http://evil.example:8080 whose name now resolves to the device
+   * sends `Host: evil.example:8080`. Allowed: IP literals (no DNS involved, so the page's origin
+   * is the device's own address), `localhost` and `*.localhost` (browsers resolve them to
+   * loopback themselves, RFC 6761), the bind address and configured names. No Host at all
+   * (HTTP/1.0) is not a browser.
+   */
+  checkHost(req: IncomingMessage): void {
+    const host = req.headers.host;
+    if (host === undefined) return;
+    const name = hostName(host);
+    if (name === null) throw new PerchError('PERCH_ERR_HOST_FORBIDDEN', `Host '${host}' is not a host name`);
+    if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || this.hosts.has(name)) return;
+    throw new PerchError('PERCH_ERR_HOST_FORBIDDEN', `Host '${name}' is not a name of this device (server.allowedHosts)`);
+  }
+
+  /** HTTP: a cross-origin request that changes something is refused; reads are let through. */
+  checkHttpOrigin(req: IncomingMessage): void {
+    if (!SAFE_METHODS.has(req.method ?? '')) this.checkOrigin(req);
+  }
+
+  /** WebSocket upgrades (GETs) are always checked: a socket a foreign page opened can do anything. */
+  checkOrigin(req: IncomingMessage): void {
+    const origin = req.headers.origin;
+    if (origin === undefined) return;
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      // `Origin: null` (sandboxed frames, file:// pages) lands here too.
+      throw new PerchError('PERCH_ERR_ORIGIN_FORBIDDEN', `Origin '${origin}' may not use this API (server.allowedOrigins)`);
+    }
+    if (this.origins.has(url.origin) || sameOrigin(url, req.headers.host)) return;
+    throw new PerchError('PERCH_ERR_ORIGIN_FORBIDDEN', `Origin '${url.origin}' may not use this API (server.allowedOrigins)`);
+  }
+}
+
+/** `name`, `name:port`, `[v6]`, `[v6]:port` -> the lower-case name (v6 without brackets). */
+function hostName(host: string): string | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!m) return null;
+  return m[1] !== undefined ? m[1].toLowerCase() : normalizeName(m[2] as string);
+}
+
+function normalizeName(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '');
+}
+
+const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'ws:': '80', 'https:': '443', 'wss:': '443' };
+
+/**
+ * The page's origin names the same host and port the request was sent to. The scheme is not
+ * compared: behind a TLS-terminating proxy the page is https and the proxied request plain http.
+ */
+function sameOrigin(origin: URL, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = hostName(host);
+  if (name === null) return false;
+  const originName = normalizeName(origin.hostname.replace(/^\[(.*)\]$/, '$1'));
+  const defaultPort = DEFAULT_PORTS[origin.protocol] ?? '';
+  const hostPort = /:(\d{1,5})$/.exec(host.trim())?.[1] ?? defaultPort;
+  return originName === name && (origin.port || defaultPort) === hostPort;
+}
