@@ -3,7 +3,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { storeConfigSchema } from '../store/config.js';
-import { batchingSchema, modelCacheSchema } from '../models/model-config.js';
+import { modelOverridesSchema } from '../models/model-config.js';
 import { shippedModelsDir } from './paths.js';
 
 const MiB = 1024 * 1024;
@@ -59,7 +59,7 @@ export const configSchema = z.strictObject({
        * without restart (live config from the cloud).
        */
       overrides: z
-        .record(z.string().min(1), z.strictObject({ batching: batchingSchema.partial().optional(), cache: modelCacheSchema.partial().optional() }))
+        .record(z.string().min(1), modelOverridesSchema)
         .default({}),
     })
     .prefault({}),

@@ -19,24 +19,48 @@ export const versionPolicySchema = z.union([
   z.strictObject({ all: z.literal(true) }),
 ]);
 
-export const batchingSchema = z.strictObject({
+// The settings without their defaults: `models.overrides` (runtime config) takes these, each
+// optional, so an override changes only the keys it names (docs/config.md, models.overrides).
+const batchingFields = {
   /** How long the oldest queued request may wait for a fuller batch while an executor is free. */
-  maxQueueDelayMs: z.number().min(0).max(10_000).default(0),
+  maxQueueDelayMs: z.number().min(0).max(10_000),
   /** Batch sizes that are dispatched at once when the queue holds exactly that many items. */
-  preferredBatchSizes: z.array(positiveInt).default([]),
+  preferredBatchSizes: z.array(positiveInt),
   /** Requests waiting (not running) per model version; beyond it: PERCH_ERR_QUEUE_FULL. */
-  maxQueueSize: positiveInt.default(1024),
+  maxQueueSize: positiveInt,
   /** Priorities run from 1 (highest) to priorityLevels. */
-  priorityLevels: positiveInt.max(100).default(10),
+  priorityLevels: positiveInt.max(100),
   /** Priority of requests that do not give one. */
-  defaultPriority: positiveInt.max(100).default(5),
+  defaultPriority: positiveInt.max(100),
+};
+
+export const batchingSchema = z.strictObject({
+  maxQueueDelayMs: batchingFields.maxQueueDelayMs.default(0),
+  preferredBatchSizes: batchingFields.preferredBatchSizes.default([]),
+  maxQueueSize: batchingFields.maxQueueSize.default(1024),
+  priorityLevels: batchingFields.priorityLevels.default(10),
+  defaultPriority: batchingFields.defaultPriority.default(5),
 });
+
+const cacheFields = {
+  enabled: z.boolean(),
+  /** Entry lifetime; unset = the store's cache.defaultTtlSeconds. */
+  ttlSeconds: positiveInt,
+};
 
 /** The persistent result cache for this model (docs/protocol.md section 1: `cache`); the request parameter `cache` overrides `enabled`. */
 export const modelCacheSchema = z.strictObject({
-  enabled: z.boolean().default(false),
-  /** Entry lifetime; unset = the store's cache.defaultTtlSeconds. */
-  ttlSeconds: positiveInt.optional(),
+  enabled: cacheFields.enabled.default(false),
+  ttlSeconds: cacheFields.ttlSeconds.optional(),
+});
+
+/**
+ * One model's entry of `models.overrides`: only the keys given, no defaults filled in (a
+ * default here would silently reset what model.json says).
+ */
+export const modelOverridesSchema = z.strictObject({
+  batching: z.strictObject(batchingFields).partial().optional(),
+  cache: z.strictObject(cacheFields).partial().optional(),
 });
 
 /**
@@ -106,8 +130,5 @@ export type BatchingConfig = z.infer<typeof batchingSchema>;
 export type SessionConfig = z.infer<typeof sessionSchema>;
 export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
 export type SequenceConfig = z.infer<typeof sequenceSchema>;
-export interface ModelOverrides {
-  batching?: Partial<BatchingConfig> | undefined;
-  cache?: Partial<ModelCacheConfig> | undefined;
-}
+export type ModelOverrides = z.infer<typeof modelOverridesSchema>;
 export type WarmupConfig = z.infer<typeof warmupSchema>;

@@ -83,14 +83,17 @@ export class ModelInstance {
     );
   }
 
-  /** Opens the sessions, checks model.json against the file, warms up. Closes everything on failure. */
-  static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps): Promise<ModelInstance> {
+  /**
+   * Opens the sessions, checks model.json against the file, warms up. Closes everything on
+   * failure. `file` is model.json as written; `overrides` (config models.overrides) go over it.
+   */
+  static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps, overrides?: ModelOverrides): Promise<ModelInstance> {
     const executors: Executor[] = [];
     const sha256 = await fileSha256(path);
     try {
       for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session, deps, i));
       const first = executors[0] as Executor;
-      const config = resolveModelConfig(name, file, first);
+      const config = resolveModelConfig(name, withOverrides(file, overrides), first);
       const warmed = await warmUp(config, file.warmup, first);
       return new ModelInstance(name, version, config, sha256, file, executors, warmed, deps);
     } catch (err) {

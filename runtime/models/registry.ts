@@ -7,7 +7,6 @@ import { PerchError, toPerchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ModelInstance, type InstanceDeps } from './model-instance.js';
 import type { ModelOverrides } from './model-config.js';
-import { withOverrides } from './overrides.js';
 import { listModelNames, listVersions, modelPath, readModelConfig, selectVersions } from './repository.js';
 
 export interface VersionStatus {
@@ -166,7 +165,7 @@ export class ModelRegistry {
     let selected: number[];
     let file;
     try {
-      file = withOverrides(readModelConfig(repository, name), this.deps.overrides()[name]);
+      file = readModelConfig(repository, name);
       const available = listVersions(repository, name);
       selected = selectVersions(available, file.versionPolicy);
       if (selected.length === 0) {
@@ -183,7 +182,7 @@ export class ModelRegistry {
     const fresh = new Map<number, ModelInstance>();
     for (const version of selected) {
       try {
-        const inst = await ModelInstance.load(name, version, modelPath(repository, name, version), file, this.deps);
+        const inst = await ModelInstance.load(name, version, modelPath(repository, name, version), file, this.deps, this.deps.overrides()[name]);
         fresh.set(version, inst);
         entry.failures.delete(version);
         for (const w of inst.warnings) log.warn({ model: name, version }, w);

@@ -22,7 +22,7 @@ export async function startRuntime(repository: string, overrides: PerchConfigInp
     ...overrides,
     dataDir: overrides.dataDir ?? ownDataDir,
     server: { host: '127.0.0.1', port: 0, ...overrides.server },
-    models: { repository },
+    models: { ...overrides.models, repository },
     log: { level: 'silent' },
   });
   const runtime = new Runtime(config, { log: silentLogger(), ...(clock ? { clock } : {}) });
