@@ -3,6 +3,7 @@
 // events are written before the database closes.
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
 import { Gauge } from 'prom-client';
 import type { LiveConfig, LiveConfigResult } from '../cloud-sync/agent/runtime-port.js';
 import { createRuntimePort } from './cloud-port.js';
@@ -212,6 +213,9 @@ export class Runtime {
       if (record) this.events.record('config.rejected', r.error);
       return r;
     }
+    // The fleet tool re-sends the whole config with every desired document: a document that
+    // leaves the settings as they are is valid, but nothing is applied or recorded for it.
+    if (isDeepStrictEqual(r.effective, this.live)) return r;
     this.live = r.effective;
     this.log.level = r.effective.log.level;
     this.registry.applyOverrides(r.effective.models.overrides);

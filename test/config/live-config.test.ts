@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { httpInfer } from '../helpers/clients.js';
+import { httpInfer, waitFor } from '../helpers/clients.js';
 import { clsInput } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
@@ -41,5 +41,27 @@ test('live config: applied whole or not at all, takes effect on running models, 
     await rt.stop();
     repo.remove();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('live config: config.applied is recorded only when the applied settings change', async () => {
+  const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls } } });
+  const rt = await startRuntime(repo.dir);
+  const applied = (): Array<{ cloud: { upload: { batchSize: number } } }> =>
+    (rt.runtime.store.db.prepare("SELECT payload FROM outbox WHERE type = 'config.applied' ORDER BY seq").all() as Array<{ payload: string }>).map((r) => JSON.parse(r.payload));
+  try {
+    const doc = { log: { level: 'warn' }, models: { overrides: { cls: { batching: { maxQueueDelayMs: 2 } } } } };
+    assert.ok(rt.runtime.applyLiveConfig(doc).ok);
+    // The fleet tool sends the whole config again with every desired document.
+    assert.ok(rt.runtime.applyLiveConfig(doc).ok);
+    assert.ok(rt.runtime.applyLiveConfig({ log: { level: 'warn' } }).ok, 'a part that changes nothing is still valid');
+    assert.ok(rt.runtime.applyLiveConfig({ cloud: { upload: { batchSize: 7 } } }).ok);
+    // Events are appended in the order they are recorded: once the last change is in, so is
+    // anything the repeats before it recorded.
+    await waitFor(() => applied().some((p) => p.cloud.upload.batchSize === 7), 10_000, 'the config.applied of the last change');
+    assert.deepEqual(applied().map((p) => p.cloud.upload.batchSize), [100, 7], 'one event per change, none for the repeats');
+  } finally {
+    await rt.stop();
+    repo.remove();
   }
 });
