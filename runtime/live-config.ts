@@ -25,6 +25,20 @@ export function liveOf(config: Readonly<PerchConfig>): LiveConfig {
   };
 }
 
+function liveIssues(error: z.ZodError): string {
+  return `(only ${LIVE_KEYS.join(', ')} change without restart):\n${formatIssues(error)}`;
+}
+
+/**
+ * What a device would refuse in a desired.config document on its own (keys that are not live,
+ * values out of range), or null when there is nothing. The fleet tool checks a document with
+ * this before publishing it (docs/fleet.md, config).
+ */
+export function liveDocumentIssues(partial: unknown): string | null {
+  const shape = livePartialSchema.safeParse(partial ?? {});
+  return shape.success ? null : liveIssues(shape.error);
+}
+
 /**
  * Checks a partial live config against the current one; returns the new effective live config
  * or why it is refused. Pure: applying is the caller's job.
@@ -32,10 +46,7 @@ export function liveOf(config: Readonly<PerchConfig>): LiveConfig {
 export function validateLive(current: Readonly<PerchConfig>, partial: unknown): LiveConfigResult {
   const shape = livePartialSchema.safeParse(partial ?? {});
   if (!shape.success) {
-    return {
-      ok: false,
-      error: { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: `live config refused (only ${LIVE_KEYS.join(', ')} change without restart):\n${formatIssues(shape.error)}` },
-    };
+    return { ok: false, error: { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: `live config refused ${liveIssues(shape.error)}` } };
   }
   const p = shape.data;
   // Overrides are replaced per model, so a fleet can also take a setting back off.

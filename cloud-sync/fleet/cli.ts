@@ -19,7 +19,7 @@ Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   sign     --key K --name N --version V --file F   print a signed ModelSpec
   push     --device ID --model N --version V --file F [--key K]   store + publish desired state
   remove   --device ID --model N                   publish desired state with the model null (removed)
-  config   --device ID --set key=value ...     publish live config in the desired state
+  config   --device ID --set k=v / --unset k ...   publish live config in the desired state
   serve                                       answer chunk requests, store events and device state
   devices                                     table of devices: online, models, versions, backlog
   events   --device ID [--since SEQ] [--follow]   stored events, as JSON lines

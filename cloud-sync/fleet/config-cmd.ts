@@ -1,14 +1,19 @@
-// `perch fleet config --device ID --set key=value ...`: read-modify-publish of the desired
-// document's live config. The patch merges into the current config (other keys stay).
+// `perch fleet config --device ID --set key=value ... --unset key ...`: read-modify-publish of
+// the desired document's live config. The patch merges into the current config (other keys
+// stay), --unset keys are taken out, and the result is checked against the live-config schema
+// before it is published: a key the device would refuse is refused here, so it never reaches
+// the retained document (where every later push would carry it along).
 import { parseArgs } from 'node:util';
 import { deviceIdArg } from './args.js';
-import { applySet } from './config-set.js';
+import { PerchError } from '../../runtime/errors.js';
+import { LIVE_KEYS, liveDocumentIssues } from '../../runtime/live-config.js';
+import { applySet, applyUnset } from './config-set.js';
 import { assertKnownDevice } from './device-check.js';
 import { mergeConfig, nextDesired, publishDesired, readDeviceDocs } from './desired.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from './options.js';
 import { withBroker } from './with-broker.js';
 
-export const CONFIG_HELP = `perch fleet config --device ID --set key=value [--set key=value ...] [--force]
+export const CONFIG_HELP = `perch fleet config --device ID [--set key=value ...] [--unset key ...] [--force]
 
 Publishes the device's next desired state with the given live config keys set (merged into
 the current desired config; the models stay). Dotted keys make nested objects; values are
@@ -16,6 +21,11 @@ parsed as JSON when they parse, else taken as strings:
   --set log.level=debug
   --set cloud.upload.batchSize=50
   --set models.overrides.silero-vad.batching.maxQueueDelayMs=2
+  --unset models.overrides.silero-vad      (the key and what is under it; the device goes back
+                                            to its own setting)
+Only live keys (${LIVE_KEYS.join(', ')}) with valid values are published: anything else is
+refused with PERCH_ERR_LIVE_CONFIG_INVALID and nothing is published, also when the current
+desired config already holds a bad key (take it out with --unset).
 The device validates the document whole and reports the outcome in state/reported.
 
 ${COMMON_HELP}`;
@@ -23,7 +33,7 @@ ${COMMON_HELP}`;
 export async function configCommand(args: string[], out: NodeJS.WritableStream): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { ...COMMON_OPTIONS, device: { type: 'string' }, set: { type: 'string', multiple: true }, force: { type: 'boolean' } },
+    options: { ...COMMON_OPTIONS, device: { type: 'string' }, set: { type: 'string', multiple: true }, unset: { type: 'string', multiple: true }, force: { type: 'boolean' } },
   });
   if (values.help) {
     out.write(CONFIG_HELP);
@@ -31,16 +41,23 @@ export async function configCommand(args: string[], out: NodeJS.WritableStream):
   }
   const opts = fleetOptions(values);
   const deviceId = deviceIdArg(values.device);
-  if (!values.set?.length) throw new UsageError('config needs at least one --set key=value');
+  const sets = values.set ?? [];
+  const unsets = values.unset ?? [];
+  if (sets.length + unsets.length === 0) throw new UsageError('config needs at least one --set key=value or --unset key');
   const patch: Record<string, unknown> = {};
-  for (const s of values.set) applySet(patch, s);
+  for (const s of sets) applySet(patch, s);
 
   const doc = await withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
     assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
     const next = nextDesired(docs.desired, (d) => {
       d.config = mergeConfig(d.config, patch);
+      for (const key of unsets) applyUnset(d.config, key);
     });
+    const issues = liveDocumentIssues(next.config);
+    if (issues) {
+      throw new PerchError('PERCH_ERR_LIVE_CONFIG_INVALID', `not published: ${deviceId} would refuse this config ${issues}\n(take a key out with --unset KEY)`);
+    }
     await publishDesired(client, opts.prefix, deviceId, next);
     return next;
   });

@@ -57,8 +57,10 @@ export function parseConfig(raw: unknown, source = 'config'): Readonly<PerchConf
 
 /** Every issue on its own line, as `path: message`. */
 export function formatIssues(error: z.ZodError): string {
+  const at = (path: PropertyKey[]): string => (path.length ? path.map(String).join('.') : '(root)');
   return error.issues
-    .map((i) => `  - ${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    // An unknown key is named by its own full path, one line each, like every other bad key.
+    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `  - ${at([...i.path, k])}: unknown key`) : [`  - ${at(i.path)}: ${i.message}`]))
     .join('\n');
 }
 

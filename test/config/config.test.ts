@@ -54,7 +54,7 @@ describe('config', () => {
         () => loadConfig({ configPath: path, env: {} }),
         (e: PerchError) => {
           assert.equal(e.code, 'PERCH_ERR_CONFIG_INVALID');
-          for (const p of ['server.port', 'server', 'log.level', 'store.jobs.outboxSweep', '(root)']) assert.ok(e.message.includes(`- ${p}:`), `${p} in:\n${e.message}`);
+          for (const p of ['server.port', 'server.colour', 'log.level', 'store.jobs.outboxSweep', 'extra']) assert.ok(e.message.includes(`- ${p}:`), `${p} in:\n${e.message}`);
           assert.match(e.message, /colour/);
           assert.match(e.message, /extra/);
           return true;

@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { modelSpecSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
+import { topics } from '../../cloud-sync/protocol/topics.js';
 import { parseTrustedKeys, verifySignature } from '../../cloud-sync/protocol/signing.js';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { announceDevice, fleet, mqttClient, retainedDesired as retainedDesiredOf, spawnFleet, TempDirs } from './harness.js';
+import { announceDevice, fleet, mqttClient, PREFIX, retainedDesired as retainedDesiredOf, spawnFleet, TempDirs } from './harness.js';
 
 describe('push and config publish the desired state', () => {
   const temp = new TempDirs();
@@ -68,14 +69,14 @@ describe('push and config publish the desired state', () => {
     const r3 = await fleet(['config', ...common(), '--device', 'pi-1', '--set', 'log.level=debug', '--set', 'cloud.upload.batchSize=50',
       '--set', 'models.overrides.silero-vad.batching.maxQueueDelayMs=2']);
     assert.equal(r3.code, 0, r3.stderr);
-    const r4 = await fleet(['config', ...common(), '--device', 'pi-1', '--set', 'cloud.upload.ratePerSec=100']);
+    const r4 = await fleet(['config', ...common(), '--device', 'pi-1', '--set', 'cloud.upload.maxEventsPerSecond=100']);
     assert.equal(r4.code, 0, r4.stderr);
     const d4 = await retainedDesired('pi-1');
     assert.equal(d4.version, 4);
     assert.deepEqual(Object.keys(d4.models).sort(), ['ocr', 'vad']);
     assert.deepEqual(d4.config, {
       log: { level: 'debug' },
-      cloud: { upload: { batchSize: 50, ratePerSec: 100 } },
+      cloud: { upload: { batchSize: 50, maxEventsPerSecond: 100 } },
       models: { overrides: { 'silero-vad': { batching: { maxQueueDelayMs: 2 } } } },
     });
     assert.deepEqual(JSON.parse(r4.stdout), d4, 'push and config print the document they published');
@@ -88,6 +89,42 @@ describe('push and config publish the desired state', () => {
     assert.equal(d5.models.vad?.version, 2);
     assert.equal(d5.models.ocr?.version, 3);
     assert.equal((d5.config.log as { level: string }).level, 'debug');
+  });
+
+  test('config refuses keys the device would refuse, before publishing; --unset repairs a poisoned document', async () => {
+    await announceDevice(device, 'pi-2');
+    // A desired document written before the fleet tool checked: a restart-only key in its config.
+    const t = topics(PREFIX, 'pi-2');
+    await device.publishAsync(t.desired, JSON.stringify({ version: 7, models: {}, config: { server: { port: 9000 }, log: { level: 'debug' } } }), { qos: 1, retain: true });
+    assert.equal((await retainedDesired('pi-2')).version, 7);
+
+    const refused: Array<[string, string]> = [['server.port=9000', '- server: unknown key'], ['cloud.upload.batchSize=0', '- cloud.upload.batchSize:'], ['log.level=loud', '- log.level:']];
+    for (const [set, line] of refused) {
+      const r = await fleet(['config', ...common(), '--device', 'pi-1', '--set', set]);
+      assert.equal(r.code, 1, `${set}: ${r.stderr}`);
+      assert.match(r.stderr, /PERCH_ERR_LIVE_CONFIG_INVALID: not published/);
+      assert.ok(r.stderr.includes(line), `names the bad key: ${r.stderr}`);
+    }
+    // Even a good key is refused while the document holds a bad one: the document is checked whole.
+    const good = await fleet(['config', ...common(), '--device', 'pi-2', '--set', 'log.level=warn']);
+    assert.equal(good.code, 1);
+    assert.match(good.stderr, /server[^\n]*\n[\s\S]*--unset/);
+    const nulled = await fleet(['config', ...common(), '--device', 'pi-2', '--set', 'server=null']);
+    assert.equal(nulled.code, 1, 'null is a value, not a removal');
+    assert.equal((await retainedDesired('pi-2')).version, 7, 'nothing was published');
+
+    const typo = await fleet(['config', ...common(), '--device', 'pi-2', '--unset', 'servr']);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /'servr' is not set/);
+    const repaired = await fleet(['config', ...common(), '--device', 'pi-2', '--unset', 'server', '--set', 'models.overrides.vad.cache.enabled=true']);
+    assert.equal(repaired.code, 0, repaired.stderr);
+    const d = await retainedDesired('pi-2');
+    assert.equal(d.version, 8);
+    assert.deepEqual(d.config, { log: { level: 'debug' }, models: { overrides: { vad: { cache: { enabled: true } } } } });
+    // Unsetting the last key under an object takes the emptied objects out too.
+    const unset = await fleet(['config', ...common(), '--device', 'pi-2', '--unset', 'models.overrides.vad.cache.enabled']);
+    assert.equal(unset.code, 0, unset.stderr);
+    assert.deepEqual((await retainedDesired('pi-2')).config, { log: { level: 'debug' } });
   });
 
   test('an unknown device is refused with PERCH_ERR_DEVICE_UNKNOWN, unless --force', async () => {
