@@ -28,6 +28,8 @@ export interface AgentOptions {
   chunkRetries?: number;
   /** Event messages published and not yet PUBACKed, at most (default 64). */
   maxInflightBatches?: number;
+  /** How often a changed backlog is reported again in state/reported (default 30 s). */
+  backlogReportMs?: number;
 }
 
 export interface CloudAgent extends Module {
@@ -64,7 +66,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       .catch((err: unknown) => port.log.error({ err, model: trip.name }, 'rollback after failures in service did not happen'));
   });
   const desired = new DesiredStateApplier(port, stats, updater, changed);
-  reported = new ReportedState(port, conn, book, desired);
+  reported = new ReportedState(port, conn, book, desired, opts.backlogReportMs);
   const rep = reported;
   const commands = createCommands(port, stats, updater, rep);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
@@ -99,6 +101,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       // trip before its first request. Chunks nobody asked for are counted and ignored (inbound.ts).
       void conn.subscribe(conn.topics.allChunks);
       offOnline = conn.onOnline(() => rep.schedule());
+      rep.start();
       breaker.start();
       // Before connecting: downloads in progress are there when the session's chunks arrive.
       desired.resume();
@@ -111,6 +114,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       if (!started) return;
       started = false;
       offOnline();
+      rep.stop();
       await updater.stop();
       breaker.stop();
       await uploader.stop();

@@ -2,9 +2,10 @@
 // refused, the effective live config, and the desired version it applied. Published on connect,
 // after every change (changes in one tick coalesce into one message) and on the reportState
 // command; also kept in port.state so a reboot knows what was last reported.
+import type { TimerHandle } from '../../runtime/clock.js';
 import type { ErrorCode } from '../../runtime/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
-import type { ReportedModel } from '../protocol/index.js';
+import type { OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { StatusBook } from './model-update/status-book.js';
 import type { RuntimePort } from './runtime-port.js';
@@ -22,6 +23,8 @@ export interface ReportedDocument {
   /** Added: why the last desired config was refused (config stays the effective old one). */
   configError?: { code: ErrorCode; message: string };
   ts: number;
+  /** The device's event backlog (docs/protocol.md section 5, `outbox`), shown by `perch fleet devices`. */
+  outbox: OutboxSummary;
 }
 
 export interface DesiredView {
@@ -29,15 +32,41 @@ export interface DesiredView {
   configError(): { code: ErrorCode; message: string } | null;
 }
 
+/** How often the backlog is looked at, and state/reported published again when it changed. */
+export const BACKLOG_REPORT_MS = 30_000;
+
 export class ReportedState {
   private scheduled = false;
+  /** The backlog in the last published document, to publish again only when it changed. */
+  private lastBacklog: { count: number; bytes: number } | null = null;
+  private timer: TimerHandle | null = null;
 
   constructor(
     private readonly port: RuntimePort,
     private readonly conn: Connection,
     private readonly book: StatusBook,
     private readonly desired: DesiredView,
+    private readonly backlogReportMs = BACKLOG_REPORT_MS,
   ) {}
+
+  /**
+   * Watches the backlog: every backlogReportMs, state/reported goes out again if the outbox
+   * count or bytes differ from the last one published (an offline backlog draining, or
+   * growing while the uploads cannot keep up). Nothing is published while nothing changes.
+   */
+  start(): void {
+    const tick = (): void => {
+      this.timer = this.port.clock.setTimeout(tick, this.backlogReportMs);
+      const { count, bytes } = this.port.outbox.stats();
+      if (this.conn.online && (this.lastBacklog?.count !== count || this.lastBacklog.bytes !== bytes)) this.schedule();
+    };
+    if (this.timer === null) this.timer = this.port.clock.setTimeout(tick, this.backlogReportMs);
+  }
+
+  stop(): void {
+    if (this.timer !== null) this.port.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
 
   build(): ReportedDocument {
     const models: Record<string, ReportedModelEntry> = {};
@@ -55,12 +84,14 @@ export class ReportedState {
       };
     }
     const configError = this.desired.configError();
+    const { count, bytes, oldestAgeMs } = this.port.outbox.stats();
     return {
       desiredVersion: this.desired.version(),
       models,
       config: this.port.liveConfig.current() as unknown as Record<string, unknown>,
       ...(configError ? { configError } : {}),
       ts: this.port.clock.wallNow(),
+      outbox: { count, bytes, oldestAgeMs },
     };
   }
 
@@ -82,6 +113,9 @@ export class ReportedState {
       this.port.log.warn({ err }, 'reported state not persisted');
     }
     // Offline: the next connect publishes a fresh one.
-    if (this.conn.online) await this.conn.publish(this.conn.topics.reported, JSON.stringify(doc), { retain: true });
+    if (this.conn.online) {
+      this.lastBacklog = { count: doc.outbox.count, bytes: doc.outbox.bytes ?? 0 };
+      await this.conn.publish(this.conn.topics.reported, JSON.stringify(doc), { retain: true });
+    }
   }
 }

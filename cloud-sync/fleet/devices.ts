@@ -15,9 +15,11 @@ import { withBroker } from './with-broker.js';
 export const DEVICES_HELP = `perch fleet devices [--json]
 
 A table of the devices the fleet knows: DEVICE, ONLINE, DESIRED (desired document version),
-REPORTED (the desired version the device last applied), MODELS (name vVERSION status, with
-"-> vN" when the desired version differs), BACKLOG (the device's event backlog as it last
-reported it, '-' when it does not send one), EVENTS (events stored by serve / highest seq).
+REPORTED (the desired version the device last applied), MODELS (name vVERSION status, the
+error code of a failed one, "-> vN" when the desired version differs, "-> removed" while a
+removal is pending), CONFIG (ok, or "refused CODE" when the device refused the desired live
+config), BACKLOG (events the device holds for the cloud, as it last reported them; '-' when it
+sends none), EVENTS (events stored by serve / highest seq).
 --json prints the same as a JSON array.
 
 ${COMMON_HELP}`;
@@ -27,8 +29,12 @@ export interface DeviceView {
   online: boolean | null;
   desiredVersion: number | null;
   reportedVersion: number | null;
-  models: Array<{ name: string; version: number | null; status: string | null; desiredVersion: number | null }>;
+  /** desiredVersion null with removing: the desired document removes the model (a null entry). */
+  models: Array<{ name: string; version: number | null; status: string | null; error: string | null; desiredVersion: number | null; removing: boolean }>;
+  /** The refusal of the desired live config the device reported, or null. */
+  configError: { code: string; message: string } | null;
   backlog: number | null;
+  backlogBytes: number | null;
   eventsStored: number;
   lastSeq: number | null;
   status?: StatusMessage;
@@ -50,7 +56,7 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
   const view = (id: string): DeviceView => {
     let v = views.get(id);
     if (!v) {
-      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], backlog: null, eventsStored: 0, lastSeq: null };
+      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null };
       views.set(id, v);
     }
     return v;
@@ -99,26 +105,41 @@ function summarize(v: DeviceView): void {
   v.online = v.status ? v.status.online : null;
   v.desiredVersion = v.desired?.version ?? null;
   v.reportedVersion = v.reported?.desiredVersion ?? null;
-  v.backlog = v.reported?.outbox?.count ?? v.status?.outbox?.count ?? null;
-  const names = new Set([...Object.keys(v.reported?.models ?? {}), ...Object.keys(v.desired?.models ?? {})]);
+  v.configError = v.reported?.configError ?? null;
+  const outbox = v.reported?.outbox ?? v.status?.outbox;
+  v.backlog = outbox?.count ?? null;
+  v.backlogBytes = outbox?.bytes ?? null;
+  // A model the desired document removes (a null entry) shows only while the device still
+  // reports it; once gone from state/reported it is gone from the table.
+  const desiredModels = Object.entries(v.desired?.models ?? {}).filter(([, d]) => d !== null).map(([n]) => n);
+  const names = new Set([...Object.keys(v.reported?.models ?? {}), ...desiredModels]);
   v.models = [...names].sort().map((name) => {
     const r = v.reported?.models[name];
     const d = v.desired?.models[name];
-    return { name, version: r?.version ?? null, status: r?.status ?? null, desiredVersion: d ? d.version : null };
+    return {
+      name,
+      version: r?.version ?? null,
+      status: r?.status ?? null,
+      error: r?.error?.code ?? null,
+      desiredVersion: d ? d.version : null,
+      removing: d === null,
+    };
   });
 }
 
 function table(list: DeviceView[]): string {
-  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'BACKLOG', 'EVENTS'];
+  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'CONFIG', 'BACKLOG', 'EVENTS'];
   const rows = list.map((v) => [
     v.deviceId,
     v.online === null ? '?' : v.online ? 'yes' : 'no',
     v.desiredVersion === null ? '-' : String(v.desiredVersion),
     v.reportedVersion === null ? '-' : String(v.reportedVersion),
     v.models.map((m) => {
-      const have = m.version === null ? `${m.name} -` : `${m.name} v${m.version} ${m.status ?? ''}`.trim();
+      const have = m.version === null ? `${m.name} -` : [m.name, `v${m.version}`, m.status, m.error].filter((x) => x).join(' ');
+      if (m.removing) return `${have} -> removed`;
       return m.desiredVersion !== null && m.desiredVersion !== m.version ? `${have} -> v${m.desiredVersion}` : have;
     }).join(', ') || '-',
+    v.configError ? `refused ${v.configError.code}` : v.reported ? 'ok' : '-',
     v.backlog === null ? '-' : String(v.backlog),
     v.lastSeq === null ? String(v.eventsStored) : `${v.eventsStored} (seq ${v.lastSeq})`,
   ]);

@@ -72,6 +72,8 @@ export const reportedSchema = z.object({
   desiredVersion: z.number().int().min(0),
   models: z.record(modelNameSchema, reportedModelSchema),
   config: jsonObjectSchema,
+  /** Why the last desired config was refused (config is then the effective old one). */
+  configError: errorSchema.optional(),
   ts: timestampSchema,
   outbox: outboxSummarySchema.optional(),
 });

@@ -1,11 +1,15 @@
 // Desired/reported state, live config, commands and bad payloads against a real Mosquitto.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createCloudAgent, type CloudAgent } from '../../cloud-sync/agent/index.js';
 import { reportedSchema, topics } from '../../cloud-sync/protocol/index.js';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { connectClient, PREFIX, publishDesired, readReported, waitFor } from './helpers/mqtt-client.js';
 import { makePort, type TestPort } from './helpers/port.js';
+import { fleet } from '../fleet/harness.js';
 
 let broker: Mosquitto;
 before(async () => {
@@ -185,6 +189,40 @@ test('status: retained online on connect, offline on clean shutdown', async () =
     assert.deepEqual(states.includes('offline'), true);
   } finally {
     await watcher.endAsync(true);
+    await t.close(true);
+  }
+});
+
+test('state/reported carries the event backlog, and goes out again as the backlog drains', async () => {
+  // 20 events a second, one per message: a backlog of 60 takes about 3 s to drain.
+  const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 1, maxEventsPerSecond: 20 } } });
+  for (let i = 0; i < 60; i++) await t.emit('test.tick', { i });
+  const watcher = await connectClient(broker.url);
+  const seen: Array<{ outbox?: { count: number; bytes?: number } }> = [];
+  watcher.on('message', (_topic, payload) => seen.push(JSON.parse(String(payload)) as (typeof seen)[number]));
+  await watcher.subscribeAsync(topics(PREFIX, t.port.deviceId).reported, { qos: 1 });
+  const agent = createCloudAgent(t.port, { backlogReportMs: 100 });
+  await agent.start(new AbortController().signal);
+  try {
+    await waitFor(() => seen.some((r) => (r.outbox?.count ?? 0) > 0), 10_000, 'a reported backlog while events wait');
+    const withBacklog = seen.find((r) => (r.outbox?.count ?? 0) > 0);
+    assert.ok((withBacklog?.outbox?.bytes ?? 0) > 0, 'bytes too');
+    await waitFor(() => seen.some((r) => r.outbox?.count === 0), 20_000, 'the drained backlog reported');
+    assert.ok(seen.every((r) => reportedSchema.safeParse(r).success), 'every state/reported holds to the protocol schema');
+
+    // What `perch fleet devices` makes of it.
+    const store = mkdtempSync(join(tmpdir(), 'perch-fleet-'));
+    try {
+      const r = await fleet(['devices', '--json', '--url', broker.url, '--store', store]);
+      assert.equal(r.code, 0, r.stderr);
+      const row = (JSON.parse(r.stdout) as Array<{ deviceId: string; backlog: number | null }>).find((d) => d.deviceId === t.port.deviceId);
+      assert.equal(row?.backlog, 0);
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  } finally {
+    await watcher.endAsync();
+    await agent.stop();
     await t.close(true);
   }
 });

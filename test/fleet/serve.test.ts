@@ -174,16 +174,31 @@ describe('fleet serve', () => {
     assert.ok(!(JSON.parse(before.stdout) as Array<{ deviceId: string }>).some((x) => x.deviceId === 'pi-3'));
     await announceDevice(dev, 'pi-3', {
       desiredVersion: 4,
-      models: { vad: { version: 2, sha256: 'a'.repeat(64), status: 'active' } },
+      models: {
+        vad: { version: 2, sha256: 'a'.repeat(64), status: 'active' },
+        ocr: { version: 3, sha256: 'c'.repeat(64), status: 'failed', error: { code: 'PERCH_ERR_MODEL_LOAD_FAILED', message: 'no' } },
+        old: { version: 1, sha256: 'd'.repeat(64), status: 'active' },
+      },
+      configError: { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: 'live config refused' },
       outbox: { count: 17 },
     });
-    await dev.publishAsync(topics(PREFIX, 'pi-3').desired, JSON.stringify({ version: 5, models: { vad: { version: 3, sha256: 'b'.repeat(64), size: 1, chunkSize: 1 } }, config: {} }), { qos: 1, retain: true });
+    const spec = (version: number, c: string): Record<string, unknown> => ({ version, sha256: c.repeat(64), size: 1, chunkSize: 1 });
+    // old: removal asked, still reported; gone: removed and no longer reported.
+    await dev.publishAsync(topics(PREFIX, 'pi-3').desired, JSON.stringify({ version: 5, models: { vad: spec(3, 'b'), ocr: spec(3, 'c'), old: null, gone: null }, config: {} }), { qos: 1, retain: true });
     const table = await fleet(['devices', '--url', broker.url, '--store', store]);
     assert.equal(table.code, 0, table.stderr);
     const row = table.stdout.split('\n').find((l) => l.startsWith('pi-3'));
     assert.ok(row, table.stdout);
-    assert.match(row, /^pi-3\s+yes\s+5\s+4\s+vad v2 active -> v3\s+17\s+0$/);
-    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+DESIRED\s+REPORTED\s+MODELS\s+BACKLOG\s+EVENTS$/);
+    assert.match(row, /^pi-3\s+yes\s+5\s+4\s+ocr v3 failed PERCH_ERR_MODEL_LOAD_FAILED, old v1 active -> removed, vad v2 active -> v3\s+refused PERCH_ERR_LIVE_CONFIG_INVALID\s+17\s+0$/);
+    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+DESIRED\s+REPORTED\s+MODELS\s+CONFIG\s+BACKLOG\s+EVENTS$/);
+    const json = (JSON.parse((await fleet(['devices', '--url', broker.url, '--store', store, '--json'])).stdout) as Array<Record<string, unknown>>).find((x) => x.deviceId === 'pi-3');
+    assert.deepEqual(json?.configError, { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: 'live config refused' });
+    assert.deepEqual((json?.models as Array<{ name: string }>).map((m) => m.name), ['ocr', 'old', 'vad'], 'a removed model the device no longer reports is not listed');
+
+    // Once the device reports the removal done and the config applied, both leave the table.
+    await announceDevice(dev, 'pi-3', { desiredVersion: 5, models: { vad: { version: 3, sha256: 'b'.repeat(64), status: 'active' }, ocr: { version: 3, sha256: 'c'.repeat(64), status: 'active' } }, outbox: { count: 0 } });
+    const after = (await fleet(['devices', '--url', broker.url, '--store', store])).stdout.split('\n').find((l) => l.startsWith('pi-3'));
+    assert.match(after ?? '', /^pi-3\s+yes\s+5\s+5\s+ocr v3 active, vad v3 active\s+ok\s+0\s+0$/);
   });
 
   test('serve --unshared with a persistent session survives a broker SIGKILL: events sent meanwhile arrive after the restart', async () => {
