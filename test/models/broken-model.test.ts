@@ -24,7 +24,7 @@ const BAD_CONFIG = {
   inputs: [{ name: 'x', datatype: 'FLOAT', dims: [-1, 3, 48, 192] }],
   extraKey: true,
 };
-const BAD_PATHS = ['maxBatchSize', 'batching.maxQueueSize', 'batching', 'session.executor', 'inputs.0.datatype', '(root)'];
+const BAD_PATHS = ['maxBatchSize', 'batching.maxQueueSize', 'batching.bogus', 'session.executor', 'inputs.0.datatype', 'extraKey'];
 
 interface Broken {
   name: string;
