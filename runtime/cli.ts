@@ -1,11 +1,28 @@
 #!/usr/bin/env node
 // `perch serve [--config FILE]` starts the runtime (docs/protocol.md section 6).
 import { parseArgs } from 'node:util';
-import { loadConfig } from './config/load.js';
+import { ENV_OVERRIDES, loadConfig } from './config/load.js';
 import { PerchError } from './errors.js';
 import { createLogger } from './log.js';
 import { Runtime } from './runtime.js';
 import { RUNTIME_VERSION } from './version.js';
+
+/** `PERCH_CONFIG` and every variable of ENV_OVERRIDES, a few to a line. */
+function envHelp(): string {
+  const names = ['PERCH_CONFIG', ...ENV_OVERRIDES.map((e) => e.env)];
+  const lines: string[] = [];
+  let line = '';
+  for (const n of names) {
+    const next = line ? `${line}, ${n}` : `  ${n}`;
+    if (next.length > 76 && line) {
+      lines.push(`${line},`);
+      line = `  ${n}`;
+    } else {
+      line = next;
+    }
+  }
+  return [...lines, line].join('\n');
+}
 
 const HELP = `perch ${RUNTIME_VERSION}: edge inference runtime
 
@@ -16,8 +33,8 @@ Usage:
 
 With no config at all, perch serve serves the shipped models/ repository on
 127.0.0.1:8080 with data in ./data. The config file is JSON (docs/config.md);
-PERCH_* environment variables override it: PERCH_CONFIG, PERCH_HOST, PERCH_PORT,
-PERCH_MODELS_DIR, PERCH_DATA_DIR, PERCH_API_TOKEN, PERCH_LOG_LEVEL, PERCH_DEVICE_ID.
+these environment variables override it (docs/config.md, "Environment variables"):
+${envHelp()}
 
 SIGTERM or SIGINT: stop accepting work, finish what is in flight, exit 0.
 `;

@@ -10,7 +10,11 @@ import { configSchema, type PerchConfig } from './schema.js';
 
 type Raw = Record<string, unknown>;
 
-/** docs/protocol.md section 6: environment variable -> config path and how to read its value. */
+/**
+ * docs/protocol.md section 6: environment variable -> config path and how to read its value.
+ * `perch --help` lists these, and test/config/docs.test.ts checks the table of docs/config.md
+ * against them.
+ */
 export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: 'string' | 'number' | 'path' | 'boolean' }> = [
   { env: 'PERCH_HOST', path: ['server', 'host'], kind: 'string' },
   { env: 'PERCH_PORT', path: ['server', 'port'], kind: 'number' },
@@ -42,8 +46,14 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<PerchConfig> {
   const file = opts.configPath ?? env.PERCH_CONFIG;
   const raw: Raw = file ? readConfigFile(resolve(cwd, file)) : {};
   if (file) resolvePaths(raw, dirname(resolve(cwd, file)));
-  applyEnv(raw, env, cwd);
-  return parseConfig(raw, file ? `config file ${file}` : 'config');
+  const { fromEnv, bad } = applyEnv(raw, env, cwd);
+  const source = file ? `config (file ${file}, PERCH_* environment)` : 'config (PERCH_* environment)';
+  const result = configSchema.safeParse(raw);
+  if (bad.length > 0 || !result.success) {
+    const issues = [...bad, ...(result.success ? [] : [formatIssues(result.error, fromEnv)])];
+    throw new PerchError('PERCH_ERR_CONFIG_INVALID', `${source} is invalid:\n${issues.join('\n')}`);
+  }
+  return deepFreeze(result.data);
 }
 
 /** Validates a raw config object (already merged) and freezes it. */
@@ -55,9 +65,16 @@ export function parseConfig(raw: unknown, source = 'config'): Readonly<PerchConf
   return deepFreeze(result.data);
 }
 
-/** Every issue on its own line, as `path: message`. */
-export function formatIssues(error: z.ZodError): string {
-  const at = (path: PropertyKey[]): string => (path.length ? path.map(String).join('.') : '(root)');
+/**
+ * Every issue on its own line, as `path: message`; a path an environment variable set is
+ * written `VARIABLE (path)`.
+ */
+export function formatIssues(error: z.ZodError, fromEnv: ReadonlyMap<string, string> = new Map()): string {
+  const at = (path: PropertyKey[]): string => {
+    const p = path.length ? path.map(String).join('.') : '(root)';
+    const name = fromEnv.get(p);
+    return name ? `${name} (${p})` : p;
+  };
   return error.issues
     // An unknown key is named by its own full path, one line each, like every other bad key.
     .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `  - ${at([...i.path, k])}: unknown key`) : [`  - ${at(i.path)}: ${i.message}`]))
@@ -92,18 +109,32 @@ function resolvePaths(raw: Raw, base: string): void {
   }
 }
 
-function applyEnv(raw: Raw, env: NodeJS.ProcessEnv, cwd: string): void {
+/**
+ * Writes the PERCH_* variables over the file's values. Returns the variable behind each config
+ * path it set, and what it could not read (a value that is no number / no boolean), so both are
+ * reported by the variable's name, not only by a config path the user never wrote.
+ */
+function applyEnv(raw: Raw, env: NodeJS.ProcessEnv, cwd: string): { fromEnv: Map<string, string>; bad: string[] } {
+  const fromEnv = new Map<string, string>();
+  const bad: string[] = [];
   for (const { env: name, path, kind } of ENV_OVERRIDES) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    // Only numbers and booleans are echoed: other values may be secrets (tokens, URLs with passwords).
+    if (kind === 'number' && !/^\d+$/.test(value)) {
+      bad.push(`  - ${name} (${path.join('.')}): '${value}' is not a whole number`);
+      continue;
+    }
+    if (kind === 'boolean' && value !== 'true' && value !== 'false') {
+      bad.push(`  - ${name} (${path.join('.')}): '${value}' is neither true nor false`);
+      continue;
+    }
     const parent = walk(raw, path.slice(0, -1), true)!;
     const key = path[path.length - 1] as string;
-    // A non-numeric PERCH_PORT stays a string so the schema reports it at its path.
-    parent[key] = kind === 'number' && /^\d+$/.test(value) ? Number(value)
-      : kind === 'boolean' && (value === 'true' || value === 'false') ? value === 'true'
-      : kind === 'path' ? resolve(cwd, value)
-      : value;
+    parent[key] = kind === 'number' ? Number(value) : kind === 'boolean' ? value === 'true' : kind === 'path' ? resolve(cwd, value) : value;
+    fromEnv.set(path.join('.'), name);
   }
+  return { fromEnv, bad };
 }
 
 function walk(raw: Raw, path: string[], create: boolean): Raw | undefined {

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { httpInfer, waitFor } from '../helpers/clients.js';
 import { rawRun, releaseRawSessions } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
+import { ENV_OVERRIDES } from '../../runtime/config/load.js';
 import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
 import { detInput, LONG_DET_SIZE } from '../helpers/scenarios.js';
@@ -75,13 +76,14 @@ describe('perch serve (a real process)', () => {
     assert.ok(messages.indexOf('stopping: finishing in-flight work') < messages.indexOf('stopped'), `log order: ${messages.join(' | ')}`);
   });
 
-  test('--help prints the usage and exits 0', async () => {
+  test('--help prints the usage and every environment variable, and exits 0', async () => {
     for (const args of [['--help'], ['serve', '--help']]) {
       const child = run(args);
       const exit = await child.exited;
       assert.equal(exit.code, 0, `${args.join(' ')}: ${child.stderr}`);
       assert.match(child.stdout, /Usage:/);
       assert.match(child.stdout, /perch serve \[--config FILE\]/);
+      for (const name of ['PERCH_CONFIG', ...ENV_OVERRIDES.map((e) => e.env)]) assert.ok(child.stdout.includes(name), `${name} in:\n${child.stdout}`);
     }
   });
 
@@ -100,12 +102,15 @@ describe('perch serve (a real process)', () => {
     assert.doesNotMatch(child.stdout, /perch is serving/);
   });
 
-  test('an invalid PERCH_PORT is reported at its config path', async () => {
-    const child = run(['serve'], { PERCH_PORT: 'eighty', PERCH_DATA_DIR: tmp(), PERCH_MODELS_DIR: tmp() });
-    const exit = await child.exited;
-    assert.notEqual(exit.code, 0);
-    assert.match(child.stderr, /PERCH_ERR_CONFIG_INVALID/);
-    assert.match(child.stderr, /server\.port/);
+  test('an invalid PERCH_PORT is reported by the variable\'s name, with its config path', async () => {
+    for (const [port, says] of [['abc', "'abc' is not a whole number"], ['70000', 'Too big']] as const) {
+      const child = run(['serve'], { PERCH_PORT: port, PERCH_DATA_DIR: tmp(), PERCH_MODELS_DIR: tmp() });
+      const exit = await child.exited;
+      assert.equal(exit.code, 1, child.stderr);
+      assert.match(child.stderr, /^perch: PERCH_ERR_CONFIG_INVALID: /);
+      assert.ok(child.stderr.includes(`- PERCH_PORT (server.port): ${says}`), child.stderr);
+      assert.doesNotMatch(child.stdout, /perch is serving/);
+    }
   });
 
   test('an unknown command exits 2 with the usage', async () => {

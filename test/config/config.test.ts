@@ -63,9 +63,20 @@ describe('config', () => {
     });
   });
 
-  test('a bad environment value is reported at its config path', () => {
-    assert.throws(() => loadConfig({ env: { PERCH_PORT: 'http' } }), (e: PerchError) => e.code === 'PERCH_ERR_CONFIG_INVALID' && e.message.includes('server.port'));
-    assert.throws(() => loadConfig({ env: { PERCH_DEVICE_ID: 'a/b' } }), (e: PerchError) => e.message.includes('device.id'));
+  test('a bad environment value is reported by the variable\'s name and its config path, all at once', () => {
+    assert.throws(
+      () => loadConfig({ env: { PERCH_PORT: 'http', PERCH_ALLOW_UNSIGNED_MODELS: 'yes', PERCH_DEVICE_ID: 'a/b', PERCH_API_TOKEN: 'short' } }),
+      (e: PerchError) => {
+        assert.equal(e.code, 'PERCH_ERR_CONFIG_INVALID');
+        assert.ok(e.message.includes("- PERCH_PORT (server.port): 'http' is not a whole number"), e.message);
+        assert.ok(e.message.includes("- PERCH_ALLOW_UNSIGNED_MODELS (cloud.allowUnsignedModels): 'yes' is neither true nor false"), e.message);
+        assert.ok(e.message.includes('- PERCH_DEVICE_ID (device.id): '), e.message);
+        assert.ok(e.message.includes('- PERCH_API_TOKEN (server.apiToken): '), e.message);
+        assert.ok(!e.message.includes('short'), 'a string value (maybe a secret) is not echoed');
+        return true;
+      },
+    );
+    assert.throws(() => loadConfig({ env: { PERCH_PORT: '70000' } }), (e: PerchError) => e.message.includes('- PERCH_PORT (server.port): Too big'));
   });
 
   test('an unreadable or non-JSON file is a clear error', () => {
