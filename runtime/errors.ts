@@ -30,11 +30,13 @@ export const ERROR_CODES = {
 
   // Sequences (stateful models).
   PERCH_ERR_SEQUENCE_UNKNOWN: { status: 400, summary: 'No live sequence with that id: start it with sequence_start (it may have ended or idled out).' },
-  PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences)." },
+  PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences), or the connection its maximum (server.maxSequencesPerConnection)." },
 
   // Scheduling.
   PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests already." },
+  PERCH_ERR_OVERLOADED: { status: 429, summary: 'The bytes Perch holds for all clients (server.maxClientBytes) are spent: bodies, queued requests and unsent answers. Retry later.' },
   PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },
+  PERCH_ERR_CLIENT_GONE: { status: 499, summary: 'The client closed its connection before its answer: its queued work was dropped (counted in metrics; nobody receives this answer).' },
   PERCH_ERR_SHUTTING_DOWN: { status: 503, summary: 'The runtime is stopping and takes no new work.' },
   PERCH_ERR_INFERENCE_FAILED: { status: 500, summary: 'onnxruntime failed while running the batch, or the session thread running it died (it is started again).' },
 

@@ -14,7 +14,10 @@ import type { AddressInfo } from 'node:net';
 import { Bus } from './bus.js';
 import { systemClock, type Clock } from './clock.js';
 import type { PerchConfig } from './config/schema.js';
+import { ClientBudget } from './api/client-budget.js';
 import { createHttpServer, listen } from './api/http-server.js';
+import { httpScopes } from './api/http/scopes.js';
+import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws-server.js';
 import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
@@ -46,6 +49,8 @@ export class Runtime {
   readonly service: InferService;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
+  /** Bytes held for clients, process-wide (api/client-budget.ts). */
+  readonly clientBudget: ClientBudget;
   readonly jobs: JobScheduler;
   readonly installer: ModelInstaller;
   readonly clock: Clock;
@@ -99,9 +104,16 @@ export class Runtime {
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache);
     const s = config.server;
     const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
+    const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
+    registerClientMetrics(this.metrics.registry, budget);
+    const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     this.server = createHttpServer(
-      { registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes },
+      {
+        registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
+        budget, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
+      },
       { apiToken: this.apiToken.token, guard },
+      { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock },
       log,
     );
     this.ws = new WsApi({
@@ -112,6 +124,10 @@ export class Runtime {
       maxFrameBytes: s.maxFrameBytes,
       maxInflightPerConnection: s.maxInflightPerConnection,
       maxBufferedBytesPerConnection: s.maxBufferedBytesPerConnection,
+      slowReaderTimeoutMs: s.slowReaderTimeoutMs,
+      budget,
+      scope: scope(s.sequencesEndWithConnection.ws),
+      clock,
       status: () => this.status(),
       subscribe: (topic, push) => {
         if (topic === 'models') return this.bus.on('model', push);

@@ -2,6 +2,7 @@
 // listening socket and routes each request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Clock } from '../clock.js';
 import { PerchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tokenMatches } from './auth.js';
@@ -13,6 +14,13 @@ import type { RequestGuard } from './request-guard.js';
 export interface ApiAccess {
   apiToken: string | null;
   guard: RequestGuard;
+}
+
+/** How answers are watched for clients that do not take them. */
+export interface SlowReaderOptions {
+  /** An answer its client has not taken after this long is cut off (server.slowReaderTimeoutMs). */
+  slowReaderTimeoutMs: number;
+  clock: Clock;
 }
 
 export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -55,7 +63,7 @@ function decodeSegment(segment: string): string {
   }
 }
 
-export function createHttpServer(ctx: HttpContext, access: ApiAccess, log: Logger): Server {
+export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: SlowReaderOptions, log: Logger): Server {
   const server = createServer((req, res) => {
     // Shutdown: server.close() waits for every connection to end, and closeIdleConnections()
     // only ends those idle when it runs. A request still in flight then left its keep-alive
@@ -65,13 +73,30 @@ export function createHttpServer(ctx: HttpContext, access: ApiAccess, log: Logge
     res.once('finish', () => {
       if (!server.listening) req.socket.end();
     });
-    handleRequest(ctx, access, req, res).catch((err: unknown) => {
-      log.error({ err }, 'unhandled error in HTTP handler');
-      res.destroy();
-    });
+    handleRequest(ctx, access, req, res).then(
+      () => cutOffSlowReader(res, slow),
+      (err: unknown) => {
+        log.error({ err }, 'unhandled error in HTTP handler');
+        res.destroy();
+      },
+    );
   });
   server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
   return server;
+}
+
+/**
+ * A client that does not read its answer leaves it in the socket's buffer (client budget bytes,
+ * docs/reliability.md): once the answer is written and still not flushed to the kernel after
+ * slowReaderTimeoutMs, the connection is cut. Checked only when bytes are left over, so a
+ * client that reads costs no timer.
+ */
+function cutOffSlowReader(res: ServerResponse, opts: SlowReaderOptions): void {
+  if (!res.writableEnded || res.writableFinished || res.writableLength === 0) return;
+  const timer = opts.clock.setTimeout(() => {
+    if (!res.writableFinished) res.socket?.destroy();
+  }, opts.slowReaderTimeoutMs);
+  res.once('close', () => opts.clock.clearTimeout(timer));
 }
 
 export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {

@@ -2,10 +2,13 @@
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Clock } from '../clock.js';
 import { PerchError, toPerchError } from '../errors.js';
+import { ClientScope, type ScopeOptions } from '../inference/client-scope.js';
 import type { InferService } from '../inference/infer-service.js';
 import type { Logger } from '../log.js';
 import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
+import type { ClientBudget } from './client-budget.js';
 import type { RequestGuard } from './request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
 import { encodeResult } from './encode-response.js';
@@ -27,6 +30,12 @@ export interface WsDeps {
   maxFrameBytes: number;
   maxInflightPerConnection: number;
   maxBufferedBytesPerConnection: number;
+  slowReaderTimeoutMs: number;
+  /** The process-wide budget of bytes held for clients. */
+  budget: ClientBudget;
+  /** Sequence limits of each connection's scope. */
+  scope: ScopeOptions;
+  clock: Clock;
   /** The `status` answer (models, queues, outbox, connectivity). */
   status: () => Record<string, unknown>;
   /** Attaches a listener for a topic; returns the function that detaches it. */
@@ -71,15 +80,22 @@ export class WsApi {
       return refuseUpgrade(socket, toPerchError(err));
     }
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const d = this.deps;
       const conn = new Connection(
         ws,
         socket,
-        { maxInflight: this.deps.maxInflightPerConnection, maxBufferedBytes: this.deps.maxBufferedBytesPerConnection },
+        {
+          limits: { maxInflight: d.maxInflightPerConnection, maxBufferedBytes: d.maxBufferedBytesPerConnection, slowReaderTimeoutMs: d.slowReaderTimeoutMs },
+          budget: d.budget,
+          scope: new ClientScope(d.scope),
+          clock: d.clock,
+          log: d.log,
+        },
         (c, message, binary, isBinary) => this.handle(c, message, binary, isBinary),
-        this.deps.log,
       );
       this.connections.add(conn);
       ws.on('close', () => this.connections.delete(conn));
+      socket.once('close', () => this.connections.delete(conn));
     });
   }
 
@@ -94,7 +110,7 @@ export class WsApi {
           inputs: decodeInputs(m.inputs, binary),
           outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
           parameters: m.parameters,
-        });
+        }, conn.scope);
         // A binary request gets binary outputs unless it asked otherwise per output.
         const { header, chunks } = encodeResult(result, isBinary);
         return { body: { ok: true, result: header }, chunks };

@@ -48,6 +48,18 @@ export const configSchema = z.strictObject({
       maxFrameBytes: z.number().int().min(1024).default(32 * MiB),
       maxInflightPerConnection: z.number().int().min(1).default(256),
       maxBufferedBytesPerConnection: z.number().int().min(64 * 1024).default(8 * MiB),
+      /** All bytes held for all clients together: bodies, frames, queued requests, unsent answers. */
+      maxClientBytes: z.number().int().min(MiB).default(128 * MiB),
+      /** A client that leaves its answers unread this long is cut off. */
+      slowReaderTimeoutMs: z.number().int().min(100).default(10_000),
+      maxSequencesPerConnection: z.number().int().min(1).default(256),
+      /** End a connection's sequences when it closes (else they live until they idle out). */
+      sequencesEndWithConnection: z
+        .strictObject({
+          ws: z.boolean().default(true),
+          http: z.boolean().default(false),
+        })
+        .prefault({}),
       shutdownTimeoutMs: z.number().int().min(0).default(15000),
     })
     .prefault({}),

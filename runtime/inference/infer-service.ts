@@ -11,6 +11,7 @@ import { readParameters, type InferParameters } from './parameters.js';
 import type { ModelInstance } from '../models/model-instance.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
+import type { ClientScope } from './client-scope.js';
 import type { InferenceOutcome } from '../../cloud-sync/agent/runtime-port.js';
 
 export interface RequestedOutput {
@@ -66,7 +67,7 @@ export class InferService {
   }
 
   /** A stateless model: the result cache, else the batcher. */
-  private async runStateless(instance: ModelInstance, req: InferRequest, params: InferParameters): Promise<Ran> {
+  private async runStateless(instance: ModelInstance, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
     if (params.sequenceId !== undefined || params.sequenceStart !== undefined || params.sequenceEnd !== undefined) {
       throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is not a sequence model: sequence_* parameters do not apply`);
     }
@@ -78,13 +79,13 @@ export class InferService {
     const key = useCache ? cacheKey(instance.name, instance.version, prepared.inputs) : null;
     const hit = key !== null ? this.cache!.get(key, instance.name, instance.version) : undefined;
     if (hit) return { instance, outputs: hit.outputs, cached: true };
-    const outputs = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs });
+    const outputs = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs, scope });
     if (key !== null) this.cache!.put(key, instance.name, instance.version, outputs, model.cache.ttlSeconds);
     return { instance, outputs, cached: false };
   }
 
   /** A stateful model: the sequence manager feeds and keeps the state (never cached: state changes the answer). */
-  private async runSequence(instance: ModelInstance, req: InferRequest, params: InferParameters): Promise<Ran> {
+  private async runSequence(instance: ModelInstance, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
     if (params.sequenceId === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is a sequence model: parameter 'sequence_id' is required`);
     }
@@ -97,11 +98,12 @@ export class InferService {
       inputs: req.inputs,
       priority: params.priority,
       timeoutMs: params.timeoutMs,
-    });
+    }, scope);
     return { instance: r.instance, outputs: r.outputs, cached: false };
   }
 
-  async infer(req: InferRequest): Promise<InferResult> {
+  /** `scope`: the client's connection; its queued work is dropped and its tied sequences end when it closes. */
+  async infer(req: InferRequest, scope?: ClientScope): Promise<InferResult> {
     let labels: VersionLabels | null = null;
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
@@ -115,7 +117,7 @@ export class InferService {
           throw new PerchError('PERCH_ERR_UNKNOWN_OUTPUT', `model '${model.name}' has no output '${o.name}' (outputs: ${model.outputs.map((s) => s.name).join(', ')})`);
         }
       }
-      const ran = model.sequence ? await this.runSequence(instance, req, params) : await this.runStateless(instance, req, params);
+      const ran = model.sequence ? await this.runSequence(instance, req, params, scope) : await this.runStateless(instance, req, params, scope);
       labels = ran.instance.labels;
       const all = ran.outputs;
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);

@@ -4,7 +4,7 @@
 import type { Clock } from '../clock.js';
 import { PerchError } from '../errors.js';
 import type { InferenceMetrics, VersionLabels } from '../metrics.js';
-import { Batcher, type BatchRun } from '../scheduler/batcher.js';
+import { Batcher, type BatchRun, type CloseScope } from '../scheduler/batcher.js';
 import type { Executor } from '../sessions/executor.js';
 import { createInlineExecutor } from '../sessions/inline-executor.js';
 import { createWorkerExecutor } from '../sessions/worker-executor.js';
@@ -28,6 +28,8 @@ export interface InstanceDeps {
 export interface InferOptions {
   priority?: number | undefined;
   timeoutMs?: number | null | undefined;
+  /** The client's connection: queued work is dropped when it closes. */
+  scope?: CloseScope | undefined;
 }
 
 async function createExecutor(path: string, cfg: SessionConfig, deps: InstanceDeps, index: number): Promise<Executor> {
@@ -132,6 +134,7 @@ export class ModelInstance {
       groupKey: req.groupKey,
       priority: opts.priority ?? this.config.batching.defaultPriority,
       timeoutMs: opts.timeoutMs ?? null,
+      scope: opts.scope,
     });
   }
 

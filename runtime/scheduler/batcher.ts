@@ -49,12 +49,21 @@ export interface SubmitOptions {
   priority: number;
   /** Give up (PERCH_ERR_TIMEOUT) if still queued after this long; null = wait as long as needed. */
   timeoutMs: number | null;
+  /** The client's connection: if it closes while the request is queued, the request is dropped. */
+  scope?: CloseScope | undefined;
+}
+
+/** What the batcher needs of a client's scope (inference/client-scope.ts). */
+export interface CloseScope {
+  onClose(fn: () => void): () => void;
 }
 
 interface Entry<T, R> extends SubmitOptions {
   payload: T;
   enqueuedAt: number;
   timer: TimerHandle | null;
+  /** Forgets the scope's close callback (set while queued with a scope). */
+  offScope: (() => void) | null;
   resolve: (r: R) => void;
   reject: (e: Error) => void;
 }
@@ -125,13 +134,15 @@ export class Batcher<T, R> {
       // Fields spelled out: spreading `o` here cost several µs per request (profiled).
       const entry: Entry<T, R> = {
         items: o.items, groupKey: o.groupKey, priority: o.priority, timeoutMs: o.timeoutMs,
-        payload, enqueuedAt: this.clock.now(), timer: null, resolve, reject,
+        payload, enqueuedAt: this.clock.now(), timer: null, offScope: null, resolve, reject,
       };
       if (o.timeoutMs !== null) {
         entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
       }
       (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
       this.queued++;
+      // Registered after it is queued: a scope already closed drops it at once.
+      if (o.scope) entry.offScope = o.scope.onClose(() => this.drop(entry));
       this.pump();
     });
   }
@@ -155,18 +166,31 @@ export class Batcher<T, R> {
 
   private expire(entry: Entry<T, R>): void {
     entry.timer = null;
+    this.unqueue(entry, new PerchError('PERCH_ERR_TIMEOUT', `request waited ${entry.timeoutMs} ms in the queue and was not run`));
+  }
+
+  /** Its client went away: the request leaves the queue (it holds the client's bytes). */
+  private drop(entry: Entry<T, R>): void {
+    entry.offScope = null;
+    this.unqueue(entry, new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; the queued request was dropped'));
+  }
+
+  private unqueue(entry: Entry<T, R>, err: PerchError): void {
     const level = this.levels[entry.priority - 1] as Entry<T, R>[];
     const i = level.indexOf(entry);
     if (i < 0) return; // already dispatched
     level.splice(i, 1);
     this.queued--;
-    entry.reject(new PerchError('PERCH_ERR_TIMEOUT', `request waited ${entry.timeoutMs} ms in the queue and was not run`));
+    this.settle(entry, err);
     this.checkIdle();
     this.pump(); // the head may have changed
   }
 
   private settle(e: Entry<T, R>, err: Error): void {
     if (e.timer) this.clock.clearTimeout(e.timer);
+    e.timer = null;
+    if (e.offScope) e.offScope();
+    e.offScope = null;
     e.reject(err);
   }
 
@@ -239,6 +263,8 @@ export class Batcher<T, R> {
       level.splice(level.indexOf(e), 1);
       if (e.timer) this.clock.clearTimeout(e.timer);
       e.timer = null;
+      if (e.offScope) e.offScope();
+      e.offScope = null;
     }
     this.queued -= batch.length;
     this.running++;

@@ -6,8 +6,13 @@
 // while requests of different sequences batch freely (state stacked along its batchAxis).
 // A sequence is pinned to the model version it started on until it ends or idles out, even
 // across a hot swap; the old version is released when its last sequence lets go.
+//
+// Ownership (docs/reliability.md): a sequence belongs to the client scope (connection) that
+// started it. A scope may hold at most its maxSequences at once, and when it is tied
+// (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes.
 import type { Clock, TimerHandle } from '../clock.js';
 import { PerchError } from '../errors.js';
+import type { ClientScope } from '../inference/client-scope.js';
 import type { ModelInstance } from '../models/model-instance.js';
 import type { ModelRegistry } from '../models/registry.js';
 import { prepareInputs } from '../inference/prepare.js';
@@ -35,6 +40,7 @@ export interface SequenceResult {
 
 interface Pending {
   req: SequenceRequest;
+  scope: ClientScope | undefined;
   resolve: (r: SequenceResult) => void;
   reject: (e: Error) => void;
 }
@@ -50,6 +56,14 @@ interface Sequence {
   idleTimer: TimerHandle | null;
   /** When its queue last ran dry (clock ms): idleness is counted from here. */
   idleSince: number;
+  /** The scope that started it, while that scope is open. */
+  owner: ClientScope | null;
+}
+
+/** The live sequences one scope started, and how to stop listening for its close. */
+interface Owned {
+  sequences: Set<Sequence>;
+  off: () => void;
 }
 
 export interface SequenceStats {
@@ -61,6 +75,7 @@ export interface SequenceStats {
 export class SequenceManager {
   private readonly sequences = new Map<string, Sequence>();
   private readonly perModel = new Map<string, number>();
+  private readonly owners = new Map<ClientScope, Owned>();
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -69,26 +84,32 @@ export class SequenceManager {
     private readonly onLimit: (model: string, max: number) => void = () => undefined,
   ) {}
 
-  submit(req: SequenceRequest): Promise<SequenceResult> {
+  submit(req: SequenceRequest, scope?: ClientScope): Promise<SequenceResult> {
     const key = `${req.model}\u0000${req.sequenceId}`;
     let seq = this.sequences.get(key);
     if (!seq) {
       if (!req.start) {
         return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `model '${req.model}' has no live sequence '${req.sequenceId}': send sequence_start first`));
       }
+      if (scope?.isClosed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection'));
       const max = this.registry.resolve(req.model, req.version).config.sequence?.maxSequences ?? 0;
       const active = this.perModel.get(req.model) ?? 0;
       if (active >= max) {
         this.onLimit(req.model, max);
         return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `model '${req.model}' holds ${active} live sequences (maxSequences ${max})`));
       }
-      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null, idleSince: 0 };
+      const mine = scope ? (this.owners.get(scope)?.sequences.size ?? 0) : 0;
+      if (scope && mine >= scope.options.maxSequences) {
+        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `this connection holds ${mine} live sequences (server.maxSequencesPerConnection ${scope.options.maxSequences})`));
+      }
+      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null, idleSince: 0, owner: null };
       this.sequences.set(key, seq);
       this.perModel.set(req.model, active + 1);
+      if (scope) this.own(scope, seq);
     }
     const s = seq;
     return new Promise<SequenceResult>((resolve, reject) => {
-      s.queue.push({ req, resolve, reject });
+      s.queue.push({ req, scope, resolve, reject });
       if (!s.running) void this.runQueue(s);
     });
   }
@@ -102,6 +123,36 @@ export class SequenceManager {
       out.set(s.model, m);
     }
     return [...out.values()];
+  }
+
+  /** Live sequences started by this scope (tests, diagnostics). */
+  ownedBy(scope: ClientScope): number {
+    return this.owners.get(scope)?.sequences.size ?? 0;
+  }
+
+  private own(scope: ClientScope, seq: Sequence): void {
+    let owned = this.owners.get(scope);
+    if (!owned) {
+      const o: Owned = { sequences: new Set(), off: () => undefined };
+      this.owners.set(scope, o);
+      o.off = scope.onClose(() => this.disown(scope));
+      owned = o;
+    }
+    owned.sequences.add(seq);
+    seq.owner = scope;
+  }
+
+  /** The scope closed: tied sequences end now (their queued requests are dropped); others live on unowned. */
+  private disown(scope: ClientScope): void {
+    const owned = this.owners.get(scope);
+    if (!owned) return;
+    this.owners.delete(scope);
+    for (const seq of owned.sequences) {
+      seq.owner = null;
+      if (!scope.options.sequencesEndWithConnection) continue;
+      for (const p of seq.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; its sequence ended'));
+      this.free(seq);
+    }
   }
 
   /** Frees every sequence (shutdown): their versions can then be released. */
@@ -119,7 +170,7 @@ export class SequenceManager {
       const next = seq.queue.shift() as Pending;
       try {
         if (next.req.start) this.restart(seq, next.req);
-        next.resolve(await this.runOne(seq, next.req));
+        next.resolve(await this.runOne(seq, next.req, next.scope));
         if (next.req.end) this.free(seq);
       } catch (err) {
         next.reject(err as Error);
@@ -133,7 +184,7 @@ export class SequenceManager {
 
   /** Requests that arrived after an end start over: a new sequence, or an unknown one. */
   private resubmit(p: Pending): void {
-    this.submit(p.req).then(p.resolve, p.reject);
+    this.submit(p.req, p.scope).then(p.resolve, p.reject);
   }
 
   private restart(seq: Sequence, req: SequenceRequest): void {
@@ -154,7 +205,7 @@ export class SequenceManager {
     }
   }
 
-  private async runOne(seq: Sequence, req: SequenceRequest): Promise<SequenceResult> {
+  private async runOne(seq: Sequence, req: SequenceRequest, scope: ClientScope | undefined): Promise<SequenceResult> {
     const instance = seq.instance;
     const cfg = instance?.config.sequence;
     if (!instance || !cfg) throw new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `sequence '${seq.id}' has not started`);
@@ -172,7 +223,7 @@ export class SequenceManager {
     if (prepared.items !== 1) {
       throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
     }
-    const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs });
+    const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs, scope });
     if (!req.end) { // an ended sequence's state is freed right after this
       for (const s of cfg.state) {
         const next = outputs.find((t) => t.name === s.output);
@@ -208,6 +259,15 @@ export class SequenceManager {
     if (this.sequences.get(seq.key) !== seq) return;
     this.sequences.delete(seq.key);
     this.perModel.set(seq.model, (this.perModel.get(seq.model) ?? 1) - 1);
+    if (seq.owner) {
+      const owned = this.owners.get(seq.owner);
+      owned?.sequences.delete(seq);
+      if (owned && owned.sequences.size === 0) {
+        owned.off();
+        this.owners.delete(seq.owner);
+      }
+      seq.owner = null;
+    }
     if (seq.idleTimer) this.clock.clearTimeout(seq.idleTimer);
     seq.instance?.unpin();
     seq.instance = null;

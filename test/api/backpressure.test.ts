@@ -33,7 +33,8 @@ describe('backpressure: a client that never reads', () => {
 
   before(async () => {
     repo = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad16k }, config: vadModelJson(64) } });
-    rt = await startRuntime(repo.dir, { server: { maxInflightPerConnection: MAX_INFLIGHT, maxBufferedBytesPerConnection: MAX_BUFFERED } });
+    // The slow client here must be kept waiting, not cut off (that is test/api/client-budget.test.ts).
+    rt = await startRuntime(repo.dir, { server: { maxInflightPerConnection: MAX_INFLIGHT, maxBufferedBytesPerConnection: MAX_BUFFERED, slowReaderTimeoutMs: 3_600_000 } });
   });
   after(async () => {
     await rt?.stop();

@@ -1,26 +1,44 @@
 import type { IncomingMessage } from 'node:http';
 import { PerchError } from '../../errors.js';
+import type { ClientBudget, Hold } from '../client-budget.js';
 
-/** Reads a request body, refusing it as soon as it passes `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads a request body, refusing it as soon as it passes `limit` bytes (413) or does not fit the
+ * client budget (429 PERCH_ERR_OVERLOADED). A declared Content-Length is taken from the budget
+ * before a byte is read, so a flood of large bodies is refused at the headers; a chunked body
+ * takes its bytes as they come. What was taken stays in `hold` until the request is answered.
+ * A client that goes away mid-body rejects the read, so its chunks are let go at once.
+ */
+export function readBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
+  const known = req.headers['content-length'] !== undefined && Number.isFinite(declared);
+  if (known && declared > limit) {
     return Promise.reject(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body of ${declared} bytes is over the limit of ${limit}`));
   }
+  if (known && declared > budget.limit) {
+    return Promise.reject(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body of ${declared} bytes is over server.maxClientBytes (${budget.limit})`));
+  }
+  if (known && !hold.tryAdd(declared)) return Promise.reject(budget.refusal('request body', declared));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const fail = (err: Error): void => {
+      chunks.length = 0;
+      req.removeListener('data', onData);
+      req.resume(); // discard the rest; the answer is already decided
+      reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > limit) {
-        reject(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body is over the limit of ${limit} bytes`));
-        req.removeAllListeners('data');
-        req.resume(); // discard the rest; the answer is already decided
-        return;
-      }
+      if (size > limit) return fail(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body is over the limit of ${limit} bytes`));
+      if (!known && !hold.tryAdd(chunk.length)) return fail(budget.refusal('request body', chunk.length));
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
-    req.on('error', reject);
+    req.on('error', (err) => fail(err));
+    req.on('close', () => {
+      if (!req.complete) fail(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection before the body ended'));
+    });
   });
 }

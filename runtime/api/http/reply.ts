@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { toPerchError } from '../../errors.js';
+import type { Hold } from '../client-budget.js';
 import type { EncodedResult } from '../encode-response.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -18,14 +19,21 @@ export function sendError(res: ServerResponse, err: unknown): void {
   sendJson(res, e.status, { error: e.message, code: e.code });
 }
 
-/** A JSON response, or the JSON header plus binary tensors with Inference-Header-Content-Length. */
-export function sendResult(res: ServerResponse, encoded: EncodedResult): void {
+/**
+ * A JSON response, or the JSON header plus binary tensors with Inference-Header-Content-Length.
+ * Its bytes count against the client budget (`hold`) until the response closes.
+ */
+export function sendResult(res: ServerResponse, encoded: EncodedResult, hold: Hold): void {
   if (encoded.chunks.length === 0) {
-    sendJson(res, 200, encoded.header);
+    const text = JSON.stringify(encoded.header);
+    hold.add(text.length);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
     return;
   }
   const header = Buffer.from(JSON.stringify(encoded.header));
   const total = header.length + encoded.chunks.reduce((n, c) => n + c.byteLength, 0);
+  hold.add(total);
   res.writeHead(200, {
     'content-type': 'application/octet-stream',
     'inference-header-content-length': header.length,

@@ -10,6 +10,8 @@ import { RUNTIME_VERSION } from '../../version.js';
 import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
 import { validateInferBody } from '../infer-shape.js';
+import type { ClientScope } from '../../inference/client-scope.js';
+import { takeJsonCost, type ClientBudget } from '../client-budget.js';
 import { readBody } from './body.js';
 import { sendJson, sendResult } from './reply.js';
 
@@ -18,6 +20,10 @@ export interface HttpContext {
   service: InferService;
   metrics: Registry;
   maxRequestBytes: number;
+  /** The process-wide budget of bytes held for clients (client-budget.ts). */
+  budget: ClientBudget;
+  /** The scope of the connection a request came on (one per keep-alive socket). */
+  scopeOf: (req: IncomingMessage) => ClientScope;
 }
 
 type Handler = (ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
@@ -81,7 +87,17 @@ function modelMetadata(c: HttpContext, _q: IncomingMessage, res: ServerResponse,
 }
 
 async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
-  const raw = await readBody(req, c.maxRequestBytes);
+  // Shed early and cheaply (docs/reliability.md): a request that cannot be queued is refused
+  // from its headers, before its body is read or parsed. Under a flood, reading and parsing
+  // bodies only to refuse them is what kept health checks waiting.
+  if (c.budget.spent) throw c.budget.refusal('request', 0);
+  const target = c.registry.resolve(name as string, parseVersion(version));
+  if (target.batcher.depth >= target.config.batching.maxQueueSize) {
+    throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);
+  }
+  const hold = c.budget.hold();
+  res.once('close', () => hold.release());
+  const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
   let json: Buffer = raw;
@@ -94,6 +110,7 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
     json = raw.subarray(0, n);
     binary = raw.subarray(n);
   }
+  takeJsonCost(c.budget, hold, json.length);
   const body = validateInferBody(parseJson(json));
   const result = await c.service.infer({
     model: name as string,
@@ -102,8 +119,8 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
     inputs: decodeInputs(body.inputs, binary),
     outputs: requestedOutputs(body),
     parameters: body.parameters,
-  });
-  sendResult(res, encodeResult(result, false));
+  }, c.scopeOf(req));
+  sendResult(res, encodeResult(result, false), hold);
 }
 
 function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerResponse): void {

@@ -2,16 +2,44 @@
 // with its id). Backpressure: when too many requests are in flight, or the client does not read
 // its answers (bufferedAmount grows), the connection stops reading frames until it catches up,
 // so a slow or stuck client cannot grow the server's memory without bound.
+//
+// Every frame being handled and every answer not yet written is also taken from the process-wide
+// client budget (client-budget.ts): a frame that does not fit is answered PERCH_ERR_OVERLOADED
+// at once. A client that leaves its answers unread longer than slowReaderTimeoutMs is cut off
+// (close code 1008), and when a connection closes its scope closes (queued work dropped, tied
+// sequences ended) and everything it held is given back (docs/reliability.md).
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import type { Clock, TimerHandle } from '../../clock.js';
 import { toPerchError } from '../../errors.js';
+import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../log.js';
+import { JSON_EXPANSION, type ClientBudget, type Hold } from '../client-budget.js';
 import { binaryFrame, parseFrame } from './frame.js';
 import type { Topic } from './messages.js';
 
 export interface ConnectionLimits {
   maxInflight: number;
   maxBufferedBytes: number;
+  slowReaderTimeoutMs: number;
+}
+
+/** RFC 6455 section 7.4.1: 1008 policy violation (here: answers left unread too long). */
+export const CLOSE_SLOW_READER = 1008;
+/** While the budget is spent, a connection with this much unread stops being read too. */
+const SPENT_BUFFER_LIMIT = 64 * 1024;
+/** Refused frames up to this size are parsed for their id, so the refusal matches the request. */
+const ID_PARSE_LIMIT = 1024 * 1024;
+/** A larger one: its id is looked for in its first bytes (clients put it first, as docs/api.md shows). */
+const ID_SCAN_BYTES = 4096;
+const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)*)"/;
+
+export interface ConnectionContext {
+  limits: ConnectionLimits;
+  budget: ClientBudget;
+  scope: ClientScope;
+  clock: Clock;
+  log: Logger;
 }
 
 export interface Reply {
@@ -48,18 +76,35 @@ export class Connection {
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiters: Array<() => void> = [];
   private corked = false;
+  private readonly limits: ConnectionLimits;
+  private readonly log: Logger;
+  /** Frame and answer bytes this connection holds of the client budget. */
+  readonly hold: Hold;
+  private slowTimer: TimerHandle | null = null;
 
   constructor(
     readonly socket: WebSocket,
     /** The TCP socket under `socket`: corked so that answers finished together leave together. */
     private readonly transport: Duplex,
-    private readonly limits: ConnectionLimits,
+    private readonly ctx: ConnectionContext,
     private readonly handle: MessageHandler,
-    private readonly log: Logger,
   ) {
+    this.limits = ctx.limits;
+    this.log = ctx.log;
+    this.hold = ctx.budget.hold();
     socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
     socket.on('close', () => this.dispose());
-    socket.on('error', (err) => log.debug({ err: err.message }, 'websocket error'));
+    // ws emits 'close' only once its receiver has ended, which can lag the socket (a paused
+    // connection with frames still parsed): what the connection held goes with the TCP socket.
+    transport.once('close', () => this.dispose());
+    socket.on('error', (err) => ctx.log.debug({ err: err.message }, 'websocket error'));
+    // A client that half-closes without a close frame will never read what is still queued for
+    // it: drop the socket now, not after ws's 30 s closing timeout.
+    transport.once('end', () => socket.terminate());
+  }
+
+  get scope(): ClientScope {
+    return this.ctx.scope;
   }
 
   subscribe(topic: Topic, attach: (push: (data: unknown) => void) => () => void): void {
@@ -86,6 +131,12 @@ export class Connection {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.disposed) return;
+    const cost = frameCost(data, isBinary);
+    if (!this.hold.tryAdd(cost)) {
+      this.refuse(data, isBinary, cost);
+      return;
+    }
     // ws goes on emitting the frames it had already read from the socket when pause() was
     // called (one socket read can hold many small frames), which let `inflight` run past
     // maxInflight (test/api/backpressure.test.ts). Hold them until the connection may read again.
@@ -96,8 +147,25 @@ export class Connection {
     this.handleFrame(data, isBinary);
   }
 
+  /** The budget is spent: the frame is answered at once and let go. */
+  private refuse(data: Buffer, isBinary: boolean, cost: number): void {
+    let id: string | null = null;
+    try {
+      if (data.length <= ID_PARSE_LIMIT) id = parseFrame(data, isBinary).id;
+      else {
+        const m = ID_PATTERN.exec(data.toString('utf8', isBinary ? 4 : 0, ID_SCAN_BYTES));
+        if (m) id = JSON.parse(`"${m[1] as string}"`) as string;
+      }
+    } catch {
+      // not readable: the refusal goes out with id null
+    }
+    const e = this.ctx.budget.refusal('message', cost);
+    this.send({ id, ok: false, error: { code: e.code, message: e.message } });
+  }
+
   private handleFrame(data: Buffer, isBinary: boolean): void {
     let id: string | null = null;
+    const cost = frameCost(data, isBinary);
     this.inflight++;
     this.updateFlow();
     let work: Promise<Reply>;
@@ -110,13 +178,14 @@ export class Connection {
     }
     // One then() with both handlers, not then/finally/catch: two promises fewer per message.
     work.then(
-      (reply) => this.answer(id, reply, null),
-      (err: unknown) => this.answer(id, null, err),
+      (reply) => this.answer(id, reply, null, cost),
+      (err: unknown) => this.answer(id, null, err, cost),
     );
   }
 
-  /** Sends the answer (or the error) of one message and lets its slot go. */
-  private answer(id: string | null, reply: Reply | null, failure: unknown): void {
+  /** Sends the answer (or the error) of one message and lets its slot (and its frame's bytes) go. */
+  private answer(id: string | null, reply: Reply | null, failure: unknown, cost: number): void {
+    this.hold.sub(cost);
     try {
       try {
         if (reply) {
@@ -141,8 +210,14 @@ export class Connection {
   send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     const payload = chunks?.length ? binaryFrame(body, chunks) : JSON.stringify(body);
+    // Held until ws has handed it to the kernel (its callback); a string's length stands in for its UTF-8 size.
+    const size = payload.length;
+    this.hold.add(size);
     this.cork();
-    this.socket.send(payload, () => this.updateFlow());
+    this.socket.send(payload, () => {
+      this.hold.sub(size);
+      this.updateFlow();
+    });
     this.updateFlow();
   }
 
@@ -163,9 +238,14 @@ export class Connection {
   }
 
   private updateFlow(): void {
+    const buffered = this.socket.bufferedAmount;
     this.peakInflight = Math.max(this.peakInflight, this.inflight);
-    this.peakBuffered = Math.max(this.peakBuffered, this.socket.bufferedAmount);
-    const over = this.inflight >= this.limits.maxInflight || this.socket.bufferedAmount > this.limits.maxBufferedBytes;
+    this.peakBuffered = Math.max(this.peakBuffered, buffered);
+    // Unread answers: over the connection's own limit, or any real amount while the budget is
+    // spent (its refusals would pile up unread too). Reading stops, and the slow-reader clock runs.
+    const unread = buffered > this.limits.maxBufferedBytes || (buffered > SPENT_BUFFER_LIMIT && this.ctx.budget.spent);
+    this.watchSlowReader(unread);
+    const over = unread || this.inflight >= this.limits.maxInflight;
     if (over && !this.paused) {
       this.paused = true;
       this.socket.pause();
@@ -180,9 +260,52 @@ export class Connection {
     }
   }
 
+  /** Armed while answers sit unread; if they still do when it fires, the client is cut off. */
+  private watchSlowReader(unread: boolean): void {
+    if (!unread || this.disposed) {
+      if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
+      this.slowTimer = null;
+      return;
+    }
+    if (this.slowTimer) return;
+    this.slowTimer = this.ctx.clock.setTimeout(() => {
+      this.slowTimer = null;
+      this.log.warn({ remotePort: this.stats.remotePort, bufferedAmount: this.socket.bufferedAmount }, 'websocket client does not read its answers: cut off');
+      this.cutOff(CLOSE_SLOW_READER, `slow reader: answers unread for ${this.limits.slowReaderTimeoutMs} ms`);
+    }, this.limits.slowReaderTimeoutMs);
+  }
+
+  /**
+   * Closes with `code` and drops the socket without waiting for the client to read the close
+   * frame: it sits behind the very answers the client does not read.
+   */
+  cutOff(code: number, reason: string): void {
+    try {
+      this.socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+    this.socket.terminate();
+  }
+
+  private disposed = false;
+
   private dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
+    this.slowTimer = null;
     this.held.length = 0;
+    this.ctx.scope.close();
+    this.hold.release();
     for (const off of this.subscriptions.values()) off();
     this.subscriptions.clear();
   }
+}
+
+/** What handling a frame holds: its bytes, and the parse cost of its JSON (client-budget.ts). */
+function frameCost(data: Buffer, isBinary: boolean): number {
+  if (!isBinary) return data.length * JSON_EXPANSION;
+  const header = data.length >= 4 ? Math.min(data.readUInt32LE(0), data.length - 4) : 0;
+  return data.length + header * (JSON_EXPANSION - 1);
 }

@@ -1,0 +1,115 @@
+// One process-wide budget for the bytes Perch holds on behalf of clients (DESIGN house style 14;
+// docs/reliability.md): request bodies being read, frames being handled, answers not yet written.
+// Per-connection limits alone did not bound the process: 300 WebSocket clients that never read
+// each held their 8 MiB of answers (2.4 GB). Everything a client makes Perch hold is taken from
+// here through a Hold, which gives it all back at once when the request or connection ends, so
+// nothing a closed connection held stays counted.
+import { PerchError } from '../errors.js';
+
+export class ClientBudget {
+  private held = 0;
+  private peak = 0;
+  private refusals = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Bytes held for clients now. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  get peakBytes(): number {
+    return this.peak;
+  }
+
+  /** Requests refused because the budget was spent, since start. */
+  get refusedCount(): number {
+    return this.refusals;
+  }
+
+  /** True once nothing more may be admitted: new work is refused until bytes are given back. */
+  get spent(): boolean {
+    return this.held >= this.limit;
+  }
+
+  /** A new, empty hold for one request or connection. */
+  hold(): Hold {
+    return new Hold(this);
+  }
+
+  /** The refusal for a request that does not fit; counted. */
+  refusal(what: string, bytes: number): PerchError {
+    this.refusals++;
+    return new PerchError('PERCH_ERR_OVERLOADED', `${what}: ${bytes} more bytes do not fit the ${this.limit} bytes Perch holds for all clients (server.maxClientBytes); retry later`);
+  }
+
+  /** @internal Hold's side of the ledger. */
+  take(n: number, force: boolean): boolean {
+    if (!force && this.held + n > this.limit) return false;
+    this.held += n;
+    if (this.held > this.peak) this.peak = this.held;
+    return true;
+  }
+
+  /** @internal */
+  give(n: number): void {
+    this.held -= n;
+  }
+}
+
+/** What one request or connection holds of the budget; release() gives back all of it, once. */
+export class Hold {
+  private bytes = 0;
+
+  constructor(private readonly budget: ClientBudget) {}
+
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
+  /** Takes `n` bytes if they fit; false (nothing taken) if the budget would be passed. */
+  tryAdd(n: number): boolean {
+    if (!this.budget.take(n, false)) return false;
+    this.bytes += n;
+    return true;
+  }
+
+  /**
+   * Takes `n` bytes even over the limit: for answers to work already admitted (refusing them
+   * would waste the work done). While over, new work is refused, so this overshoots by at most
+   * the answers of what was admitted.
+   */
+  add(n: number): void {
+    this.budget.take(n, true);
+    this.bytes += n;
+  }
+
+  /** Gives back `n` of the bytes this hold has. */
+  sub(n: number): void {
+    const k = Math.min(n, this.bytes);
+    this.bytes -= k;
+    this.budget.give(k);
+  }
+
+  release(): void {
+    this.budget.give(this.bytes);
+    this.bytes = 0;
+  }
+}
+
+/**
+ * What parsing JSON costs in memory, per byte of JSON text, once parsed: `[0,0,...]` becomes an
+ * array of 8-byte numbers (4x; transiently more while the array grows), long random floats
+ * about 2.3x (the campaign's 30 MB body took 68 MB). A JSON body or frame is charged this many
+ * times its size before it is parsed, so large JSON counts for what it will really hold.
+ */
+export const JSON_EXPANSION = 4;
+
+/** Takes the parse cost of `jsonBytes` of JSON text: 413 if it could never fit, 429 if not now. */
+export function takeJsonCost(budget: ClientBudget, hold: Hold, jsonBytes: number): void {
+  const cost = jsonBytes * (JSON_EXPANSION - 1); // the text itself is already held
+  if (jsonBytes * JSON_EXPANSION > budget.limit) {
+    throw new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `${jsonBytes} bytes of JSON expand to about ${jsonBytes * JSON_EXPANSION} bytes when parsed, more than server.maxClientBytes (${budget.limit}); send large tensors as binary data`);
+  }
+  if (!hold.tryAdd(cost)) throw budget.refusal('parsing a JSON body', cost);
+}

@@ -1,0 +1,41 @@
+// The connection a request came on, as the request path sees it (docs/reliability.md). When the
+// client goes away its scope closes: work it queued is dropped instead of run for nobody, and
+// sequences tied to it end, so a thousand starts from one client do not hold the model's
+// sequence slots for the idle timeout after it left.
+export interface ScopeOptions {
+  /** Live sequences this connection may hold at once (server.maxSequencesPerConnection). */
+  maxSequences: number;
+  /** End this connection's sequences when it closes (server.sequencesEndWithConnection). */
+  sequencesEndWithConnection: boolean;
+}
+
+export class ClientScope {
+  private closed = false;
+  private readonly closers = new Set<() => void>();
+
+  constructor(readonly options: ScopeOptions) {}
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Calls `fn` once when the client goes away (at once if it has); returns the function that forgets it. */
+  onClose(fn: () => void): () => void {
+    if (this.closed) {
+      fn();
+      return noop;
+    }
+    this.closers.add(fn);
+    return () => this.closers.delete(fn);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const fns = [...this.closers];
+    this.closers.clear();
+    for (const fn of fns) fn();
+  }
+}
+
+const noop = (): void => undefined;
