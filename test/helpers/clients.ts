@@ -4,6 +4,10 @@ import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-
 import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
 import type { Datatype } from '../../runtime/tensor/datatypes.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { waitFor } from './wait.js';
+
+// Tests import waitFor from here too; there is one copy of it (wait.ts).
+export { waitFor };
 
 export interface HttpAnswer {
   status: number;
@@ -171,11 +175,3 @@ export class WsClient {
   }
 }
 
-/** Polls a condition (no fixed sleeps); fails after `timeoutMs`. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

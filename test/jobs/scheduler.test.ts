@@ -1,31 +1,11 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { getTasks } from 'node-cron';
 import { PerchError } from '../../runtime/errors.js';
 import { JobScheduler } from '../../runtime/jobs/scheduler.js';
-import { createLogger } from '../../runtime/log.js';
+import { captureLogger } from '../helpers/log-capture.js';
+import { waitFor } from '../helpers/wait.js';
 
-/** A pino logger whose lines land in an array. */
-function captureLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger('debug', stream), lines };
-}
-
-/** Waits for a condition (polling), never for a fixed time. */
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 void test('jobs are isolated: a throwing or rejecting job is logged and counted, the others run', async () => {
   const { logger, lines } = captureLogger();

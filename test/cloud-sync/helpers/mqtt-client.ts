@@ -15,16 +15,7 @@ export async function connectClient(url: string, opts: mqtt.IClientOptions = {})
   return c;
 }
 
-/** Polls `fn` every 10 ms until it is truthy, or fails after `ms`. */
-export async function waitFor<T>(fn: () => T | Promise<T>, ms = 10_000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { waitFor } from '../../helpers/wait.js';
 
 export interface EventsConsumer {
   /** Every event as received, duplicates included. */
