@@ -42,9 +42,11 @@ test('the connection reconnects on the injected clock, with jittered delays boun
       const ceiling = Math.min(1000, 100 * 2 ** attempt);
       assert.ok(delay >= 100 && delay <= ceiling, `attempt ${attempt}: ${delay} not in [100, ${ceiling}]`);
       assert.equal(delay, Math.round(100 + (draws[attempt] ?? 0) * (ceiling - 100)));
+      // The next attempt is a timer on the fake clock, and only it starts one: one ms short of
+      // the delay it has not fired, and it fires one ms later.
       clock.advance(delay - 1);
-      await new Promise((r) => setTimeout(r, 30));
-      assert.equal(conn.delays.length, attempt + 1, 'no attempt before the delay');
+      assert.equal(clock.nextDueIn(), 1, 'no attempt before the delay');
+      assert.equal(conn.delays.length, attempt + 1);
       clock.advance(1);
     }
     assert.ok(conn.delays.slice(4).every((d) => d <= 1000), 'capped at maxMs');

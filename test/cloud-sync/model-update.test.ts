@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { createCloudAgent, type CloudAgent } from '../../cloud-sync/agent/index.js';
 import { generateSigningKeyPair, sign } from '../../cloud-sync/protocol/index.js';
+import { captureLogger } from '../helpers/log-capture.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { makeKeys, sha256, specFor, type TestKeys } from './helpers/models.js';
@@ -28,12 +29,16 @@ after(async () => {
 interface Device {
   t: TestPort;
   agent: CloudAgent;
+  /** What the agent logged. */
+  lines: Array<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
 async function device(opts: { dataDir?: string; deviceId?: string; cloud?: Record<string, unknown> } = {}): Promise<Device> {
+  const { logger, lines } = captureLogger();
   const t = makePort({
     mqttUrl: broker.url,
+    log: logger,
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
     ...(opts.deviceId ? { deviceId: opts.deviceId } : {}),
     cloud: { trustedKeysFile: keys.trustedKeysFile, download: { windowChunks: 8 }, ...opts.cloud },
@@ -42,7 +47,7 @@ async function device(opts: { dataDir?: string; deviceId?: string; cloud?: Recor
   const agent = createCloudAgent(t.port, { chunkTimeoutMs: 300 });
   await agent.start(new AbortController().signal);
   await waitFor(() => agent.online, 5000, 'online');
-  return { t, agent, stop: () => agent.stop() };
+  return { t, agent, lines, stop: () => agent.stop() };
 }
 
 function events(t: TestPort, type: string): Record<string, unknown>[] {
@@ -83,8 +88,8 @@ test('a restart mid-download resumes from the staged chunks and asks only for th
   const r1 = await chunkResponder(broker.url, id, 'vad', 3, MODEL, CHUNK);
   r1.limit = 20; // then the "cloud" goes quiet
   await publishDesired(broker.url, id, { version: 1, models: { vad: specFor('vad', 3, MODEL, keys, CHUNK) } });
-  await waitFor(() => first.agent.stats().chunksReceived >= 20, 10_000, '20 chunks staged');
-  await new Promise((r) => setTimeout(r, 100)); // let the last writes land
+  await waitFor(() => first.agent.stats().chunksReceived >= 20, 10_000, '20 chunks received');
+  // stop() commits what was received before it returns (download.ts: the stager drains).
   await first.stop();
   await first.t.close();
   await r1.close();
@@ -186,8 +191,11 @@ test('a model that fails to load is reported with the install code; a failure is
     const asked = responder.requested;
     await publishDesired(broker.url, d.t.port.deviceId, { version: 2, models: { vad: spec } });
     await waitFor(() => d.agent.reported().desiredVersion === 2, 5000, 'desired v2 applied');
-    await new Promise((r) => setTimeout(r, 200));
+    // The decision is made as the document is applied (updater.ts ensure): wait for it, then
+    // nothing was asked for and no update runs.
+    await waitFor(() => d.lines.some((l) => l.msg === 'desired model version was refused before; not fetched again' && l.version === 2), 5000, 'the refusal remembered');
     assert.equal(responder.requested, asked);
+    assert.equal((d.agent.reported().models as Record<string, { status: string }>).vad?.status, 'failed');
   } finally {
     await d.stop();
     await responder.close();
@@ -200,8 +208,8 @@ test('circuit breaker: a new version failing in service is rolled back and repor
   const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
   try {
     await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
-    await new Promise((r) => setTimeout(r, 20));
+    // model.update.applied is recorded just before the breaker starts watching the new version.
+    await waitFor(() => events(d.t, 'model.update.applied').length === 1, 15_000, 'install');
     // The old version's failures and too few requests do not count.
     for (let i = 0; i < 20; i++) d.t.infer({ model: 'vad', version: 1, ok: false, code: 'PERCH_ERR_INFERENCE_FAILED' });
     for (let i = 0; i < 4; i++) d.t.infer({ model: 'vad', version: 2, ok: false, code: 'PERCH_ERR_INFERENCE_FAILED' });

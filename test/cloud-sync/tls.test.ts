@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createCloudAgent } from '../../cloud-sync/agent/index.js';
+import { captureLogger } from '../helpers/log-capture.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
 import { waitFor } from './helpers/mqtt-client.js';
@@ -38,11 +39,14 @@ test('a device with a CA-signed certificate connects over mutual TLS', async () 
 });
 
 test('a device with a self-signed certificate is refused and stays offline', async () => {
-  const t = makePort({ mqttUrl: broker.tlsUrl, deviceId: 'rogue', cloud: { caFile: pki.ca, certFile: pki.selfSigned.cert, keyFile: pki.selfSigned.key } });
+  const { logger, lines } = captureLogger();
+  const t = makePort({ mqttUrl: broker.tlsUrl, deviceId: 'rogue', log: logger, cloud: { caFile: pki.ca, certFile: pki.selfSigned.cert, keyFile: pki.selfSigned.key } });
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
   try {
-    await new Promise((r) => setTimeout(r, 800));
+    // Two attempts refused and a third scheduled: the broker's answer is in, twice.
+    await waitFor(() => lines.filter((l) => l.msg === 'reconnecting after a delay').length >= 2, 10_000, 'two refused attempts');
+    assert.ok(lines.some((l) => l.msg === 'MQTT connection error' && l.code === 'PERCH_ERR_BROKER_UNREACHABLE'), 'the refusal is logged');
     assert.equal(agent.online, false);
     assert.equal(agent.stats().connects, 0);
   } finally {

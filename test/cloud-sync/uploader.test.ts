@@ -44,7 +44,8 @@ test('delivers a backlog in seq order, in batches of upload.batchSize, and empti
 
 test('deletes events only after the PUBACK: held acks leave them in the outbox', async () => {
   const proxy = await startProxy(broker.port);
-  const t = makePort({ mqttUrl: proxy.url, cloud: { keepaliveSeconds: 60 } });
+  // One event per message: ten PUBACKs, 4 bytes each (MQTT 3.1.1), for the proxy to hold.
+  const t = makePort({ mqttUrl: proxy.url, cloud: { keepaliveSeconds: 60, upload: { batchSize: 1 } } });
   const consumer = await eventsConsumer(broker.url, t.port.deviceId);
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
@@ -54,7 +55,7 @@ test('deletes events only after the PUBACK: held acks leave them in the outbox',
     for (let i = 0; i < 10; i++) await t.emit('test.held', { i });
     // The broker has them (the consumer sees them), but no PUBACK reached the device.
     await waitFor(() => consumer.unique().length === 10, 5000, 'consumer got 10');
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => proxy.heldBytes() >= 40, 5000, 'the ten PUBACKs held back');
     assert.equal(t.store.outbox.stats().count, 10);
     assert.equal(t.store.outbox.stats().inFlight, 10);
     proxy.hold(false);

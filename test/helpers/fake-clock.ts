@@ -58,4 +58,10 @@ export class FakeClock implements Clock {
   get pending(): number {
     return this.timers.length;
   }
+
+  /** Milliseconds until the next timer fires, or null when none is set. */
+  nextDueIn(): number | null {
+    const at = Math.min(...this.timers.map((t) => t.at));
+    return Number.isFinite(at) ? at - this.mono : null;
+  }
 }

@@ -13,7 +13,7 @@ import { parseConfig } from '../../../runtime/config/load.js';
 import type { PerchConfig, PerchConfigInput } from '../../../runtime/config/schema.js';
 import { PerchError, type ErrorCode } from '../../../runtime/errors.js';
 import { liveOf, validateLive } from '../../../runtime/live-config.js';
-import { silentLogger } from '../../../runtime/log.js';
+import { silentLogger, type Logger } from '../../../runtime/log.js';
 import { openStore, type PerchStore } from '../../../runtime/store/store.js';
 
 export class RecordingModels {
@@ -89,6 +89,8 @@ export interface TestPortOptions {
   clock?: Clock;
   /** Reuse a data dir (restart tests); a fresh one otherwise. */
   dataDir?: string;
+  /** The agent's logger (silent unless a test reads what the agent says it did). */
+  log?: Logger;
   models?: RecordingModels;
 }
 
@@ -135,7 +137,7 @@ export function makePort(opts: TestPortOptions): TestPort {
       bootId: randomUUID(),
       config,
       clock,
-      log: silentLogger(),
+      log: opts.log ?? silentLogger(),
       bus,
       outbox: store.outbox,
       state: store.state,

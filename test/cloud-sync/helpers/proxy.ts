@@ -7,6 +7,8 @@ export interface HoldingProxy {
   url: string;
   /** While true, bytes from the broker to the device are buffered, not delivered. */
   hold(on: boolean): void;
+  /** Bytes from the broker held back so far (and not yet let through). */
+  heldBytes(): number;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export async function startProxy(brokerPort: number): Promise<HoldingProxy> {
       holding = on;
       if (!on) for (const h of held.splice(0)) if (!h.sock.destroyed) h.sock.write(h.data);
     },
+    heldBytes: () => held.reduce((n, h) => n + h.data.byteLength, 0),
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();
