@@ -5,6 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 // Bounds from 100 µs (a VAD chunk) to 10 s (a big OCR batch on a Pi).
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+const NODE_TOTAL_GAUGES = ['perch_nodejs_active_handles_total', 'perch_nodejs_active_requests_total', 'perch_nodejs_active_resources_total'];
+
 /** A model version's label values, one object per served instance. */
 export interface VersionLabels {
   readonly model: string;
@@ -57,7 +59,11 @@ export class InferenceMetrics {
         for (const d of versions()) this.set({ model: d.model, version: d.version }, d.ready ? 1 : 0);
       },
     });
-    collectDefaultMetrics({ register: registry, prefix: 'perch_process_' });
+    collectDefaultMetrics({ register: registry, prefix: 'perch_' });
+    // prom-client adds gauges named nodejs_active_{handles,requests,resources}_total, which
+    // `promtool check metrics` rejects (only counters end in _total). Each is the sum over the
+    // per-type gauge of the same name without _total, so nothing is lost by dropping them.
+    for (const name of NODE_TOTAL_GAUGES) registry.removeSingleMetric(name);
   }
 
   countSuccess(labels: VersionLabels): void {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Clock } from '../clock.js';
 import { PerchError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { tokenMatches } from './auth.js';
+import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
 import { sendError } from './http/reply.js';
 import { ROUTES, type HttpContext } from './http/routes.js';
 import type { RequestGuard } from './request-guard.js';
@@ -26,25 +26,30 @@ export interface SlowReaderOptions {
 export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     const path = (req.url ?? '/').split('?')[0] as string;
-    let methodMismatch = false;
+    const allowed = new Set<string>();
     for (const route of ROUTES) {
       const m = route.pattern.exec(path);
       if (!m) continue;
-      if (route.method !== req.method) {
-        methodMismatch = true;
+      // RFC 9110 section 9.3.2: HEAD is GET without the body (Node drops the body of a HEAD answer).
+      const methods = route.method === 'GET' ? ['GET', 'HEAD'] : [route.method];
+      if (!methods.includes(req.method ?? '')) {
+        for (const method of methods) allowed.add(method);
         continue;
       }
       // Health checks stay open to probes that reach the device by any name.
       if (!route.open) access.guard.checkHost(req);
       access.guard.checkHttpOrigin(req);
-      if (!route.open && !tokenMatches(req, access.apiToken, false)) throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
+      if (!route.open && !tokenMatches(req, access.apiToken, false)) {
+        res.setHeader('www-authenticate', WWW_AUTHENTICATE); // RFC 9110 section 11.6.1: a 401 names its scheme
+        throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
+      }
       const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeSegment(p)));
       await route.handler(ctx, req, res, params);
       return;
     }
-    throw methodMismatch
-      ? new PerchError('PERCH_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`)
-      : new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
+    if (allowed.size === 0) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
+    res.setHeader('allow', [...allowed].join(', ')); // RFC 9110 section 15.5.6: a 405 lists what is allowed
+    throw new PerchError('PERCH_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`);
   } catch (err) {
     sendError(res, err);
   }

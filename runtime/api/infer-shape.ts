@@ -49,7 +49,7 @@ export function isCommonInferBody(v: unknown): v is InferBody {
 }
 
 export function isCommonInferMessage(v: unknown): v is InferMessage {
-  if (!isPlain(v) || typeof v.id !== 'string' || v.op !== 'infer' || !isName(v.model)) return false;
+  if (!isPlain(v) || (typeof v.id !== 'string' && typeof v.id !== 'number') || v.op !== 'infer' || !isName(v.model)) return false;
   const version = v.version;
   if (version !== undefined && typeof version !== 'string' && !Number.isSafeInteger(version)) return false;
   return isCommonBody(v);

@@ -4,7 +4,7 @@
 // WebSocket: each run sends a few frames (random bytes, random text, random JSON values, valid
 // infer messages with random mutations, binary frames whose header and lengths may lie) on one
 // connection, then a barrier. Every frame gets exactly one answer (docs/protocol.md section 4): one with
-// its id when the frame is a JSON object with a string id, one with id null otherwise, and no
+// its id when the frame is a JSON object with a string or finite number id, one with id null otherwise, and no
 // error is PERCH_ERR_INTERNAL (an internal error is a bug, not an answer to bad input).
 // HTTP: random bodies, Inference-Header-Content-Length values and paths get 200 or a JSON error
 // whose code has the status the registry gives it. Afterwards health is live and a valid request
@@ -141,8 +141,8 @@ const wsFrame: fc.Arbitrary<Frame> = fc.oneof(
   binaryMessageFrame,
 );
 
-/** The id docs/protocol.md section 4 says the answer carries: a JSON object's string id, else null. */
-function expectedId(f: Frame): string | null {
+/** The id docs/protocol.md section 4 says the answer carries: a JSON object's string or number id, else null. */
+function expectedId(f: Frame): string | number | null {
   try {
     let header: Buffer;
     if (f.binary) {
@@ -155,15 +155,17 @@ function expectedId(f: Frame): string | null {
       header = Buffer.from(f.data as string, 'utf8'); // what goes on the wire (lone surrogates become U+FFFD)
     }
     const v = JSON.parse(header.toString('utf8')) as unknown;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { id?: unknown }).id === 'string') return (v as { id: string }).id;
-    return null;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return null;
+    const id = (v as { id?: unknown }).id;
+    // A number past the double range parses to Infinity, which JSON cannot carry back: null.
+    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : null;
   } catch {
     return null;
   }
 }
 
-function countIds(ids: Array<string | null>): Map<string | null, number> {
-  const m = new Map<string | null, number>();
+function countIds(ids: Array<string | number | null>): Map<string | number | null, number> {
+  const m = new Map<string | number | null, number>();
   for (const id of ids) m.set(id, (m.get(id) ?? 0) + 1);
   return m;
 }
@@ -286,7 +288,7 @@ describe('fuzz: random frames and bodies', () => {
           }
           const want = batch.map(expectedId);
           withId += want.filter((id) => id !== null).length;
-          assert.deepEqual(countIds(answers.map((a) => (a.header?.id ?? null) as string | null)), countIds(want), 'one answer per frame, each with the frame\'s id (or null)');
+          assert.deepEqual(countIds(answers.map((a) => (a.header?.id ?? null) as string | number | null)), countIds(want), 'one answer per frame, each with the frame\'s id (or null)');
         }),
         { numRuns: RUNS, seed: SEED, endOnFailure: true },
       );

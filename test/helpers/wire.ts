@@ -128,11 +128,11 @@ export class RecordingWs {
   }
 
   /** Answers (not notify pushes) with this id. */
-  answers(id: string | null): Record<string, unknown>[] {
+  answers(id: string | number | null): Record<string, unknown>[] {
     return this.messages.filter((m) => m.header && m.header.op !== 'notify' && m.header.id === id).map((m) => m.header as Record<string, unknown>);
   }
 
-  async waitAnswer(id: string | null, count = 1, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  async waitAnswer(id: string | number | null, count = 1, timeoutMs = 20_000): Promise<Record<string, unknown>> {
     await waitFor(() => this.answers(id).length >= count || this.closeCode !== null, timeoutMs, `answer ${count} to ${String(id)}`);
     const a = this.answers(id)[count - 1];
     if (!a) throw new Error(`connection closed (${this.closeCode}) before answer ${count} to ${String(id)}`);

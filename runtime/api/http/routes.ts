@@ -61,7 +61,8 @@ export const ROUTES: Route[] = [
     method: 'GET', pattern: /^\/metrics$/,
     handler: async (c, _q, res) => {
       const text = await c.metrics.metrics();
-      res.writeHead(200, { 'content-type': c.metrics.contentType });
+      // The length also in answers to HEAD, which carry no body.
+      res.writeHead(200, { 'content-type': c.metrics.contentType, 'content-length': Buffer.byteLength(text) });
       res.end(text);
     },
   },

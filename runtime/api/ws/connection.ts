@@ -15,7 +15,7 @@ import { toPerchError } from '../../errors.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../log.js';
 import { JSON_EXPANSION, type ClientBudget, type Hold } from '../client-budget.js';
-import { binaryFrame, parseFrame } from './frame.js';
+import { binaryFrame, parseFrame, type MessageId } from './frame.js';
 import type { Topic } from './messages.js';
 
 export interface ConnectionLimits {
@@ -32,7 +32,7 @@ const SPENT_BUFFER_LIMIT = 64 * 1024;
 const ID_PARSE_LIMIT = 1024 * 1024;
 /** A larger one: its id is looked for in its first bytes (clients put it first, as docs/api.md shows). */
 const ID_SCAN_BYTES = 4096;
-const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*"((?:[^"\\]|\\.)*)"/;
+const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*[,}])/;
 
 export interface ConnectionContext {
   limits: ConnectionLimits;
@@ -149,12 +149,13 @@ export class Connection {
 
   /** The budget is spent: the frame is answered at once and let go. */
   private refuse(data: Buffer, isBinary: boolean, cost: number): void {
-    let id: string | null = null;
+    let id: MessageId | null = null;
     try {
       if (data.length <= ID_PARSE_LIMIT) id = parseFrame(data, isBinary).id;
       else {
         const m = ID_PATTERN.exec(data.toString('utf8', isBinary ? 4 : 0, ID_SCAN_BYTES));
-        if (m) id = JSON.parse(`"${m[1] as string}"`) as string;
+        if (m?.[1] !== undefined) id = JSON.parse(`"${m[1]}"`) as string;
+        else if (m?.[2] !== undefined && Number.isFinite(Number(m[2]))) id = Number(m[2]);
       }
     } catch {
       // not readable: the refusal goes out with id null
@@ -164,7 +165,7 @@ export class Connection {
   }
 
   private handleFrame(data: Buffer, isBinary: boolean): void {
-    let id: string | null = null;
+    let id: MessageId | null = null;
     const cost = frameCost(data, isBinary);
     this.inflight++;
     this.updateFlow();
@@ -184,7 +185,7 @@ export class Connection {
   }
 
   /** Sends the answer (or the error) of one message and lets its slot (and its frame's bytes) go. */
-  private answer(id: string | null, reply: Reply | null, failure: unknown, cost: number): void {
+  private answer(id: MessageId | null, reply: Reply | null, failure: unknown, cost: number): void {
     this.hold.sub(cost);
     try {
       try {

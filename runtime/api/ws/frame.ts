@@ -7,7 +7,7 @@ export interface ParsedFrame {
   message: unknown;
   binary: Uint8Array;
   /** The message's id if one can be read, so even a refused message gets a matching answer. */
-  id: string | null;
+  id: MessageId | null;
 }
 
 export function parseFrame(data: Buffer, isBinary: boolean): ParsedFrame {
@@ -24,10 +24,13 @@ export function parseFrame(data: Buffer, isBinary: boolean): ParsedFrame {
   return { message, binary: data.subarray(4 + headerLength), id: readId(message) };
 }
 
-export function readId(message: unknown): string | null {
+/** A client's message id: a string, or a number as JSON-RPC clients send (echoed as sent). */
+export type MessageId = string | number;
+
+export function readId(message: unknown): MessageId | null {
   if (typeof message === 'object' && message !== null && 'id' in message) {
     const id = (message as { id: unknown }).id;
-    if (typeof id === 'string') return id;
+    if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id))) return id;
   }
   return null;
 }
