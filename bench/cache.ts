@@ -9,7 +9,8 @@ import ort from 'onnxruntime-node';
 import { cacheKey } from '../runtime/store/result-cache-key.js';
 import { openStore } from '../runtime/store/store.js';
 import type { Tensor } from '../runtime/tensor/tensor.js';
-import { printTable, repoRoot, summarize, us } from './lib/store-stats.js';
+import { printTable } from './lib/stats.js';
+import { repoRoot, summarize, us } from './lib/store-stats.js';
 
 const MODEL = join(repoRoot(import.meta.url), '..', 'shared', 'models', 'paddleocr', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
 const SHAPE = [1, 3, 48, 192];
@@ -87,6 +88,7 @@ async function main(): Promise<void> {
     const g = summarize(getT);
     const h = summarize(total);
     printTable(
+      'result cache: a hit next to an inference',
       ['measure', 'p50', 'p99', 'runs'],
       [
         ['raw session.run (1 thread)', us(inf.p50), us(inf.p99), String(inf.n)],

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { migrate } from '../runtime/store/migrations.js';
 import { applyPragmas } from '../runtime/store/pragmas.js';
 import { openStore } from '../runtime/store/store.js';
-import { printTable } from './lib/store-stats.js';
+import { printTable } from './lib/stats.js';
 
 const PHASE_MS = Number(process.env.PERCH_BENCH_PHASE_MS ?? 3000);
 const ROUNDS = 2; // each pair runs twice, interleaved, and the better figure of each side is kept
@@ -94,6 +94,7 @@ async function main(): Promise<void> {
     raw.close();
     const fmt = (x: number) => `${Math.round(x).toLocaleString('en-US')}/s`;
     printTable(
+      'outbox: acknowledged emits per second',
       ['mode', 'raw better-sqlite3', 'perch outbox', 'ratio'],
       [
         ['(a) 1 client, await each ack', fmt(rawSingle), fmt(perchSingle), (perchSingle / rawSingle).toFixed(2)],

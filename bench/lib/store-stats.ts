@@ -1,16 +1,9 @@
-// Small helpers for the store benchmarks (bench/outbox.ts, bench/cache.ts): percentiles over
-// samples, throughput over a timed loop, and finding the repository root.
+// Small helpers for the store benchmarks (bench/outbox.ts, bench/cache.ts): summaries of samples
+// in microseconds and finding the repository root. Percentiles and tables: lib/stats.ts.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-/** The p-th percentile (0..100) of the samples, nearest-rank. */
-export function percentile(samples: readonly number[], p: number): number {
-  if (samples.length === 0) return Number.NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank] as number;
-}
+import { percentile } from './stats.js';
 
 export interface Summary {
   p50: number;
@@ -39,13 +32,4 @@ export function repoRoot(fromUrl: string): string {
     if (up === dir) throw new Error('package.json not found above the benchmark');
     dir = up;
   }
-}
-
-/** Prints rows as an aligned text table. */
-export function printTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
 }

@@ -117,13 +117,3 @@ export const commandSchema = z.object({
   args: jsonObjectSchema.optional(),
 });
 export type CommandMessage = z.infer<typeof commandSchema>;
-
-/** Every JSON payload schema, by topic kind. */
-export const payloadSchemas = {
-  status: statusSchema,
-  events: eventsSchema,
-  reported: reportedSchema,
-  modelsRequest: modelsRequestSchema,
-  desired: desiredSchema,
-  commands: commandSchema,
-} as const;

@@ -51,10 +51,6 @@ const FROM_ORT = new Map<string, Datatype>(
 );
 FROM_ORT.set('uint8', 'UINT8');
 
-export function isDatatype(value: string): value is Datatype {
-  return (DATATYPES as readonly string[]).includes(value);
-}
-
 export function ortType(dt: Datatype): string {
   return INFO[dt].ort;
 }
@@ -75,10 +71,4 @@ export function arrayConstructor(dt: Datatype): NumericArrayConstructor | null {
 export function allocate(dt: Datatype, count: number): TensorData {
   const ctor = INFO[dt].array;
   return ctor ? new ctor(count) : new Array<string>(count).fill('');
-}
-
-/** Is `data` the in-memory form `dt` must have? */
-export function dataMatches(dt: Datatype, data: TensorData): boolean {
-  const ctor = INFO[dt].array;
-  return ctor ? data instanceof ctor : Array.isArray(data);
 }
