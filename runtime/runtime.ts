@@ -34,6 +34,7 @@ import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
+import { PerchError } from './errors.js';
 
 export interface RuntimeDeps {
   log: Logger;
@@ -210,7 +211,7 @@ export class Runtime {
   }
 
   get address(): AddressInfo {
-    if (!this.addr) throw new Error('runtime not started');
+    if (!this.addr) throw new PerchError('PERCH_ERR_INTERNAL', 'runtime.address read before start() resolved');
     return this.addr;
   }
 

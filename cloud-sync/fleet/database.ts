@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../runtime/store/pragmas.js';
 import type { EventMessage } from '../protocol/schemas.js';
+import { PerchError } from '../../runtime/errors.js';
 
 export const DB_FILE = 'fleet.db';
 const SCHEMA_VERSION = 1;
@@ -182,7 +183,7 @@ function toDeviceRow(r: RawDeviceRow): DeviceRow {
 function migrate(db: Db): void {
   db.transaction(() => {
     const found = db.pragma('user_version', { simple: true }) as number;
-    if (found > SCHEMA_VERSION) throw new Error(`fleet database schema ${found} is newer than this perch fleet (${SCHEMA_VERSION})`);
+    if (found > SCHEMA_VERSION) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `fleet database schema ${found} is newer than this perch fleet (${SCHEMA_VERSION})`);
     for (let v = found + 1; v <= SCHEMA_VERSION; v++) {
       db.exec(MIGRATIONS[v] ?? '');
       db.pragma(`user_version = ${v}`);

@@ -63,7 +63,7 @@ function readTokenFile(file: string, log: Logger): string | null {
   let text: string;
   try {
     const st = statSync(file);
-    if (!st.isFile()) throw new Error('not a regular file');
+    if (!st.isFile()) throw new PerchError('PERCH_ERR_API_TOKEN_UNAVAILABLE', `the API token file ${file} is not a regular file${FIX}`);
     if ((st.mode & 0o077) !== 0) {
       chmodSync(file, 0o600);
       log.warn({ tokenFile: file, mode: (st.mode & 0o777).toString(8) }, 'the API token file was readable by others: made it 0600');
@@ -71,6 +71,7 @@ function readTokenFile(file: string, log: Logger): string | null {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (err instanceof PerchError) throw err;
     throw new PerchError('PERCH_ERR_API_TOKEN_UNAVAILABLE', `cannot read the API token file ${file} (${(err as Error).message})${FIX}`, { cause: err });
   }
   const token = text.trim();

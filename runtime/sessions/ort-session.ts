@@ -5,6 +5,7 @@ import { datatypeFromOrt, ortType, type Datatype } from '../tensor/datatypes.js'
 import type { Tensor } from '../tensor/tensor.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import { PerchError } from '../errors.js';
 
 export interface OpenedSession {
   session: ort.InferenceSession;
@@ -81,7 +82,7 @@ export function fromOrtResults(results: ort.InferenceSession.ReturnType): Tensor
   const out: Tensor[] = [];
   for (const [name, value] of Object.entries(results)) {
     const datatype = datatypeFromOrt(value.type);
-    if (!datatype) throw new Error(`output '${name}' has unsupported type ${value.type}`);
+    if (!datatype) throw new PerchError('PERCH_ERR_INFERENCE_FAILED', `output '${name}' has unsupported type ${value.type}`);
     out.push({ name, datatype, shape: value.dims.slice(), data: value.data as Tensor['data'] });
   }
   return out;

@@ -1,5 +1,6 @@
 import type { Datatype, TensorData } from './datatypes.js';
 import { allocate } from './datatypes.js';
+import { PerchError } from '../errors.js';
 
 /** A tensor as Perch holds it between the codecs, the scheduler and onnxruntime. */
 export interface Tensor {
@@ -31,7 +32,7 @@ export function byteLength(t: Tensor): number {
  */
 export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor {
   const first = parts[0];
-  if (!first) throw new Error('concatAlongAxis: no parts');
+  if (!first) throw new PerchError('PERCH_ERR_INTERNAL', 'concatAlongAxis: no parts');
   if (parts.length === 1) return first;
   const outer = elementCount(first.shape.slice(0, axis));
   const inner = elementCount(first.shape.slice(axis + 1));

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { constants, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PerchError } from '../../../runtime/errors.js';
 
 const RECORD = 8;
 /** The check word of a record: a torn or zeroed tail never reads as a staged chunk. */
@@ -125,7 +126,7 @@ export class ChunkStore {
   }
 
   private handle(fh: FileHandle | null): FileHandle {
-    if (!fh) throw new Error('chunk store is not open');
+    if (!fh) throw new PerchError('PERCH_ERR_INTERNAL', 'chunk store used while not open');
     return fh;
   }
 }
