@@ -268,8 +268,10 @@ export class Runtime {
     );
     const queue: Record<string, number> = {};
     for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
-    const { count, bytes, oldestAgeMs } = this.store.outbox.stats();
+    const { count, bytes, oldestAgeMs, sent } = this.store.outbox.stats();
     const sequences = Object.fromEntries(this.sequences.stats().map((s) => [s.model, s.active]));
-    return { models, queue, sequences, outbox: { count, bytes, oldestAgeMs }, connectivity: this.connectivity };
+    // count = unsent + awaitingAck (docs/api.md `status`).
+    const outbox = { count, bytes, oldestAgeMs, unsent: count - sent, awaitingAck: sent };
+    return { models, queue, sequences, outbox, connectivity: this.connectivity };
   }
 }

@@ -2,7 +2,9 @@
 // payload is logged, counted (stats.ignored) and dropped; nothing thrown from here could reach
 // mqtt.js's message loop, so the agent keeps working whatever the broker delivers.
 import type { Logger } from '../../runtime/log.js';
-import { commandSchema, desiredSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type ParseResult } from '../protocol/index.js';
+import {
+  commandSchema, desiredSchema, eventsAckSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type EventsAck, type ParseResult,
+} from '../protocol/index.js';
 import type { AgentStats } from './stats.js';
 
 export interface InboundHandlers {
@@ -10,6 +12,8 @@ export interface InboundHandlers {
   command(cmd: CommandMessage): void;
   /** False when no download of that model version is in progress (or the index is out of range). */
   chunk(name: string, version: number, index: number, payload: Buffer): boolean;
+  /** The fleet stored these event seqs. */
+  eventsAck(ack: EventsAck): void;
 }
 
 export interface InboundOptions {
@@ -54,6 +58,11 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
         case 'commands': {
           const cmd = parsed(topic, parsePayload(commandSchema, payload, opts.maxPayloadBytes));
           if (cmd) handlers.command(cmd);
+          return;
+        }
+        case 'eventsAck': {
+          const ack = parsed(topic, parsePayload(eventsAckSchema, payload, opts.maxPayloadBytes));
+          if (ack) handlers.eventsAck(ack);
           return;
         }
         case 'chunk': {

@@ -91,6 +91,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
             desired: (doc) => desired.receive(doc),
             command: (cmd) => commands(cmd),
             chunk: (name, version, index, payload) => updater.receiveChunk(name, version, index, payload),
+            eventsAck: (ack) => uploader.onFleetAck(ack),
           },
         ),
       );
@@ -100,6 +101,9 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       // Chunks of every download, for good: a subscription per download cost a SUBACK round
       // trip before its first request. Chunks nobody asked for are counted and ignored (inbound.ts).
       void conn.subscribe(conn.topics.allChunks);
+      // The fleet's acks of stored events; QoS 1 in the persistent session, so the acks sent
+      // while the device was away arrive after it reconnects (docs/cloud-sync.md).
+      if (uploader.fleetAcks) void conn.subscribe(conn.topics.eventsAck);
       offOnline = conn.onOnline(() => rep.schedule());
       rep.start();
       breaker.start();

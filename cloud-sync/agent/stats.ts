@@ -18,6 +18,12 @@ export interface AgentStats {
   disconnects: number;
   eventsPublished: number;
   batchesPublished: number;
+  /** Ack messages from the fleet (P/devices/{id}/events/ack). */
+  fleetAcks: number;
+  /** Events deleted because the fleet acked them. */
+  eventsAckedByFleet: number;
+  /** Events sent again because no fleet ack came in time. */
+  eventsResent: number;
   chunksReceived: number;
   chunkBytesReceived: number;
   chunksRequested: number;
@@ -35,6 +41,9 @@ export function emptyStats(): AgentStats {
     disconnects: 0,
     eventsPublished: 0,
     batchesPublished: 0,
+    fleetAcks: 0,
+    eventsAckedByFleet: 0,
+    eventsResent: 0,
     chunksReceived: 0,
     chunkBytesReceived: 0,
     chunksRequested: 0,

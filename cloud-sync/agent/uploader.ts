@@ -1,9 +1,12 @@
 // Outbox -> MQTT (docs/protocol.md section 5, `P/devices/{id}/events`): while connected, claim the oldest
-// events, publish them at QoS 1 in messages of `upload.batchSize`, and delete them only after
-// the broker's PUBACK. On a failure or a disconnect the claimed events are released, and being
-// the oldest they are the first claimed again: at-least-once, in seq order, consumers dedup on
-// (deviceId, seq). It wakes on the bus `event` topic instead of polling, and touches only the
-// outbox and MQTT, never the inference path.
+// events and publish them at QoS 1 in messages of `upload.batchSize`. With `cloud.delivery.ack`
+// 'fleet' (the default) an event is deleted only once the fleet acknowledges that it stored it
+// (`P/devices/{id}/events/ack`, awaiting-fleet.ts); PUBACKed events wait, claimed and marked
+// sent, and are sent again, oldest first, if no ack comes in time. With 'broker' they are deleted
+// at the broker's PUBACK. On a failure or a disconnect the unacknowledged claims are released,
+// and being the oldest they are the first claimed again: at-least-once, in seq order, the fleet
+// dedups on (deviceId, seq) (docs/cloud-sync.md "Delivery guarantee"). It wakes on the bus
+// `event` topic instead of polling, and touches only the outbox and MQTT, never the inference path.
 //
 // Why a backlog drains at close to raw mqtt.js speed even at batchSize 1:
 // - a window of messages is in flight at once (QoS 1 on one connection keeps publish order);
@@ -14,7 +17,9 @@
 import { toPerchError } from '../../runtime/errors.js';
 import type { TimerHandle } from '../../runtime/clock.js';
 import type { OutboxEvent } from '../../runtime/store/outbox.js';
+import type { EventsAck } from '../protocol/index.js';
 import { AckBatcher } from './ack-batcher.js';
+import { AwaitingFleet, type SentBatch } from './awaiting-fleet.js';
 import type { Connection } from './connection.js';
 import { EventsEncoder } from './event-message.js';
 import type { RuntimePort } from './runtime-port.js';
@@ -22,7 +27,7 @@ import type { AgentStats } from './stats.js';
 import { TokenBucket } from './token-bucket.js';
 
 export interface UploaderOptions {
-  /** Messages published and not yet PUBACKed, at most (the window). */
+  /** Messages published and not yet PUBACKed, at most (the broker window; 'fleet' mode adds cloud.delivery.maxAwaitingEvents). */
   maxInflightBatches?: number;
   /** Bytes of events per MQTT message, at most (one larger event still goes alone). */
   maxBatchBytes?: number;
@@ -46,8 +51,10 @@ export class Uploader {
   /** Claimed and not yet published, in seq order, from `head` on. */
   private queue: OutboxEvent[] = [];
   private head = 0;
-  /** seqs of each published message not yet PUBACKed. */
-  private readonly inflight = new Set<number[]>();
+  /** Published messages not yet PUBACKed. */
+  private readonly inflight = new Set<SentBatch>();
+  /** Published and not yet acked by the fleet (in 'fleet' mode; PUBACK pending included). */
+  private readonly fleet: AwaitingFleet | null;
   private readonly bucket: TokenBucket;
   private readonly acks: AckBatcher;
   private readonly encoder: EventsEncoder;
@@ -69,6 +76,15 @@ export class Uploader {
     this.bucket = new TokenBucket(port.clock, this.uploadConfig().maxEventsPerSecond);
     this.acks = new AckBatcher(port.outbox, port.clock, port.log, { maxPending: this.opts.ackBatch, maxDelayMs: this.opts.ackDelayMs });
     this.encoder = new EventsEncoder(port.deviceId);
+    const delivery = port.config.cloud.delivery;
+    this.fleet = delivery.ack === 'fleet'
+      ? new AwaitingFleet(port.clock, { ackTimeoutMs: delivery.ackTimeoutMs, maxResendMs: delivery.maxResendMs, maxEvents: delivery.maxAwaitingEvents })
+      : null;
+  }
+
+  /** True when events wait for the fleet's ack (`cloud.delivery.ack` 'fleet'). */
+  get fleetAcks(): boolean {
+    return this.fleet !== null;
   }
 
   start(): void {
@@ -84,13 +100,33 @@ export class Uploader {
     for (const off of this.unsubscribe) off();
     this.unsubscribe = [];
     await this.pause();
+    // Nobody will hear the fleet's acks now: what waited for them is unclaimed (sent again later).
+    const waiting = this.fleet?.clear() ?? [];
+    if (waiting.length > 0) await this.port.outbox.release(waiting).catch((err: unknown) => this.port.log.warn({ err }, 'release failed'));
+    await this.acks.flush();
     this.acks.stop();
+  }
+
+  /**
+   * `P/devices/{id}/events/ack` from the fleet: deletes the events it names that this process
+   * sent and still waits for; the rest are ignored (awaiting-fleet.ts).
+   */
+  onFleetAck(ack: EventsAck): void {
+    if (!this.fleet) return;
+    const seqs = this.fleet.acked(ack.ranges);
+    this.stats.fleetAcks++;
+    if (seqs.length === 0) return;
+    this.stats.eventsAckedByFleet += seqs.length;
+    this.acks.add(seqs);
+    if (this.fleet.events === 0 && this.head >= this.queue.length) void this.acks.flush();
+    this.wakeSoon();
   }
 
   private resume(): void {
     if (this.running) return;
     this.running = true;
     this.retryAt = 0; // a new connection starts at once
+    this.fleet?.rearm();
     const gen = ++this.generation;
     this.loop = this.run(gen).catch((err: unknown) => {
       this.port.log.error({ err }, 'uploader stopped on an unexpected error');
@@ -102,8 +138,10 @@ export class Uploader {
     this.running = false;
     this.generation++;
     // Taken out now (synchronously), so a quick reconnect's new claims are never released here.
+    // Not PUBACKed: released. PUBACKed and awaiting the fleet ('fleet' mode): kept, the ack may
+    // still come through the session after the reconnect.
     const seqs = this.takeUnsent();
-    for (const s of this.inflight) for (const seq of s) seqs.push(seq);
+    for (const b of this.inflight) for (const seq of this.fleet ? this.fleet.drop(b) : b.seqs) seqs.push(seq);
     this.inflight.clear();
     this.wake();
     // PUBACKed ones are deleted, not released: they are the broker's now.
@@ -133,8 +171,16 @@ export class Uploader {
     w?.();
   }
 
-  /** Sleeps until woken (new event, PUBACK, connectivity) or, if given, `ms` on the clock. */
+  /**
+   * Sleeps until woken (new event, PUBACK, fleet ack, connectivity) or, if given, `ms` on the
+   * clock; at the latest until the first re-send deadline.
+   */
   private sleep(ms?: number): Promise<void> {
+    const deadline = this.fleet?.nextDeadline();
+    if (deadline !== undefined) {
+      const toDeadline = Math.max(0, deadline - this.port.clock.now());
+      ms = ms === undefined ? toDeadline : Math.min(ms, toDeadline);
+    }
     if (this.woken) {
       this.woken = false;
       return Promise.resolve();
@@ -166,7 +212,8 @@ export class Uploader {
         await this.sleep(pause);
         continue;
       }
-      if (this.inflight.size >= this.opts.maxInflightBatches) {
+      if (this.fleet && this.resendExpired()) continue;
+      if (this.inflight.size >= this.opts.maxInflightBatches || this.fleet?.full) {
         await this.sleep();
         continue;
       }
@@ -200,7 +247,7 @@ export class Uploader {
       return false;
     }
     if (events.length === 0) {
-      // Caught up: delete what is PUBACKed now rather than on the timer.
+      // Caught up: delete what is acked now rather than on the timer.
       if (this.inflight.size === 0) void this.acks.flush();
       await this.sleep();
       return false;
@@ -231,24 +278,51 @@ export class Uploader {
     return batch;
   }
 
+  /**
+   * Sends again, oldest first, what waited for the fleet past its deadline: released together
+   * with the queue behind them, so the next claim starts at the oldest. They go through the same
+   * window and rate limit as first sends (no burst at a broker that just came back). True when
+   * some were released.
+   */
+  private resendExpired(): boolean {
+    const fleet = this.fleet as AwaitingFleet;
+    const deadline = fleet.nextDeadline();
+    if (deadline === undefined || deadline > this.port.clock.now()) return false;
+    const seqs = fleet.expired();
+    if (seqs.length === 0) return false;
+    this.stats.eventsResent += seqs.length;
+    this.port.log.info({ count: seqs.length, from: seqs[0], nextTimeoutMs: fleet.timeoutMs() }, 'no fleet ack in time; sending again');
+    void this.port.outbox.release([...seqs, ...this.takeUnsent()]).catch((err: unknown) => this.port.log.warn({ err }, 'release failed'));
+    return true;
+  }
+
   private send(events: OutboxEvent[], gen: number): void {
     const seqs = events.map((e) => e.seq);
-    this.inflight.add(seqs);
+    const batch: SentBatch = this.fleet ? this.fleet.track(seqs) : { seqs, deadline: Infinity, left: seqs.length };
+    this.inflight.add(batch);
     this.conn.publishThen(this.conn.topics.events, this.encoder.encode(events), false, (err) => {
-      if (err) this.onFailed(seqs, gen, err);
-      else this.onPuback(seqs, gen);
+      if (err) this.onFailed(batch, gen, err);
+      else this.onPuback(batch, gen);
     });
   }
 
-  private onPuback(seqs: number[], gen: number): void {
+  private onPuback(batch: SentBatch, gen: number): void {
+    const seqs = batch.seqs as number[];
     this.stats.eventsPublished += seqs.length;
     this.stats.batchesPublished++;
     if (gen !== this.generation) {
-      // Paused (stop) after publishing, and released: the broker has them all the same.
-      void this.port.outbox.ack(seqs).catch((err: unknown) => this.port.log.debug({ err }, 'late ack failed'));
+      // Paused after publishing, and released. 'broker' mode: the broker has them all the same.
+      // 'fleet' mode: they go again; the fleet's ack of this copy may still delete them first.
+      if (!this.fleet) void this.port.outbox.ack(seqs).catch((err: unknown) => this.port.log.debug({ err }, 'late ack failed'));
       return;
     }
-    this.inflight.delete(seqs);
+    this.inflight.delete(batch);
+    if (this.fleet) {
+      // Sent, awaiting the fleet: stays claimed; only the fleet's ack deletes it.
+      if (this.fleet.published(batch)) this.port.outbox.markSent(seqs);
+      this.wakeSoon();
+      return;
+    }
     this.acks.add(seqs);
     // The end of a burst: nothing in flight or queued, so no reason to hold the deletes back.
     if (this.inflight.size === 0 && this.head >= this.queue.length) void this.acks.flush();
@@ -269,9 +343,10 @@ export class Uploader {
     });
   }
 
-  private onFailed(seqs: number[], gen: number, err: unknown): void {
+  private onFailed(batch: SentBatch, gen: number, err: unknown): void {
     const e = toPerchError(err);
-    if (!this.inflight.delete(seqs)) return; // pause() released them already
+    if (!this.inflight.delete(batch)) return; // pause() released them already
+    const seqs = this.fleet ? this.fleet.drop(batch) : (batch.seqs as number[]);
     // Released together with the queue behind them, so they go out again in seq order.
     const release = [...seqs, ...this.takeUnsent()];
     this.port.log.debug({ code: e.code, err: e.message, from: seqs[0], count: seqs.length }, 'event batch not delivered; released');

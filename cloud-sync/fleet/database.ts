@@ -56,6 +56,18 @@ export interface DeviceRow {
   lastSeq: number | null;
 }
 
+/** What the fleet holds of one device's seqs (`perch fleet devices`). */
+export interface HeldSeqs {
+  /** Lowest seq held (null when none). */
+  firstSeq: number | null;
+  /** Highest seq such that every seq from firstSeq up to it is held. */
+  contiguousSeq: number | null;
+  /** Missing ranges between held seqs, oldest first, at most the limit asked for. */
+  gaps: [number, number][];
+  /** Every missing seq between firstSeq and the highest held. */
+  missing: number;
+}
+
 export class FleetDatabase {
   readonly db: Db;
   private readonly insertEvent: Statement;
@@ -64,6 +76,9 @@ export class FleetDatabase {
   private readonly selectEvents: Statement;
   private readonly selectDevice: Statement;
   private readonly selectDevices: Statement;
+  private readonly selectFirstSeq: Statement;
+  private readonly selectRunEnd: Statement;
+  private readonly selectGaps: Statement;
   private readonly insertBatch: (deviceId: string, events: readonly EventMessage[], at: number) => number;
 
   constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
@@ -98,6 +113,18 @@ export class FleetDatabase {
       FROM devices d`;
     this.selectDevice = this.db.prepare(`${deviceSql} WHERE d.device_id = ?`);
     this.selectDevices = this.db.prepare(`${deviceSql} ORDER BY d.device_id`);
+    this.selectFirstSeq = this.db.prepare('SELECT MIN(seq) FROM events WHERE device_id = ?').pluck();
+    // The end of the first run: the first held seq whose successor is not held (index probes in seq order).
+    this.selectRunEnd = this.db.prepare(
+      `SELECT seq FROM events e WHERE device_id = ?
+       AND NOT EXISTS (SELECT 1 FROM events n WHERE n.device_id = e.device_id AND n.seq = e.seq + 1)
+       ORDER BY seq LIMIT 1`,
+    ).pluck();
+    this.selectGaps = this.db.prepare(
+      `SELECT prev + 1 AS "from", seq - 1 AS "to" FROM
+         (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev FROM events WHERE device_id = ?)
+       WHERE seq - prev > 1 ORDER BY seq`,
+    ).raw();
     // One transaction per MQTT message: one fsync for the whole batch.
     this.insertBatch = this.db.transaction((deviceId: string, events: readonly EventMessage[], at: number) => {
       let stored = 0;
@@ -143,6 +170,19 @@ export class FleetDatabase {
       payload: JSON.parse(r.payload) as unknown,
       receivedAt: r.received_at,
     }));
+  }
+
+  /** The device's held seqs: first, highest contiguous, the first `maxGaps` gaps, missing count. */
+  heldSeqs(deviceId: string, maxGaps = 10): HeldSeqs {
+    const first = this.selectFirstSeq.get(deviceId) as number | null;
+    if (first === null) return { firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
+    const gaps: [number, number][] = [];
+    let missing = 0;
+    for (const [from, to] of this.selectGaps.iterate(deviceId) as IterableIterator<[number, number]>) {
+      missing += to - from + 1;
+      if (gaps.length < maxGaps) gaps.push([from, to]);
+    }
+    return { firstSeq: first, contiguousSeq: this.selectRunEnd.get(deviceId) as number, gaps, missing };
   }
 
   device(deviceId: string): DeviceRow | undefined {

@@ -19,7 +19,10 @@ REPORTED (the desired version the device last applied), MODELS (name vVERSION st
 error code of a failed one, "-> vN" when the desired version differs, "-> removed" while a
 removal is pending), CONFIG (ok, or "refused CODE" when the device refused the desired live
 config), BACKLOG (events the device holds for the cloud, as it last reported them; '-' when it
-sends none), EVENTS (events stored by serve / highest seq).
+sends none), EVENTS (events stored by serve / highest seq),
+HELD (seqs the fleet store holds: first..highest contiguous) and GAPS (missing seqs between held
+ones: a count and the first ranges; '-' when none). --json adds firstSeq, contiguousSeq, gaps
+(up to 10 [from, to] ranges) and missing.
 --json prints the same as a JSON array.
 
 ${COMMON_HELP}`;
@@ -37,6 +40,12 @@ export interface DeviceView {
   backlogBytes: number | null;
   eventsStored: number;
   lastSeq: number | null;
+  /** Lowest seq held, and the highest with every seq from firstSeq up to it held. */
+  firstSeq: number | null;
+  contiguousSeq: number | null;
+  /** Missing seqs between held ones: the first ranges, and how many in all. */
+  gaps: [number, number][];
+  missing: number;
   status?: StatusMessage;
   reported?: ReportedState;
   desired?: DesiredState;
@@ -56,7 +65,7 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
   const view = (id: string): DeviceView => {
     let v = views.get(id);
     if (!v) {
-      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null };
+      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null, firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
       views.set(id, v);
     }
     return v;
@@ -83,6 +92,7 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
         const v = view(row.deviceId);
         v.eventsStored = row.eventCount;
         v.lastSeq = row.lastSeq;
+        Object.assign(v, db.heldSeqs(row.deviceId));
         // Retained documents win (they are the broker's latest); the database fills gaps.
         if (!v.status && row.status) v.status = statusSchema.safeParse(row.status).data;
         if (!v.reported && row.reported) v.reported = reportedSchema.safeParse(row.reported).data;
@@ -128,7 +138,7 @@ function summarize(v: DeviceView): void {
 }
 
 function table(list: DeviceView[]): string {
-  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'CONFIG', 'BACKLOG', 'EVENTS'];
+  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'CONFIG', 'BACKLOG', 'EVENTS', 'HELD', 'GAPS'];
   const rows = list.map((v) => [
     v.deviceId,
     v.online === null ? '?' : v.online ? 'yes' : 'no',
@@ -142,8 +152,17 @@ function table(list: DeviceView[]): string {
     v.configError ? `refused ${v.configError.code}` : v.reported ? 'ok' : '-',
     v.backlog === null ? '-' : String(v.backlog),
     v.lastSeq === null ? String(v.eventsStored) : `${v.eventsStored} (seq ${v.lastSeq})`,
+    v.firstSeq === null ? '-' : `${v.firstSeq}..${v.contiguousSeq}`,
+    gapsCell(v),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** `3 missing: 5-6, 9` (the first three ranges, then `...`), or '-' when none. */
+function gapsCell(v: DeviceView): string {
+  if (v.missing === 0) return '-';
+  const shown = v.gaps.slice(0, 3).map(([a, b]) => (a === b ? String(a) : `${a}-${b}`));
+  return `${v.missing} missing: ${shown.join(', ')}${v.gaps.length > 3 ? ', ...' : ''}`;
 }

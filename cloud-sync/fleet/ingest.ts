@@ -1,7 +1,8 @@
 // Incoming device messages that serve writes to the fleet database: event batches (dedup on
 // (deviceId, seq)), status and reported state. Called from the MQTT client's handleMessage, so
-// the PUBACK goes back only after the batch is committed: an event the broker counts as
-// delivered is on disk here.
+// the PUBACK goes back only after the batch is committed; the device's own ack (acker.ts) goes
+// out only for what is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
+// The device id is always the topic's (what the broker's ACL vouches for), never the payload's.
 import type { Logger } from '../../runtime/log.js';
 import { parsePayload } from '../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../protocol/schemas.js';
@@ -21,19 +22,33 @@ function ignore(ctx: IngestContext, topic: string, reason: string, message: stri
   ctx.log.warn({ topic, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason, error: message }, 'payload ignored');
 }
 
-export function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): void {
+/** Stores a batch; returns the seqs now held (new and duplicates, to ack), or [] when ignored. */
+export function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): number[] {
   const parsed = parsePayload(eventsSchema, payload, ctx.maxPayloadBytes);
-  if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
+  if (!parsed.ok) {
+    ignore(ctx, topic, parsed.reason, parsed.error.message);
+    return [];
+  }
   // The topic is what the broker's ACL vouches for; a body naming another device is a lie or a bug.
-  if (parsed.value.deviceId !== deviceId) return ignore(ctx, topic, 'mismatch', `deviceId '${parsed.value.deviceId}' in a message on ${deviceId}'s topic`);
+  if (parsed.value.deviceId !== deviceId) {
+    ignore(ctx, topic, 'mismatch', `deviceId '${parsed.value.deviceId}' in a message on ${deviceId}'s topic`);
+    return [];
+  }
   const events = parsed.value.events;
-  if (events.length === 0) return;
+  if (events.length === 0) return [];
   const { stored, duplicates } = ctx.db.storeEvents(deviceId, events, ctx.now());
   ctx.stats.batches++;
   ctx.stats.eventsStored += stored;
   ctx.stats.duplicates += duplicates;
   const seqs = events.map((e) => e.seq);
-  ctx.log.info({ deviceId, stored, duplicates, firstSeq: Math.min(...seqs), lastSeq: Math.max(...seqs) }, 'events');
+  let first = Infinity;
+  let last = 0;
+  for (const s of seqs) {
+    if (s < first) first = s;
+    if (s > last) last = s;
+  }
+  ctx.log.info({ deviceId, stored, duplicates, firstSeq: first, lastSeq: last }, 'events');
+  return seqs;
 }
 
 export function ingestStatus(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): void {

@@ -3,6 +3,8 @@ export interface ServeStats {
   batches: number;
   eventsStored: number;
   duplicates: number;
+  /** Ack messages published to devices (events/ack). */
+  acksSent: number;
   statusUpdates: number;
   reportedUpdates: number;
   chunkRequests: number;
@@ -14,7 +16,7 @@ export interface ServeStats {
 
 export function newStats(): ServeStats {
   return {
-    batches: 0, eventsStored: 0, duplicates: 0, statusUpdates: 0, reportedUpdates: 0,
+    batches: 0, eventsStored: 0, duplicates: 0, acksSent: 0, statusUpdates: 0, reportedUpdates: 0,
     chunkRequests: 0, chunksSent: 0, bytesSent: 0, ignored: {},
   };
 }

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../../runtime/log.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/parse.js';
 import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../protocol/topics.js';
 import { optionalIntArg } from './args.js';
+import { FleetAcker } from './acker.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
 import { ModelFiles } from './model-files.js';
 import { connectBroker } from './connect.js';
@@ -24,7 +25,8 @@ export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --
 Runs until SIGTERM/SIGINT:
   - answers chunk requests (P/devices/+/models/request, shared) from the fleet store;
   - stores events ($share/GROUP/P/devices/+/events) in <store>/fleet.db, deduplicated on
-    (deviceId, seq); start several serve processes on the same store to split the load;
+    (deviceId, seq), and acks each stored batch to its device (P/devices/ID/events/ack), which
+    deletes the events only then; start several serve processes on the same store to split the load;
   - records each device's status and reported state in <store>/fleet.db.
 Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
 and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
@@ -73,7 +75,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow() };
   const pendingChunks = new Set<Promise<void>>();
   // Filled in once connected; a request arriving before that cannot happen (we subscribe after).
-  const ref: { chunks?: ChunkServerContext } = {};
+  const ref: { chunks?: ChunkServerContext; acker?: FleetAcker } = {};
 
   // handleMessage is MQTT.js's hook with backpressure: the PUBACK of a QoS 1 message is sent
   // when `done` is called, so events are acknowledged only once they are committed.
@@ -85,7 +87,9 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       if (!parsed) {
         countIgnored(stats, 'topic');
       } else if (parsed.kind === 'events') {
-        ingestEvents(ingest, parsed.deviceId, topic, payload);
+        // Committed by now: the device may delete them (acker.ts).
+        const held = ingestEvents(ingest, parsed.deviceId, topic, payload);
+        if (held.length > 0) ref.acker?.add(parsed.deviceId, held);
       } else if (parsed.kind === 'status') {
         ingestStatus(ingest, parsed.deviceId, topic, payload);
       } else if (parsed.kind === 'reported') {
@@ -119,6 +123,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     db.close();
     throw err;
   }
+  ref.acker = new FleetAcker(client, fleet.prefix, log, stats);
   const files = new ModelFiles(fleet.store);
   ref.chunks = { client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256 };
 
@@ -166,6 +171,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       if (timer) clock.clearTimeout(timer);
       await Promise.allSettled([...pendingChunks]);
       await files.close();
+      ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
       await client.endAsync().catch(() => undefined);
       db.close();
       log.info({ ...stats }, 'fleet serve stopped');

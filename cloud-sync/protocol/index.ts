@@ -5,3 +5,4 @@ export * from './topics.js';
 export * from './schemas.js';
 export * from './parse.js';
 export * from './signing.js';
+export * from './ranges.js';

@@ -109,6 +109,23 @@ export const desiredSchema = z.object({
 });
 export type DesiredState = z.infer<typeof desiredSchema>;
 
+/** At most this many ranges in one ack message (a fleet coalesces the acks of one moment). */
+export const MAX_ACK_RANGES = 4096;
+/** `[from, to]`, inclusive, from <= to. */
+export const seqRangeSchema = z
+  .tuple([eventSchema.shape.seq, eventSchema.shape.seq])
+  .refine(([from, to]) => from <= to, 'a range [from, to] with from <= to');
+
+/**
+ * `P/devices/{id}/events/ack`, QoS 1, not retained: the fleet has committed these seqs of this
+ * device (each range inclusive). Ranges are facts, not a window: they may come in any order,
+ * overlap, or repeat (two serve processes, re-sends), and the device deletes what they cover.
+ */
+export const eventsAckSchema = z.object({
+  ranges: z.array(seqRangeSchema).min(1).max(MAX_ACK_RANGES),
+});
+export type EventsAck = z.infer<typeof eventsAckSchema>;
+
 export const COMMANDS = ['reportState', 'rollback', 'flushCache'] as const;
 /** `P/devices/{id}/commands`, not retained. */
 export const commandSchema = z.object({

@@ -11,6 +11,8 @@ export interface DeviceTopics {
   status: string;
   /** Device publishes, not retained: event batches. */
   events: string;
+  /** Fleet publishes, device subscribes, not retained: which event seqs the fleet has stored. */
+  eventsAck: string;
   /** Device publishes, retained: what it applied. */
   reported: string;
   /** Device publishes, not retained: chunk requests. */
@@ -37,6 +39,7 @@ export function topics(prefix: string, deviceId: string): DeviceTopics {
   return {
     status: `${base}/status`,
     events: `${base}/events`,
+    eventsAck: `${base}/events/ack`,
     reported: `${base}/state/reported`,
     modelsRequest: `${base}/models/request`,
     desired: `${base}/state/desired`,
@@ -61,7 +64,7 @@ export function fleetTopics(prefix: string, shareGroup: string = FLEET_SHARE_GRO
   };
 }
 
-export type DeviceTopicKind = 'status' | 'events' | 'reported' | 'desired' | 'modelsRequest' | 'commands' | 'chunk';
+export type DeviceTopicKind = 'status' | 'events' | 'eventsAck' | 'reported' | 'desired' | 'modelsRequest' | 'commands' | 'chunk';
 
 export interface ParsedTopic {
   deviceId: string;
@@ -83,6 +86,7 @@ export function parseTopic(prefix: string, topic: string): ParsedTopic | undefin
   if (n === 2 && a === 'status') return { deviceId, kind: 'status' };
   if (n === 2 && a === 'events') return { deviceId, kind: 'events' };
   if (n === 2 && a === 'commands') return { deviceId, kind: 'commands' };
+  if (n === 3 && a === 'events' && b === 'ack') return { deviceId, kind: 'eventsAck' };
   if (n === 3 && a === 'state' && b === 'reported') return { deviceId, kind: 'reported' };
   if (n === 3 && a === 'state' && b === 'desired') return { deviceId, kind: 'desired' };
   if (n === 3 && a === 'models' && b === 'request') return { deviceId, kind: 'modelsRequest' };

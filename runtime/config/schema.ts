@@ -108,6 +108,22 @@ export const configSchema = z.strictObject({
           maxEventsPerSecond: z.number().min(0).default(0),
         })
         .prefault({}),
+      /** When an uploaded event leaves the outbox (docs/cloud-sync.md "Delivery guarantee"). */
+      delivery: z
+        .strictObject({
+          /**
+           * 'fleet' (default): deleted once `perch fleet serve` acknowledges that it stored it
+           * (P/devices/{id}/events/ack). 'broker': deleted at the broker's PUBACK, for a consumer
+           * that does not send acks (a broker restart can then lose events).
+           */
+          ack: z.enum(['fleet', 'broker']).default('fleet'),
+          /** Sent events without a fleet ack after this long are sent again (doubling while none comes, up to maxResendMs). */
+          ackTimeoutMs: z.number().int().min(100).default(10_000),
+          maxResendMs: z.number().int().min(100).default(300_000),
+          /** Events sent and not yet acknowledged by the fleet, at most (the end-to-end window). */
+          maxAwaitingEvents: z.number().int().min(1).max(1_000_000).default(20_000),
+        })
+        .prefault({}),
       download: z
         .strictObject({
           /** Chunks asked for at a time. */

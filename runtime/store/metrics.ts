@@ -22,6 +22,21 @@ export function registerStoreMetrics(registry: Registry, parts: StoreMetricParts
         this.set(outbox.stats().count);
       },
     });
+    // The two states of a stored event (docs/cloud-sync.md "Delivery guarantee"): not sent yet,
+    // or sent and awaiting the fleet's ack. They add up to perch_outbox_events.
+    new Gauge({
+      name: 'perch_outbox_unsent_events', help: 'Events in the outbox not sent yet (or sent again after no ack came).', registers,
+      collect() {
+        const s = outbox.stats();
+        this.set(s.count - s.sent);
+      },
+    });
+    new Gauge({
+      name: 'perch_outbox_awaiting_ack_events', help: 'Events in the outbox sent and awaiting the fleet\'s ack (kept until it comes).', registers,
+      collect() {
+        this.set(outbox.stats().sent);
+      },
+    });
     new Gauge({
       name: 'perch_outbox_bytes', help: 'Bytes of the events in the outbox (type + payload JSON).', registers,
       collect() {

@@ -10,10 +10,21 @@ import type { OutboxEvent } from './outbox.js';
 
 export class ClaimTracker {
   private readonly inFlight = new Set<number>();
+  /** Claimed ones the uploader handed over and now awaits a confirmation for (a subset of inFlight). */
+  private readonly sentSeqs = new Set<number>();
   private cursorSeq = 0;
 
   get size(): number {
     return this.inFlight.size;
+  }
+
+  get sent(): number {
+    return this.sentSeqs.size;
+  }
+
+  /** Claimed seqs now awaiting their confirmation; unclaimed ones are ignored. */
+  markSent(seqs: Iterable<number>): void {
+    for (const seq of seqs) if (this.inFlight.has(seq)) this.sentSeqs.add(seq);
   }
 
   /** Claims read from seqs above this one. */
@@ -37,18 +48,27 @@ export class ClaimTracker {
   /** Makes them claimable again, first in line. */
   release(seqs: Iterable<number>): void {
     for (const seq of seqs) {
+      this.sentSeqs.delete(seq);
       if (this.inFlight.delete(seq) && seq <= this.cursorSeq) this.cursorSeq = seq - 1;
     }
   }
 
   /** The events are gone (acked or dropped): nothing to claim again. */
   forget(seqs: Iterable<number>): void {
-    for (const seq of seqs) this.inFlight.delete(seq);
+    for (const seq of seqs) {
+      this.inFlight.delete(seq);
+      this.sentSeqs.delete(seq);
+    }
   }
 
   forgetUpTo(upTo: number): void {
     if (upTo <= 0 || this.inFlight.size === 0) return;
-    for (const seq of this.inFlight) if (seq <= upTo) this.inFlight.delete(seq);
+    for (const seq of this.inFlight) {
+      if (seq <= upTo) {
+        this.inFlight.delete(seq);
+        this.sentSeqs.delete(seq);
+      }
+    }
   }
 }
 

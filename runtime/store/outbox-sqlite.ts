@@ -250,6 +250,10 @@ export class SqliteOutbox implements Outbox {
     return counts;
   }
 
+  markSent(seqs: readonly number[]): void {
+    this.claims.markSent(seqs);
+  }
+
   release(seqs: readonly number[]): Promise<void> {
     this.claims.release(seqs);
     return Promise.resolve();
@@ -301,6 +305,7 @@ export class SqliteOutbox implements Outbox {
       bytes: this.bytes,
       oldestAgeMs: this.oldestCreatedAt === null ? 0 : Math.max(0, this.clock.wallNow() - this.oldestCreatedAt),
       inFlight: this.claims.size,
+      sent: this.claims.sent,
       lastSeq: this.lastSeq,
       dropped: { ttl: this.droppedTtl, overflow: this.droppedOverflow },
       commits: this.group.commits,

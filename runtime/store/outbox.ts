@@ -39,8 +39,10 @@ export interface OutboxStats {
   bytes: number;
   /** Age of the oldest stored event; 0 when empty. */
   oldestAgeMs: number;
-  /** Claimed, neither acked nor released. */
+  /** Claimed, neither acked nor released (sent ones included). */
   inFlight: number;
+  /** Of those, sent and awaiting the cloud's confirmation (markSent); the rest are not sent yet. */
+  sent: number;
   /** Highest seq assigned so far (0 before the first event). */
   lastSeq: number;
   /** Events dropped by retention since this outbox was opened, by reason. */
@@ -65,6 +67,11 @@ export interface Outbox {
    * the events back (they are sent again, at-least-once), but never loses any other event.
    */
   ack(seqs: readonly number[]): Promise<number>;
+  /**
+   * Marks claimed events as sent, awaiting the cloud's confirmation (for stats only: they stay
+   * claimed until acked or released). A release makes them unsent again. In memory, like claims.
+   */
+  markSent(seqs: readonly number[]): void;
   /** Makes claimed events claimable again; being the oldest, they are the next ones claimed. */
   release(seqs: readonly number[]): Promise<void>;
   /** Applies the TTL and the byte budget now. Listeners hear about any drop as well. */

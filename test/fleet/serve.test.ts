@@ -116,6 +116,13 @@ describe('fleet serve', () => {
     }
     const dev = await device('pi-2');
     const t = topics(PREFIX, 'pi-2');
+    // The device's side of the contract: every stored batch is acked on its events/ack topic.
+    const acked = new Set<number>();
+    dev.on('message', (topic, payload) => {
+      if (topic !== t.eventsAck) return;
+      for (const [a, b] of (JSON.parse(payload.toString()) as { ranges: [number, number][] }).ranges) for (let s = a; s <= b; s++) acked.add(s);
+    });
+    await dev.subscribeAsync(t.eventsAck, { qos: 1 });
     // 100 batches of 10 events; then 20 of them again (an at-least-once redelivery), then junk.
     for (let b = 0; b < 100; b++) await dev.publishAsync(t.events, eventBatch('pi-2', b * 10 + 1, 10), { qos: 1 });
     for (let b = 40; b < 60; b++) await dev.publishAsync(t.events, eventBatch('pi-2', b * 10 + 1, 10), { qos: 1 });
@@ -132,6 +139,8 @@ describe('fleet serve', () => {
       assert.ok(batches > 0 && batches < 120, `each serve took part of the load, this one ${batches} of 120`);
     }
     await waitFor(() => serves.flatMap((s) => s.logLines()).filter((l) => l.msg === 'payload ignored').length === 2, 5000, 'the 2 bad batches logged');
+    await waitFor(() => acked.size === 1000, 5000, 'all 1000 seqs acked');
+    assert.equal(Math.max(...acked), 1000, 'only stored seqs are acked (not the other device id in a payload)');
 
     const db = new FleetDatabase(join(store, DB_FILE));
     const stored = db.events('pi-2', 0, 5000);
@@ -158,7 +167,10 @@ describe('fleet serve', () => {
     const d = await fleet(['devices', '--url', broker.url, '--store', store, '--json']);
     assert.equal(d.code, 0, d.stderr);
     const pi2 = (JSON.parse(d.stdout) as Array<Record<string, unknown>>).find((x) => x.deviceId === 'pi-2');
-    assert.deepEqual({ online: pi2?.online, eventsStored: pi2?.eventsStored, lastSeq: pi2?.lastSeq }, { online: true, eventsStored: 1003, lastSeq: 1003 });
+    assert.deepEqual(
+      { online: pi2?.online, eventsStored: pi2?.eventsStored, lastSeq: pi2?.lastSeq, contiguousSeq: pi2?.contiguousSeq, missing: pi2?.missing },
+      { online: true, eventsStored: 1003, lastSeq: 1003, contiguousSeq: 1003, missing: 0 },
+    );
 
     for (const s of serves) {
       s.proc.kill('SIGTERM');
@@ -189,8 +201,8 @@ describe('fleet serve', () => {
     assert.equal(table.code, 0, table.stderr);
     const row = table.stdout.split('\n').find((l) => l.startsWith('pi-3'));
     assert.ok(row, table.stdout);
-    assert.match(row, /^pi-3\s+yes\s+5\s+4\s+ocr v3 failed PERCH_ERR_MODEL_LOAD_FAILED, old v1 active -> removed, vad v2 active -> v3\s+refused PERCH_ERR_LIVE_CONFIG_INVALID\s+17\s+0$/);
-    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+DESIRED\s+REPORTED\s+MODELS\s+CONFIG\s+BACKLOG\s+EVENTS$/);
+    assert.match(row, /^pi-3\s+yes\s+5\s+4\s+ocr v3 failed PERCH_ERR_MODEL_LOAD_FAILED, old v1 active -> removed, vad v2 active -> v3\s+refused PERCH_ERR_LIVE_CONFIG_INVALID\s+17\s+0\s+-\s+-$/);
+    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+DESIRED\s+REPORTED\s+MODELS\s+CONFIG\s+BACKLOG\s+EVENTS\s+HELD\s+GAPS$/);
     const json = (JSON.parse((await fleet(['devices', '--url', broker.url, '--store', store, '--json'])).stdout) as Array<Record<string, unknown>>).find((x) => x.deviceId === 'pi-3');
     assert.deepEqual(json?.configError, { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: 'live config refused' });
     assert.deepEqual((json?.models as Array<{ name: string }>).map((m) => m.name), ['ocr', 'old', 'vad'], 'a removed model the device no longer reports is not listed');
@@ -198,7 +210,27 @@ describe('fleet serve', () => {
     // Once the device reports the removal done and the config applied, both leave the table.
     await announceDevice(dev, 'pi-3', { desiredVersion: 5, models: { vad: { version: 3, sha256: 'b'.repeat(64), status: 'active' }, ocr: { version: 3, sha256: 'c'.repeat(64), status: 'active' } }, outbox: { count: 0 } });
     const after = (await fleet(['devices', '--url', broker.url, '--store', store])).stdout.split('\n').find((l) => l.startsWith('pi-3'));
-    assert.match(after ?? '', /^pi-3\s+yes\s+5\s+5\s+ocr v3 active, vad v3 active\s+ok\s+0\s+0$/);
+    assert.match(after ?? '', /^pi-3\s+yes\s+5\s+5\s+ocr v3 active, vad v3 active\s+ok\s+0\s+0\s+-\s+-$/);
+  });
+
+  test('devices shows the highest contiguous seq held and the gaps the fleet knows of', async () => {
+    const store = temp.make();
+    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'silent' }), group: 'gaps' });
+    const dev = await device('pi-6');
+    const t = topics(PREFIX, 'pi-6');
+    for (const [first, n] of [[1, 5], [8, 2], [12, 1], [20, 1], [30, 1]] as const) await dev.publishAsync(t.events, eventBatch('pi-6', first, n), { qos: 1 });
+    await waitFor(() => running?.stats.eventsStored === 10, 5000, '10 stored');
+    const json = await fleet(['devices', '--url', broker.url, '--store', store, '--json']);
+    const pi6 = (JSON.parse(json.stdout) as Array<Record<string, unknown>>).find((x) => x.deviceId === 'pi-6');
+    assert.deepEqual(
+      { firstSeq: pi6?.firstSeq, contiguousSeq: pi6?.contiguousSeq, gaps: pi6?.gaps, missing: pi6?.missing },
+      { firstSeq: 1, contiguousSeq: 5, gaps: [[6, 7], [10, 11], [13, 19], [21, 29]], missing: 20 },
+    );
+    const table = await fleet(['devices', '--url', broker.url, '--store', store]);
+    const row = table.stdout.split('\n').find((l) => l.startsWith('pi-6')) ?? '';
+    assert.match(row, /\s1\.\.5\s+20 missing: 6-7, 10-11, 13-19, \.\.\.$/);
+    await running.stop();
+    running = undefined;
   });
 
   test('serve --unshared with a persistent session survives a broker SIGKILL: events sent meanwhile arrive after the restart', async () => {

@@ -1,7 +1,7 @@
 // Cloud-side stand-ins for the tests: a raw mqtt.js client, an events consumer with its own
 // persistent session, a chunk responder serving a model file, and small waiting helpers.
 import mqtt, { type MqttClient } from 'mqtt';
-import { topics } from '../../../cloud-sync/protocol/index.js';
+import { toRanges, topics } from '../../../cloud-sync/protocol/index.js';
 
 export const PREFIX = 'perch/v1';
 
@@ -26,14 +26,21 @@ export interface EventsConsumer {
   close(): Promise<void>;
 }
 
-export async function eventsConsumer(url: string, deviceId: string, clientId = `consumer-${deviceId}`): Promise<EventsConsumer> {
+/**
+ * A consumer of a device's events with its own persistent session. Like `perch fleet serve` it
+ * acks every batch it received on P/devices/{id}/events/ack (unless `ack` is false), so a device
+ * in the default `cloud.delivery.ack: 'fleet'` mode deletes them.
+ */
+export async function eventsConsumer(url: string, deviceId: string, clientId = `consumer-${deviceId}`, ack = true): Promise<EventsConsumer> {
   const c = await connectClient(url, { clientId, clean: false });
   const raw: EventsConsumer['raw'] = [];
   const batchSizes: number[] = [];
+  const ackTopic = topics(PREFIX, deviceId).eventsAck;
   c.on('message', (_t, payload) => {
     const msg = JSON.parse(payload.toString()) as { events: { seq: number; type: string; payload: unknown }[] };
     batchSizes.push(msg.events.length);
     for (const e of msg.events) raw.push({ seq: e.seq, type: e.type, payload: e.payload });
+    if (ack && msg.events.length > 0) c.publish(ackTopic, JSON.stringify({ ranges: toRanges(msg.events.map((e) => e.seq)) }), { qos: 1 });
   });
   await c.subscribeAsync(topics(PREFIX, deviceId).events, { qos: 1 });
   return {

@@ -123,6 +123,21 @@ export function runOutboxSuite(name: string, factory: OutboxFactory): void {
         assert.equal(outbox.stats().inFlight, 0);
       }));
 
+    void test('markSent: claimed events count as sent until acked or released; unclaimed ones are ignored', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        await appendN(outbox, 6);
+        await outbox.claim(4);
+        outbox.markSent([1, 2, 3, 5]); // 5 is not claimed: ignored
+        assert.equal(outbox.stats().sent, 3);
+        assert.equal(outbox.stats().inFlight, 4);
+        await outbox.release([2]); // not sent any more: claimable again, first in line
+        assert.equal(outbox.stats().sent, 2);
+        assert.deepEqual(seqsOf(await outbox.claim(1)), [2]);
+        await outbox.ack([1, 3]);
+        assert.equal(outbox.stats().sent, 0);
+        assert.equal(outbox.stats().count, 4);
+      }));
+
     void test('acks made in the same tick each resolve with their own count, and are durable', () =>
       withOutbox(factory, async (h) => {
         await appendN(h.outbox, 40);

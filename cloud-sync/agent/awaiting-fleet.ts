@@ -1,0 +1,143 @@
+// Event batches the device has published and the fleet has not acknowledged yet (docs/cloud-sync.md
+// "Delivery guarantee"). A broker's PUBACK is not the fleet's: Mosquitto forgets shared
+// subscriptions across a restart and a crash loses what it acknowledged but had not saved. So an
+// event stays in the outbox (claimed, marked sent) until `P/devices/{id}/events/ack` names its seq,
+// and a batch without an ack after the timeout is handed back to be sent again, oldest first.
+//
+// Acks are ranges of seqs the fleet has committed, taken as facts: in any order, overlapping,
+// repeated (two serve processes, re-sends), or naming seqs this process never sent (a previous
+// boot's, before a restart): only seqs tracked here count, the rest are ignored. That also bounds
+// what a hostile ack can make the device delete to what it has sent and is waiting for anyway.
+//
+// The timeout doubles with every round that expires without any ack in between (fleet down: a
+// re-send every 10 s, 20 s, ... up to maxResendMs, not a flood), and is back to its base at the
+// first ack.
+import type { Clock } from '../../runtime/clock.js';
+
+export interface AwaitingFleetOptions {
+  ackTimeoutMs: number;
+  maxResendMs: number;
+  /** Events published and not acked by the fleet, at most (the end-to-end window). */
+  maxEvents: number;
+}
+
+export interface SentBatch {
+  readonly seqs: readonly number[];
+  /** clock.now() after which it is sent again; Infinity while its PUBACK is awaited. */
+  deadline: number;
+  /** Its seqs still tracked (not acked, not dropped). */
+  left: number;
+}
+
+export class AwaitingFleet {
+  /** Every tracked seq -> its batch: published (PUBACK pending) or awaiting the fleet. */
+  private readonly bySeq = new Map<number, SentBatch>();
+  /** PUBACKed batches waiting for the fleet, oldest first. */
+  private readonly awaiting = new Set<SentBatch>();
+  /** Expiry rounds in a row without an ack between them. */
+  private misses = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly opts: AwaitingFleetOptions,
+  ) {}
+
+  /** Events published and not acked by the fleet. */
+  get events(): number {
+    return this.bySeq.size;
+  }
+
+  get full(): boolean {
+    return this.bySeq.size >= this.opts.maxEvents;
+  }
+
+  /** The current re-send timeout. */
+  timeoutMs(): number {
+    return Math.min(this.opts.ackTimeoutMs * 2 ** Math.min(this.misses, 30), this.opts.maxResendMs);
+  }
+
+  /** A batch being published. */
+  track(seqs: readonly number[]): SentBatch {
+    const batch: SentBatch = { seqs, deadline: Infinity, left: seqs.length };
+    for (const s of seqs) this.bySeq.set(s, batch);
+    return batch;
+  }
+
+  /** Its PUBACK came: now it waits for the fleet, at most the timeout. False when nothing of it is tracked any more. */
+  published(batch: SentBatch): boolean {
+    if (batch.left <= 0) return false;
+    batch.deadline = this.clock.now() + this.timeoutMs();
+    this.awaiting.add(batch);
+    return true;
+  }
+
+  /** Forgets a batch (publish failed, link lost); returns its seqs still tracked, to release. */
+  drop(batch: SentBatch): number[] {
+    this.awaiting.delete(batch);
+    const out: number[] = [];
+    for (const s of batch.seqs) {
+      if (this.bySeq.get(s) === batch) {
+        this.bySeq.delete(s);
+        out.push(s);
+      }
+    }
+    batch.left = 0;
+    return out;
+  }
+
+  /** The seqs of `ranges` that were tracked (each forgotten): the ones to delete from the outbox. */
+  acked(ranges: readonly (readonly [number, number])[]): number[] {
+    const out: number[] = [];
+    for (const [from, to] of ranges) {
+      if (to - from + 1 <= this.bySeq.size) {
+        for (let s = from; s <= to; s++) this.ackOne(s, out);
+      } else {
+        // A wide range (after a restart, or hostile): walk what is tracked instead.
+        for (const s of [...this.bySeq.keys()]) if (s >= from && s <= to) this.ackOne(s, out);
+      }
+    }
+    if (out.length > 0) this.misses = 0;
+    return out;
+  }
+
+  private ackOne(seq: number, out: number[]): void {
+    const batch = this.bySeq.get(seq);
+    if (!batch) return;
+    this.bySeq.delete(seq);
+    out.push(seq);
+    if (--batch.left <= 0) this.awaiting.delete(batch);
+  }
+
+  /** The earliest deadline of an awaiting batch (undefined when none waits). */
+  nextDeadline(): number | undefined {
+    let min: number | undefined;
+    for (const b of this.awaiting) if (min === undefined || b.deadline < min) min = b.deadline;
+    return min;
+  }
+
+  /**
+   * The seqs of every awaiting batch past its deadline, forgotten (to release and send again,
+   * oldest first); each round that finds some doubles the next timeout until an ack comes.
+   */
+  expired(): number[] {
+    const now = this.clock.now();
+    const out: number[] = [];
+    for (const b of this.awaiting) if (b.deadline <= now) for (const s of this.drop(b)) out.push(s);
+    if (out.length > 0) this.misses++;
+    return out.sort((a, b) => a - b);
+  }
+
+  /** After a reconnect: acks the fleet sent meanwhile come through the session; give them a full timeout. */
+  rearm(): void {
+    const deadline = this.clock.now() + this.timeoutMs();
+    for (const b of this.awaiting) b.deadline = deadline;
+  }
+
+  /** Forgets everything; returns every tracked seq (to release). */
+  clear(): number[] {
+    const out = [...this.bySeq.keys()];
+    this.bySeq.clear();
+    this.awaiting.clear();
+    return out;
+  }
+}
