@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { createCloudAgent, type CloudAgent } from '../../cloud-sync/agent/index.js';
 import { reportedSchema, topics } from '../../cloud-sync/protocol/index.js';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { connectClient, PREFIX, publishDesired, readReported, waitFor } from './helpers/mqtt-client.js';
+import { connectClient, eventsConsumer, PREFIX, publishDesired, readReported, waitFor } from './helpers/mqtt-client.js';
 import { makePort, type TestPort } from './helpers/port.js';
 import { fleet } from '../fleet/harness.js';
 
@@ -201,6 +201,8 @@ test('state/reported carries the event backlog, and goes out again as the backlo
   const seen: Array<{ outbox?: { count: number; bytes?: number } }> = [];
   watcher.on('message', (_topic, payload) => seen.push(JSON.parse(String(payload)) as (typeof seen)[number]));
   await watcher.subscribeAsync(topics(PREFIX, t.port.deviceId).reported, { qos: 1 });
+  // The fleet's stand-in: it acks what it gets, so the device deletes events (docs/cloud-sync.md).
+  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
   const agent = createCloudAgent(t.port, { backlogReportMs: 100 });
   await agent.start(new AbortController().signal);
   try {
@@ -223,6 +225,7 @@ test('state/reported carries the event backlog, and goes out again as the backlo
   } finally {
     await watcher.endAsync();
     await agent.stop();
+    await consumer.close();
     await t.close(true);
   }
 });
