@@ -9,10 +9,11 @@ import ort from 'onnxruntime-node';
 import { cacheKey } from '../runtime/store/result-cache-key.js';
 import { openStore } from '../runtime/store/store.js';
 import type { Tensor } from '../runtime/tensor/tensor.js';
+import { MODEL_FILES } from '../test/helpers/paths.js';
 import { printTable } from './lib/stats.js';
-import { repoRoot, summarize, us } from './lib/store-stats.js';
+import { summarize, us } from './lib/store-stats.js';
 
-const MODEL = join(repoRoot(import.meta.url), '..', 'shared', 'models', 'paddleocr', 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
+const MODEL = MODEL_FILES.ocrCls;
 const SHAPE = [1, 3, 48, 192];
 const INFER_WARMUP = 30;
 const INFER_RUNS = 500;

@@ -166,13 +166,13 @@ step "compiling runtime/ and cloud-sync/ (packaging/tsconfig.image.json)"
 "$repo/node_modules/.bin/tsc" -p "$repo/packaging/tsconfig.image.json" --outDir "$work/dist"
 
 # --- 4. Production node_modules for the target, cached by lockfile + Node version + arch ---------
-key=$(cat "$repo/package-lock.json" "$repo/.npmrc" <(echo "$NODE_VERSION $arch") | sha256sum | cut -c1-16)
+key=$(cat "$repo/package.json" "$repo/package-lock.json" <(echo "$NODE_VERSION $arch") | sha256sum | cut -c1-16)
 deps=$cache/deps/$arch-$key
 if [ ! -f "$deps/.done" ]; then
   step "installing production dependencies for linux/$node_arch"
   rm -rf "$deps"
   mkdir -p "$deps"
-  cp "$repo/package.json" "$repo/package-lock.json" "$repo/.npmrc" "$deps/"
+  cp "$repo/package.json" "$repo/package-lock.json" "$deps/"
   # No install scripts: onnxruntime-node's would fetch GPU libraries (its CPU binaries are in the
   # package); better-sqlite3's is run below with the right compiler and headers.
   (cd "$deps" && npm ci --omit=dev --ignore-scripts --os=linux --cpu="$node_arch" >&2)

@@ -1,11 +1,11 @@
-// For every model in ../shared/models: the answer through HTTP (JSON and binary) and WebSocket
+// For every real test model (test/helpers/paths.ts): the answer through HTTP (JSON and binary) and WebSocket
 // (JSON and binary) equals a direct session.run on the same input, with the session on a worker
 // thread (the default) and inline on the main thread (where binary inputs may reach
 // onnxruntime as views into the received frame, not copies).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { httpInfer, WsClient } from '../helpers/clients.js';
-import { rawRun, releaseRawSessions, SHARED_MODEL_CASES } from '../helpers/models.js';
+import { rawRun, releaseRawSessions, REAL_MODEL_CASES } from '../helpers/models.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
@@ -28,7 +28,7 @@ for (const executor of ['worker', 'inline'] as const) describe(`every shared mod
   let ws: WsClient;
 
   before(async () => {
-    repo = new TempRepository(Object.fromEntries(SHARED_MODEL_CASES.map((c) => [c.name, { versions: { 1: c.file }, config: { session: { executor } } }])));
+    repo = new TempRepository(Object.fromEntries(REAL_MODEL_CASES.map((c) => [c.name, { versions: { 1: c.file }, config: { session: { executor } } }])));
     rt = await startRuntime(repo.dir);
     ws = await WsClient.connect(rt.wsUrl);
   });
@@ -39,7 +39,7 @@ for (const executor of ['worker', 'inline'] as const) describe(`every shared mod
     await releaseRawSessions();
   });
 
-  for (const c of SHARED_MODEL_CASES) {
+  for (const c of REAL_MODEL_CASES) {
     test(c.name, async () => {
       const inputs = c.inputs(42);
       const want = await rawRun(c.file, inputs);

@@ -1,4 +1,4 @@
-// Deterministic inputs for the real models (shapes and feeding from ../shared/models/MANIFEST.md)
+// Deterministic inputs for the real models (shapes and feeding from test/fixtures/README.md)
 // and the raw onnxruntime answer to compare Perch with.
 import ort from 'onnxruntime-node';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
@@ -37,8 +37,8 @@ export function clsInput(seed: number, batch = 1): Tensor[] {
   return [randomFp32('x', [batch, 3, 48, 192], seed)];
 }
 
-/** For each model in ../shared/models: a name, its file, and one valid input set. */
-export const SHARED_MODEL_CASES: Array<{ name: string; file: string; inputs: (seed: number) => Tensor[] }> = [
+/** For each real test model (test/helpers/paths.ts): a name, its file, and one valid input set. */
+export const REAL_MODEL_CASES: Array<{ name: string; file: string; inputs: (seed: number) => Tensor[] }> = [
   { name: 'silero-vad', file: MODEL_FILES.sileroVad, inputs: (s) => vadInputs(s) },
   { name: 'silero-vad-16k', file: MODEL_FILES.sileroVad16k, inputs: (s) => vadInputs(s) },
   { name: 'ocr-det', file: MODEL_FILES.ocrDet, inputs: (s) => [randomFp32('x', [1, 3, 64, 96], s)] },

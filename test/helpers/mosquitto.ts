@@ -3,13 +3,22 @@
 // be SIGKILLed (a broker crash) and restarted on the same port with the same persistence, so
 // retained messages and persistent sessions survive as they would in production.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
 export const MOSQUITTO_BIN = process.env.PERCH_TEST_MOSQUITTO ?? '/usr/sbin/mosquitto';
 export const MOSQUITTO_PASSWD_BIN = '/usr/bin/mosquitto_passwd';
+
+/** Tests that need a broker fail with what to install, not with a spawn ENOENT. */
+function requireMosquitto(bin: string): void {
+  if (existsSync(bin)) return;
+  throw new Error(
+    `${bin} not found: the MQTT tests run a real Mosquitto 2 broker. Install it (Debian/Ubuntu: ` +
+      '`apt-get install mosquitto`; .ci/run does) or set PERCH_TEST_MOSQUITTO to its path.',
+  );
+}
 
 export interface MosquittoTlsOptions {
   /** PEM file paths. */
@@ -139,6 +148,7 @@ function buildConfig(opts: MosquittoOptions, dir: string, port: number, tlsPort:
 }
 
 function writePasswords(file: string, users: Record<string, string>): void {
+  requireMosquitto(MOSQUITTO_PASSWD_BIN);
   writeFileSync(file, '', { mode: 0o600 });
   for (const [user, password] of Object.entries(users)) {
     const r = spawnSync(MOSQUITTO_PASSWD_BIN, ['-b', file, user, password], { encoding: 'utf8' });
@@ -148,6 +158,7 @@ function writePasswords(file: string, users: Record<string, string>): void {
 
 /** Starts a broker and waits until it accepts connections. Always `close()` it (in `after`). */
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
+  requireMosquitto(MOSQUITTO_BIN);
   const dir = mkdtempSync(join(tmpdir(), 'perch-mosquitto-'));
   const configFile = join(dir, 'mosquitto.conf');
   const timeoutMs = opts.startTimeoutMs ?? 10_000;

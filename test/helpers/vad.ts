@@ -1,16 +1,15 @@
-// Streaming the speech sample through Silero VAD as ../shared/models/MANIFEST.md describes:
+// Streaming the speech sample through Silero VAD as test/fixtures/README.md describes:
 // 16 kHz float audio, 512 new samples per chunk after the last 64 of the previous input.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { SHARED_MODELS } from './paths.js';
+import { SPEECH_SAMPLE } from './paths.js';
 
 export const CHUNK = 512;
 export const CONTEXT = 64;
 export const SAMPLE_RATE = 16000;
 
 export function loadSpeech(): Float32Array {
-  const raw = readFileSync(join(SHARED_MODELS, 'samples', 'speech_16k_s16le.raw'));
+  const raw = readFileSync(SPEECH_SAMPLE);
   const out = new Float32Array(raw.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = raw.readInt16LE(i * 2) / 32768;
   return out;

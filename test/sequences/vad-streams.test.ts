@@ -1,6 +1,6 @@
 // 200 live audio streams through one stateful model: each stream's speech probabilities equal
 // that stream run alone through raw onnxruntime with the state fed back by hand, and the
-// segments found match ../shared/models/MANIFEST.md. Streams start at staggered moments (each
+// segments found match test/fixtures/README.md. Streams start at staggered moments (each
 // after the previous one's second answer), so every batch mixes streams at different points of
 // the audio, and a quarter of them also read the audio from another sample offset: a state
 // given to the wrong stream, or two chunks of one stream reordered, would change the numbers.
