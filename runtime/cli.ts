@@ -2,7 +2,7 @@
 // `perch serve [--config FILE]` starts the runtime (docs/protocol.md section 6).
 import { parseArgs } from 'node:util';
 import { ENV_OVERRIDES, loadConfig } from './config/load.js';
-import { PerchError } from './errors.js';
+import { PerchError, toPerchError } from './errors.js';
 import { createLogger } from './log.js';
 import { Runtime } from './runtime.js';
 import { RUNTIME_VERSION } from './version.js';
@@ -73,7 +73,19 @@ async function serve(args: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  await runtime.start();
+  try {
+    await runtime.start();
+  } catch (err) {
+    // Start-up failed (e.g. the port is taken): release what did start, within a bound, and exit
+    // at once. Session threads and timers would otherwise keep a process that serves nothing.
+    const e = toPerchError(err);
+    log.fatal({ code: e.code, err: e.message }, 'start-up failed');
+    const bound = new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref());
+    await Promise.race([runtime.stop().catch(() => undefined), bound]);
+    log.flush();
+    process.stderr.write(`perch: ${e.code}: ${e.message}\n`);
+    process.exit(1);
+  }
   return -1; // keep running until a signal
 }
 

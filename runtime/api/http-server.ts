@@ -104,11 +104,26 @@ function cutOffSlowReader(res: ServerResponse, opts: SlowReaderOptions): void {
   res.once('close', () => opts.clock.clearTimeout(timer));
 }
 
+/**
+ * Starts listening. A port taken by another process, an address that is not on this machine or a
+ * port that needs privileges is the operator's to fix, not a bug: each gets its own code and a
+ * sentence that names the address.
+ */
 export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException): void => {
+      const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      if (err.code === 'EADDRINUSE') {
+        reject(new PerchError('PERCH_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use by another process: stop it, or give Perch another port (server.port, PERCH_PORT)`, { cause: err }));
+      } else if (err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
+        reject(new PerchError('PERCH_ERR_LISTEN_FAILED', `cannot listen on ${where}: ${err.code === 'EACCES' ? 'the port needs privileges; choose a port above 1023' : 'that address is not on this machine'} (server.host, server.port)`, { cause: err }));
+      } else {
+        reject(err);
+      }
+    };
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve(server.address() as AddressInfo);
     });
   });
