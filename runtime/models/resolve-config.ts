@@ -37,6 +37,17 @@ export interface ResolvedModelConfig {
 /** Used when nothing says otherwise and every tensor has a dynamic first axis. */
 export const DEFAULT_MAX_BATCH_SIZE = 64;
 
+/**
+ * Whether the batch axis of a tensor is known. model.json says it for the tensors it lists; for
+ * the others the file only gives dims, and a dynamic first axis is taken as the batch axis. A
+ * fixed first axis (Silero VAD's state is [2, batch, 128]) or no axis at all proves nothing:
+ * the batch may be on another axis, or the tensor may be shared by the whole batch.
+ */
+function batchAxisKnown(t: TensorSpec, declared: ReadonlySet<string>): boolean {
+  if (declared.has(t.name)) return true;
+  return t.dims.length > 0 && t.dims[0] === -1;
+}
+
 function mismatch(model: string, msg: string): PerchError {
   return new PerchError('PERCH_ERR_MODEL_CONFIG_MISMATCH', `model '${model}': ${msg}`);
 }
@@ -97,10 +108,21 @@ export function resolveModelConfig(
   const inputs = resolveTensors(name, 'input', file.inputs, ort.inputs.map((m) => fromOrt(name, m)));
   const outputs = resolveTensors(name, 'output', file.outputs, ort.outputs.map((m) => fromOrt(name, m)));
   const all = [...inputs, ...outputs];
-  const batchable = inputs.some((t) => t.batchAxis !== null) && all.every((t) => t.batchAxis === null || t.dims[t.batchAxis] === -1);
+  const declared = new Set([...(file.inputs ?? []), ...(file.outputs ?? [])].map((t) => t.name));
+  // Inferred batching stacks requests only along axes it knows to be batch axes: a model with any
+  // tensor whose batch axis is unknown runs requests one by one (docs/models.md).
+  const batchable = inputs.some((t) => t.batchAxis !== null)
+    && all.every((t) => batchAxisKnown(t, declared) && (t.batchAxis === null || t.dims[t.batchAxis] === -1));
   const maxBatchSize = file.maxBatchSize ?? (batchable ? DEFAULT_MAX_BATCH_SIZE : 0);
   if (maxBatchSize > 0) {
     if (!inputs.some((t) => t.batchAxis !== null)) throw mismatch(name, 'maxBatchSize > 0 but no input has a batchAxis');
+    for (const t of all) {
+      // Not guessed even when model.json asks for batches: a fixed first axis with a dynamic one
+      // further on is most likely a batch axis in the middle.
+      if (!batchAxisKnown(t, declared) && t.dims.some((d) => d === -1)) {
+        throw mismatch(name, `'${t.name}' has dims [${t.dims.join(', ')}]: its batch axis cannot be told from the file; list it in model.json with its batchAxis (a number, or null if it is not batched)`);
+      }
+    }
     for (const t of all) {
       if (t.batchAxis !== null && t.dims[t.batchAxis] !== -1) {
         throw mismatch(name, `'${t.name}' has fixed size ${t.dims[t.batchAxis]} on its batchAxis ${t.batchAxis}: it cannot be batched (set maxBatchSize 0 or batchAxis null)`);
