@@ -23,6 +23,7 @@ import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
 import { EventLog } from './events/event-log.js';
 import { InferService } from './inference/infer-service.js';
+import { FailureLog } from './inference/failure-log.js';
 import { JobScheduler } from './jobs/scheduler.js';
 import { storeJobs } from './jobs/store-jobs.js';
 import { ModuleSet, type Module } from './lifecycle.js';
@@ -80,7 +81,7 @@ export class Runtime {
     registerStoreMetrics(this.metrics.registry, { outbox: this.store.outbox, cache: this.store.cache });
     this.events = new EventLog(this.store.outbox, this.bus, log);
     this.jobs = new JobScheduler(
-      storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint() }, config.store.jobs, log),
+      storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint(), writable: () => this.store.writable }, config.store.jobs, log),
       { logger: log, clock },
     );
     this.registry = new ModelRegistry({
@@ -102,7 +103,7 @@ export class Runtime {
       this.events.record('sequence.limit', { model, maxSequences: max });
     });
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
-    this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache);
+    this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
     const s = config.server;
     const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));

@@ -24,7 +24,9 @@ export class EventLog {
   record(type: string, payload: unknown): void {
     this.emit(type, payload).catch((err: unknown) => {
       const e = toPerchError(err);
-      this.log.warn({ type, code: e.code, err: e.message }, 'runtime event not recorded');
+      // A read-only store was reported once, at start-up; each event it cannot take is no news.
+      const level = e.code === 'PERCH_ERR_STORE_READONLY' ? 'debug' : 'warn';
+      this.log[level]({ type, code: e.code, err: e.message }, 'runtime event not recorded');
     });
   }
 }

@@ -6,6 +6,7 @@ import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { FailureLog } from './failure-log.js';
 import { prepareInputs } from './prepare.js';
 import { readParameters, type InferParameters } from './parameters.js';
 import type { ModelInstance } from '../models/model-instance.js';
@@ -49,6 +50,8 @@ export class InferService {
     private readonly sequences: SequenceManager,
     /** The persistent result cache; null when there is none (a tool, a test). */
     private readonly cache: ResultCache | null = null,
+    /** Where 500s are logged; null: not logged (a tool, a test). */
+    private readonly failureLog: FailureLog | null = null,
   ) {}
 
   /** Every answered request of a known model version (the cloud agent's rollback breaker listens). */
@@ -136,6 +139,7 @@ export class InferService {
     } catch (err) {
       const e = toPerchError(err);
       this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
+      this.failureLog?.report(labels?.model ?? req.model, labels?.version ?? String(req.version ?? ''), e);
       if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code });
       throw e;
     }

@@ -104,8 +104,16 @@ export class JobScheduler {
         s.lastError = null;
       } catch (err) {
         s.failures++;
-        s.lastError = err instanceof Error ? err.message : String(err);
-        this.logger.error({ err, job: entry.job.name }, 'job failed');
+        const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof PerchError && err.code !== 'PERCH_ERR_INTERNAL') {
+          // A known condition (a full disk, a read-only store): its code and message say it all,
+          // and a job that keeps meeting it every tick is logged again only when the error changes.
+          const level = message === s.lastError ? 'debug' : 'warn';
+          this.logger[level]({ job: entry.job.name, code: err.code, err: message, failures: s.failures }, 'job failed');
+        } else {
+          this.logger.error({ err, job: entry.job.name }, 'job failed');
+        }
+        s.lastError = message;
       } finally {
         s.running = false;
         s.lastDurationMs = this.clock.now() - started;

@@ -16,6 +16,8 @@ export interface StoreJobParts {
   outbox: Outbox;
   /** Returns null when there is nothing to checkpoint (read-only store). */
   checkpoint: () => CheckpointResult | null;
+  /** False for a store that opened read-only: nothing can be expired or swept, so nothing is tried. */
+  writable: () => boolean;
 }
 
 export function storeJobs(parts: StoreJobParts, schedules: StoreConfig['jobs'], logger: Logger = silentLogger()): Job[] {
@@ -24,6 +26,7 @@ export function storeJobs(parts: StoreJobParts, schedules: StoreConfig['jobs'], 
       name: STORE_JOB_NAMES.cacheExpiry,
       schedule: schedules.cacheExpiry,
       run() {
+        if (!parts.writable()) return;
         const expired = parts.cache.expire();
         if (expired > 0) logger.debug({ expired }, 'cache entries expired');
       },
@@ -32,6 +35,7 @@ export function storeJobs(parts: StoreJobParts, schedules: StoreConfig['jobs'], 
       name: STORE_JOB_NAMES.outboxSweep,
       schedule: schedules.outboxSweep,
       async run() {
+        if (!parts.writable()) return;
         const dropped = await parts.outbox.sweep();
         if (dropped.ttl + dropped.overflow > 0) logger.debug(dropped, 'outbox sweep dropped events');
       },

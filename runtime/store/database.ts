@@ -76,7 +76,12 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     const degraded = code === 'PERCH_ERR_STORE_FULL' ? code : 'PERCH_ERR_STORE_READONLY';
     const kind = degraded === 'PERCH_ERR_STORE_FULL' ? 'full' : 'read-only';
     incidents.push({ kind, code: degraded, message, file, at: clock.wallNow() });
-    logger.error({ err, file, source: ro.source }, 'store opened read-only');
+    // One line an operator can act on; no stack: this is the machine's state, not a bug.
+    const reason = err instanceof Error ? err.message : String(err);
+    logger.error(
+      { code: degraded, dir, file, source: ro.source, reason },
+      `data directory ${dir} cannot be written (${reason}): serving without a writable store, so events, cached results and state are not kept; give Perch a writable data directory (dataDir, PERCH_DATA_DIR)`,
+    );
     return { db: ro.db, file, dir, writable: false, incidents, schemaVersionFound: ro.schemaVersionFound, degraded };
   };
   const canDegrade = (err: unknown): boolean => {

@@ -84,3 +84,16 @@ void test('bad job definitions are refused at construction', () => {
     (e: unknown) => e instanceof PerchError && e.code === 'PERCH_ERR_INTERNAL',
   );
 });
+
+void test('a job failing with a known PERCH_ERR code: one warn line without a stack, then quiet until the error changes', async () => {
+  const { logger, lines } = captureLogger();
+  let message = 'the disk is full';
+  const scheduler = new JobScheduler([{ name: 'sweep', schedule: '* * * * *', run: () => { throw new PerchError('PERCH_ERR_STORE_FULL', message); } }], { logger });
+  for (let i = 0; i < 3; i++) assert.equal(await scheduler.runNow('sweep'), false);
+  message = 'still full, other file';
+  await scheduler.runNow('sweep');
+  const failures = lines.filter((l) => l.msg === 'job failed');
+  assert.deepEqual(failures.map((l) => l.level), [40, 20, 20, 40]);
+  assert.ok(failures.every((l) => l.code === 'PERCH_ERR_STORE_FULL' && typeof l.err === 'string'), JSON.stringify(failures));
+  assert.equal(scheduler.status()[0]?.failures, 4);
+});

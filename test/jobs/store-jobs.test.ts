@@ -14,7 +14,7 @@ void test('store jobs: cache expiry, outbox sweep and WAL checkpoint do their wo
   const h = await storeHarness({ clock, config: { outbox: { ttlSeconds: 60 }, cache: { defaultTtlSeconds: 30 } } });
   try {
     const { store } = h;
-    const scheduler = new JobScheduler(storeJobs({ cache: store.cache, outbox: store.outbox, checkpoint: () => store.checkpoint() }, h.config.jobs));
+    const scheduler = new JobScheduler(storeJobs({ cache: store.cache, outbox: store.outbox, checkpoint: () => store.checkpoint(), writable: () => store.writable }, h.config.jobs));
     store.cache.put(cacheKey('m', 1, t1), 'm', 1, t1);
     for (let i = 0; i < 50; i++) await store.outbox.append('t', { i, pad: 'x'.repeat(500) });
     store.cache.flush();
@@ -45,7 +45,7 @@ void test('store jobs: a failing cache expiry does not keep the outbox sweep or 
         throw new Error('cache broke');
       },
     });
-    const scheduler = new JobScheduler(storeJobs({ cache: brokenCache, outbox: store.outbox, checkpoint: () => store.checkpoint() }, h.config.jobs));
+    const scheduler = new JobScheduler(storeJobs({ cache: brokenCache, outbox: store.outbox, checkpoint: () => store.checkpoint(), writable: () => store.writable }, h.config.jobs));
     await store.outbox.append('t', 1);
     clock.advance(61_000);
     const results = await Promise.all(Object.values(STORE_JOB_NAMES).map((n) => scheduler.runNow(n)));

@@ -1,0 +1,37 @@
+// Inference failures that are Perch's or the model's fault (status 500: onnxruntime refused the
+// batch, a session thread died, a bug) go to the log, with the model, version and code. A broken
+// model can fail every request: each model/version/code is logged at most once per interval, with
+// how many failures the interval held. Client errors (4xx) and busy answers (429, 503, 504) are
+// the client's to see, in its answer and in perch_inference_request_failure_total.
+import type { Clock } from '../clock.js';
+import type { PerchError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export const FAILURE_LOG_INTERVAL_MS = 10_000;
+
+export class FailureLog {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly clock: Clock,
+    private readonly intervalMs = FAILURE_LOG_INTERVAL_MS,
+  ) {}
+
+  report(model: string, version: string, err: PerchError): void {
+    if (err.status !== 500) return;
+    const key = `${model}\u0000${version}\u0000${err.code}`;
+    const now = this.clock.now();
+    const seen = this.last.get(key);
+    if (seen && now - seen.at < this.intervalMs) {
+      seen.suppressed++;
+      return;
+    }
+    this.last.set(key, { at: now, suppressed: 0 });
+    const cause = err.cause instanceof Error ? err.cause.message : undefined;
+    this.log.error(
+      { model, version, code: err.code, err: err.message, ...(cause && cause !== err.message ? { cause } : {}), ...(seen?.suppressed ? { alsoFailedSinceLastLine: seen.suppressed } : {}) },
+      'inference failed',
+    );
+  }
+}
