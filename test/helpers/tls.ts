@@ -31,7 +31,7 @@ function openssl(args: string[], cwd: string): void {
     execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    throw new Error('openssl not found: the TLS tests make their certificates with the openssl CLI. Install it (Debian/Ubuntu: `apt-get install openssl`; .ci/run does).');
+    throw new Error('openssl not found: the TLS tests make their certificates with the openssl CLI. Install it (Debian/Ubuntu: `apt-get install openssl`; .ci/run does).', { cause: err });
   }
 }
 
