@@ -11,7 +11,9 @@
 //
 // The timeout doubles with every round that expires without any ack in between (fleet down: a
 // re-send every 10 s, 20 s, ... up to maxResendMs, not a flood), and is back to its base at the
-// first ack.
+// first ack. Its base is ackTimeoutMs, or three times the smoothed time from PUBACK to fleet ack
+// if that is longer (like TCP's RTO): a fleet that is slow but working, with a backlog of its
+// own, gets more time instead of every waiting event a second time.
 import type { Clock } from '../../runtime/clock.js';
 
 export interface AwaitingFleetOptions {
@@ -27,6 +29,8 @@ export interface SentBatch {
   deadline: number;
   /** Its seqs still tracked (not acked, not dropped). */
   left: number;
+  /** clock.now() at its PUBACK. */
+  pubackAt: number;
 }
 
 export class AwaitingFleet {
@@ -36,6 +40,8 @@ export class AwaitingFleet {
   private readonly awaiting = new Set<SentBatch>();
   /** Expiry rounds in a row without an ack between them. */
   private misses = 0;
+  /** Smoothed ms from PUBACK to the fleet's ack of a whole batch (0 before the first). */
+  private srtt = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -53,12 +59,13 @@ export class AwaitingFleet {
 
   /** The current re-send timeout. */
   timeoutMs(): number {
-    return Math.min(this.opts.ackTimeoutMs * 2 ** Math.min(this.misses, 30), this.opts.maxResendMs);
+    const base = Math.max(this.opts.ackTimeoutMs, 3 * this.srtt);
+    return Math.min(base * 2 ** Math.min(this.misses, 30), this.opts.maxResendMs);
   }
 
   /** A batch being published. */
   track(seqs: readonly number[]): SentBatch {
-    const batch: SentBatch = { seqs, deadline: Infinity, left: seqs.length };
+    const batch: SentBatch = { seqs, deadline: Infinity, left: seqs.length, pubackAt: 0 };
     for (const s of seqs) this.bySeq.set(s, batch);
     return batch;
   }
@@ -66,7 +73,8 @@ export class AwaitingFleet {
   /** Its PUBACK came: now it waits for the fleet, at most the timeout. False when nothing of it is tracked any more. */
   published(batch: SentBatch): boolean {
     if (batch.left <= 0) return false;
-    batch.deadline = this.clock.now() + this.timeoutMs();
+    batch.pubackAt = this.clock.now();
+    batch.deadline = batch.pubackAt + this.timeoutMs();
     this.awaiting.add(batch);
     return true;
   }
@@ -105,14 +113,21 @@ export class AwaitingFleet {
     if (!batch) return;
     this.bySeq.delete(seq);
     out.push(seq);
-    if (--batch.left <= 0) this.awaiting.delete(batch);
+    if (--batch.left > 0) return;
+    if (this.awaiting.delete(batch)) {
+      const sample = this.clock.now() - batch.pubackAt;
+      this.srtt = this.srtt === 0 ? sample : (7 * this.srtt + sample) / 8;
+    }
   }
 
-  /** The earliest deadline of an awaiting batch (undefined when none waits). */
+  /**
+   * The oldest awaiting batch's deadline (undefined when none waits). Deadlines rise in PUBACK
+   * order except after the timeout fell back to its base at an ack: a younger batch then waits
+   * for the oldest one's deadline, at most maxResendMs. Cheap: the uploader asks at every sleep.
+   */
   nextDeadline(): number | undefined {
-    let min: number | undefined;
-    for (const b of this.awaiting) if (min === undefined || b.deadline < min) min = b.deadline;
-    return min;
+    for (const b of this.awaiting) return b.deadline;
+    return undefined;
   }
 
   /**
@@ -129,8 +144,12 @@ export class AwaitingFleet {
 
   /** After a reconnect: acks the fleet sent meanwhile come through the session; give them a full timeout. */
   rearm(): void {
-    const deadline = this.clock.now() + this.timeoutMs();
-    for (const b of this.awaiting) b.deadline = deadline;
+    const now = this.clock.now();
+    const deadline = now + this.timeoutMs();
+    for (const b of this.awaiting) {
+      b.deadline = deadline;
+      b.pubackAt = now; // the outage is not the fleet's latency
+    }
   }
 
   /** Forgets everything; returns every tracked seq (to release). */

@@ -298,7 +298,7 @@ export class Uploader {
 
   private send(events: OutboxEvent[], gen: number): void {
     const seqs = events.map((e) => e.seq);
-    const batch: SentBatch = this.fleet ? this.fleet.track(seqs) : { seqs, deadline: Infinity, left: seqs.length };
+    const batch: SentBatch = this.fleet ? this.fleet.track(seqs) : { seqs, deadline: Infinity, left: seqs.length, pubackAt: 0 };
     this.inflight.add(batch);
     this.conn.publishThen(this.conn.topics.events, this.encoder.encode(events), false, (err) => {
       if (err) this.onFailed(batch, gen, err);
