@@ -3,13 +3,21 @@
 // Mosquitto in the same run (docs/design.md house style 10).
 //   Perch: a real `perch serve` with cloud sync on, pointed at a broker that is down; 100,000
 //          events emitted over WebSocket (group commit makes that seconds); then the broker
-//          starts. Timed from the device's connect (the `ts` of its online status) to the moment
-//          a consumer has all 100,000 (dedup on seq). batchSize 1 (target) and 100.
+//          starts. The consumer acks what it receives like `perch fleet serve` (events/ack, no
+//          database: the fleet's SQLite is not what is compared), and the device deletes events
+//          only at those acks (cloud.delivery.ack 'fleet', the default). Timed from the device's
+//          connect (the `ts` of its online status) to its outbox being empty (perch_outbox_events
+//          0, polled once the consumer has all 100,000). batchSize 1 (target) and 100.
 //   raw:   one mqtt.js client publishing 100,000 QoS 1 messages, each the JSON the device sends
 //          with batchSize 1, with the uploader's in-flight window (64 unacknowledged), to a
 //          consumer on the same broker; timed from the first publish to the last arrival.
 // Target: Perch (batchSize 1) >= 0.7 x raw. Run: node dist/bench/mqtt-upload.js
 // PERCH_BENCH_UPLOAD_EVENTS (100000) and PERCH_BENCH_ROUNDS (2) change the size of the run.
+// Then the re-send cost (issue 11): a broker configured like packaging/mosquitto (autosave on
+// every change) SIGKILLed in the middle of a 20,000-event upload and restarted at once, the
+// consumer on a shared subscription (what fleet serve uses by default, and what Mosquitto
+// forgets across a restart): events the device sent again because no ack came, against the
+// ones that were needed (not already at the consumer).
 import { randomUUID } from 'node:crypto';
 import { cpus } from 'node:os';
 import { topics } from '../cloud-sync/protocol/index.js';
@@ -40,7 +48,7 @@ interface Run {
 }
 
 /** Emits N events over several WebSocket connections, each with many emits outstanding. */
-async function emitBacklog(wsUrl: string): Promise<number> {
+async function emitBacklog(wsUrl: string, count = N): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   const conns = await Promise.all(Array.from({ length: WS_CONNECTIONS }, () => BenchWs.connect(wsUrl)));
@@ -48,7 +56,7 @@ async function emitBacklog(wsUrl: string): Promise<number> {
     await Promise.all(
       conns.flatMap((ws, c) =>
         Array.from({ length: WS_INFLIGHT }, async (_, k) => {
-          for (let n = next++; n < N; n = next++) {
+          for (let n = next++; n < count; n = next++) {
             const id = `${c}-${k}-${n}`;
             await ws.send(id, JSON.stringify({ id, op: 'emit', type: TYPE, payload: payload(n) }));
           }
@@ -65,7 +73,7 @@ async function perchRun(broker: Mosquitto, batchSize: number): Promise<Run & { e
   const deviceId = `bench-up-${randomUUID().slice(0, 8)}`;
   const t = topics(PREFIX, deviceId);
   // Subscribed while the broker is up; the session (clean: false) keeps it across the restart.
-  const consumer = await eventCounter(broker.url, `consumer-${deviceId}`, t.events, TYPE, N, t.status);
+  const consumer = await eventCounter(broker.url, `consumer-${deviceId}`, t.events, TYPE, N, t.status, t.eventsAck);
   let device: Device | null = null;
   try {
     await broker.stop();
@@ -79,9 +87,9 @@ async function perchRun(broker: Mosquitto, batchSize: number): Promise<Run & { e
     await broker.restart();
     await consumer.done(DRAIN_TIMEOUT_MS);
     if (!consumer.online) throw new Error('no online status seen from the device');
-    // Both are wall-clock ms on this machine: the device's connect and the last arrival here.
-    const doneWall = Date.now() - (performance.now() - (consumer.doneAt as number));
-    const ms = doneWall - consumer.online.ts;
+    await outboxEmpty(device.port, DRAIN_TIMEOUT_MS);
+    // Both are wall-clock ms on this machine: the device's connect and its outbox seen empty.
+    const ms = Date.now() - consumer.online.ts;
     return {
       eventsPerSec: N / (ms / 1000),
       ms,
@@ -95,6 +103,64 @@ async function perchRun(broker: Mosquitto, batchSize: number): Promise<Run & { e
     await device?.stop();
     await consumer.close();
     if (!broker.running) await broker.restart();
+  }
+}
+
+/** Polls the device's perch_outbox_events every 5 ms until 0. */
+async function outboxEmpty(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    if (/^perch_outbox_events 0$/m.test(text)) return;
+    if (Date.now() > deadline) throw new Error('the device outbox did not empty');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+interface ResendRun {
+  events: number;
+  /** Events the device sent again because no fleet ack came (its 'sending again' log lines). */
+  resent: number;
+  /** Copies the consumer got of seqs it already had. */
+  duplicates: number;
+  /** Re-sent events that were not duplicates: the broker had lost them. */
+  lost: number;
+  ms: number;
+}
+
+/**
+ * A broker like packaging/mosquitto.conf (autosave on every change, a large queue) SIGKILLed when
+ * the consumer has 30 % of a 20,000-event backlog, and restarted at once.
+ */
+async function resendRun(batchSize: number): Promise<ResendRun> {
+  const events = 20_000;
+  const broker = await startMosquitto({ extraConfig: 'max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true' });
+  const deviceId = `bench-resend-${randomUUID().slice(0, 8)}`;
+  const t = topics(PREFIX, deviceId);
+  // Through a shared subscription, as `perch fleet serve` reads events by default.
+  const consumer = await eventCounter(broker.url, `consumer-${deviceId}`, `$share/bench/${t.events}`, TYPE, events, t.status, t.eventsAck, true);
+  let device: Device | null = null;
+  try {
+    await broker.stop();
+    device = await startDevice({
+      brokerUrl: broker.url,
+      deviceId,
+      config: { cloud: { reconnect: { minMs: 20, maxMs: 100 }, upload: { batchSize }, delivery: { ackTimeoutMs: 2000 } } },
+    });
+    await emitBacklog(device.wsUrl, events);
+    await broker.restart();
+    const t0 = Date.now();
+    while (consumer.unique < events * 0.3) await new Promise((r) => setTimeout(r, 2));
+    await broker.kill();
+    await broker.restart();
+    await consumer.done(DRAIN_TIMEOUT_MS);
+    await outboxEmpty(device.port, DRAIN_TIMEOUT_MS);
+    const resent = device.lines.filter((l) => l.msg === 'no fleet ack in time; sending again').reduce((n, l) => n + Number(l.count), 0);
+    return { events, resent, duplicates: consumer.duplicates, lost: resent - Math.min(resent, consumer.duplicates), ms: Date.now() - t0 };
+  } finally {
+    await device?.stop();
+    await consumer.close();
+    await broker.close();
   }
 }
 
@@ -168,6 +234,13 @@ async function main(): Promise<void> {
   console.log(`\n  backlog of ${N} built over WebSocket in ${Math.round(median(b1.map((x) => x.emitMs)))} ms (median); device connect after broker start: ${Math.round(median(b1.map((x) => x.reconnectMs)))} ms (not in the timing)`);
   console.log(`  duplicates seen by the consumer: Perch ${[...b1, ...b100].reduce((s, x) => s + x.duplicates, 0)}, raw ${raw.reduce((s, x) => s + x.duplicates, 0)}`);
 
+  const resends: ResendRun[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    resends.push(await resendRun(100));
+    const x = resends.at(-1) as ResendRun;
+    console.log(`  re-send round ${r + 1}: broker SIGKILLed at 30 % of ${x.events}: re-sent ${x.resent}, duplicates at the consumer ${x.duplicates}, lost by the broker (re-sent and needed) ${x.lost}, all acked ${x.ms} ms after the kill point`);
+  }
+
   saveSection(
     'mqttUpload',
     {
@@ -181,6 +254,7 @@ async function main(): Promise<void> {
       ratioBatch100: median(ratios(b100)),
       target: 0.7,
       met: median(ratios(b1)) >= 0.7,
+      resendAfterBrokerKill: resends,
     },
     'node dist/bench/mqtt-upload.js',
   );

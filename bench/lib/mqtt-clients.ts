@@ -2,6 +2,7 @@
 // are counted by the same code), and a QoS 1 publisher with a fixed in-flight window (the raw
 // baseline). Nothing here belongs to Perch: it is what an application would write with mqtt.js.
 import mqtt, { type MqttClient } from 'mqtt';
+import { toRanges } from '../../cloud-sync/protocol/index.js';
 
 export async function connectBench(url: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
   const c = mqtt.connect(url, { reconnectPeriod: 20, connectTimeout: 5000, ...opts });
@@ -33,10 +34,22 @@ export interface EventCounter {
 
 /**
  * A persistent-session consumer of `P/devices/{id}/events` messages ({"deviceId","events":[...]})
- * counting events of `type` by seq. Subscribes to `statusTopic` too when given.
+ * counting events of `type` by seq. Subscribes to `statusTopic` too when given. With `ackTopic`
+ * it acks what it received the way `perch fleet serve` does (cloud-sync/fleet/acker.ts: the
+ * seqs of one event-loop turn as ranges in one QoS 1 message), without a database behind it.
  */
-export async function eventCounter(url: string, clientId: string, eventsTopic: string, type: string, target: number, statusTopic?: string): Promise<EventCounter> {
-  const c = await connectBench(url, { clientId, clean: false });
+export async function eventCounter(
+  url: string, clientId: string, eventsTopic: string, type: string, target: number, statusTopic?: string, ackTopic?: string, clean = false,
+): Promise<EventCounter> {
+  // clean: true for a shared subscription: Mosquitto restores a session without its $share
+  // subscriptions, and mqtt.js subscribes again only when the session is not present.
+  const c = await connectBench(url, { clientId, clean });
+  let toAck: number[] = [];
+  const flushAcks = (): void => {
+    const seqs = toAck;
+    toAck = [];
+    c.publish(ackTopic as string, JSON.stringify({ ranges: toRanges(seqs) }), { qos: 1 });
+  };
   const seen = new Uint8Array(target * 2 + 1024);
   let resolveDone: (t: number) => void = () => undefined;
   const donePromise = new Promise<number>((r) => (resolveDone = r));
@@ -70,6 +83,10 @@ export async function eventCounter(url: string, clientId: string, eventsTopic: s
     mut.messages++;
     mut.payloadBytes += payload.length;
     const msg = JSON.parse(payload.toString()) as { events: { seq: number; type: string }[] };
+    if (ackTopic && msg.events.length > 0) {
+      if (toAck.length === 0) setImmediate(flushAcks);
+      for (const e of msg.events) toAck.push(e.seq);
+    }
     for (const e of msg.events) {
       if (e.type !== type) continue;
       if (seen[e.seq]) {
