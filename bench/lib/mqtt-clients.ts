@@ -36,7 +36,7 @@ export interface EventCounter {
  * A persistent-session consumer of `P/devices/{id}/events` messages ({"deviceId","events":[...]})
  * counting events of `type` by seq. Subscribes to `statusTopic` too when given. With `ackTopic`
  * it acks what it received the way `perch fleet serve` does (cloud-sync/fleet/acker.ts: the
- * seqs of one event-loop turn as ranges in one QoS 1 message), without a database behind it.
+ * seqs of 25 ms as ranges in one QoS 1 message), without a database behind it.
  */
 export async function eventCounter(
   url: string, clientId: string, eventsTopic: string, type: string, target: number, statusTopic?: string, ackTopic?: string, clean = false,
@@ -84,7 +84,7 @@ export async function eventCounter(
     mut.payloadBytes += payload.length;
     const msg = JSON.parse(payload.toString()) as { events: { seq: number; type: string }[] };
     if (ackTopic && msg.events.length > 0) {
-      if (toAck.length === 0) setImmediate(flushAcks);
+      if (toAck.length === 0) setTimeout(flushAcks, 25); // acker.ts ACK_DELAY_MS
       for (const e of msg.events) toAck.push(e.seq);
     }
     for (const e of msg.events) {

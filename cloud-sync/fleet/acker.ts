@@ -1,8 +1,10 @@
 // The fleet's side of end-to-end delivery (docs/cloud-sync.md "Delivery guarantee"): once a batch
 // of events is committed to fleet.db, `P/devices/{id}/events/ack` tells the device which seqs the
 // fleet holds, so it may delete them. Re-sent events already stored are acked again (the device
-// lost the first ack, or the broker did). The acks of one event-loop turn are merged per device
-// into one message of ranges: a device uploading at batch size 1 gets far fewer acks than messages.
+// lost the first ack, or the broker did). The acks of ACK_DELAY_MS are merged per device into one
+// message of ranges: a device uploading at batch size 1 gets a few acks a second instead of one
+// per message (per event-loop turn was still one ack per one or two messages under load, and
+// the device spent as long reading acks as sending events; docs/benchmarks.md).
 //
 // An ack that never arrives (this process killed after the commit, a broker restart) costs a
 // re-send, which the (deviceId, seq) key makes a duplicate that is not stored twice.
@@ -14,6 +16,8 @@ import { topics } from '../protocol/topics.js';
 import type { ServeStats } from './serve-stats.js';
 
 const QOS1 = { qos: 1, retain: false } as const;
+/** Acks wait at most this long to be merged; far below the device's re-send timeout (10 s). */
+export const ACK_DELAY_MS = 25;
 
 export class FleetAcker {
   private pending = new Map<string, number[]>();
@@ -33,7 +37,7 @@ export class FleetAcker {
     for (const s of seqs) list.push(s);
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    setTimeout(() => this.flush(), ACK_DELAY_MS).unref();
   }
 
   /** Publishes what is pending. QoS 1: mqtt.js queues it while the broker is away. */
