@@ -80,16 +80,20 @@ async function perchRun(broker: Mosquitto, batchSize: number): Promise<Run & { e
     device = await startDevice({
       brokerUrl: broker.url,
       deviceId,
-      config: { cloud: { reconnect: { minMs: 20, maxMs: 100 }, upload: { batchSize } } },
+      // PERCH_BENCH_ACK=broker: delete at the PUBACK (the comparison with the delivery before issue 11).
+      config: { cloud: { reconnect: { minMs: 20, maxMs: 100 }, upload: { batchSize }, delivery: { ack: process.env.PERCH_BENCH_ACK === 'broker' ? 'broker' : 'fleet' } } },
     });
     const emitMs = await emitBacklog(device.wsUrl);
     const restartedAt = Date.now();
     await broker.restart();
     await consumer.done(DRAIN_TIMEOUT_MS);
     if (!consumer.online) throw new Error('no online status seen from the device');
+    // The consumer's last arrival, as wall-clock ms (printed: how much of the time is the acks' tail).
+    const arrivedWall = Date.now() - (performance.now() - (consumer.doneAt as number));
     await outboxEmpty(device.port, DRAIN_TIMEOUT_MS);
     // Both are wall-clock ms on this machine: the device's connect and its outbox seen empty.
     const ms = Date.now() - consumer.online.ts;
+    console.log(`    batchSize ${batchSize}: last event at the consumer after ${arrivedWall - consumer.online.ts} ms, outbox empty after ${ms} ms`);
     return {
       eventsPerSec: N / (ms / 1000),
       ms,
