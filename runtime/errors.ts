@@ -67,6 +67,11 @@ export const ERROR_CODES = {
   PERCH_ERR_BROKER_UNREACHABLE: { status: 503, summary: 'The MQTT broker could not be reached.' },
   PERCH_ERR_DEVICE_UNKNOWN: { status: 404, summary: 'The fleet has never heard from a device of that id.' },
   PERCH_ERR_FLEET_MODEL_MISSING: { status: 404, summary: 'The fleet store holds no such model version.' },
+  PERCH_ERR_MODEL_TOO_LARGE: { status: 413, summary: 'A model update declares more bytes than cloud.download.maxModelBytes; refused before any chunk was asked for.' },
+  PERCH_ERR_MODEL_NO_SPACE: { status: 507, summary: 'The disk of the data directory lacks the space a model update needs (download, install copy and cloud.download.diskHeadroomBytes); refused before any chunk was asked for.' },
+  PERCH_ERR_MODEL_DOWNGRADE: { status: 409, summary: 'A desired document names a model version lower than the one served; going back is the rollback command or a new signed version.' },
+  PERCH_ERR_MODEL_CONFIG_UNSIGNED: { status: 422, summary: 'A model update carries a model.json its signature does not cover (a manifest 1 signature, or none) and signatures are required.' },
+  PERCH_ERR_SIGNING_KEY_INVALID: { status: 400, summary: 'The key given to sign models is not an Ed25519 private key.' },
 
   // Start-up.
   PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },

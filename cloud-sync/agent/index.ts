@@ -48,7 +48,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
   // The reported publisher needs the book and the desired view; both need to tell it of changes.
   let reported: ReportedState | null = null;
   const changed = (): void => reported?.schedule();
-  const book = new StatusBook(port.state, changed);
+  const book = new StatusBook(port.state, changed, port.log);
   let breaker: CircuitBreaker | null = null;
   const updater = new ModelUpdater(
     port,

@@ -16,8 +16,8 @@ export const FLEET_HELP = `perch fleet: the control plane of a Perch fleet over 
 
 Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   keygen   --out DIR                          Ed25519 signing key pair (PEM)
-  sign     --key K --name N --version V --file F   print a signed ModelSpec
-  push     --device ID --model N --version V --file F [--key K]   store + publish desired state
+  sign     --sign-key K --name N --version V --file F   print a signed ModelSpec
+  push     --device ID --model N --version V --file F [--sign-key K]   store + publish desired state
   remove   --device ID --model N                   publish desired state with the model null (removed)
   config   --device ID --set k=v / --unset k ...   publish live config in the desired state
   serve                                       answer chunk requests, store events and device state

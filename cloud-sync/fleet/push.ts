@@ -1,6 +1,6 @@
 // `perch fleet push`: puts a model version into the fleet store and publishes the device's next
-// desired document naming it. Steps: validate, digest + sign, store, read current desired,
-// check the device, publish (QoS 1, retained).
+// desired document naming it. Steps: validate, digest + sign, read current desired, check the
+// device, store, publish (QoS 1, retained).
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { deviceIdArg, modelNameArg, optionalIntArg, positiveIntArg, requireString } from './args.js';
@@ -12,13 +12,17 @@ import { buildSpec } from './spec.js';
 import { withBroker } from './with-broker.js';
 
 export const PUSH_HELP = `perch fleet push --device ID --model NAME --version N --file MODEL.onnx
-                 [--key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]
+                 [--sign-key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]
 
-Copies the model into the fleet store (<store>/models/NAME/N/), signs it with --key (without
-it the spec has no signature: only devices that allow unsigned models take it), and publishes
+Copies the model into the fleet store (<store>/models/NAME/N/), signs it with --sign-key (an
+Ed25519 private key from perch fleet keygen, else PERCH_ERR_SIGNING_KEY_INVALID; the signature
+covers the model file and its --config model.json; without it the spec has no signature: only
+devices that allow unsigned models take it), and publishes
 the device's retained desired state with its version raised by one, keeping the other models
 and the config of the current document. Prints the published document.
---force publishes even to a device the fleet has never heard from (else PERCH_ERR_DEVICE_UNKNOWN).
+--force publishes even to a device the fleet has never heard from (else PERCH_ERR_DEVICE_UNKNOWN;
+nothing is written to the fleet store then). --key is the broker's TLS client key (with --cert),
+never the signing key.
 
 ${COMMON_HELP}`;
 
@@ -28,12 +32,16 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream): P
     options: {
       ...COMMON_OPTIONS,
       device: { type: 'string' }, model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' },
-      'chunk-size': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' },
+      'sign-key': { type: 'string' }, 'chunk-size': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' },
     },
   });
   if (values.help) {
     out.write(PUSH_HELP);
     return 0;
+  }
+  // --key used to be the signing key too: said plainly rather than signing nothing.
+  if (values.key !== undefined && values.cert === undefined && values['sign-key'] === undefined) {
+    throw new UsageError('--key is the TLS client key and needs --cert; sign models with --sign-key');
   }
   const opts = fleetOptions(values);
   const deviceId = deviceIdArg(values.device);
@@ -44,14 +52,15 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream): P
 
   const spec = await buildSpec({
     name, version, file,
-    keyFile: values.key, chunkSize: optionalIntArg(values['chunk-size'], 'chunk-size'), configFile: values.config,
+    keyFile: values['sign-key'], chunkSize: optionalIntArg(values['chunk-size'], 'chunk-size'), configFile: values.config,
   });
-  // Into the store first: a device may ask for chunks the moment the desired state arrives.
-  putModel(opts.store, name, spec, file);
 
   const doc = await withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
+    // Before anything is written: a push refused for an unknown device leaves the store as it was.
     assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
+    // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
+    putModel(opts.store, name, spec, file);
     const next = nextDesired(docs.desired, (d) => {
       d.models[name] = spec;
     });

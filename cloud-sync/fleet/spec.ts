@@ -1,8 +1,9 @@
-// Builds a ModelSpec for a model file: digest, size, chunk size, and (with a key) the signature.
+// Builds a ModelSpec for a model file: digest, size, chunk size, model.json and (with a key) the
+// signature over manifest 2, which covers the model.json too (protocol/signing.ts).
 import { readFileSync } from 'node:fs';
 import { PerchError } from '../../runtime/errors.js';
 import { jsonObjectSchema, type ModelSpec } from '../protocol/schemas.js';
-import { fileDigest, sign } from '../protocol/signing.js';
+import { assertSigningKey, fileDigest, signManifest } from '../protocol/signing.js';
 
 /** 64 KiB: small enough for a Pi's memory and MQTT brokers' defaults, large enough for speed. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
@@ -19,10 +20,10 @@ export interface SpecInput {
 }
 
 export async function buildSpec(input: SpecInput): Promise<ModelSpec> {
+  // Checked before the file is read: an RSA TLS key given by mistake fails at once, by its code.
+  const key = input.keyFile ? assertSigningKey(readFileSync(input.keyFile)) : null;
   const { sha256, size } = await fileDigest(input.file);
-  // Key order here is the order printed and published: version, sha256, size, chunkSize, signature, config.
-  const spec: ModelSpec = { version: input.version, sha256, size, chunkSize: input.chunkSize ?? DEFAULT_CHUNK_SIZE };
-  if (input.keyFile) spec.signature = sign(readFileSync(input.keyFile), input.name, input.version, sha256, size);
+  let config: Record<string, unknown> | undefined;
   if (input.configFile) {
     let parsed: unknown;
     try {
@@ -32,7 +33,11 @@ export async function buildSpec(input: SpecInput): Promise<ModelSpec> {
     }
     const obj = jsonObjectSchema.safeParse(parsed);
     if (!obj.success) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile} is not a JSON object`);
-    spec.config = obj.data;
+    config = obj.data;
   }
+  // Key order here is the order printed and published: version, sha256, size, chunkSize, manifest, signature, config.
+  const spec: ModelSpec = { version: input.version, sha256, size, chunkSize: input.chunkSize ?? DEFAULT_CHUNK_SIZE };
+  if (key) Object.assign(spec, signManifest(key, input.name, { version: input.version, sha256, size, config }));
+  if (config) spec.config = config;
   return spec;
 }

@@ -96,6 +96,8 @@ export const modelSpecSchema = z.object({
   sha256: sha256HexSchema,
   size: z.number().int().min(0),
   chunkSize: z.number().int().min(1),
+  /** Version of the signed manifest (protocol/signing.ts); absent = 1 (no model.json covered). */
+  manifest: z.number().int().min(1).max(1000).optional(),
   signature: base64Schema.optional(),
   config: jsonObjectSchema.optional(),
 });

@@ -130,6 +130,13 @@ export const configSchema = z.strictObject({
           windowChunks: z.number().int().min(1).max(1024).default(16),
           /** Model download cap in bytes per second; 0 = no cap. */
           maxBytesPerSecond: z.number().min(0).default(0),
+          /** A model declaring more bytes than this is refused before any chunk is asked for. */
+          maxModelBytes: z.number().int().min(1).default(2 * 1024 * MiB),
+          /**
+           * Bytes that must stay free beside a download (for the store, logs, the OS): an update
+           * needing more than the free space minus this is refused before any chunk is asked for.
+           */
+          diskHeadroomBytes: z.number().int().min(0).default(64 * MiB),
         })
         .prefault({}),
       rollback: z

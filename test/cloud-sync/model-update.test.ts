@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { createCloudAgent, type CloudAgent } from '../../cloud-sync/agent/index.js';
-import { generateSigningKeyPair, sign } from '../../cloud-sync/protocol/index.js';
+import { generateSigningKeyPair, sign, signManifest } from '../../cloud-sync/protocol/index.js';
 import { captureLogger } from '../helpers/log-capture.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
@@ -58,7 +58,9 @@ test('happy path: chunks fetched a window at a time, verified, installed, report
   const d = await device();
   const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
   try {
-    const spec = { ...specFor('vad', 2, MODEL, keys, CHUNK), config: { name: 'vad' } };
+    // Manifest 2: the signature covers the model.json that travels with the model.
+    const base = specFor('vad', 2, MODEL, null, CHUNK);
+    const spec = { ...base, ...signManifest(keys.privateKeyPem, 'vad', { ...base, config: { name: 'vad' } }), config: { name: 'vad' } };
     await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: spec } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
     const inst = d.t.models.installs[0];

@@ -45,13 +45,13 @@ describe('push and config publish the desired state', () => {
     writeFileSync(b, Buffer.alloc(300_000, 7));
     writeFileSync(join(dir, 'model.json'), '{"maxBatchSize":4}');
 
-    const r1 = await fleet(['push', ...common(), '--device', 'pi-1', '--model', 'vad', '--version', '1', '--file', a, '--key', join(keys, 'signing-key.pem')]);
+    const r1 = await fleet(['push', ...common(), '--device', 'pi-1', '--model', 'vad', '--version', '1', '--file', a, '--sign-key', join(keys, 'signing-key.pem')]);
     assert.equal(r1.code, 0, r1.stderr);
     const d1 = await retainedDesired('pi-1');
     assert.equal(d1.version, 1);
     const vad = d1.models.vad;
     assert.ok(vad);
-    assert.deepEqual(verifySignature(vad, 'vad', parseTrustedKeys(readFileSync(join(keys, 'signing-key.pub.pem'), 'utf8'))), { ok: true, keyIndex: 0 });
+    assert.deepEqual(verifySignature(vad, 'vad', parseTrustedKeys(readFileSync(join(keys, 'signing-key.pub.pem'), 'utf8'))), { ok: true, keyIndex: 0, manifest: 2 });
     assert.deepEqual(readFileSync(join(store, 'models', 'vad', '1', 'model.onnx')), readFileSync(a));
     assert.deepEqual(modelSpecSchema.parse(JSON.parse(readFileSync(join(store, 'models', 'vad', '1', 'spec.json'), 'utf8'))), vad);
 
@@ -130,9 +130,11 @@ describe('push and config publish the desired state', () => {
   test('an unknown device is refused with PERCH_ERR_DEVICE_UNKNOWN, unless --force', async () => {
     const file = join(temp.make(), 'm.onnx');
     writeFileSync(file, 'x');
-    const r = await fleet(['push', ...common(), '--device', 'pi-typo', '--model', 'vad', '--version', '1', '--file', file]);
+    const fresh = temp.make();
+    const r = await fleet(['push', '--url', broker.url, '--store', fresh, '--timeout', '3000', '--device', 'pi-typo', '--model', 'vad', '--version', '1', '--file', file]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /PERCH_ERR_DEVICE_UNKNOWN/);
+    assert.equal(existsSync(join(fresh, 'models')), false, 'a refused push writes nothing to the fleet store');
     const c = await fleet(['config', ...common(), '--device', 'pi-typo', '--set', 'log.level=info']);
     assert.equal(c.code, 1);
     assert.match(c.stderr, /PERCH_ERR_DEVICE_UNKNOWN/);

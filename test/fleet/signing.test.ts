@@ -6,7 +6,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { modelSpecSchema } from '../../cloud-sync/protocol/schemas.js';
-import { fileDigest, parseTrustedKeys, sign, signedBytes, verifySignature } from '../../cloud-sync/protocol/signing.js';
+import { fileDigest, generateSigningKeyPair, parseTrustedKeys, sign, signedBytes, signManifest, verifySignature } from '../../cloud-sync/protocol/signing.js';
 import { fleet, TempDirs } from './harness.js';
 
 describe('keygen, sign, verify', () => {
@@ -28,14 +28,14 @@ describe('keygen, sign, verify', () => {
 
     const model = join(dir, 'model.onnx');
     writeFileSync(model, Buffer.from(Array.from({ length: 200_001 }, (_, i) => i % 251)));
-    const s = await fleet(['sign', '--key', priv, '--name', 'vad', '--version', '4', '--file', model]);
+    const s = await fleet(['sign', '--sign-key', priv, '--name', 'vad', '--version', '4', '--file', model]);
     assert.equal(s.code, 0, s.stderr);
     const spec = modelSpecSchema.parse(JSON.parse(s.stdout));
-    assert.deepEqual(Object.keys(JSON.parse(s.stdout) as object), ['version', 'sha256', 'size', 'chunkSize', 'signature']);
+    assert.deepEqual(Object.keys(JSON.parse(s.stdout) as object), ['version', 'sha256', 'size', 'chunkSize', 'manifest', 'signature']);
     assert.deepEqual({ sha256: spec.sha256, size: spec.size }, await fileDigest(model));
 
     const trusted = parseTrustedKeys(readFileSync(pub, 'utf8'));
-    assert.deepEqual(verifySignature(spec, 'vad', trusted), { ok: true, keyIndex: 0 });
+    assert.deepEqual(verifySignature(spec, 'vad', trusted), { ok: true, keyIndex: 0, manifest: 2 });
     // The signature binds name, version, sha256 and size: change any of them and it fails.
     const refused = (r: ReturnType<typeof verifySignature>): boolean => !r.ok && r.code === 'PERCH_ERR_MODEL_SIGNATURE_INVALID';
     assert.ok(refused(verifySignature(spec, 'other-model', trusted)), 'another name');
@@ -51,7 +51,45 @@ describe('keygen, sign, verify', () => {
     assert.equal((verifySignature(unsigned, 'vad', trusted) as { code: string }).code, 'PERCH_ERR_MODEL_UNSIGNED');
     // Trusted keys: the right one among several is found.
     const other = generateKeyPairSync('ed25519').publicKey;
-    assert.deepEqual(verifySignature(spec, 'vad', [other, ...trusted]), { ok: true, keyIndex: 1 });
+    assert.deepEqual(verifySignature(spec, 'vad', [other, ...trusted]), { ok: true, keyIndex: 1, manifest: 2 });
+  });
+
+  test('manifest 1 signatures stay readable; manifest 2 binds the model.json, in any key order', () => {
+    const { privateKeyPem, publicKeyPem } = generateSigningKeyPair();
+    const trusted = parseTrustedKeys(publicKeyPem);
+    const base = { version: 2, sha256: 'ab'.repeat(32), size: 1000 };
+    const old = { ...base, signature: sign(privateKeyPem, 'vad', 2, base.sha256, base.size) };
+    assert.deepEqual(verifySignature(old, 'vad', trusted), { ok: true, keyIndex: 0, manifest: 1 });
+    const config = { maxBatchSize: 4, versionPolicy: { latest: { numVersions: 1 } } };
+    const v2 = { ...base, config, ...signManifest(privateKeyPem, 'vad', { ...base, config }) };
+    assert.deepEqual(verifySignature(v2, 'vad', trusted), { ok: true, keyIndex: 0, manifest: 2 });
+    assert.deepEqual(verifySignature({ ...v2, config: { versionPolicy: { latest: { numVersions: 1 } }, maxBatchSize: 4 } }, 'vad', trusted), { ok: true, keyIndex: 0, manifest: 2 });
+    const changed = verifySignature({ ...v2, config: { ...config, versionPolicy: { specific: { versions: [1] } } } }, 'vad', trusted);
+    assert.equal(!changed.ok && changed.code, 'PERCH_ERR_MODEL_SIGNATURE_INVALID');
+    const dropped = verifySignature({ ...v2, config: undefined }, 'vad', trusted);
+    assert.equal(!dropped.ok && dropped.code, 'PERCH_ERR_MODEL_SIGNATURE_INVALID', 'a model.json removed');
+    const unknown = verifySignature({ ...v2, manifest: 3 }, 'vad', trusted);
+    assert.equal(!unknown.ok && unknown.code, 'PERCH_ERR_MODEL_SIGNATURE_INVALID');
+  });
+
+  test('sign and push refuse a signing key that is not Ed25519 (PERCH_ERR_SIGNING_KEY_INVALID); push --key is the TLS key', async () => {
+    const dir = temp.make();
+    const rsa = join(dir, 'tls.key');
+    writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const model = join(dir, 'model.onnx');
+    writeFileSync(model, 'bytes');
+    const s = await fleet(['sign', '--sign-key', rsa, '--name', 'vad', '--version', '1', '--file', model]);
+    assert.equal(s.code, 1);
+    assert.match(s.stderr, /PERCH_ERR_SIGNING_KEY_INVALID: .*rsa, not Ed25519/);
+    assert.equal(s.stdout, '');
+    // Refused before the broker is even asked (nothing listens on this port).
+    const p = await fleet(['push', '--url', 'mqtt://127.0.0.1:9', '--store', dir, '--device', 'd', '--model', 'vad', '--version', '1', '--file', model, '--sign-key', rsa]);
+    assert.equal(p.code, 1);
+    assert.match(p.stderr, /PERCH_ERR_SIGNING_KEY_INVALID/);
+    // --key alone on push was the signing key once: now a usage error that says so.
+    const k = await fleet(['push', '--url', 'mqtt://127.0.0.1:9', '--store', dir, '--device', 'd', '--model', 'vad', '--version', '1', '--file', model, '--key', rsa]);
+    assert.equal(k.code, 2);
+    assert.match(k.stderr, /--sign-key/);
   });
 
   test('sign without --key, or with a bad version, is a usage error (exit 2)', async () => {

@@ -10,7 +10,7 @@
 // but not yet committed is simply fetched again. One file and two fsyncs per batch instead of a
 // created, fsynced and renamed file per chunk is what made downloads several times faster.
 import { createHash } from 'node:crypto';
-import { constants, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PerchError } from '../../../runtime/errors.js';
@@ -41,6 +41,12 @@ export class ChunkStore {
 
   private get journalFile(): string {
     return join(this.dir, 'staged.log');
+  }
+
+  /** Disk blocks the staging file holds now (chunks are written in place, so it may be sparse). */
+  allocatedBytes(): number {
+    const st = statSync(this.modelFile, { throwIfNoEntry: false });
+    return st ? st.blocks * 512 : 0;
   }
 
   ensure(): void {

@@ -1,6 +1,8 @@
-// Step "verify-signature": Ed25519 over JSON.stringify({name, version, sha256, size}) (docs/protocol.md
-// section 5) against the trusted keys of `cloud.trustedKeysFile` (one or more PEM public keys,
-// read at each check, so a replaced key file counts without a restart).
+// Step "check-signature", before anything is downloaded: the signature covers the name, version,
+// SHA-256 and size (and, from manifest 2, the model.json), so it can be checked from the desired
+// document alone; the digest step after the download ties the bytes to it. Ed25519 against the
+// trusted keys of `cloud.trustedKeysFile` (one or more PEM public keys, read at each check, so a
+// replaced key file counts without a restart). docs/cloud-sync.md, "Signatures".
 import { readFileSync } from 'node:fs';
 import { PerchError } from '../../../runtime/errors.js';
 import { parseTrustedKeys, verifySignature, type ModelSpec } from '../../protocol/index.js';
@@ -10,7 +12,10 @@ export interface SignaturePolicy {
   allowUnsignedModels: boolean;
 }
 
-/** Throws PERCH_ERR_MODEL_UNSIGNED or PERCH_ERR_MODEL_SIGNATURE_INVALID; returns how it passed. */
+/**
+ * Throws PERCH_ERR_MODEL_UNSIGNED, PERCH_ERR_MODEL_SIGNATURE_INVALID or
+ * PERCH_ERR_MODEL_CONFIG_UNSIGNED; returns how it passed.
+ */
 export function checkSignature(name: string, spec: ModelSpec, policy: SignaturePolicy): 'verified' | 'unsigned-allowed' {
   if (spec.signature === undefined || spec.signature === '') {
     if (policy.allowUnsignedModels) return 'unsigned-allowed';
@@ -31,5 +36,14 @@ export function checkSignature(name: string, spec: ModelSpec, policy: SignatureP
   }
   const r = verifySignature(spec, name, keys);
   if (!r.ok) throw new PerchError(r.code, r.message);
+  if (r.manifest === 1 && spec.config !== undefined) {
+    // A manifest 1 signature says nothing about the model.json beside it: a captured old spec
+    // with a model.json added (say, a version policy pinning an old version) must not pass.
+    if (policy.allowUnsignedModels) return 'unsigned-allowed';
+    throw new PerchError(
+      'PERCH_ERR_MODEL_CONFIG_UNSIGNED',
+      `model '${name}' version ${spec.version} carries a model.json that its signature (manifest 1) does not cover; sign it again with this perch fleet (manifest 2)`,
+    );
+  }
   return 'verified';
 }

@@ -2,7 +2,8 @@
 // Served models come from the runtime (port.models.served()); this book holds the rest:
 // "downloading", "staged" and "failed" entries. It is persisted, so after a reboot the device
 // still reports a failure, and does not fetch again a version that was refused or rolled back.
-import type { ErrorCode } from '../../../runtime/errors.js';
+import { toPerchError, type ErrorCode } from '../../../runtime/errors.js';
+import type { Logger } from '../../../runtime/log.js';
 import type { StateStore } from '../../../runtime/store/state-store.js';
 
 export const STATUS_BOOK_KEY = 'cloud.models.status';
@@ -14,8 +15,17 @@ export interface BookEntry {
   error?: { code: ErrorCode; message: string };
 }
 
-/** Failures a later try cannot fix for the same file: the version is not fetched again. */
-const TRANSIENT: ReadonlySet<ErrorCode> = new Set(['PERCH_ERR_MODEL_DOWNLOAD_FAILED', 'PERCH_ERR_BROKER_UNREACHABLE', 'PERCH_ERR_INTERNAL']);
+/**
+ * Failures that do not make a file refused for good (the others are final: the same file is not
+ * fetched again): those a later try may not hit, and those of the checks made before any
+ * download (version, signature, size, space), which cost nothing to make again and may pass for
+ * another spec of the same file (a model.json signed this time, a disk with room again).
+ */
+const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
+  'PERCH_ERR_MODEL_DOWNLOAD_FAILED', 'PERCH_ERR_BROKER_UNREACHABLE', 'PERCH_ERR_INTERNAL',
+  'PERCH_ERR_MODEL_DOWNGRADE', 'PERCH_ERR_MODEL_UNSIGNED', 'PERCH_ERR_MODEL_SIGNATURE_INVALID', 'PERCH_ERR_MODEL_CONFIG_UNSIGNED',
+  'PERCH_ERR_MODEL_TOO_LARGE', 'PERCH_ERR_MODEL_NO_SPACE',
+]);
 
 export class StatusBook {
   private readonly entries: Map<string, BookEntry>;
@@ -23,8 +33,14 @@ export class StatusBook {
   constructor(
     private readonly state: StateStore,
     private readonly onChange: () => void,
+    private readonly log: Logger,
   ) {
-    const saved = state.get<Record<string, BookEntry>>(STATUS_BOOK_KEY) ?? {};
+    let saved: Record<string, BookEntry> = {};
+    try {
+      saved = state.get<Record<string, BookEntry>>(STATUS_BOOK_KEY) ?? {};
+    } catch (err) {
+      log.warn({ code: toPerchError(err).code, err: toPerchError(err).message }, 'model status book not read; starting empty');
+    }
     this.entries = new Map(Object.entries(saved));
   }
 
@@ -52,7 +68,14 @@ export class StatusBook {
   }
 
   private save(): void {
-    this.state.set(STATUS_BOOK_KEY, Object.fromEntries(this.entries));
+    try {
+      this.state.set(STATUS_BOOK_KEY, Object.fromEntries(this.entries));
+    } catch (err) {
+      // A full disk or a read-only store must not stop an update, nor the process: the book
+      // still reports from memory; only a reboot would forget it.
+      const e = toPerchError(err);
+      this.log.warn({ code: e.code, err: e.message }, 'model status not persisted');
+    }
     this.onChange();
   }
 }

@@ -1,7 +1,8 @@
-// A model update as an ordered array of named steps (docs/design.md house style 8; docs/design.md "model
-// update": fetch chunks, verify digest, verify signature, stage, load, warm up, swap). Each step
-// is small, logged with its duration, and owns the PERCH_ERR_* code reported when it fails
-// (unless it throws a PerchError with a more precise one, e.g. install's load/warm-up codes).
+// A model update as an ordered array of named steps (docs/design.md house style 8; docs/cloud-sync.md
+// "Model updates"): check version, signature and space, fetch chunks, verify size and digest,
+// stage, load, warm up, swap. Each step is small, logged with its duration, and owns the
+// PERCH_ERR_* code reported when it fails (unless it throws a PerchError with a more precise
+// one, e.g. install's load/warm-up codes).
 // Any failing step leaves the old model serving: only `install` touches the repository, and the
 // runtime's install undoes itself on failure.
 import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/errors.js';
@@ -10,7 +11,9 @@ import type { ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { ChunkDownload } from './download.js';
+import { servedByName } from '../served.js';
 import { checkSignature } from './signature.js';
+import { checkSpace } from './space.js';
 import type { BookEntry } from './status-book.js';
 
 export interface UpdateContext {
@@ -36,6 +39,41 @@ export interface UpdateStep {
 }
 
 export const UPDATE_STEPS: readonly UpdateStep[] = [
+  // The three checks run before the first chunk is asked for: a refused update costs nothing.
+  {
+    // A replayed old signed spec is a downgrade attack: going back is the rollback command or a
+    // new version signed by the fleet (docs/cloud-sync.md, "Checked before the download").
+    name: 'check-version',
+    code: 'PERCH_ERR_MODEL_DOWNGRADE',
+    run: async (ctx) => {
+      const served = servedByName(ctx.port).get(ctx.name);
+      if (served && ctx.spec.version < served.version) {
+        throw new PerchError('PERCH_ERR_MODEL_DOWNGRADE', `desired version ${ctx.spec.version} of '${ctx.name}' is lower than version ${served.version} that serves; use the rollback command or push a new version`);
+      }
+    },
+  },
+  {
+    // The signature covers the name, version, digest, size and model.json: all known now.
+    name: 'check-signature',
+    code: 'PERCH_ERR_MODEL_SIGNATURE_INVALID',
+    run: async (ctx) => {
+      const how = checkSignature(ctx.name, ctx.spec, ctx.port.config.cloud);
+      if (how === 'unsigned-allowed') ctx.log.warn('model accepted without a verified signature (cloud.allowUnsignedModels)');
+    },
+  },
+  {
+    name: 'check-space',
+    code: 'PERCH_ERR_MODEL_NO_SPACE',
+    run: async (ctx) => {
+      const { download } = ctx.port.config.cloud;
+      const r = checkSpace({
+        name: ctx.name, version: ctx.spec.version, size: ctx.spec.size, staged: Math.min(ctx.spec.size, ctx.store.allocatedBytes()),
+        stagingDir: ctx.port.stagingDir, repositoryDir: ctx.port.config.models.repository,
+        maxModelBytes: download.maxModelBytes, headroomBytes: download.diskHeadroomBytes,
+      });
+      ctx.log.debug(r, 'disk space for the update');
+    },
+  },
   {
     name: 'fetch-chunks',
     code: 'PERCH_ERR_MODEL_DOWNLOAD_FAILED',
@@ -61,18 +99,10 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     code: 'PERCH_ERR_MODEL_DIGEST_MISMATCH',
     run: async (ctx) => {
       const got = ctx.assembled?.sha256;
+      // The digest ties the bytes to the signature checked before the download.
       if (got !== ctx.spec.sha256) {
         throw new PerchError('PERCH_ERR_MODEL_DIGEST_MISMATCH', `downloaded file has SHA-256 ${got}, desired state says ${ctx.spec.sha256}`);
       }
-    },
-  },
-  {
-    // After the digest: the signature covers the digest, the digest covers the bytes.
-    name: 'verify-signature',
-    code: 'PERCH_ERR_MODEL_SIGNATURE_INVALID',
-    run: async (ctx) => {
-      const how = checkSignature(ctx.name, ctx.spec, ctx.port.config.cloud);
-      if (how === 'unsigned-allowed') ctx.log.warn('model accepted without a verified signature (cloud.allowUnsignedModels)');
     },
   },
   {

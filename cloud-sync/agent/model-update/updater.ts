@@ -129,7 +129,6 @@ export class ModelUpdater {
 
   private begin(name: string, spec: ModelSpec, after: Promise<void>): void {
     const store = new ChunkStore(this.port.stagingDir, name, spec.version, spec.sha256, spec.chunkSize);
-    this.removeOtherStaging(name, store.dir);
     const abort = new AbortController();
     const log = this.port.log.child({ model: name, version: spec.version });
     const entry: ActiveUpdate = { spec, abort, download: null, done: Promise.resolve() };
@@ -144,10 +143,20 @@ export class ModelUpdater {
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
     };
     this.active.set(name, entry);
-    entry.done = after.then(() => runSteps(this.steps, ctx)).then(
+    entry.done = after
+      .then(() => {
+        // Once the superseded update has stopped writing: its chunks can never be used now.
+        this.removeOtherStaging(name, store.dir);
+        return runSteps(this.steps, ctx);
+      })
+      .then(
       () => this.succeeded(ctx),
       (err: unknown) => this.failed(ctx, err),
-    ).finally(() => {
+    ).catch((err: unknown) => {
+      // Recording the outcome failed (a store that cannot write, say): the update's fate is
+      // logged and the process goes on serving.
+      log.error({ err }, 'model update outcome not recorded');
+    }).finally(() => {
       if (this.active.get(name) === entry) this.active.delete(name);
     });
   }

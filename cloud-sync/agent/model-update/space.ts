@@ -1,0 +1,52 @@
+// Step "check-space", before anything is downloaded: a model update costs its bytes twice (the
+// staging file, then the copy the runtime installs into the model repository) and must leave
+// `cloud.download.diskHeadroomBytes` free for the store, so one message naming a huge model can
+// never fill the disk (docs/cloud-sync.md, "Checked before the download"). The declared size is
+// checked against `cloud.download.maxModelBytes` first: a lie about the size is caught later by
+// the download itself (a chunk past the declared size is refused) and the size and digest steps.
+import { statfsSync, statSync } from 'node:fs';
+import { PerchError } from '../../../runtime/errors.js';
+
+export interface SpaceNeed {
+  name: string;
+  version: number;
+  /** Declared size of the model file. */
+  size: number;
+  /** Bytes of it already staged (a resumed download needs only the rest). */
+  staged: number;
+  stagingDir: string;
+  repositoryDir: string;
+  maxModelBytes: number;
+  headroomBytes: number;
+}
+
+/** Bytes free to an unprivileged writer on the disk holding `dir`. */
+export function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+/** Throws PERCH_ERR_MODEL_TOO_LARGE or PERCH_ERR_MODEL_NO_SPACE; returns the bytes it needs. */
+export function checkSpace(n: SpaceNeed): { needed: number; free: number } {
+  const what = `model '${n.name}' version ${n.version}`;
+  if (n.size > n.maxModelBytes) {
+    throw new PerchError('PERCH_ERR_MODEL_TOO_LARGE', `${what} declares ${n.size} bytes, over cloud.download.maxModelBytes (${n.maxModelBytes})`);
+  }
+  const download = Math.max(0, n.size - n.staged);
+  const sameDisk = statSync(n.stagingDir).dev === statSync(n.repositoryDir).dev;
+  const checks = sameDisk
+    ? [{ dir: n.stagingDir, needed: download + n.size + n.headroomBytes }]
+    : [{ dir: n.stagingDir, needed: download + n.headroomBytes }, { dir: n.repositoryDir, needed: n.size + n.headroomBytes }];
+  let last = { needed: 0, free: 0 };
+  for (const c of checks) {
+    const free = freeBytes(c.dir);
+    if (free < c.needed) {
+      throw new PerchError(
+        'PERCH_ERR_MODEL_NO_SPACE',
+        `${what} needs ${c.needed} bytes free on the disk of ${c.dir} (download, install copy and cloud.download.diskHeadroomBytes ${n.headroomBytes}); ${free} are`,
+      );
+    }
+    last = { needed: c.needed, free };
+  }
+  return last;
+}
