@@ -5,7 +5,7 @@
 // config whole or not at all.
 import type { ErrorCode } from '../../runtime/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
-import type { DesiredState } from '../protocol/index.js';
+import { canonicalJson, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
 import { recordEvent } from './record-event.js';
 import type { DesiredView } from './reported-state.js';
@@ -20,6 +20,8 @@ export interface SavedDesired {
   /** False between persisting the document and applying its config (a crash in between re-applies). */
   configDone: boolean;
   configError: { code: ErrorCode; message: string } | null;
+  /** The last document not applied, and why (state/reported `ignored`); cleared by the next applied one. */
+  ignored?: IgnoredDesired | null;
 }
 
 export class DesiredStateApplier implements DesiredView {
@@ -42,6 +44,10 @@ export class DesiredStateApplier implements DesiredView {
     return this.saved?.configError ?? null;
   }
 
+  ignored(): IgnoredDesired | null {
+    return this.saved?.ignored ?? null;
+  }
+
   /** At start: the document applied last (maybe received just before a reboot) is carried on. */
   resume(): void {
     if (!this.saved) return;
@@ -52,12 +58,21 @@ export class DesiredStateApplier implements DesiredView {
   receive(doc: DesiredState): void {
     const last = this.version();
     if (doc.version <= last) {
-      // The retained document comes again at every subscribe: not above = already applied.
       this.stats.ignored.staleDesired++;
-      this.port.log.debug({ version: doc.version, applied: last }, 'desired state not above the applied version; ignored');
+      // The retained document comes again at every subscribe: the one applied, nothing to say.
+      if (this.saved && doc.version === last && canonicalJson(doc) === canonicalJson(this.saved.doc)) {
+        this.port.log.debug({ version: doc.version }, 'desired state already applied');
+        return;
+      }
+      // Anything else not above is a replayed old document or a fleet whose counter went back:
+      // said in state/reported, so `perch fleet push --wait` and `devices` show it.
+      const reason = `desired version ${doc.version} is not above version ${last}, the one applied (a replayed or out-of-date document)`;
+      this.port.log.warn({ version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
+      if (this.saved) this.persist({ ...this.saved, ignored: { version: doc.version, reason } });
+      this.changed();
       return;
     }
-    const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null };
+    const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null, ignored: null };
     this.persist(saved);
     this.stats.desiredApplied++;
     this.port.log.info({ version: doc.version, models: Object.keys(doc.models) }, 'applying desired state');

@@ -66,7 +66,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       .catch((err: unknown) => port.log.error({ err, model: trip.name }, 'rollback after failures in service did not happen'));
   });
   const desired = new DesiredStateApplier(port, stats, updater, changed);
-  reported = new ReportedState(port, conn, book, desired, opts.backlogReportMs);
+  reported = new ReportedState(port, conn, book, desired, (name) => updater.progress(name), opts.backlogReportMs);
   const rep = reported;
   const commands = createCommands(port, stats, updater, rep);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });

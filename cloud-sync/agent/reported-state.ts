@@ -5,7 +5,7 @@
 import type { TimerHandle } from '../../runtime/clock.js';
 import type { ErrorCode } from '../../runtime/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
-import type { OutboxSummary, ReportedModel } from '../protocol/index.js';
+import type { IgnoredDesired, OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { StatusBook } from './model-update/status-book.js';
 import type { RuntimePort } from './runtime-port.js';
@@ -22,6 +22,8 @@ export interface ReportedDocument {
   config: Record<string, unknown>;
   /** Added: why the last desired config was refused (config stays the effective old one). */
   configError?: { code: ErrorCode; message: string };
+  /** Added: the last desired document not applied (its version was not above desiredVersion). */
+  ignored?: IgnoredDesired;
   ts: number;
   /** The device's event backlog (docs/protocol.md section 5, `outbox`), shown by `perch fleet devices`. */
   outbox: OutboxSummary;
@@ -30,6 +32,7 @@ export interface ReportedDocument {
 export interface DesiredView {
   version(): number;
   configError(): { code: ErrorCode; message: string } | null;
+  ignored(): IgnoredDesired | null;
 }
 
 /** How often the backlog is looked at, and state/reported published again when it changed. */
@@ -46,6 +49,8 @@ export class ReportedState {
     private readonly conn: Connection,
     private readonly book: StatusBook,
     private readonly desired: DesiredView,
+    /** Chunks staged of a download in progress (throttled by the download: once a second). */
+    private readonly progress: (name: string) => { staged: number; total: number } | null = () => null,
     private readonly backlogReportMs = BACKLOG_REPORT_MS,
   ) {}
 
@@ -82,14 +87,18 @@ export class ReportedState {
         ...(e.error ? { error: e.error } : {}),
         active: s ? { version: s.version, sha256: s.sha256 } : null,
       };
+      const p = e.status === 'downloading' ? this.progress(name) : null;
+      if (p) models[name] = { ...models[name], progress: p } as ReportedModelEntry;
     }
     const configError = this.desired.configError();
     const { count, bytes, oldestAgeMs } = this.port.outbox.stats();
+    const ignored = this.desired.ignored();
     return {
       desiredVersion: this.desired.version(),
       models,
       config: this.port.liveConfig.current() as unknown as Record<string, unknown>,
       ...(configError ? { configError } : {}),
+      ...(ignored ? { ignored } : {}),
       ts: this.port.clock.wallNow(),
       outbox: { count, bytes, oldestAgeMs },
     };

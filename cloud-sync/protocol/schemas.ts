@@ -59,12 +59,27 @@ export const eventsSchema = z.object({
 export type EventsMessage = z.infer<typeof eventsSchema>;
 
 export const MODEL_STATUSES = ['active', 'downloading', 'staged', 'failed'] as const;
+/** Download progress of a "downloading" model, in chunks (reported at most every few seconds). */
+export const downloadProgressSchema = z.object({
+  staged: z.number().int().min(0),
+  total: z.number().int().min(0),
+});
+export type DownloadProgressReport = z.infer<typeof downloadProgressSchema>;
+
 export const reportedModelSchema = z.object({
   version: modelVersionSchema,
   sha256: sha256HexSchema,
   status: z.enum(MODEL_STATUSES),
   error: errorSchema.optional(),
+  progress: downloadProgressSchema.optional(),
 });
+
+/** A desired document the device did not apply, and why (its version was not above the applied one). */
+export const ignoredDesiredSchema = z.object({
+  version: z.number().int().min(0),
+  reason: z.string(),
+});
+export type IgnoredDesired = z.infer<typeof ignoredDesiredSchema>;
 export type ReportedModel = z.infer<typeof reportedModelSchema>;
 
 /** `P/devices/{id}/state/reported`, retained. desiredVersion is 0 before any desired document was applied. */
@@ -74,6 +89,7 @@ export const reportedSchema = z.object({
   config: jsonObjectSchema,
   /** Why the last desired config was refused (config is then the effective old one). */
   configError: errorSchema.optional(),
+  ignored: ignoredDesiredSchema.optional(),
   ts: timestampSchema,
   outbox: outboxSummarySchema.optional(),
 });

@@ -5,22 +5,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createCloudAgent, type CloudAgent } from '../../cloud-sync/agent/index.js';
-import { reportedSchema, topics } from '../../cloud-sync/protocol/index.js';
+import { reportedSchema, sign, topics } from '../../cloud-sync/protocol/index.js';
 import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { connectClient, eventsConsumer, PREFIX, publishDesired, readReported, waitFor } from './helpers/mqtt-client.js';
+import { makeKeys, type TestKeys } from './helpers/models.js';
 import { makePort, type TestPort } from './helpers/port.js';
 import { fleet } from '../fleet/harness.js';
 
 let broker: Mosquitto;
+let keys: TestKeys;
 before(async () => {
   broker = await startMosquitto();
+  keys = makeKeys();
 });
 after(async () => {
   await broker.close();
 });
 
 async function device(mqttUrl = broker.url, extra: { dataDir?: string; deviceId?: string } = {}): Promise<{ t: TestPort; agent: CloudAgent }> {
-  const t = makePort({ mqttUrl, ...extra, cloud: { maxPayloadBytes: 4096 } });
+  const t = makePort({ mqttUrl, ...extra, cloud: { maxPayloadBytes: 4096, trustedKeysFile: keys.trustedKeysFile } });
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
   return { t, agent };
@@ -38,6 +41,14 @@ test('desired versions only rise: an older or equal document is ignored and coun
     await publishDesired(broker.url, t.port.deviceId, { version: 5, config: { cloud: { upload: { batchSize: 4 } } } });
     await waitFor(() => agent.stats().ignored.staleDesired >= 2, 5000, 'stale documents counted');
     assert.equal(t.port.liveConfig.current().cloud.upload.batchSize, 5);
+    // Said in state/reported (the fleet's push --wait and devices show it); the same document
+    // again (the retained one at every subscribe) is not.
+    const ignored = await waitFor(async () => {
+      const r = await readReported(broker.url, t.port.deviceId);
+      return (r?.ignored as { version: number; reason: string } | undefined)?.version === 5 ? r : null;
+    }, 5000, 'ignored v5 reported');
+    assert.equal(ignored.desiredVersion, 5);
+    assert.match((ignored.ignored as { reason: string }).reason, /not above version 5/);
     await publishDesired(broker.url, t.port.deviceId, { version: 6, config: { cloud: { upload: { batchSize: 6 } } } });
     await waitFor(() => t.port.liveConfig.current().cloud.upload.batchSize === 6, 5000, 'v6 applied');
     const rep = await waitFor(async () => {
@@ -45,6 +56,7 @@ test('desired versions only rise: an older or equal document is ignored and coun
       return r?.desiredVersion === 6 ? r : null;
     }, 5000, 'reported v6');
     assert.equal((rep.config as { cloud: { upload: { batchSize: number } } }).cloud.upload.batchSize, 6);
+    assert.equal(rep.ignored, undefined, 'an applied document clears it');
     assert.ok(reportedSchema.safeParse(rep).success, 'state/reported holds to the protocol schema');
   } finally {
     await agent.stop();
@@ -153,7 +165,9 @@ test('bad payloads are logged, counted and ignored; the agent keeps working', as
     await cloud.publishAsync(tp.desired, JSON.stringify({ version: 'one' }), { qos: 1 });
     await cloud.publishAsync(tp.commands, Buffer.alloc(5000, 0x20), { qos: 1 });
     // A download in progress, then a chunk of it the device never asked for (index out of range).
-    await publishDesired(broker.url, t.port.deviceId, { version: 1, models: { m: { version: 1, sha256: 'a'.repeat(64), size: 100, chunkSize: 10 } } });
+    // Signed, or it would be refused before any chunk is asked for.
+    const signature = sign(keys.privateKeyPem, 'm', 1, 'a'.repeat(64), 100);
+    await publishDesired(broker.url, t.port.deviceId, { version: 1, models: { m: { version: 1, sha256: 'a'.repeat(64), size: 100, chunkSize: 10, signature } } });
     await waitFor(() => agent.stats().chunksRequested > 0, 5000, 'download under way');
     await cloud.publishAsync(tp.chunk('m', 1, 50), Buffer.from([1, 2, 3]), { qos: 1 });
     await waitFor(() => {

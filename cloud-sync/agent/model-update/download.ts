@@ -67,6 +67,8 @@ export class ChunkDownload {
     readonly spec: ModelSpec,
     private readonly store: ChunkStore,
     private readonly opts: DownloadOptions,
+    /** Progress was saved (at most once a second): state/reported shows it. */
+    private readonly onProgress: () => void = () => undefined,
   ) {
     this.total = Math.ceil(spec.size / spec.chunkSize);
     const { maxBytesPerSecond } = port.config.cloud.download;
@@ -150,8 +152,12 @@ export class ChunkDownload {
       return;
     }
     // Progress is for reporting (the journal is the truth) and each save is an fsynced SQLite
-    // write on the event loop: once a second is plenty.
-    if (this.port.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) this.saveProgress();
+    // write on the event loop, and a state/reported message: once a second is plenty.
+    if (this.port.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) {
+      this.saveProgress();
+      this.log.info({ staged, total: this.total, percent: Math.floor((100 * staged) / this.total) }, 'model download progress');
+      this.onProgress();
+    }
     this.fill();
   }
 

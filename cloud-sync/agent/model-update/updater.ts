@@ -116,6 +116,12 @@ export class ModelUpdater {
     await Promise.all([...this.active.keys()].map((n) => this.cancel(n)));
   }
 
+  /** Chunks staged of the download in progress of `name`, for state/reported; null when none. */
+  progress(name: string): { staged: number; total: number } | null {
+    const d = this.active.get(name)?.download;
+    return d ? { staged: d.stagedChunks, total: d.total } : null;
+  }
+
   isUpdating(name: string): boolean {
     return this.active.has(name);
   }
@@ -139,7 +145,7 @@ export class ModelUpdater {
       store,
       signal: abort.signal,
       log,
-      startDownload: () => (entry.download = new ChunkDownload(this.port, this.conn, this.stats, name, spec, store, this.downloadOpts)),
+      startDownload: () => (entry.download = new ChunkDownload(this.port, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
     };
     this.active.set(name, entry);
