@@ -1,12 +1,13 @@
 // Answers `P/devices/{id}/models/request` from the fleet store: each chunk's raw bytes to
 // `P/devices/{id}/models/{name}/{version}/chunks/{index}`, QoS 1, not retained. A request for a
-// model the store does not hold, or starting past the end, is logged and counted, never thrown.
+// model version not in the device's desired state (as the fleet store has it), one the store
+// does not hold, or one starting past the end, is logged and counted, never thrown.
 // A window reaching past the end is cut at the last chunk (the tail of a download).
 import type { MqttClient } from 'mqtt';
 import { PerchError } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/log.js';
 import { parsePayload } from '../protocol/parse.js';
-import { modelsRequestSchema } from '../protocol/schemas.js';
+import { modelsRequestSchema, type DesiredState } from '../protocol/schemas.js';
 import { topics } from '../protocol/topics.js';
 import type { ModelFiles, OpenModel } from './model-files.js';
 import { chunkCount, readChunks } from './model-store.js';
@@ -22,6 +23,8 @@ export interface ChunkServerContext {
   maxPayloadBytes: number;
   /** Upper bound on chunks sent for one request (bounds memory and a greedy device). */
   maxChunksPerRequest: number;
+  /** The desired document the fleet published for a device (fleet store): what it may fetch. */
+  desiredOf(deviceId: string): DesiredState | undefined;
 }
 
 export async function answerChunkRequest(ctx: ChunkServerContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
@@ -33,6 +36,11 @@ export async function answerChunkRequest(ctx: ChunkServerContext, deviceId: stri
   if (!parsed.ok) return ignore(parsed.reason, parsed.error.code, parsed.error.message);
   const req = parsed.value;
   ctx.stats.chunkRequests++;
+  // Confinement: a device gets only the model versions in its own desired state, never one
+  // pushed to another device (the topic, which the broker's ACL binds to the device, says who asks).
+  if (ctx.desiredOf(deviceId)?.models[req.name]?.version !== req.version) {
+    return ignore('not-desired', 'PERCH_ERR_FLEET_MODEL_MISSING', `${req.name} version ${req.version} is not in the desired state the fleet published for ${deviceId}`);
+  }
   let model: OpenModel;
   try {
     model = await ctx.files.get(req.name, req.version);

@@ -17,7 +17,7 @@ export const FLEET_HELP = `perch fleet: the control plane of a Perch fleet over 
 Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   keygen   --out DIR                          Ed25519 signing key pair (PEM)
   sign     --sign-key K --name N --version V --file F   print a signed ModelSpec
-  push     --device ID --model N --version V --file F [--sign-key K]   store + publish desired state
+  push     --device ID --model N --version V --file F [--sign-key K] [--wait]   store + publish desired state
   remove   --device ID --model N                   publish desired state with the model null (removed)
   config   --device ID --set k=v / --unset k ...   publish live config in the desired state
   serve                                       answer chunk requests, store events and device state
@@ -43,7 +43,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       case 'sign':
         return await signCommand(rest, out);
       case 'push':
-        return await pushCommand(rest, out);
+        return await pushCommand(rest, out, err);
       case 'remove':
         return await removeCommand(rest, out);
       case 'config':

@@ -9,7 +9,7 @@ import { PerchError } from '../../runtime/errors.js';
 import { LIVE_KEYS, liveDocumentIssues } from '../../runtime/live-config.js';
 import { applySet, applyUnset } from './config-set.js';
 import { assertKnownDevice } from './device-check.js';
-import { mergeConfig, nextDesired, publishDesired, readDeviceDocs } from './desired.js';
+import { mergeConfig, publishNext, readDeviceDocs } from './desired.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from './options.js';
 import { withBroker } from './with-broker.js';
 
@@ -50,16 +50,14 @@ export async function configCommand(args: string[], out: NodeJS.WritableStream):
   const doc = await withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
     assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
-    const next = nextDesired(docs.desired, (d) => {
+    return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
       d.config = mergeConfig(d.config, patch);
       for (const key of unsets) applyUnset(d.config, key);
+      const issues = liveDocumentIssues(d.config);
+      if (issues) {
+        throw new PerchError('PERCH_ERR_LIVE_CONFIG_INVALID', `not published: ${deviceId} would refuse this config ${issues}\n(take a key out with --unset KEY)`);
+      }
     });
-    const issues = liveDocumentIssues(next.config);
-    if (issues) {
-      throw new PerchError('PERCH_ERR_LIVE_CONFIG_INVALID', `not published: ${deviceId} would refuse this config ${issues}\n(take a key out with --unset KEY)`);
-    }
-    await publishDesired(client, opts.prefix, deviceId, next);
-    return next;
   });
   out.write(`${JSON.stringify(doc)}\n`);
   return 0;

@@ -4,15 +4,15 @@
 // Several `serve` processes on one host share this file; WAL and busy_timeout let them write in
 // turn, and the UNIQUE key makes dedup hold across all of them.
 import Database from 'better-sqlite3';
-import type { Database as Db, Statement } from 'better-sqlite3';
+import type { Database as Db, Statement, Transaction } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../runtime/store/pragmas.js';
-import type { EventMessage } from '../protocol/schemas.js';
+import { desiredSchema, type DesiredState, type EventMessage } from '../protocol/schemas.js';
 import { PerchError } from '../../runtime/errors.js';
 
 export const DB_FILE = 'fleet.db';
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -33,6 +33,17 @@ const MIGRATIONS: Record<number, string> = {
       status_at   INTEGER,
       reported    TEXT,
       reported_at INTEGER
+    );
+  `,
+  // The fleet owns each device's desired-version counter and document (not the broker's
+  // retained copy, which a broker without persistence loses and anyone allowed to publish there
+  // can replay); serve answers chunk requests only for what it names.
+  2: `
+    CREATE TABLE desired (
+      device_id    TEXT    PRIMARY KEY,
+      version      INTEGER NOT NULL,
+      doc          TEXT    NOT NULL,
+      published_at INTEGER NOT NULL
     );
   `,
 };
@@ -80,6 +91,9 @@ export class FleetDatabase {
   private readonly selectRunEnd: Statement;
   private readonly selectGaps: Statement;
   private readonly insertBatch: (deviceId: string, events: readonly EventMessage[], at: number) => number;
+  private readonly selectDesired: Statement;
+  private readonly upsertDesired: Statement;
+  private readonly claimDesired: Transaction<(deviceId: string, doc: DesiredState, at: number) => DesiredState>;
 
   constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
     this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
@@ -125,6 +139,18 @@ export class FleetDatabase {
          (SELECT seq, lag(seq) OVER (ORDER BY seq) AS prev FROM events WHERE device_id = ?)
        WHERE seq - prev > 1 ORDER BY seq`,
     ).raw();
+    this.selectDesired = this.db.prepare('SELECT version, doc FROM desired WHERE device_id = ?');
+    this.upsertDesired = this.db.prepare(
+      `INSERT INTO desired (device_id, version, doc, published_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, doc = excluded.doc, published_at = excluded.published_at`,
+    );
+    // IMMEDIATE: two pushes for one device at the same moment get two versions, never one twice.
+    this.claimDesired = this.db.transaction((deviceId: string, doc: DesiredState, at: number) => {
+      const stored = this.selectDesired.get(deviceId) as { version: number } | undefined;
+      const claimed = { ...doc, version: Math.max(doc.version, (stored?.version ?? 0) + 1) };
+      this.upsertDesired.run(deviceId, claimed.version, JSON.stringify(claimed), at);
+      return claimed;
+    });
     // One transaction per MQTT message: one fsync for the whole batch.
     this.insertBatch = this.db.transaction((deviceId: string, events: readonly EventMessage[], at: number) => {
       let stored = 0;
@@ -183,6 +209,22 @@ export class FleetDatabase {
       if (gaps.length < maxGaps) gaps.push([from, to]);
     }
     return { firstSeq: first, contiguousSeq: this.selectRunEnd.get(deviceId) as number, gaps, missing };
+  }
+
+  /** The desired document the fleet last published for a device (its version is the counter). */
+  desired(deviceId: string): DesiredState | undefined {
+    const row = this.selectDesired.get(deviceId) as { version: number; doc: string } | undefined;
+    if (!row) return undefined;
+    const parsed = desiredSchema.safeParse(JSON.parse(row.doc));
+    return parsed.success ? parsed.data : undefined;
+  }
+
+  /**
+   * Records `doc` as the device's desired document before it is published, with its version
+   * raised above the stored one if another push took that number meanwhile; returns what to publish.
+   */
+  recordDesired(deviceId: string, doc: DesiredState, at: number): DesiredState {
+    return this.claimDesired.immediate(deviceId, doc, at);
   }
 
   device(deviceId: string): DeviceRow | undefined {

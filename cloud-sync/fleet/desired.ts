@@ -1,11 +1,12 @@
-// Read-modify-publish of a device's retained desired document (docs/protocol.md section 5): the next
+// Read-modify-publish of a device's desired document (docs/protocol.md section 5): the next
 // document keeps every model and config key of the current one, changes what was asked, and
-// carries version = current + 1, so versions only rise.
+// carries a version above any the fleet or the device has seen, so versions only rise.
 import type { MqttClient } from 'mqtt';
 import { PerchError } from '../../runtime/errors.js';
 import { parsePayload } from '../protocol/parse.js';
-import { desiredSchema, type DesiredState } from '../protocol/schemas.js';
+import { desiredSchema, reportedSchema, type DesiredState } from '../protocol/schemas.js';
 import { topics } from '../protocol/topics.js';
+import { FleetDatabase } from './database.js';
 import { readRetained } from './retained.js';
 
 export interface DeviceDocs {
@@ -33,14 +34,44 @@ export async function readDeviceDocs(client: MqttClient, prefix: string, deviceI
   return docs;
 }
 
-/** The next desired document: a copy of `current` with `change` applied and the version raised. */
-export function nextDesired(current: DesiredState | undefined, change: (doc: DesiredState) => void): DesiredState {
+/**
+ * The next desired document: a copy of `current` with `change` applied and the version raised
+ * above both its own and `floor` (the highest version the fleet or the device has seen).
+ */
+export function nextDesired(current: DesiredState | undefined, change: (doc: DesiredState) => void, floor = 0): DesiredState {
   const doc: DesiredState = structuredClone(current ?? { version: 0, models: {}, config: {} });
   doc.models ??= {};
   doc.config ??= {};
   change(doc);
-  doc.version = (current?.version ?? 0) + 1;
+  doc.version = Math.max(current?.version ?? 0, floor) + 1;
   return desiredSchema.parse(doc);
+}
+
+/** The desiredVersion a device last reported (0 when unknown). */
+export function reportedDesiredVersion(reported: Buffer | undefined): number {
+  if (!reported) return 0;
+  const parsed = parsePayload(reportedSchema, reported);
+  return parsed.ok ? parsed.value.desiredVersion : 0;
+}
+
+/**
+ * Read-modify-publish with the fleet's own counter (docs/fleet.md, "Desired versions"): the next
+ * document starts from the fleet store's copy (or the retained one, when it is newer: a store
+ * from before the counter existed), its version is above everything the fleet stored, the broker
+ * retains and the device reported, and it is recorded in the store before it is published.
+ */
+export async function publishNext(client: MqttClient, store: string, prefix: string, deviceId: string, docs: DeviceDocs, change: (doc: DesiredState) => void): Promise<DesiredState> {
+  const db = FleetDatabase.open(store);
+  try {
+    const stored = db.desired(deviceId);
+    const base = docs.desired && (!stored || docs.desired.version > stored.version) ? docs.desired : stored;
+    const floor = Math.max(stored?.version ?? 0, docs.desired?.version ?? 0, reportedDesiredVersion(docs.reported));
+    const next = db.recordDesired(deviceId, nextDesired(base, change, floor), Date.now());
+    await publishDesired(client, prefix, deviceId, next);
+    return next;
+  } finally {
+    db.close();
+  }
 }
 
 export async function publishDesired(client: MqttClient, prefix: string, deviceId: string, doc: DesiredState): Promise<void> {

@@ -15,7 +15,8 @@ import { withBroker } from './with-broker.js';
 export const DEVICES_HELP = `perch fleet devices [--json]
 
 A table of the devices the fleet knows: DEVICE, ONLINE, DESIRED (desired document version),
-REPORTED (the desired version the device last applied), MODELS (name vVERSION status, the
+REPORTED (the desired version the device last applied; "(ignored vN)" when it did not apply
+desired version N, with the reason in --json), MODELS (name vVERSION status, the
 error code of a failed one, "-> vN" when the desired version differs, "-> removed" while a
 removal is pending), CONFIG (ok, or "refused CODE" when the device refused the desired live
 config), BACKLOG (events the device holds for the cloud, as it last reported them; '-' when it
@@ -36,6 +37,8 @@ export interface DeviceView {
   models: Array<{ name: string; version: number | null; status: string | null; error: string | null; desiredVersion: number | null; removing: boolean }>;
   /** The refusal of the desired live config the device reported, or null. */
   configError: { code: string; message: string } | null;
+  /** The last desired document the device did not apply, and why. */
+  ignored: { version: number; reason: string } | null;
   backlog: number | null;
   backlogBytes: number | null;
   eventsStored: number;
@@ -65,7 +68,7 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
   const view = (id: string): DeviceView => {
     let v = views.get(id);
     if (!v) {
-      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null, firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
+      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, ignored: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null, firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
       views.set(id, v);
     }
     return v;
@@ -115,6 +118,7 @@ function summarize(v: DeviceView): void {
   v.online = v.status ? v.status.online : null;
   v.desiredVersion = v.desired?.version ?? null;
   v.reportedVersion = v.reported?.desiredVersion ?? null;
+  v.ignored = v.reported?.ignored ?? null;
   v.configError = v.reported?.configError ?? null;
   const outbox = v.reported?.outbox ?? v.status?.outbox;
   v.backlog = outbox?.count ?? null;
@@ -143,7 +147,7 @@ function table(list: DeviceView[]): string {
     v.deviceId,
     v.online === null ? '?' : v.online ? 'yes' : 'no',
     v.desiredVersion === null ? '-' : String(v.desiredVersion),
-    v.reportedVersion === null ? '-' : String(v.reportedVersion),
+    (v.reportedVersion === null ? '-' : String(v.reportedVersion)) + (v.ignored ? ` (ignored v${v.ignored.version})` : ''),
     v.models.map((m) => {
       const have = m.version === null ? `${m.name} -` : [m.name, `v${m.version}`, m.status, m.error].filter((x) => x).join(' ');
       if (m.removing) return `${have} -> removed`;

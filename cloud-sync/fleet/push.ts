@@ -5,14 +5,16 @@ import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { deviceIdArg, modelNameArg, optionalIntArg, positiveIntArg, requireString } from './args.js';
 import { assertKnownDevice } from './device-check.js';
-import { nextDesired, publishDesired, readDeviceDocs } from './desired.js';
+import { publishNext, readDeviceDocs } from './desired.js';
 import { putModel } from './model-store.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from './options.js';
 import { buildSpec } from './spec.js';
+import { WAIT_EXIT, waitForOutcome } from './wait.js';
 import { withBroker } from './with-broker.js';
 
 export const PUSH_HELP = `perch fleet push --device ID --model NAME --version N --file MODEL.onnx
                  [--sign-key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]
+                 [--wait [--wait-timeout SECONDS]]
 
 Copies the model into the fleet store (<store>/models/NAME/N/), signs it with --sign-key (an
 Ed25519 private key from perch fleet keygen, else PERCH_ERR_SIGNING_KEY_INVALID; the signature
@@ -20,19 +22,23 @@ covers the model file and its --config model.json; without it the spec has no si
 devices that allow unsigned models take it), and publishes
 the device's retained desired state with its version raised by one, keeping the other models
 and the config of the current document. Prints the published document.
+--wait follows the device's state/reported until the version is active (exit 0), failed (exit
+1, with the device's code), ignored by the device (exit 3) or --wait-timeout seconds (default
+600) pass (exit 4), printing download progress on stderr.
 --force publishes even to a device the fleet has never heard from (else PERCH_ERR_DEVICE_UNKNOWN;
 nothing is written to the fleet store then). --key is the broker's TLS client key (with --cert),
 never the signing key.
 
 ${COMMON_HELP}`;
 
-export async function pushCommand(args: string[], out: NodeJS.WritableStream): Promise<number> {
+export async function pushCommand(args: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
       ...COMMON_OPTIONS,
       device: { type: 'string' }, model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' },
       'sign-key': { type: 'string' }, 'chunk-size': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' },
+      wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' },
     },
   });
   if (values.help) {
@@ -55,18 +61,19 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream): P
     keyFile: values['sign-key'], chunkSize: optionalIntArg(values['chunk-size'], 'chunk-size'), configFile: values.config,
   });
 
-  const doc = await withBroker(opts, async (client) => {
+  const waitMs = (optionalIntArg(values['wait-timeout'], 'wait-timeout') ?? 600) * 1000;
+
+  return withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
     // Before anything is written: a push refused for an unknown device leaves the store as it was.
     assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
     // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
     putModel(opts.store, name, spec, file);
-    const next = nextDesired(docs.desired, (d) => {
+    const doc = await publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
       d.models[name] = spec;
     });
-    await publishDesired(client, opts.prefix, deviceId, next);
-    return next;
+    out.write(`${JSON.stringify(doc)}\n`);
+    if (!values.wait) return 0;
+    return WAIT_EXIT[await waitForOutcome(client, opts.prefix, { deviceId, doc, name, spec }, waitMs, err)];
   });
-  out.write(`${JSON.stringify(doc)}\n`);
-  return 0;
 }

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { PerchError } from '../../runtime/errors.js';
 import { deviceIdArg, modelNameArg } from './args.js';
 import { assertKnownDevice } from './device-check.js';
-import { nextDesired, publishDesired, readDeviceDocs, type DeviceDocs } from './desired.js';
+import { publishNext, readDeviceDocs, type DeviceDocs } from './desired.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';
 import { withBroker } from './with-broker.js';
 
@@ -46,11 +46,9 @@ export async function removeCommand(args: string[], out: NodeJS.WritableStream):
         `device '${deviceId}' has no model '${name}': its desired state does not name it and its reported state does not list it (pass --force to publish anyway)`,
       );
     }
-    const next = nextDesired(docs.desired, (d) => {
+    return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
       d.models[name] = null;
     });
-    await publishDesired(client, opts.prefix, deviceId, next);
-    return next;
   });
   out.write(`${JSON.stringify(doc)}\n`);
   return 0;

@@ -23,7 +23,8 @@ export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --
                   [--max-payload BYTES] [--max-chunks N] [--log-level LEVEL]
 
 Runs until SIGTERM/SIGINT:
-  - answers chunk requests (P/devices/+/models/request, shared) from the fleet store;
+  - answers chunk requests (P/devices/+/models/request, shared) from the fleet store, for the
+    model versions in the desired state the fleet published for that device only;
   - stores events ($share/GROUP/P/devices/+/events) in <store>/fleet.db, deduplicated on
     (deviceId, seq), and acks each stored batch to its device (P/devices/ID/events/ack), which
     deletes the events only then; start several serve processes on the same store to split the load;
@@ -125,7 +126,10 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   }
   ref.acker = new FleetAcker(client, fleet.prefix, log, stats);
   const files = new ModelFiles(fleet.store);
-  ref.chunks = { client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256 };
+  ref.chunks = {
+    client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256,
+    desiredOf: (deviceId) => db.desired(deviceId),
+  };
 
   const group = o.group ?? FLEET_SHARE_GROUP;
   const f = fleetTopics(fleet.prefix, group);

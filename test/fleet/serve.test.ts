@@ -95,9 +95,21 @@ describe('fleet serve', () => {
     assert.equal(createHash('sha256').update(whole).digest('hex'), createHash('sha256').update(bytes).digest('hex'));
     assert.equal(chunks.get(12)?.length, 100_003 - 12 * 8192);
     await waitFor(() => running?.stats.chunksSent === 13, 5000, 'chunk stats');
-    assert.deepEqual(running.stats.ignored, { json: 1, schema: 1, 'unknown-model': 2, 'out-of-range': 1, oversized: 1 });
+    assert.deepEqual(running.stats.ignored, { json: 1, schema: 1, 'not-desired': 2, 'out-of-range': 1, oversized: 1 });
+
+    // Confinement: another device asking, on its own topic, for the model pushed to pi-1 gets
+    // nothing (the request is refused before any file is read, so no chunk can follow).
+    const other = await device('pi-other');
+    const stolen: string[] = [];
+    other.on('message', (topic) => stolen.push(topic));
+    await other.subscribeAsync(topics(PREFIX, 'pi-other').allChunks, { qos: 1 });
+    await other.publishAsync(topics(PREFIX, 'pi-other').modelsRequest, JSON.stringify({ name: 'vad', version: 2, from: 0, count: 13 }), { qos: 1 });
+    await waitFor(() => running?.stats.ignored['not-desired'] === 3, 5000, 'the other device refused');
+    assert.deepEqual(stolen, []);
+    assert.equal(running.stats.chunksSent, 13);
     const ignored = logOut.lines.filter((l) => l.msg === 'chunk request ignored');
-    assert.equal(ignored.length, 6);
+    assert.equal(ignored.length, 7);
+    assert.ok(ignored.some((l) => l.deviceId === 'pi-other' && l.reason === 'not-desired'));
     assert.ok(ignored.every((l) => typeof l.code === 'string' && String(l.code).startsWith('PERCH_ERR_')), JSON.stringify(ignored));
     await running.stop();
     running = undefined;
