@@ -27,6 +27,17 @@ interface Pending {
   reject(err: PerchError): void;
 }
 
+/**
+ * A connection must stay up this long before the reconnect backoff starts again from its
+ * minimum: one closed sooner (another client taking over the client id, a broker that accepts
+ * and then drops us) counts as a failed attempt, so two clients with one id do not kick each
+ * other off in a tight loop (docs/cloud-sync.md, "Connection").
+ */
+export const STABLE_CONNECTION_MS = 30_000;
+
+/** [MQTT-3.14.2.1] DISCONNECT reason 0x8E: another client connected with this client id. */
+const SESSION_TAKEN_OVER = 0x8e;
+
 /** mqtt.js copies publish options, so one object each serves every call. */
 const QOS1 = { qos: 1, retain: false } as const;
 const QOS1_RETAINED = { qos: 1, retain: true } as const;
@@ -43,6 +54,10 @@ export class Connection {
   private readonly onlineFns = new Set<() => void>();
   private readonly offlineFns = new Set<() => void>();
   private messageFn: MessageHandler = () => undefined;
+  /** clock.now() at the last CONNACK of the current client (null while not connected). */
+  private connectedAt: number | null = null;
+  /** The broker said another client took over this client id (MQTT 5 DISCONNECT 0x8E). */
+  private displaced = false;
   /** Delays chosen so far, newest last (for logs and tests of the backoff). */
   readonly delays: number[] = [];
 
@@ -162,7 +177,9 @@ export class Connection {
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     client.on('connect', (connack) => {
       if (client !== this.client) return;
-      this.backoff.reset();
+      // The backoff is reset only once the connection has proved stable (handleClose).
+      this.connectedAt = this.port.clock.now();
+      this.displaced = false;
       this.stats.connects++;
       this.port.log.info({ url: this.port.config.cloud.mqttUrl, sessionPresent: connack.sessionPresent }, 'connected to the broker');
       // Online means the device hears the cloud: only once desired state and commands are
@@ -186,6 +203,9 @@ export class Connection {
     });
     // Without a listener an 'error' event would throw; the 'close' that follows does the work.
     client.on('error', (err) => this.port.log.warn({ code: 'PERCH_ERR_BROKER_UNREACHABLE', err: err.message }, 'MQTT connection error'));
+    client.on('disconnect', (packet) => {
+      if (client === this.client && packet.reasonCode === SESSION_TAKEN_OVER) this.displaced = true;
+    });
     client.on('close', () => this.handleClose(client));
   }
 
@@ -196,8 +216,26 @@ export class Connection {
       this.stats.disconnects++;
       this.port.log.warn('disconnected from the broker');
     }
+    const lasted = this.connectedAt === null ? null : this.port.clock.now() - this.connectedAt;
+    this.connectedAt = null;
+    if (lasted !== null && lasted >= STABLE_CONNECTION_MS) this.backoff.reset();
+    const displaced = this.displaced;
+    this.displaced = false;
     this.setOffline();
     this.scheduleReconnect();
+    const delayMs = this.delays.at(-1);
+    if (displaced) {
+      this.stats.displaced++;
+      this.port.log.warn(
+        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.port.deviceId, delayMs, attempt: this.backoff.attempts },
+        'displaced: another client connected with this device\'s client id (session taken over); backing off instead of taking it back at once',
+      );
+    } else if (lasted !== null && lasted < STABLE_CONNECTION_MS) {
+      this.port.log.warn(
+        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.port.deviceId, lastedMs: Math.round(lasted), delayMs, attempt: this.backoff.attempts },
+        'the broker closed the connection soon after accepting it (another client using this device\'s client id?); backing off',
+      );
+    }
   }
 
   private scheduleReconnect(): void {

@@ -16,6 +16,8 @@ export interface AgentStats {
   };
   connects: number;
   disconnects: number;
+  /** Connections closed by the broker because another client took over the device's client id. */
+  displaced: number;
   eventsPublished: number;
   batchesPublished: number;
   /** Ack messages from the fleet (P/devices/{id}/events/ack). */
@@ -39,6 +41,7 @@ export function emptyStats(): AgentStats {
     ignored: { oversized: 0, json: 0, schema: 0, unknownChunk: 0, staleDesired: 0, unknownTopic: 0 },
     connects: 0,
     disconnects: 0,
+    displaced: 0,
     eventsPublished: 0,
     batchesPublished: 0,
     fleetAcks: 0,

@@ -146,3 +146,57 @@ describe('mutual TLS and the example ACL', () => {
     assert.equal(list.find((d) => d.deviceId === 'dev-b')?.desiredVersion, 1, "B's desired state unchanged");
   });
 });
+
+describe('client ids bound to the certificate identity (packaging/mosquitto/mosquitto.conf)', () => {
+  // The devices' listener of the example config: use_username_as_clientid true.
+  const conf = readFileSync(join(REPO_ROOT, 'packaging', 'mosquitto', 'mosquitto.conf'), 'utf8');
+  let pki: TestPki;
+  let broker: Mosquitto;
+  const clients: MqttClient[] = [];
+
+  before(async () => {
+    assert.match(conf, /listener 8883[^]*use_username_as_clientid true[^]*listener 8884/, 'the example binds client ids on the devices\' listener');
+    pki = createTestPki(['dev-a', 'dev-b']);
+    broker = await startMosquitto({
+      plain: false,
+      allowAnonymous: false,
+      acl: readFileSync(join(REPO_ROOT, 'packaging', 'mosquitto', 'acl.conf'), 'utf8'),
+      tls: { cafile: pki.ca, certfile: pki.server.cert, keyfile: pki.server.key, requireCertificate: true, useIdentityAsUsername: true, useUsernameAsClientid: true },
+    });
+  });
+  after(async () => {
+    for (const c of clients) await c.endAsync(true).catch(() => undefined);
+    await broker?.close();
+    pki?.cleanup();
+  });
+
+  test("a client with B's certificate connecting with A's client id does not knock A off", async () => {
+    const connect = async (cert: string, clientId: string): Promise<MqttClient> => {
+      const c = await mqttClient(broker.tlsUrl, {
+        clientId, ca: readFileSync(pki.ca), cert: readFileSync(pki.clients[cert]?.cert ?? ''), key: readFileSync(pki.clients[cert]?.key ?? ''), rejectUnauthorized: true,
+      });
+      clients.push(c);
+      return c;
+    };
+    const a = await connect('dev-a', 'dev-a');
+    let aClosed = false;
+    a.on('close', () => (aClosed = true));
+    // The impostor gets its CONNACK only after the broker handled its client id: a takeover of
+    // A's session would have closed A's socket by then.
+    const impostor = await connect('dev-b', 'dev-a');
+    // A still works: a round trip on its own connection, and its own retained topic reads back.
+    const ta = topics(PREFIX, 'dev-a');
+    // (A displaced A would never get the PUBACK: mqtt.js keeps the message for a reconnect.)
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no PUBACK: A was displaced')), 5000)));
+    await Promise.race([a.publishAsync(ta.status, '{"online":true}', { qos: 1, retain: true }), late]).finally(() => clearTimeout(timer));
+    const seen = collect(a, (t) => t === ta.status);
+    await a.subscribeAsync(ta.status, { qos: 1 });
+    await waitFor(() => seen.length === 1, 5000, "A's own status");
+    assert.equal(aClosed, false, 'A was not displaced');
+    // The impostor got B's identity as its client id: it is confined to B's topics.
+    const tb = topics(PREFIX, 'dev-b');
+    await impostor.publishAsync(tb.status, '{"online":true}', { qos: 1, retain: true });
+    assert.equal(impostor.connected, true);
+  });
+});

@@ -29,6 +29,8 @@ export interface MosquittoTlsOptions {
   requireCertificate?: boolean;
   /** The client certificate's CN becomes the MQTT username (what ACL `%u` matches). */
   useIdentityAsUsername?: boolean;
+  /** The username replaces the client id a client sends: client ids bound to identities. */
+  useUsernameAsClientid?: boolean;
 }
 
 export interface MosquittoOptions {
@@ -141,6 +143,7 @@ function buildConfig(opts: MosquittoOptions, dir: string, port: number, tlsPort:
       `keyfile ${opts.tls.keyfile}`,
       `require_certificate ${opts.tls.requireCertificate ?? false}`,
       `use_identity_as_username ${opts.tls.useIdentityAsUsername ?? false}`,
+      `use_username_as_clientid ${opts.tls.useUsernameAsClientid ?? false}`,
     );
   }
   if (opts.extraConfig) lines.push('', opts.extraConfig);
