@@ -3,13 +3,12 @@
 // clock with growing delays and says so in its log, instead of taking the id back at once.
 // Real Mosquitto; the impostor is a raw mqtt.js client.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import mqtt from 'mqtt';
 import { Connection } from '../../cloud-sync/agent/connection.js';
 import { emptyStats } from '../../cloud-sync/agent/stats.js';
-import { createLogger } from '../../runtime/log.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { captureLogger } from '../helpers/log-capture.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from './helpers/mqtt-client.js';
 import { makePort } from './helpers/port.js';
@@ -22,22 +21,14 @@ after(async () => {
   await broker.close();
 });
 
-class Lines extends Writable {
-  readonly lines: Record<string, unknown>[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    for (const l of chunk.toString().split('\n')) if (l.startsWith('{')) this.lines.push(JSON.parse(l) as Record<string, unknown>);
-    cb();
-  }
-}
-
 for (const protocolVersion of [5, 4] as const) {
   test(`MQTT ${protocolVersion}: displaced by a client with the same id, the agent backs off with growing delays and logs it`, async () => {
     const clock = new FakeClock();
-    const logs = new Lines();
+    const logs = captureLogger();
     const t = makePort({
       mqttUrl: broker.url,
       clock,
-      log: createLogger('info', logs),
+      log: logs.logger,
       cloud: { protocolVersion, reconnect: { minMs: 1000, maxMs: 60_000 } },
     });
     const stats = emptyStats();

@@ -92,8 +92,6 @@ export interface TestPortOptions {
   /** The agent's logger (silent unless a test reads what the agent says it did). */
   log?: Logger;
   models?: RecordingModels;
-  /** The agent's logger (silent by default). */
-  log?: Logger;
 }
 
 export function makePort(opts: TestPortOptions): TestPort {
