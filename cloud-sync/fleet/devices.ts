@@ -16,9 +16,9 @@ export const DEVICES_HELP = `perch fleet devices [--json]
 
 A table of the devices the fleet knows: DEVICE, ONLINE, DESIRED (desired document version),
 REPORTED (the desired version the device last applied; "(ignored vN)" when it did not apply
-desired version N, with the reason in --json), MODELS (name vVERSION status, the
-error code of a failed one, "-> vN" when the desired version differs, "-> removed" while a
-removal is pending), CONFIG (ok, or "refused CODE" when the device refused the desired live
+desired version N, with the reason in --json), MODELS (name vVERSION status, chunks staged of
+the total while downloading ("downloading 12/36"), the error code of a failed one, "-> vN"
+when the desired version differs, "-> removed" while a removal is pending), CONFIG (ok, or "refused CODE" when the device refused the desired live
 config), BACKLOG (events the device holds for the cloud, as it last reported them; '-' when it
 sends none), EVENTS (events stored by serve / highest seq),
 HELD (seqs the fleet store holds: first..highest contiguous) and GAPS (missing seqs between held
@@ -34,7 +34,7 @@ export interface DeviceView {
   desiredVersion: number | null;
   reportedVersion: number | null;
   /** desiredVersion null with removing: the desired document removes the model (a null entry). */
-  models: Array<{ name: string; version: number | null; status: string | null; error: string | null; desiredVersion: number | null; removing: boolean }>;
+  models: Array<{ name: string; version: number | null; status: string | null; error: string | null; progress: string | null; desiredVersion: number | null; removing: boolean }>;
   /** The refusal of the desired live config the device reported, or null. */
   configError: { code: string; message: string } | null;
   /** The last desired document the device did not apply, and why. */
@@ -135,6 +135,8 @@ function summarize(v: DeviceView): void {
       version: r?.version ?? null,
       status: r?.status ?? null,
       error: r?.error?.code ?? null,
+      // A download in progress, as the device last reported it (at most once a second).
+      progress: r?.progress && r.progress.total > 0 ? `${r.progress.staged}/${r.progress.total}` : null,
       desiredVersion: d ? d.version : null,
       removing: d === null,
     };
@@ -149,7 +151,7 @@ function table(list: DeviceView[]): string {
     v.desiredVersion === null ? '-' : String(v.desiredVersion),
     (v.reportedVersion === null ? '-' : String(v.reportedVersion)) + (v.ignored ? ` (ignored v${v.ignored.version})` : ''),
     v.models.map((m) => {
-      const have = m.version === null ? `${m.name} -` : [m.name, `v${m.version}`, m.status, m.error].filter((x) => x).join(' ');
+      const have = m.version === null ? `${m.name} -` : [m.name, `v${m.version}`, m.status, m.progress, m.error].filter((x) => x).join(' ');
       if (m.removing) return `${have} -> removed`;
       return m.desiredVersion !== null && m.desiredVersion !== m.version ? `${have} -> v${m.desiredVersion}` : have;
     }).join(', ') || '-',

@@ -127,6 +127,21 @@ describe('push and config publish the desired state', () => {
     assert.deepEqual((await retainedDesired('pi-2')).config, { log: { level: 'debug' } });
   });
 
+  test('devices shows a download in progress and a desired document the device ignored', async () => {
+    const c = await mqttClient(broker.url, { clientId: 'pi-progress' });
+    await announceDevice(c, 'pi-progress', {
+      desiredVersion: 4,
+      models: { vad: { version: 2, sha256: 'ab'.repeat(32), status: 'downloading', progress: { staged: 12, total: 36 } } },
+      ignored: { version: 3, reason: 'desired version 3 is not above version 4, the one applied' },
+    });
+    await c.endAsync();
+    const r = await fleet(['devices', ...common()]);
+    assert.equal(r.code, 0, r.stderr);
+    const row = r.stdout.split('\n').find((l) => l.startsWith('pi-progress')) ?? '';
+    assert.match(row, /4 \(ignored v3\)/);
+    assert.match(row, /vad v2 downloading 12\/36/);
+  });
+
   test('an unknown device is refused with PERCH_ERR_DEVICE_UNKNOWN, unless --force', async () => {
     const file = join(temp.make(), 'm.onnx');
     writeFileSync(file, 'x');
