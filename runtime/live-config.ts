@@ -4,9 +4,23 @@
 // current settings), and applied only if all of it is valid; otherwise nothing changes and the
 // reason is returned. The applied settings are persisted, so a reboot keeps them.
 import { z } from 'zod';
-import type { LiveConfig, LiveConfigResult } from '../cloud-sync/agent/runtime-port.js';
 import { formatIssues } from './config/load.js';
 import { configSchema, type PerchConfig } from './config/schema.js';
+import type { ErrorCode } from './errors.js';
+
+/**
+ * The settings that change without restart (docs/protocol.md section 5): a partial of the runtime
+ * config, validated by the same schema. `models.overrides` = per-model batching and cache.
+ */
+export interface LiveConfig {
+  log: { level: PerchConfig['log']['level'] };
+  models: { overrides: PerchConfig['models']['overrides'] };
+  cloud: { upload: PerchConfig['cloud']['upload'] };
+}
+
+export type LiveConfigResult =
+  | { ok: true; effective: LiveConfig }
+  | { ok: false; error: { code: ErrorCode; message: string } };
 
 /** What a desired.config may hold: partials of the live keys, nothing else. */
 const livePartialSchema = z.strictObject({

@@ -5,9 +5,9 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { Gauge } from 'prom-client';
-import type { LiveConfig, LiveConfigResult } from '../cloud-sync/agent/runtime-port.js';
-import { createRuntimePort } from './cloud-port.js';
-import { liveOf, validateLive } from './live-config.js';
+import { createRuntimePort } from './port/create-port.js';
+import type { RuntimePort } from './port/runtime-port.js';
+import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './live-config.js';
 import { ModelInstaller } from './models/installer.js';
 import { STATE_KEYS } from './store/state-store.js';
 import type { AddressInfo } from 'node:net';
@@ -204,7 +204,7 @@ export class Runtime {
       ? await (async () => {
           // Loaded only when cloud sync is on: devices without a cloud never load mqtt.js.
           const { createCloudAgent } = await import('../cloud-sync/agent/index.js');
-          return createCloudAgent(createRuntimePort(this));
+          return createCloudAgent(this.port());
         })()
       : null;
     await this.modules.start(cloud ? [store, models, jobs, cloud, api] : [store, models, jobs, api]);
@@ -248,6 +248,15 @@ export class Runtime {
 
   async stop(): Promise<void> {
     await this.modules.stop();
+  }
+
+  /** The port a module started with the runtime is given (port/runtime-port.ts). */
+  private port(): RuntimePort {
+    return createRuntimePort({
+      config: this.config, bootId: this.bootId, clock: this.clock, log: this.log, bus: this.bus,
+      store: this.store, installer: this.installer, service: this.service,
+      liveConfig: { apply: (partial) => this.applyLiveConfig(partial), current: () => this.live },
+    });
   }
 
   /** Every known version for perch_queue_depth and perch_model_ready: failed ones too (ready 0). */

@@ -5,7 +5,7 @@
 // that version serves (until it is replaced, rolled back, or the agent stops); it is not
 // persisted, so a reboot ends it.
 import type { ErrorCode } from '../../runtime/errors.js';
-import type { InferenceOutcome, RuntimePort } from './runtime-port.js';
+import type { InferenceOutcome, RuntimePort } from '../../runtime/port/runtime-port.js';
 
 /** Refusals caused by load or shutdown, not by the model: they say nothing about the new version. */
 const NOT_THE_MODELS_FAULT: ReadonlySet<ErrorCode> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_SHUTTING_DOWN']);

@@ -6,7 +6,7 @@ import type { CommandMessage } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
 import { recordEvent } from './record-event.js';
 import type { ReportedState } from './reported-state.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
 
 type CommandRun = (cmd: CommandMessage) => Promise<Record<string, unknown>>;

@@ -9,7 +9,7 @@ import type { TimerHandle } from '../../runtime/clock.js';
 import { PerchError } from '../../runtime/errors.js';
 import { topics, type DeviceTopics, type StatusMessage } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
 
 export interface ConnectionOptions {

@@ -9,7 +9,7 @@ import { canonicalJson, type DesiredState, type IgnoredDesired } from '../protoc
 import type { ModelUpdater } from './model-update/updater.js';
 import { recordEvent } from './record-event.js';
 import type { DesiredView } from './reported-state.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { servedByName } from './served.js';
 import type { AgentStats } from './stats.js';
 

@@ -1,7 +1,7 @@
 // The cloud-sync agent (device side of docs/protocol.md section 5) as one runtime Module: a thin
 // composition root wiring the connection, the inbound router, the uploader, desired/reported
 // state, model updates, the rollback circuit breaker and commands. Everything it needs from the
-// runtime comes through the RuntimePort (runtime-port.ts); started only when cloud.mqttUrl is set.
+// runtime comes through the RuntimePort (runtime/port/runtime-port.ts); started only when cloud.mqttUrl is set.
 import type { Module } from '../../runtime/lifecycle.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { createCommands } from './commands.js';
@@ -11,12 +11,12 @@ import { createInbound } from './inbound.js';
 import { StatusBook } from './model-update/status-book.js';
 import { ModelUpdater } from './model-update/updater.js';
 import { ReportedState } from './reported-state.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { emptyStats, snapshot, type AgentStats } from './stats.js';
 import { Uploader } from './uploader.js';
 
 export type { AgentStats } from './stats.js';
-export type { RuntimePort } from './runtime-port.js';
+export type { RuntimePort } from '../../runtime/port/runtime-port.js';
 
 export interface AgentOptions {
   /** Jitter source for reconnect delays (tests pin it). */

@@ -2,7 +2,7 @@
 // other event, so they reach the cloud at-least-once, also after a reboot. The bus `event` topic
 // is told too: the uploader wakes on it, WebSocket subscribers see it.
 import { toPerchError } from '../../runtime/errors.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 
 /** Never throws: a store that cannot take the event is logged, the agent goes on. */
 export function recordEvent(port: RuntimePort, type: string, payload: unknown): void {

@@ -8,7 +8,7 @@ import { STATE_KEYS } from '../../runtime/store/state-store.js';
 import type { IgnoredDesired, OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { StatusBook } from './model-update/status-book.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { servedByName } from './served.js';
 
 export interface ReportedModelEntry extends ReportedModel {

@@ -1,6 +1,6 @@
 // The served version of each model as state/reported shows it: with a version policy serving
 // several versions, the highest one (the one updates replace and rollback goes back from).
-import type { RuntimePort, ServedModel } from './runtime-port.js';
+import type { RuntimePort, ServedModel } from '../../runtime/port/runtime-port.js';
 
 export function servedByName(port: RuntimePort): Map<string, ServedModel> {
   const out = new Map<string, ServedModel>();

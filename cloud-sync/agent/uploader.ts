@@ -22,7 +22,7 @@ import { AckBatcher } from './ack-batcher.js';
 import { AwaitingFleet, type SentBatch } from './awaiting-fleet.js';
 import type { Connection } from './connection.js';
 import { EventsEncoder } from './event-message.js';
-import type { RuntimePort } from './runtime-port.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
 import { TokenBucket } from './token-bucket.js';
 

@@ -13,7 +13,15 @@ import type { ModelInstance } from '../models/model-instance.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
 import type { ClientScope } from './client-scope.js';
-import type { InferenceOutcome } from '../../cloud-sync/agent/runtime-port.js';
+import type { ErrorCode } from '../errors.js';
+
+/** How one inference ended, told to onOutcome listeners (the rollback circuit breaker). */
+export interface InferenceOutcome {
+  model: string;
+  version: number;
+  ok: boolean;
+  code?: ErrorCode;
+}
 
 export interface RequestedOutput {
   name: string;

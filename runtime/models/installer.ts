@@ -12,10 +12,13 @@ import type { Logger } from '../log.js';
 import type { ModelRegistry } from './registry.js';
 import { CONFIG_FILE, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
 
-export interface InstalledModel {
+/** A model version as the device serves it (for state/reported). */
+export interface ServedModel {
   name: string;
   version: number;
+  /** SHA-256 (hex) of the served model.onnx. */
   sha256: string;
+  /** The version this one replaced, kept on disk for rollback (null when none). */
   previousVersion: number | null;
 }
 
@@ -35,11 +38,11 @@ export class ModelInstaller {
     private readonly log: Logger,
   ) {}
 
-  served(): InstalledModel[] {
+  served(): ServedModel[] {
     return this.registry.instances().map((i) => ({ name: i.name, version: i.version, sha256: i.sha256, previousVersion: this.previousOf(i.name, i.version) }));
   }
 
-  async install(name: string, version: number, file: string, modelJson?: unknown): Promise<InstalledModel> {
+  async install(name: string, version: number, file: string, modelJson?: unknown): Promise<ServedModel> {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `'${name}' is not a usable model name`);
     const dir = join(this.repository, name);
     const configPath = join(dir, CONFIG_FILE);
@@ -75,7 +78,7 @@ export class ModelInstaller {
   }
 
   /** Serves the previous version again and deletes the current one. */
-  async rollback(name: string): Promise<InstalledModel> {
+  async rollback(name: string): Promise<ServedModel> {
     const current = this.registry.statusOf(name).served.at(-1);
     const previous = current === undefined ? null : this.previousOf(name, current);
     if (current === undefined || previous === null) throw new PerchError('PERCH_ERR_NO_PREVIOUS_VERSION', `model '${name}' keeps no previous version to roll back to`);
@@ -99,7 +102,7 @@ export class ModelInstaller {
     if (listModelNames(this.repository).includes(name)) rmSync(join(this.repository, name), { recursive: true, force: true });
   }
 
-  private describe(name: string, version: number): InstalledModel {
+  private describe(name: string, version: number): ServedModel {
     const inst = this.registry.resolve(name, version);
     return { name, version, sha256: inst.sha256, previousVersion: this.previousOf(name, version) };
   }

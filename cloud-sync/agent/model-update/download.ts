@@ -12,7 +12,7 @@ import { PerchError } from '../../../runtime/errors.js';
 import type { Logger } from '../../../runtime/log.js';
 import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
-import type { RuntimePort } from '../runtime-port.js';
+import type { RuntimePort } from '../../../runtime/port/runtime-port.js';
 import type { AgentStats } from '../stats.js';
 import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';

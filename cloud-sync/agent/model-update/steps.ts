@@ -8,7 +8,7 @@
 import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/errors.js';
 import type { Logger } from '../../../runtime/log.js';
 import type { ModelSpec } from '../../protocol/index.js';
-import type { RuntimePort, ServedModel } from '../runtime-port.js';
+import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { ChunkDownload } from './download.js';
 import { servedByName } from '../served.js';

@@ -7,7 +7,7 @@ import { PerchError, toPerchError } from '../../../runtime/errors.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
 import { recordEvent } from '../record-event.js';
-import type { RuntimePort, ServedModel } from '../runtime-port.js';
+import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import { servedByName } from '../served.js';
 import type { AgentStats } from '../stats.js';
 import { ChunkStore } from './chunk-store.js';

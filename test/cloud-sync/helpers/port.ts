@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { InferenceOutcome, LiveConfig, LiveConfigResult, RuntimePort, ServedModel } from '../../../cloud-sync/agent/runtime-port.js';
+import type { InferenceOutcome, LiveConfig, LiveConfigResult, RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import { Bus } from '../../../runtime/bus.js';
 import { systemClock, type Clock } from '../../../runtime/clock.js';
 import { parseConfig } from '../../../runtime/config/load.js';

@@ -1,44 +1,20 @@
-// What the cloud-sync agent needs from the runtime, and nothing more. The runtime implements it
-// (runtime/cloud-port.ts); the agent never reaches into runtime internals, so each side can be
-// tested on its own against the real other side.
-import type { Bus } from '../../runtime/bus.js';
-import type { Clock } from '../../runtime/clock.js';
-import type { PerchConfig } from '../../runtime/config/schema.js';
-import type { ErrorCode } from '../../runtime/errors.js';
-import type { Logger } from '../../runtime/log.js';
-import type { Outbox } from '../../runtime/store/outbox.js';
-import type { StateStore } from '../../runtime/store/state-store.js';
+// What a module the runtime starts without knowing it (the cloud-sync agent) may see and do, and
+// nothing more. The runtime owns this port and builds it (create-port.ts); the agent depends on it
+// and never reaches into runtime internals, so each side can be tested on its own against the real
+// other side. Dependencies run one way: cloud-sync/ imports runtime/, never the reverse.
+import type { Bus } from '../bus.js';
+import type { Clock } from '../clock.js';
+import type { PerchConfig } from '../config/schema.js';
+import type { InferenceOutcome } from '../inference/infer-service.js';
+import type { LiveConfig, LiveConfigResult } from '../live-config.js';
+import type { Logger } from '../log.js';
+import type { ServedModel } from '../models/installer.js';
+import type { Outbox } from '../store/outbox.js';
+import type { StateStore } from '../store/state-store.js';
 
-export interface InferenceOutcome {
-  model: string;
-  version: number;
-  ok: boolean;
-  code?: ErrorCode;
-}
-
-/** A model version as the device serves it (for state/reported). */
-export interface ServedModel {
-  name: string;
-  version: number;
-  /** SHA-256 (hex) of the served model.onnx. */
-  sha256: string;
-  /** The version this one replaced, kept on disk for rollback (null when none). */
-  previousVersion: number | null;
-}
-
-export type LiveConfigResult =
-  | { ok: true; effective: LiveConfig }
-  | { ok: false; error: { code: ErrorCode; message: string } };
-
-/**
- * The settings that change without restart (docs/protocol.md section 5): a partial of the runtime
- * config, validated by the same schema. `models.overrides` = per-model batching and cache.
- */
-export interface LiveConfig {
-  log: { level: PerchConfig['log']['level'] };
-  models: { overrides: PerchConfig['models']['overrides'] };
-  cloud: { upload: PerchConfig['cloud']['upload'] };
-}
+export type { InferenceOutcome } from '../inference/infer-service.js';
+export type { LiveConfig, LiveConfigResult } from '../live-config.js';
+export type { ServedModel } from '../models/installer.js';
 
 export interface RuntimePort {
   readonly deviceId: string;
