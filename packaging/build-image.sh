@@ -162,7 +162,7 @@ printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.
 chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group" "$rootfs/etc/nsswitch.conf"
 
 # --- 3. The runtime's JavaScript (architecture-independent) -------------------------------------
-step "compiling runtime/ and cloud-sync/ (packaging/tsconfig.image.json)"
+step "compiling bin/, runtime/ and cloud-sync/ (packaging/tsconfig.image.json)"
 "$repo/node_modules/.bin/tsc" -p "$repo/packaging/tsconfig.image.json" --outDir "$work/dist"
 
 # --- 4. Production node_modules for the target, cached by lockfile + Node version + arch ---------

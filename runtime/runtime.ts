@@ -1,12 +1,13 @@
 // The composition root: builds every module from the config and wires them. No logic of its own.
-// Start order: store -> models -> jobs -> api; stop in reverse, so the last answers and the last
-// events are written before the database closes.
+// Start order: store -> models -> jobs -> the modules it is given (bin/modules.ts: the cloud
+// agent, which it does not know; they get runtime-port.ts) -> api; stop in reverse, so the last
+// answers and the last events are written before the database closes.
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { Gauge } from 'prom-client';
 import { createRuntimePort } from './port/create-port.js';
-import type { RuntimePort } from './port/runtime-port.js';
+import type { ModuleFactory, RuntimePort } from './port/runtime-port.js';
 import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './live-config.js';
 import { ModelInstaller } from './models/installer.js';
 import { STATE_KEYS } from './store/state-store.js';
@@ -40,6 +41,8 @@ import { PerchError } from './errors.js';
 export interface RuntimeDeps {
   log: Logger;
   clock?: Clock;
+  /** Modules the runtime does not know, given the port at start (bin/modules.ts: the cloud agent). */
+  modules?: readonly ModuleFactory[];
 }
 
 export class Runtime {
@@ -200,14 +203,14 @@ export class Runtime {
         await closed;
       },
     };
-    const cloud: Module | null = this.config.cloud.mqttUrl
-      ? await (async () => {
-          // Loaded only when cloud sync is on: devices without a cloud never load mqtt.js.
-          const { createCloudAgent } = await import('../cloud-sync/agent/index.js');
-          return createCloudAgent(this.port());
-        })()
-      : null;
-    await this.modules.start(cloud ? [store, models, jobs, cloud, api] : [store, models, jobs, api]);
+    const extra: Module[] = [];
+    const factories = this.deps.modules ?? [];
+    if (factories.length) {
+      // Built only when a module wants it: the port creates the staging folder.
+      const port = this.port();
+      for (const make of factories) extra.push(await make(port));
+    }
+    await this.modules.start([store, models, jobs, ...extra, api]);
     return this.address;
   }
 

@@ -1,5 +1,5 @@
 // Perch as a real separate process for the benchmarks: a temporary model repository copied from
-// the shipped one (optionally with model.json edits), `node dist/runtime/cli.js serve` on port 0,
+// the shipped one (optionally with model.json edits), `node dist/bin/perch.js serve` on port 0,
 // the port read from the 'perch is serving' log line, RSS from /proc, counters from /metrics.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT, SHIPPED_MODELS } from '../../test/helpers/paths.js';
 
-export const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
+export const CLI = join(REPO_ROOT, 'dist', 'bin', 'perch.js');
 export const ECHO_SERVER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'echo-server.js');
 
 /** Edits one model's parsed model.json in place. */
@@ -66,7 +66,7 @@ export interface StartOptions {
   /** Extra node flags for the server (e.g. --cpu-prof). */
   nodeArgs?: string[];
   readyTimeoutMs?: number;
-  /** Script and arguments instead of `dist/runtime/cli.js serve` (the echo server of the transport floor). */
+  /** Script and arguments instead of `dist/bin/perch.js serve` (the echo server of the transport floor). */
   command?: string[];
 }
 

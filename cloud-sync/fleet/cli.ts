@@ -87,7 +87,7 @@ function isParseArgsError(e: unknown): boolean {
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
 }
 
-/** Entry from `perch fleet ...` (runtime/cli.ts): -1 keeps the process running. */
+/** Entry from `perch fleet ...` (bin/perch.ts): -1 keeps the process running. */
 export async function main(argv: string[]): Promise<number> {
   return run(argv);
 }

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.js';
 import type { PerchConfig } from '../config/schema.js';
 import type { InferenceOutcome } from '../inference/infer-service.js';
 import type { LiveConfig, LiveConfigResult } from '../live-config.js';
+import type { Module } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import type { ServedModel } from '../models/installer.js';
 import type { Outbox } from '../store/outbox.js';
@@ -63,3 +64,10 @@ export interface RuntimePort {
   /** Every inference outcome, for the rollback circuit breaker. Returns the unsubscribe function. */
   onInference(fn: (o: InferenceOutcome) => void): () => void;
 }
+
+/**
+ * A module the runtime starts without knowing it (the cloud agent), made from the port. The binary
+ * hands these to the Runtime (bin/modules.ts); they start after the jobs and before the API, and
+ * stop in reverse.
+ */
+export type ModuleFactory = (port: RuntimePort) => Module | Promise<Module>;

@@ -6,7 +6,7 @@ import { waitFor } from './clients.js';
 import { REPO_ROOT } from './paths.js';
 import { Child } from './wire.js';
 
-export const CLI = join(REPO_ROOT, 'dist', 'runtime', 'cli.js');
+export const CLI = join(REPO_ROOT, 'dist', 'bin', 'perch.js');
 
 /** The environment without any PERCH_* the developer may have set, plus `extra`. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

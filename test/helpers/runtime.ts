@@ -7,6 +7,7 @@ import type { PerchConfigInput } from '../../runtime/config/schema.js';
 import type { Clock } from '../../runtime/clock.js';
 import { silentLogger } from '../../runtime/log.js';
 import { Runtime } from '../../runtime/runtime.js';
+import { modulesFor } from '../../bin/modules.js';
 
 export interface TestRuntime {
   runtime: Runtime;
@@ -25,7 +26,8 @@ export async function startRuntime(repository: string, overrides: PerchConfigInp
     models: { ...overrides.models, repository },
     log: { level: 'silent' },
   });
-  const runtime = new Runtime(config, { log: silentLogger(), ...(clock ? { clock } : {}) });
+  // Wired as `perch serve` wires it: the cloud agent when cloud.mqttUrl is set.
+  const runtime = new Runtime(config, { log: silentLogger(), modules: modulesFor(config), ...(clock ? { clock } : {}) });
   const addr = await runtime.start();
   return {
     runtime,

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
+// The `perch` binary: the composition of the runtime, the cloud agent and the fleet tool, kept
+// out of runtime/ so the runtime never imports its plugins (docs/design.md house style 13).
 // `perch serve [--config FILE]` starts the runtime (docs/protocol.md section 6).
 import { parseArgs } from 'node:util';
-import { ENV_OVERRIDES, loadConfig } from './config/load.js';
-import { PerchError, toPerchError } from './errors.js';
-import { createLogger } from './log.js';
-import { Runtime } from './runtime.js';
-import { RUNTIME_VERSION } from './version.js';
+import { ENV_OVERRIDES, loadConfig } from '../runtime/config/load.js';
+import { PerchError, toPerchError } from '../runtime/errors.js';
+import { createLogger } from '../runtime/log.js';
+import { Runtime } from '../runtime/runtime.js';
+import { RUNTIME_VERSION } from '../runtime/version.js';
+import { modulesFor } from './modules.js';
 
 /** `PERCH_CONFIG` and every variable of ENV_OVERRIDES, a few to a line. */
 function envHelp(): string {
@@ -47,7 +50,7 @@ async function serve(args: string[]): Promise<number> {
   }
   const config = loadConfig({ configPath: values.config });
   const log = createLogger(config.log.level);
-  const runtime = new Runtime(config, { log });
+  const runtime = new Runtime(config, { log, modules: modulesFor(config) });
 
   let stopping = false;
   const stop = (signal: string): void => {
