@@ -143,10 +143,10 @@ test('Dockerfile.arm64 and build-image.sh both assemble /app with packaging/stag
 
 test('the file list ships compiled runtime code, models and production modules, not tests or benchmarks', () => {
   const files = read('packaging/app-files.txt').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/\?$/, ''));
-  for (const want of ['package.json', 'dist/runtime', 'dist/cloud-sync', 'models', 'node_modules']) assert.ok(files.includes(want), want);
+  for (const want of ['package.json', 'dist/bin', 'dist/runtime', 'dist/cloud-sync', 'models', 'node_modules']) assert.ok(files.includes(want), want);
   assert.ok(!files.some((f) => f === 'dist' || f.startsWith('dist/test') || f.startsWith('dist/bench')));
   const ts = JSON.parse(read('packaging/tsconfig.image.json')) as { include: string[] };
-  assert.deepEqual(ts.include, ['../runtime', '../cloud-sync']);
+  assert.deepEqual(ts.include, ['../bin', '../runtime', '../cloud-sync']);
 });
 
 test("the image's own config uses absolute paths that match the image layout", () => {
@@ -157,7 +157,7 @@ test("the image's own config uses absolute paths that match the image layout", (
   assert.equal(cfg.dataDir, env.DATA_DIR);
   assert.equal(envPairs.PERCH_CONFIG, env.CONFIG_FILE);
   assert.equal(envPairs.ORT_DISABLE_TELEMETRY, '1');
-  assert.ok(JSON.parse(env.IMAGE_ENTRYPOINT!)[1].startsWith(`${env.APP_DIR}/dist/runtime/`));
+  assert.equal(JSON.parse(env.IMAGE_ENTRYPOINT!)[1], `${env.APP_DIR}/dist/bin/perch.js`);
 });
 
 test('the healthcheck script is valid JavaScript that asks /v2/health/ready', () => {
