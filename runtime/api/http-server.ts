@@ -6,6 +6,7 @@ import type { Clock } from '../clock.js';
 import { PerchError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
+import { closeWithoutReset } from './http/lingering-close.js';
 import { sendError } from './http/reply.js';
 import { ROUTES, type HttpContext } from './http/routes.js';
 import type { RequestGuard } from './request-guard.js';
@@ -87,6 +88,7 @@ export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: Slow
     );
   });
   server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
+  closeWithoutReset(server, slow.clock);
   return server;
 }
 
