@@ -1,0 +1,86 @@
+// The overload campaign (issue 12; docs/reliability.md): a real Perch process serving the
+// shipped models, attacked over loopback by clients that never read, hold large bodies open,
+// send JSON that expands, flood it far past capacity, or send their headers a byte a second.
+// For each attack: RSS at idle before, its peak during the attack, RSS 30 s after the clients
+// left, and GET /v2/health/ready latency during the attack. Each attack is bounded in time.
+// Prints a table and writes build/bench/reliability.json.
+// Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS)
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
+import { startPerch } from '../lib/perch-server.js';
+import { machine, RESULTS_DIR } from '../lib/results.js';
+import { printTable, sleep } from '../lib/stats.js';
+import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
+import { mb, watch, type WatchFigures } from './probe.js';
+
+const ATTACK_MS = Number(process.env.PERCH_ATTACK_MS ?? 15_000);
+const SETTLE_MS = Number(process.env.PERCH_SETTLE_MS ?? 30_000);
+const ONLY = process.env.PERCH_ATTACKS?.split(',');
+const RSS_LIMIT_MB = 400;
+const RETURN_MB = 50;
+const HEALTH_P99_MS = 50;
+
+interface Row extends WatchFigures {
+  attack: string;
+  idleRssMB: number;
+  afterRssMB: number;
+  counts: Record<string, number>;
+}
+
+const attacks: Array<[string, (port: number, wsUrl: string) => Promise<Attack> | Attack]> = [
+  ['300 WebSocket clients that never read', (_p, ws) => wsNonReaders(ws, 300)],
+  ['60 HTTP bodies of 31 MiB held open', (p) => heldBodies(p, 60, 31 * 1024 * 1024)],
+  ['JSON bodies of 30 MB short numbers, 8 at a time', (p) => largeJson(p, 8, 30_000_000)],
+  ['infer flood: 200 HTTP + 100 WebSocket clients pipelining', (p, ws) => flood(p, ws, 200, 100)],
+  ['1,000 connections sending headers a byte a second', (p) => slowHeaders(p, 1000)],
+];
+
+// A signal (a time limit) must not leave the Perch child running: exit runs perch-server's kill.
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => process.exit(1));
+
+async function main(): Promise<void> {
+  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000 });
+  console.log(`perch serving on port ${server.port} after ${Math.round(server.startMs)} ms`);
+  const rows: Row[] = [];
+  try {
+    await sleep(3000); // settle after start-up
+    for (const [name, start] of attacks) {
+      if (ONLY && !ONLY.some((o) => name.includes(o))) continue;
+      const idleRssMB = mb(server.rssKiB());
+      console.log(`${name}: starting (idle RSS ${idleRssMB} MB)`);
+      const w = watch(server);
+      const attack = await start(server.port, server.wsUrl);
+      console.log(`${name}: clients in place`);
+      await sleep(ATTACK_MS);
+      const figures = w.stop();
+      attack.leave();
+      await sleep(SETTLE_MS);
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: mb(server.rssKiB()), counts: attack.counts };
+      rows.push(row);
+      console.log(`${name}: ${JSON.stringify(row)}`);
+    }
+    const refusals = await server.metric('perch_client_refusals_total');
+    printTable(
+      `Overload campaign (attack ${ATTACK_MS / 1000} s, settle ${SETTLE_MS / 1000} s; aims: peak RSS < ${RSS_LIMIT_MB} MB, back within ${RETURN_MB} MB of idle, health p99 < ${HEALTH_P99_MS} ms)`,
+      ['attack', 'idle MB', 'peak MB', 'after MB', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
+      rows.map((r) => [r.attack, String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
+    );
+    const met = rows.map((r) => ({
+      attack: r.attack,
+      rss: r.peakRssMB < RSS_LIMIT_MB,
+      returns: r.afterRssMB - r.idleRssMB <= RETURN_MB,
+      health: r.healthP99Ms < HEALTH_P99_MS && r.healthFailures === 0,
+    }));
+    for (const m of met) console.log(`${m.attack}: RSS ${m.rss ? 'MET' : 'NOT MET'}, returns ${m.returns ? 'MET' : 'NOT MET'}, health ${m.health ? 'MET' : 'NOT MET'}`);
+    console.log(`perch_client_refusals_total after all attacks: ${refusals}`);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const file = join(RESULTS_DIR, 'reliability.json');
+    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met }, null, 2)}\n`);
+    console.log(`wrote ${file}`);
+  } finally {
+    await server.stop();
+  }
+}
+
+await main();

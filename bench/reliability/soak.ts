@@ -1,0 +1,124 @@
+// The soak of the reliability campaign (issue 12; docs/reliability.md): a real Perch process
+// under steady mixed load for a long time, RSS and latency over time. 10 minutes by default,
+// an hour with PERCH_SOAK_MS=3600000. Load: real-time VAD streams over WebSocket (sequences
+// started, fed and ended in turn), classifier requests over HTTP, events emitted over
+// WebSocket. Figure: RSS growth from the 5-minute mark (or half-way, for shorter runs) to the
+// end; aim < 5% for an hour. Prints a table per minute and writes build/bench/soak.json.
+// Run: npm run build && node dist/bench/reliability/soak.js
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
+import { clsInput, vadInputs } from '../../test/helpers/models.js';
+import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
+import { startPerch } from '../lib/perch-server.js';
+import { machine, RESULTS_DIR } from '../lib/results.js';
+import { percentile, printTable, sleep } from '../lib/stats.js';
+import { mb, watch } from './probe.js';
+
+const SOAK_MS = Number(process.env.PERCH_SOAK_MS ?? 600_000);
+const STREAMS = Number(process.env.PERCH_SOAK_STREAMS ?? 20);
+const SAMPLE_MS = Math.min(60_000, SOAK_MS / 10);
+const GROWTH_AIM = 0.05;
+
+for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => process.exit(1));
+
+function frame(header: Record<string, unknown>, parts: Uint8Array[]): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length, 0);
+  return Buffer.concat([len, json, ...parts]);
+}
+
+async function main(): Promise<void> {
+  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000 });
+  let stop = false;
+  const latencies: number[] = [];
+  let errors = 0;
+  try {
+    // VAD streams: one chunk per 36 ms per stream (576 samples at 16 kHz), a new sequence every 200 chunks.
+    const vad = vadInputs(5).filter((t) => t.name !== 'state');
+    const parts = vad.map(encodeBinaryData);
+    const inputs = vad.map((t, i) => ({ name: t.name, shape: t.shape, datatype: t.datatype, parameters: { binary_data_size: parts[i]!.byteLength } }));
+    const sockets = await Promise.all(Array.from({ length: STREAMS }, () => new Promise<WebSocket>((resolve, reject) => {
+      const ws = new WebSocket(server.wsUrl, { perMessageDeflate: false });
+      ws.once('open', () => resolve(ws));
+      ws.once('error', reject);
+    })));
+    const sent = new Map<string, number>();
+    sockets.forEach((ws, s) => {
+      let n = 0;
+      ws.on('message', (d: Buffer) => {
+        const text = d.toString('utf8', 4, Math.min(d.length, 300));
+        const id = /"id":"([^"]+)"/.exec(text)?.[1];
+        const t0 = id ? sent.get(id) : undefined;
+        if (id && t0 !== undefined) {
+          latencies.push(performance.now() - t0);
+          sent.delete(id);
+        }
+        if (!/"ok":true/.test(text)) errors++;
+      });
+      const tick = setInterval(() => {
+        if (stop) return clearInterval(tick);
+        const k = n++ % 200;
+        const id = `${s}-${n}`;
+        sent.set(id, performance.now());
+        const seq = { sequence_id: `soak-${s}`, ...(k === 0 ? { sequence_start: true } : {}), ...(k === 199 ? { sequence_end: true } : {}) };
+        ws.send(frame({ id, op: 'infer', model: 'silero-vad', inputs, parameters: seq }, parts));
+        if (n % 25 === 0) ws.send(JSON.stringify({ id: `e${s}-${n}`, op: 'emit', type: 'soak.tick', payload: { s, n } }));
+      }, 36);
+    });
+    // Classifier over HTTP: 10 requests a second.
+    const cls = clsInput(2)[0]!;
+    const clsBytes = encodeBinaryData(cls);
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: cls.shape, datatype: 'FP32', parameters: { binary_data_size: clsBytes.byteLength } }] }));
+    const body = Buffer.concat([header, clsBytes]);
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    const http = setInterval(() => {
+      if (stop) return clearInterval(http);
+      const req = request(`${server.baseUrl}/v2/models/pp-ocr-cls/infer`, {
+        method: 'POST', agent, headers: { 'inference-header-content-length': header.length, 'content-length': body.length },
+      }, (res) => {
+        if (res.statusCode !== 200) errors++;
+        res.resume();
+      });
+      req.on('error', () => errors++);
+      req.end(body);
+    }, 100);
+
+    const rows: Array<{ minute: number; rssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number }> = [];
+    const started = performance.now();
+    while (performance.now() - started < SOAK_MS) {
+      const w = watch(server);
+      await sleep(SAMPLE_MS);
+      const h = w.stop();
+      const lat = latencies.splice(0);
+      rows.push({
+        minute: Math.round((performance.now() - started) / 600) / 100,
+        rssMB: mb(server.rssKiB()), p50Ms: Math.round(percentile(lat, 50) * 10) / 10, p99Ms: Math.round(percentile(lat, 99) * 10) / 10,
+        healthP99Ms: h.healthP99Ms, errors,
+      });
+      console.log(JSON.stringify(rows[rows.length - 1]));
+    }
+    stop = true;
+    sockets.forEach((ws) => ws.close());
+    agent.destroy();
+    const markMin = Math.min(5, (SOAK_MS / 60_000) / 2);
+    const mark = rows.find((r) => r.minute >= markMin) ?? rows[0]!;
+    const last = rows[rows.length - 1]!;
+    const growth = (last.rssMB - mark.rssMB) / mark.rssMB;
+    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
+      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
+    console.log(`RSS growth from minute ${mark.minute} to the end: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const file = join(RESULTS_DIR, 'soak.json');
+    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), soakMs: SOAK_MS, streams: STREAMS, rows, growth }, null, 2)}\n`);
+    console.log(`wrote ${file}`);
+  } finally {
+    stop = true;
+    await server.stop();
+  }
+}
+
+await main();
