@@ -24,16 +24,19 @@ export interface SlowReaderOptions {
   clock: Clock;
 }
 
+/** RFC 9110 section 9.3.2: HEAD is GET without the body (Node drops the body of a HEAD answer). */
+const ROUTE_METHODS: Readonly<Record<'GET' | 'POST', readonly string[]>> = { GET: ['GET', 'HEAD'], POST: ['POST'] };
+
 export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     const path = (req.url ?? '/').split('?')[0] as string;
-    const allowed = new Set<string>();
+    let allowed: Set<string> | undefined; // only built for a 405
     for (const route of ROUTES) {
       const m = route.pattern.exec(path);
       if (!m) continue;
-      // RFC 9110 section 9.3.2: HEAD is GET without the body (Node drops the body of a HEAD answer).
-      const methods = route.method === 'GET' ? ['GET', 'HEAD'] : [route.method];
+      const methods = ROUTE_METHODS[route.method];
       if (!methods.includes(req.method ?? '')) {
+        allowed ??= new Set();
         for (const method of methods) allowed.add(method);
         continue;
       }
@@ -48,7 +51,7 @@ export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: In
       await route.handler(ctx, req, res, params);
       return;
     }
-    if (allowed.size === 0) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
+    if (allowed === undefined) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
     res.setHeader('allow', [...allowed].join(', ')); // RFC 9110 section 15.5.6: a 405 lists what is allowed
     throw new PerchError('PERCH_ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path}`);
   } catch (err) {

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,7 +19,7 @@ import { DB_FILE } from '../../cloud-sync/fleet/database.js';
 import { openStore } from '../../runtime/store/store.js';
 import { spawnFleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { servePerch } from '../helpers/perch-process.js';
+import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
 import { Child, metricValue, scrape } from '../helpers/wire.js';
 
@@ -65,23 +65,15 @@ async function deviceWithBacklog(deviceId: string, prefix: string, n: number): P
     await Promise.all(Array.from({ length: Math.min(1000, n - i) }, (_, j) => store.outbox.append('test.backlog', { i: i + j })));
   }
   await store.close();
-  const configFile = join(dataDir, 'perch.json');
-  writeFileSync(configFile, JSON.stringify({
-    device: { id: deviceId },
-    dataDir,
-    models: { repository: repo.dir },
-    server: { host: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
+  return writeDeviceConfig({
+    deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
     cloud: {
-      mqttUrl: broker.url,
       topicPrefix: prefix,
-      reconnect: { minMs: 50, maxMs: 400 },
       // About 2.5 s for the backlog: slow enough to be hit in the middle.
       upload: { batchSize: 100, maxEventsPerSecond: 4000 },
       delivery: { ackTimeoutMs: 1000, maxResendMs: 2000 },
     },
-  }));
-  return configFile;
+  });
 }
 
 interface FleetServe {

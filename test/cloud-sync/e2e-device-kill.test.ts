@@ -3,13 +3,13 @@
 // asks for fewer chunks the second time), verifies, installs and serves the new version.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch } from '../helpers/perch-process.js';
+import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { ChunkStore } from '../../cloud-sync/agent/model-update/chunk-store.js';
@@ -46,21 +46,14 @@ test('device SIGKILLed mid-download: after the restart the download resumes from
   const keys = makeKeys();
   const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
   temp.push(dataDir);
-  const configFile = join(dataDir, 'perch.json');
-  writeFileSync(configFile, JSON.stringify({
-    device: { id: deviceId },
-    dataDir,
-    models: { repository: repo.dir },
-    server: { host: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
+  const configFile = writeDeviceConfig({
+    deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
     cloud: {
-      mqttUrl: broker.url,
       trustedKeysFile: keys.trustedKeysFile,
-      reconnect: { minMs: 50, maxMs: 400 },
       // Slow enough to be killed in the middle: about 400 KB/s.
       download: { windowChunks: 4, maxBytesPerSecond: 400_000 },
     },
-  }));
+  });
 
   const first = await serve(configFile);
   const r1 = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);

@@ -5,12 +5,12 @@
 // SIGKILLed and started again on the full disk serves.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch } from '../helpers/perch-process.js';
+import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { mountSmallDisk } from '../helpers/small-disk.js';
 import type { Child } from '../helpers/wire.js';
@@ -48,15 +48,10 @@ test('a device on a full disk refuses updates by code, keeps serving, and starts
     const deviceId = `disk-${randomUUID().slice(0, 8)}`;
     const keys = makeKeys();
     const dataDir = join(disk.dir, 'data');
-    const configFile = join(disk.dir, 'perch.json');
-    writeFileSync(configFile, JSON.stringify({
-      device: { id: deviceId },
-      dataDir,
-      models: { repository: repo.dir },
-      server: { host: '127.0.0.1', port: 0 },
-      log: { level: 'info' },
-      cloud: { mqttUrl: broker.url, trustedKeysFile: keys.trustedKeysFile, reconnect: { minMs: 50, maxMs: 400 } },
-    }));
+    const configFile = writeDeviceConfig({
+      deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
+      file: join(disk.dir, 'perch.json'), cloud: { trustedKeysFile: keys.trustedKeysFile },
+    });
     const first = await servePerch(configFile, children);
     const responder = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
     try {

@@ -5,7 +5,7 @@
 // and the fleet its store), or no answer in time (4).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -14,7 +14,7 @@ import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet, spawnFleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch } from '../helpers/perch-process.js';
+import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import type { Child } from '../helpers/wire.js';
 import { readReported, waitFor } from './helpers/mqtt-client.js';
@@ -53,21 +53,14 @@ test('push --wait: progress, then active (0), failed (1), ignored (3), timeout (
   const store = tempDir('perch-e2e-fleet-');
   const keys = join(tempDir('perch-e2e-keys-'), 'keys');
   assert.equal((await fleet(['keygen', '--out', keys])).code, 0);
-  const configFile = join(dataDir, 'perch.json');
-  writeFileSync(configFile, JSON.stringify({
-    device: { id: deviceId },
-    dataDir,
-    models: { repository: repo.dir },
-    server: { host: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
+  const configFile = writeDeviceConfig({
+    deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
     cloud: {
-      mqttUrl: broker.url,
       trustedKeysFile: join(keys, 'signing-key.pub.pem'),
-      reconnect: { minMs: 50, maxMs: 400 },
       // About 2.5 s for the 2.3 MB model: progress (once a second) shows at least once.
       download: { windowChunks: 4, maxBytesPerSecond: 1_000_000 },
     },
-  }));
+  });
   const serve = spawnFleet(['serve', '--url', broker.url, '--store', store, '--progress-ms', '0']);
   children.push(serve);
   await waitFor(() => !serve.running || serve.logLines().some((l) => l.msg === 'fleet serve ready'), 15_000, 'fleet serve ready');

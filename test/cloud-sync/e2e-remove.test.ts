@@ -4,7 +4,7 @@
 // and records a model.removed event, while the model not named keeps serving.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -12,7 +12,7 @@ import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch } from '../helpers/perch-process.js';
+import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { Child } from '../helpers/wire.js';
 import { eventsConsumer, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
@@ -43,15 +43,7 @@ test('fleet remove: the device unloads the model, deletes it, reports it gone; t
   const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
   const fleetStore = mkdtempSync(join(tmpdir(), 'perch-e2e-fleet-'));
   temp.push(dataDir, fleetStore);
-  const configFile = join(dataDir, 'perch.json');
-  writeFileSync(configFile, JSON.stringify({
-    device: { id: deviceId },
-    dataDir,
-    models: { repository: repo.dir },
-    server: { host: '127.0.0.1', port: 0 },
-    log: { level: 'info' },
-    cloud: { mqttUrl: broker.url, reconnect: { minMs: 50, maxMs: 400 } },
-  }));
+  const configFile = writeDeviceConfig({ deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url });
   // Subscribed before the device runs: its events (model.removed among them) wait in this session.
   const consumer = await eventsConsumer(broker.url, deviceId);
   const { child, port } = await servePerch(configFile, children);
