@@ -4,10 +4,10 @@
 // `perch serve [--config FILE]` starts the runtime (docs/protocol.md section 6).
 import { parseArgs } from 'node:util';
 import { ENV_OVERRIDES, loadConfig } from '../runtime/config/load.js';
-import { PerchError, toPerchError } from '../runtime/errors.js';
-import { createLogger } from '../runtime/log.js';
+import { PerchError, toPerchError } from '../runtime/base/errors.js';
+import { createLogger } from '../runtime/base/log.js';
 import { Runtime } from '../runtime/runtime.js';
-import { RUNTIME_VERSION } from '../runtime/version.js';
+import { RUNTIME_VERSION } from '../runtime/base/version.js';
 import { modulesFor } from './modules.js';
 
 /** `PERCH_CONFIG` and every variable of ENV_OVERRIDES, a few to a line. */

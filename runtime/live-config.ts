@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { formatIssues } from './config/load.js';
 import { configSchema, type PerchConfig } from './config/schema.js';
-import type { ErrorCode } from './errors.js';
+import type { ErrorCode } from './base/errors.js';
 
 /**
  * The settings that change without restart (docs/protocol.md section 5): a partial of the runtime

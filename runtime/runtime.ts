@@ -12,14 +12,14 @@ import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './
 import { ModelInstaller } from './models/installer.js';
 import { STATE_KEYS } from './store/state-store.js';
 import type { AddressInfo } from 'node:net';
-import { Bus } from './bus.js';
-import { systemClock, type Clock } from './clock.js';
+import { Bus } from './base/bus.js';
+import { systemClock, type Clock } from './base/clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
-import { createHttpServer, listen } from './api/http-server.js';
+import { createHttpServer, listen } from './api/http/server.js';
 import { httpScopes } from './api/http/scopes.js';
 import { registerClientMetrics } from './api/client-metrics.js';
-import { WsApi } from './api/ws-server.js';
+import { WsApi } from './api/ws/server.js';
 import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
 import { EventLog } from './events/event-log.js';
@@ -27,8 +27,8 @@ import { InferService } from './inference/infer-service.js';
 import { FailureLog } from './inference/failure-log.js';
 import { JobScheduler } from './jobs/scheduler.js';
 import { storeJobs } from './jobs/store-jobs.js';
-import { ModuleSet, type Module } from './lifecycle.js';
-import type { Logger } from './log.js';
+import { ModuleSet, type Module } from './base/lifecycle.js';
+import type { Logger } from './base/log.js';
 import { InferenceMetrics } from './metrics.js';
 import { ModelRegistry } from './models/registry.js';
 import { registerSequenceMetrics } from './sequences/metrics.js';
@@ -36,7 +36,7 @@ import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
-import { PerchError } from './errors.js';
+import { PerchError } from './base/errors.js';
 
 export interface RuntimeDeps {
   log: Logger;

@@ -7,9 +7,9 @@
 // sent twice by this connection); a crash in between only means they are sent again after the
 // restart, which at-least-once delivery allows (consumers dedup on (deviceId, seq)). Nothing is
 // deleted before its PUBACK: only PUBACKed seqs are ever added here.
-import type { Clock, TimerHandle } from '../../runtime/clock.js';
-import { toPerchError } from '../../runtime/errors.js';
-import type { Logger } from '../../runtime/log.js';
+import type { Clock, TimerHandle } from '../../runtime/base/clock.js';
+import { toPerchError } from '../../runtime/base/errors.js';
+import type { Logger } from '../../runtime/base/log.js';
 import type { Outbox } from '../../runtime/store/outbox.js';
 
 export interface AckBatcherOptions {

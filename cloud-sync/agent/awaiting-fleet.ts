@@ -14,7 +14,7 @@
 // first ack. Its base is ackTimeoutMs, or three times the smoothed time from PUBACK to fleet ack
 // if that is longer (like TCP's RTO): a fleet that is slow but working, with a backlog of its
 // own, gets more time instead of every waiting event a second time.
-import type { Clock } from '../../runtime/clock.js';
+import type { Clock } from '../../runtime/base/clock.js';
 
 export interface AwaitingFleetOptions {
   ackTimeoutMs: number;

@@ -4,7 +4,7 @@
 // breaker trips once and the updater rolls back to the previous version. The watch lasts while
 // that version serves (until it is replaced, rolled back, or the agent stops); it is not
 // persisted, so a reboot ends it.
-import type { ErrorCode } from '../../runtime/errors.js';
+import type { ErrorCode } from '../../runtime/base/errors.js';
 import type { InferenceOutcome, RuntimePort } from '../../runtime/port/runtime-port.js';
 
 /** Refusals caused by load or shutdown, not by the model: they say nothing about the new version. */

@@ -1,7 +1,7 @@
 // P/devices/{id}/commands (docs/protocol.md section 5): reportState, rollback {model}, flushCache. Each
 // records an event with the command id and its outcome, so the fleet sees the answer in the
 // device's event stream.
-import { PerchError, toPerchError } from '../../runtime/errors.js';
+import { PerchError, toPerchError } from '../../runtime/base/errors.js';
 import type { CommandMessage } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
 import { recordEvent } from './record-event.js';

@@ -5,8 +5,8 @@
 // Connectivity changes go to the bus (WebSocket `connectivity`, perch_cloud_connected).
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { TimerHandle } from '../../runtime/clock.js';
-import { PerchError } from '../../runtime/errors.js';
+import type { TimerHandle } from '../../runtime/base/clock.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { topics, type DeviceTopics, type StatusMessage } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';

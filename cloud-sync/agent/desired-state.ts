@@ -3,7 +3,7 @@
 // resumes it at start (downloads continue from staged chunks). Named models are brought to their
 // ModelSpec (or removed for null); models not named are left alone; `config` goes to the live
 // config whole or not at all.
-import type { ErrorCode } from '../../runtime/errors.js';
+import type { ErrorCode } from '../../runtime/base/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
 import { canonicalJson, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';

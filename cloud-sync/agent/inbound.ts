@@ -1,7 +1,7 @@
 // Every message the device receives goes through here: size limit, topic, JSON, schema. A bad
 // payload is logged, counted (stats.ignored) and dropped; nothing thrown from here could reach
 // mqtt.js's message loop, so the agent keeps working whatever the broker delivers.
-import type { Logger } from '../../runtime/log.js';
+import type { Logger } from '../../runtime/base/log.js';
 import {
   commandSchema, desiredSchema, eventsAckSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type EventsAck, type ParseResult,
 } from '../protocol/index.js';

@@ -2,7 +2,7 @@
 // composition root wiring the connection, the inbound router, the uploader, desired/reported
 // state, model updates, the rollback circuit breaker and commands. Everything it needs from the
 // runtime comes through the RuntimePort (runtime/port/runtime-port.ts); started only when cloud.mqttUrl is set.
-import type { Module } from '../../runtime/lifecycle.js';
+import type { Module } from '../../runtime/base/lifecycle.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { createCommands } from './commands.js';
 import { Connection } from './connection.js';

@@ -2,8 +2,8 @@
 // refused, the effective live config, and the desired version it applied. Published on connect,
 // after every change (changes in one tick coalesce into one message) and on the reportState
 // command; also kept in port.state so a reboot knows what was last reported.
-import type { TimerHandle } from '../../runtime/clock.js';
-import type { ErrorCode } from '../../runtime/errors.js';
+import type { TimerHandle } from '../../runtime/base/clock.js';
+import type { ErrorCode } from '../../runtime/base/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
 import type { IgnoredDesired, OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';

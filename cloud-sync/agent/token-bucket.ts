@@ -1,7 +1,7 @@
 // A token bucket on the injected clock: the uploader spends one token per event, the model
 // download one per byte. Capacity is one second of rate (a short burst, never a backlog's worth),
 // and a rate of 0 means no cap (the config's "0 = no cap").
-import type { Clock } from '../../runtime/clock.js';
+import type { Clock } from '../../runtime/base/clock.js';
 
 export class TokenBucket {
   private tokens: number;

@@ -14,8 +14,8 @@
 // - the JSON payloads go on the wire as stored (event-message.ts), no parse/stringify per event;
 // - the window is refilled once per event-loop turn, so several messages share a socket write;
 // - PUBACKed events are deleted in batches, one transaction each, not fsynced (ack-batcher.ts).
-import { toPerchError } from '../../runtime/errors.js';
-import type { TimerHandle } from '../../runtime/clock.js';
+import { toPerchError } from '../../runtime/base/errors.js';
+import type { TimerHandle } from '../../runtime/base/clock.js';
 import type { OutboxEvent } from '../../runtime/store/outbox.js';
 import type { EventsAck } from '../protocol/index.js';
 import { AckBatcher } from './ack-batcher.js';

@@ -4,8 +4,8 @@
 // does not hold, or one starting past the end, is logged and counted, never thrown.
 // A window reaching past the end is cut at the last chunk (the tail of a download).
 import type { MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/errors.js';
-import type { Logger } from '../../runtime/log.js';
+import { PerchError } from '../../runtime/base/errors.js';
+import type { Logger } from '../../runtime/base/log.js';
 import { parsePayload } from '../protocol/parse.js';
 import { modelsRequestSchema, type DesiredState } from '../protocol/schemas.js';
 import { topics } from '../protocol/topics.js';

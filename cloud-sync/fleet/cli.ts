@@ -1,7 +1,7 @@
 // `perch fleet <command>`: the control-plane tool (docs/protocol.md section 6). A thin dispatcher: each
 // command lives in its own file. Exit codes: 0 ok, 1 a PERCH_ERR_* failure (printed as
 // `perch fleet: CODE: message` on stderr), 2 bad usage; serve and events --follow run until a signal.
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { configCommand, CONFIG_HELP } from './config-cmd.js';
 import { devicesCommand, DEVICES_HELP } from './devices.js';
 import { eventsCommand, EVENTS_HELP } from './events-cmd.js';

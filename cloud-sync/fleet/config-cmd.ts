@@ -5,7 +5,7 @@
 // the retained document (where every later push would carry it along).
 import { parseArgs } from 'node:util';
 import { deviceIdArg } from './args.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { LIVE_KEYS, liveDocumentIssues } from '../../runtime/live-config.js';
 import { applySet, applyUnset } from './config-set.js';
 import { assertKnownDevice } from './device-check.js';

@@ -2,7 +2,7 @@
 // PERCH_ERR_BROKER_UNREACHABLE, never hang or retry forever (reconnectPeriod 0).
 import { randomBytes } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import type { BrokerOptions } from './options.js';
 
 export interface ConnectOptions {

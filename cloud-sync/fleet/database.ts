@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../protocol/schemas.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 
 export const DB_FILE = 'fleet.db';
 const SCHEMA_VERSION = 2;

@@ -3,7 +3,7 @@
 // otherwise leave a retained desired document that no device ever reads.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { DB_FILE, FleetDatabase } from './database.js';
 import type { DeviceDocs } from './desired.js';
 

@@ -4,8 +4,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { systemClock, type Clock } from '../../runtime/clock.js';
-import { PerchError } from '../../runtime/errors.js';
+import { systemClock, type Clock } from '../../runtime/base/clock.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { deviceIdArg, optionalIntArg } from './args.js';
 import { DB_FILE, FleetDatabase } from './database.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';

@@ -3,7 +3,7 @@
 // named stay as they are). Steps: validate, read current desired (+ status, reported), check the
 // device and the model, publish (QoS 1, retained).
 import { parseArgs } from 'node:util';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { deviceIdArg, modelNameArg } from './args.js';
 import { assertKnownDevice } from './device-check.js';
 import { publishNext, readDeviceDocs, type DeviceDocs } from './desired.js';

@@ -5,8 +5,8 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { MqttClient } from 'mqtt';
-import { systemClock, type Clock, type TimerHandle } from '../../runtime/clock.js';
-import { createLogger, type Logger } from '../../runtime/log.js';
+import { systemClock, type Clock, type TimerHandle } from '../../runtime/base/clock.js';
+import { createLogger, type Logger } from '../../runtime/base/log.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/parse.js';
 import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../protocol/topics.js';
 import { optionalIntArg } from './args.js';

@@ -1,7 +1,7 @@
 // Builds a ModelSpec for a model file: digest, size, chunk size, model.json and (with a key) the
 // signature over manifest 2, which covers the model.json too (protocol/signing.ts).
 import { readFileSync } from 'node:fs';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { jsonObjectSchema, type ModelSpec } from '../protocol/schemas.js';
 import { assertSigningKey, fileDigest, signManifest } from '../protocol/signing.js';
 

@@ -2,7 +2,7 @@
 // thrown at the MQTT client's message handler (that would kill the connection's processing);
 // the caller gets a PERCH_ERR_MQTT_PAYLOAD_INVALID it can log and count.
 import type { z } from 'zod';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 
 /** Above this a JSON control message is refused unread (events batches are the largest). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;

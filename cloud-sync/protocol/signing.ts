@@ -10,7 +10,7 @@
 // for byte.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 
 export type KeyInput = KeyObject | string | Buffer;
 

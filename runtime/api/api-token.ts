@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { join } from 'node:path';
-import { PerchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { PerchError } from '../base/errors.js';
+import type { Logger } from '../base/log.js';
 
 export const API_TOKEN_FILE = 'api-token';
 

@@ -4,7 +4,7 @@
 // each held their 8 MiB of answers (2.4 GB). Everything a client makes Perch hold is taken from
 // here through a Hold, which gives it all back at once when the request or connection ends, so
 // nothing a closed connection held stays counted.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 export class ClientBudget {
   private held = 0;

@@ -1,6 +1,6 @@
 // Turns a validated OIP body (+ the bytes that follow a binary header) into tensors.
 import { z } from 'zod';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../config/load.js';
 import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
 import { decodeJsonData } from '../tensor/json-codec.js';

@@ -6,7 +6,7 @@
 // configured one when it carries `Origin` at all. Non-browser clients send no `Origin`.
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 export interface RequestGuardOptions {
   /** The address the server listens on (`server.host`): a name there is the device's own. */

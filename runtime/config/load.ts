@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { configSchema, type PerchConfig } from './schema.js';
 
 type Raw = Record<string, unknown>;

@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 /** The package root (the folder with package.json), whether running from source or from dist/. */
 export function packageRoot(): string {

@@ -1,9 +1,9 @@
 // Events on their way to the cloud: every one is made durable in the outbox before anyone is
 // told it exists (the `emit` answer, the WebSocket `events` topic). The runtime records its own
 // events here too (models loaded, failed, unloaded; store incidents).
-import type { Bus } from '../bus.js';
-import { toPerchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Bus } from '../base/bus.js';
+import { toPerchError } from '../base/errors.js';
+import type { Logger } from '../base/log.js';
 import type { AppendResult, Outbox } from '../store/outbox.js';
 
 export class EventLog {

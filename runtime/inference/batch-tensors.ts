@@ -1,6 +1,6 @@
 // Stacking a batch of prepared requests into one set of feeds, and splitting the session's
 // outputs back, each along its own batchAxis (silero-vad's state is stacked on axis 1).
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
 import type { PreparedRequest } from './prepare.js';

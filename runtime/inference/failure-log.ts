@@ -3,9 +3,9 @@
 // model can fail every request: each model/version/code is logged at most once per interval, with
 // how many failures the interval held. Client errors (4xx) and busy answers (429, 503, 504) are
 // the client's to see, in its answer and in perch_inference_request_failure_total.
-import type { Clock } from '../clock.js';
-import type { PerchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Clock } from '../base/clock.js';
+import type { PerchError } from '../base/errors.js';
+import type { Logger } from '../base/log.js';
 
 export const FAILURE_LOG_INTERVAL_MS = 10_000;
 

@@ -1,6 +1,6 @@
 // The request path shared by HTTP and WebSocket: resolve the model version, check the inputs,
 // queue for the batcher, pick the outputs asked for, count the outcome.
-import { PerchError, toPerchError } from '../errors.js';
+import { PerchError, toPerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../metrics.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
@@ -13,7 +13,7 @@ import type { ModelInstance } from '../models/model-instance.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
 import type { ClientScope } from './client-scope.js';
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../base/errors.js';
 
 /** How one inference ended, told to onOutcome listeners (the rollback circuit breaker). */
 export interface InferenceOutcome {

@@ -1,6 +1,6 @@
 // Request parameters Perch understands (docs/protocol.md section 3; names as Triton uses them).
 // Unknown parameters are ignored, as OIP allows; known ones with a wrong type are refused.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 export interface InferParameters {
   priority?: number;

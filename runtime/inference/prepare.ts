@@ -3,7 +3,7 @@
 // are only stacked when their keys are equal: same non-batch dims for every batched input and
 // the same values for every unbatched input (docs/protocol.md section 1, batchAxis null).
 import { createHash } from 'node:crypto';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { ResolvedModelConfig, TensorSpec } from '../models/resolve-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 

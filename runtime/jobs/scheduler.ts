@@ -2,9 +2,9 @@
 // through pino and counted, the others go on. A job still running when its next tick comes is
 // skipped, not stacked (a slow checkpoint on an SD card must not pile up).
 import { createTask, validate, type Logger as CronLogger, type ScheduledTask } from 'node-cron';
-import { systemClock, type Clock } from '../clock.js';
-import { PerchError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
+import { silentLogger, type Logger } from '../base/log.js';
 import type { Job, JobStatus } from './job.js';
 
 export interface JobSchedulerOptions {

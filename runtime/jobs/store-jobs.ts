@@ -1,8 +1,8 @@
 // The store's maintenance jobs, built from the `store.jobs` config: cache expiry, outbox
 // retention sweep, WAL checkpoint. Each returns quickly; what they did goes to the debug log
 // (outbox drops also reach the outbox's drop listeners, which record them as an event).
-import type { Logger } from '../log.js';
-import { silentLogger } from '../log.js';
+import type { Logger } from '../base/log.js';
+import { silentLogger } from '../base/log.js';
 import type { CheckpointResult } from '../store/checkpoint.js';
 import type { StoreConfig } from '../store/config.js';
 import type { Outbox } from '../store/outbox.js';

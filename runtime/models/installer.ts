@@ -7,8 +7,8 @@
 // (and only it: older ones are deleted) so `rollback` can go back to it.
 import { copyFileSync, existsSync, mkdirSync, openSync, fsyncSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { PerchError } from '../base/errors.js';
+import type { Logger } from '../base/log.js';
 import type { ModelRegistry } from './registry.js';
 import { CONFIG_FILE, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
 

@@ -1,10 +1,10 @@
 // One served version of a model: its sessions (executors), its resolved config and its batcher.
 // A version swap makes a new instance; the old one drains (requests already queued or running
 // finish on it) and then releases its sessions.
-import type { Clock } from '../clock.js';
-import { PerchError } from '../errors.js';
+import type { Clock } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../metrics.js';
-import { Batcher, type BatchRun, type CloseScope } from '../scheduler/batcher.js';
+import { Batcher, type BatchRun, type CloseScope } from '../batching/batcher.js';
 import type { Executor } from '../sessions/executor.js';
 import { createInlineExecutor } from '../sessions/inline-executor.js';
 import { createWorkerExecutor } from '../sessions/worker-executor.js';

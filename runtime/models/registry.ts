@@ -2,9 +2,9 @@
 // selects in new instances, then swaps them in at once: new requests go to the new sessions,
 // requests already queued finish on the old ones, which are released when drained. A version
 // that fails to load leaves the instance it would have replaced serving (and is reported).
-import type { Bus } from '../bus.js';
-import { PerchError, toPerchError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Bus } from '../base/bus.js';
+import { PerchError, toPerchError } from '../base/errors.js';
+import type { Logger } from '../base/log.js';
 import { ModelInstance, type InstanceDeps } from './model-instance.js';
 import type { ModelOverrides } from './model-config.js';
 import { listModelNames, listVersions, modelPath, readModelConfig, selectVersions } from './repository.js';

@@ -3,7 +3,7 @@
 //   <repository>/<model>/<version>/model.onnx  version = positive integer folder name
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../config/load.js';
 import { modelConfigSchema, type ModelConfigFile, type VersionPolicy } from './model-config.js';
 

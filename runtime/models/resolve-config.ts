@@ -2,7 +2,7 @@
 // it does not list) names, types and shapes come from the ONNX metadata. A model.json that
 // contradicts the file is refused with PERCH_ERR_MODEL_CONFIG_MISMATCH: serving it would fail
 // on every request instead of once, at load.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { datatypeFromOrt, type Datatype } from '../tensor/datatypes.js';
 import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SequenceConfig, SessionConfig, TensorSpecInput } from './model-config.js';
 

@@ -3,7 +3,7 @@
 // its first request. Inputs are zeros at batch 1 unless model.json's `warmup` gives values
 // (silero-vad needs a real sample rate); a model with other dynamic axes is not warmed up
 // unless model.json gives those inputs' shapes.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { allocate } from '../tensor/datatypes.js';
 import { decodeJsonData } from '../tensor/json-codec.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';

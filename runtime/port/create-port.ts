@@ -2,15 +2,15 @@
 // parts, not the Runtime class, so runtime.ts and this file do not import each other.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Bus } from '../bus.js';
-import type { Clock } from '../clock.js';
+import type { Bus } from '../base/bus.js';
+import type { Clock } from '../base/clock.js';
 import type { PerchConfig } from '../config/schema.js';
 import type { InferService } from '../inference/infer-service.js';
 import type { LiveConfig, LiveConfigResult } from '../live-config.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../base/log.js';
 import type { ModelInstaller } from '../models/installer.js';
 import type { PerchStore } from '../store/store.js';
-import { RUNTIME_VERSION } from '../version.js';
+import { RUNTIME_VERSION } from '../base/version.js';
 import type { RuntimePort } from './runtime-port.js';
 
 /** What the port is made of: the runtime's parts and its live-config handling. */

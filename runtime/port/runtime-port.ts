@@ -2,13 +2,13 @@
 // nothing more. The runtime owns this port and builds it (create-port.ts); the agent depends on it
 // and never reaches into runtime internals, so each side can be tested on its own against the real
 // other side. Dependencies run one way: cloud-sync/ imports runtime/, never the reverse.
-import type { Bus } from '../bus.js';
-import type { Clock } from '../clock.js';
+import type { Bus } from '../base/bus.js';
+import type { Clock } from '../base/clock.js';
 import type { PerchConfig } from '../config/schema.js';
 import type { InferenceOutcome } from '../inference/infer-service.js';
 import type { LiveConfig, LiveConfigResult } from '../live-config.js';
-import type { Module } from '../lifecycle.js';
-import type { Logger } from '../log.js';
+import type { Module } from '../base/lifecycle.js';
+import type { Logger } from '../base/log.js';
 import type { ServedModel } from '../models/installer.js';
 import type { Outbox } from '../store/outbox.js';
 import type { StateStore } from '../store/state-store.js';

@@ -10,8 +10,8 @@
 // Ownership (docs/reliability.md): a sequence belongs to the client scope (connection) that
 // started it. A scope may hold at most its maxSequences at once, and when it is tied
 // (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes.
-import type { Clock, TimerHandle } from '../clock.js';
-import { PerchError } from '../errors.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
 import type { ClientScope } from '../inference/client-scope.js';
 import type { ModelInstance } from '../models/model-instance.js';
 import type { ModelRegistry } from '../models/registry.js';

@@ -1,7 +1,7 @@
 // Runs the session on the main thread. onnxruntime-node's run() is synchronous native code
 // behind a setImmediate, so the event loop is blocked for the whole run: only for models whose
 // batches take well under a millisecond, where the worker's thread hop (~0.1 ms) would dominate.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';

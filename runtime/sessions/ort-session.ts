@@ -5,7 +5,7 @@ import { datatypeFromOrt, ortType, type Datatype } from '../tensor/datatypes.js'
 import type { Tensor } from '../tensor/tensor.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { OrtTensorMetadata } from '../models/resolve-config.js';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 export interface OpenedSession {
   session: ort.InferenceSession;

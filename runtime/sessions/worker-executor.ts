@@ -9,8 +9,8 @@
 // pauses. After RESTART_ATTEMPTS failed starts in a row the session is dead and every batch
 // fails at once.
 import { Worker } from 'node:worker_threads';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { PerchError } from '../errors.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
 import type { SessionConfig } from '../models/model-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';

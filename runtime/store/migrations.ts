@@ -2,7 +2,7 @@
 // in its own transaction together with the version bump, so a crash mid-migration leaves the old
 // version and the step runs again at the next start. Never edit a shipped step; append a new one.
 import type { Database } from 'better-sqlite3';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 export interface Migration {
   version: number;

@@ -2,8 +2,8 @@
 // would loop when the backlog sits at its byte budget: the report event itself pushes the
 // oldest event out, which is another drop to report. So drops are summed and reported at most
 // once per interval (the first one right away), which bounds that loop to one event per interval.
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
+import { silentLogger, type Logger } from '../base/log.js';
 import type { DropCounts, Outbox } from './outbox.js';
 
 export const OUTBOX_DROPPED_EVENT = 'outbox.dropped';

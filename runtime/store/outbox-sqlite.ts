@@ -8,9 +8,9 @@
 // runs of seqs (outbox-claims.ts), so draining a backlog costs per batch, not per stored event.
 import type { Database, Statement } from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { systemClock, type Clock } from '../clock.js';
-import { PerchError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
+import { silentLogger, type Logger } from '../base/log.js';
 import type { OutboxLimits } from './config.js';
 import { GroupCommit } from './group-commit.js';
 import { ClaimTracker, seqRuns, StoredEvent } from './outbox-claims.js';

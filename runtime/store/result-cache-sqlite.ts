@@ -4,8 +4,8 @@
 // touchFlushMs. Losing a few of those in a crash only makes the LRU order slightly stale or
 // a result be computed again, never a wrong answer.
 import type { Database, Statement } from 'better-sqlite3';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
+import { silentLogger, type Logger } from '../base/log.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { decodeTensors, encodeTensors } from './result-cache-codec.js';
 import type { CachedResult, CacheLimits, CacheModelStats, CacheStats, ResultCache } from './result-cache.js';

@@ -1,7 +1,7 @@
 // The state store on SQLite: one row per key in device_state, each write its own (FULL) commit.
 import type { Database, Statement } from 'better-sqlite3';
-import { systemClock, type Clock } from '../clock.js';
-import { PerchError } from '../errors.js';
+import { systemClock, type Clock } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
 import type { StateStore } from './state-store.js';
 import { toStoreError, type StoreErrorContext } from './store-errors.js';
 

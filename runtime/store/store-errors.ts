@@ -2,7 +2,7 @@
 // store module so an emit, an ack and a state write fail with the same code for the same cause.
 import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { PerchError, type ErrorCode } from '../errors.js';
+import { PerchError, type ErrorCode } from '../base/errors.js';
 
 export type StoreCode = Extract<ErrorCode, 'PERCH_ERR_STORE_READONLY' | 'PERCH_ERR_STORE_FULL' | 'PERCH_ERR_STORE_UNAVAILABLE'>;
 

@@ -2,8 +2,8 @@
 // Open it before the modules that emit events and serve the cache; close it after them (their
 // last events and cache writes are flushed by close()).
 import type { Database } from 'better-sqlite3';
-import { systemClock, type Clock } from '../clock.js';
-import { silentLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from '../base/clock.js';
+import { silentLogger, type Logger } from '../base/log.js';
 import { checkpointWal, type CheckpointResult } from './checkpoint.js';
 import { defaultStoreConfig, type StoreConfig } from './config.js';
 import { openDatabase, type StoreIncident } from './database.js';

@@ -1,7 +1,7 @@
 // Triton's binary tensor extension: tensors carry `parameters.binary_data_size` instead of
 // `data`, and their raw little-endian bytes follow the JSON header in tensor order.
 // BYTES elements are each a 4-byte little-endian length followed by that many bytes.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { arrayConstructor, type Datatype, elementSize, type TensorData } from './datatypes.js';
 import { elementCount, type Tensor } from './tensor.js';
 

@@ -1,6 +1,6 @@
 // OIP (KServe v2) JSON tensors: `data` is a flat (or nested) row-major array. Values are checked
 // here, once, so a wrong element type is a clear PERCH_ERR_TENSOR_DATA and never reaches ORT.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import { allocate, type Datatype, type NumericArray, type TensorData } from './datatypes.js';
 import { fromHalfBits, toHalfBits } from './fp16.js';
 import { elementCount, type Tensor } from './tensor.js';

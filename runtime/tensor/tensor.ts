@@ -1,6 +1,6 @@
 import type { Datatype, TensorData } from './datatypes.js';
 import { allocate } from './datatypes.js';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 
 /** A tensor as Perch holds it between the codecs, the scheduler and onnxruntime. */
 export interface Tensor {

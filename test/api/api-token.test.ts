@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { API_TOKEN_FILE, isLoopbackHost, resolveApiToken } from '../../runtime/api/api-token.js';
-import { PerchError } from '../../runtime/errors.js';
-import { createLogger, silentLogger } from '../../runtime/log.js';
+import { PerchError } from '../../runtime/base/errors.js';
+import { createLogger, silentLogger } from '../../runtime/base/log.js';
 import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { Child } from '../helpers/wire.js';
 

@@ -4,7 +4,7 @@
 // timeout) and priority order are in scheduling-errors.test.ts.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ERROR_CODES, type ErrorCode } from '../../runtime/errors.js';
+import { ERROR_CODES, type ErrorCode } from '../../runtime/base/errors.js';
 import { httpInfer, jsonTensor } from '../helpers/clients.js';
 import { vadModelJson } from '../helpers/scenarios.js';
 import { vadInputs } from '../helpers/models.js';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { FailureLog } from '../../runtime/inference/failure-log.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { parseConfig } from '../../runtime/config/load.js';
 import { Runtime } from '../../runtime/runtime.js';
 import { httpInfer } from '../helpers/clients.js';

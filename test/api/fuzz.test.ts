@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { ERROR_CODES, isErrorCode } from '../../runtime/errors.js';
+import { ERROR_CODES, isErrorCode } from '../../runtime/base/errors.js';
 import { DATATYPES } from '../../runtime/tensor/datatypes.js';
 import { httpInfer, jsonTensor, waitFor } from '../helpers/clients.js';
 import { vadInputs } from '../helpers/models.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../runtime/config/load.js';
 import { shippedModelsDir } from '../../runtime/config/paths.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 
 function withFile(content: unknown, fn: (path: string, dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'perch-cfg-'));

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { connectBroker } from '../../cloud-sync/fleet/connect.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
 import { waitFor } from '../helpers/clients.js';

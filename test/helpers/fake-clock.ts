@@ -1,6 +1,6 @@
 // A Clock that moves only when the test says so (docs/design.md house style 7): TTLs, ages and timers
 // are tested without sleeping. Monotonic and wall time advance together.
-import type { Clock, TimerHandle } from '../../runtime/clock.js';
+import type { Clock, TimerHandle } from '../../runtime/base/clock.js';
 
 interface Timer {
   id: number;

@@ -1,7 +1,7 @@
-// A real pino logger (runtime/log.ts) whose JSON lines land in an array, so a test can wait for
+// A real pino logger (runtime/base/log.ts) whose JSON lines land in an array, so a test can wait for
 // what the code says it did instead of sleeping, and check what an operator would read.
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../runtime/log.js';
+import { createLogger, type Logger } from '../../runtime/base/log.js';
 
 export interface LogLine extends Record<string, unknown> {
   level: number;

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../runtime/config/load.js';
 import type { PerchConfigInput } from '../../runtime/config/schema.js';
-import type { Clock } from '../../runtime/clock.js';
-import { silentLogger } from '../../runtime/log.js';
+import type { Clock } from '../../runtime/base/clock.js';
+import { silentLogger } from '../../runtime/base/log.js';
 import { Runtime } from '../../runtime/runtime.js';
 import { modulesFor } from '../../bin/modules.js';
 

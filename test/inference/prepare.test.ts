@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { prepareInputs } from '../../runtime/inference/prepare.js';
 import type { ResolvedModelConfig } from '../../runtime/models/resolve-config.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
 
 const model = {

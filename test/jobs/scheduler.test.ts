@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getTasks } from 'node-cron';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { JobScheduler } from '../../runtime/jobs/scheduler.js';
 import { captureLogger } from '../helpers/log-capture.js';
 import { waitFor } from '../helpers/wait.js';

@@ -12,7 +12,7 @@ import { clsInput } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime } from '../helpers/runtime.js';
-import type { PerchError } from '../../runtime/errors.js';
+import type { PerchError } from '../../runtime/base/errors.js';
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 

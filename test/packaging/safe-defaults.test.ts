@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isLoopbackHost, resolveApiToken } from '../../runtime/api/api-token.js';
 import { loadConfig } from '../../runtime/config/load.js';
-import { silentLogger } from '../../runtime/log.js';
+import { silentLogger } from '../../runtime/base/log.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 test('packaging/perch.json never serves an open API: beyond loopback, so a token is generated', () => {

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, closeSync, mkdirSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { openDatabase } from '../../runtime/store/database.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../runtime/store/migrations.js';
 import { isCorruptionError, storeErrorCode, toStoreError } from '../../runtime/store/store-errors.js';

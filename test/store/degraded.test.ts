@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { storeErrorCode } from '../../runtime/store/store-errors.js';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
 import { openStore, type PerchStore } from '../../runtime/store/store.js';

@@ -5,7 +5,7 @@ import { concatAlongAxis, elementCount, splitAlongAxis, type Tensor } from '../.
 import { fromHalfBits, toHalfBits } from '../../runtime/tensor/fp16.js';
 import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
 import { retain } from '../../runtime/tensor/retained.js';
 

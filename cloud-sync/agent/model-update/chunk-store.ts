@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { constants, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PerchError } from '../../../runtime/errors.js';
+import { PerchError } from '../../../runtime/base/errors.js';
 
 const RECORD = 8;
 /** The check word of a record: a torn or zeroed tail never reads as a staged chunk. */

@@ -7,9 +7,9 @@
 // outstanding chunks are asked for again when nothing arrived for `chunkTimeoutMs` (injected
 // clock); `download.maxBytesPerSecond` caps what is asked for, so the bytes that come back
 // follow the cap.
-import type { TimerHandle } from '../../../runtime/clock.js';
-import { PerchError } from '../../../runtime/errors.js';
-import type { Logger } from '../../../runtime/log.js';
+import type { TimerHandle } from '../../../runtime/base/clock.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
 import type { RuntimePort } from '../../../runtime/port/runtime-port.js';

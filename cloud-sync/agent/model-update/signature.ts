@@ -4,7 +4,7 @@
 // trusted keys of `cloud.trustedKeysFile` (one or more PEM public keys, read at each check, so a
 // replaced key file counts without a restart). docs/cloud-sync.md, "Signatures".
 import { readFileSync } from 'node:fs';
-import { PerchError } from '../../../runtime/errors.js';
+import { PerchError } from '../../../runtime/base/errors.js';
 import { parseTrustedKeys, verifySignature, type ModelSpec } from '../../protocol/index.js';
 
 export interface SignaturePolicy {

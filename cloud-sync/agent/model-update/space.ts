@@ -5,7 +5,7 @@
 // checked against `cloud.download.maxModelBytes` first: a lie about the size is caught later by
 // the download itself (a chunk past the declared size is refused) and the size and digest steps.
 import { statfsSync, statSync } from 'node:fs';
-import { PerchError } from '../../../runtime/errors.js';
+import { PerchError } from '../../../runtime/base/errors.js';
 
 export interface SpaceNeed {
   name: string;

@@ -2,8 +2,8 @@
 // Served models come from the runtime (port.models.served()); this book holds the rest:
 // "downloading", "staged" and "failed" entries. It is persisted, so after a reboot the device
 // still reports a failure, and does not fetch again a version that was refused or rolled back.
-import { toPerchError, type ErrorCode } from '../../../runtime/errors.js';
-import type { Logger } from '../../../runtime/log.js';
+import { toPerchError, type ErrorCode } from '../../../runtime/base/errors.js';
+import type { Logger } from '../../../runtime/base/log.js';
 import type { StateStore } from '../../../runtime/store/state-store.js';
 
 export const STATUS_BOOK_KEY = 'cloud.models.status';

@@ -5,8 +5,8 @@
 // one, e.g. install's load/warm-up codes).
 // Any failing step leaves the old model serving: only `install` touches the repository, and the
 // runtime's install undoes itself on failure.
-import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/errors.js';
-import type { Logger } from '../../../runtime/log.js';
+import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/base/errors.js';
+import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';

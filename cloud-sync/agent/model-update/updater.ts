@@ -3,7 +3,7 @@
 // outcome (status book -> state/reported, an event, the circuit breaker's watch).
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError, toPerchError } from '../../../runtime/errors.js';
+import { PerchError, toPerchError } from '../../../runtime/base/errors.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
 import { recordEvent } from '../record-event.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { PerchError } from '../../errors.js';
+import { PerchError } from '../../base/errors.js';
 import type { ClientBudget, Hold } from '../client-budget.js';
 
 /**

@@ -8,8 +8,8 @@
 // refuses ('clientError') get a JSON answer with a PERCH_ERR_* code the same way.
 import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Clock } from '../../clock.js';
-import { PerchError, type ErrorCode } from '../../errors.js';
+import type { Clock } from '../../base/clock.js';
+import { PerchError, type ErrorCode } from '../../base/errors.js';
 import { sendError } from './reply.js';
 
 /** How long a closing connection goes on reading (and discarding) what its client still sends. */

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { toPerchError } from '../../errors.js';
+import { toPerchError } from '../../base/errors.js';
 import type { Hold } from '../client-budget.js';
 import type { EncodedResult } from '../encode-response.js';
 

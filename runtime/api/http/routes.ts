@@ -2,11 +2,11 @@
 // extension (load / unload / index, for operators), and Prometheus metrics.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { PerchError } from '../../errors.js';
+import { PerchError } from '../../base/errors.js';
 import type { InferService } from '../../inference/infer-service.js';
 import { parseVersion } from '../../inference/infer-service.js';
 import type { ModelRegistry } from '../../models/registry.js';
-import { RUNTIME_VERSION } from '../../version.js';
+import { RUNTIME_VERSION } from '../../base/version.js';
 import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
 import { validateInferBody } from '../infer-shape.js';

@@ -10,10 +10,10 @@
 // sequences ended) and everything it held is given back (docs/reliability.md).
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import type { Clock, TimerHandle } from '../../clock.js';
-import { toPerchError } from '../../errors.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import { toPerchError } from '../../base/errors.js';
 import type { ClientScope } from '../../inference/client-scope.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../base/log.js';
 import { JSON_EXPANSION, type ClientBudget, type Hold } from '../client-budget.js';
 import { binaryFrame, parseFrame, type MessageId } from './frame.js';
 import type { Topic } from './messages.js';

@@ -1,6 +1,6 @@
 // WebSocket frames: text = one JSON message; binary = [uint32 LE header length][JSON header]
 // [tensor bytes...] (docs/protocol.md section 2).
-import { PerchError } from '../../errors.js';
+import { PerchError } from '../../base/errors.js';
 import { parseJson } from '../decode-request.js';
 
 export interface ParsedFrame {

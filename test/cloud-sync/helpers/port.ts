@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { InferenceOutcome, LiveConfig, LiveConfigResult, RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
-import { Bus } from '../../../runtime/bus.js';
-import { systemClock, type Clock } from '../../../runtime/clock.js';
+import { Bus } from '../../../runtime/base/bus.js';
+import { systemClock, type Clock } from '../../../runtime/base/clock.js';
 import { parseConfig } from '../../../runtime/config/load.js';
 import type { PerchConfig, PerchConfigInput } from '../../../runtime/config/schema.js';
-import { PerchError, type ErrorCode } from '../../../runtime/errors.js';
+import { PerchError, type ErrorCode } from '../../../runtime/base/errors.js';
 import { liveOf, validateLive } from '../../../runtime/live-config.js';
-import { silentLogger, type Logger } from '../../../runtime/log.js';
+import { silentLogger, type Logger } from '../../../runtime/base/log.js';
 import { openStore, type PerchStore } from '../../../runtime/store/store.js';
 
 export class RecordingModels {

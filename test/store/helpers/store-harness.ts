@@ -1,6 +1,6 @@
 // A real SQLite store in a temp directory, with restart and cleanup, for the abstract suites
 // and the SQLite-specific tests.
-import type { Clock } from '../../../runtime/clock.js';
+import type { Clock } from '../../../runtime/base/clock.js';
 import { storeConfigSchema, type OutboxLimits, type StoreConfig, type StoreConfigInput } from '../../../runtime/store/config.js';
 import type { CacheLimits } from '../../../runtime/store/result-cache.js';
 import { openStore, type PerchStore } from '../../../runtime/store/store.js';

@@ -1,8 +1,8 @@
 // The batcher on a fake clock: no sleeps, time moves only when the test says so.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Batcher, type BatchRun, type BatcherOptions } from '../../runtime/scheduler/batcher.js';
-import { PerchError } from '../../runtime/errors.js';
+import { Batcher, type BatchRun, type BatcherOptions } from '../../runtime/batching/batcher.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 interface Job {

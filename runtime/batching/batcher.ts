@@ -17,8 +17,8 @@
 // request handed over this way has left the queue: its timeout no longer applies, and a
 // higher-priority request arriving later runs after it. Models whose batches hold one request
 // (maxBatchSize 0 or 1, or a smallest preferred size of 1) never look ahead.
-import type { Clock, TimerHandle } from '../clock.js';
-import { PerchError } from '../errors.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
+import { PerchError } from '../base/errors.js';
 
 export interface BatcherOptions {
   /** Items per batch; 0 = the model takes no batch: every request runs alone. */

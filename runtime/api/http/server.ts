@@ -2,14 +2,14 @@
 // listening socket and routes each request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Clock } from '../clock.js';
-import { PerchError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
-import { closeWithoutReset } from './http/lingering-close.js';
-import { sendError } from './http/reply.js';
-import { ROUTES, type HttpContext } from './http/routes.js';
-import type { RequestGuard } from './request-guard.js';
+import type { Clock } from '../../base/clock.js';
+import { PerchError } from '../../base/errors.js';
+import type { Logger } from '../../base/log.js';
+import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
+import { closeWithoutReset } from './lingering-close.js';
+import { sendError } from './reply.js';
+import { ROUTES, type HttpContext } from './routes.js';
+import type { RequestGuard } from '../request-guard.js';
 
 /** Who may use the API (docs/security.md). */
 export interface ApiAccess {

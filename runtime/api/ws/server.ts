@@ -2,22 +2,22 @@
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Clock } from '../clock.js';
-import { PerchError, toPerchError } from '../errors.js';
-import { ClientScope, type ScopeOptions } from '../inference/client-scope.js';
-import type { InferService } from '../inference/infer-service.js';
-import type { Logger } from '../log.js';
-import { tokenMatches, WWW_AUTHENTICATE } from './auth.js';
-import type { ClientBudget } from './client-budget.js';
-import type { RequestGuard } from './request-guard.js';
-import { decodeInputs, requestedOutputs, validate } from './decode-request.js';
-import { encodeResult } from './encode-response.js';
-import { validateInferMessage } from './infer-shape.js';
-import { Connection, type ConnectionStats, type Reply } from './ws/connection.js';
+import type { Clock } from '../../base/clock.js';
+import { PerchError, toPerchError } from '../../base/errors.js';
+import { ClientScope, type ScopeOptions } from '../../inference/client-scope.js';
+import type { InferService } from '../../inference/infer-service.js';
+import type { Logger } from '../../base/log.js';
+import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
+import type { ClientBudget } from '../client-budget.js';
+import type { RequestGuard } from '../request-guard.js';
+import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
+import { encodeResult } from '../encode-response.js';
+import { validateInferMessage } from '../infer-shape.js';
+import { Connection, type ConnectionStats, type Reply } from './connection.js';
 import {
   emitMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
   type EmitMessage, type Topic,
-} from './ws/messages.js';
+} from './messages.js';
 
 export const WS_PATH = '/v1/ws';
 
