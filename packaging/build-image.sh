@@ -206,6 +206,7 @@ tree=$work/tree
 mkdir -p "$tree"
 ln -s "$repo/package.json" "$tree/package.json"
 ln -s "$repo/models" "$tree/models"
+ln -s "$repo/proto" "$tree/proto"
 ln -s "$work/dist" "$tree/dist"
 ln -s "$deps/node_modules" "$tree/node_modules"
 sh "$repo/packaging/stage-app.sh" "$tree" "$work/context/app" "$arch"

@@ -20,6 +20,8 @@ import { createHttpServer, listen } from './api/http/server.js';
 import { httpScopes } from './api/http/scopes.js';
 import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws/server.js';
+import { GrpcApi } from './api/grpc/server.js';
+import { listenOnSocket, parseSocketMode, removeSocketFile } from './api/unix-socket.js';
 import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
 import { EventLog } from './events/event-log.js';
@@ -67,6 +69,10 @@ export class Runtime {
   private live: LiveConfig;
   private connectivity: 'online' | 'offline' | 'disabled';
   private readonly server: Server;
+  /** HTTP + WebSocket on server.socketPath; null without one. */
+  private readonly socketServer: Server | null;
+  /** The gRPC API; null unless server.grpcPort or server.grpcSocketPath is set (docs/grpc.md). */
+  readonly grpc: GrpcApi | null;
   private readonly modules: ModuleSet;
   private addr: AddressInfo | null = null;
 
@@ -112,15 +118,21 @@ export class Runtime {
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     registerClientMetrics(this.metrics.registry, budget);
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
-    this.server = createHttpServer(
-      {
-        registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-        budget, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
-      },
-      { apiToken: this.apiToken.token, guard },
-      { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock },
-      log,
-    );
+    const httpContext = {
+      registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
+      budget, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
+    };
+    const access = { apiToken: this.apiToken.token, guard };
+    const slow = { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock };
+    this.server = createHttpServer(httpContext, access, slow, log);
+    this.socketServer = s.socketPath !== null ? createHttpServer(httpContext, access, slow, log) : null;
+    this.grpc = s.grpcPort !== null || s.grpcSocketPath !== null
+      ? new GrpcApi({
+        registry: this.registry, service: this.service, apiToken: this.apiToken.token, budget, maxRequestBytes: s.maxRequestBytes,
+        maxInflightPerStream: s.maxInflightPerConnection, maxBufferedBytesPerStream: s.maxBufferedBytesPerConnection,
+        scope: scope(s.sequencesEndWithConnection.grpc), log,
+      })
+      : null;
     this.ws = new WsApi({
       service: this.service,
       log,
@@ -142,6 +154,7 @@ export class Runtime {
       emit: (type, payload) => this.events.emit(type, payload),
     });
     this.ws.attach(this.server);
+    if (this.socketServer) this.ws.attach(this.socketServer);
     this.modules = new ModuleSet(log);
   }
 
@@ -191,16 +204,30 @@ export class Runtime {
     const api: Module = {
       name: 'api',
       start: async () => {
-        this.addr = await listen(this.server, this.config.server.host, this.config.server.port);
-        log.info({ host: this.addr.address, port: this.addr.port, apiToken: this.apiToken.source, tokenFile: this.apiToken.file ?? undefined, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
+        const s = this.config.server;
+        this.addr = await listen(this.server, s.host, s.port);
+        try {
+          if (this.socketServer && s.socketPath !== null) await listenOnSocket(this.socketServer, s.socketPath, 'server.socketPath', parseSocketMode(s.socketMode));
+          await this.grpc?.start({ host: s.host, port: s.grpcPort, socketPath: s.grpcSocketPath, socketMode: parseSocketMode(s.socketMode) });
+        } catch (err) {
+          // The module set does not stop a module whose start failed: close what this one opened.
+          this.server.close();
+          this.socketServer?.close();
+          throw err;
+        }
+        log.info({ host: this.addr.address, port: this.addr.port, socketPath: s.socketPath ?? undefined, grpcPort: this.grpc?.port ?? undefined, grpcSocketPath: s.grpcSocketPath ?? undefined, apiToken: this.apiToken.source, tokenFile: this.apiToken.file ?? undefined, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
       },
       stop: async () => {
         // Stop accepting, let in-flight requests answer, then close idle keep-alive sockets.
         this.service.stopAccepting();
         const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+        const socketClosed = new Promise<void>((resolve) => (this.socketServer ? this.socketServer.close(() => resolve()) : resolve()));
+        const grpcStopped = this.grpc?.stop(this.config.server.shutdownTimeoutMs);
         await this.ws.close();
         this.server.closeIdleConnections();
-        await closed;
+        this.socketServer?.closeIdleConnections();
+        await Promise.all([closed, socketClosed, grpcStopped]);
+        if (this.config.server.socketPath !== null) removeSocketFile(this.config.server.socketPath);
       },
     };
     const extra: Module[] = [];

@@ -19,3 +19,12 @@ export function tokenMatches(req: IncomingMessage, expected: string | null, allo
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);
 }
+
+/** The same check for a transport that hands over the Authorization value itself (gRPC metadata). */
+export function bearerMatches(header: string | undefined, expected: string | null): boolean {
+  if (expected === null) return true;
+  if (!header?.startsWith('Bearer ')) return false;
+  const a = createHash('sha256').update(header.slice(7).trim()).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}

@@ -39,6 +39,14 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(8080),
+      /** gRPC (OIP, inference.GRPCInferenceService) on server.host; null = off (the default). */
+      grpcPort: z.number().int().min(0).max(65535).nullable().default(null),
+      /** HTTP and WebSocket also on this Unix socket; null = none. */
+      socketPath: z.string().min(1).nullable().default(null),
+      /** gRPC also on this Unix socket; null = none. */
+      grpcSocketPath: z.string().min(1).nullable().default(null),
+      /** File mode of the socket files, octal as chmod takes it. */
+      socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"').default('0660'),
       apiToken: z.string().min(8, 'use at least 8 characters').nullable().default(null),
       /** Names (besides IP addresses, localhost and server.host) the device answers to: DNS rebinding guard. */
       allowedHosts: z.array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$/, 'a host name without port')).default([]),
@@ -58,6 +66,7 @@ export const configSchema = z.strictObject({
         .strictObject({
           ws: z.boolean().default(true),
           http: z.boolean().default(false),
+          grpc: z.boolean().default(true),
         })
         .prefault({}),
       shutdownTimeoutMs: z.number().int().min(0).default(15000),

@@ -1,0 +1,25 @@
+// What the gRPC API is given by the runtime: the same request path, registry, token and limits
+// as the HTTP and WebSocket APIs (docs/grpc.md).
+import type { ClientBudget } from '../client-budget.js';
+import type { InferService } from '../../inference/infer-service.js';
+import type { ScopeOptions } from '../../inference/client-scope.js';
+import type { Logger } from '../../base/log.js';
+import type { ModelRegistry } from '../../models/registry.js';
+
+export interface GrpcDeps {
+  registry: ModelRegistry;
+  service: InferService;
+  /** Bearer token every RPC but ServerLive/ServerReady needs; null = none. */
+  apiToken: string | null;
+  /** server.maxClientBytes, shared with HTTP and WebSocket. */
+  budget: ClientBudget;
+  /** Largest message accepted (server.maxRequestBytes). */
+  maxRequestBytes: number;
+  /** Unanswered requests one ModelStreamInfer stream may have before it is not read from. */
+  maxInflightPerStream: number;
+  /** Answer bytes one stream may have unwritten before it is not read from. */
+  maxBufferedBytesPerStream: number;
+  /** Sequence limits of a stream (server.maxSequencesPerConnection, server.sequencesEndWithConnection.grpc). */
+  scope: ScopeOptions;
+  log: Logger;
+}
