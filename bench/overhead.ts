@@ -3,17 +3,22 @@
 // session.run in this process with the same session options. Raw and Perch phases alternate
 // round by round (never at the same time), and the figures are medians over rounds.
 // Headline: WebSocket + binary tensors, default 'worker' executor, p50 Perch / raw <= 1.15.
-// Also: WS JSON, HTTP binary, HTTP JSON, and the same four with session.executor 'inline'.
+// Also: WS JSON, HTTP binary, HTTP JSON, and the same four with session.executor 'inline'; and
+// with the default executor, gRPC ModelInfer (raw contents) over TCP and over a Unix socket, and
+// WS/HTTP binary over a Unix socket (server.grpcPort, server.socketPath, server.grpcSocketPath).
 // Run: node dist/bench/overhead.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_REQUESTS to change the size)
 import type ort from 'onnxruntime-node';
 import { fromOrtResults } from '../runtime/sessions/ort-session.js';
 import type { Tensor } from '../runtime/tensor/tensor.js';
 import { clsInput } from '../test/helpers/models.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SHIPPED_MODELS } from '../test/helpers/paths.js';
 import {
   answerOutputs, BenchHttp, BenchWs, httpBinaryBody, httpJsonBody, wsBinaryFrame, wsJsonFrame, type Answer,
 } from './lib/clients.js';
+import { BenchGrpc, grpcRequest } from './lib/grpc-client.js';
 import { buildRepository, ECHO_SERVER, startPerch, withExecutor, type PerchServer } from './lib/perch-server.js';
 import { openRaw, runRaw } from './lib/raw-ort.js';
 import { machine, saveSection } from './lib/results.js';
@@ -27,8 +32,10 @@ const WARMUP = 100;
 const DISTINCT_INPUTS = 8;
 const TARGET = 1.15;
 
-type Transport = 'ws-binary' | 'ws-json' | 'http-binary' | 'http-json';
+type Transport = 'ws-binary' | 'ws-json' | 'http-binary' | 'http-json' | 'grpc' | 'grpc-unix' | 'ws-binary-unix' | 'http-binary-unix';
 const TRANSPORTS: Transport[] = ['ws-binary', 'ws-json', 'http-binary', 'http-json'];
+/** Measured on the default (worker) executor only. */
+const LOCAL_TRANSPORTS: Transport[] = ['grpc', 'grpc-unix', 'ws-binary-unix', 'http-binary-unix'];
 const EXECUTORS = ['worker', 'inline'] as const;
 /** 'echo' is the transport floor: same frames to a server that does no inference (bench/lib/echo-server.ts). */
 type ExecutorKind = (typeof EXECUTORS)[number] | 'echo';
@@ -54,7 +61,12 @@ async function timeSerial(n: number, call: (k: number) => Promise<unknown>): Pro
   return lat;
 }
 
-async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs: Tensor[][]): Promise<{ variants: Variant[]; close: () => Promise<void> }> {
+interface Sockets {
+  http: string;
+  grpc: string;
+}
+
+async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs: Tensor[][], sockets: Sockets | null): Promise<{ variants: Variant[]; close: () => Promise<void> }> {
   const wsBin = await BenchWs.connect(server.wsUrl);
   const wsJson = await BenchWs.connect(server.wsUrl);
   const http = new BenchHttp(server.baseUrl, 1);
@@ -62,18 +74,42 @@ async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs:
   const jsonFrames = inputs.map((t, k) => wsJsonFrame(`j${k}`, MODEL, t));
   const httpBin = inputs.map(httpBinaryBody);
   const httpJson = inputs.map(httpJsonBody);
-  const calls: Record<Transport, (k: number) => Promise<Answer>> = {
+  const calls: Partial<Record<Transport, (k: number) => Promise<Answer>>> = {
     'ws-binary': (k) => wsBin.send(`b${k}`, binFrames[k] as Buffer),
     'ws-json': (k) => wsJson.send(`j${k}`, jsonFrames[k] as string),
     'http-binary': (k) => http.infer(MODEL, httpBin[k]!),
     'http-json': (k) => http.infer(MODEL, httpJson[k]!),
   };
-  const variants = TRANSPORTS.map((transport) => ({ executor, transport, call: calls[transport], p50s: [], p99s: [], ratios: [] as number[] }));
+  const variants = TRANSPORTS.map((transport) => ({ executor, transport, call: calls[transport]!, p50s: [], p99s: [], ratios: [] as number[] }));
+  if (!sockets || server.grpcPort === null) {
+    return {
+      variants,
+      close: async () => {
+        http.close();
+        await Promise.all([wsBin.close(), wsJson.close()]);
+      },
+    };
+  }
+  const grpcTcp = new BenchGrpc(`127.0.0.1:${server.grpcPort}`);
+  const grpcUnix = new BenchGrpc(`unix:${sockets.grpc}`);
+  const wsUnix = await BenchWs.connect(`ws+unix://${sockets.http}:/v1/ws`);
+  const httpUnix = new BenchHttp('http://localhost', 1, sockets.http);
+  const grpcReqs = inputs.map((t) => grpcRequest(MODEL, t));
+  const local: Partial<Record<Transport, (k: number) => Promise<Answer>>> = {
+    grpc: (k) => grpcTcp.infer(grpcReqs[k]!),
+    'grpc-unix': (k) => grpcUnix.infer(grpcReqs[k]!),
+    'ws-binary-unix': (k) => wsUnix.send(`b${k}`, binFrames[k] as Buffer),
+    'http-binary-unix': (k) => httpUnix.infer(MODEL, httpBin[k]!),
+  };
+  for (const transport of LOCAL_TRANSPORTS) variants.push({ executor, transport, call: local[transport]!, p50s: [], p99s: [], ratios: [] });
   return {
     variants,
     close: async () => {
       http.close();
-      await Promise.all([wsBin.close(), wsJson.close()]);
+      httpUnix.close();
+      grpcTcp.close();
+      grpcUnix.close();
+      await Promise.all([wsBin.close(), wsJson.close(), wsUnix.close()]);
     },
   };
 }
@@ -100,13 +136,19 @@ async function main(): Promise<void> {
   const servers: PerchServer[] = [];
   const closers: Array<() => Promise<void>> = [];
   const variants: Variant[] = [];
+  const socketDir = mkdtempSync(join(tmpdir(), 'perch-bench-sock-'));
+  const sockets: Sockets = { http: join(socketDir, 'http.sock'), grpc: join(socketDir, 'grpc.sock') };
   try {
     for (const executor of [...EXECUTORS, 'echo'] as const) {
+      const local = executor === 'worker';
       const server = executor === 'echo'
         ? await startPerch({ repository: buildRepository([]), ownRepository: true, command: [ECHO_SERVER] })
-        : await startPerch({ repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true });
+        : await startPerch({
+          repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true,
+          ...(local ? { config: { server: { grpcPort: 0, socketPath: sockets.http, grpcSocketPath: sockets.grpc } } } : {}),
+        });
       servers.push(server);
-      const made = await makeVariants(server, executor, inputs);
+      const made = await makeVariants(server, executor, inputs, local ? sockets : null);
       closers.push(made.close);
       variants.push(...made.variants);
     }
@@ -146,7 +188,8 @@ async function main(): Promise<void> {
     }
 
     const raw = { p50: median(rawP50s), p99: median(rawP99s) };
-    const floor = (t: Transport) => median(variants.find((v) => v.executor === 'echo' && v.transport === t)?.p50s ?? []);
+    // No echo floor for gRPC and the Unix sockets: the echo server speaks TCP HTTP/WS only.
+    const floor = (t: Transport) => median(variants.find((v) => v.executor === 'echo' && v.transport === t)?.p50s ?? [Number.NaN]);
     const rows = variants.map((v) => ({
       executor: v.executor,
       transport: v.transport,
@@ -184,6 +227,7 @@ async function main(): Promise<void> {
   } finally {
     for (const c of closers) await c();
     for (const s of servers) await s.stop();
+    rmSync(socketDir, { recursive: true, force: true });
     await session.release();
   }
 }

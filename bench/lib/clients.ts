@@ -138,14 +138,15 @@ export function httpJsonBody(inputs: readonly Tensor[]): HttpBody {
 export class BenchHttp {
   private readonly agent: Agent;
 
-  constructor(private readonly baseUrl: string, maxSockets = 1) {
+  /** `socketPath`: talk to a Unix domain socket (server.socketPath) instead of TCP. */
+  constructor(private readonly baseUrl: string, maxSockets = 1, private readonly socketPath?: string) {
     this.agent = new Agent({ keepAlive: true, maxSockets });
   }
 
   infer(model: string, b: HttpBody): Promise<Answer> {
     const url = new URL(`/v2/models/${model}/infer`, this.baseUrl);
     return new Promise((resolve, reject) => {
-      const req = request(url, { method: 'POST', agent: this.agent, headers: { ...b.headers, 'content-length': String(b.body.length) } }, (res) => {
+      const req = request(url, { method: 'POST', agent: this.agent, ...(this.socketPath ? { socketPath: this.socketPath } : {}), headers: { ...b.headers, 'content-length': String(b.body.length) } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);

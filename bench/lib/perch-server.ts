@@ -47,6 +47,8 @@ export interface PerchServer {
   port: number;
   baseUrl: string;
   wsUrl: string;
+  /** The gRPC port when the config turned gRPC on (server.grpcPort), else null. */
+  grpcPort: number | null;
   /** Milliseconds from spawn to the 'perch is serving' line. */
   startMs: number;
   /** Resident set size now, in KiB (/proc/<pid>/status VmRSS). */
@@ -68,6 +70,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** Script and arguments instead of `dist/bin/perch.js serve` (the echo server of the transport floor). */
   command?: string[];
+  /** A config file for the server (PERCH_CONFIG); the PERCH_* variables above still win. */
+  config?: Record<string, unknown>;
 }
 
 export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -87,6 +91,11 @@ process.on('exit', () => {
 export async function startPerch(opts: StartOptions): Promise<PerchServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'perch-bench-data-'));
   const started = performance.now();
+  const configEnv: Record<string, string> = {};
+  if (opts.config) {
+    configEnv.PERCH_CONFIG = join(dataDir, 'bench-config.json');
+    writeFileSync(configEnv.PERCH_CONFIG, JSON.stringify(opts.config));
+  }
   const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...(opts.command ?? [CLI, 'serve'])], {
     cwd: dataDir,
     env: {
@@ -96,12 +105,14 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
       PERCH_LOG_LEVEL: 'info',
       PERCH_DATA_DIR: dataDir,
       PERCH_MODELS_DIR: opts.repository,
+      ...configEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
   child.once('exit', () => live.delete(child));
   let stderr = '';
+  let grpcPort: number | null = null;
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const cleanup = () => {
@@ -121,6 +132,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
       }
       if (rec.msg === 'perch is serving' && typeof rec.port === 'number') {
         clearTimeout(timer);
+        grpcPort = typeof (rec as { grpcPort?: unknown }).grpcPort === 'number' ? (rec as { grpcPort: number }).grpcPort : null;
         resolve(rec.port);
       } else if ((rec.level ?? 0) >= 50) {
         console.error(`perch: ${line}`);
@@ -145,6 +157,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
     port,
     baseUrl,
     wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
+    grpcPort,
     startMs,
     rssKiB: () => procStatusKiB(pid, 'VmRSS'),
     hwmKiB: () => procStatusKiB(pid, 'VmHWM'),
