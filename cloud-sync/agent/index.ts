@@ -71,6 +71,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
   const commands = createCommands(port, stats, updater, rep);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
   let offOnline: () => void = () => undefined;
+  let offModels: () => void = () => undefined;
   let started = false;
 
   return {
@@ -105,6 +106,9 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       // while the device was away arrive after it reconnects (docs/cloud-sync.md).
       if (uploader.fleetAcks) void conn.subscribe(conn.topics.eventsAck);
       offOnline = conn.onOnline(() => rep.schedule());
+      // A model loaded or unloaded on the device itself (HTTP /v2/repository/..., docs/models.md
+      // "Managed on the LAN") changes what is served: state/reported says so at once.
+      offModels = port.bus.on('model', () => rep.schedule());
       rep.start();
       breaker.start();
       // Before connecting: downloads in progress are there when the session's chunks arrive.
@@ -118,6 +122,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       if (!started) return;
       started = false;
       offOnline();
+      offModels();
       rep.stop();
       await updater.stop();
       breaker.stop();
