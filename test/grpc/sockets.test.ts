@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { prepareSocketPath } from '../../runtime/api/unix-socket.js';
-import { PerchError } from '../../runtime/errors.js';
+import { PerchError } from '../../runtime/base/errors.js';
 import { clsInput, rawRun, releaseRawSessions } from '../helpers/models.js';
 import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';

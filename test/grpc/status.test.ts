@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ERROR_CODES } from '../../runtime/errors.js';
+import { ERROR_CODES } from '../../runtime/base/errors.js';
 import { GRPC_STATUS, GRPC_STATUS_OF_HTTP } from '../../runtime/api/grpc/status.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
