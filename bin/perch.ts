@@ -98,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(rest);
     case 'fleet':
-      return (await import('../cloud-sync/fleet/cli.js')).main(rest);
+      return (await import('../cloud-sync/fleet/cli/main.js')).main(rest);
     case '--version':
     case '-v':
       process.stdout.write(`${RUNTIME_VERSION}\n`);

@@ -35,7 +35,7 @@ export interface EventCounter {
 /**
  * A persistent-session consumer of `P/devices/{id}/events` messages ({"deviceId","events":[...]})
  * counting events of `type` by seq. Subscribes to `statusTopic` too when given. With `ackTopic`
- * it acks what it received the way `perch fleet serve` does (cloud-sync/fleet/acker.ts: the
+ * it acks what it received the way `perch fleet serve` does (cloud-sync/fleet/serve/acker.ts: the
  * seqs of 25 ms as ranges in one QoS 1 message), without a database behind it.
  */
 export async function eventCounter(

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { PerchError } from '../../runtime/base/errors.js';
-import { connectBroker } from '../../cloud-sync/fleet/connect.js';
+import { connectBroker } from '../../cloud-sync/fleet/broker/connect.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
 import { waitFor } from '../helpers/clients.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';

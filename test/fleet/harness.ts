@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { run } from '../../cloud-sync/fleet/cli.js';
+import { run } from '../../cloud-sync/fleet/cli/main.js';
 import { desiredSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
 import { waitFor } from '../helpers/clients.js';

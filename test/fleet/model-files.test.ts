@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ModelFiles } from '../../cloud-sync/fleet/model-files.js';
-import { putModel, readChunks } from '../../cloud-sync/fleet/model-store.js';
-import { buildSpec } from '../../cloud-sync/fleet/spec.js';
+import { ModelFiles } from '../../cloud-sync/fleet/store/model-files.js';
+import { putModel, readChunks } from '../../cloud-sync/fleet/store/model-store.js';
+import { buildSpec } from '../../cloud-sync/fleet/store/model-spec.js';
 import { TempDirs } from './harness.js';
 
 const temp = new TempDirs();

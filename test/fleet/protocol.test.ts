@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { parsePayload } from '../../cloud-sync/protocol/parse.js';
 import { desiredSchema, eventsSchema, modelsRequestSchema } from '../../cloud-sync/protocol/schemas.js';
 import { fleetTopics, parseTopic, topics } from '../../cloud-sync/protocol/topics.js';
-import { applySet } from '../../cloud-sync/fleet/config-set.js';
+import { applySet } from '../../cloud-sync/fleet/cli/config-set.js';
 
 describe('protocol module', () => {
   test('topics and their parse agree', () => {

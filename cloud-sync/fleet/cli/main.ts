@@ -1,16 +1,16 @@
 // `perch fleet <command>`: the control-plane tool (docs/protocol.md section 6). A thin dispatcher: each
 // command lives in its own file. Exit codes: 0 ok, 1 a PERCH_ERR_* failure (printed as
 // `perch fleet: CODE: message` on stderr), 2 bad usage; serve and events --follow run until a signal.
-import { PerchError } from '../../runtime/base/errors.js';
-import { configCommand, CONFIG_HELP } from './config-cmd.js';
-import { devicesCommand, DEVICES_HELP } from './devices.js';
-import { eventsCommand, EVENTS_HELP } from './events-cmd.js';
-import { keygen, KEYGEN_HELP } from './keygen.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { configCommand, CONFIG_HELP } from '../commands/config.js';
+import { devicesCommand, DEVICES_HELP } from '../commands/devices.js';
+import { eventsCommand, EVENTS_HELP } from '../commands/events.js';
+import { keygen, KEYGEN_HELP } from '../commands/keygen.js';
 import { UsageError } from './options.js';
-import { pushCommand, PUSH_HELP } from './push.js';
-import { removeCommand, REMOVE_HELP } from './remove-cmd.js';
-import { serveCommand, SERVE_HELP } from './serve.js';
-import { signCommand, SIGN_HELP } from './sign-cmd.js';
+import { pushCommand, PUSH_HELP } from '../commands/push.js';
+import { removeCommand, REMOVE_HELP } from '../commands/remove.js';
+import { serveCommand, SERVE_HELP } from '../commands/serve.js';
+import { signCommand, SIGN_HELP } from '../commands/sign.js';
 
 export const FLEET_HELP = `perch fleet: the control plane of a Perch fleet over MQTT (docs/fleet.md)
 

@@ -3,14 +3,14 @@
 // device, store, publish (QoS 1, retained).
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { deviceIdArg, modelNameArg, optionalIntArg, positiveIntArg, requireString } from './args.js';
-import { assertKnownDevice } from './device-check.js';
-import { publishNext, readDeviceDocs } from './desired.js';
-import { putModel } from './model-store.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from './options.js';
-import { buildSpec } from './spec.js';
-import { WAIT_EXIT, waitForOutcome } from './wait.js';
-import { withBroker } from './with-broker.js';
+import { deviceIdArg, modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
+import { assertKnownDevice } from '../broker/device-check.js';
+import { publishNext, readDeviceDocs } from '../broker/desired.js';
+import { putModel } from '../store/model-store.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
+import { buildSpec } from '../store/model-spec.js';
+import { WAIT_EXIT, waitForOutcome } from '../broker/wait-outcome.js';
+import { withBroker } from '../broker/with-broker.js';
 
 export const PUSH_HELP = `perch fleet push --device ID --model NAME --version N --file MODEL.onnx
                  [--sign-key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]

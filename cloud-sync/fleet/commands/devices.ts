@@ -4,13 +4,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parsePayload } from '../protocol/parse.js';
-import { desiredSchema, reportedSchema, statusSchema, type DesiredState, type ReportedState, type StatusMessage } from '../protocol/schemas.js';
-import { fleetTopics, parseTopic } from '../protocol/topics.js';
-import { DB_FILE, FleetDatabase } from './database.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';
-import { readRetained } from './retained.js';
-import { withBroker } from './with-broker.js';
+import { parsePayload } from '../../protocol/parse.js';
+import { desiredSchema, reportedSchema, statusSchema, type DesiredState, type ReportedState, type StatusMessage } from '../../protocol/schemas.js';
+import { fleetTopics, parseTopic } from '../../protocol/topics.js';
+import { DB_FILE, FleetDatabase } from '../store/database.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
+import { readRetained } from '../broker/retained.js';
+import { withBroker } from '../broker/with-broker.js';
 
 export const DEVICES_HELP = `perch fleet devices [--json]
 

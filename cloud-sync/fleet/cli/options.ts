@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import { DEFAULT_PREFIX } from '../protocol/topics.js';
+import { DEFAULT_PREFIX } from '../../protocol/topics.js';
 
 export interface BrokerOptions {
   url: string;

@@ -3,8 +3,8 @@
 // otherwise leave a retained desired document that no device ever reads.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError } from '../../runtime/base/errors.js';
-import { DB_FILE, FleetDatabase } from './database.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { DB_FILE, FleetDatabase } from '../store/database.js';
 import type { DeviceDocs } from './desired.js';
 
 export function assertKnownDevice(deviceId: string, docs: DeviceDocs, store: string, force: boolean): void {

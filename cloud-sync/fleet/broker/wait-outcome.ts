@@ -3,9 +3,9 @@
 // document was not applied: its version was not above the device's), or nothing in time. While
 // the device downloads, its progress (reported at most once a second) is printed on one line.
 import type { MqttClient } from 'mqtt';
-import { parsePayload } from '../protocol/parse.js';
-import { reportedSchema, type DesiredState, type ModelSpec, type ReportedState } from '../protocol/schemas.js';
-import { topics } from '../protocol/topics.js';
+import { parsePayload } from '../../protocol/parse.js';
+import { reportedSchema, type DesiredState, type ModelSpec, type ReportedState } from '../../protocol/schemas.js';
+import { topics } from '../../protocol/topics.js';
 
 export type WaitOutcome = 'active' | 'failed' | 'ignored' | 'timeout';
 

@@ -3,8 +3,8 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateSigningKeyPair } from '../protocol/signing.js';
-import { UsageError } from './options.js';
+import { generateSigningKeyPair } from '../../protocol/signing.js';
+import { UsageError } from '../cli/options.js';
 
 export const KEYGEN_HELP = `perch fleet keygen --out DIR [--force]
 

@@ -1,9 +1,9 @@
 // Builds a ModelSpec for a model file: digest, size, chunk size, model.json and (with a key) the
 // signature over manifest 2, which covers the model.json too (protocol/signing.ts).
 import { readFileSync } from 'node:fs';
-import { PerchError } from '../../runtime/base/errors.js';
-import { jsonObjectSchema, type ModelSpec } from '../protocol/schemas.js';
-import { assertSigningKey, fileDigest, signManifest } from '../protocol/signing.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { jsonObjectSchema, type ModelSpec } from '../../protocol/schemas.js';
+import { assertSigningKey, fileDigest, signManifest } from '../../protocol/signing.js';
 
 /** 64 KiB: small enough for a Pi's memory and MQTT brokers' defaults, large enough for speed. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;

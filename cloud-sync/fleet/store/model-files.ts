@@ -6,8 +6,8 @@
 import { statSync, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PerchError } from '../../runtime/base/errors.js';
-import type { ModelSpec } from '../protocol/schemas.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import type { ModelSpec } from '../../protocol/schemas.js';
 import { MODEL_FILE, readSpec, SPEC_FILE, versionDir } from './model-store.js';
 
 interface Entry {

@@ -4,11 +4,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { systemClock, type Clock } from '../../runtime/base/clock.js';
-import { PerchError } from '../../runtime/base/errors.js';
-import { deviceIdArg, optionalIntArg } from './args.js';
-import { DB_FILE, FleetDatabase } from './database.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';
+import { systemClock, type Clock } from '../../../runtime/base/clock.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { deviceIdArg, optionalIntArg } from '../cli/args.js';
+import { DB_FILE, FleetDatabase } from '../store/database.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 
 export const EVENTS_HELP = `perch fleet events --device ID [--since SEQ] [--follow] [--poll-ms MS]
 

@@ -3,11 +3,11 @@
 // the PUBACK goes back only after the batch is committed; the device's own ack (acker.ts) goes
 // out only for what is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
 // The device id is always the topic's (what the broker's ACL vouches for), never the payload's.
-import type { Logger } from '../../runtime/base/log.js';
-import { parsePayload } from '../protocol/parse.js';
-import { eventsSchema, reportedSchema, statusSchema } from '../protocol/schemas.js';
-import type { FleetDatabase } from './database.js';
-import { countIgnored, type ServeStats } from './serve-stats.js';
+import type { Logger } from '../../../runtime/base/log.js';
+import { parsePayload } from '../../protocol/parse.js';
+import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
+import type { FleetDatabase } from '../store/database.js';
+import { countIgnored, type ServeStats } from './stats.js';
 
 export interface IngestContext {
   db: FleetDatabase;

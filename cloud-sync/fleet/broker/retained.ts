@@ -4,7 +4,7 @@
 // once the probe comes back every retained message has arrived. The deadline is only a backstop.
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/base/errors.js';
+import { PerchError } from '../../../runtime/base/errors.js';
 
 export interface RetainedMessage {
   topic: string;

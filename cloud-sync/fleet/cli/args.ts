@@ -1,6 +1,6 @@
 // Validation of the values every command shares (device ids, model names, versions, sizes), so a
 // bad one is a usage error before anything touches the broker or the store.
-import { deviceIdSchema, modelNameSchema } from '../protocol/schemas.js';
+import { deviceIdSchema, modelNameSchema } from '../../protocol/schemas.js';
 import { UsageError } from './options.js';
 
 export function requireString(value: string | undefined, flag: string): string {

@@ -3,12 +3,12 @@
 // named stay as they are). Steps: validate, read current desired (+ status, reported), check the
 // device and the model, publish (QoS 1, retained).
 import { parseArgs } from 'node:util';
-import { PerchError } from '../../runtime/base/errors.js';
-import { deviceIdArg, modelNameArg } from './args.js';
-import { assertKnownDevice } from './device-check.js';
-import { publishNext, readDeviceDocs, type DeviceDocs } from './desired.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from './options.js';
-import { withBroker } from './with-broker.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { deviceIdArg, modelNameArg } from '../cli/args.js';
+import { assertKnownDevice } from '../broker/device-check.js';
+import { publishNext, readDeviceDocs, type DeviceDocs } from '../broker/desired.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
+import { withBroker } from '../broker/with-broker.js';
 
 export const REMOVE_HELP = `perch fleet remove --device ID --model NAME [--force]
 

@@ -9,11 +9,11 @@
 // An ack that never arrives (this process killed after the commit, a broker restart) costs a
 // re-send, which the (deviceId, seq) key makes a duplicate that is not stored twice.
 import type { MqttClient } from 'mqtt';
-import type { Logger } from '../../runtime/base/log.js';
-import { MAX_ACK_RANGES, type EventsAck } from '../protocol/schemas.js';
-import { toRanges } from '../protocol/ranges.js';
-import { topics } from '../protocol/topics.js';
-import type { ServeStats } from './serve-stats.js';
+import type { Logger } from '../../../runtime/base/log.js';
+import { MAX_ACK_RANGES, type EventsAck } from '../../protocol/schemas.js';
+import { toRanges } from '../../protocol/ranges.js';
+import { topics } from '../../protocol/topics.js';
+import type { ServeStats } from './stats.js';
 
 const QOS1 = { qos: 1, retain: false } as const;
 /** Acks wait at most this long to be merged; far below the device's re-send timeout (10 s). */

@@ -1,48 +1,21 @@
-// `perch fleet serve`: the long-running side of the fleet. It wires four handlers onto one MQTT 5
-// connection: chunk requests (answered from the fleet store), events (through the shared
-// subscription, so several serve processes split them), status and reported state (every serve
-// process records them; the writes are idempotent). Progress goes to stdout as pino JSON lines.
-import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
+// The `perch fleet serve` daemon: the long-running side of the fleet. It wires four handlers onto
+// one MQTT 5 connection: chunk requests (answered from the fleet store), events (through the
+// shared subscription, so several serve processes split them), status and reported state (every
+// serve process records them; the writes are idempotent). Progress goes to the logger as pino
+// JSON lines. The command's flags are read in commands/serve.ts.
 import type { MqttClient } from 'mqtt';
-import { systemClock, type Clock, type TimerHandle } from '../../runtime/base/clock.js';
-import { createLogger, type Logger } from '../../runtime/base/log.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES } from '../protocol/parse.js';
-import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../protocol/topics.js';
-import { optionalIntArg } from './args.js';
+import { systemClock, type Clock, type TimerHandle } from '../../../runtime/base/clock.js';
+import type { Logger } from '../../../runtime/base/log.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
+import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../../protocol/topics.js';
+import { connectBroker } from '../broker/connect.js';
+import type { FleetOptions } from '../cli/options.js';
+import { FleetDatabase } from '../store/database.js';
+import { ModelFiles } from '../store/model-files.js';
 import { FleetAcker } from './acker.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
-import { ModelFiles } from './model-files.js';
-import { connectBroker } from './connect.js';
-import { FleetDatabase } from './database.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, type FleetOptions } from './options.js';
-import { countIgnored, newStats, type ServeStats } from './serve-stats.js';
-
-export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
-                  [--max-payload BYTES] [--max-chunks N] [--log-level LEVEL]
-
-Runs until SIGTERM/SIGINT:
-  - answers chunk requests (P/devices/+/models/request, shared) from the fleet store, for the
-    model versions in the desired state the fleet published for that device only;
-  - stores events ($share/GROUP/P/devices/+/events) in <store>/fleet.db, deduplicated on
-    (deviceId, seq), and acks each stored batch to its device (P/devices/ID/events/ack), which
-    deletes the events only then; start several serve processes on the same store to split the load;
-  - records each device's status and reported state in <store>/fleet.db.
-Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
-and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
-
-  --client-id ID      a stable MQTT client id keeps a persistent session (clean=false), so the
-                      broker queues events while this serve is down; default: a random id,
-                      clean session. Env PERCH_FLEET_CLIENT_ID.
-  --group NAME        shared-subscription group (default ${FLEET_SHARE_GROUP})
-  --unshared          subscribe to events without $share (ONE serve process only): with
-                      --client-id, events sent while the broker restarts are kept (Mosquitto
-                      2.0 does not persist shared subscriptions; see docs/fleet.md)
-  --max-payload BYTES JSON messages above this are ignored (default ${DEFAULT_MAX_PAYLOAD_BYTES})
-  --max-chunks N      at most N chunks answered per request (default 256)
-
-${COMMON_HELP}`;
+import { countIgnored, newStats, type ServeStats } from './stats.js';
 
 export interface ServeOptions {
   fleet: FleetOptions;
@@ -181,48 +154,4 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       log.info({ ...stats }, 'fleet serve stopped');
     },
   };
-}
-
-export async function serveCommand(args: string[], out: NodeJS.WritableStream): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...COMMON_OPTIONS,
-      'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
-      'max-payload': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
-    },
-  });
-  if (values.help) {
-    out.write(SERVE_HELP);
-    return 0;
-  }
-  const fleet = fleetOptions(values);
-  const level = (values['log-level'] ?? process.env.PERCH_LOG_LEVEL ?? 'info') as Parameters<typeof createLogger>[0];
-  const log = createLogger(level).child({ component: 'fleet-serve', host: hostname() });
-  const clientId = values['client-id'] ?? process.env.PERCH_FLEET_CLIENT_ID;
-  const running = await startServe({
-    fleet, log,
-    ...(clientId ? { clientId } : {}),
-    ...(values.group ? { group: values.group } : {}),
-    unshared: values.unshared ?? false,
-    progressMs: optionalIntArg(values['progress-ms'], 'progress-ms', 0) ?? 10_000,
-    maxPayloadBytes: optionalIntArg(values['max-payload'], 'max-payload') ?? DEFAULT_MAX_PAYLOAD_BYTES,
-    maxChunksPerRequest: optionalIntArg(values['max-chunks'], 'max-chunks') ?? 256,
-  });
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    running.stop().then(
-      () => {
-        log.flush();
-        process.exitCode = 0;
-      },
-      (err: unknown) => {
-        log.error({ err }, 'stop failed');
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  return -1; // keeps running until a signal
 }

@@ -2,8 +2,8 @@
 // PERCH_ERR_BROKER_UNREACHABLE, never hang or retry forever (reconnectPeriod 0).
 import { randomBytes } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/base/errors.js';
-import type { BrokerOptions } from './options.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import type { BrokerOptions } from '../cli/options.js';
 
 export interface ConnectOptions {
   clientId?: string;

@@ -1,7 +1,7 @@
 // Runs a short command against the broker: connect (with the deadline), do the work, disconnect.
 import type { MqttClient } from 'mqtt';
 import { connectBroker } from './connect.js';
-import type { FleetOptions } from './options.js';
+import type { FleetOptions } from '../cli/options.js';
 
 export async function withBroker<T>(opts: FleetOptions, work: (client: MqttClient) => Promise<T>): Promise<T> {
   const client = await connectBroker(opts.broker);

@@ -4,14 +4,14 @@
 // before it is published: a key the device would refuse is refused here, so it never reaches
 // the retained document (where every later push would carry it along).
 import { parseArgs } from 'node:util';
-import { deviceIdArg } from './args.js';
-import { PerchError } from '../../runtime/base/errors.js';
-import { LIVE_KEYS, liveDocumentIssues } from '../../runtime/live-config.js';
-import { applySet, applyUnset } from './config-set.js';
-import { assertKnownDevice } from './device-check.js';
-import { mergeConfig, publishNext, readDeviceDocs } from './desired.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from './options.js';
-import { withBroker } from './with-broker.js';
+import { deviceIdArg } from '../cli/args.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { LIVE_KEYS, liveDocumentIssues } from '../../../runtime/live-config.js';
+import { applySet, applyUnset } from '../cli/config-set.js';
+import { assertKnownDevice } from '../broker/device-check.js';
+import { mergeConfig, publishNext, readDeviceDocs } from '../broker/desired.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
+import { withBroker } from '../broker/with-broker.js';
 
 export const CONFIG_HELP = `perch fleet config --device ID [--set key=value ...] [--unset key ...] [--force]
 

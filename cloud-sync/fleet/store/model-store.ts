@@ -4,8 +4,8 @@
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PerchError } from '../../runtime/base/errors.js';
-import { modelSpecSchema, type ModelSpec } from '../protocol/schemas.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { modelSpecSchema, type ModelSpec } from '../../protocol/schemas.js';
 
 export const MODEL_FILE = 'model.onnx';
 export const SPEC_FILE = 'spec.json';

@@ -1,7 +1,7 @@
 // `perch fleet sign`: prints the ModelSpec of a model file, signed, without touching the broker.
 import { parseArgs } from 'node:util';
-import { modelNameArg, optionalIntArg, positiveIntArg, requireString } from './args.js';
-import { buildSpec } from './spec.js';
+import { modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
+import { buildSpec } from '../store/model-spec.js';
 
 export const SIGN_HELP = `perch fleet sign --sign-key PRIV.pem --name NAME --version N --file MODEL.onnx
                  [--config model.json] [--chunk-size BYTES]

@@ -4,14 +4,14 @@
 // does not hold, or one starting past the end, is logged and counted, never thrown.
 // A window reaching past the end is cut at the last chunk (the tail of a download).
 import type { MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/base/errors.js';
-import type { Logger } from '../../runtime/base/log.js';
-import { parsePayload } from '../protocol/parse.js';
-import { modelsRequestSchema, type DesiredState } from '../protocol/schemas.js';
-import { topics } from '../protocol/topics.js';
-import type { ModelFiles, OpenModel } from './model-files.js';
-import { chunkCount, readChunks } from './model-store.js';
-import { countIgnored, type ServeStats } from './serve-stats.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import type { Logger } from '../../../runtime/base/log.js';
+import { parsePayload } from '../../protocol/parse.js';
+import { modelsRequestSchema, type DesiredState } from '../../protocol/schemas.js';
+import { topics } from '../../protocol/topics.js';
+import type { ModelFiles, OpenModel } from '../store/model-files.js';
+import { chunkCount, readChunks } from '../store/model-store.js';
+import { countIgnored, type ServeStats } from './stats.js';
 
 export interface ChunkServerContext {
   client: MqttClient;

@@ -2,11 +2,11 @@
 // document keeps every model and config key of the current one, changes what was asked, and
 // carries a version above any the fleet or the device has seen, so versions only rise.
 import type { MqttClient } from 'mqtt';
-import { PerchError } from '../../runtime/base/errors.js';
-import { parsePayload } from '../protocol/parse.js';
-import { desiredSchema, reportedSchema, type DesiredState } from '../protocol/schemas.js';
-import { topics } from '../protocol/topics.js';
-import { FleetDatabase } from './database.js';
+import { PerchError } from '../../../runtime/base/errors.js';
+import { parsePayload } from '../../protocol/parse.js';
+import { desiredSchema, reportedSchema, type DesiredState } from '../../protocol/schemas.js';
+import { topics } from '../../protocol/topics.js';
+import { FleetDatabase } from '../store/database.js';
 import { readRetained } from './retained.js';
 
 export interface DeviceDocs {

@@ -1,0 +1,52 @@
+// The schema of the fleet database (fleet.db, database.ts), one migration per user_version.
+// migrate() applies the ones above the file's version, in order, in one IMMEDIATE transaction.
+import type { Database as Db } from 'better-sqlite3';
+import { PerchError } from '../../../runtime/base/errors.js';
+
+const SCHEMA_VERSION = 2;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE events (
+      device_id   TEXT    NOT NULL,
+      seq         INTEGER NOT NULL,
+      event_id    TEXT    NOT NULL,
+      ts          TEXT    NOT NULL,
+      type        TEXT    NOT NULL,
+      payload     TEXT    NOT NULL,
+      received_at INTEGER NOT NULL,
+      PRIMARY KEY (device_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE devices (
+      device_id   TEXT PRIMARY KEY,
+      online      INTEGER,
+      status      TEXT,
+      status_at   INTEGER,
+      reported    TEXT,
+      reported_at INTEGER
+    );
+  `,
+  // The fleet owns each device's desired-version counter and document (not the broker's
+  // retained copy, which a broker without persistence loses and anyone allowed to publish there
+  // can replay); serve answers chunk requests only for what it names.
+  2: `
+    CREATE TABLE desired (
+      device_id    TEXT    PRIMARY KEY,
+      version      INTEGER NOT NULL,
+      doc          TEXT    NOT NULL,
+      published_at INTEGER NOT NULL
+    );
+  `,
+};
+
+/** Brings the schema to SCHEMA_VERSION; IMMEDIATE so two serve processes starting together do not both migrate. */
+export function migrate(db: Db): void {
+  db.transaction(() => {
+    const found = db.pragma('user_version', { simple: true }) as number;
+    if (found > SCHEMA_VERSION) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `fleet database schema ${found} is newer than this perch fleet (${SCHEMA_VERSION})`);
+    for (let v = found + 1; v <= SCHEMA_VERSION; v++) {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v}`);
+    }
+  }).immediate();
+}
