@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../config/load.js';
 import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
-import { decodeJsonData } from '../tensor/json-codec.js';
+import { BYTES_CONTENT_TYPES, decodeJsonData, type BytesContentType } from '../tensor/json-codec.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RequestedOutput } from '../inference/infer-service.js';
 import type { InferBody, RequestTensor } from './oip-schema.js';
@@ -42,8 +42,19 @@ export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array): Tenso
     shape: t.shape,
     data: t.parameters?.binary_data_size !== undefined
       ? decodeBinaryData(t.name, t.datatype, t.shape, parts[next++] as Uint8Array)
-      : decodeJsonData(t.name, t.datatype, t.shape, t.data),
+      : decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t)),
   }));
+}
+
+/** `parameters.content_type` of a JSON BYTES input: 'str' (the default) or 'base64' (docs/api.md). */
+function bytesContentType(t: RequestTensor): BytesContentType {
+  const ct = t.parameters?.content_type;
+  if (ct === undefined) return 'str';
+  if (typeof ct === 'string' && (BYTES_CONTENT_TYPES as readonly string[]).includes(ct)) {
+    if (ct === 'base64' && t.datatype !== 'BYTES') throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `input '${t.name}': content_type base64 applies to BYTES tensors only`);
+    return ct as BytesContentType;
+  }
+  throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `input '${t.name}': parameters.content_type must be one of ${BYTES_CONTENT_TYPES.join(', ')}`);
 }
 
 export function requestedOutputs(body: InferBody): RequestedOutput[] | undefined {

@@ -1,6 +1,6 @@
 // OIP responses as JSON, or as a JSON header followed by binary tensors (Triton's extension).
 import { encodeBinaryData } from '../tensor/binary-codec.js';
-import { encodeJsonData } from '../tensor/json-codec.js';
+import { encodeJsonData, jsonBytesForm } from '../tensor/json-codec.js';
 import type { InferResult } from '../inference/infer-service.js';
 
 export interface EncodedResult {
@@ -15,7 +15,13 @@ export function encodeResult(r: InferResult, binaryByDefault: boolean): EncodedR
   const chunks: Uint8Array[] = [];
   const outputs = r.outputs.map((t, i) => {
     const asBinary = r.binary[i] ?? binaryByDefault;
-    if (!asBinary) return { name: t.name, datatype: t.datatype, shape: t.shape, data: encodeJsonData(t) };
+    if (!asBinary) {
+      // BYTES that are not all text go out in base64, and say so (docs/api.md, BYTES).
+      if (Array.isArray(t.data) && jsonBytesForm(t.data) === 'base64') {
+        return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { content_type: 'base64' }, data: encodeJsonData(t, 'base64') };
+      }
+      return { name: t.name, datatype: t.datatype, shape: t.shape, data: encodeJsonData(t) };
+    }
     const bytes = encodeBinaryData(t);
     chunks.push(bytes);
     return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { binary_data_size: bytes.byteLength } };

@@ -70,10 +70,28 @@ export interface WireTensor {
   data: Tensor['data'];
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * BYTES elements are arbitrary bytes (docs/api.md); an ONNX string tensor holds text, so what a
+ * model takes as a string must be UTF-8.
+ */
+function asStrings(t: Tensor): string[] {
+  return (t.data as Uint8Array[]).map((e, i) => {
+    try {
+      return utf8.decode(e);
+    } catch {
+      throw new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${t.name}': BYTES element ${i} is not UTF-8 (the model takes text)`);
+    }
+  });
+}
+
 export function toOrtFeeds(feeds: readonly Tensor[]): Record<string, ort.Tensor> {
   const out: Record<string, ort.Tensor> = {};
   for (const t of feeds) {
-    out[t.name] = new ort.Tensor(ortType(t.datatype) as 'float32', t.data as Float32Array, t.shape);
+    out[t.name] = t.datatype === 'BYTES'
+      ? new ort.Tensor('string', asStrings(t), t.shape)
+      : new ort.Tensor(ortType(t.datatype) as 'float32', t.data as Float32Array, t.shape);
   }
   return out;
 }
@@ -83,7 +101,8 @@ export function fromOrtResults(results: ort.InferenceSession.ReturnType): Tensor
   for (const [name, value] of Object.entries(results)) {
     const datatype = datatypeFromOrt(value.type);
     if (!datatype) throw new PerchError('PERCH_ERR_INFERENCE_FAILED', `output '${name}' has unsupported type ${value.type}`);
-    out.push({ name, datatype, shape: value.dims.slice(), data: value.data as Tensor['data'] });
+    const data = datatype === 'BYTES' ? (value.data as string[]).map((v) => Buffer.from(v, 'utf8')) : (value.data as Tensor['data']);
+    out.push({ name, datatype, shape: value.dims.slice(), data });
   }
   return out;
 }

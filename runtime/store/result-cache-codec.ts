@@ -3,7 +3,7 @@
 //   magic "PRC" | format 1 (u8) | endianness 1=LE (u8) | tensor count (u32)
 //   per tensor: name length (u16) | name UTF-8 | datatype index in DATATYPES (u8) | rank (u8) |
 //               dims (u32 each) | numeric: byte length (u32) + raw element bytes
-//                               | BYTES: element count (u32) + per element length (u32) + UTF-8
+//                               | BYTES: element count (u32) + per element length (u32) + bytes
 // Raw element bytes are the typed array's own (platform order); the endianness byte makes a file
 // moved to a big-endian machine read as a miss instead of garbage.
 import { endianness } from 'node:os';
@@ -18,13 +18,13 @@ const HEADER = 3 + 1 + 1 + 4;
 
 export function encodeTensors(tensors: readonly Tensor[]): Buffer {
   const names = tensors.map((t) => Buffer.from(t.name, 'utf8'));
-  const strings = tensors.map((t) => (Array.isArray(t.data) ? t.data.map((s) => Buffer.from(s, 'utf8')) : null));
+  const strings = tensors.map((t) => (Array.isArray(t.data) ? t.data : null));
   let size = HEADER;
   tensors.forEach((t, i) => {
     size += 2 + (names[i] as Buffer).length + 1 + 1 + 4 * t.shape.length + 4;
     const strs = strings[i];
-    if (strs) for (const s of strs) size += 4 + s.length;
-    else size += (t.data as Exclude<Tensor['data'], string[]>).byteLength;
+    if (strs) for (const s of strs) size += 4 + s.byteLength;
+    else size += (t.data as Exclude<Tensor['data'], Uint8Array[]>).byteLength;
   });
   const out = Buffer.allocUnsafe(size);
   let o = 0;
@@ -45,11 +45,12 @@ export function encodeTensors(tensors: readonly Tensor[]): Buffer {
     if (strs) {
       o = out.writeUInt32LE(strs.length, o);
       for (const s of strs) {
-        o = out.writeUInt32LE(s.length, o);
-        o += s.copy(out, o);
+        o = out.writeUInt32LE(s.byteLength, o);
+        out.set(s, o);
+        o += s.byteLength;
       }
     } else {
-      const data = t.data as Exclude<Tensor['data'], string[]>;
+      const data = t.data as Exclude<Tensor['data'], Uint8Array[]>;
       o = out.writeUInt32LE(data.byteLength, o);
       out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), o);
       o += data.byteLength;
@@ -95,13 +96,13 @@ export function decodeTensors(buf: Uint8Array): Tensor[] {
     const ctor = arrayConstructor(datatype);
     if (!ctor) {
       if (n !== elementCount(shape)) throw new CodecError(`${name}: ${n} strings for shape [${shape.join(',')}]`);
-      const data: string[] = new Array<string>(n);
+      const data: Uint8Array[] = new Array<Uint8Array>(n);
       for (let k = 0; k < n; k++) {
         need(4);
         const len = b.readUInt32LE(o);
         o += 4;
         need(len);
-        data[k] = b.toString('utf8', o, o + len);
+        data[k] = Uint8Array.prototype.slice.call(b, o, o + len); // a copy: the caller owns the result
         o += len;
       }
       out.push({ name, datatype, shape, data });

@@ -29,15 +29,19 @@ export function cacheKey(model: string, version: number, inputs: readonly Tensor
     putStr(t.datatype);
     putNum(t.shape.length);
     for (const d of t.shape) putNum(d);
-    hashData(h, t, putNum, putStr);
+    hashData(h, t, putNum);
   }
   return h.digest('hex');
 }
 
-function hashData(h: Hash, t: Tensor, putNum: (n: number) => void, putStr: (s: string) => void): void {
+function hashData(h: Hash, t: Tensor, putNum: (n: number) => void): void {
   if (Array.isArray(t.data)) {
     putNum(t.data.length);
-    for (const s of t.data) putStr(s);
+    // Each BYTES element as its length and its bytes (the same key as a UTF-8 string had).
+    for (const e of t.data) {
+      putNum(e.byteLength);
+      h.update(e);
+    }
     return;
   }
   // The raw little-endian bytes (every target Perch runs on is little-endian), no copy.

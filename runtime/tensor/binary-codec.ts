@@ -47,21 +47,17 @@ function alignedSpace(bytes: number): { buffer: ArrayBuffer; offset: number } {
   return { buffer: slab, offset };
 }
 
-function decodeBytesElements(name: string, count: number, bytes: Uint8Array): string[] {
+/** BYTES elements are arbitrary bytes (OIP): each is a view of the body, no copy, no UTF-8 check. */
+function decodeBytesElements(name: string, count: number, bytes: Uint8Array): Uint8Array[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out: string[] = [];
+  const out: Uint8Array[] = [];
   let at = 0;
-  const decoder = new TextDecoder('utf-8', { fatal: true });
   for (let i = 0; i < count; i++) {
     if (at + 4 > bytes.byteLength) throw lie(`tensor '${name}': BYTES element ${i} runs past binary_data_size`);
     const len = view.getUint32(at, true);
     at += 4;
     if (at + len > bytes.byteLength) throw lie(`tensor '${name}': BYTES element ${i} runs past binary_data_size`);
-    try {
-      out.push(decoder.decode(bytes.subarray(at, at + len)));
-    } catch {
-      throw new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${name}': BYTES element ${i} is not UTF-8`);
-    }
+    out.push(bytes.subarray(at, at + len));
     at += len;
   }
   if (at !== bytes.byteLength) throw lie(`tensor '${name}': ${bytes.byteLength - at} bytes left after ${count} BYTES elements`);
@@ -72,13 +68,12 @@ function decodeBytesElements(name: string, count: number, bytes: Uint8Array): st
 export function encodeBinaryData(t: Tensor): Uint8Array {
   const d = t.data;
   if (!Array.isArray(d)) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  const parts = d.map((s) => Buffer.from(s, 'utf8'));
-  const out = Buffer.allocUnsafe(parts.reduce((n, p) => n + 4 + p.length, 0));
+  const out = Buffer.allocUnsafe(d.reduce((n, p) => n + 4 + p.byteLength, 0));
   let at = 0;
-  for (const p of parts) {
-    out.writeUInt32LE(p.length, at);
-    p.copy(out, at + 4);
-    at += 4 + p.length;
+  for (const p of d) {
+    out.writeUInt32LE(p.byteLength, at);
+    out.set(p, at + 4);
+    at += 4 + p.byteLength;
   }
   return out;
 }

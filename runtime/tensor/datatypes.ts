@@ -1,6 +1,8 @@
 // Open Inference Protocol datatypes and how each is held in memory and handed to onnxruntime.
 // FP16 travels as raw IEEE half bits in a Uint16Array (what onnxruntime-node accepts for
-// 'float16'); BOOL as one byte per element; BYTES as JS strings (onnxruntime 'string').
+// 'float16'); BOOL as one byte per element; BYTES as one Uint8Array per element: OIP BYTES
+// elements are arbitrary bytes (an encoded image, a WAV file), text only when a model says so
+// (an ONNX 'string' tensor: runtime/sessions/ort-session.ts checks those are UTF-8).
 
 export const DATATYPES = [
   'BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64',
@@ -11,7 +13,9 @@ export type Datatype = (typeof DATATYPES)[number];
 export type NumericArray =
   | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array
   | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
-export type TensorData = NumericArray | string[];
+/** BYTES data: one Uint8Array per element. */
+export type BytesData = Uint8Array[];
+export type TensorData = NumericArray | BytesData;
 
 interface NumericArrayConstructor {
   new (length: number): NumericArray;
@@ -22,7 +26,7 @@ interface NumericArrayConstructor {
 interface DatatypeInfo {
   /** onnxruntime-node's name for the element type. */
   ort: string;
-  /** Typed array that holds it; null for BYTES (held as string[]). */
+  /** Typed array that holds it; null for BYTES (held as Uint8Array[]). */
   array: NumericArrayConstructor | null;
   /** Bytes per element on the wire; 0 for BYTES (length-prefixed). */
   size: number;
@@ -67,8 +71,10 @@ export function arrayConstructor(dt: Datatype): NumericArrayConstructor | null {
   return INFO[dt].array;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** A zero-filled array of `count` elements of `dt`. */
 export function allocate(dt: Datatype, count: number): TensorData {
   const ctor = INFO[dt].array;
-  return ctor ? new ctor(count) : new Array<string>(count).fill('');
+  return ctor ? new ctor(count) : new Array<Uint8Array>(count).fill(EMPTY);
 }

@@ -1,7 +1,10 @@
 // OIP (KServe v2) JSON tensors: `data` is a flat (or nested) row-major array. Values are checked
 // here, once, so a wrong element type is a clear PERCH_ERR_TENSOR_DATA and never reaches ORT.
+// BYTES elements are JSON strings: their UTF-8 bytes, or, when the tensor's parameters say
+// `"content_type": "base64"` (the convention of MLServer's OIP codecs), the bytes they encode in
+// base64 (docs/api.md, BYTES). That is how arbitrary bytes (an encoded image) travel in JSON.
 import { PerchError } from '../base/errors.js';
-import { allocate, type Datatype, type NumericArray, type TensorData } from './datatypes.js';
+import { allocate, type BytesData, type Datatype, type NumericArray, type TensorData } from './datatypes.js';
 import { fromHalfBits, toHalfBits } from './fp16.js';
 import { elementCount, type Tensor } from './tensor.js';
 
@@ -37,8 +40,24 @@ function bad(name: string, what: string): PerchError {
   return new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${name}': ${what}`);
 }
 
-/** Reads `data` of a JSON tensor into Perch's in-memory form, checking count and element types. */
-export function decodeJsonData(name: string, datatype: Datatype, shape: number[], raw: unknown): TensorData {
+/** The content types a JSON BYTES tensor may declare in `parameters.content_type`. */
+export const BYTES_CONTENT_TYPES = ['str', 'base64'] as const;
+export type BytesContentType = (typeof BYTES_CONTENT_TYPES)[number];
+
+// Standard base64 with its padding (RFC 4648 section 4); Buffer.from(s, 'base64') alone would
+// skip any character it does not know, so a mangled image would decode to other bytes.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function fromBase64(name: string, i: number, v: string): Uint8Array {
+  if (!BASE64.test(v)) throw bad(name, `element ${i} is not base64 (content_type base64)`);
+  return Buffer.from(v, 'base64');
+}
+
+/**
+ * Reads `data` of a JSON tensor into Perch's in-memory form, checking count and element types.
+ * `bytesAs`: how BYTES elements are written (UTF-8 text, or base64).
+ */
+export function decodeJsonData(name: string, datatype: Datatype, shape: number[], raw: unknown, bytesAs: BytesContentType = 'str'): TensorData {
   if (!Array.isArray(raw)) throw bad(name, '`data` must be an array');
   const values = flatten(name, raw, shape.length);
   const count = elementCount(shape);
@@ -48,13 +67,13 @@ export function decodeJsonData(name: string, datatype: Datatype, shape: number[]
   const out = allocate(datatype, count);
   switch (datatype) {
     case 'BYTES': {
-      const strs = out as string[];
+      const elements = out as BytesData;
       for (let i = 0; i < count; i++) {
         const v = values[i];
         if (typeof v !== 'string') throw bad(name, `element ${i} must be a string`);
-        strs[i] = v;
+        elements[i] = bytesAs === 'base64' ? fromBase64(name, i, v) : Buffer.from(v, 'utf8');
       }
-      return strs;
+      return elements;
     }
     case 'BOOL': {
       const u8 = out as Uint8Array;
@@ -115,10 +134,25 @@ export function decodeJsonData(name: string, datatype: Datatype, shape: number[]
   }
 }
 
-/** A tensor's data as a JSON-ready flat array. */
-export function encodeJsonData(t: Tensor): unknown[] {
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * How a BYTES tensor goes into JSON: as text when every element is UTF-8, else every element in
+ * base64 (and the tensor then says `"content_type": "base64"` in its parameters).
+ */
+export function jsonBytesForm(data: BytesData): BytesContentType {
+  try {
+    for (const e of data) utf8.decode(e);
+    return 'str';
+  } catch {
+    return 'base64';
+  }
+}
+
+/** A tensor's data as a JSON-ready flat array (BYTES: as `bytesAs` says). */
+export function encodeJsonData(t: Tensor, bytesAs: BytesContentType = 'str'): unknown[] {
   const d = t.data;
-  if (Array.isArray(d)) return d;
+  if (Array.isArray(d)) return d.map((e) => Buffer.from(e.buffer, e.byteOffset, e.byteLength).toString(bytesAs === 'base64' ? 'base64' : 'utf8'));
   switch (t.datatype) {
     case 'BOOL':
       return Array.from(d as Uint8Array, (v) => v !== 0);

@@ -16,11 +16,11 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-/** Bytes the tensor's data takes (BYTES: the UTF-8 length of every element plus its 4-byte prefix). */
+/** Bytes the tensor's data takes (BYTES: the length of every element plus its 4-byte prefix). */
 export function byteLength(t: Tensor): number {
   if (Array.isArray(t.data)) {
     let n = 0;
-    for (const s of t.data) n += 4 + Buffer.byteLength(s);
+    for (const s of t.data) n += 4 + s.byteLength;
     return n;
   }
   return t.data.byteLength;
@@ -92,8 +92,8 @@ export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]
 
 function copyRange(src: TensorData, start: number, end: number, dst: TensorData, at: number): void {
   if (Array.isArray(src)) {
-    const d = dst as string[];
-    for (let i = start; i < end; i++) d[at + i - start] = src[i] as string;
+    const d = dst as Uint8Array[];
+    for (let i = start; i < end; i++) d[at + i - start] = src[i] as Uint8Array;
     return;
   }
   // Same typed array kind on both sides: set() copies with memmove.

@@ -52,7 +52,7 @@ void describe('result cache codec', () => {
       .chain(({ name, datatype, dims }) => {
         const n = dims.reduce((a, b) => a * b, 1);
         if (datatype === 'BYTES') {
-          return fc.array(fc.string({ unit: 'binary', maxLength: 8 }), { minLength: n, maxLength: n }).map((data): Tensor => ({ name, datatype, shape: dims, data }));
+          return fc.array(fc.uint8Array({ maxLength: 8 }), { minLength: n, maxLength: n }).map((data): Tensor => ({ name, datatype, shape: dims, data }));
         }
         const bytes = n * elementSize(datatype);
         return fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((raw): Tensor => {
@@ -98,7 +98,7 @@ void describe('cache key', () => {
   });
 
   void test('length prefixes keep neighbouring fields apart', () => {
-    const s = (name: string, data: string[]): Tensor => ({ name, datatype: 'BYTES', shape: [data.length], data });
+    const s = (name: string, data: string[]): Tensor => ({ name, datatype: 'BYTES', shape: [data.length], data: data.map((x) => Buffer.from(x)) });
     assert.notEqual(cacheKey('ab', 1, [s('c', ['x'])]), cacheKey('a', 1, [s('bc', ['x'])]));
     assert.notEqual(cacheKey('m', 1, [s('t', ['ab', 'c'])]), cacheKey('m', 1, [s('t', ['a', 'bc'])]));
   });

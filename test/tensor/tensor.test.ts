@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { concatAlongAxis, elementCount, splitAlongAxis, type Tensor } from '../../runtime/tensor/tensor.js';
 import { fromHalfBits, toHalfBits } from '../../runtime/tensor/fp16.js';
 import { decodeBinaryData, encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
-import { decodeJsonData, encodeJsonData } from '../../runtime/tensor/json-codec.js';
+import { decodeJsonData, encodeJsonData, jsonBytesForm } from '../../runtime/tensor/json-codec.js';
 import { PerchError } from '../../runtime/base/errors.js';
 import { ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
 import { retain } from '../../runtime/tensor/retained.js';
@@ -61,11 +61,13 @@ describe('tensor stacking', () => {
   });
 
   test('BYTES tensors stack too', () => {
-    const a: Tensor = { name: 's', datatype: 'BYTES', shape: [1, 2], data: ['a', 'b'] };
-    const b: Tensor = { name: 's', datatype: 'BYTES', shape: [2, 2], data: ['c', 'd', 'e', 'f'] };
+    const b8 = (...xs: string[]): Uint8Array[] => xs.map((x) => Buffer.from(x));
+    const text = (d: unknown): string[] => (d as Uint8Array[]).map((e) => Buffer.from(e).toString());
+    const a: Tensor = { name: 's', datatype: 'BYTES', shape: [1, 2], data: b8('a', 'b') };
+    const b: Tensor = { name: 's', datatype: 'BYTES', shape: [2, 2], data: b8('c', 'd', 'e', 'f') };
     const j = concatAlongAxis([a, b], 0);
-    assert.deepEqual(j.data, ['a', 'b', 'c', 'd', 'e', 'f']);
-    assert.deepEqual(splitAlongAxis(j, 0, [1, 2]).map((t) => t.data), [['a', 'b'], ['c', 'd', 'e', 'f']]);
+    assert.deepEqual(text(j.data), ['a', 'b', 'c', 'd', 'e', 'f']);
+    assert.deepEqual(splitAlongAxis(j, 0, [1, 2]).map((t) => text(t.data)), [['a', 'b'], ['c', 'd', 'e', 'f']]);
   });
 });
 
@@ -89,13 +91,30 @@ describe('codecs', () => {
     assert.deepEqual(decodeJsonData('x', 'INT64', [2], ['9007199254740993', -1]), BigInt64Array.from([9007199254740993n, -1n]));
   });
 
+  test('BYTES elements are arbitrary bytes: UTF-8 text or base64 in JSON, anything in binary', () => {
+    const jpegStart = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00]);
+    const [fromB64] = decodeJsonData('x', 'BYTES', [1], [jpegStart.toString('base64')], 'base64') as Uint8Array[];
+    assert.deepEqual(Buffer.from(fromB64!), jpegStart);
+    const [fromText] = decodeJsonData('x', 'BYTES', [1], ['héllo']) as Uint8Array[];
+    assert.equal(Buffer.from(fromText!).toString('utf8'), 'héllo');
+    for (const bad of ['abc', 'ab$=', '====', 'YW Jj']) {
+      assert.throws(() => decodeJsonData('x', 'BYTES', [1], [bad], 'base64'), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA', bad);
+    }
+    const mixed: Tensor = { name: 'b', datatype: 'BYTES', shape: [2], data: [Buffer.from('ok'), jpegStart] };
+    assert.equal(jsonBytesForm(mixed.data as Uint8Array[]), 'base64');
+    assert.deepEqual(encodeJsonData(mixed, 'base64'), ['b2s=', jpegStart.toString('base64')]);
+    assert.equal(jsonBytesForm([Buffer.from('ok')]), 'str');
+    const back = decodeBinaryData('b', 'BYTES', [2], encodeBinaryData(mixed)) as Uint8Array[];
+    assert.deepEqual(back.map((e) => Buffer.from(e)), [Buffer.from('ok'), jpegStart]);
+  });
+
   test('binary data round-trips for every datatype, and lying sizes are refused', () => {
     const cases: Tensor[] = [
       { name: 'a', datatype: 'FP32', shape: [3], data: Float32Array.from([1.5, -2, 3]) },
       { name: 'b', datatype: 'INT64', shape: [2], data: BigInt64Array.from([-5n, 2n ** 40n]) },
       { name: 'c', datatype: 'BOOL', shape: [2], data: Uint8Array.from([1, 0]) },
       { name: 'd', datatype: 'FP16', shape: [1], data: Uint16Array.from([0x3c00]) },
-      { name: 'e', datatype: 'BYTES', shape: [2], data: ['héllo', ''] },
+      { name: 'e', datatype: 'BYTES', shape: [3], data: [Buffer.from('héllo'), Buffer.alloc(0), Buffer.from([0xff, 0xd8, 0x00])] },
       { name: 'f', datatype: 'UINT64', shape: [1], data: BigUint64Array.from([2n ** 64n - 1n]) },
     ];
     for (const t of cases) {

@@ -16,7 +16,7 @@ export function everyDatatype(): Tensor[] {
     { name: 'f16', datatype: 'FP16', shape: [4], data: new Uint16Array([0x3c00, 0xc000, 0x7c00, 0x7e01]) },
     { name: 'f32', datatype: 'FP32', shape: [1, 3], data: new Float32Array([Math.PI, -0, Number.NaN]) },
     { name: 'f64', datatype: 'FP64', shape: [2], data: new Float64Array([Number.MIN_VALUE, -Infinity]) },
-    { name: 'bytes', datatype: 'BYTES', shape: [3], data: ['', 'héllo', '猫\u0000🐟'] },
+    { name: 'bytes', datatype: 'BYTES', shape: [4], data: ['', 'héllo', '猫\u0000🐟'].map((t) => Buffer.from(t)).concat(Buffer.from([0xff, 0x00, 0xfe])) },
     { name: 'empty', datatype: 'FP32', shape: [0, 5], data: new Float32Array(0) },
     { name: 'scalar', datatype: 'INT32', shape: [], data: new Int32Array([42]) },
   ];
@@ -26,7 +26,7 @@ export function everyDatatype(): Tensor[] {
 export function sameTensor(a: Tensor, b: Tensor): boolean {
   if (a.name !== b.name || a.datatype !== b.datatype || a.shape.join(',') !== b.shape.join(',')) return false;
   if (Array.isArray(a.data) || Array.isArray(b.data)) {
-    return Array.isArray(a.data) && Array.isArray(b.data) && a.data.length === b.data.length && a.data.every((s, i) => s === (b.data as string[])[i]);
+    return Array.isArray(a.data) && Array.isArray(b.data) && a.data.length === b.data.length && a.data.every((s, i) => Buffer.compare(s, (b.data as Uint8Array[])[i] as Uint8Array) === 0);
   }
   if (a.data.constructor !== b.data.constructor) return false;
   const x = Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength);
