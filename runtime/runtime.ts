@@ -33,6 +33,11 @@ import { ModuleSet, type Module } from './base/lifecycle.js';
 import type { Logger } from './base/log.js';
 import { InferenceMetrics } from './metrics.js';
 import { ModelRegistry } from './models/registry.js';
+import { prepareInputs } from './inference/prepare.js';
+import { pipelineOpener } from './pipelines/open-pipeline.js';
+import type { ModelCaller } from './pipelines/model-caller.js';
+import { ProcessingPool } from './processing/pool.js';
+import { toPerchError } from './errors.js';
 import { registerSequenceMetrics } from './sequences/metrics.js';
 import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
@@ -53,6 +58,8 @@ export class Runtime {
   readonly store: PerchStore;
   readonly events: EventLog;
   readonly registry: ModelRegistry;
+  /** Threads that decode and post-process for pipeline models; started on first use. */
+  readonly processing = new ProcessingPool();
   readonly service: InferService;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
@@ -60,6 +67,21 @@ export class Runtime {
   readonly clientBudget: ClientBudget;
   readonly jobs: JobScheduler;
   readonly installer: ModelInstaller;
+  /**
+   * A pipeline's call of another model: straight to that model's batcher (so the calls of
+   * concurrent pipeline runs batch together), counted in its metrics like any request.
+   */
+  private readonly callModel: ModelCaller = async (model, inputs) => {
+    const inst = this.registry.resolve(model);
+    try {
+      const out = await inst.infer(prepareInputs(inst.config, inputs));
+      this.metrics.countSuccess(inst.labels);
+      return out;
+    } catch (err) {
+      this.metrics.failure.inc({ ...inst.labels, code: toPerchError(err).code });
+      throw err;
+    }
+  };
   readonly clock: Clock;
   readonly log: Logger;
   /** The token the API requires, and where it came from (docs/security.md). */
@@ -96,6 +118,7 @@ export class Runtime {
     this.registry = new ModelRegistry({
       repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics,
       overrides: () => this.live.models.overrides,
+      openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }),
     });
     this.installer = new ModelInstaller(config.models.repository, this.registry, log);
     this.bus.on('connectivity', (c) => (this.connectivity = c.state));
@@ -194,10 +217,11 @@ export class Runtime {
     const models: Module = {
       name: 'models',
       start: () => this.registry.loadAll(),
-      stop: () => {
+      stop: async () => {
         // Live sequences pin their versions: free them so every session can be released.
         this.sequences.close();
-        return this.registry.close();
+        await this.registry.close();
+        await this.processing.close();
       },
     };
     const jobs: Module = { name: 'jobs', start: async () => this.jobs.start(), stop: () => this.jobs.stop() };

@@ -28,6 +28,15 @@ export const ERROR_CODES = {
   PERCH_ERR_BATCH_TOO_LARGE: { status: 400, summary: "The request's batch is larger than the model's maxBatchSize." },
   PERCH_ERR_INVALID_PARAMETER: { status: 400, summary: 'A request parameter has a value of the wrong type or range.' },
 
+  // Files sent to models with processing steps (images, sounds).
+  PERCH_ERR_MEDIA_UNSUPPORTED: { status: 415, summary: 'The Content-Type or the file is of a kind Perch does not decode, or the model takes no file.' },
+  PERCH_ERR_EMPTY_INPUT: { status: 400, summary: 'The body, or the BYTES element holding the file, is empty (0 bytes).' },
+  PERCH_ERR_IMAGE_INVALID: { status: 400, summary: 'The file is not a JPEG, PNG or WebP image, or it is truncated or corrupt.' },
+  PERCH_ERR_IMAGE_TOO_LARGE: { status: 413, summary: "The image's header declares more pixels than the model's image.maxPixels; it was refused before decoding." },
+  PERCH_ERR_AUDIO_INVALID: { status: 400, summary: 'The file is not a WAV file, or it is truncated or corrupt.' },
+  PERCH_ERR_AUDIO_UNSUPPORTED: { status: 415, summary: 'The WAV file is in a format Perch does not decode (only PCM 16-bit and float 32-bit), or is too long for the model.' },
+  PERCH_ERR_PIPELINE_STEP_FAILED: { status: 500, summary: "A step of a model's processing failed in a way that is not the request's fault; the message names the step." },
+
   // Sequences (stateful models).
   PERCH_ERR_SEQUENCE_UNKNOWN: { status: 400, summary: 'No live sequence with that id: start it with sequence_start (it may have ended or idled out).' },
   PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences), or the connection its maximum (server.maxSequencesPerConnection)." },

@@ -1,6 +1,7 @@
 // model.json (docs/protocol.md section 1): validated strictly, every bad path reported at once.
 import { z } from 'zod';
 import { DATATYPES } from '../tensor/datatypes.js';
+import { pipelineSchema } from './pipeline-config.js';
 
 const positiveInt = z.number().int().min(1);
 
@@ -117,10 +118,16 @@ export const modelConfigSchema = z
     cache: modelCacheSchema.prefault({}),
     sequence: sequenceSchema.optional(),
     warmup: warmupSchema.default({ inputs: {} }),
+    /** Steps instead of an ONNX file (docs/models.md, "Pipelines"). */
+    pipeline: pipelineSchema.optional(),
   })
   .refine((c) => c.batching.defaultPriority <= c.batching.priorityLevels, {
     message: 'batching.defaultPriority must not exceed batching.priorityLevels',
     path: ['batching', 'defaultPriority'],
+  })
+  .refine((c) => !c.pipeline || (c.inputs !== undefined && c.outputs !== undefined && !c.sequence), {
+    message: 'a pipeline lists its inputs and outputs, and is not a sequence model',
+    path: ['pipeline'],
   });
 
 export type ModelConfigFile = z.infer<typeof modelConfigSchema>;

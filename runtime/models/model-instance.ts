@@ -15,6 +15,7 @@ import type { ModelConfigFile, ModelOverrides, SessionConfig } from './model-con
 import { withOverrides } from './overrides.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { dirname } from 'node:path';
 import { resolveModelConfig, type ResolvedModelConfig } from './resolve-config.js';
 import { warmUp } from './warmup.js';
 
@@ -23,6 +24,11 @@ export interface InstanceDeps {
   metrics: InferenceMetrics;
   /** Opens session number `index` of a version (tests swap in sessions that crash). */
   createExecutor?: (path: string, cfg: SessionConfig, index: number) => Promise<Executor>;
+  /**
+   * Opens one runner of a pipeline model (model.json `pipeline`; docs/models.md, "Pipelines"),
+   * given by the composition root. Without it, a pipeline model fails to load.
+   */
+  openPipeline?: (name: string, dir: string, file: ModelConfigFile) => Executor;
 }
 
 export interface InferOptions {
@@ -91,6 +97,7 @@ export class ModelInstance {
    */
   static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps, overrides?: ModelOverrides): Promise<ModelInstance> {
     const executors: Executor[] = [];
+    if (file.pipeline) return ModelInstance.loadPipeline(name, version, dirname(dirname(path)), file, deps, overrides);
     const sha256 = await fileSha256(path);
     try {
       for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session, deps, i));
@@ -102,6 +109,20 @@ export class ModelInstance {
       await Promise.allSettled(executors.map((e) => e.close()));
       throw err;
     }
+  }
+
+  /**
+   * A pipeline: `pipeline.concurrency` runners, so that many requests walk the steps at once
+   * (their inner model calls then batch together). Not warmed up: its inner models are.
+   */
+  private static loadPipeline(name: string, version: number, dir: string, file: ModelConfigFile, deps: InstanceDeps, overrides?: ModelOverrides): ModelInstance {
+    const pipeline = file.pipeline;
+    if (!pipeline || !deps.openPipeline) throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `model '${name}': pipelines are not served here`);
+    const open = deps.openPipeline;
+    const executors = Array.from({ length: pipeline.concurrency }, () => open(name, dir, file));
+    const config = resolveModelConfig(name, withOverrides(file, overrides), executors[0] as Executor);
+    const sha256 = createHash('sha256').update(JSON.stringify(file)).digest('hex');
+    return new ModelInstance(name, version, config, sha256, file, executors, false, deps);
   }
 
   get config(): ResolvedModelConfig {

@@ -166,7 +166,7 @@ export class ModelRegistry {
     let file;
     try {
       file = readModelConfig(repository, name);
-      const available = listVersions(repository, name);
+      const available = listVersions(repository, name, file.pipeline !== undefined);
       selected = selectVersions(available, file.versionPolicy);
       if (selected.length === 0) {
         throw new PerchError('PERCH_ERR_NO_VERSIONS', `model '${name}': no version folder with a model.onnx is selected (found: ${available.join(', ') || 'none'})`);

@@ -45,8 +45,12 @@ export function parseModelConfig(name: string, raw: unknown): ModelConfigFile {
   return result.data;
 }
 
-/** Version folders that hold a model file, ascending. Non-integer folder names are ignored. */
-export function listVersions(repository: string, name: string): number[] {
+/**
+ * Version folders that hold a model file, ascending. Non-integer folder names are ignored. A
+ * pipeline (model.json `pipeline`) has no model file: it is version 1 (docs/models.md, "Pipelines").
+ */
+export function listVersions(repository: string, name: string, pipeline = false): number[] {
+  if (pipeline) return [1];
   const dir = join(repository, name);
   return readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() && /^[1-9]\d*$/.test(e.name))

@@ -13,6 +13,7 @@ import { validateInferBody } from '../infer-shape.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import { takeJsonCost, type ClientBudget } from '../client-budget.js';
 import { readBody } from './body.js';
+import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
 
 export interface HttpContext {
@@ -96,9 +97,16 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
   if (target.batcher.depth >= target.config.batching.maxQueueSize) {
     throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);
   }
+  const type = mediaType(req.headers['content-type']);
+  const file = isRawBody(type);
   const hold = c.budget.hold();
   res.once('close', () => hold.release());
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
+  if (file) {
+    const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)] }, c.scopeOf(req));
+    sendResult(res, encodeResult(result, false), hold);
+    return;
+  }
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
   let json: Buffer = raw;

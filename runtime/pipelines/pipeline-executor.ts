@@ -1,0 +1,107 @@
+// A pipeline model (docs/models.md, "Pipelines") served as an executor of its own model
+// instance: it gets a batcher, a queue bound, metrics and client scopes like any model, and
+// each "run" walks the steps of model.json. Processing steps go to the processing threads;
+// `model` steps call other models through their own batchers (ModelCaller). A failing step
+// answers with its name in the message and a coded error.
+import { PerchError, toPerchError } from '../errors.js';
+import type { PipelineConfig, PipelineStep } from '../models/pipeline-config.js';
+import type { TensorSpecInput } from '../models/model-config.js';
+import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import type { Executor, ExecutorResult } from '../sessions/executor.js';
+import { ortType } from '../tensor/datatypes.js';
+import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
+import type { ProcessingPool } from '../processing/pool.js';
+import { isProcessingStep, stepInputs, stepOutputs } from '../processing/run-step.js';
+import type { ModelCaller } from './model-caller.js';
+import { vadSegments } from './vad-segments.js';
+
+export interface PipelineDeps {
+  pool: ProcessingPool;
+  call: ModelCaller;
+}
+
+type ModelStep = Extract<PipelineStep, { op: 'model' }>;
+
+function metadata(t: TensorSpecInput): OrtTensorMetadata {
+  return { name: t.name, isTensor: true, type: ortType(t.datatype), shape: t.dims };
+}
+
+/** Checks, at load, that every step reads a value that exists by then and that every output is made. */
+export function checkPipeline(name: string, p: PipelineConfig, inputs: readonly TensorSpecInput[], outputs: readonly TensorSpecInput[]): void {
+  const known = new Set(inputs.map((t) => t.name));
+  const stepNames = new Set<string>();
+  for (const s of p.steps) {
+    if (stepNames.has(s.name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': two steps are named '${s.name}'`);
+    stepNames.add(s.name);
+    for (const v of stepInputs(s)) {
+      if (!known.has(v)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': step '${s.name}' reads '${v}', which no input or earlier step gives`);
+    }
+    for (const v of stepOutputs(s)) known.add(v);
+  }
+  for (const o of outputs) {
+    if (!known.has(o.name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': output '${o.name}' is made by no step`);
+  }
+}
+
+/** Calls a model once, or once per item along axis 0, all at once (the items batch together). */
+async function runModelStep(s: ModelStep, values: Map<string, Tensor>, call: ModelCaller): Promise<Tensor[]> {
+  const feeds = Object.entries(s.inputs).map(([input, from]) => ({ ...(values.get(from) as Tensor), name: input }));
+  const wanted = Object.keys(s.outputs);
+  const pick = (out: Tensor[]): Tensor[] => wanted.map((w) => {
+    const t = out.find((o) => o.name === w);
+    if (!t) throw new PerchError('PERCH_ERR_PIPELINE_STEP_FAILED', `model '${s.model}' gave no output '${w}'`);
+    return t;
+  });
+  if (!s.each) return pick(await call(s.model, feeds));
+  const n = feeds[0]?.shape[0] ?? 0;
+  if (n === 0) return wanted.map((w) => ({ name: w, datatype: 'FP32', shape: [0], data: new Float32Array(0) }));
+  const perItem = feeds.map((f) => splitAlongAxis(f, 0, new Array<number>(n).fill(1)));
+  const answers = await Promise.all(Array.from({ length: n }, (_, i) => call(s.model, perItem.map((parts) => parts[i] as Tensor)).then(pick)));
+  return wanted.map((_, k) => concatAlongAxis(answers.map((a) => a[k] as Tensor), 0));
+}
+
+export class PipelineExecutor implements Executor {
+  readonly inputs: OrtTensorMetadata[];
+  readonly outputs: OrtTensorMetadata[];
+  readonly providers = ['pipeline'];
+  readonly warnings: string[] = [];
+  readonly available = true;
+
+  constructor(
+    private readonly name: string,
+    /** The model's folder: keys and labels files are read from it. */
+    private readonly dir: string,
+    private readonly pipeline: PipelineConfig,
+    inputs: readonly TensorSpecInput[],
+    outputs: readonly TensorSpecInput[],
+    private readonly deps: PipelineDeps,
+  ) {
+    checkPipeline(name, pipeline, inputs, outputs);
+    this.inputs = inputs.map(metadata);
+    this.outputs = outputs.map(metadata);
+  }
+
+  async run(feeds: Tensor[]): Promise<ExecutorResult> {
+    const started = performance.now();
+    const values = new Map<string, Tensor>(feeds.map((t) => [t.name, t]));
+    for (const s of this.pipeline.steps) {
+      let made: Tensor[];
+      try {
+        if (isProcessingStep(s)) made = await this.deps.pool.run(s, stepInputs(s).map((v) => values.get(v) as Tensor), this.dir);
+        else if (s.op === 'model') made = await runModelStep(s, values, this.deps.call);
+        else made = [await vadSegments(s, values.get(s.from) as Tensor, this.deps.call)];
+      } catch (err) {
+        const e = toPerchError(err);
+        const code = e.code === 'PERCH_ERR_INTERNAL' ? 'PERCH_ERR_PIPELINE_STEP_FAILED' : e.code;
+        throw new PerchError(code, `model '${this.name}', step '${s.name}' (${s.op}${s.op === 'model' || s.op === 'vad.segments' ? ` ${s.model}` : ''}): ${e.message}`, { cause: err });
+      }
+      stepOutputs(s).forEach((v, i) => values.set(v, { ...(made[i] as Tensor), name: v }));
+    }
+    const outputs = this.outputs.map((o) => values.get(o.name) as Tensor);
+    return { outputs, runMs: performance.now() - started };
+  }
+
+  async close(): Promise<void> {
+    // Nothing of its own: the processing threads and the inner models belong to the runtime.
+  }
+}

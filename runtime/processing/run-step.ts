@@ -1,0 +1,91 @@
+// Runs one processing step (no model call) on its input tensors: what a processing thread does
+// for each task. Steps name their inputs and outputs (runtime/models/pipeline-config.ts); here
+// they are given in the order stepInputs() lists and come back in the order of stepOutputs().
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PerchError } from '../errors.js';
+import type { PipelineStep } from '../models/pipeline-config.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { decodeWav } from './audio.js';
+import { decodeFaces } from './blazeface.js';
+import { topK } from './classify.js';
+import { ctcGreedy } from './ctc.js';
+import { cropTensor, decodeImage, imageTensor } from './image.js';
+import { textRegions } from './text-regions.js';
+
+/** Steps a processing thread runs (the others call models, on the main thread). */
+export type ProcessingStep = Exclude<PipelineStep, { op: 'model' } | { op: 'vad.segments' }>;
+
+export function isProcessingStep(s: PipelineStep): s is ProcessingStep {
+  return s.op !== 'model' && s.op !== 'vad.segments';
+}
+
+/** The values a step reads, in the order runStep takes them. */
+export function stepInputs(s: PipelineStep): string[] {
+  switch (s.op) {
+    case 'image.decode': case 'image.tensor': case 'ctc.greedy': case 'classify.topk': case 'audio.decode': case 'vad.segments':
+      return [s.from];
+    case 'image.crops': return s.rotate180 ? [s.from, s.boxes, s.rotate180.from] : [s.from, s.boxes];
+    case 'text.regions': return [s.from, s.image];
+    case 'blazeface.decode': return [...s.scores, ...s.regressors, s.image];
+    case 'model': return Object.values(s.inputs);
+  }
+}
+
+/** The values a step writes, in the order runStep returns them. */
+export function stepOutputs(s: PipelineStep): string[] {
+  switch (s.op) {
+    case 'image.decode': case 'image.tensor': case 'image.crops': case 'audio.decode': case 'vad.segments':
+      return [s.to];
+    case 'text.regions': return [s.to, s.scores];
+    case 'ctc.greedy': return [s.to, s.confidence];
+    case 'classify.topk': return [s.to, s.scores];
+    case 'blazeface.decode': return [s.to, s.keypoints, s.confidences];
+    case 'model': return Object.values(s.outputs);
+  }
+}
+
+const lines = new Map<string, string[]>();
+
+/** A keys or labels file of the model folder, read once per thread. */
+function readLines(dir: string, file: string): string[] {
+  const path = join(dir, file);
+  let l = lines.get(path);
+  if (!l) {
+    l = readFileSync(path, 'utf8').split(/\r?\n/);
+    if (l.at(-1) === '') l.pop();
+    lines.set(path, l);
+  }
+  return l;
+}
+
+/** Rows whose class `cls` has probability >= threshold. */
+function rowsAbove(t: Tensor, cls: number, threshold: number): boolean[] {
+  const classes = t.shape[t.shape.length - 1] ?? 1;
+  const d = t.data as Float32Array;
+  const out: boolean[] = [];
+  for (let r = 0; r * classes < d.length; r++) out.push((d[r * classes + cls] ?? 0) >= threshold);
+  return out;
+}
+
+/** `dir`: the model's folder (keys and labels files are read from it). */
+export async function runStep(s: ProcessingStep, inputs: Tensor[], dir: string): Promise<Tensor[]> {
+  const at = (i: number): Tensor => {
+    const t = inputs[i];
+    if (!t) throw new PerchError('PERCH_ERR_INTERNAL', `step '${s.name}': input ${i} missing`);
+    return t;
+  };
+  switch (s.op) {
+    case 'image.decode': return [await decodeImage(at(0), s.maxPixels, s.to)];
+    case 'image.tensor': return [await imageTensor(at(0), s, s.to)];
+    case 'image.crops': {
+      const rotate = s.rotate180 ? rowsAbove(at(2), s.rotate180.class, s.rotate180.threshold) : [];
+      return [cropTensor(at(0), at(1), s.height, s.width, s, rotate, s.to)];
+    }
+    case 'text.regions': return textRegions(at(0), at(1), s, s.to, s.scores);
+    case 'ctc.greedy': return ctcGreedy(at(0), readLines(dir, s.keys), s.spaceAfterKeys, s.to, s.confidence);
+    case 'classify.topk': return topK(at(0), readLines(dir, s.labels), s.k, s.softmax, s.to, s.scores);
+    case 'blazeface.decode': return decodeFaces([at(0), at(1)], [at(2), at(3)], at(4), s, [s.to, s.keypoints, s.confidences]);
+    case 'audio.decode': return [decodeWav(at(0), s.sampleRate, s.maxSeconds, s.to)];
+  }
+}
