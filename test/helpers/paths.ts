@@ -24,3 +24,17 @@ export const MODEL_FILES = {
 
 /** 7.8 s of speech, raw PCM, 16 kHz mono s16le (test/fixtures/README.md). */
 export const SPEECH_SAMPLE = join(FIXTURES, 'speech_16k_s16le.raw');
+
+/**
+ * 640 x 160 images reading `Edge OCR 2026`, upright and turned 180 degrees (test/fixtures/README.md):
+ * the PPM originals and their PNG and JPEG conversions.
+ */
+const IMAGES = join(FIXTURES, 'images');
+export const OCR_IMAGES = {
+  uprightPpm: join(IMAGES, 'text_edge_ocr_2026.ppm'),
+  upsideDownPpm: join(IMAGES, 'text_edge_ocr_2026_rot180.ppm'),
+  uprightPng: join(IMAGES, 'text_edge_ocr_2026.png'),
+  upsideDownPng: join(IMAGES, 'text_edge_ocr_2026_rot180.png'),
+  uprightJpeg: join(IMAGES, 'text_edge_ocr_2026.jpg'),
+  upsideDownJpeg: join(IMAGES, 'text_edge_ocr_2026_rot180.jpg'),
+} as const;
