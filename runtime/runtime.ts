@@ -37,13 +37,12 @@ import { prepareInputs } from './inference/prepare.js';
 import { pipelineOpener } from './pipelines/open-pipeline.js';
 import type { ModelCaller } from './pipelines/model-caller.js';
 import { ProcessingPool } from './processing/pool.js';
-import { toPerchError } from './errors.js';
 import { registerSequenceMetrics } from './sequences/metrics.js';
 import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
-import { PerchError } from './base/errors.js';
+import { PerchError, toPerchError } from './base/errors.js';
 
 export interface RuntimeDeps {
   log: Logger;

@@ -1,5 +1,5 @@
 // Builds the runners of pipeline models for the model registry (InstanceDeps.openPipeline).
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { ModelConfigFile } from '../models/model-config.js';
 import type { Executor } from '../sessions/executor.js';
 import { PipelineExecutor, type PipelineDeps } from './pipeline-executor.js';

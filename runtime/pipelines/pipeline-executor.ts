@@ -3,7 +3,7 @@
 // each "run" walks the steps of model.json. Processing steps go to the processing threads;
 // `model` steps call other models through their own batchers (ModelCaller). A failing step
 // answers with its name in the message and a coded error.
-import { PerchError, toPerchError } from '../errors.js';
+import { PerchError, toPerchError } from '../base/errors.js';
 import type { PipelineConfig, PipelineStep } from '../models/pipeline-config.js';
 import type { TensorSpecInput } from '../models/model-config.js';
 import type { OrtTensorMetadata } from '../models/resolve-config.js';

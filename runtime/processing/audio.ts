@@ -1,7 +1,7 @@
 // WAV decoding (RIFF/WAVE: PCM 16-bit or IEEE float 32-bit, also in WAVE_FORMAT_EXTENSIBLE),
 // mixed down to mono and resampled (linear) to the model's rate. The header is checked before
 // any sample is converted: the declared length bounds the memory a clip costs.
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { onlyElement } from './image.js';
 

@@ -2,7 +2,7 @@
 // tensor (resize, channel order, normalisation, layout), cut text-line crops. A decoded image
 // is a UINT8 tensor [height, width, 3] (RGB), so it travels between steps like any tensor.
 import sharp, { type Metadata, type Sharp } from 'sharp';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 // Each processing thread runs one image at a time: the pool, not libvips, spreads the work over

@@ -3,7 +3,7 @@
 // serves no pipeline pays nothing) up to `size`, by default one per core, at most 4.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { PerchError, type ErrorCode } from '../errors.js';
+import { PerchError, type ErrorCode } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingStep } from './run-step.js';
 

@@ -3,7 +3,7 @@
 // they are given in the order stepInputs() lists and come back in the order of stepOutputs().
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PerchError } from '../errors.js';
+import { PerchError } from '../base/errors.js';
 import type { PipelineStep } from '../models/pipeline-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { decodeWav } from './audio.js';

@@ -1,7 +1,7 @@
 // Entry of a processing thread (runtime/processing/pool.ts): runs steps that decode, resize and
 // post-process, so that pixel loops never hold the event loop that serves requests.
 import { parentPort } from 'node:worker_threads';
-import { toPerchError } from '../errors.js';
+import { toPerchError } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingTask, ProcessingReply } from './pool.js';
 import { runStep } from './run-step.js';

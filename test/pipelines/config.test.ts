@@ -2,7 +2,7 @@
 // names the step.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PerchError } from '../../runtime/errors.js';
+import type { PerchError } from '../../runtime/base/errors.js';
 import { parseModelConfig } from '../../runtime/models/repository.js';
 import { checkPipeline } from '../../runtime/pipelines/pipeline-executor.js';
 

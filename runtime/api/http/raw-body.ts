@@ -1,7 +1,7 @@
 // `POST /v2/models/{m}/infer` with an image or a WAV file as the whole body (docs/api.md, "A file
 // as the body"): for people and shell scripts (`curl --data-binary @photo.jpg`). The file becomes
 // the one element of the model's BYTES input, and the answer is the usual OIP JSON.
-import { PerchError } from '../../errors.js';
+import { PerchError } from '../../base/errors.js';
 import type { ResolvedModelConfig } from '../../models/resolve-config.js';
 import type { Tensor } from '../../tensor/tensor.js';
 
