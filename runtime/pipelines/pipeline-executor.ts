@@ -11,7 +11,7 @@ import type { Executor, ExecutorResult } from '../sessions/executor.js';
 import { ortType } from '../tensor/datatypes.js';
 import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
 import type { ProcessingPool } from '../processing/pool.js';
-import { isProcessingStep, stepInputs, stepOutputs } from '../processing/run-step.js';
+import { isProcessingStep, stepInputs, stepOutputs } from '../processing/step-io.js';
 import type { ModelCaller } from './model-caller.js';
 import { vadSegments } from './vad-segments.js';
 

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { PerchError, type ErrorCode } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { ProcessingStep } from './run-step.js';
+import type { ProcessingStep } from './step-io.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 

@@ -1,10 +1,9 @@
 // Runs one processing step (no model call) on its input tensors: what a processing thread does
-// for each task. Steps name their inputs and outputs (runtime/models/pipeline-config.ts); here
-// they are given in the order stepInputs() lists and come back in the order of stepOutputs().
+// for each task. The inputs are given in the order stepInputs() lists and the outputs come back
+// in the order of stepOutputs() (step-io.ts).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerchError } from '../base/errors.js';
-import type { PipelineStep } from '../models/pipeline-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { decodeWav } from './audio.js';
 import { decodeFaces } from './blazeface.js';
@@ -12,38 +11,7 @@ import { topK } from './classify.js';
 import { ctcGreedy } from './ctc.js';
 import { cropTensor, decodeImage, imageTensor } from './image.js';
 import { textRegions } from './text-regions.js';
-
-/** Steps a processing thread runs (the others call models, on the main thread). */
-export type ProcessingStep = Exclude<PipelineStep, { op: 'model' } | { op: 'vad.segments' }>;
-
-export function isProcessingStep(s: PipelineStep): s is ProcessingStep {
-  return s.op !== 'model' && s.op !== 'vad.segments';
-}
-
-/** The values a step reads, in the order runStep takes them. */
-export function stepInputs(s: PipelineStep): string[] {
-  switch (s.op) {
-    case 'image.decode': case 'image.tensor': case 'ctc.greedy': case 'classify.topk': case 'audio.decode': case 'vad.segments':
-      return [s.from];
-    case 'image.crops': return s.rotate180 ? [s.from, s.boxes, s.rotate180.from] : [s.from, s.boxes];
-    case 'text.regions': return [s.from, s.image];
-    case 'blazeface.decode': return [...s.scores, ...s.regressors, s.image];
-    case 'model': return Object.values(s.inputs);
-  }
-}
-
-/** The values a step writes, in the order runStep returns them. */
-export function stepOutputs(s: PipelineStep): string[] {
-  switch (s.op) {
-    case 'image.decode': case 'image.tensor': case 'image.crops': case 'audio.decode': case 'vad.segments':
-      return [s.to];
-    case 'text.regions': return [s.to, s.scores];
-    case 'ctc.greedy': return [s.to, s.confidence];
-    case 'classify.topk': return [s.to, s.scores];
-    case 'blazeface.decode': return [s.to, s.keypoints, s.confidences];
-    case 'model': return Object.values(s.outputs);
-  }
-}
+import type { ProcessingStep } from './step-io.js';
 
 const lines = new Map<string, string[]>();
 
