@@ -71,7 +71,7 @@ export class Runtime {
    * concurrent pipeline runs batch together), counted in its metrics like any request.
    */
   private readonly callModel: ModelCaller = async (model, inputs) => {
-    const inst = this.registry.resolve(model);
+    const inst = await this.registry.resolveLoaded(model);
     try {
       const out = await inst.infer(prepareInputs(inst.config, inputs));
       this.metrics.countSuccess(inst.labels);

@@ -118,7 +118,7 @@ export class InferService {
     let labels: VersionLabels | null = null;
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
-      const instance = this.registry.resolve(req.model, parseVersion(req.version));
+      const instance = await this.registry.resolveLoaded(req.model, parseVersion(req.version));
       labels = instance.labels;
       const params = readParameters(req.parameters);
       const model = instance.config;

@@ -118,6 +118,11 @@ export const modelConfigSchema = z
     cache: modelCacheSchema.prefault({}),
     sequence: sequenceSchema.optional(),
     warmup: warmupSchema.default({ inputs: {} }),
+    /**
+     * 'startup' opens the sessions when the runtime starts; 'firstUse' on the model's first
+     * request (or a pipeline's first call of it), so a large model costs no memory until used.
+     */
+    loading: z.enum(['startup', 'firstUse']).default('startup'),
     /** Steps instead of an ONNX file (docs/models.md, "Pipelines"). */
     pipeline: pipelineSchema.optional(),
   })

@@ -22,6 +22,8 @@ export interface ModelStatus {
   versions: VersionStatus[];
   /** A failure that concerns the whole model (bad model.json, no version folder). */
   error?: { code: string; message: string };
+  /** model.json `loading: "firstUse"` and no request yet: not loaded, loads on first use. */
+  loadsOnFirstUse?: true;
 }
 
 interface Entry {
@@ -30,6 +32,10 @@ interface Entry {
   error: PerchError | null;
   /** Serialises loads of the same model. */
   loading: Promise<unknown>;
+  /** model.json `loading: "firstUse"` and not loaded yet. */
+  lazy: boolean;
+  /** The load its first use started. */
+  firstUse: Promise<void> | null;
 }
 
 export interface RegistryDeps extends InstanceDeps {
@@ -48,9 +54,42 @@ export class ModelRegistry {
 
   constructor(private readonly deps: RegistryDeps) {}
 
-  /** Loads every model in the repository; failures are recorded, never thrown. */
+  /**
+   * Loads every model in the repository; failures are recorded, never thrown. A model whose
+   * model.json says `loading: "firstUse"` is only noted: resolveLoaded() loads it.
+   */
   async loadAll(): Promise<void> {
-    for (const name of listModelNames(this.deps.repository)) await this.load(name);
+    for (const name of listModelNames(this.deps.repository)) {
+      if (this.loadsOnFirstUse(name)) {
+        this.entry(name).lazy = true;
+        this.deps.log.info({ model: name }, 'model loads on first use');
+        continue;
+      }
+      await this.load(name);
+    }
+  }
+
+  private loadsOnFirstUse(name: string): boolean {
+    try {
+      return readModelConfig(this.deps.repository, name).loading === 'firstUse';
+    } catch {
+      return false; // a broken model.json is reported by loading it now
+    }
+  }
+
+  /**
+   * resolve(), after loading a model that loads on first use (concurrent first requests wait
+   * for the same load). Every request path goes through here.
+   */
+  async resolveLoaded(name: string, version?: number): Promise<ModelInstance> {
+    const entry = this.models.get(name);
+    if (entry?.lazy) {
+      entry.firstUse ??= this.load(name).then(() => {
+        entry.lazy = false;
+      });
+      await entry.firstUse;
+    }
+    return this.resolve(name, version);
   }
 
   /** Names found in the repository folder now (for the repository index). */
@@ -115,6 +154,7 @@ export class ModelRegistry {
       served: [...entry.instances.keys()].sort((a, b) => a - b),
       versions: [...versions.values()].sort((a, b) => a.version - b.version),
       ...(entry.error ? { error: entry.error.toJSON() } : {}),
+      ...(entry.lazy ? { loadsOnFirstUse: true as const } : {}),
     };
   }
 
@@ -122,6 +162,7 @@ export class ModelRegistry {
   isReady(): boolean {
     if (this.models.size === 0) return true;
     for (const e of this.models.values()) {
+      if (e.lazy) continue; // it loads when asked for
       if (e.error || e.failures.size > 0 || e.instances.size === 0) return false;
     }
     return true;
@@ -153,7 +194,7 @@ export class ModelRegistry {
   private entry(name: string): Entry {
     let e = this.models.get(name);
     if (!e) {
-      e = { instances: new Map(), failures: new Map(), error: null, loading: Promise.resolve() };
+      e = { instances: new Map(), failures: new Map(), error: null, loading: Promise.resolve(), lazy: false, firstUse: null };
       this.models.set(name, e);
     }
     return e;
@@ -208,6 +249,7 @@ export class ModelRegistry {
       for (const [v, inst] of previous) if (!next.has(v)) next.set(v, inst);
     }
     entry.instances = next;
+    entry.lazy = false;
     for (const v of entry.failures.keys()) if (!selected.includes(v)) entry.failures.delete(v);
     for (const inst of fresh.values()) bus.emit('model', { name, version: inst.version, state: 'ready' });
 

@@ -57,6 +57,15 @@ function assertReads(r: Read, upright: boolean, what: string): void {
   assert.ok(upright ? centreX < 320 : centreX > 320, `${what}: box centre x ${centreX}`);
 }
 
+test('the OCR models load on first use: not at start (the runtime is ready without them), then on the first image', async () => {
+  for (const m of ['pp-ocr-det', 'pp-ocr-rec']) {
+    assert.deepEqual(rt.runtime.registry.statusOf(m), { name: m, served: [], versions: [], loadsOnFirstUse: true });
+  }
+  assert.equal((await fetch(`${rt.baseUrl}/v2/health/ready`)).status, 200);
+  assertReads(await rawPost(OCR_IMAGES.uprightPng, 'image/png'), true, 'first image');
+  for (const m of ['pp-ocr-det', 'pp-ocr-rec']) assert.deepEqual(rt.runtime.registry.statusOf(m).served, [1]);
+});
+
 test('a PNG or JPEG as the raw body reads Edge OCR 2026, upright and turned 180 degrees', async () => {
   assertReads(await rawPost(OCR_IMAGES.uprightPng, 'image/png'), true, 'upright PNG');
   assertReads(await rawPost(OCR_IMAGES.upsideDownPng, 'image/png'), false, 'upside-down PNG');

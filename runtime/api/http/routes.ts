@@ -69,13 +69,13 @@ export const ROUTES: Route[] = [
   },
 ];
 
-function modelReady(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): void {
-  c.registry.resolve(name as string, parseVersion(version)); // throws 404 / 503
+async function modelReady(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
+  await c.registry.resolveLoaded(name as string, parseVersion(version)); // throws 404 / 503
   sendJson(res, 200, { name, ready: true });
 }
 
-function modelMetadata(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): void {
-  const inst = c.registry.resolve(name as string, parseVersion(version));
+async function modelMetadata(c: HttpContext, _q: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
+  const inst = await c.registry.resolveLoaded(name as string, parseVersion(version));
   const spec = (t: { name: string; datatype: string; dims: number[] }) => ({ name: t.name, datatype: t.datatype, shape: t.dims });
   sendJson(res, 200, {
     name: inst.name,
@@ -93,7 +93,7 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
   // from its headers, before its body is read or parsed. Under a flood, reading and parsing
   // bodies only to refuse them is what kept health checks waiting.
   if (c.budget.spent) throw c.budget.refusal('request', 0);
-  const target = c.registry.resolve(name as string, parseVersion(version));
+  const target = await c.registry.resolveLoaded(name as string, parseVersion(version));
   if (target.batcher.depth >= target.config.batching.maxQueueSize) {
     throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);
   }
