@@ -9,7 +9,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT, SHIPPED_MODELS } from '../test/helpers/paths.js';
-import { buildRepository, procStatusKiB, startPerch, withExecutor } from './lib/perch-server.js';
+import { readdirSync } from 'node:fs';
+import { buildRepository, procStatusKiB, startPerch, withExecutor, type ConfigPatch } from './lib/perch-server.js';
 import { machine, saveSection } from './lib/results.js';
 import { median, printTable, sleep } from './lib/stats.js';
 
@@ -27,8 +28,8 @@ interface Reading {
   hwmKiB: number;
 }
 
-async function perchReading(executor: 'worker' | 'inline' | null): Promise<Reading> {
-  const repository = buildRepository(SHIPPED, executor ? withExecutor(executor) : undefined);
+async function perchReading(executor: 'worker' | 'inline' | null, models: readonly string[] = SHIPPED, patch?: ConfigPatch): Promise<Reading> {
+  const repository = buildRepository(models, patch ?? (executor ? withExecutor(executor) : undefined));
   const server = await startPerch({ repository, ownRepository: true });
   try {
     const readyKiB = server.rssKiB();
@@ -71,6 +72,13 @@ async function main(): Promise<void> {
   const perch: Reading[] = [];
   for (let i = 0; i < REPEATS; i++) perch.push(await perchReading(null));
   const inline = await perchReading('inline');
+  // The whole shipped repository (with the pipelines and their models, issue 17): as shipped
+  // (the OCR and face models load on first use), and with every model loaded at start.
+  const all = readdirSync(SHIPPED_MODELS, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const whole = await perchReading(null, all);
+  const wholeEager = await perchReading(null, all, (_m, c) => {
+    if (c.loading === 'firstUse') c.loading = 'startup';
+  });
   const [bare, ortOnly, rawSessions] = await Promise.all([
     baselineReading(IDLE_FOREVER),
     baselineReading(`require('onnxruntime-node');${IDLE_FOREVER}`),
@@ -82,6 +90,8 @@ async function main(): Promise<void> {
   const rows: Array<{ what: string; r: Reading }> = [
     { what: 'perch serve, shipped repository (default: worker executor)', r: { readyKiB: med(perch, 'readyKiB'), idleKiB: perchIdle, hwmKiB: med(perch, 'hwmKiB') } },
     { what: 'perch serve, same models with session.executor "inline"', r: inline },
+    { what: `perch serve, all of models/ (${all.length} models; OCR and face models load on first use)`, r: whole },
+    { what: 'perch serve, all of models/, every model loaded at start', r: wholeEager },
     { what: 'baseline: node, two raw sessions of the same models', r: rawSessions },
     { what: "baseline: node -e \"require('onnxruntime-node')\"", r: ortOnly },
     { what: 'baseline: bare node', r: bare },
