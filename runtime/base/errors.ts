@@ -58,7 +58,7 @@ export const ERROR_CODES = {
 
   // Durable store (SQLite in the data directory).
   PERCH_ERR_STORE_READONLY: { status: 503, summary: 'The data directory or database file is read-only: nothing can be made durable.' },
-  PERCH_ERR_STORE_FULL: { status: 507, summary: 'The disk holding the data directory is full.' },
+  PERCH_ERR_STORE_FULL: { status: 507, summary: 'The disk holding the data directory is full, or the outbox byte budget is spent by events that are never dropped (store.outbox.overflow).' },
   PERCH_ERR_STORE_UNAVAILABLE: { status: 503, summary: 'The store could not be opened or failed while writing.' },
   PERCH_ERR_STORE_CORRUPT: { status: 500, summary: 'The database file was corrupt; it was moved aside and a fresh one created.' },
   PERCH_ERR_EVENT_TOO_LARGE: { status: 413, summary: 'The event payload is over the configured size limit.' },

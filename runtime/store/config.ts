@@ -3,6 +3,16 @@
 // key at length.
 import { validate } from 'node-cron';
 import { z } from 'zod';
+import { OVERFLOW_STRATEGIES } from './outbox-overflow.js';
+
+// An event type as `emit` accepts it (1-256 chars), or a family: a prefix ending in ".*".
+const overflowTypeKey = z
+  .string()
+  .min(1)
+  .max(256)
+  .refine((k) => !k.includes('*') || (k.endsWith('.*') && k.length > 2 && !k.slice(0, -1).includes('*')), {
+    message: 'an event type, or a family "prefix.*" (a "*" only at the end, after a dot)',
+  });
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -26,10 +36,17 @@ export const storeConfigSchema = z.strictObject({
       maxEventBytes: z.number().int().min(64).default(64 * KiB),
       // Events not uploaded after this long are dropped (reason `ttl`): 7 days by default.
       ttlSeconds: z.number().int().min(1).default(7 * 24 * 3600),
-      // Byte budget of the backlog (type + payload JSON of every event); over it the oldest are dropped.
+      // Byte budget of the backlog (type + payload JSON of every event); `overflow` says what happens over it.
       maxBytes: z.number().int().min(4 * KiB).default(64 * MiB),
-      // What happens over budget; the only policy so far, spelled out so the choice is explicit.
-      overflow: z.literal('drop-oldest').default('drop-oldest'),
+      // Over budget, per event type (outbox-overflow.ts): 'refuse' answers PERCH_ERR_STORE_FULL and
+      // keeps every acknowledged event; 'drop-oldest' makes room by dropping the oldest events
+      // whose own strategy is drop-oldest. The default never drops an acknowledged event.
+      overflow: z.enum(OVERFLOW_STRATEGIES).default('refuse'),
+      // Exact types ("telemetry") or families ("telemetry.*") with their own strategy.
+      overflowByType: z
+        .record(overflowTypeKey, z.enum(OVERFLOW_STRATEGIES))
+        .refine((r) => Object.keys(r).length <= 256, { message: 'at most 256 types' })
+        .default({}),
     })
     .refine((o) => o.maxEventBytes <= o.maxBytes, { message: 'maxEventBytes must not exceed maxBytes', path: ['maxEventBytes'] })
     .prefault({}),
@@ -55,7 +72,7 @@ export const storeConfigSchema = z.strictObject({
 
 export type StoreConfig = z.output<typeof storeConfigSchema>;
 export type StoreConfigInput = z.input<typeof storeConfigSchema>;
-export type OutboxLimits = Pick<StoreConfig['outbox'], 'maxEventBytes' | 'ttlSeconds' | 'maxBytes'>;
+export type OutboxLimits = Pick<StoreConfig['outbox'], 'maxEventBytes' | 'ttlSeconds' | 'maxBytes' | 'overflow' | 'overflowByType'>;
 
 /** The defaults, for tools and tests that open a store without a runtime config. */
 export function defaultStoreConfig(): StoreConfig {

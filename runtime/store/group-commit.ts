@@ -3,7 +3,8 @@
 // from many WebSocket clients share one fsync). Each submitter's promise settles only after
 // that transaction committed, or rejects if it failed; nothing is half-acknowledged.
 
-export type CommitFn<I, O> = (items: readonly I[]) => O[];
+/** One result per item: a value, or an Error for an item the commit refused (the others still commit). */
+export type CommitFn<I, O> = (items: readonly I[]) => Array<O | Error>;
 
 interface Pending<I, O> {
   item: I;
@@ -18,7 +19,7 @@ export class GroupCommit<I, O> {
 
   /**
    * @param commit runs one transaction for the whole batch and returns one result per item, in
-   *   order; it throws if nothing was committed.
+   *   order (an Error rejects that item alone); it throws if nothing was committed.
    * @param mapError turns a failed commit into the error each submitter gets (a fresh one each).
    */
   constructor(
@@ -43,14 +44,18 @@ export class GroupCommit<I, O> {
     if (batch.length === 0) return;
     this.pending = [];
     this.batches++;
-    let results: O[];
+    let results: Array<O | Error>;
     try {
       results = this.commit(batch.map((p) => p.item));
     } catch (err) {
       for (const p of batch) p.reject(this.mapError(err));
       return;
     }
-    batch.forEach((p, i) => p.resolve(results[i] as O));
+    batch.forEach((p, i) => {
+      const r = results[i] as O | Error;
+      if (r instanceof Error) p.reject(r);
+      else p.resolve(r);
+    });
   }
 
   /** Transactions attempted so far (the group-commit test and stats read it). */

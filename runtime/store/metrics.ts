@@ -2,6 +2,7 @@
 // stores know nothing about Prometheus. Always on a passed Registry, never prom-client's global
 // one: tests run several runtimes in one process.
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { DEFAULT_RULE } from './outbox-overflow.js';
 import type { Outbox } from './outbox.js';
 import type { ResultCache } from './result-cache.js';
 
@@ -49,13 +50,30 @@ export function registerStoreMetrics(registry: Registry, parts: StoreMetricParts
         this.set(outbox.stats().oldestAgeMs / 1000);
       },
     });
-    // Counters mirrored from the outbox's own totals (they only rise while it is open).
+    // Counters mirrored from the outbox's own totals (they only rise while it is open). `type` is
+    // the store.outbox.overflowByType key that matched, "*" for the default (outbox-overflow.ts):
+    // one series per configured key at most, whatever types clients send. The "*" series are
+    // always there, so a query sees 0 rather than nothing before the first drop.
     new Counter({
-      name: 'perch_outbox_dropped_total', help: 'Events dropped by retention before upload, by reason (ttl, overflow).', labelNames: ['reason'], registers,
+      name: 'perch_outbox_dropped_total', help: 'Events dropped by retention before upload, by reason (ttl, overflow) and type (as store.outbox.overflowByType names it, * for the default).',
+      labelNames: ['reason', 'type'], registers,
       collect() {
-        const dropped = outbox.stats().dropped;
+        const { byType } = outbox.stats();
         this.reset();
-        for (const reason of DROP_REASONS) this.inc({ reason }, dropped[reason]);
+        for (const reason of DROP_REASONS) this.inc({ reason, type: DEFAULT_RULE }, 0);
+        for (const [type, c] of Object.entries(byType)) {
+          for (const reason of DROP_REASONS) if (c[reason] > 0) this.inc({ reason, type }, c[reason]);
+        }
+      },
+    });
+    new Counter({
+      name: 'perch_outbox_refused_total', help: 'Events refused with PERCH_ERR_STORE_FULL because the outbox byte budget was spent, by type (as store.outbox.overflowByType names it, * for the default).',
+      labelNames: ['type'], registers,
+      collect() {
+        const { byType } = outbox.stats();
+        this.reset();
+        this.inc({ type: DEFAULT_RULE }, 0);
+        for (const [type, c] of Object.entries(byType)) if (c.refused > 0) this.inc({ type }, c.refused);
       },
     });
   }

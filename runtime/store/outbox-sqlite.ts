@@ -6,16 +6,23 @@
 // seq is never reused, and a failed commit consumes none. Running totals (count, bytes, oldest)
 // are kept in memory so stats() never scans the table. Claims read from a cursor and acks delete
 // runs of seqs (outbox-claims.ts), so draining a backlog costs per batch, not per stored event.
+//
+// Over the byte budget each type has its strategy (outbox-overflow.ts). Two running figures make
+// that cheap: `fixedBytes`, the bytes of stored events that may never be dropped (an append fits
+// iff fixedBytes plus its own bytes fit: everything else can be dropped for it), and
+// `dropCursor`, below which no stored event may be dropped, so a drop does not rescan the
+// refuse-type events at the front of the table every time.
 import type { Database, Statement } from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import type { OutboxLimits } from './config.js';
+import { OverflowPolicy, type OverflowRule } from './outbox-overflow.js';
 import { GroupCommit } from './group-commit.js';
 import { ClaimTracker, seqRuns, StoredEvent } from './outbox-claims.js';
 import { withoutCommitFsync } from './pragmas.js';
-import type { AppendResult, DropCounts, DropListener, Outbox, OutboxEvent, OutboxStats } from './outbox.js';
+import type { AppendResult, DropCounts, DropListener, Outbox, OutboxEvent, OutboxStats, TypeCounts } from './outbox.js';
 import { toStoreError, type StoreErrorContext } from './store-errors.js';
 
 export interface SqliteOutboxOptions {
@@ -43,13 +50,20 @@ const CLAIM_PAGE = 1024;
 interface Dropped {
   count: number;
   bytes: number;
-  /** Highest seq deleted (every seq up to it is gone). */
-  upTo: number;
+  /** The seqs deleted, ascending. */
+  seqs: number[];
+  /** Their count by type label. */
+  byType: Map<string, number>;
+  /** Where the next drop scan starts (see dropCursor). */
+  cursor: number;
   /** created_at of the oldest event left, read in the same transaction. */
   oldest: number | null;
 }
 
-const NONE: Dropped = { count: 0, bytes: 0, upTo: 0, oldest: null };
+const NONE: Dropped = { count: 0, bytes: 0, seqs: [], byType: new Map(), cursor: 0, oldest: null };
+
+/** A ttl-expired row (deleteExpired, raw mode): seq, type, bytes. */
+type ExpiredRow = [number, string, number];
 
 export class SqliteOutbox implements Outbox {
   private readonly clock: Clock;
@@ -61,7 +75,8 @@ export class SqliteOutbox implements Outbox {
   private readonly listeners = new Set<DropListener>();
   private readonly claims = new ClaimTracker();
   private readonly st: Record<
-    'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'oldest' | 'scanOldest' | 'deleteUpTo' | 'claimPage' | 'deleteRange' | 'deleteExpired',
+    | 'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'totalsByType' | 'oldest' | 'scanFrom' | 'deleteRun' | 'claimPage'
+    | 'deleteRange' | 'deleteRangeTyped' | 'deleteExpired',
     Statement
   >;
   private lastSeq: number;
@@ -70,6 +85,13 @@ export class SqliteOutbox implements Outbox {
   private oldestCreatedAt: number | null;
   private droppedTtl = 0;
   private droppedOverflow = 0;
+  private refusedTotal = 0;
+  private readonly typeCounts = new Map<string, TypeCounts>();
+  private policy: OverflowPolicy;
+  /** Bytes of stored events whose strategy is refuse: no drop can free them. */
+  private fixedBytes: number;
+  /** No stored event with seq <= this may be dropped (under the current policy). */
+  private dropCursor = 0;
   private closed = false;
 
   constructor(private readonly db: Database, opts: SqliteOutboxOptions) {
@@ -84,12 +106,14 @@ export class SqliteOutbox implements Outbox {
       lastSeq: db.prepare("SELECT value FROM meta WHERE key = 'outbox.last_seq'").pluck(),
       maxSeq: db.prepare('SELECT coalesce(max(seq), 0) FROM outbox').pluck(),
       totals: db.prepare('SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM outbox'),
+      totalsByType: db.prepare('SELECT type, sum(bytes) FROM outbox GROUP BY type').raw(),
       oldest: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1').pluck(),
-      scanOldest: db.prepare('SELECT seq, bytes FROM outbox ORDER BY seq'),
-      deleteUpTo: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
+      scanFrom: db.prepare('SELECT seq, type, bytes FROM outbox WHERE seq > ? ORDER BY seq').raw(),
+      deleteRun: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
       claimPage: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
       deleteRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
-      deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, bytes'),
+      deleteRangeTyped: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING type, bytes').raw(),
+      deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, type, bytes').raw(),
     };
     // Once at open: the counter (the larger of meta and the table, in case meta lagged), the totals.
     this.lastSeq = Math.max(Number(this.st.lastSeq.get() ?? 0), Number(this.st.maxSeq.get()));
@@ -97,7 +121,9 @@ export class SqliteOutbox implements Outbox {
     this.count = totals.count;
     this.bytes = totals.bytes;
     this.oldestCreatedAt = this.readOldest();
-    this.group = new GroupCommit((items) => this.commitAppends(items), (err) => toStoreError(err, 'outbox append', this.errCtx));
+    this.policy = new OverflowPolicy(this.limits);
+    this.fixedBytes = this.readFixedBytes();
+    this.group = new GroupCommit<Pending, AppendResult>((items) => this.commitAppends(items), (err) => toStoreError(err, 'outbox append', this.errCtx));
     this.ackGroup = new GroupCommit((groups) => this.commitAcks(groups), (err) => toStoreError(err, 'outbox ack', this.errCtx));
   }
 
@@ -123,54 +149,117 @@ export class SqliteOutbox implements Outbox {
    * One transaction for the whole batch; in-memory state changes only after it committed, and
    * nothing after the commit can throw (every read it needs happened inside the transaction), so
    * a committed batch is never reported as failed and its seqs are never handed out again.
+   * An item that does not fit the budget even after every droppable event went is refused alone
+   * (PERCH_ERR_STORE_FULL, no seq used); the others commit.
    */
-  private commitAppends(items: readonly Pending[]): AppendResult[] {
+  private commitAppends(items: readonly Pending[]): Array<AppendResult | PerchError> {
     const now = this.clock.wallNow();
-    const results: AppendResult[] = [];
+    const max = this.limits.maxBytes;
+    const results: Array<AppendResult | PerchError> = [];
+    const refused: OverflowRule[] = [];
     let added = 0;
+    let addedFixed = 0;
+    let accepted = 0;
     const dropped = this.db.transaction((): Dropped => {
       let seq = this.lastSeq;
       for (const item of items) {
+        const rule = this.policy.resolve(item.type);
+        // Whatever is droppable can make room, so it fits iff the never-dropped bytes and it fit.
+        if (this.bytes + added + item.bytes > max && this.fixedBytes + addedFixed + item.bytes > max) {
+          refused.push(rule);
+          results.push(this.refusal(item, rule));
+          continue;
+        }
         seq++;
         const eventId = randomUUID();
         this.st.insert.run(seq, eventId, item.type, item.json, now, item.bytes);
         results.push({ eventId, seq });
         added += item.bytes;
+        if (!rule.droppable) addedFixed += item.bytes;
+        accepted++;
       }
-      const excess = this.bytes + added - this.limits.maxBytes;
+      const excess = this.bytes + added - max;
       return excess > 0 ? this.dropOldest(excess, seq) : NONE;
     })();
     const wasEmpty = this.count === 0;
-    this.lastSeq += items.length;
-    this.count += items.length - dropped.count;
+    this.lastSeq += accepted;
+    this.count += accepted - dropped.count;
     this.bytes += added - dropped.bytes;
+    this.fixedBytes += addedFixed;
+    for (const rule of refused) this.countType(rule.label).refused++;
+    this.refusedTotal += refused.length;
     if (dropped.count > 0) {
-      this.claims.forgetUpTo(dropped.upTo);
+      this.afterDrop(dropped);
       this.droppedOverflow += dropped.count;
-      this.oldestCreatedAt = dropped.oldest;
-      this.notify({ ttl: 0, overflow: dropped.count, bytes: dropped.bytes });
-    } else if (wasEmpty) {
+      this.notify({ ttl: 0, overflow: dropped.count, bytes: dropped.bytes, byType: Object.fromEntries(dropped.byType) });
+    } else if (wasEmpty && accepted > 0) {
       this.oldestCreatedAt = now;
     }
     return results;
   }
 
-  /** drop-oldest: deletes from the front until `excess` bytes are freed. Runs inside a transaction. */
+  private refusal(item: Pending, rule: OverflowRule): PerchError {
+    const why = rule.droppable
+      ? 'the rest of the budget holds events whose strategy is refuse, which are never dropped'
+      : `its type's overflow strategy is refuse (store.outbox.overflow${rule.label === '*' ? '' : `ByType["${rule.label}"]`})`;
+    return new PerchError(
+      'PERCH_ERR_STORE_FULL',
+      `outbox full: ${this.bytes} of ${this.limits.maxBytes} bytes used, a ${item.bytes}-byte event does not fit and ${why}; it was not stored`,
+    );
+  }
+
+  /**
+   * drop-oldest: deletes the oldest droppable events (from the drop cursor on) until `excess`
+   * bytes are freed or none is left. Runs inside a transaction.
+   */
   private dropOldest(excess: number, lastSeq: number): Dropped {
-    let count = 0;
+    if (this.policy.nothingDroppable) return NONE;
+    const seqs: number[] = [];
+    const byType = new Map<string, number>();
     let bytes = 0;
-    let upTo = 0;
-    for (const row of this.st.scanOldest.iterate() as IterableIterator<{ seq: number; bytes: number }>) {
-      count++;
-      bytes += row.bytes;
-      upTo = row.seq;
+    let cursor = this.dropCursor;
+    for (const [seq, type, rowBytes] of this.st.scanFrom.iterate(this.dropCursor) as IterableIterator<[number, string, number]>) {
+      cursor = seq;
+      const rule = this.policy.resolve(type);
+      if (!rule.droppable) continue;
+      seqs.push(seq);
+      bytes += rowBytes;
+      byType.set(rule.label, (byType.get(rule.label) ?? 0) + 1);
       if (bytes >= excess) break; // leaving the loop closes the iterator before the DELETE runs
     }
-    if (count > 0) {
-      this.st.deleteUpTo.run(upTo);
+    if (seqs.length > 0) {
+      for (const [from, to] of seqRuns(seqs)) this.st.deleteRun.run(from, to);
       this.st.setLastSeq.run(lastSeq);
     }
-    return { count, bytes, upTo, oldest: this.readOldest() };
+    return { count: seqs.length, bytes, seqs, byType, cursor, oldest: this.readOldest() };
+  }
+
+  /** In-memory side of a committed overflow drop (the caller adjusts count, bytes and notifies). */
+  private afterDrop(dropped: Dropped): void {
+    this.claims.forget(dropped.seqs);
+    this.dropCursor = Math.max(this.dropCursor, dropped.cursor);
+    this.oldestCreatedAt = dropped.oldest;
+    for (const [label, n] of dropped.byType) this.countType(label).overflow += n;
+  }
+
+  private countType(label: string): TypeCounts {
+    let c = this.typeCounts.get(label);
+    if (c === undefined) {
+      c = { ttl: 0, overflow: 0, refused: 0 };
+      this.typeCounts.set(label, c);
+    }
+    return c;
+  }
+
+  /** Bytes of stored events the current policy never drops: a scan only when the policy mixes strategies. */
+  private readFixedBytes(): number {
+    if (this.policy.nothingDroppable) return this.bytes;
+    if (this.policy.everythingDroppable) return 0;
+    let fixed = 0;
+    for (const [type, bytes] of this.st.totalsByType.all() as Array<[string, number]>) {
+      if (!this.policy.resolve(type).droppable) fixed += bytes;
+    }
+    return fixed;
   }
 
   claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]> {
@@ -226,14 +315,26 @@ export class SqliteOutbox implements Outbox {
     const counts: number[] = [];
     let deleted = 0;
     let freed = 0;
+    let freedFixed = 0;
     let oldest: number | null = null;
+    // The types of deleted rows matter only when the policy mixes strategies (fixedBytes).
+    const mixed = !this.policy.nothingDroppable && !this.policy.everythingDroppable;
     withoutCommitFsync(this.db, () => this.db.transaction(() => {
       for (const g of groups) {
         let n = 0;
         for (const [from, to] of seqRuns(g)) {
-          const gone = this.st.deleteRange.all(from, to) as number[];
-          n += gone.length;
-          for (const b of gone) freed += b;
+          if (mixed) {
+            const gone = this.st.deleteRangeTyped.all(from, to) as Array<[string, number]>;
+            n += gone.length;
+            for (const [type, b] of gone) {
+              freed += b;
+              if (!this.policy.resolve(type).droppable) freedFixed += b;
+            }
+          } else {
+            const gone = this.st.deleteRange.all(from, to) as number[];
+            n += gone.length;
+            for (const b of gone) freed += b;
+          }
         }
         counts.push(n);
         deleted += n;
@@ -245,6 +346,7 @@ export class SqliteOutbox implements Outbox {
     if (deleted > 0) {
       this.count -= deleted;
       this.bytes -= freed;
+      this.fixedBytes -= this.policy.nothingDroppable ? freed : freedFixed;
       this.oldestCreatedAt = oldest;
     }
     return counts;
@@ -261,14 +363,14 @@ export class SqliteOutbox implements Outbox {
 
   sweep(): Promise<DropCounts> {
     const cutoff = this.clock.wallNow() - this.limits.ttlSeconds * 1000;
-    let expired: Array<{ seq: number; bytes: number }>;
+    let expired: ExpiredRow[];
     let overflow: Dropped;
     let oldest: number | null;
     try {
-      [expired, overflow, oldest] = this.db.transaction((): [Array<{ seq: number; bytes: number }>, Dropped, number | null] => {
-        const gone = this.st.deleteExpired.all(cutoff) as Array<{ seq: number; bytes: number }>;
+      [expired, overflow, oldest] = this.db.transaction((): [ExpiredRow[], Dropped, number | null] => {
+        const gone = this.st.deleteExpired.all(cutoff) as ExpiredRow[];
         let goneBytes = 0;
-        for (const r of gone) goneBytes += r.bytes;
+        for (const r of gone) goneBytes += r[2];
         if (gone.length > 0) this.st.setLastSeq.run(this.lastSeq);
         const excess = this.bytes - goneBytes - this.limits.maxBytes;
         const over = excess > 0 ? this.dropOldest(excess, this.lastSeq) : NONE;
@@ -278,12 +380,17 @@ export class SqliteOutbox implements Outbox {
       return Promise.reject(toStoreError(err, 'outbox sweep', this.errCtx));
     }
     let ttlBytes = 0;
-    for (const r of expired) {
-      ttlBytes += r.bytes;
-      this.claims.forget([r.seq]);
+    const byType = new Map(overflow.byType);
+    for (const [seq, type, bytes] of expired) {
+      ttlBytes += bytes;
+      this.claims.forget([seq]);
+      const rule = this.policy.resolve(type);
+      if (!rule.droppable) this.fixedBytes -= bytes;
+      this.countType(rule.label).ttl++;
+      byType.set(rule.label, (byType.get(rule.label) ?? 0) + 1);
     }
-    this.claims.forgetUpTo(overflow.upTo);
-    const drop: DropCounts = { ttl: expired.length, overflow: overflow.count, bytes: ttlBytes + overflow.bytes };
+    const drop: DropCounts = { ttl: expired.length, overflow: overflow.count, bytes: ttlBytes + overflow.bytes, byType: Object.fromEntries(byType) };
+    if (overflow.count > 0) this.afterDrop(overflow);
     if (drop.ttl + drop.overflow > 0) {
       this.count -= drop.ttl + drop.overflow;
       this.bytes -= drop.bytes;
@@ -297,6 +404,12 @@ export class SqliteOutbox implements Outbox {
 
   setLimits(limits: Partial<OutboxLimits>): void {
     this.limits = { ...this.limits, ...limits };
+    if (limits.overflow !== undefined || limits.overflowByType !== undefined) {
+      // Other strategies: which stored events may be dropped changed, so count and scan afresh.
+      this.policy = new OverflowPolicy(this.limits);
+      this.fixedBytes = this.readFixedBytes();
+      this.dropCursor = 0;
+    }
   }
 
   stats(): OutboxStats {
@@ -308,6 +421,8 @@ export class SqliteOutbox implements Outbox {
       sent: this.claims.sent,
       lastSeq: this.lastSeq,
       dropped: { ttl: this.droppedTtl, overflow: this.droppedOverflow },
+      refused: this.refusedTotal,
+      byType: Object.fromEntries([...this.typeCounts].map(([label, c]) => [label, { ...c }])),
       commits: this.group.commits,
     };
   }

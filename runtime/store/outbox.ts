@@ -28,6 +28,18 @@ export interface DropCounts {
   ttl: number;
   overflow: number;
   bytes: number;
+  /**
+   * The same events (both reasons) by type, as the overflow config names it: the
+   * `store.outbox.overflowByType` key that matched, or "*" for the default (outbox-overflow.ts).
+   */
+  byType: Record<string, number>;
+}
+
+/** Per type label (see DropCounts.byType): what retention dropped and what the budget refused. */
+export interface TypeCounts {
+  ttl: number;
+  overflow: number;
+  refused: number;
 }
 
 export type DropListener = (drop: DropCounts) => void;
@@ -47,12 +59,20 @@ export interface OutboxStats {
   lastSeq: number;
   /** Events dropped by retention since this outbox was opened, by reason. */
   dropped: { ttl: number; overflow: number };
+  /** Appends refused with PERCH_ERR_STORE_FULL because the budget was spent (strategy `refuse`), since open. */
+  refused: number;
+  /** The drops and refusals by type label since open (only labels that have any). */
+  byType: Record<string, TypeCounts>;
   /** Write transactions committed or attempted for appends (group commits) since open. */
   commits: number;
 }
 
 export interface Outbox {
-  /** Resolves once the event is committed durably; rejects with a PERCH_ERR_* code otherwise (no seq used). */
+  /**
+   * Resolves once the event is committed durably; rejects with a PERCH_ERR_* code otherwise (no
+   * seq used). Over the byte budget: PERCH_ERR_STORE_FULL unless the type's overflow strategy is
+   * drop-oldest and dropping older drop-oldest events makes room (docs/store.md "Retention").
+   */
   append(type: string, payload: unknown): Promise<AppendResult>;
   /**
    * The oldest unclaimed events in seq order, at most `limit`, and at most `maxBytes` in total
@@ -76,7 +96,7 @@ export interface Outbox {
   release(seqs: readonly number[]): Promise<void>;
   /** Applies the TTL and the byte budget now. Listeners hear about any drop as well. */
   sweep(): Promise<DropCounts>;
-  /** New retention limits (live config); the budget applies from the next append or sweep. */
+  /** New retention limits and overflow strategies; they apply from the next append or sweep. */
   setLimits(limits: Partial<OutboxLimits>): void;
   /** Cheap: running totals, no table scan. */
   stats(): OutboxStats;

@@ -25,7 +25,7 @@ describe('config', () => {
     assert.equal(c.server.port, 8080);
     assert.equal(c.models.repository, shippedModelsDir());
     assert.equal(c.dataDir, 'data');
-    assert.equal(c.store.outbox.overflow, 'drop-oldest');
+    assert.equal(c.store.outbox.overflow, 'refuse');
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.server) && Object.isFrozen(c.store.jobs));
     assert.throws(() => {
       (c.server as { port: number }).port = 1;

@@ -7,7 +7,8 @@ void test('store config: every key has a default, also when nested objects are a
   const c = defaultStoreConfig();
   assert.equal(c.fileName, 'perch.db');
   assert.equal(c.checkOnOpen, 'quick');
-  assert.equal(c.outbox.overflow, 'drop-oldest');
+  assert.equal(c.outbox.overflow, 'refuse', 'the default never drops an acknowledged event');
+  assert.deepEqual(c.outbox.overflowByType, {});
   assert.equal(c.outbox.maxEventBytes, 64 * 1024);
   assert.equal(c.cache.defaultTtlSeconds, 3600);
   assert.equal(c.jobs.walCheckpoint, '*/10 * * * *');
@@ -39,4 +40,17 @@ void test('store config: maxEventBytes may not exceed the outbox budget', () => 
   const r = storeConfigSchema.safeParse({ outbox: { maxBytes: 8192, maxEventBytes: 10_000 } });
   assert.equal(r.success, false);
   assert.deepEqual(r.error.issues[0]?.path, ['outbox', 'maxEventBytes']);
+});
+
+void test('store config: overflowByType takes event types and "prefix.*" families, and rejects other patterns', () => {
+  const ok = storeConfigSchema.parse({ outbox: { overflow: 'drop-oldest', overflowByType: { alarm: 'refuse', 'telemetry.*': 'drop-oldest', 'a.b.*': 'refuse' } } });
+  assert.deepEqual(ok.outbox.overflowByType, { alarm: 'refuse', 'telemetry.*': 'drop-oldest', 'a.b.*': 'refuse' });
+  for (const key of ['*', '.*', 'tele*', 'a.*.b', '*.x', 'x'.repeat(257), '']) {
+    const r = storeConfigSchema.safeParse({ outbox: { overflowByType: { [key]: 'refuse' } } });
+    assert.equal(r.success, false, `key ${JSON.stringify(key)} accepted`);
+    assert.deepEqual(r.error.issues[0]?.path.slice(0, 2), ['outbox', 'overflowByType']);
+  }
+  assert.equal(storeConfigSchema.safeParse({ outbox: { overflowByType: { t: 'drop-newest' } } }).success, false);
+  const many = Object.fromEntries(Array.from({ length: 257 }, (_, i) => [`t${i}`, 'refuse']));
+  assert.equal(storeConfigSchema.safeParse({ outbox: { overflowByType: many } }).success, false);
 });

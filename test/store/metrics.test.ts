@@ -24,8 +24,8 @@ void test('store metrics: outbox gauges and drop counters, cache counters and ga
 
     let text = await registry.metrics();
     assert.equal(value(text, 'perch_outbox_events'), 0);
-    assert.equal(value(text, 'perch_outbox_dropped_total{reason="ttl"}'), 0);
-    assert.equal(value(text, 'perch_outbox_dropped_total{reason="overflow"}'), 0);
+    assert.equal(value(text, 'perch_outbox_dropped_total{reason="ttl",type="*"}'), 0);
+    assert.equal(value(text, 'perch_outbox_dropped_total{reason="overflow",type="*"}'), 0);
 
     await outbox.append('a', 'x'.repeat(100));
     clock.advance(11_000);
@@ -37,7 +37,7 @@ void test('store metrics: outbox gauges and drop counters, cache counters and ga
     assert.equal(value(text, 'perch_outbox_oldest_age_seconds'), 13);
     await outbox.sweep();
     text = await registry.metrics();
-    assert.equal(value(text, 'perch_outbox_dropped_total{reason="ttl"}'), 1);
+    assert.equal(value(text, 'perch_outbox_dropped_total{reason="ttl",type="*"}'), 1);
     assert.equal(value(text, 'perch_outbox_events'), 1);
     assert.equal(value(text, 'perch_outbox_oldest_age_seconds'), 2);
 
@@ -58,6 +58,28 @@ void test('store metrics: outbox gauges and drop counters, cache counters and ga
 
     // A second runtime in the same process registers on its own registry without clashing.
     registerStoreMetrics(new Registry(), { outbox, cache });
+  } finally {
+    await h.destroy();
+  }
+});
+
+void test('store metrics: drops and refusals by type label (the overflowByType key, * for the default)', async () => {
+  const h = await storeHarness({ outboxLimits: { maxEventBytes: 1000, maxBytes: 4096, overflowByType: { 'telemetry.*': 'drop-oldest' } } });
+  try {
+    const registry = new Registry();
+    const { outbox } = h.store;
+    registerStoreMetrics(registry, { outbox });
+    let text = await registry.metrics();
+    assert.equal(value(text, 'perch_outbox_refused_total{type="*"}'), 0);
+    for (let i = 0; i < 4; i++) await outbox.append('telemetry.temp', 'x'.repeat(900));
+    for (let i = 0; i < 4; i++) await outbox.append('alarm', 'x'.repeat(900)); // each pushes out one telemetry event
+    await assert.rejects(outbox.append('alarm', 'x'.repeat(900)), { code: 'PERCH_ERR_STORE_FULL' });
+    await assert.rejects(outbox.append('telemetry.rpm', 'x'.repeat(900)), { code: 'PERCH_ERR_STORE_FULL' });
+    text = await registry.metrics();
+    assert.equal(value(text, 'perch_outbox_dropped_total{reason="overflow",type="telemetry.*"}'), 4);
+    assert.equal(value(text, 'perch_outbox_dropped_total{reason="overflow",type="*"}'), 0);
+    assert.equal(value(text, 'perch_outbox_refused_total{type="*"}'), 1);
+    assert.equal(value(text, 'perch_outbox_refused_total{type="telemetry.*"}'), 1);
   } finally {
     await h.destroy();
   }

@@ -19,7 +19,7 @@ export interface StoreHarnessOptions {
   clock?: Clock;
   config?: StoreConfigInput;
   /** Limits set after the schema (the abstract suites use budgets below the schema's minimums). */
-  outboxLimits?: OutboxLimits;
+  outboxLimits?: Partial<OutboxLimits>;
   cacheLimits?: CacheLimits;
   dir?: string;
 }
