@@ -1,15 +1,21 @@
 // Composition root of the store: one database, the three stores on it, one close().
 // Open it before the modules that emit events and serve the cache; close it after them (their
 // last events and cache writes are flushed by close()).
-import type { Database } from 'better-sqlite3';
+// What it hands out are the interfaces (outbox.ts, result-cache.ts, state-store.ts), never the
+// SQLite classes or the database: every user, tests included, goes through what an
+// implementation promises (test/store/abstract/ checks it), and the maintenance that needs SQLite
+// itself (checkpoint, integrity check) is a method here.
 import { systemClock, type Clock } from '../base/clock.js';
 import { silentLogger, type Logger } from '../base/log.js';
-import { checkpointWal, type CheckpointResult } from './checkpoint.js';
+import { checkpointWal, integrityCheck, type CheckpointResult } from './checkpoint.js';
 import { defaultStoreConfig, type StoreConfig } from './config.js';
 import { openDatabase, type StoreIncident } from './database.js';
 import { SqliteOutbox } from './outbox-sqlite.js';
+import type { Outbox } from './outbox.js';
 import { SqliteResultCache } from './result-cache-sqlite.js';
+import type { ResultCache } from './result-cache.js';
 import { SqliteStateStore } from './state-store-sqlite.js';
+import type { StateStore } from './state-store.js';
 
 export interface OpenStoreOptions {
   dataDir: string;
@@ -21,17 +27,22 @@ export interface OpenStoreOptions {
 }
 
 export interface PerchStore {
-  readonly db: Database;
   readonly file: string;
   /** False in degraded mode (read-only or full disk at start-up): reads work, writes fail with a code. */
   readonly writable: boolean;
   /** What happened at open (corrupt file moved aside, read-only, full), to be recorded as events. */
   readonly incidents: readonly StoreIncident[];
-  readonly outbox: SqliteOutbox;
-  readonly cache: SqliteResultCache;
-  readonly state: SqliteStateStore;
+  readonly outbox: Outbox;
+  readonly cache: ResultCache;
+  readonly state: StateStore;
   /** PRAGMA wal_checkpoint(TRUNCATE); null when read-only. */
   checkpoint(): CheckpointResult | null;
+  /**
+   * PRAGMA integrity_check: 'ok', or what is damaged (one line per problem). It reads the whole
+   * file (seconds on a large store on an SD card): for tools and for checks after a fault, not
+   * for a request path. Throws PERCH_ERR_STORE_* when the database cannot be read.
+   */
+  integrityCheck(): string;
   /** Flushes the cache's and the outbox's pending writes, then closes the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -55,7 +66,6 @@ export function openStore(opts: OpenStoreOptions): PerchStore {
   const state = new SqliteStateStore(db, { clock, dir, degraded });
   let closing: Promise<void> | null = null;
   return {
-    db,
     file: opened.file,
     writable: opened.writable,
     incidents: opened.incidents,
@@ -63,6 +73,7 @@ export function openStore(opts: OpenStoreOptions): PerchStore {
     cache,
     state,
     checkpoint: () => (opened.writable ? checkpointWal(db, dir) : null),
+    integrityCheck: () => integrityCheck(db, dir),
     close: () => {
       closing ??= (async () => {
         cache.close();

@@ -4,9 +4,9 @@
 // event, and the runtime's own events are refused without harm.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Outbox, OutboxEvent } from '../../runtime/store/outbox.js';
 import { WsClient, type WsAnswer } from '../helpers/clients.js';
 import { clsInput } from '../helpers/models.js';
+import { storedEvents } from '../helpers/outbox-events.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -14,13 +14,6 @@ import { waitFor } from '../helpers/wait.js';
 import { metricValue, scrape } from '../helpers/wire.js';
 
 const PAD = 'x'.repeat(400);
-
-/** Every stored event, read through the outbox's own claim/release (no uploader runs here). */
-async function stored(outbox: Outbox): Promise<OutboxEvent[]> {
-  const events = await outbox.claim(1e6);
-  await outbox.release(events.map((e) => e.seq));
-  return events;
-}
 
 const codeOf = (a: WsAnswer) => (a.body.error as { code?: string } | undefined)?.code;
 
@@ -57,7 +50,7 @@ describe('emit into a full outbox', () => {
       assert.match((refusal.body.error as { message: string }).message, /outbox full/);
       // More refusals, no drop: the stored doors are exactly the acknowledged ones.
       for (let i = 0; i < 5; i++) assert.equal(codeOf(await ws.request({ op: 'emit', type: 'door', payload: { pad: PAD } })), 'PERCH_ERR_STORE_FULL');
-      const doors = (await stored(rt.runtime.store.outbox)).filter((e) => e.type === 'door').map((e) => e.seq);
+      const doors = (await storedEvents(rt.runtime.store.outbox)).filter((e) => e.type === 'door').map((e) => e.seq);
       assert.deepEqual(doors, acked);
       const text = await scrape(rt.baseUrl);
       assert.equal(metricValue(text, 'perch_outbox_refused_total', { type: '*' }), 6);
@@ -87,12 +80,12 @@ describe('emit into a full outbox', () => {
         assert.ok(a.ok, JSON.stringify(a.body));
         telemetry.push(a.body.seq as number);
       }
-      await waitFor(async () => (await stored(outbox)).some((e) => e.type === 'outbox.dropped'), 5000, 'the drop reported');
+      await waitFor(async () => (await storedEvents(outbox)).some((e) => e.type === 'outbox.dropped'), 5000, 'the drop reported');
       // Alarms push telemetry out until only alarms (and events never dropped) are left, then are refused.
       const { acked: alarms, refusal } = await emitUntilRefused(ws, 'alarm');
       assert.equal(codeOf(refusal), 'PERCH_ERR_STORE_FULL');
       assert.ok(alarms.length >= 10);
-      const events = await stored(outbox);
+      const events = await storedEvents(outbox);
       assert.deepEqual(events.filter((e) => e.type === 'alarm').map((e) => e.seq), alarms, 'every acknowledged alarm is there');
       // Refused means even dropping all telemetry left would not make room: less than one alarm's worth.
       const alarmBytes = Math.min(...events.filter((e) => e.type === 'alarm').map((e) => e.bytes));

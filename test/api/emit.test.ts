@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { waitFor, WsClient } from '../helpers/clients.js';
 import { clsInput } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
+import { storedEvents } from '../helpers/outbox-events.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime } from '../helpers/runtime.js';
 
@@ -23,8 +24,8 @@ describe('emit and runtime events', () => {
       for (const a of answers) assert.ok(a.ok && typeof a.body.eventId === 'string', JSON.stringify(a.body));
       for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], (seqs[i - 1] as number) + 1);
       // Durable means: in the database now, before anyone else looks.
-      const rows = rt.runtime.store.db.prepare('SELECT seq FROM outbox WHERE type = ?').all('door') as Array<{ seq: number }>;
-      assert.deepEqual(rows.map((r) => r.seq).sort((a, b) => a - b), seqs);
+      const doors = await storedEvents(rt.runtime.store.outbox, 'door');
+      assert.deepEqual(doors.map((e) => e.seq), seqs);
       await waitFor(() => listener.notifications.filter((n) => n.topic === 'events' && (n.data as { type: string }).type === 'door').length === 20);
       const status = await ws.request({ op: 'status' });
       const s = status.body.status as { outbox: { count: number }; models: unknown[]; connectivity: string };
@@ -32,9 +33,9 @@ describe('emit and runtime events', () => {
       assert.equal(s.outbox.count, 21);
       assert.equal(s.connectivity, 'disabled');
       assert.deepEqual(s.models, [{ name: 'cls', version: 1, ready: true }]);
-      const own = rt.runtime.store.db.prepare("SELECT payload FROM outbox WHERE type = 'model.ready'").all() as Array<{ payload: string }>;
+      const own = await storedEvents(rt.runtime.store.outbox, 'model.ready');
       assert.equal(own.length, 1);
-      assert.equal((JSON.parse(own[0]!.payload) as { name: string }).name, 'cls');
+      assert.equal((own[0]?.payload as { name: string }).name, 'cls');
     } finally {
       await ws.close();
       await listener.close();
@@ -45,11 +46,12 @@ describe('emit and runtime events', () => {
 
   test('a store that cannot write: emit gets PERCH_ERR_STORE_READONLY, inference keeps serving', async () => {
     const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls } } });
-    const rt = await startRuntime(repo.dir);
+    // A data directory not even root may create (under /sys): the store opens degraded, read-only.
+    // A store that turns read-only while running is test/store/degraded.test.ts's (SQLite level).
+    const rt = await startRuntime(repo.dir, { dataDir: join('/sys', `perch-test-${process.pid}`, 'data') });
     const ws = await WsClient.connect(rt.wsUrl);
     try {
-      // SQLite's own read-only switch: the same SQLITE_READONLY a read-only mount gives.
-      rt.runtime.store.db.pragma('query_only = ON');
+      assert.equal(rt.runtime.store.writable, false);
       const emit = await ws.request({ op: 'emit', type: 'x', payload: 1 });
       assert.equal(emit.ok, false);
       assert.equal((emit.body.error as { code: string }).code, 'PERCH_ERR_STORE_READONLY');
@@ -71,7 +73,7 @@ describe('emit and runtime events', () => {
     try {
       const emit = await ws.request({ op: 'emit', type: 'after', payload: {} });
       assert.ok(emit.ok, JSON.stringify(emit.body));
-      await waitFor(() => (rt.runtime.store.db.prepare("SELECT count(*) AS n FROM outbox WHERE type = 'store.corrupt'").get() as { n: number }).n === 1);
+      await waitFor(async () => (await storedEvents(rt.runtime.store.outbox, 'store.corrupt')).length === 1);
     } finally {
       await ws.close();
       await rt.stop();

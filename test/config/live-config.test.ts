@@ -9,6 +9,7 @@ import { clsInput } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime } from '../helpers/runtime.js';
+import { storedEvents } from '../helpers/outbox-events.js';
 
 test('live config: applied whole or not at all, takes effect on running models, survives a restart', async () => {
   const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls } } });
@@ -30,8 +31,7 @@ test('live config: applied whole or not at all, takes effect on running models, 
     await httpInfer(rt.baseUrl, 'cls', clsInput(5));
     const hit = await httpInfer(rt.baseUrl, 'cls', clsInput(5));
     assert.equal((hit.body.parameters as { cached: boolean }).cached, true);
-    const applied = rt.runtime.store.db.prepare("SELECT count(*) AS n FROM outbox WHERE type = 'config.applied'").get() as { n: number };
-    assert.equal(applied.n, 1);
+    assert.equal((await storedEvents(rt.runtime.store.outbox, 'config.applied')).length, 1);
 
     await rt.stop();
     rt = await startRuntime(repo.dir, { dataDir });
@@ -47,8 +47,8 @@ test('live config: applied whole or not at all, takes effect on running models, 
 test('live config: config.applied is recorded only when the applied settings change', async () => {
   const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls } } });
   const rt = await startRuntime(repo.dir);
-  const applied = (): Array<{ cloud: { upload: { batchSize: number } } }> =>
-    (rt.runtime.store.db.prepare("SELECT payload FROM outbox WHERE type = 'config.applied' ORDER BY seq").all() as Array<{ payload: string }>).map((r) => JSON.parse(r.payload));
+  const applied = async (): Promise<Array<{ cloud: { upload: { batchSize: number } } }>> =>
+    (await storedEvents(rt.runtime.store.outbox, 'config.applied')).map((e) => e.payload as { cloud: { upload: { batchSize: number } } });
   try {
     const doc = { log: { level: 'warn' }, models: { overrides: { cls: { batching: { maxQueueDelayMs: 2 } } } } };
     assert.ok(rt.runtime.applyLiveConfig(doc).ok);
@@ -58,8 +58,8 @@ test('live config: config.applied is recorded only when the applied settings cha
     assert.ok(rt.runtime.applyLiveConfig({ cloud: { upload: { batchSize: 7 } } }).ok);
     // Events are appended in the order they are recorded: once the last change is in, so is
     // anything the repeats before it recorded.
-    await waitFor(() => applied().some((p) => p.cloud.upload.batchSize === 7), 10_000, 'the config.applied of the last change');
-    assert.deepEqual(applied().map((p) => p.cloud.upload.batchSize), [100, 7], 'one event per change, none for the repeats');
+    await waitFor(async () => (await applied()).some((p) => p.cloud.upload.batchSize === 7), 10_000, 'the config.applied of the last change');
+    assert.deepEqual((await applied()).map((p) => p.cloud.upload.batchSize), [100, 7], 'one event per change, none for the repeats');
   } finally {
     await rt.stop();
     repo.remove();

@@ -10,6 +10,7 @@ import { MODEL_FILES } from '../helpers/paths.js';
 import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { storedEvents } from '../helpers/outbox-events.js';
 
 // The shipped config, without its queue delay: that timer would run on the fake clock too, and
 // batching is not what these tests are about.
@@ -105,7 +106,7 @@ describe('sequence lifecycle', () => {
     for (const id of ['l1', 'l2', 'l3']) assert.ok((await ws.infer('vad', chunk(1), { parameters: seqParams(id, true) })).ok);
     const over = await ws.infer('vad', chunk(1), { parameters: seqParams('l4', true) });
     assert.equal(code(over), 'PERCH_ERR_SEQUENCE_LIMIT');
-    await waitFor(() => (rt.runtime.store.db.prepare("SELECT count(*) AS n FROM outbox WHERE type = 'sequence.limit'").get() as { n: number }).n === 1);
+    await waitFor(async () => (await storedEvents(rt.runtime.store.outbox, 'sequence.limit')).length === 1);
     assert.ok((await ws.infer('vad', chunk(1), { parameters: seqParams('l1', false, true) })).ok);
     assert.ok((await ws.infer('vad', chunk(1), { parameters: seqParams('l4', true, true) })).ok, 'a freed place can be taken');
     clock.advance(1000); // l2, l3 idle out

@@ -149,8 +149,7 @@ void describe('corrupt database file', () => {
         assert.equal(store.incidents[0]?.kind, 'corrupt');
         assert.ok(store.incidents[0]?.movedTo && existsSync(store.incidents[0].movedTo));
         assert.deepEqual(store.state.keys(), []);
-        const check = store.db.pragma('integrity_check', { simple: true });
-        assert.equal(check, 'ok');
+        assert.equal(store.integrityCheck(), 'ok');
       } finally {
         await store.close();
       }

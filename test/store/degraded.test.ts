@@ -15,6 +15,7 @@ import { storeErrorCode } from '../../runtime/store/store-errors.js';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
 import { openStore, type PerchStore } from '../../runtime/store/store.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { openSqliteParts } from './helpers/sqlite-parts.js';
 import { makeTempDir } from './helpers/temp-dir.js';
 import { tryMountTmpfs, type TmpfsMount } from './helpers/tmpfs.js';
 
@@ -66,7 +67,7 @@ void describe('read-only store (SQLite level, runs everywhere)', () => {
 
   void test('a store that turns read-only while open fails writes with the code and recovers when it can write again', async () => {
     const tmp = await makeTempDir();
-    const store = openStore({ dataDir: tmp.path });
+    const store = openSqliteParts(tmp.path);
     try {
       await store.outbox.append('a', 1);
       store.db.pragma('query_only = ON'); // what SQLite does on a file it may no longer write
@@ -115,7 +116,7 @@ void describe('read-only by file modes (non-root only: root ignores modes)', () 
 void describe('full store (SQLite level, runs everywhere)', () => {
   void test('SQLITE_FULL (max_page_count) fails appends with PERCH_ERR_STORE_FULL; reads work; seqs stay contiguous after space returns', async () => {
     const tmp = await makeTempDir();
-    const store = openStore({ dataDir: tmp.path });
+    const store = openSqliteParts(tmp.path);
     try {
       const { db, outbox } = store;
       const pages = Number(db.pragma('page_count', { simple: true }));
@@ -214,7 +215,7 @@ void describe('real file systems (tmpfs; needs mount privileges)', () => {
       assert.equal((await store.outbox.claim(1000)).length, acked);
       rmSync(ballast);
       assert.equal((await store.outbox.append('after', 1)).seq, acked + 1);
-      assert.equal(store.db.pragma('integrity_check', { simple: true }), 'ok');
+      assert.equal(store.integrityCheck(), 'ok');
     } finally {
       await store.close();
       rmSync(ballast, { force: true });

@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import { cacheKey } from '../../runtime/store/result-cache-key.js';
 import { runResultCacheSuite } from './abstract/result-cache-suite.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { openSqliteParts } from './helpers/sqlite-parts.js';
 import { storeHarness } from './helpers/store-harness.js';
+import { makeTempDir } from './helpers/temp-dir.js';
 
 runResultCacheSuite('SQLite', async ({ clock, limits }) => {
   const h = await storeHarness({ clock, cacheLimits: limits });
@@ -16,9 +18,10 @@ const outputs = [{ name: 'y', datatype: 'FP32' as const, shape: [2], data: new F
 
 void test('SQLite cache: a hit does not write; last-use updates are written together after touchFlushMs', async () => {
   const clock = new FakeClock();
-  const h = await storeHarness({ clock });
+  const tmp = await makeTempDir();
+  const sqlite = openSqliteParts(tmp.path, { clock });
   try {
-    const { cache, db } = h.store;
+    const { cache, db } = sqlite;
     const keys = [1, 2, 3].map((i) => cacheKey('m', 1, inputs(i)));
     for (const k of keys) cache.put(k, 'm', 1, outputs);
     cache.flush();
@@ -33,7 +36,8 @@ void test('SQLite cache: a hit does not write; last-use updates are written toge
     assert.notDeepEqual(lastUsed(), before);
     assert.equal(clock.pending, 0);
   } finally {
-    await h.destroy();
+    await sqlite.close();
+    await tmp.remove();
   }
 });
 
@@ -51,9 +55,10 @@ void test('SQLite cache: puts made in one tick are written in one transaction on
 });
 
 void test('SQLite cache: an unreadable entry is a miss, not an error', async () => {
-  const h = await storeHarness();
+  const tmp = await makeTempDir();
+  const sqlite = openSqliteParts(tmp.path);
   try {
-    const { cache, db } = h.store;
+    const { cache, db } = sqlite;
     const key = cacheKey('m', 1, inputs(1));
     cache.put(key, 'm', 1, outputs);
     cache.flush();
@@ -61,6 +66,7 @@ void test('SQLite cache: an unreadable entry is a miss, not an error', async () 
     assert.equal(cache.get(key, 'm', 1), undefined);
     assert.equal(cache.stats().misses, 1);
   } finally {
-    await h.destroy();
+    await sqlite.close();
+    await tmp.remove();
   }
 });

@@ -127,6 +127,24 @@ export function runResultCacheSuite(name: string, factory: ResultCacheFactory): 
         assert.ok(cache.get(d, 'm', 1));
       }, { maxBytes: 3200 }));
 
+    void test('setLimits: a lowered budget evicts at the next write, a new default TTL applies to later puts', () =>
+      withCache(factory, ({ cache }, clock) => {
+        const keys = [0, 1, 2].map((i) => cacheKey('m', 1, input(i * 10)));
+        for (const [i, k] of keys.entries()) cache.put(k, 'm', 1, output(1000, i));
+        cache.flush();
+        assert.equal(cache.stats().entries, 3);
+        cache.setLimits({ maxBytes: 1500, defaultTtlSeconds: 5 });
+        const late = cacheKey('m', 1, input(99));
+        cache.put(late, 'm', 1, output(100, 9));
+        cache.flush();
+        const s = cache.stats();
+        assert.ok(s.bytes <= 1500, `bytes ${s.bytes} over the lowered budget`);
+        assert.equal(s.evictions, 2);
+        assert.equal(cache.get(keys[0] as string, 'm', 1), undefined, 'the least recently used went first');
+        assert.equal(cache.get(late, 'm', 1)?.expiresAt, clock.wallNow() + 5000);
+        assert.ok(cache.get(keys[2] as string, 'm', 1)?.expiresAt === clock.wallNow() + 60_000, 'earlier entries keep their TTL');
+      }));
+
     void test('putting the same key again replaces the entry without counting it twice', () =>
       withCache(factory, ({ cache }) => {
         const key = cacheKey('m', 1, input(5));
