@@ -324,10 +324,11 @@ export class Runtime {
 
   /** The WebSocket `status` answer (docs/protocol.md section 4). */
   status(): Record<string, unknown> {
-    const models = this.registry.status().flatMap<{ name: string; version: number | null; ready: boolean }>((m) =>
+    const models = this.registry.status().flatMap<{ name: string; version: number | null; ready: boolean; loadsOnFirstUse?: true }>((m) =>
       m.versions.length
         ? m.versions.map((v) => ({ name: m.name, version: v.version, ready: v.state === 'ready' }))
-        : [{ name: m.name, version: null, ready: false }],
+        // A model that loads on first use is available, as /v2/health/ready counts it.
+        : [m.loadsOnFirstUse ? { name: m.name, version: null, ready: true, loadsOnFirstUse: true } : { name: m.name, version: null, ready: false }],
     );
     const queue: Record<string, number> = {};
     for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;

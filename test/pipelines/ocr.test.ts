@@ -62,6 +62,8 @@ test('the OCR models load on first use: not at start (the runtime is ready witho
     assert.deepEqual(rt.runtime.registry.statusOf(m), { name: m, served: [], versions: [], loadsOnFirstUse: true });
   }
   assert.equal((await fetch(`${rt.baseUrl}/v2/health/ready`)).status, 200);
+  const listed = (rt.runtime.status().models as Array<Record<string, unknown>>).find((m) => m.name === 'pp-ocr-rec');
+  assert.deepEqual(listed, { name: 'pp-ocr-rec', version: null, ready: true, loadsOnFirstUse: true });
   assertReads(await rawPost(OCR_IMAGES.uprightPng, 'image/png'), true, 'first image');
   for (const m of ['pp-ocr-det', 'pp-ocr-rec']) assert.deepEqual(rt.runtime.registry.statusOf(m).served, [1]);
 });
