@@ -8,7 +8,7 @@ import type { ErrorCode } from '../../runtime/base/errors.js';
 import type { InferenceOutcome, RuntimePort } from '../../runtime/port/runtime-port.js';
 
 /** Refusals caused by load or shutdown, not by the model: they say nothing about the new version. */
-const NOT_THE_MODELS_FAULT: ReadonlySet<ErrorCode> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_SHUTTING_DOWN']);
+export const NOT_THE_MODELS_FAULT: ReadonlySet<ErrorCode> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_SHUTTING_DOWN']);
 
 export interface Trip {
   name: string;

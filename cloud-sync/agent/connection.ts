@@ -276,7 +276,7 @@ export class Connection {
   }
 
   private statusPayload(online: boolean): string {
-    const status: StatusMessage = { online, ts: this.port.clock.wallNow(), runtimeVersion: this.port.runtimeVersion, bootId: this.port.bootId };
+    const status: StatusMessage = { online, ts: this.port.clock.wallNow(), runtimeVersion: this.port.runtimeVersion, bootId: this.port.bootId, labels: this.port.config.device.labels };
     return JSON.stringify(status);
   }
 

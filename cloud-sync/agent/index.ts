@@ -7,6 +7,7 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { createCommands } from './commands.js';
 import { Connection } from './connection.js';
 import { DesiredStateApplier } from './desired-state.js';
+import { HealthMonitor } from './health.js';
 import { createInbound } from './inbound.js';
 import { StatusBook } from './model-update/status-book.js';
 import { ModelUpdater } from './model-update/updater.js';
@@ -66,7 +67,8 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       .catch((err: unknown) => port.log.error({ err, model: trip.name }, 'rollback after failures in service did not happen'));
   });
   const desired = new DesiredStateApplier(port, stats, updater, changed);
-  reported = new ReportedState(port, conn, book, desired, (name) => updater.progress(name), opts.backlogReportMs);
+  const health = new HealthMonitor(port, changed);
+  reported = new ReportedState(port, conn, book, desired, (name) => updater.progress(name), opts.backlogReportMs, () => health.build());
   const rep = reported;
   const commands = createCommands(port, stats, updater, rep);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
@@ -111,6 +113,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       offModels = port.bus.on('model', () => rep.schedule());
       rep.start();
       breaker.start();
+      health.start();
       // Before connecting: downloads in progress are there when the session's chunks arrive.
       desired.resume();
       uploader.start();
@@ -126,6 +129,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       rep.stop();
       await updater.stop();
       breaker.stop();
+      health.stop();
       await uploader.stop();
       await conn.stop();
     },

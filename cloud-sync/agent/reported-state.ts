@@ -7,6 +7,7 @@ import type { ErrorCode } from '../../runtime/base/errors.js';
 import { STATE_KEYS } from '../../runtime/store/state-store.js';
 import type { IgnoredDesired, OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';
+import type { HealthReport } from './health.js';
 import type { StatusBook } from './model-update/status-book.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { servedByName } from './served.js';
@@ -27,6 +28,10 @@ export interface ReportedDocument {
   ts: number;
   /** The device's event backlog (docs/protocol.md section 5, `outbox`), shown by `perch fleet devices`. */
   outbox: OutboxSummary;
+  /** Config `device.labels`: what `perch fleet --select` targets by. */
+  labels: Record<string, string>;
+  /** In-service error rate and p99 latency per model version (health.ts); rollouts gate on it. */
+  health?: HealthReport;
 }
 
 export interface DesiredView {
@@ -52,6 +57,7 @@ export class ReportedState {
     /** Chunks staged of a download in progress (throttled by the download: once a second). */
     private readonly progress: (name: string) => { staged: number; total: number } | null = () => null,
     private readonly backlogReportMs = BACKLOG_REPORT_MS,
+    private readonly health: () => HealthReport | null = () => null,
   ) {}
 
   /**
@@ -93,6 +99,7 @@ export class ReportedState {
     const configError = this.desired.configError();
     const { count, bytes, oldestAgeMs } = this.port.outbox.stats();
     const ignored = this.desired.ignored();
+    const health = this.health();
     return {
       desiredVersion: this.desired.version(),
       models,
@@ -101,6 +108,8 @@ export class ReportedState {
       ...(ignored ? { ignored } : {}),
       ts: this.port.clock.wallNow(),
       outbox: { count, bytes, oldestAgeMs },
+      labels: this.port.config.device.labels,
+      ...(health ? { health } : {}),
     };
   }
 

@@ -2,6 +2,7 @@
 // `perch fleet`. Objects strip unknown keys (a newer peer may add fields; an older one must
 // still read the message), except where a document is copied through whole (config, model.json).
 import { z } from 'zod';
+import { labelsSchema } from '../../runtime/config/labels.js';
 
 /** Device ids and model names end up in topics and paths: no '/', '+', '#', spaces or '..'. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
@@ -38,6 +39,8 @@ export const statusSchema = z.object({
   runtimeVersion: z.string(),
   bootId: z.string(),
   outbox: outboxSummarySchema.optional(),
+  /** Config `device.labels` (docs/fleet.md "Targeting devices"); absent from devices before labels. */
+  labels: labelsSchema.optional(),
 });
 export type StatusMessage = z.infer<typeof statusSchema>;
 
@@ -72,6 +75,8 @@ export const reportedModelSchema = z.object({
   status: z.enum(MODEL_STATUSES),
   error: errorSchema.optional(),
   progress: downloadProgressSchema.optional(),
+  /** What still serves while this entry is not "active" (null: nothing of this model serves). */
+  active: z.object({ version: modelVersionSchema, sha256: sha256HexSchema }).nullable().optional(),
 });
 
 /** A desired document the device did not apply, and why (its version was not above the applied one). */
@@ -80,6 +85,25 @@ export const ignoredDesiredSchema = z.object({
   reason: z.string(),
 });
 export type IgnoredDesired = z.infer<typeof ignoredDesiredSchema>;
+
+/** Models and versions in one health report, at most (a device reports what served in its window). */
+export const MAX_HEALTH_ENTRIES = 256;
+/** In-service health of one model version over the device's window (cloud-sync/agent/health.ts). */
+export const versionHealthSchema = z.object({
+  requests: z.number().int().min(0),
+  errors: z.number().int().min(0),
+  errorRate: z.number().min(0).max(1),
+  p99Ms: z.number().min(0).nullable(),
+});
+export type VersionHealthReport = z.infer<typeof versionHealthSchema>;
+/** state/reported `health`: `models[name][version]` over the last `windowMs`. */
+export const healthReportSchema = z.object({
+  windowMs: z.number().int().min(1),
+  models: z
+    .record(modelNameSchema, z.record(z.string().regex(/^[1-9][0-9]{0,15}$/), versionHealthSchema))
+    .refine((m) => Object.values(m).reduce((n, v) => n + Object.keys(v).length, 0) <= MAX_HEALTH_ENTRIES, `at most ${MAX_HEALTH_ENTRIES} model versions`),
+});
+export type HealthReport = z.infer<typeof healthReportSchema>;
 export type ReportedModel = z.infer<typeof reportedModelSchema>;
 
 /** `P/devices/{id}/state/reported`, retained. desiredVersion is 0 before any desired document was applied. */
@@ -92,6 +116,8 @@ export const reportedSchema = z.object({
   ignored: ignoredDesiredSchema.optional(),
   ts: timestampSchema,
   outbox: outboxSummarySchema.optional(),
+  labels: labelsSchema.optional(),
+  health: healthReportSchema.optional(),
 });
 export type ReportedState = z.infer<typeof reportedSchema>;
 

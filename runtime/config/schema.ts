@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { storeConfigSchema } from '../store/config.js';
 import { modelOverridesSchema } from '../models/model-config.js';
+import { labelsSchema } from './labels.js';
 import { shippedModelsDir } from './paths.js';
 
 const MiB = 1024 * 1024;
@@ -33,6 +34,8 @@ export const configSchema = z.strictObject({
   device: z
     .strictObject({
       id: deviceIdSchema.default(defaultDeviceId),
+      /** Reported with the device's status and reported state; `perch fleet --select` targets by them (labels.ts). */
+      labels: labelsSchema.default({}),
     })
     .prefault({}),
   server: z
@@ -155,6 +158,15 @@ export const configSchema = z.strictObject({
           /** Requests the window must hold before the ratio counts. */
           minRequests: z.number().int().min(1).default(20),
           windowMs: z.number().int().min(1000).default(60_000),
+        })
+        .prefault({}),
+      /** In-service health per model version, reported in state/reported (docs/cloud-sync.md "In-service health"). */
+      health: z
+        .strictObject({
+          /** Error rate and p99 latency are measured over this sliding window. */
+          windowMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+          /** state/reported goes out again this often while inference happened since the last one. */
+          reportMs: z.number().int().min(100).max(3_600_000).default(10_000),
         })
         .prefault({}),
     })

@@ -21,6 +21,8 @@ export interface InferenceOutcome {
   version: number;
   ok: boolean;
   code?: ErrorCode;
+  /** From the request's arrival to its answer (queue + compute), for the device's in-service health. */
+  latencyMs?: number;
 }
 
 export interface RequestedOutput {
@@ -116,6 +118,7 @@ export class InferService {
   /** `scope`: the client's connection; its queued work is dropped and its tied sequences end when it closes. */
   async infer(req: InferRequest, scope?: ClientScope): Promise<InferResult> {
     let labels: VersionLabels | null = null;
+    const started = performance.now();
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const instance = await this.registry.resolveLoaded(req.model, parseVersion(req.version));
@@ -134,7 +137,7 @@ export class InferService {
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
       this.metrics.countSuccess(labels);
-      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true });
+      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: performance.now() - started });
       const result: InferResult = {
         model_name: ran.instance.name,
         model_version: labels.version,
@@ -148,7 +151,7 @@ export class InferService {
       const e = toPerchError(err);
       this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
       this.failureLog?.report(labels?.model ?? req.model, labels?.version ?? String(req.version ?? ''), e);
-      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code });
+      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: performance.now() - started });
       throw e;
     }
   }
