@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { DB_FILE } from '../../cloud-sync/fleet/store/database.js';
+import { DB_FILE } from '../../cloud-sync/fleet/store/sqlite-store.js';
 import { openStore } from '../../runtime/store/store.js';
 import { spawnFleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { DB_FILE, FleetDatabase } from '../../cloud-sync/fleet/store/database.js';
+import { DB_FILE, SqliteFleetStore } from '../../cloud-sync/fleet/store/sqlite-store.js';
 import { eventsCommand } from '../../cloud-sync/fleet/commands/events.js';
 import { fleetOptions } from '../../cloud-sync/fleet/cli/options.js';
 import { startServe, type RunningServe } from '../../cloud-sync/fleet/serve/daemon.js';
@@ -154,9 +154,9 @@ describe('fleet serve', () => {
     await waitFor(() => acked.size === 1000, 5000, 'all 1000 seqs acked');
     assert.equal(Math.max(...acked), 1000, 'only stored seqs are acked (not the other device id in a payload)');
 
-    const db = new FleetDatabase(join(store, DB_FILE));
-    const stored = db.events('pi-2', 0, 5000);
-    db.close();
+    const db = new SqliteFleetStore(join(store, DB_FILE));
+    const stored = await db.events('pi-2', 0, 5000);
+    await db.close();
     assert.deepEqual(stored.map((e) => e.seq), Array.from({ length: 1000 }, (_, i) => i + 1));
 
     // events: ordered JSON lines after --since.
@@ -265,9 +265,9 @@ describe('fleet serve', () => {
     // Published before serve has reconnected: the broker queues it in serve's session.
     await dev2.publishAsync(t.events, eventBatch('pi-4', 6, 5), { qos: 1 });
     await waitFor(() => running?.stats.eventsStored === 10, 15_000, 'the batch sent while serve was away');
-    const db = new FleetDatabase(join(store, DB_FILE));
-    assert.deepEqual(db.events('pi-4', 0).map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    db.close();
+    const db = new SqliteFleetStore(join(store, DB_FILE));
+    assert.deepEqual((await db.events('pi-4', 0)).map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    await db.close();
     await running.stop();
     running = undefined;
   });

@@ -6,7 +6,7 @@ import { PerchError } from '../../../runtime/base/errors.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { desiredSchema, reportedSchema, type DesiredState } from '../../protocol/schemas.js';
 import { topics } from '../../protocol/topics.js';
-import { FleetDatabase } from '../store/database.js';
+import { openFleetStore } from '../store/open.js';
 import { readRetained } from './retained.js';
 
 export interface DeviceDocs {
@@ -61,16 +61,16 @@ export function reportedDesiredVersion(reported: Buffer | undefined): number {
  * retains and the device reported, and it is recorded in the store before it is published.
  */
 export async function publishNext(client: MqttClient, store: string, prefix: string, deviceId: string, docs: DeviceDocs, change: (doc: DesiredState) => void): Promise<DesiredState> {
-  const db = FleetDatabase.open(store);
+  const db = await openFleetStore({ store });
   try {
-    const stored = db.desired(deviceId);
+    const stored = await db.desired(deviceId);
     const base = docs.desired && (!stored || docs.desired.version > stored.version) ? docs.desired : stored;
     const floor = Math.max(stored?.version ?? 0, docs.desired?.version ?? 0, reportedDesiredVersion(docs.reported));
-    const next = db.recordDesired(deviceId, nextDesired(base, change, floor), Date.now());
+    const next = await db.recordDesired(deviceId, nextDesired(base, change, floor), Date.now());
     await publishDesired(client, prefix, deviceId, next);
     return next;
   } finally {
-    db.close();
+    await db.close();
   }
 }
 

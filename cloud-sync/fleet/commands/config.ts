@@ -49,7 +49,7 @@ export async function configCommand(args: string[], out: NodeJS.WritableStream):
 
   const doc = await withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
-    assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
+    await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
     return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
       d.config = mergeConfig(d.config, patch);
       for (const key of unsets) applyUnset(d.config, key);

@@ -1,13 +1,11 @@
 // `perch fleet devices`: one row per device the fleet knows, from the broker's retained status,
 // reported and desired documents (read live, with the deadline) and, when present, the fleet
 // database (events stored, and devices whose retained documents are gone).
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parsePayload } from '../../protocol/parse.js';
 import { desiredSchema, reportedSchema, statusSchema, type DesiredState, type ReportedState, type StatusMessage } from '../../protocol/schemas.js';
 import { fleetTopics, parseTopic } from '../../protocol/topics.js';
-import { DB_FILE, FleetDatabase } from '../store/database.js';
+import { openExistingFleetStore } from '../store/open.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 import { readRetained } from '../broker/retained.js';
 import { withBroker } from '../broker/with-broker.js';
@@ -87,21 +85,20 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
     else if (t.kind === 'reported') v.reported = parsed.value as ReportedState;
     else v.desired = parsed.value as DesiredState;
   }
-  const dbFile = join(opts.store, DB_FILE);
-  if (existsSync(dbFile)) {
-    const db = new FleetDatabase(dbFile);
+  const db = await openExistingFleetStore(opts);
+  if (db) {
     try {
-      for (const row of db.devices()) {
+      for (const row of await db.devices()) {
         const v = view(row.deviceId);
         v.eventsStored = row.eventCount;
         v.lastSeq = row.lastSeq;
-        Object.assign(v, db.heldSeqs(row.deviceId));
+        Object.assign(v, await db.heldSeqs(row.deviceId));
         // Retained documents win (they are the broker's latest); the database fills gaps.
         if (!v.status && row.status) v.status = statusSchema.safeParse(row.status).data;
         if (!v.reported && row.reported) v.reported = reportedSchema.safeParse(row.reported).data;
       }
     } finally {
-      db.close();
+      await db.close();
     }
   }
   const list = [...views.values()].sort((a, b) => a.deviceId.localeCompare(b.deviceId));

@@ -1,13 +1,12 @@
 // `perch fleet events --device ID [--since SEQ] [--follow]`: the events serve stored, as JSON
 // lines in seq order. --follow polls the fleet database (every --poll-ms): it shows exactly
 // what is durable and deduplicated, and works while serve runs in another process.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { systemClock, type Clock } from '../../../runtime/base/clock.js';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { deviceIdArg, optionalIntArg } from '../cli/args.js';
-import { DB_FILE, FleetDatabase } from '../store/database.js';
+import type { FleetStore } from '../store/fleet-store.js';
+import { describeFleetStore, openExistingFleetStore } from '../store/open.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 
 export const EVENTS_HELP = `perch fleet events --device ID [--since SEQ] [--follow] [--poll-ms MS]
@@ -32,16 +31,16 @@ export async function eventsCommand(args: string[], out: NodeJS.WritableStream, 
   const deviceId = deviceIdArg(values.device);
   let after = optionalIntArg(values.since, 'since', 0) ?? 0;
   const pollMs = optionalIntArg(values['poll-ms'], 'poll-ms') ?? 500;
-  const file = join(opts.store, DB_FILE);
+  const file = describeFleetStore(opts);
   const stop = signal ?? stopSignal();
 
-  let db: FleetDatabase | undefined;
+  let db: FleetStore | undefined;
   try {
     for (;;) {
-      if (!db && existsSync(file)) db = new FleetDatabase(file);
+      db ??= await openExistingFleetStore(opts);
       if (db) {
         for (;;) {
-          const batch = db.events(deviceId, after, 1000);
+          const batch = await db.events(deviceId, after, 1000);
           for (const e of batch) out.write(`${JSON.stringify(e)}\n`);
           const last = batch[batch.length - 1];
           if (last) after = last.seq;
@@ -49,7 +48,7 @@ export async function eventsCommand(args: string[], out: NodeJS.WritableStream, 
         }
       }
       if (!values.follow) {
-        if (!db || (after === 0 && !db.device(deviceId))) {
+        if (!db || (after === 0 && !(await db.device(deviceId)))) {
           throw new PerchError('PERCH_ERR_DEVICE_UNKNOWN', `the fleet database ${file} has nothing from device '${deviceId}'`);
         }
         return 0;
@@ -69,7 +68,7 @@ export async function eventsCommand(args: string[], out: NodeJS.WritableStream, 
       if (stop.aborted) return 0;
     }
   } finally {
-    db?.close();
+    await db?.close();
   }
 }
 

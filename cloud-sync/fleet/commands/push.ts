@@ -66,7 +66,7 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
   return withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
     // Before anything is written: a push refused for an unknown device leaves the store as it was.
-    assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
+    await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
     // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
     putModel(opts.store, name, spec, file);
     const doc = await publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {

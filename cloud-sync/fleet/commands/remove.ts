@@ -39,7 +39,7 @@ export async function removeCommand(args: string[], out: NodeJS.WritableStream):
 
   const doc = await withBroker(opts, async (client) => {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
-    assertKnownDevice(deviceId, docs, opts.store, force);
+    await assertKnownDevice(deviceId, docs, opts.store, force);
     if (!force && !namesModel(docs, name)) {
       throw new PerchError(
         'PERCH_ERR_MODEL_NOT_FOUND',

@@ -24,7 +24,7 @@ export interface ChunkServerContext {
   /** Upper bound on chunks sent for one request (bounds memory and a greedy device). */
   maxChunksPerRequest: number;
   /** The desired document the fleet published for a device (fleet store): what it may fetch. */
-  desiredOf(deviceId: string): DesiredState | undefined;
+  desiredOf(deviceId: string): Promise<DesiredState | undefined>;
 }
 
 export async function answerChunkRequest(ctx: ChunkServerContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
@@ -38,7 +38,7 @@ export async function answerChunkRequest(ctx: ChunkServerContext, deviceId: stri
   ctx.stats.chunkRequests++;
   // Confinement: a device gets only the model versions in its own desired state, never one
   // pushed to another device (the topic, which the broker's ACL binds to the device, says who asks).
-  if (ctx.desiredOf(deviceId)?.models[req.name]?.version !== req.version) {
+  if ((await ctx.desiredOf(deviceId))?.models[req.name]?.version !== req.version) {
     return ignore('not-desired', 'PERCH_ERR_FLEET_MODEL_MISSING', `${req.name} version ${req.version} is not in the desired state the fleet published for ${deviceId}`);
   }
   let model: OpenModel;

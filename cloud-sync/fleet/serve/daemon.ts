@@ -10,7 +10,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
 import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../../protocol/topics.js';
 import { connectBroker } from '../broker/connect.js';
 import type { FleetOptions } from '../cli/options.js';
-import { FleetDatabase } from '../store/database.js';
+import { openFleetStore } from '../store/open.js';
 import { ModelFiles } from '../store/model-files.js';
 import { FleetAcker } from './acker.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
@@ -44,7 +44,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const clock = o.clock ?? systemClock;
   const { fleet, log } = o;
   const stats = newStats();
-  const db = FleetDatabase.open(fleet.store);
+  const db = await openFleetStore(fleet);
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow() };
   const pendingChunks = new Set<Promise<void>>();
@@ -52,38 +52,42 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const ref: { chunks?: ChunkServerContext; acker?: FleetAcker } = {};
 
   // handleMessage is MQTT.js's hook with backpressure: the PUBACK of a QoS 1 message is sent
-  // when `done` is called, so events are acknowledged only once they are committed.
+  // when `done` is called, so events are acknowledged only once they are committed. MQTT.js
+  // hands over the next packet only after `done`, so messages are handled one at a time, in order.
+  const handle = async (topic: string, payload: Buffer): Promise<void> => {
+    const parsed = parseTopic(fleet.prefix, topic);
+    if (!parsed) {
+      countIgnored(stats, 'topic');
+    } else if (parsed.kind === 'events') {
+      // Committed by now: the device may delete them (acker.ts).
+      const held = await ingestEvents(ingest, parsed.deviceId, topic, payload);
+      if (held.length > 0) ref.acker?.add(parsed.deviceId, held);
+    } else if (parsed.kind === 'status') {
+      await ingestStatus(ingest, parsed.deviceId, topic, payload);
+    } else if (parsed.kind === 'reported') {
+      await ingestReported(ingest, parsed.deviceId, topic, payload);
+    } else if (parsed.kind === 'modelsRequest' && ref.chunks) {
+      // Not awaited: sending a window of chunks must not hold up event ingestion.
+      const p = answerChunkRequest(ref.chunks, parsed.deviceId, topic, payload).catch((err: unknown) => {
+        countIgnored(stats, 'error');
+        log.error({ err, topic }, 'chunk request failed');
+      });
+      pendingChunks.add(p);
+      void p.finally(() => pendingChunks.delete(p));
+    }
+  };
   const handleMessage: MqttClient['handleMessage'] = (packet, done) => {
     const topic = packet.topic;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    try {
-      const parsed = parseTopic(fleet.prefix, topic);
-      if (!parsed) {
-        countIgnored(stats, 'topic');
-      } else if (parsed.kind === 'events') {
-        // Committed by now: the device may delete them (acker.ts).
-        const held = ingestEvents(ingest, parsed.deviceId, topic, payload);
-        if (held.length > 0) ref.acker?.add(parsed.deviceId, held);
-      } else if (parsed.kind === 'status') {
-        ingestStatus(ingest, parsed.deviceId, topic, payload);
-      } else if (parsed.kind === 'reported') {
-        ingestReported(ingest, parsed.deviceId, topic, payload);
-      } else if (parsed.kind === 'modelsRequest' && ref.chunks) {
-        // Not awaited: sending a window of chunks must not hold up event ingestion.
-        const p = answerChunkRequest(ref.chunks, parsed.deviceId, topic, payload).catch((err: unknown) => {
-          countIgnored(stats, 'error');
-          log.error({ err, topic }, 'chunk request failed');
-        });
-        pendingChunks.add(p);
-        void p.finally(() => pendingChunks.delete(p));
-      }
-      done();
-    } catch (err) {
-      // A database failure: no PUBACK, so the broker redelivers after a reconnect. Logged loudly.
-      countIgnored(stats, 'error');
-      log.error({ err, topic }, 'message not stored');
-      done(err as Error);
-    }
+    handle(topic, payload).then(
+      () => done(),
+      (err: unknown) => {
+        // A store failure: no PUBACK, so the broker redelivers after a reconnect. Logged loudly.
+        countIgnored(stats, 'error');
+        log.error({ err, topic }, 'message not stored');
+        done(err as Error);
+      },
+    );
   };
 
   let client: MqttClient;
@@ -94,7 +98,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       handleMessage,
     });
   } catch (err) {
-    db.close();
+    await db.close();
     throw err;
   }
   ref.acker = new FleetAcker(client, fleet.prefix, log, stats);
@@ -150,7 +154,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       await files.close();
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
       await client.endAsync().catch(() => undefined);
-      db.close();
+      await db.close();
       log.info({ ...stats }, 'fleet serve stopped');
     },
   };

@@ -6,11 +6,11 @@
 import type { Logger } from '../../../runtime/base/log.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
-import type { FleetDatabase } from '../store/database.js';
+import type { FleetStore } from '../store/fleet-store.js';
 import { countIgnored, type ServeStats } from './stats.js';
 
 export interface IngestContext {
-  db: FleetDatabase;
+  db: FleetStore;
   log: Logger;
   stats: ServeStats;
   maxPayloadBytes: number;
@@ -23,7 +23,7 @@ function ignore(ctx: IngestContext, topic: string, reason: string, message: stri
 }
 
 /** Stores a batch; returns the seqs now held (new and duplicates, to ack), or [] when ignored. */
-export function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): number[] {
+export async function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<number[]> {
   const parsed = parsePayload(eventsSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) {
     ignore(ctx, topic, parsed.reason, parsed.error.message);
@@ -36,7 +36,7 @@ export function ingestEvents(ctx: IngestContext, deviceId: string, topic: string
   }
   const events = parsed.value.events;
   if (events.length === 0) return [];
-  const { stored, duplicates } = ctx.db.storeEvents(deviceId, events, ctx.now());
+  const { stored, duplicates } = await ctx.db.storeEvents(deviceId, events, ctx.now());
   ctx.stats.batches++;
   ctx.stats.eventsStored += stored;
   ctx.stats.duplicates += duplicates;
@@ -51,20 +51,20 @@ export function ingestEvents(ctx: IngestContext, deviceId: string, topic: string
   return seqs;
 }
 
-export function ingestStatus(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): void {
+export async function ingestStatus(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return; // a cleared retained message
   const parsed = parsePayload(statusSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
-  ctx.db.recordStatus(deviceId, parsed.value, JSON.stringify(parsed.value), ctx.now());
+  await ctx.db.recordStatus(deviceId, parsed.value, JSON.stringify(parsed.value), ctx.now());
   ctx.stats.statusUpdates++;
   ctx.log.info({ deviceId, online: parsed.value.online, runtimeVersion: parsed.value.runtimeVersion }, 'status');
 }
 
-export function ingestReported(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): void {
+export async function ingestReported(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return;
   const parsed = parsePayload(reportedSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
-  ctx.db.recordReported(deviceId, JSON.stringify(parsed.value), ctx.now());
+  await ctx.db.recordReported(deviceId, JSON.stringify(parsed.value), ctx.now());
   ctx.stats.reportedUpdates++;
   const models = Object.fromEntries(Object.entries(parsed.value.models).map(([n, m]) => [n, `${m.version}:${m.status}`]));
   ctx.log.info({ deviceId, desiredVersion: parsed.value.desiredVersion, models }, 'reported');

@@ -1,51 +1,25 @@
-// The fleet's own SQLite database (`<store>/fleet.db`): events deduplicated on (deviceId, seq),
-// and each device's last status and reported state. Same discipline as the runtime's store
+// The embedded fleet store (fleet-store.ts), one SQLite file `<store>/fleet.db`: events
+// deduplicated on (deviceId, seq), each device's last status, reported state and desired
+// document. Same discipline as the runtime's store
 // (runtime/store/pragmas.ts): WAL, FULL sync, statements prepared once, schema by user_version.
 // Several `serve` processes on one host share this file; WAL and busy_timeout let them write in
-// turn, and the UNIQUE key makes dedup hold across all of them.
+// turn, and the UNIQUE key makes dedup hold across all of them. better-sqlite3 is synchronous:
+// each method does its work at once and returns a settled Promise, so a transaction never
+// spans an await.
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement, Transaction } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
-import { migrate } from './migrations.js';
+import type { DeviceRow, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import { migrate } from './sqlite-migrations.js';
 
 export const DB_FILE = 'fleet.db';
 
-export interface StoredEvent {
-  deviceId: string;
-  seq: number;
-  id: string;
-  ts: number | string;
-  type: string;
-  payload: unknown;
-  receivedAt: number;
-}
-
-export interface DeviceRow {
-  deviceId: string;
-  online: boolean | null;
-  status: unknown;
-  reported: unknown;
-  eventCount: number;
-  lastSeq: number | null;
-}
-
-/** What the fleet holds of one device's seqs (`perch fleet devices`). */
-export interface HeldSeqs {
-  /** Lowest seq held (null when none). */
-  firstSeq: number | null;
-  /** Highest seq such that every seq from firstSeq up to it is held. */
-  contiguousSeq: number | null;
-  /** Missing ranges between held seqs, oldest first, at most the limit asked for. */
-  gaps: [number, number][];
-  /** Every missing seq between firstSeq and the highest held. */
-  missing: number;
-}
-
-export class FleetDatabase {
+export class SqliteFleetStore implements FleetStore {
   readonly db: Db;
+  readonly location: string;
   private readonly insertEvent: Statement;
   private readonly upsertStatus: Statement;
   private readonly upsertReported: Statement;
@@ -61,6 +35,7 @@ export class FleetDatabase {
   private readonly claimDesired: Transaction<(deviceId: string, doc: DesiredState, at: number) => DesiredState>;
 
   constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
+    this.location = file;
     this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
     if (opts.readOnly) {
       this.db.pragma('busy_timeout = 5000');
@@ -128,27 +103,27 @@ export class FleetDatabase {
   }
 
   /** Opens (creating and migrating) `<store>/fleet.db`. */
-  static open(store: string): FleetDatabase {
+  static open(store: string): SqliteFleetStore {
     mkdirSync(store, { recursive: true });
-    return new FleetDatabase(join(store, DB_FILE));
+    return new SqliteFleetStore(join(store, DB_FILE));
   }
 
   /** Stores a batch; returns how many were new (the rest were duplicates). */
-  storeEvents(deviceId: string, events: readonly EventMessage[], receivedAt: number): { stored: number; duplicates: number } {
+  async storeEvents(deviceId: string, events: readonly EventMessage[], receivedAt: number): Promise<{ stored: number; duplicates: number }> {
     const stored = this.insertBatch(deviceId, events, receivedAt);
     return { stored, duplicates: events.length - stored };
   }
 
-  recordStatus(deviceId: string, status: { online: boolean } | null, json: string | null, at: number): void {
+  async recordStatus(deviceId: string, status: { online: boolean } | null, json: string | null, at: number): Promise<void> {
     this.upsertStatus.run(deviceId, status === null ? null : status.online ? 1 : 0, json, at);
   }
 
-  recordReported(deviceId: string, json: string | null, at: number): void {
+  async recordReported(deviceId: string, json: string | null, at: number): Promise<void> {
     this.upsertReported.run(deviceId, json, at);
   }
 
   /** Events of a device with seq > afterSeq, in seq order. */
-  events(deviceId: string, afterSeq: number, limit = 1000): StoredEvent[] {
+  async events(deviceId: string, afterSeq: number, limit = 1000): Promise<StoredEvent[]> {
     const rows = this.selectEvents.all(deviceId, afterSeq, limit) as Array<{
       device_id: string; seq: number; event_id: string; ts: string; type: string; payload: string; received_at: number;
     }>;
@@ -164,7 +139,7 @@ export class FleetDatabase {
   }
 
   /** The device's held seqs: first, highest contiguous, the first `maxGaps` gaps, missing count. */
-  heldSeqs(deviceId: string, maxGaps = 10): HeldSeqs {
+  async heldSeqs(deviceId: string, maxGaps = 10): Promise<HeldSeqs> {
     const first = this.selectFirstSeq.get(deviceId) as number | null;
     if (first === null) return { firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
     const gaps: [number, number][] = [];
@@ -177,7 +152,7 @@ export class FleetDatabase {
   }
 
   /** The desired document the fleet last published for a device (its version is the counter). */
-  desired(deviceId: string): DesiredState | undefined {
+  async desired(deviceId: string): Promise<DesiredState | undefined> {
     const row = this.selectDesired.get(deviceId) as { version: number; doc: string } | undefined;
     if (!row) return undefined;
     const parsed = desiredSchema.safeParse(JSON.parse(row.doc));
@@ -188,20 +163,20 @@ export class FleetDatabase {
    * Records `doc` as the device's desired document before it is published, with its version
    * raised above the stored one if another push took that number meanwhile; returns what to publish.
    */
-  recordDesired(deviceId: string, doc: DesiredState, at: number): DesiredState {
+  async recordDesired(deviceId: string, doc: DesiredState, at: number): Promise<DesiredState> {
     return this.claimDesired.immediate(deviceId, doc, at);
   }
 
-  device(deviceId: string): DeviceRow | undefined {
+  async device(deviceId: string): Promise<DeviceRow | undefined> {
     const row = this.selectDevice.get(deviceId) as RawDeviceRow | undefined;
     return row ? toDeviceRow(row) : undefined;
   }
 
-  devices(): DeviceRow[] {
+  async devices(): Promise<DeviceRow[]> {
     return (this.selectDevices.all() as RawDeviceRow[]).map(toDeviceRow);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 }

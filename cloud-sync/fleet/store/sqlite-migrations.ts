@@ -1,4 +1,4 @@
-// The schema of the fleet database (fleet.db, database.ts), one migration per user_version.
+// The schema of the embedded fleet store (fleet.db, sqlite-store.ts), one migration per user_version.
 // migrate() applies the ones above the file's version, in order, in one IMMEDIATE transaction.
 import type { Database as Db } from 'better-sqlite3';
 import { PerchError } from '../../../runtime/base/errors.js';
