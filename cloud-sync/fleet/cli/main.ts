@@ -9,6 +9,7 @@ import { keygen, KEYGEN_HELP } from '../commands/keygen.js';
 import { UsageError } from './options.js';
 import { pushCommand, PUSH_HELP } from '../commands/push.js';
 import { removeCommand, REMOVE_HELP } from '../commands/remove.js';
+import { rolloutCommand, ROLLOUT_HELP } from '../commands/rollout.js';
 import { serveCommand, SERVE_HELP } from '../commands/serve.js';
 import { signCommand, SIGN_HELP } from '../commands/sign.js';
 
@@ -20,7 +21,8 @@ Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   push     --device ID --model N --version V --file F [--sign-key K] [--wait]   store + publish desired state
   remove   --device ID --model N                   publish desired state with the model null (removed)
   config   --device ID --set k=v / --unset k ...   publish live config in the desired state
-  serve                                       answer chunk requests, store events and device state
+  rollout  start|status|pause|resume|abort|list   staged, health-gated rollouts (driven by serve)
+  serve                                       answer chunk requests, store events and device state, drive rollouts
   devices                                     table of devices: online, models, versions, backlog
   events   --device ID [--since SEQ] [--follow]   stored events, as JSON lines
 
@@ -30,7 +32,7 @@ Broker: --url/PERCH_FLEET_MQTT_URL, --ca/--cert/--key, --username/--password,
 
 const HELPS: Record<string, string> = {
   keygen: KEYGEN_HELP, sign: SIGN_HELP, push: PUSH_HELP, remove: REMOVE_HELP, config: CONFIG_HELP,
-  serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP,
+  serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP, rollout: ROLLOUT_HELP,
 };
 
 /** Runs a command; returns the exit code, or -1 for a command that keeps running (serve). */
@@ -50,6 +52,8 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         return await configCommand(rest, out);
       case 'serve':
         return await serveCommand(rest, out);
+      case 'rollout':
+        return await rolloutCommand(rest, out);
       case 'devices':
         return await devicesCommand(rest, out, err);
       case 'events':

@@ -3,7 +3,7 @@
 // device, store, publish (QoS 1, retained).
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { deviceIdArg, modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
+import { modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
 import { assertKnownDevice } from '../broker/device-check.js';
 import { publishNext, readDeviceDocs } from '../broker/desired.js';
 import { putModel } from '../store/model-store.js';
@@ -11,8 +11,10 @@ import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/op
 import { buildSpec } from '../store/model-spec.js';
 import { WAIT_EXIT, waitForOutcome } from '../broker/wait-outcome.js';
 import { withBroker } from '../broker/with-broker.js';
+import { targetDeviceIds } from '../cli/target-devices.js';
+import { TARGET_HELP, TARGET_OPTIONS } from '../cli/targets.js';
 
-export const PUSH_HELP = `perch fleet push --device ID --model NAME --version N --file MODEL.onnx
+export const PUSH_HELP = `perch fleet push (--device ID ... | --select K=V[,K=V] | --all) --model NAME --version N --file MODEL.onnx
                  [--sign-key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]
                  [--wait [--wait-timeout SECONDS]]
 
@@ -28,7 +30,10 @@ and the config of the current document. Prints the published document.
 --force publishes even to a device the fleet has never heard from (else PERCH_ERR_DEVICE_UNKNOWN;
 nothing is written to the fleet store then). --key is the broker's TLS client key (with --cert),
 never the signing key.
+Several devices: the model is stored once and each device gets its document in turn (one line
+each); --wait takes one device only. For staged delivery with health gates: perch fleet rollout.
 
+${TARGET_HELP}
 ${COMMON_HELP}`;
 
 export async function pushCommand(args: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream = process.stderr): Promise<number> {
@@ -36,7 +41,7 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
     args,
     options: {
       ...COMMON_OPTIONS,
-      device: { type: 'string' }, model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' },
+      ...TARGET_OPTIONS, model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' },
       'sign-key': { type: 'string' }, 'chunk-size': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' },
       wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' },
     },
@@ -50,7 +55,8 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
     throw new UsageError('--key is the TLS client key and needs --cert; sign models with --sign-key');
   }
   const opts = fleetOptions(values);
-  const deviceId = deviceIdArg(values.device);
+  const deviceIds = await targetDeviceIds(values, opts.store);
+  if (values.wait && deviceIds.length !== 1) throw new UsageError(`--wait follows one device; ${deviceIds.length} are targeted`);
   const name = modelNameArg(values.model);
   const version = positiveIntArg(values.version, 'version');
   const file = requireString(values.file, 'file');
@@ -64,16 +70,20 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
   const waitMs = (optionalIntArg(values['wait-timeout'], 'wait-timeout') ?? 600) * 1000;
 
   return withBroker(opts, async (client) => {
-    const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
-    // Before anything is written: a push refused for an unknown device leaves the store as it was.
-    await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
-    // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
-    putModel(opts.store, name, spec, file);
-    const doc = await publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
-      d.models[name] = spec;
-    });
-    out.write(`${JSON.stringify(doc)}\n`);
-    if (!values.wait) return 0;
-    return WAIT_EXIT[await waitForOutcome(client, opts.prefix, { deviceId, doc, name, spec }, waitMs, err)];
+    let stored = false;
+    for (const deviceId of deviceIds) {
+      const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
+      // Before anything is written: a push refused for an unknown device leaves the store as it was.
+      await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
+      // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
+      if (!stored) putModel(opts.store, name, spec, file);
+      stored = true;
+      const doc = await publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
+        d.models[name] = spec;
+      });
+      out.write(`${JSON.stringify(doc)}\n`);
+      if (values.wait) return WAIT_EXIT[await waitForOutcome(client, opts.prefix, { deviceId, doc, name, spec }, waitMs, err)];
+    }
+    return 0;
   });
 }

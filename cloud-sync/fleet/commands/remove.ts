@@ -4,13 +4,16 @@
 // device and the model, publish (QoS 1, retained).
 import { parseArgs } from 'node:util';
 import { PerchError } from '../../../runtime/base/errors.js';
-import { deviceIdArg, modelNameArg } from '../cli/args.js';
+import type { MqttClient } from 'mqtt';
+import { modelNameArg } from '../cli/args.js';
 import { assertKnownDevice } from '../broker/device-check.js';
 import { publishNext, readDeviceDocs, type DeviceDocs } from '../broker/desired.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 import { withBroker } from '../broker/with-broker.js';
+import { targetDeviceIds } from '../cli/target-devices.js';
+import { TARGET_HELP, TARGET_OPTIONS } from '../cli/targets.js';
 
-export const REMOVE_HELP = `perch fleet remove --device ID --model NAME [--force]
+export const REMOVE_HELP = `perch fleet remove (--device ID ... | --select K=V[,K=V] | --all) --model NAME [--force]
 
 Publishes the device's retained desired state with its version raised by one and the model set
 to null (docs/protocol.md section 5: null removes the model). The device stops serving it, deletes it
@@ -19,25 +22,31 @@ and records a model.removed event. The other models and the config of the curren
 stay. The fleet store keeps the model's files (push it again to bring it back).
 Without --force the device must be known (else PERCH_ERR_DEVICE_UNKNOWN) and the model must be
 named in its desired state or in its reported state (else PERCH_ERR_MODEL_NOT_FOUND).
-Prints the published document.
+Prints the published document (one line per device).
 
+${TARGET_HELP}
 ${COMMON_HELP}`;
 
 export async function removeCommand(args: string[], out: NodeJS.WritableStream): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { ...COMMON_OPTIONS, device: { type: 'string' }, model: { type: 'string' }, force: { type: 'boolean' } },
+    options: { ...COMMON_OPTIONS, ...TARGET_OPTIONS, model: { type: 'string' }, force: { type: 'boolean' } },
   });
   if (values.help) {
     out.write(REMOVE_HELP);
     return 0;
   }
   const opts = fleetOptions(values);
-  const deviceId = deviceIdArg(values.device);
+  const deviceIds = await targetDeviceIds(values, opts.store);
   const name = modelNameArg(values.model);
   const force = values.force ?? false;
 
-  const doc = await withBroker(opts, async (client) => {
+  await withBroker(opts, async (client) => {
+    for (const deviceId of deviceIds) out.write(`${JSON.stringify(await one(client, deviceId))}\n`);
+  });
+  return 0;
+
+  async function one(client: MqttClient, deviceId: string): Promise<unknown> {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
     await assertKnownDevice(deviceId, docs, opts.store, force);
     if (!force && !namesModel(docs, name)) {
@@ -49,9 +58,7 @@ export async function removeCommand(args: string[], out: NodeJS.WritableStream):
     return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
       d.models[name] = null;
     });
-  });
-  out.write(`${JSON.stringify(doc)}\n`);
-  return 0;
+  }
 }
 
 /** A ModelSpec for it in the desired state, or an entry in the reported state (served, downloading or failed). */
