@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FleetStore } from '../../cloud-sync/fleet/store/fleet-store.js';
 import type { EventMessage } from '../../cloud-sync/protocol/schemas.js';
+import { rolloutStoreSuite } from './store-suite-rollouts.js';
 
 export interface StoreUnderTest {
   /** A fresh, empty store location; `open` connects to it (again and again). */
@@ -26,6 +27,7 @@ async function withStore<T>(s: StoreUnderTest, fn: (db: FleetStore, open: () => 
 }
 
 export function fleetStoreSuite(s: StoreUnderTest): void {
+  rolloutStoreSuite((fn) => withStore(s, fn));
   test('events: stored once per (device, seq), read back in seq order after a seq', () =>
     withStore(s, async (db) => {
       assert.deepEqual(await db.storeEvents('pi-1', events(1, 5), 10), { stored: 5, duplicates: 0 });

@@ -8,9 +8,11 @@ import { FLEET_SHARE_GROUP } from '../../protocol/topics.js';
 import { optionalIntArg } from '../cli/args.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 import { startServe } from '../serve/daemon.js';
+import { DEFAULT_LEASE_MS, DEFAULT_TICK_MS } from '../serve/rollout-controller.js';
 
 export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
                   [--max-payload BYTES] [--max-chunks N] [--log-level LEVEL]
+                  [--rollout-tick-ms MS] [--rollout-lease-ms MS]
 
 Runs until SIGTERM/SIGINT:
   - answers chunk requests (P/devices/+/models/request, shared) from the fleet store, for the
@@ -18,7 +20,9 @@ Runs until SIGTERM/SIGINT:
   - stores events ($share/GROUP/P/devices/+/events) in <store>/fleet.db, deduplicated on
     (deviceId, seq), and acks each stored batch to its device (P/devices/ID/events/ack), which
     deletes the events only then; start several serve processes on the same store to split the load;
-  - records each device's status and reported state in <store>/fleet.db.
+  - records each device's status and reported state in <store>/fleet.db;
+  - drives the rollouts started with perch fleet rollout start (one worker per rollout, state
+    in the fleet store, so a restart goes on where it stood).
 Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
 and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
 
@@ -31,6 +35,10 @@ and a 'progress' line with all counters every --progress-ms (default 10000; 0 = 
                       2.0 does not persist shared subscriptions; see docs/fleet.md)
   --max-payload BYTES JSON messages above this are ignored (default ${DEFAULT_MAX_PAYLOAD_BYTES})
   --max-chunks N      at most N chunks answered per request (default 256)
+  --rollout-tick-ms MS  how often rollouts are driven (default 1000)
+  --rollout-lease-ms MS how long a rollout stays this worker's after its last tick (default
+                      15000); another worker takes it over after that (a stable --client-id
+                      takes it back at once after a restart)
 
 ${COMMON_HELP}`;
 
@@ -41,6 +49,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
       ...COMMON_OPTIONS,
       'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
       'max-payload': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
+      'rollout-tick-ms': { type: 'string' }, 'rollout-lease-ms': { type: 'string' },
     },
   });
   if (values.help) {
@@ -59,6 +68,8 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
     progressMs: optionalIntArg(values['progress-ms'], 'progress-ms', 0) ?? 10_000,
     maxPayloadBytes: optionalIntArg(values['max-payload'], 'max-payload') ?? DEFAULT_MAX_PAYLOAD_BYTES,
     maxChunksPerRequest: optionalIntArg(values['max-chunks'], 'max-chunks') ?? 256,
+    rolloutTickMs: optionalIntArg(values['rollout-tick-ms'], 'rollout-tick-ms', 10) ?? DEFAULT_TICK_MS,
+    rolloutLeaseMs: optionalIntArg(values['rollout-lease-ms'], 'rollout-lease-ms', 100) ?? DEFAULT_LEASE_MS,
   });
   const stop = (signal: string): void => {
     log.info({ signal }, 'stopping');

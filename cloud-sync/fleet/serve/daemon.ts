@@ -14,6 +14,7 @@ import { openFleetStore } from '../store/open.js';
 import { ModelFiles } from '../store/model-files.js';
 import { FleetAcker } from './acker.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
+import { RolloutController } from './rollout-controller.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
 
@@ -32,11 +33,16 @@ export interface ServeOptions {
   unshared?: boolean;
   log: Logger;
   clock?: Clock;
+  /** How often the rollout controller looks at the rollouts (default 1 s). */
+  rolloutTickMs?: number;
+  /** How long a rollout stays this worker's after its last tick (default 15 s). */
+  rolloutLeaseMs?: number;
 }
 
 export interface RunningServe {
   readonly stats: ServeStats;
   readonly client: MqttClient;
+  readonly rollouts: RolloutController;
   stop(): Promise<void>;
 }
 
@@ -124,6 +130,15 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   };
   await subscribeAll();
 
+  // Rollouts (docs/fleet.md "Rollouts"): driven from the fleet store, one worker per rollout.
+  const rollouts = new RolloutController({
+    store: db, storeDir: fleet.store, client, prefix: fleet.prefix, log: log.child({ module: 'rollouts' }), clock,
+    ...(o.clientId ? { owner: o.clientId } : {}),
+    ...(o.rolloutTickMs !== undefined ? { tickMs: o.rolloutTickMs } : {}),
+    ...(o.rolloutLeaseMs !== undefined ? { leaseMs: o.rolloutLeaseMs } : {}),
+  });
+  rollouts.start();
+
   client.on('offline', () => log.warn('broker connection lost; reconnecting'));
   // Subscribe again on every reconnect, even when the broker says the session is present:
   // Mosquitto 2.0.11 keeps a persistent session across its own restart but drops the session's
@@ -146,10 +161,12 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   return {
     stats,
     client,
+    rollouts,
     async stop() {
       if (stopped) return;
       stopped = true;
       if (timer) clock.clearTimeout(timer);
+      await rollouts.stop();
       await Promise.allSettled([...pendingChunks]);
       await files.close();
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT

@@ -5,6 +5,7 @@
 // Callers hold a FleetStore and never SQL; a new method goes here first, then into every
 // implementation, and into the shared store suite (test/fleet/store-suite.ts).
 import type { DesiredState, EventMessage } from '../../protocol/schemas.js';
+import type { RolloutStore } from './rollout-store.js';
 
 export interface StoredEvent {
   deviceId: string;
@@ -37,7 +38,8 @@ export interface HeldSeqs {
   missing: number;
 }
 
-export interface FleetStore {
+/** The rollout methods (rollout-store.ts) are part of every fleet store. */
+export interface FleetStore extends RolloutStore {
   /** Where the data lives, for log lines and errors (a file path, or a server URL without password). */
   readonly location: string;
 

@@ -3,7 +3,7 @@
 import type { Database as Db } from 'better-sqlite3';
 import { PerchError } from '../../../runtime/base/errors.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -36,6 +36,26 @@ const MIGRATIONS: Record<number, string> = {
       doc          TEXT    NOT NULL,
       published_at INTEGER NOT NULL
     );
+  `,
+  // Rollouts (rollout-store.ts): state, revision and lease in columns for the guarded updates
+  // and the claim; the rest as JSON. One row per targeted device.
+  3: `
+    CREATE TABLE rollouts (
+      id          TEXT    PRIMARY KEY,
+      created_at  INTEGER NOT NULL,
+      state       TEXT    NOT NULL,
+      settled     INTEGER NOT NULL,
+      revision    INTEGER NOT NULL,
+      lease_owner TEXT,
+      lease_until INTEGER NOT NULL,
+      doc         TEXT    NOT NULL
+    );
+    CREATE TABLE rollout_devices (
+      rollout_id TEXT NOT NULL,
+      device_id  TEXT NOT NULL,
+      doc        TEXT NOT NULL,
+      PRIMARY KEY (rollout_id, device_id)
+    ) WITHOUT ROWID;
   `,
 };
 

@@ -13,13 +13,17 @@ import { join } from 'node:path';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
 import type { DeviceRow, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
 import { migrate } from './sqlite-migrations.js';
+import { SqliteRollouts } from './sqlite-rollouts.js';
 
 export const DB_FILE = 'fleet.db';
 
 export class SqliteFleetStore implements FleetStore {
   readonly db: Db;
   readonly location: string;
+  /** Prepared on first use: a read-only open of a store from before schema 3 has no rollout tables. */
+  private rolloutTables: SqliteRollouts | null = null;
   private readonly insertEvent: Statement;
   private readonly upsertStatus: Statement;
   private readonly upsertReported: Statement;
@@ -174,6 +178,35 @@ export class SqliteFleetStore implements FleetStore {
 
   async devices(): Promise<DeviceRow[]> {
     return (this.selectDevices.all() as RawDeviceRow[]).map(toDeviceRow);
+  }
+
+  // Rollouts (rollout-store.ts, sqlite-rollouts.ts).
+  private get rollouts_(): SqliteRollouts {
+    return (this.rolloutTables ??= new SqliteRollouts(this.db));
+  }
+  createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void> {
+    return this.rollouts_.createRollout(rollout, devices);
+  }
+  rollout(id: string): Promise<RolloutRecord | undefined> {
+    return this.rollouts_.rollout(id);
+  }
+  rollouts(): Promise<RolloutRecord[]> {
+    return this.rollouts_.rollouts();
+  }
+  rolloutDevices(id: string): Promise<RolloutDevice[]> {
+    return this.rollouts_.rolloutDevices(id);
+  }
+  saveRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<number | null> {
+    return this.rollouts_.saveRollout(rollout, devices);
+  }
+  setRolloutState(id: string, to: RolloutState, from: readonly RolloutState[], reason: string | null, now: number): Promise<{ changed: boolean; rollout: RolloutRecord } | undefined> {
+    return this.rollouts_.setRolloutState(id, to, from, reason, now);
+  }
+  claimRollouts(owner: string, now: number, leaseMs: number): Promise<string[]> {
+    return this.rollouts_.claimRollouts(owner, now, leaseMs);
+  }
+  releaseRollout(id: string, owner: string): Promise<void> {
+    return this.rollouts_.releaseRollout(id, owner);
   }
 
   async close(): Promise<void> {
