@@ -10,7 +10,7 @@
 import type { Clock, TimerHandle } from '../../runtime/base/clock.js';
 import { toPerchError } from '../../runtime/base/errors.js';
 import type { Logger } from '../../runtime/base/log.js';
-import type { Outbox } from '../../runtime/store/outbox.js';
+import type { OutboxQueue } from '../../runtime/port/runtime-port.js';
 
 export interface AckBatcherOptions {
   /** Flush at once when this many are waiting. */
@@ -25,7 +25,7 @@ export class AckBatcher {
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly outbox: Outbox,
+    private readonly outbox: Pick<OutboxQueue, 'ack'>,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly opts: AckBatcherOptions,

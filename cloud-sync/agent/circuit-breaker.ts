@@ -26,17 +26,20 @@ interface Watch {
   failures: number;
 }
 
+/** What of the runtime the breaker uses: inference outcomes, cloud.rollback, the clock. */
+export type BreakerRuntime = Pick<RuntimePort, 'inference' | 'cloud' | 'clock'>;
+
 export class CircuitBreaker {
   private readonly watches = new Map<string, Watch>();
   private off: (() => void) | null = null;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: BreakerRuntime,
     private readonly onTrip: (trip: Trip) => void,
   ) {}
 
   start(): void {
-    this.off = this.port.onInference((o) => this.observe(o));
+    this.off = this.runtime.inference.onOutcome((o) => this.observe(o));
   }
 
   stop(): void {
@@ -61,8 +64,8 @@ export class CircuitBreaker {
     const w = this.watches.get(o.model);
     if (!w || w.version !== o.version) return;
     if (!o.ok && o.code && NOT_THE_MODELS_FAULT.has(o.code)) return;
-    const { errorRatio, minRequests, windowMs } = this.port.config.cloud.rollback;
-    const now = this.port.clock.now();
+    const { errorRatio, minRequests, windowMs } = this.runtime.cloud.rollback;
+    const now = this.runtime.clock.now();
     w.outcomes.push({ t: now, ok: o.ok });
     if (!o.ok) w.failures++;
     while (w.outcomes.length > 0 && (w.outcomes[0]?.t ?? now) <= now - windowMs) {

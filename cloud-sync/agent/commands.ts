@@ -2,16 +2,18 @@
 // records an event with the command id and its outcome, so the fleet sees the answer in the
 // device's event stream.
 import { PerchError, toPerchError } from '../../runtime/base/errors.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { CommandMessage } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
-import { recordEvent } from './record-event.js';
 import type { ReportedState } from './reported-state.js';
-import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
+
+/** What of the runtime the commands use. */
+export type CommandsRuntime = Pick<RuntimePort, 'log' | 'events' | 'cache'>;
 
 type CommandRun = (cmd: CommandMessage) => Promise<Record<string, unknown>>;
 
-export function createCommands(port: RuntimePort, stats: AgentStats, updater: ModelUpdater, reported: ReportedState): (cmd: CommandMessage) => void {
+export function createCommands(runtime: CommandsRuntime, stats: AgentStats, updater: ModelUpdater, reported: ReportedState): (cmd: CommandMessage) => void {
   const runs: Record<CommandMessage['command'], CommandRun> = {
     reportState: async () => {
       await reported.publish();
@@ -23,18 +25,18 @@ export function createCommands(port: RuntimePort, stats: AgentStats, updater: Mo
       const now = await updater.rollback(model, `rolled back by command ${cmd.id}`, 'command', { commandId: cmd.id });
       return { model, version: now.version };
     },
-    flushCache: async () => ({ deleted: port.flushCache() }),
+    flushCache: async () => ({ deleted: runtime.cache.flush() }),
   };
 
   return (cmd) => {
     stats.commands++;
-    port.log.info({ id: cmd.id, command: cmd.command }, 'command received');
+    runtime.log.info({ id: cmd.id, command: cmd.command }, 'command received');
     runs[cmd.command](cmd).then(
-      (result) => recordEvent(port, 'command.succeeded', { id: cmd.id, command: cmd.command, ok: true, result }),
+      (result) => runtime.events.record('command.succeeded', { id: cmd.id, command: cmd.command, ok: true, result }),
       (err: unknown) => {
         const e = toPerchError(err);
-        port.log.warn({ id: cmd.id, command: cmd.command, code: e.code, err: e.message }, 'command failed');
-        recordEvent(port, 'command.failed', { id: cmd.id, command: cmd.command, ok: false, error: e.toJSON() });
+        runtime.log.warn({ id: cmd.id, command: cmd.command, code: e.code, err: e.message }, 'command failed');
+        runtime.events.record('command.failed', { id: cmd.id, command: cmd.command, ok: false, error: e.toJSON() });
       },
     );
   };

@@ -12,6 +12,9 @@ import { Backoff } from './backoff.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
 
+/** What of the runtime the connection uses: who the device is, the cloud config, connectivity. */
+export type ConnectionRuntime = Pick<RuntimePort, 'device' | 'cloud' | 'clock' | 'log' | 'connectivity'>;
+
 export interface ConnectionOptions {
   /** Jitter source for the reconnect backoff (tests pin it). */
   random?: () => number;
@@ -62,13 +65,12 @@ export class Connection {
   readonly delays: number[] = [];
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: ConnectionRuntime,
     private readonly stats: AgentStats,
     private readonly opts: ConnectionOptions = {},
   ) {
-    const { cloud } = port.config;
-    this.topics = topics(cloud.topicPrefix, port.deviceId);
-    this.backoff = new Backoff({ minMs: cloud.reconnect.minMs, maxMs: cloud.reconnect.maxMs, random: opts.random });
+    this.topics = topics(runtime.cloud.topicPrefix, runtime.device.id);
+    this.backoff = new Backoff({ minMs: runtime.cloud.reconnect.minMs, maxMs: runtime.cloud.reconnect.maxMs, random: opts.random });
   }
 
   get online(): boolean {
@@ -137,7 +139,7 @@ export class Connection {
     if (!this.subscriptions.delete(filter)) return;
     const client = this.client;
     if (client && this.connected) {
-      await client.unsubscribeAsync(filter).catch((err: unknown) => this.port.log.debug({ err, filter }, 'unsubscribe failed'));
+      await client.unsubscribeAsync(filter).catch((err: unknown) => this.runtime.log.debug({ err, filter }, 'unsubscribe failed'));
     }
   }
 
@@ -145,14 +147,14 @@ export class Connection {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.reconnectTimer) this.port.clock.clearTimeout(this.reconnectTimer);
+    if (this.reconnectTimer) this.runtime.clock.clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const client = this.client;
     if (!client) return;
     if (this.connected) {
       const offline = this.publish(this.topics.status, this.statusPayload(false), { retain: true });
       const ok = await this.within(offline, this.opts.stopTimeoutMs ?? 3000);
-      if (!ok) this.port.log.warn('broker did not take the offline status in time; the Last Will tells instead');
+      if (!ok) this.runtime.log.warn('broker did not take the offline status in time; the Last Will tells instead');
       await this.within(client.endAsync(false), this.opts.stopTimeoutMs ?? 3000);
     }
     this.dropClient(client);
@@ -164,10 +166,10 @@ export class Connection {
     if (this.stopped) return;
     let client: MqttClient;
     try {
-      client = mqtt.connect(this.port.config.cloud.mqttUrl ?? '', this.clientOptions());
+      client = mqtt.connect(this.runtime.cloud.mqttUrl ?? '', this.clientOptions());
     } catch (err) {
       // A URL mqtt.js cannot use, or TLS files that cannot be read: retry later like any outage.
-      this.port.log.error({ err }, 'cannot create the MQTT client');
+      this.runtime.log.error({ err }, 'cannot create the MQTT client');
       this.scheduleReconnect();
       return;
     }
@@ -178,23 +180,23 @@ export class Connection {
     client.on('connect', (connack) => {
       if (client !== this.client) return;
       // The backoff is reset only once the connection has proved stable (handleClose).
-      this.connectedAt = this.port.clock.now();
+      this.connectedAt = this.runtime.clock.now();
       this.displaced = false;
       this.stats.connects++;
-      this.port.log.info({ url: this.port.config.cloud.mqttUrl, sessionPresent: connack.sessionPresent }, 'connected to the broker');
+      this.runtime.log.info({ url: this.runtime.cloud.mqttUrl, sessionPresent: connack.sessionPresent }, 'connected to the broker');
       // Online means the device hears the cloud: only once desired state and commands are
       // subscribed (SUBACK). On a first connect the broker holds no subscription yet, and a
       // non-retained command sent between CONNACK and SUBACK would be lost.
       const subscribed = this.subscriptions.size > 0 ? this.sendSubscribe(client, [...this.subscriptions]) : Promise.resolve();
       subscribed
-        .catch((err: unknown) => this.port.log.warn({ err }, 'subscribe failed'))
+        .catch((err: unknown) => this.runtime.log.warn({ err }, 'subscribe failed'))
         .finally(() => {
           if (client !== this.client || !client.connected) return;
           this.connected = true;
           this.publish(this.topics.status, this.statusPayload(true), { retain: true }).catch((err: unknown) =>
-            this.port.log.warn({ err }, 'online status not published'),
+            this.runtime.log.warn({ err }, 'online status not published'),
           );
-          this.port.bus.emit('connectivity', { state: 'online' });
+          this.runtime.connectivity.publish('online');
           for (const fn of this.onlineFns) fn();
         });
     });
@@ -202,7 +204,7 @@ export class Connection {
       if (client === this.client) this.messageFn(topic, payload);
     });
     // Without a listener an 'error' event would throw; the 'close' that follows does the work.
-    client.on('error', (err) => this.port.log.warn({ code: 'PERCH_ERR_BROKER_UNREACHABLE', err: err.message }, 'MQTT connection error'));
+    client.on('error', (err) => this.runtime.log.warn({ code: 'PERCH_ERR_BROKER_UNREACHABLE', err: err.message }, 'MQTT connection error'));
     client.on('disconnect', (packet) => {
       if (client === this.client && packet.reasonCode === SESSION_TAKEN_OVER) this.displaced = true;
     });
@@ -214,9 +216,9 @@ export class Connection {
     this.dropClient(client);
     if (this.connected) {
       this.stats.disconnects++;
-      this.port.log.warn('disconnected from the broker');
+      this.runtime.log.warn('disconnected from the broker');
     }
-    const lasted = this.connectedAt === null ? null : this.port.clock.now() - this.connectedAt;
+    const lasted = this.connectedAt === null ? null : this.runtime.clock.now() - this.connectedAt;
     this.connectedAt = null;
     if (lasted !== null && lasted >= STABLE_CONNECTION_MS) this.backoff.reset();
     const displaced = this.displaced;
@@ -226,13 +228,13 @@ export class Connection {
     const delayMs = this.delays.at(-1);
     if (displaced) {
       this.stats.displaced++;
-      this.port.log.warn(
-        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.port.deviceId, delayMs, attempt: this.backoff.attempts },
+      this.runtime.log.warn(
+        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.runtime.device.id, delayMs, attempt: this.backoff.attempts },
         'displaced: another client connected with this device\'s client id (session taken over); backing off instead of taking it back at once',
       );
     } else if (lasted !== null && lasted < STABLE_CONNECTION_MS) {
-      this.port.log.warn(
-        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.port.deviceId, lastedMs: Math.round(lasted), delayMs, attempt: this.backoff.attempts },
+      this.runtime.log.warn(
+        { code: 'PERCH_ERR_CLIENT_ID_TAKEN', clientId: this.runtime.device.id, lastedMs: Math.round(lasted), delayMs, attempt: this.backoff.attempts },
         'the broker closed the connection soon after accepting it (another client using this device\'s client id?); backing off',
       );
     }
@@ -243,8 +245,8 @@ export class Connection {
     const delay = this.backoff.next();
     this.delays.push(delay);
     if (this.delays.length > 100) this.delays.shift();
-    this.port.log.debug({ delayMs: delay, attempt: this.backoff.attempts }, 'reconnecting after a delay');
-    this.reconnectTimer = this.port.clock.setTimeout(() => this.attempt(), delay);
+    this.runtime.log.debug({ delayMs: delay, attempt: this.backoff.attempts }, 'reconnecting after a delay');
+    this.reconnectTimer = this.runtime.clock.setTimeout(() => this.attempt(), delay);
   }
 
   private setOffline(): void {
@@ -256,7 +258,7 @@ export class Connection {
     this.pending.clear();
     for (const p of pending) p.reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'connection to the broker closed'));
     if (!was) return;
-    this.port.bus.emit('connectivity', { state: 'offline' });
+    this.runtime.connectivity.publish('offline');
     for (const fn of this.offlineFns) fn();
   }
 
@@ -271,19 +273,19 @@ export class Connection {
     const granted = await client.subscribeAsync(filters, { qos: 1 });
     for (const g of granted) {
       // [MQTT-3.9.3] 0x80 = failure: an ACL that forbids the topic.
-      if (g.qos === 128) this.port.log.error({ topic: g.topic }, 'broker refused a subscription');
+      if (g.qos === 128) this.runtime.log.error({ topic: g.topic }, 'broker refused a subscription');
     }
   }
 
   private statusPayload(online: boolean): string {
-    const status: StatusMessage = { online, ts: this.port.clock.wallNow(), runtimeVersion: this.port.runtimeVersion, bootId: this.port.bootId, labels: this.port.config.device.labels };
+    const status: StatusMessage = { online, ts: this.runtime.clock.wallNow(), runtimeVersion: this.runtime.device.runtimeVersion, bootId: this.runtime.device.bootId, labels: this.runtime.device.labels };
     return JSON.stringify(status);
   }
 
   private clientOptions(): IClientOptions {
-    const { cloud } = this.port.config;
+    const { cloud } = this.runtime;
     const opts: IClientOptions = {
-      clientId: this.port.deviceId,
+      clientId: this.runtime.device.id,
       // Persistent session: QoS 1 messages for the device (desired, commands, chunks) wait at
       // the broker while it is away.
       clean: false,
@@ -308,14 +310,14 @@ export class Connection {
   /** Waits for `p` at most `ms` on the injected clock; false when time ran out or it failed. */
   private within(p: Promise<unknown>, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const t = this.port.clock.setTimeout(() => resolve(false), ms);
+      const t = this.runtime.clock.setTimeout(() => resolve(false), ms);
       p.then(
         () => {
-          this.port.clock.clearTimeout(t);
+          this.runtime.clock.clearTimeout(t);
           resolve(true);
         },
         () => {
-          this.port.clock.clearTimeout(t);
+          this.runtime.clock.clearTimeout(t);
           resolve(false);
         },
       );

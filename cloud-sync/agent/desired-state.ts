@@ -1,19 +1,21 @@
 // state/desired (docs/protocol.md section 5, retained): versions only rise; a document is persisted in
-// port.state BEFORE anything of it is acted on, so a reboot while offline keeps it and the agent
+// the agent's state BEFORE anything of it is acted on, so a reboot while offline keeps it and the agent
 // resumes it at start (downloads continue from staged chunks). Named models are brought to their
 // ModelSpec (or removed for null); models not named are left alone; `config` goes to the live
 // config whole or not at all.
 import type { ErrorCode } from '../../runtime/base/errors.js';
-import { STATE_KEYS } from '../../runtime/store/state-store.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { canonicalJson, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
-import { recordEvent } from './record-event.js';
 import type { DesiredView } from './reported-state.js';
-import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { servedByName } from './served.js';
+import { AGENT_KEYS } from './state-keys.js';
 import type { AgentStats } from './stats.js';
 
-/** What port.state keeps under STATE_KEYS.desired. */
+/** What of the runtime the applier uses. */
+export type DesiredRuntime = Pick<RuntimePort, 'state' | 'log' | 'liveConfig' | 'events' | 'models'>;
+
+/** What the agent's state keeps under AGENT_KEYS.desired. */
 export interface SavedDesired {
   version: number;
   doc: DesiredState;
@@ -28,12 +30,12 @@ export class DesiredStateApplier implements DesiredView {
   private saved: SavedDesired | null;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: DesiredRuntime,
     private readonly stats: AgentStats,
     private readonly updater: ModelUpdater,
     private readonly changed: () => void,
   ) {
-    this.saved = port.state.get<SavedDesired>(STATE_KEYS.desired) ?? null;
+    this.saved = runtime.state.get<SavedDesired>(AGENT_KEYS.desired) ?? null;
   }
 
   version(): number {
@@ -51,7 +53,7 @@ export class DesiredStateApplier implements DesiredView {
   /** At start: the document applied last (maybe received just before a reboot) is carried on. */
   resume(): void {
     if (!this.saved) return;
-    this.port.log.info({ desiredVersion: this.saved.version }, 'resuming the persisted desired state');
+    this.runtime.log.info({ desiredVersion: this.saved.version }, 'resuming the persisted desired state');
     this.apply(this.saved);
   }
 
@@ -61,13 +63,13 @@ export class DesiredStateApplier implements DesiredView {
       this.stats.ignored.staleDesired++;
       // The retained document comes again at every subscribe: the one applied, nothing to say.
       if (this.saved && doc.version === last && canonicalJson(doc) === canonicalJson(this.saved.doc)) {
-        this.port.log.debug({ version: doc.version }, 'desired state already applied');
+        this.runtime.log.debug({ version: doc.version }, 'desired state already applied');
         return;
       }
       // Anything else not above is a replayed old document or a fleet whose counter went back:
       // said in state/reported, so `perch fleet push --wait` and `devices` show it.
       const reason = `desired version ${doc.version} is not above version ${last}, the one applied (a replayed or out-of-date document)`;
-      this.port.log.warn({ version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
+      this.runtime.log.warn({ version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
       if (this.saved) this.persist({ ...this.saved, ignored: { version: doc.version, reason } });
       this.changed();
       return;
@@ -75,7 +77,7 @@ export class DesiredStateApplier implements DesiredView {
     const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null, ignored: null };
     this.persist(saved);
     this.stats.desiredApplied++;
-    this.port.log.info({ version: doc.version, models: Object.keys(doc.models) }, 'applying desired state');
+    this.runtime.log.info({ version: doc.version, models: Object.keys(doc.models) }, 'applying desired state');
     this.apply(saved);
   }
 
@@ -85,22 +87,22 @@ export class DesiredStateApplier implements DesiredView {
       saved.configError = null;
       // An empty config changes nothing; applying it would only add a config event per document.
       if (Object.keys(doc.config).length > 0) {
-        const r = this.port.liveConfig.apply(doc.config);
+        const r = this.runtime.liveConfig.apply(doc.config);
         if (!r.ok) {
           saved.configError = r.error;
-          this.port.log.warn({ code: r.error.code, err: r.error.message, desiredVersion: doc.version }, 'desired live config rejected whole');
-          recordEvent(this.port, 'desired.config.rejected', { desiredVersion: doc.version, ...r.error });
+          this.runtime.log.warn({ code: r.error.code, err: r.error.message, desiredVersion: doc.version }, 'desired live config rejected whole');
+          this.runtime.events.record('desired.config.rejected', { desiredVersion: doc.version, ...r.error });
         }
       }
       saved.configDone = true;
       this.persist(saved);
     }
-    const servedNames = new Set(servedByName(this.port).keys());
+    const servedNames = new Set(servedByName(this.runtime.models).keys());
     for (const [name, spec] of Object.entries(doc.models)) {
       if (spec) {
         this.updater.ensure(name, spec);
       } else if (servedNames.has(name) || this.updater.isUpdating(name)) {
-        this.updater.remove(name).catch((err: unknown) => this.port.log.error({ err, model: name }, 'model not removed'));
+        this.updater.remove(name).catch((err: unknown) => this.runtime.log.error({ err, model: name }, 'model not removed'));
       } else {
         // Not served: only an old failure of it may still be reported.
         this.updater.forget(name);
@@ -112,10 +114,10 @@ export class DesiredStateApplier implements DesiredView {
   private persist(saved: SavedDesired): void {
     this.saved = saved;
     try {
-      this.port.state.set(STATE_KEYS.desired, saved);
+      this.runtime.state.set(AGENT_KEYS.desired, saved);
     } catch (err) {
       // Applied anyway: the device does what the cloud says even on a read-only store.
-      this.port.log.warn({ err }, 'desired state not persisted');
+      this.runtime.log.warn({ err }, 'desired state not persisted');
     }
   }
 }

@@ -2,7 +2,7 @@
 // The payload is already JSON in the outbox (append() made it with JSON.stringify), so it goes
 // on the wire as stored: no parse and no second stringify per event. The result is exactly
 // JSON.stringify of the EventsMessage object, key for key (test/cloud-sync/event-message.test.ts).
-import type { OutboxEvent } from '../../runtime/store/outbox.js';
+import type { OutboxEvent } from '../../runtime/port/runtime-port.js';
 
 type WireEvent = Pick<OutboxEvent, 'eventId' | 'seq' | 'createdAt' | 'type' | 'payloadJson'>;
 

@@ -96,6 +96,9 @@ class VersionWindow {
   }
 }
 
+/** What of the runtime the monitor uses: inference outcomes, cloud.health, the clock. */
+export type HealthRuntime = Pick<RuntimePort, 'inference' | 'cloud' | 'clock'>;
+
 export class HealthMonitor {
   /** `name@version` -> window; a Map keeps insertion order, refreshed on use (LRU). */
   private readonly windows = new Map<string, { name: string; version: number; w: VersionWindow }>();
@@ -104,27 +107,27 @@ export class HealthMonitor {
   private seenSinceReport = false;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: HealthRuntime,
     /** Asks for state/reported to go out (at most every reportMs, only after inference happened). */
     private readonly report: () => void,
   ) {}
 
   start(): void {
-    this.off = this.port.onInference((o) => this.observe(o));
-    const { reportMs } = this.port.config.cloud.health;
+    this.off = this.runtime.inference.onOutcome((o) => this.observe(o));
+    const { reportMs } = this.runtime.cloud.health;
     const tick = (): void => {
-      this.timer = this.port.clock.setTimeout(tick, reportMs);
+      this.timer = this.runtime.clock.setTimeout(tick, reportMs);
       if (!this.seenSinceReport) return;
       this.seenSinceReport = false;
       this.report();
     };
-    this.timer = this.port.clock.setTimeout(tick, reportMs);
+    this.timer = this.runtime.clock.setTimeout(tick, reportMs);
   }
 
   stop(): void {
     this.off?.();
     this.off = null;
-    if (this.timer !== null) this.port.clock.clearTimeout(this.timer);
+    if (this.timer !== null) this.runtime.clock.clearTimeout(this.timer);
     this.timer = null;
   }
 
@@ -135,23 +138,23 @@ export class HealthMonitor {
     if (entry) {
       this.windows.delete(key);
     } else {
-      entry = { name: o.model, version: o.version, w: new VersionWindow(this.port.config.cloud.health.windowMs / BUCKETS) };
+      entry = { name: o.model, version: o.version, w: new VersionWindow(this.runtime.cloud.health.windowMs / BUCKETS) };
       if (this.windows.size >= MAX_TRACKED_VERSIONS) this.windows.delete(this.windows.keys().next().value as string);
     }
     this.windows.set(key, entry);
-    entry.w.add(this.port.clock.now(), o.ok, o.latencyMs);
+    entry.w.add(this.runtime.clock.now(), o.ok, o.latencyMs);
     this.seenSinceReport = true;
   }
 
   /** The window as it stands: versions with no request in it are left out. */
   build(): HealthReport {
-    const now = this.port.clock.now();
+    const now = this.runtime.clock.now();
     const models: HealthReport['models'] = {};
     for (const { name, version, w } of this.windows.values()) {
       const s = w.summary(now);
       if (s.requests === 0) continue;
       (models[name] ??= {})[String(version)] = s;
     }
-    return { windowMs: this.port.config.cloud.health.windowMs, models };
+    return { windowMs: this.runtime.cloud.health.windowMs, models };
   }
 }

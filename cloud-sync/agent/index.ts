@@ -44,7 +44,7 @@ export interface CloudAgent extends Module {
 
 export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): CloudAgent {
   const stats = emptyStats();
-  const { cloud } = port.config;
+  const { cloud } = port;
   const conn = new Connection(port, stats, { random: opts.random, connectTimeoutMs: opts.connectTimeoutMs });
   // The reported publisher needs the book and the desired view; both need to tell it of changes.
   let reported: ReportedState | null = null;
@@ -89,7 +89,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       started = true;
       conn.onMessage(
         createInbound(
-          { topicPrefix: cloud.topicPrefix, deviceId: port.deviceId, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, stats },
+          { topicPrefix: cloud.topicPrefix, deviceId: port.device.id, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, stats },
           {
             desired: (doc) => desired.receive(doc),
             command: (cmd) => commands(cmd),
@@ -110,7 +110,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       offOnline = conn.onOnline(() => rep.schedule());
       // A model loaded or unloaded on the device itself (HTTP /v2/repository/..., docs/models.md
       // "Managed on the LAN") changes what is served: state/reported says so at once.
-      offModels = port.bus.on('model', () => rep.schedule());
+      offModels = port.models.onChange(() => rep.schedule());
       rep.start();
       breaker.start();
       health.start();

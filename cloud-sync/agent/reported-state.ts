@@ -1,16 +1,16 @@
 // state/reported (docs/protocol.md section 5, retained): what the device serves, what it is fetching or
 // refused, the effective live config, and the desired version it applied. Published on connect,
 // after every change (changes in one tick coalesce into one message) and on the reportState
-// command; also kept in port.state so a reboot knows what was last reported.
+// command; also kept in the agent's state so a reboot knows what was last reported.
 import type { TimerHandle } from '../../runtime/base/clock.js';
 import type { ErrorCode } from '../../runtime/base/errors.js';
-import { STATE_KEYS } from '../../runtime/store/state-store.js';
+import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { IgnoredDesired, OutboxSummary, ReportedModel } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { HealthReport } from './health.js';
 import type { StatusBook } from './model-update/status-book.js';
-import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { servedByName } from './served.js';
+import { AGENT_KEYS } from './state-keys.js';
 
 export interface ReportedModelEntry extends ReportedModel {
   /** Added to the contract's fields: what still serves while this entry is not "active". */
@@ -40,6 +40,9 @@ export interface DesiredView {
   ignored(): IgnoredDesired | null;
 }
 
+/** What of the runtime the reported document is made from. */
+export type ReportedRuntime = Pick<RuntimePort, 'device' | 'clock' | 'log' | 'outbox' | 'state' | 'liveConfig' | 'models'>;
+
 /** How often the backlog is looked at, and state/reported published again when it changed. */
 export const BACKLOG_REPORT_MS = 30_000;
 
@@ -50,7 +53,7 @@ export class ReportedState {
   private timer: TimerHandle | null = null;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: ReportedRuntime,
     private readonly conn: Connection,
     private readonly book: StatusBook,
     private readonly desired: DesiredView,
@@ -67,21 +70,21 @@ export class ReportedState {
    */
   start(): void {
     const tick = (): void => {
-      this.timer = this.port.clock.setTimeout(tick, this.backlogReportMs);
-      const { count, bytes } = this.port.outbox.stats();
+      this.timer = this.runtime.clock.setTimeout(tick, this.backlogReportMs);
+      const { count, bytes } = this.runtime.outbox.stats();
       if (this.conn.online && (this.lastBacklog?.count !== count || this.lastBacklog.bytes !== bytes)) this.schedule();
     };
-    if (this.timer === null) this.timer = this.port.clock.setTimeout(tick, this.backlogReportMs);
+    if (this.timer === null) this.timer = this.runtime.clock.setTimeout(tick, this.backlogReportMs);
   }
 
   stop(): void {
-    if (this.timer !== null) this.port.clock.clearTimeout(this.timer);
+    if (this.timer !== null) this.runtime.clock.clearTimeout(this.timer);
     this.timer = null;
   }
 
   build(): ReportedDocument {
     const models: Record<string, ReportedModelEntry> = {};
-    const served = servedByName(this.port);
+    const served = servedByName(this.runtime.models);
     for (const [name, m] of served) models[name] = { version: m.version, sha256: m.sha256, status: 'active' };
     for (const [name, e] of this.book.all()) {
       const s = served.get(name);
@@ -97,18 +100,18 @@ export class ReportedState {
       if (p) models[name] = { ...models[name], progress: p } as ReportedModelEntry;
     }
     const configError = this.desired.configError();
-    const { count, bytes, oldestAgeMs } = this.port.outbox.stats();
+    const { count, bytes, oldestAgeMs } = this.runtime.outbox.stats();
     const ignored = this.desired.ignored();
     const health = this.health();
     return {
       desiredVersion: this.desired.version(),
       models,
-      config: this.port.liveConfig.current() as unknown as Record<string, unknown>,
+      config: this.runtime.liveConfig.current() as unknown as Record<string, unknown>,
       ...(configError ? { configError } : {}),
       ...(ignored ? { ignored } : {}),
-      ts: this.port.clock.wallNow(),
+      ts: this.runtime.clock.wallNow(),
       outbox: { count, bytes, oldestAgeMs },
-      labels: this.port.config.device.labels,
+      labels: this.runtime.device.labels,
       ...(health ? { health } : {}),
     };
   }
@@ -119,16 +122,16 @@ export class ReportedState {
     this.scheduled = true;
     queueMicrotask(() => {
       this.scheduled = false;
-      this.publish().catch((err: unknown) => this.port.log.debug({ err }, 'state/reported not published'));
+      this.publish().catch((err: unknown) => this.runtime.log.debug({ err }, 'state/reported not published'));
     });
   }
 
   async publish(): Promise<void> {
     const doc = this.build();
     try {
-      this.port.state.set(STATE_KEYS.reported, doc);
+      this.runtime.state.set(AGENT_KEYS.reported, doc);
     } catch (err) {
-      this.port.log.warn({ err }, 'reported state not persisted');
+      this.runtime.log.warn({ err }, 'reported state not persisted');
     }
     // Offline: the next connect publishes a fresh one.
     if (this.conn.online) {

@@ -16,15 +16,17 @@
 // - PUBACKed events are deleted in batches, one transaction each, not fsynced (ack-batcher.ts).
 import { toPerchError } from '../../runtime/base/errors.js';
 import type { TimerHandle } from '../../runtime/base/clock.js';
-import type { OutboxEvent } from '../../runtime/store/outbox.js';
+import type { OutboxEvent, RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { EventsAck } from '../protocol/index.js';
 import { AckBatcher } from './ack-batcher.js';
 import { AwaitingFleet, type SentBatch } from './awaiting-fleet.js';
 import type { Connection } from './connection.js';
 import { EventsEncoder } from './event-message.js';
-import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { AgentStats } from './stats.js';
 import { TokenBucket } from './token-bucket.js';
+
+/** What of the runtime the uploader uses: the outbox, the live upload settings, cloud.delivery. */
+export type UploaderRuntime = Pick<RuntimePort, 'device' | 'cloud' | 'clock' | 'log' | 'outbox' | 'liveConfig'>;
 
 export interface UploaderOptions {
   /** Messages published and not yet PUBACKed, at most (the broker window; 'fleet' mode adds cloud.delivery.maxAwaitingEvents). */
@@ -67,18 +69,18 @@ export class Uploader {
   private timer: TimerHandle | null = null;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: UploaderRuntime,
     private readonly conn: Connection,
     private readonly stats: AgentStats,
     opts: UploaderOptions = {},
   ) {
     this.opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
-    this.bucket = new TokenBucket(port.clock, this.uploadConfig().maxEventsPerSecond);
-    this.acks = new AckBatcher(port.outbox, port.clock, port.log, { maxPending: this.opts.ackBatch, maxDelayMs: this.opts.ackDelayMs });
-    this.encoder = new EventsEncoder(port.deviceId);
-    const delivery = port.config.cloud.delivery;
+    this.bucket = new TokenBucket(runtime.clock, this.uploadConfig().maxEventsPerSecond);
+    this.acks = new AckBatcher(runtime.outbox, runtime.clock, runtime.log, { maxPending: this.opts.ackBatch, maxDelayMs: this.opts.ackDelayMs });
+    this.encoder = new EventsEncoder(runtime.device.id);
+    const delivery = runtime.cloud.delivery;
     this.fleet = delivery.ack === 'fleet'
-      ? new AwaitingFleet(port.clock, { ackTimeoutMs: delivery.ackTimeoutMs, maxResendMs: delivery.maxResendMs, maxEvents: delivery.maxAwaitingEvents })
+      ? new AwaitingFleet(runtime.clock, { ackTimeoutMs: delivery.ackTimeoutMs, maxResendMs: delivery.maxResendMs, maxEvents: delivery.maxAwaitingEvents })
       : null;
   }
 
@@ -89,7 +91,7 @@ export class Uploader {
 
   start(): void {
     this.unsubscribe = [
-      this.port.bus.on('event', () => this.wake()),
+      this.runtime.outbox.onAppended(() => this.wake()),
       this.conn.onOnline(() => this.resume()),
       this.conn.onOffline(() => void this.pause()),
     ];
@@ -102,7 +104,7 @@ export class Uploader {
     await this.pause();
     // Nobody will hear the fleet's acks now: what waited for them is unclaimed (sent again later).
     const waiting = this.fleet?.clear() ?? [];
-    if (waiting.length > 0) await this.port.outbox.release(waiting).catch((err: unknown) => this.port.log.warn({ err }, 'release failed'));
+    if (waiting.length > 0) await this.runtime.outbox.release(waiting).catch((err: unknown) => this.runtime.log.warn({ err }, 'release failed'));
     await this.acks.flush();
     this.acks.stop();
   }
@@ -129,7 +131,7 @@ export class Uploader {
     this.fleet?.rearm();
     const gen = ++this.generation;
     this.loop = this.run(gen).catch((err: unknown) => {
-      this.port.log.error({ err }, 'uploader stopped on an unexpected error');
+      this.runtime.log.error({ err }, 'uploader stopped on an unexpected error');
     });
   }
 
@@ -147,7 +149,7 @@ export class Uploader {
     // PUBACKed ones are deleted, not released: they are the broker's now.
     const acked = this.acks.flush();
     if (seqs.length > 0) {
-      await this.port.outbox.release(seqs).catch((err: unknown) => this.port.log.warn({ err }, 'release failed'));
+      await this.runtime.outbox.release(seqs).catch((err: unknown) => this.runtime.log.warn({ err }, 'release failed'));
     }
     await acked;
     await loop;
@@ -164,7 +166,7 @@ export class Uploader {
 
   private wake(): void {
     this.woken = true;
-    if (this.timer) this.port.clock.clearTimeout(this.timer);
+    if (this.timer) this.runtime.clock.clearTimeout(this.timer);
     this.timer = null;
     const w = this.wakeup;
     this.wakeup = null;
@@ -178,7 +180,7 @@ export class Uploader {
   private sleep(ms?: number): Promise<void> {
     const deadline = this.fleet?.nextDeadline();
     if (deadline !== undefined) {
-      const toDeadline = Math.max(0, deadline - this.port.clock.now());
+      const toDeadline = Math.max(0, deadline - this.runtime.clock.now());
       ms = ms === undefined ? toDeadline : Math.min(ms, toDeadline);
     }
     if (this.woken) {
@@ -190,12 +192,12 @@ export class Uploader {
         this.woken = false;
         resolve();
       };
-      if (ms !== undefined) this.timer = this.port.clock.setTimeout(() => this.wake(), ms);
+      if (ms !== undefined) this.timer = this.runtime.clock.setTimeout(() => this.wake(), ms);
     });
   }
 
   private uploadConfig(): { batchSize: number; maxEventsPerSecond: number } {
-    return this.port.liveConfig.current().cloud.upload;
+    return this.runtime.liveConfig.current().cloud.upload;
   }
 
   private live(gen: number): boolean {
@@ -207,7 +209,7 @@ export class Uploader {
       // Read every round: batch size and rate are live config.
       const { batchSize, maxEventsPerSecond } = this.uploadConfig();
       this.bucket.setRate(maxEventsPerSecond);
-      const pause = this.retryAt - this.port.clock.now();
+      const pause = this.retryAt - this.runtime.clock.now();
       if (pause > 0) {
         await this.sleep(pause);
         continue;
@@ -234,16 +236,16 @@ export class Uploader {
     try {
       // Whole batches: a read of 512 would otherwise end in a short message at batchSize 100.
       const limit = Math.ceil(this.opts.readAhead / batchSize) * batchSize;
-      events = await this.port.outbox.claim(limit, Math.max(this.opts.maxBatchBytes, 2 * 1024 * 1024));
+      events = await this.runtime.outbox.claim(limit, Math.max(this.opts.maxBatchBytes, 2 * 1024 * 1024));
     } catch (err) {
       // A store that fails now may recover (disk space freed): try again a second later.
       const e = toPerchError(err);
-      this.port.log.warn({ code: e.code, err: e.message }, 'outbox claim failed; retrying');
+      this.runtime.log.warn({ code: e.code, err: e.message }, 'outbox claim failed; retrying');
       await this.sleep(RETRY_MS);
       return false;
     }
     if (!this.live(gen)) {
-      await this.port.outbox.release(events.map((e) => e.seq));
+      await this.runtime.outbox.release(events.map((e) => e.seq));
       return false;
     }
     if (events.length === 0) {
@@ -287,12 +289,12 @@ export class Uploader {
   private resendExpired(): boolean {
     const fleet = this.fleet as AwaitingFleet;
     const deadline = fleet.nextDeadline();
-    if (deadline === undefined || deadline > this.port.clock.now()) return false;
+    if (deadline === undefined || deadline > this.runtime.clock.now()) return false;
     const seqs = fleet.expired();
     if (seqs.length === 0) return false;
     this.stats.eventsResent += seqs.length;
-    this.port.log.info({ count: seqs.length, from: seqs[0], nextTimeoutMs: fleet.timeoutMs() }, 'no fleet ack in time; sending again');
-    void this.port.outbox.release([...seqs, ...this.takeUnsent()]).catch((err: unknown) => this.port.log.warn({ err }, 'release failed'));
+    this.runtime.log.info({ count: seqs.length, from: seqs[0], nextTimeoutMs: fleet.timeoutMs() }, 'no fleet ack in time; sending again');
+    void this.runtime.outbox.release([...seqs, ...this.takeUnsent()]).catch((err: unknown) => this.runtime.log.warn({ err }, 'release failed'));
     return true;
   }
 
@@ -313,13 +315,13 @@ export class Uploader {
     if (gen !== this.generation) {
       // Paused after publishing, and released. 'broker' mode: the broker has them all the same.
       // 'fleet' mode: they go again; the fleet's ack of this copy may still delete them first.
-      if (!this.fleet) void this.port.outbox.ack(seqs).catch((err: unknown) => this.port.log.debug({ err }, 'late ack failed'));
+      if (!this.fleet) void this.runtime.outbox.ack(seqs).catch((err: unknown) => this.runtime.log.debug({ err }, 'late ack failed'));
       return;
     }
     this.inflight.delete(batch);
     if (this.fleet) {
       // Sent, awaiting the fleet: stays claimed; only the fleet's ack deletes it.
-      if (this.fleet.published(batch)) this.port.outbox.markSent(seqs);
+      if (this.fleet.published(batch)) this.runtime.outbox.markSent(seqs);
       this.wakeSoon();
       return;
     }
@@ -349,12 +351,12 @@ export class Uploader {
     const seqs = this.fleet ? this.fleet.drop(batch) : (batch.seqs as number[]);
     // Released together with the queue behind them, so they go out again in seq order.
     const release = [...seqs, ...this.takeUnsent()];
-    this.port.log.debug({ code: e.code, err: e.message, from: seqs[0], count: seqs.length }, 'event batch not delivered; released');
-    this.port.outbox.release(release).catch((relErr: unknown) => this.port.log.warn({ err: relErr }, 'release failed'));
+    this.runtime.log.debug({ code: e.code, err: e.message, from: seqs[0], count: seqs.length }, 'event batch not delivered; released');
+    this.runtime.outbox.release(release).catch((relErr: unknown) => this.runtime.log.warn({ err: relErr }, 'release failed'));
     // A publish refused while still connected (e.g. a payload the broker will not take) must not spin.
     if (gen === this.generation && this.conn.online) {
-      this.port.log.warn({ code: e.code, err: e.message }, 'event batch publish failed');
-      this.retryAt = this.port.clock.now() + RETRY_MS;
+      this.runtime.log.warn({ code: e.code, err: e.message }, 'event batch publish failed');
+      this.retryAt = this.runtime.clock.now() + RETRY_MS;
     }
     this.wake();
   }

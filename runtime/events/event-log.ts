@@ -20,13 +20,13 @@ export class EventLog {
     return r;
   }
 
-  /** The runtime's own events: a failure to record one is logged, never thrown at the caller. */
+  /** The runtime's own events and the agent's: a failure to record one is logged, never thrown at the caller. */
   record(type: string, payload: unknown): void {
     this.emit(type, payload).catch((err: unknown) => {
       const e = toPerchError(err);
       // A read-only store was reported once, at start-up; each event it cannot take is no news.
       const level = e.code === 'PERCH_ERR_STORE_READONLY' ? 'debug' : 'warn';
-      this.log[level]({ type, code: e.code, err: e.message }, 'runtime event not recorded');
+      this.log[level]({ type, code: e.code, err: e.message }, 'event not recorded');
     });
   }
 }

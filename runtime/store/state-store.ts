@@ -1,6 +1,6 @@
-// Device state: small JSON documents by key (desired and reported state, the applied live config,
-// the model versions in use). Writes are durable when set() returns. test/store/abstract/
-// state-store-suite.ts checks any implementation.
+// Device state: small JSON documents by key (the applied live config; the cloud agent's desired
+// and reported state and download progress, in its own namespace). Writes are durable when set()
+// returns. test/store/abstract/state-store-suite.ts checks any implementation.
 
 export interface StateStore {
   /** The stored document, parsed, or undefined. */
@@ -13,14 +13,11 @@ export interface StateStore {
   keys(): string[];
 }
 
-/** The keys the runtime uses, in one place so no two modules spell them differently. */
+/**
+ * The keys the runtime uses, in one place so no two modules spell them differently. The cloud
+ * agent has its own namespace (`cloud.`, runtime/port/create-port.ts) and keeps its keys itself.
+ */
 export const STATE_KEYS = {
-  /** Desired state document from the control plane (docs/protocol.md section 5). */
-  desired: 'shadow.desired',
-  /** Last reported state document. */
-  reported: 'shadow.reported',
   /** The live config applied last, so a restart starts with it. */
   liveConfig: 'config.live',
-  /** Model name -> version in use, so a restart serves what was swapped in. */
-  modelVersions: 'models.versions',
 } as const;

@@ -36,7 +36,7 @@ for (const protocolVersion of [5, 4] as const) {
     const conn = new Connection(t.port, stats, { random: () => 0.999999 });
     const impostors: mqtt.MqttClient[] = [];
     const impostor = async (): Promise<void> => {
-      const c = mqtt.connect(broker.url, { clientId: t.port.deviceId, protocolVersion: 5, reconnectPeriod: 0, clean: true });
+      const c = mqtt.connect(broker.url, { clientId: t.port.device.id, protocolVersion: 5, reconnectPeriod: 0, clean: true });
       c.on('error', () => undefined);
       impostors.push(c);
       await new Promise<void>((resolve) => c.once('connect', () => resolve()));

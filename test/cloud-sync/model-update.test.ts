@@ -56,12 +56,12 @@ function events(t: TestPort, type: string): Record<string, unknown>[] {
 
 test('happy path: chunks fetched a window at a time, verified, installed, reported active, staging cleaned', async () => {
   const d = await device();
-  const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
+  const responder = await chunkResponder(broker.url, d.t.port.device.id, 'vad', 2, MODEL, CHUNK);
   try {
     // Manifest 2: the signature covers the model.json that travels with the model.
     const base = specFor('vad', 2, MODEL, null, CHUNK);
     const spec = { ...base, ...signManifest(keys.privateKeyPem, 'vad', { ...base, config: { name: 'vad' } }), config: { name: 'vad' } };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: spec } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
     const inst = d.t.models.installs[0];
     assert.equal(inst?.sha256, sha256(MODEL));
@@ -69,12 +69,12 @@ test('happy path: chunks fetched a window at a time, verified, installed, report
     assert.equal(responder.requested, 36, 'each chunk asked for once');
     assert.ok(responder.requests.every((r) => r.count <= 8), 'never more than a window at a time');
     await waitFor(async () => {
-      const rep = await readReported(broker.url, d.t.port.deviceId);
+      const rep = await readReported(broker.url, d.t.port.device.id);
       const vad = (rep?.models as Record<string, { version: number; status: string }> | undefined)?.vad;
       return rep?.desiredVersion === 1 && vad?.version === 2 && vad.status === 'active';
     }, 5000, 'reported active v2');
     await waitFor(() => events(d.t, 'model.update.applied').length === 1, 2000, 'applied event');
-    assert.deepEqual(d.t.store.state.keys().filter((k) => k.startsWith('cloud.download.')), []);
+    assert.deepEqual(d.t.port.state.keys().filter((k) => k.startsWith('download.')), []);
     assert.equal(d.agent.stats().modelUpdatesApplied, 1);
   } finally {
     await d.stop();
@@ -85,7 +85,7 @@ test('happy path: chunks fetched a window at a time, verified, installed, report
 
 test('a restart mid-download resumes from the staged chunks and asks only for the missing ones', async () => {
   const first = await device();
-  const id = first.t.port.deviceId;
+  const id = first.t.port.device.id;
   const dataDir = first.t.dataDir;
   const r1 = await chunkResponder(broker.url, id, 'vad', 3, MODEL, CHUNK);
   r1.limit = 20; // then the "cloud" goes quiet
@@ -114,10 +114,10 @@ test('a restart mid-download resumes from the staged chunks and asks only for th
 
 test('a lost chunk is asked for again after the chunk timeout', async () => {
   const d = await device();
-  const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
+  const responder = await chunkResponder(broker.url, d.t.port.device.id, 'vad', 2, MODEL, CHUNK);
   responder.dropOnce = new Set([5, 30]);
   try {
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
     assert.ok(responder.requested > 36, 'some chunks asked for twice');
   } finally {
@@ -157,11 +157,11 @@ const failures: { name: string; code: string; spec(): Record<string, unknown>; b
 for (const f of failures) {
   test(`${f.name}: refused with ${f.code} in state/reported, old version keeps serving`, async () => {
     const d = await device();
-    const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, f.bytes ?? MODEL, CHUNK);
+    const responder = await chunkResponder(broker.url, d.t.port.device.id, 'vad', 2, f.bytes ?? MODEL, CHUNK);
     try {
-      await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: f.spec() } });
+      await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: f.spec() } });
       const rep = await waitFor(async () => {
-        const r = await readReported(broker.url, d.t.port.deviceId);
+        const r = await readReported(broker.url, d.t.port.device.id);
         const vad = (r?.models as Record<string, { status: string; error?: { code: string }; active?: { version: number } }> | undefined)?.vad;
         return vad?.status === 'failed' ? vad : null;
       }, 10_000, 'reported failed');
@@ -182,16 +182,16 @@ for (const f of failures) {
 test('a model that fails to load is reported with the install code; a failure is not fetched again', async () => {
   const d = await device();
   d.t.models.failNextInstall = 'PERCH_ERR_MODEL_LOAD_FAILED';
-  const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
+  const responder = await chunkResponder(broker.url, d.t.port.device.id, 'vad', 2, MODEL, CHUNK);
   try {
     const spec = specFor('vad', 2, MODEL, keys, CHUNK);
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: spec } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
     await waitFor(() => events(d.t, 'model.update.failed').length === 1, 10_000, 'failed event');
     assert.equal(events(d.t, 'model.update.failed')[0]?.code, 'PERCH_ERR_MODEL_LOAD_FAILED');
     assert.equal(events(d.t, 'model.update.failed')[0]?.step, 'load-warmup-swap');
     // A later desired version naming the same file does not fetch it again.
     const asked = responder.requested;
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 2, models: { vad: spec } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: spec } });
     await waitFor(() => d.agent.reported().desiredVersion === 2, 5000, 'desired v2 applied');
     // The decision is made as the document is applied (updater.ts ensure): wait for it, then
     // nothing was asked for and no update runs.
@@ -207,9 +207,9 @@ test('a model that fails to load is reported with the install code; a failure is
 
 test('circuit breaker: a new version failing in service is rolled back and reported', async () => {
   const d = await device({ cloud: { rollback: { errorRatio: 0.5, minRequests: 10, windowMs: 60_000 } } });
-  const responder = await chunkResponder(broker.url, d.t.port.deviceId, 'vad', 2, MODEL, CHUNK);
+  const responder = await chunkResponder(broker.url, d.t.port.device.id, 'vad', 2, MODEL, CHUNK);
   try {
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     // model.update.applied is recorded just before the breaker starts watching the new version.
     await waitFor(() => events(d.t, 'model.update.applied').length === 1, 15_000, 'install');
     // The old version's failures and too few requests do not count.
@@ -220,7 +220,7 @@ test('circuit breaker: a new version failing in service is rolled back and repor
     // 10 requests, 7 failures: over 0.5.
     await waitFor(() => d.t.models.rollbacks.length === 1, 2000, 'rollback');
     const rep = await waitFor(async () => {
-      const r = await readReported(broker.url, d.t.port.deviceId);
+      const r = await readReported(broker.url, d.t.port.device.id);
       const vad = (r?.models as Record<string, { status: string; version: number; error?: { code: string }; active?: { version: number } }> | undefined)?.vad;
       return vad?.error?.code === 'PERCH_ERR_MODEL_ROLLED_BACK' ? vad : null;
     }, 5000, 'reported rolled back');

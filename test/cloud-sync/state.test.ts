@@ -35,24 +35,24 @@ test('desired versions only rise: an older or equal document is ignored and coun
   const { t, agent } = await device();
   try {
     await waitFor(() => agent.online, 5000, 'online');
-    await publishDesired(broker.url, t.port.deviceId, { version: 5, config: { cloud: { upload: { batchSize: 5 } } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 5, config: { cloud: { upload: { batchSize: 5 } } } });
     await waitFor(() => t.port.liveConfig.current().cloud.upload.batchSize === 5, 5000, 'v5 applied');
-    await publishDesired(broker.url, t.port.deviceId, { version: 3, config: { cloud: { upload: { batchSize: 3 } } } });
-    await publishDesired(broker.url, t.port.deviceId, { version: 5, config: { cloud: { upload: { batchSize: 4 } } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 3, config: { cloud: { upload: { batchSize: 3 } } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 5, config: { cloud: { upload: { batchSize: 4 } } } });
     await waitFor(() => agent.stats().ignored.staleDesired >= 2, 5000, 'stale documents counted');
     assert.equal(t.port.liveConfig.current().cloud.upload.batchSize, 5);
     // Said in state/reported (the fleet's push --wait and devices show it); the same document
     // again (the retained one at every subscribe) is not.
     const ignored = await waitFor(async () => {
-      const r = await readReported(broker.url, t.port.deviceId);
+      const r = await readReported(broker.url, t.port.device.id);
       return (r?.ignored as { version: number; reason: string } | undefined)?.version === 5 ? r : null;
     }, 5000, 'ignored v5 reported');
     assert.equal(ignored.desiredVersion, 5);
     assert.match((ignored.ignored as { reason: string }).reason, /not above version 5/);
-    await publishDesired(broker.url, t.port.deviceId, { version: 6, config: { cloud: { upload: { batchSize: 6 } } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 6, config: { cloud: { upload: { batchSize: 6 } } } });
     await waitFor(() => t.port.liveConfig.current().cloud.upload.batchSize === 6, 5000, 'v6 applied');
     const rep = await waitFor(async () => {
-      const r = await readReported(broker.url, t.port.deviceId);
+      const r = await readReported(broker.url, t.port.device.id);
       return r?.desiredVersion === 6 ? r : null;
     }, 5000, 'reported v6');
     assert.equal((rep.config as { cloud: { upload: { batchSize: number } } }).cloud.upload.batchSize, 6);
@@ -61,13 +61,13 @@ test('desired versions only rise: an older or equal document is ignored and coun
   } finally {
     await agent.stop();
     await t.close(true);
-    await publishDesired(broker.url, t.port.deviceId, null);
+    await publishDesired(broker.url, t.port.device.id, null);
   }
 });
 
 test('a desired document persisted before a restart is applied after it, even offline', async () => {
   const first = await device();
-  const id = first.t.port.deviceId;
+  const id = first.t.port.device.id;
   await waitFor(() => first.agent.online, 5000, 'online');
   await publishDesired(broker.url, id, { version: 9, models: { gone: null }, config: { log: { level: 'debug' } } });
   await waitFor(() => first.agent.reported().desiredVersion === 9, 5000, 'v9 applied');
@@ -93,9 +93,9 @@ test('live config: an invalid document is rejected whole, reported with its reas
   try {
     await waitFor(() => agent.online, 5000, 'online');
     // One valid key next to an invalid one: nothing of it applies.
-    await publishDesired(broker.url, t.port.deviceId, { version: 1, config: { log: { level: 'debug' }, cloud: { upload: { batchSize: 0 } } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 1, config: { log: { level: 'debug' }, cloud: { upload: { batchSize: 0 } } } });
     const rep = await waitFor(async () => {
-      const r = await readReported(broker.url, t.port.deviceId);
+      const r = await readReported(broker.url, t.port.device.id);
       return r?.configError ? r : null;
     }, 5000, 'configError reported');
     assert.equal((rep.configError as { code: string }).code, 'PERCH_ERR_LIVE_CONFIG_INVALID');
@@ -104,24 +104,24 @@ test('live config: an invalid document is rejected whole, reported with its reas
     assert.equal(t.port.liveConfig.current().log.level, 'silent');
     assert.equal(ofType(t, 'desired.config.rejected').length, 1);
     // A setting that needs a restart is refused the same way; a valid one then clears the error.
-    await publishDesired(broker.url, t.port.deviceId, { version: 2, config: { server: { port: 1 } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 2, config: { server: { port: 1 } } });
     await waitFor(() => ofType(t, 'desired.config.rejected').length === 2, 5000, 'second rejection');
-    await publishDesired(broker.url, t.port.deviceId, { version: 3, config: { log: { level: 'warn' } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 3, config: { log: { level: 'warn' } } });
     await waitFor(async () => {
-      const r = await readReported(broker.url, t.port.deviceId);
+      const r = await readReported(broker.url, t.port.device.id);
       return r?.desiredVersion === 3 && !r.configError && (r.config as { log: { level: string } }).log.level === 'warn';
     }, 5000, 'valid config reported');
   } finally {
     await agent.stop();
     await t.close(true);
-    await publishDesired(broker.url, t.port.deviceId, null);
+    await publishDesired(broker.url, t.port.device.id, null);
   }
 });
 
 test('commands: reportState, flushCache and rollback each record an event with the id and outcome', async () => {
   const { t, agent } = await device();
   const cloud = await connectClient(broker.url);
-  const cmdTopic = topics(PREFIX, t.port.deviceId).commands;
+  const cmdTopic = topics(PREFIX, t.port.device.id).commands;
   const send = (cmd: unknown) => cloud.publishAsync(cmdTopic, JSON.stringify(cmd), { qos: 1 });
   try {
     await waitFor(() => agent.online, 5000, 'online');
@@ -142,7 +142,7 @@ test('commands: reportState, flushCache and rollback each record an event with t
     assert.equal((failed.c4 as { error: { code: string } }).error.code, 'PERCH_ERR_NO_PREVIOUS_VERSION');
     assert.equal((failed.c5 as { error: { code: string } }).error.code, 'PERCH_ERR_MQTT_PAYLOAD_INVALID');
     const rep = await waitFor(async () => {
-      const r = await readReported(broker.url, t.port.deviceId);
+      const r = await readReported(broker.url, t.port.device.id);
       const vad = (r?.models as Record<string, { error?: { code: string } }> | undefined)?.vad;
       return vad?.error ? vad : null;
     }, 5000, 'rollback reported');
@@ -157,7 +157,7 @@ test('commands: reportState, flushCache and rollback each record an event with t
 test('bad payloads are logged, counted and ignored; the agent keeps working', async () => {
   const { t, agent } = await device();
   const cloud = await connectClient(broker.url);
-  const tp = topics(PREFIX, t.port.deviceId);
+  const tp = topics(PREFIX, t.port.device.id);
   try {
     await waitFor(() => agent.online, 5000, 'online');
     await cloud.publishAsync(tp.desired, 'not json {', { qos: 1 });
@@ -167,7 +167,7 @@ test('bad payloads are logged, counted and ignored; the agent keeps working', as
     // A download in progress, then a chunk of it the device never asked for (index out of range).
     // Signed, or it would be refused before any chunk is asked for.
     const signature = sign(keys.privateKeyPem, 'm', 1, 'a'.repeat(64), 100);
-    await publishDesired(broker.url, t.port.deviceId, { version: 1, models: { m: { version: 1, sha256: 'a'.repeat(64), size: 100, chunkSize: 10, signature } } });
+    await publishDesired(broker.url, t.port.device.id, { version: 1, models: { m: { version: 1, sha256: 'a'.repeat(64), size: 100, chunkSize: 10, signature } } });
     await waitFor(() => agent.stats().chunksRequested > 0, 5000, 'download under way');
     await cloud.publishAsync(tp.chunk('m', 1, 50), Buffer.from([1, 2, 3]), { qos: 1 });
     await waitFor(() => {
@@ -183,7 +183,7 @@ test('bad payloads are logged, counted and ignored; the agent keeps working', as
     await cloud.endAsync(true);
     await agent.stop();
     await t.close(true);
-    await publishDesired(broker.url, t.port.deviceId, null);
+    await publishDesired(broker.url, t.port.device.id, null);
   }
 });
 
@@ -192,12 +192,12 @@ test('status: retained online on connect, offline on clean shutdown', async () =
   const watcher = await connectClient(broker.url);
   const seen: { online: boolean; bootId: string }[] = [];
   watcher.on('message', (_t, p) => seen.push(JSON.parse(p.toString()) as { online: boolean; bootId: string }));
-  await watcher.subscribeAsync(topics(PREFIX, t.port.deviceId).status, { qos: 1 });
+  await watcher.subscribeAsync(topics(PREFIX, t.port.device.id).status, { qos: 1 });
   const states: string[] = [];
   t.bus.on('connectivity', (c) => states.push(c.state));
   try {
     await waitFor(() => seen.some((s) => s.online), 5000, 'online status');
-    assert.equal(seen.find((s) => s.online)?.bootId, t.port.bootId);
+    assert.equal(seen.find((s) => s.online)?.bootId, t.port.device.bootId);
     await agent.stop();
     await waitFor(() => seen.at(-1)?.online === false, 5000, 'offline status');
     assert.deepEqual(states.includes('offline'), true);
@@ -214,9 +214,9 @@ test('state/reported carries the event backlog, and goes out again as the backlo
   const watcher = await connectClient(broker.url);
   const seen: Array<{ outbox?: { count: number; bytes?: number } }> = [];
   watcher.on('message', (_topic, payload) => seen.push(JSON.parse(String(payload)) as (typeof seen)[number]));
-  await watcher.subscribeAsync(topics(PREFIX, t.port.deviceId).reported, { qos: 1 });
+  await watcher.subscribeAsync(topics(PREFIX, t.port.device.id).reported, { qos: 1 });
   // The fleet's stand-in: it acks what it gets, so the device deletes events (docs/cloud-sync.md).
-  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const consumer = await eventsConsumer(broker.url, t.port.device.id);
   const agent = createCloudAgent(t.port, { backlogReportMs: 100 });
   await agent.start(new AbortController().signal);
   try {
@@ -231,7 +231,7 @@ test('state/reported carries the event backlog, and goes out again as the backlo
     try {
       const r = await fleet(['devices', '--json', '--url', broker.url, '--store', store]);
       assert.equal(r.code, 0, r.stderr);
-      const row = (JSON.parse(r.stdout) as Array<{ deviceId: string; backlog: number | null }>).find((d) => d.deviceId === t.port.deviceId);
+      const row = (JSON.parse(r.stdout) as Array<{ deviceId: string; backlog: number | null }>).find((d) => d.deviceId === t.port.device.id);
       assert.equal(row?.backlog, 0);
     } finally {
       rmSync(store, { recursive: true, force: true });

@@ -48,7 +48,7 @@ async function device(opts: { seedVersion?: number; dataDir?: string; cloud?: Re
   await agent.start(new AbortController().signal);
   await waitFor(() => agent.online, 5000, 'online');
   // Answers for every version the tests name (2 and 3): counts what the device asks for.
-  const responder = await chunkResponder(broker.url, t.port.deviceId, 'vad', 2, MODEL, CHUNK);
+  const responder = await chunkResponder(broker.url, t.port.device.id, 'vad', 2, MODEL, CHUNK);
   return {
     t,
     agent,
@@ -65,14 +65,14 @@ type Reported = { status: string; version: number; error?: { code: string }; act
 
 async function reportedFailure(d: Device, version: number): Promise<Reported> {
   return waitFor(async () => {
-    const r = await readReported(broker.url, d.t.port.deviceId);
+    const r = await readReported(broker.url, d.t.port.device.id);
     const vad = (r?.models as Record<string, Reported> | undefined)?.vad;
     return vad?.status === 'failed' && vad.version === version ? vad : null;
   }, 10_000, `vad v${version} reported failed`);
 }
 
 function stagingOf(d: Device): string[] {
-  const dir = join(d.t.port.stagingDir, 'vad');
+  const dir = join(d.t.port.models.stagingDir, 'vad');
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
@@ -80,7 +80,7 @@ test('an unsigned 10 GB model on a device requiring signatures: refused UNSIGNED
   const d = await device();
   try {
     const huge = { version: 2, sha256: 'ab'.repeat(32), size: GB10, chunkSize: CHUNK };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: huge } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: huge } });
     const rep = await reportedFailure(d, 2);
     assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_UNSIGNED');
     assert.equal(rep.active?.version, 1, 'v1 still serves');
@@ -88,7 +88,7 @@ test('an unsigned 10 GB model on a device requiring signatures: refused UNSIGNED
     assert.equal(d.responder.requested, 0);
     assert.deepEqual(stagingOf(d), [], 'nothing staged');
     // And it keeps working: a real signed update right after installs.
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'the next update installs');
   } finally {
     await d.close();
@@ -100,7 +100,7 @@ test('a signed model over cloud.download.maxModelBytes: refused TOO_LARGE before
   try {
     const digest = 'cd'.repeat(32);
     const spec = { version: 2, sha256: digest, size: GB10, chunkSize: CHUNK, signature: sign(keys.privateKeyPem, 'vad', 2, digest, GB10) };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: spec } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
     assert.equal((await reportedFailure(d, 2)).error?.code, 'PERCH_ERR_MODEL_TOO_LARGE');
     assert.equal(d.responder.requested, 0);
     assert.deepEqual(stagingOf(d), []);
@@ -115,7 +115,7 @@ test('a signed model larger than the free disk space: refused NO_SPACE before an
     const digest = 'ef'.repeat(32);
     const size = 2 ** 50; // 1 PiB
     const spec = { version: 2, sha256: digest, size, chunkSize: CHUNK, signature: sign(keys.privateKeyPem, 'vad', 2, digest, size) };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: spec } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
     assert.equal((await reportedFailure(d, 2)).error?.code, 'PERCH_ERR_MODEL_NO_SPACE');
     assert.equal(d.responder.requested, 0);
   } finally {
@@ -126,7 +126,7 @@ test('a signed model larger than the free disk space: refused NO_SPACE before an
 test('a version lower than the one serving (a replayed old signed spec) is refused DOWNGRADE and reported', async () => {
   const d = await device({ seedVersion: 3 });
   try {
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 7, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 7, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     const rep = await reportedFailure(d, 2);
     assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_DOWNGRADE');
     assert.equal(rep.active?.version, 3);
@@ -142,7 +142,7 @@ test('a manifest 1 signature with a model.json added (an unsigned version policy
   const d = await device();
   try {
     const replayed = { ...specFor('vad', 2, MODEL, keys, CHUNK), config: { versionPolicy: { specific: { versions: [1] } } } };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: replayed } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: replayed } });
     assert.equal((await reportedFailure(d, 2)).error?.code, 'PERCH_ERR_MODEL_CONFIG_UNSIGNED');
     assert.equal(d.responder.requested, 0);
   } finally {
@@ -157,12 +157,12 @@ test('manifest 2 covers the model.json: the signed one installs, a changed one i
     const config = { name: 'vad', versionPolicy: { latest: { numVersions: 1 } } };
     const signed = { ...base, ...signManifest(keys.privateKeyPem, 'vad', { ...base, config }), config };
     const tampered = { ...signed, config: { ...config, versionPolicy: { specific: { versions: [1] } } } };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: tampered } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: tampered } });
     assert.equal((await reportedFailure(d, 2)).error?.code, 'PERCH_ERR_MODEL_SIGNATURE_INVALID');
     assert.equal(d.responder.requested, 0);
     // Key order of the model.json does not matter: the digest is over canonical JSON.
     const reordered = { ...signed, config: { versionPolicy: { latest: { numVersions: 1 } }, name: 'vad' } };
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 2, models: { vad: reordered } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: reordered } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'signed model.json installs');
     assert.deepEqual(d.t.models.installs[0]?.modelJson, reordered.config);
     assert.equal(d.t.models.installs[0]?.sha256, sha256(MODEL));
@@ -180,7 +180,7 @@ test('a store that cannot write (full disk) during an update does not stop the a
   const d = await device({ dataDir: disk.dir, cloud: { download: { diskHeadroomBytes: 1024 * 1024 } } });
   try {
     disk.fill(16 * 1024); // a few pages left: SQLite's next commit fails with SQLITE_FULL
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     const rep = await reportedFailure(d, 2);
     assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_NO_SPACE');
     assert.equal(d.responder.requested, 0);
@@ -188,7 +188,7 @@ test('a store that cannot write (full disk) during an update does not stop the a
     assert.ok(d.agent.online, 'still connected');
     // Space again: the same desired model, in a new document, installs.
     disk.unfill();
-    await publishDesired(broker.url, d.t.port.deviceId, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     await waitFor(() => d.t.models.installs.length === 1, 15_000, 'installs once there is space');
   } finally {
     await d.close();

@@ -20,7 +20,7 @@ after(async () => {
 
 test('delivers a backlog in seq order, in batches of upload.batchSize, and empties the outbox', async () => {
   const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 7 } } });
-  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const consumer = await eventsConsumer(broker.url, t.port.device.id);
   for (let i = 0; i < 50; i++) await t.emit('test.tick', { i });
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
@@ -48,7 +48,7 @@ test("'broker' mode deletes events only after the PUBACK: held PUBACKs leave the
   const proxy = await startProxy(broker.port);
   // One event per message: ten PUBACKs, 4 bytes each (MQTT 3.1.1), for the proxy to hold.
   const t = makePort({ mqttUrl: proxy.url, cloud: { keepaliveSeconds: 60, upload: { batchSize: 1 }, delivery: { ack: 'broker' } } });
-  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const consumer = await eventsConsumer(broker.url, t.port.device.id);
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
   try {
@@ -72,7 +72,7 @@ test("'broker' mode deletes events only after the PUBACK: held PUBACKs leave the
 
 test('respects upload.maxEventsPerSecond', async () => {
   const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 100, maxEventsPerSecond: 40 } } });
-  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const consumer = await eventsConsumer(broker.url, t.port.device.id);
   for (let i = 0; i < 60; i++) await t.emit('test.rate', { i });
   const agent = createCloudAgent(t.port);
   const t0 = Date.now();
@@ -92,7 +92,7 @@ test('respects upload.maxEventsPerSecond', async () => {
 test('broker SIGKILLed mid-upload and restarted: nothing lost, every seq once after dedup', async () => {
   const N = 2000;
   const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 20, maxEventsPerSecond: 4000 }, delivery: { ackTimeoutMs: 500 } } });
-  const consumer = await eventsConsumer(broker.url, t.port.deviceId);
+  const consumer = await eventsConsumer(broker.url, t.port.device.id);
   for (let i = 0; i < N; i++) await t.emit('test.kill', { i });
   const agent = createCloudAgent(t.port);
   await agent.start(new AbortController().signal);
@@ -116,7 +116,7 @@ test('broker SIGKILLed mid-upload and restarted: nothing lost, every seq once af
 
 test("'fleet' mode: PUBACKed events stay as sent, awaiting the fleet, until its ack; unacked ones are sent again, oldest first", async () => {
   const t = makePort({ mqttUrl: broker.url, cloud: { upload: { batchSize: 5 }, delivery: { ackTimeoutMs: 300, maxResendMs: 600 } } });
-  const deviceId = t.port.deviceId;
+  const deviceId = t.port.device.id;
   // A consumer that does not ack: this test sends the acks itself.
   const consumer = await eventsConsumer(broker.url, deviceId, `consumer-${deviceId}`, false);
   const fleet = await connectClient(broker.url);
@@ -152,7 +152,7 @@ test("'fleet' mode: PUBACKed events stay as sent, awaiting the fleet, until its 
 
 test("'fleet' mode: a payload that is not a valid ack is ignored and counted, and deletes nothing", async () => {
   const t = makePort({ mqttUrl: broker.url });
-  const deviceId = t.port.deviceId;
+  const deviceId = t.port.device.id;
   const consumer = await eventsConsumer(broker.url, deviceId, `consumer-${deviceId}`, false);
   const fleet = await connectClient(broker.url);
   const agent = createCloudAgent(t.port);

@@ -13,6 +13,7 @@ import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
 import type { RuntimePort } from '../../../runtime/port/runtime-port.js';
+import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
 import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';
@@ -20,15 +21,15 @@ import { ChunkStager } from './stager.js';
 
 const PROGRESS_EVERY_MS = 1000;
 
+/** What of the runtime a download uses: cloud.download, the clock, its state (progress). */
+export type DownloadRuntime = Pick<RuntimePort, 'cloud' | 'clock' | 'log' | 'state'>;
+
 export interface DownloadOptions {
   /** Outstanding chunks are asked for again after this long without any chunk arriving. */
   chunkTimeoutMs: number;
   /** Rounds of asking again without progress before the download fails (MODEL_DOWNLOAD_FAILED). */
   maxRetries: number;
 }
-
-/** port.state key of a download's progress (for reporting; the staging journal is the truth). */
-export const progressKey = (name: string): string => `cloud.download.${name}`;
 
 export interface DownloadProgress {
   version: number;
@@ -60,7 +61,7 @@ export class ChunkDownload {
   private readonly log: Logger;
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: DownloadRuntime,
     private readonly conn: Connection,
     private readonly stats: AgentStats,
     readonly name: string,
@@ -71,10 +72,10 @@ export class ChunkDownload {
     private readonly onProgress: () => void = () => undefined,
   ) {
     this.total = Math.ceil(spec.size / spec.chunkSize);
-    const { maxBytesPerSecond } = port.config.cloud.download;
+    const { maxBytesPerSecond } = runtime.cloud.download;
     // One chunk must always fit in the bucket, or a small cap would stall the download.
-    this.bucket = new TokenBucket(port.clock, maxBytesPerSecond, spec.chunkSize);
-    this.log = port.log.child({ model: name, version: spec.version });
+    this.bucket = new TokenBucket(runtime.clock, maxBytesPerSecond, spec.chunkSize);
+    this.log = runtime.log.child({ model: name, version: spec.version });
     this.stager = new ChunkStager(store, new Set(), {
       staged: () => this.onStaged(),
       failed: (err) => this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err })),
@@ -153,7 +154,7 @@ export class ChunkDownload {
     }
     // Progress is for reporting (the journal is the truth) and each save is an fsynced SQLite
     // write on the event loop, and a state/reported message: once a second is plenty.
-    if (this.port.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) {
+    if (this.runtime.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) {
       this.saveProgress();
       this.log.info({ staged, total: this.total, percent: Math.floor((100 * staged) / this.total) }, 'model download progress');
       this.onProgress();
@@ -164,14 +165,14 @@ export class ChunkDownload {
   private fill(): void {
     if (this.finished || !this.conn.online) return;
     if (this.fillTimer) return; // a rate-limited fill is already scheduled
-    const window = this.port.config.cloud.download.windowChunks;
+    const window = this.runtime.cloud.download.windowChunks;
     const batch: number[] = [];
     let i = this.cursor;
     for (; i < this.total && this.outstanding.size + batch.length < window; i++) {
       if (this.stager.holds(i) || this.outstanding.has(i)) continue;
       const bytes = this.chunkBytes(i);
       if (this.bucket.available() < bytes) {
-        this.fillTimer = this.port.clock.setTimeout(() => {
+        this.fillTimer = this.runtime.clock.setTimeout(() => {
           this.fillTimer = null;
           this.fill();
         }, Math.max(1, this.bucket.waitMs(bytes)));
@@ -198,8 +199,8 @@ export class ChunkDownload {
   }
 
   private armTimer(): void {
-    if (this.timer) this.port.clock.clearTimeout(this.timer);
-    this.timer = this.port.clock.setTimeout(() => this.onTimeout(), this.opts.chunkTimeoutMs);
+    if (this.timer) this.runtime.clock.clearTimeout(this.timer);
+    this.timer = this.runtime.clock.setTimeout(() => this.onTimeout(), this.opts.chunkTimeoutMs);
   }
 
   private onTimeout(): void {
@@ -234,8 +235,8 @@ export class ChunkDownload {
   }
 
   private clearTimers(): void {
-    if (this.timer) this.port.clock.clearTimeout(this.timer);
-    if (this.fillTimer) this.port.clock.clearTimeout(this.fillTimer);
+    if (this.timer) this.runtime.clock.clearTimeout(this.timer);
+    if (this.fillTimer) this.runtime.clock.clearTimeout(this.fillTimer);
     this.timer = null;
     this.fillTimer = null;
   }
@@ -254,9 +255,9 @@ export class ChunkDownload {
       staged: this.stager.have.size,
       requested: this.requested,
     };
-    this.savedAt = this.port.clock.now();
+    this.savedAt = this.runtime.clock.now();
     try {
-      this.port.state.set(progressKey(this.name), p);
+      this.runtime.state.set(AGENT_KEYS.download(this.name), p);
     } catch (err) {
       // The staging journal is the truth; progress in the state store is for reporting.
       this.log.warn({ err }, 'download progress not persisted');

@@ -1,12 +1,11 @@
 // What the device knows about models it is updating or failed to update, for state/reported.
-// Served models come from the runtime (port.models.served()); this book holds the rest:
+// Served models come from the runtime (RuntimePort.models.served()); this book holds the rest:
 // "downloading", "staged" and "failed" entries. It is persisted, so after a reboot the device
 // still reports a failure, and does not fetch again a version that was refused or rolled back.
 import { toPerchError, type ErrorCode } from '../../../runtime/base/errors.js';
 import type { Logger } from '../../../runtime/base/log.js';
-import type { StateStore } from '../../../runtime/store/state-store.js';
-
-export const STATUS_BOOK_KEY = 'cloud.models.status';
+import type { StateStore } from '../../../runtime/port/runtime-port.js';
+import { AGENT_KEYS } from '../state-keys.js';
 
 export interface BookEntry {
   version: number;
@@ -37,7 +36,7 @@ export class StatusBook {
   ) {
     let saved: Record<string, BookEntry> = {};
     try {
-      saved = state.get<Record<string, BookEntry>>(STATUS_BOOK_KEY) ?? {};
+      saved = state.get<Record<string, BookEntry>>(AGENT_KEYS.modelStatus) ?? {};
     } catch (err) {
       log.warn({ code: toPerchError(err).code, err: toPerchError(err).message }, 'model status book not read; starting empty');
     }
@@ -69,7 +68,7 @@ export class StatusBook {
 
   private save(): void {
     try {
-      this.state.set(STATUS_BOOK_KEY, Object.fromEntries(this.entries));
+      this.state.set(AGENT_KEYS.modelStatus, Object.fromEntries(this.entries));
     } catch (err) {
       // A full disk or a read-only store must not stop an update, nor the process: the book
       // still reports from memory; only a reboot would forget it.

@@ -17,7 +17,7 @@ import { checkSpace } from './space.js';
 import type { BookEntry } from './status-book.js';
 
 export interface UpdateContext {
-  port: RuntimePort;
+  runtime: Pick<RuntimePort, 'models' | 'cloud' | 'clock'>;
   name: string;
   spec: ModelSpec;
   store: ChunkStore;
@@ -46,7 +46,7 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     name: 'check-version',
     code: 'PERCH_ERR_MODEL_DOWNGRADE',
     run: async (ctx) => {
-      const served = servedByName(ctx.port).get(ctx.name);
+      const served = servedByName(ctx.runtime.models).get(ctx.name);
       if (served && ctx.spec.version < served.version) {
         throw new PerchError('PERCH_ERR_MODEL_DOWNGRADE', `desired version ${ctx.spec.version} of '${ctx.name}' is lower than version ${served.version} that serves; use the rollback command or push a new version`);
       }
@@ -57,7 +57,7 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     name: 'check-signature',
     code: 'PERCH_ERR_MODEL_SIGNATURE_INVALID',
     run: async (ctx) => {
-      const how = checkSignature(ctx.name, ctx.spec, ctx.port.config.cloud);
+      const how = checkSignature(ctx.name, ctx.spec, ctx.runtime.cloud);
       if (how === 'unsigned-allowed') ctx.log.warn('model accepted without a verified signature (cloud.allowUnsignedModels)');
     },
   },
@@ -65,10 +65,10 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     name: 'check-space',
     code: 'PERCH_ERR_MODEL_NO_SPACE',
     run: async (ctx) => {
-      const { download } = ctx.port.config.cloud;
+      const { download } = ctx.runtime.cloud;
       const r = checkSpace({
         name: ctx.name, version: ctx.spec.version, size: ctx.spec.size, staged: Math.min(ctx.spec.size, ctx.store.allocatedBytes()),
-        stagingDir: ctx.port.stagingDir, repositoryDir: ctx.port.config.models.repository,
+        stagingDir: ctx.runtime.models.stagingDir, repositoryDir: ctx.runtime.models.repositoryDir,
         maxModelBytes: download.maxModelBytes, headroomBytes: download.diskHeadroomBytes,
       });
       ctx.log.debug(r, 'disk space for the update');
@@ -117,7 +117,7 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
     name: 'load-warmup-swap',
     code: 'PERCH_ERR_MODEL_LOAD_FAILED',
     run: async (ctx) => {
-      ctx.installed = await ctx.port.models.install(ctx.name, ctx.spec.version, ctx.store.modelFile, ctx.spec.config);
+      ctx.installed = await ctx.runtime.models.install(ctx.name, ctx.spec.version, ctx.store.modelFile, ctx.spec.config);
     },
   },
 ];
@@ -135,16 +135,16 @@ export class StepFailure extends Error {
 export async function runSteps(steps: readonly UpdateStep[], ctx: UpdateContext): Promise<void> {
   for (const step of steps) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    const t0 = ctx.port.clock.now();
+    const t0 = ctx.runtime.clock.now();
     ctx.log.debug({ step: step.name }, 'model update step started');
     try {
       await step.run(ctx);
     } catch (err) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const e = err instanceof PerchError ? err : new PerchError(step.code, toPerchError(err).message, { cause: err });
-      ctx.log.warn({ step: step.name, code: e.code, err: e.message, ms: Math.round(ctx.port.clock.now() - t0) }, 'model update step failed');
+      ctx.log.warn({ step: step.name, code: e.code, err: e.message, ms: Math.round(ctx.runtime.clock.now() - t0) }, 'model update step failed');
       throw new StepFailure(step.name, e);
     }
-    ctx.log.info({ step: step.name, ms: Math.round(ctx.port.clock.now() - t0) }, 'model update step done');
+    ctx.log.info({ step: step.name, ms: Math.round(ctx.runtime.clock.now() - t0) }, 'model update step done');
   }
 }

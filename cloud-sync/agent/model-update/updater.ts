@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { PerchError, toPerchError } from '../../../runtime/base/errors.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
-import { recordEvent } from '../record-event.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import { servedByName } from '../served.js';
+import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
 import { ChunkStore } from './chunk-store.js';
-import { ChunkDownload, progressKey, type DownloadOptions } from './download.js';
+import { ChunkDownload, type DownloadOptions } from './download.js';
 import type { StatusBook } from './status-book.js';
 import { runSteps, StepFailure, UPDATE_STEPS, type UpdateContext, type UpdateStep } from './steps.js';
 
@@ -21,6 +21,9 @@ interface ActiveUpdate {
   download: ChunkDownload | null;
   done: Promise<void>;
 }
+
+/** What of the runtime model updates use: the models, the agent's state, events, cloud config. */
+export type UpdaterRuntime = Pick<RuntimePort, 'models' | 'state' | 'events' | 'log' | 'clock' | 'cloud'>;
 
 export interface UpdaterHooks {
   /** A version was swapped in: the circuit breaker watches it. */
@@ -33,7 +36,7 @@ export class ModelUpdater {
   private readonly active = new Map<string, ActiveUpdate>();
 
   constructor(
-    private readonly port: RuntimePort,
+    private readonly runtime: UpdaterRuntime,
     private readonly conn: Connection,
     private readonly stats: AgentStats,
     private readonly book: StatusBook,
@@ -44,7 +47,7 @@ export class ModelUpdater {
 
   /** Brings `name` to `spec` unless it already serves it, is on its way, or refused this very file. */
   ensure(name: string, spec: ModelSpec): void {
-    const served = servedByName(this.port).get(name);
+    const served = servedByName(this.runtime.models).get(name);
     const running = this.active.get(name);
     if (served && served.version === spec.version && served.sha256 === spec.sha256) {
       if (running) void this.cancel(name);
@@ -53,7 +56,7 @@ export class ModelUpdater {
     }
     if (running && running.spec.version === spec.version && running.spec.sha256 === spec.sha256) return;
     if (this.book.refused(name, spec.version, spec.sha256)) {
-      this.port.log.info({ model: name, version: spec.version }, 'desired model version was refused before; not fetched again');
+      this.runtime.log.info({ model: name, version: spec.version }, 'desired model version was refused before; not fetched again');
       return;
     }
     // The superseded update finishes cancelling (and releases its subscription) first.
@@ -62,25 +65,25 @@ export class ModelUpdater {
 
   /** Desired `null` (docs/protocol.md section 5): stop any update of it, unload it, delete it, report it. */
   async remove(name: string): Promise<void> {
-    const served = servedByName(this.port).get(name);
+    const served = servedByName(this.runtime.models).get(name);
     await this.cancel(name);
     this.book.clear(name);
     try {
-      this.port.state.delete(progressKey(name));
+      this.runtime.state.delete(AGENT_KEYS.download(name));
     } catch {
       // Reporting only.
     }
-    rmSync(join(this.port.stagingDir, name), { recursive: true, force: true });
+    rmSync(join(this.runtime.models.stagingDir, name), { recursive: true, force: true });
     try {
-      await this.port.models.remove(name);
+      await this.runtime.models.remove(name);
     } catch (err) {
       const e = toPerchError(err);
-      recordEvent(this.port, 'model.remove.failed', { model: name, version: served?.version ?? null, code: e.code, message: e.message });
+      this.runtime.events.record('model.remove.failed', { model: name, version: served?.version ?? null, code: e.code, message: e.message });
       this.hooks.changed();
       throw e;
     }
-    this.port.log.info({ model: name, version: served?.version ?? null }, 'model removed (desired state null)');
-    recordEvent(this.port, 'model.removed', { model: name, version: served?.version ?? null });
+    this.runtime.log.info({ model: name, version: served?.version ?? null }, 'model removed (desired state null)');
+    this.runtime.events.record('model.removed', { model: name, version: served?.version ?? null });
     // state/reported no longer lists it.
     this.hooks.changed();
   }
@@ -99,14 +102,14 @@ export class ModelUpdater {
 
   /** Serves the previous version again; the current one is marked failed so it is not fetched again. */
   async rollback(name: string, reason: string, trigger: 'circuit-breaker' | 'command', details: Record<string, unknown> = {}): Promise<ServedModel> {
-    const before = servedByName(this.port).get(name);
-    const after = await this.port.models.rollback(name);
+    const before = servedByName(this.runtime.models).get(name);
+    const after = await this.runtime.models.rollback(name);
     this.stats.rollbacks++;
     if (before) {
       const error = new PerchError('PERCH_ERR_MODEL_ROLLED_BACK', reason);
       this.book.set(name, { version: before.version, sha256: before.sha256, status: 'failed', error: error.toJSON() });
     }
-    recordEvent(this.port, 'model.rolled_back', { model: name, from: before?.version ?? null, to: after.version, trigger, code: 'PERCH_ERR_MODEL_ROLLED_BACK', reason, ...details });
+    this.runtime.events.record('model.rolled_back', { model: name, from: before?.version ?? null, to: after.version, trigger, code: 'PERCH_ERR_MODEL_ROLLED_BACK', reason, ...details });
     this.hooks.changed();
     return after;
   }
@@ -134,18 +137,18 @@ export class ModelUpdater {
   }
 
   private begin(name: string, spec: ModelSpec, after: Promise<void>): void {
-    const store = new ChunkStore(this.port.stagingDir, name, spec.version, spec.sha256, spec.chunkSize);
+    const store = new ChunkStore(this.runtime.models.stagingDir, name, spec.version, spec.sha256, spec.chunkSize);
     const abort = new AbortController();
-    const log = this.port.log.child({ model: name, version: spec.version });
+    const log = this.runtime.log.child({ model: name, version: spec.version });
     const entry: ActiveUpdate = { spec, abort, download: null, done: Promise.resolve() };
     const ctx: UpdateContext = {
-      port: this.port,
+      runtime: this.runtime,
       name,
       spec,
       store,
       signal: abort.signal,
       log,
-      startDownload: () => (entry.download = new ChunkDownload(this.port, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
+      startDownload: () => (entry.download = new ChunkDownload(this.runtime, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
     };
     this.active.set(name, entry);
@@ -172,7 +175,7 @@ export class ModelUpdater {
     this.stats.modelUpdatesApplied++;
     this.book.clear(name);
     this.cleanup(ctx);
-    recordEvent(this.port, 'model.update.applied', {
+    this.runtime.events.record('model.update.applied', {
       model: name, version: spec.version, sha256: spec.sha256, previousVersion: ctx.installed?.previousVersion ?? null,
     });
     this.hooks.installed(name, spec.version);
@@ -191,14 +194,14 @@ export class ModelUpdater {
     this.book.set(name, { version: spec.version, sha256: spec.sha256, status: 'failed', error: e.toJSON() });
     // A download that could not finish may finish later from what is staged; anything else is final.
     if (e.code !== 'PERCH_ERR_MODEL_DOWNLOAD_FAILED') this.cleanup(ctx);
-    recordEvent(this.port, 'model.update.failed', { model: name, version: spec.version, sha256: spec.sha256, step, code: e.code, message: e.message });
+    this.runtime.events.record('model.update.failed', { model: name, version: spec.version, sha256: spec.sha256, step, code: e.code, message: e.message });
     this.hooks.changed();
   }
 
   private cleanup(ctx: UpdateContext): void {
     ctx.store.remove();
     try {
-      this.port.state.delete(progressKey(ctx.name));
+      this.runtime.state.delete(AGENT_KEYS.download(ctx.name));
     } catch (err) {
       ctx.log.warn({ err }, 'download progress not deleted');
     }
@@ -206,7 +209,7 @@ export class ModelUpdater {
 
   /** Chunks of another version (or another file) of this model can never be used now. */
   private removeOtherStaging(name: string, keep: string): void {
-    const dir = join(this.port.stagingDir, name);
+    const dir = join(this.runtime.models.stagingDir, name);
     let entries: string[];
     try {
       entries = readdirSync(dir);

@@ -1,6 +1,7 @@
 // A RuntimePort built from REAL parts (a real SQLite store, a real Bus, a real or fake Clock, the
-// real live-config validation) plus small model and inference stand-ins that record calls, so
-// the agent can be tested against a real broker without a whole runtime.
+// runtime's own event log, outbox queue and agent state namespace (runtime/port/create-port.ts),
+// the real live-config validation) plus small model and inference stand-ins that record calls,
+// so the agent can be tested against a real broker without a whole runtime.
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,8 @@ import type { InferenceOutcome, LiveConfig, LiveConfigResult, RuntimePort, Serve
 import { Bus } from '../../../runtime/base/bus.js';
 import { systemClock, type Clock } from '../../../runtime/base/clock.js';
 import { parseConfig } from '../../../runtime/config/load.js';
+import { EventLog } from '../../../runtime/events/event-log.js';
+import { agentState, outboxQueue } from '../../../runtime/port/create-port.js';
 import type { PerchConfig, PerchConfigInput } from '../../../runtime/config/schema.js';
 import { PerchError, type ErrorCode } from '../../../runtime/base/errors.js';
 import { liveOf, validateLive } from '../../../runtime/live-config.js';
@@ -109,6 +112,8 @@ export function makePort(opts: TestPortOptions): TestPort {
   let live: LiveConfig = liveOf(config);
   const listeners = new Set<(o: InferenceOutcome) => void>();
   const stagingDir = join(dataDir, 'staging');
+  const log = opts.log ?? silentLogger();
+  const eventLog = new EventLog(store.outbox, bus, log);
   mkdirSync(stagingDir, { recursive: true });
   const t: TestPort = {
     store,
@@ -122,28 +127,25 @@ export function makePort(opts: TestPortOptions): TestPort {
     infer: (o) => {
       for (const fn of listeners) fn(o);
     },
-    emit: async (type, payload) => {
-      const r = await store.outbox.append(type, payload);
-      bus.emit('event', { eventId: r.eventId, seq: r.seq, type, payload });
-      return r.seq;
-    },
+    emit: async (type, payload) => (await eventLog.emit(type, payload)).seq,
     close: async (remove = false) => {
       await store.close();
       if (remove) rmSync(dataDir, { recursive: true, force: true });
     },
     port: {
-      deviceId: config.device.id,
-      runtimeVersion: '0.0.0-test',
-      bootId: randomUUID(),
-      config,
+      device: { id: config.device.id, runtimeVersion: '0.0.0-test', bootId: randomUUID(), labels: config.device.labels },
+      cloud: config.cloud,
       clock,
-      log: opts.log ?? silentLogger(),
-      bus,
-      outbox: store.outbox,
-      state: store.state,
-      stagingDir,
+      log,
+      events: eventLog,
+      outbox: outboxQueue(store.outbox, bus),
+      state: agentState(store.state, log),
+      connectivity: { publish: (state) => bus.emit('connectivity', { state }) },
       models: {
+        stagingDir,
+        repositoryDir: config.models.repository,
         served: () => models.served(),
+        onChange: (listener) => bus.on('model', () => listener()),
         install: (n, v, f, j) => models.install(n, v, f, j),
         rollback: (n) => models.rollback(n),
         remove: (n) => models.remove(n),
@@ -160,13 +162,17 @@ export function makePort(opts: TestPortOptions): TestPort {
         },
         current: () => live,
       },
-      flushCache: () => {
-        t.flushes++;
-        return 7;
+      cache: {
+        flush: () => {
+          t.flushes++;
+          return 7;
+        },
       },
-      onInference: (fn) => {
-        listeners.add(fn);
-        return () => listeners.delete(fn);
+      inference: {
+        onOutcome: (fn) => {
+          listeners.add(fn);
+          return () => listeners.delete(fn);
+        },
       },
     },
   };

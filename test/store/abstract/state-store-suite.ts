@@ -25,12 +25,12 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
     void test('set then get round-trips JSON documents; unknown keys are undefined', () =>
       withState(factory, ({ state }) => {
         const desired = { models: { ocr: { version: 3, digest: 'sha256:ab' } }, config: { log: { level: 'debug' } }, n: null, list: [1, 'two', true] };
-        state.set(STATE_KEYS.desired, desired);
-        state.set(STATE_KEYS.modelVersions, { ocr: 3 });
+        state.set('shadow.desired', desired);
+        state.set('models.versions', { ocr: 3 });
         state.set('plain', 'text');
         state.set('zero', 0);
-        assert.deepEqual(state.get(STATE_KEYS.desired), desired);
-        assert.deepEqual(state.get(STATE_KEYS.modelVersions), { ocr: 3 });
+        assert.deepEqual(state.get('shadow.desired'), desired);
+        assert.deepEqual(state.get('models.versions'), { ocr: 3 });
         assert.equal(state.get('plain'), 'text');
         assert.equal(state.get('zero'), 0);
         assert.equal(state.get('missing'), undefined);
@@ -39,12 +39,12 @@ export function runStateStoreSuite(name: string, factory: StateStoreFactory): vo
 
     void test('set overwrites, delete removes', () =>
       withState(factory, ({ state }) => {
-        state.set(STATE_KEYS.reported, { v: 1 });
-        state.set(STATE_KEYS.reported, { v: 2 });
-        assert.deepEqual(state.get(STATE_KEYS.reported), { v: 2 });
-        assert.equal(state.delete(STATE_KEYS.reported), true);
-        assert.equal(state.delete(STATE_KEYS.reported), false);
-        assert.equal(state.get(STATE_KEYS.reported), undefined);
+        state.set('shadow.reported', { v: 1 });
+        state.set('shadow.reported', { v: 2 });
+        assert.deepEqual(state.get('shadow.reported'), { v: 2 });
+        assert.equal(state.delete('shadow.reported'), true);
+        assert.equal(state.delete('shadow.reported'), false);
+        assert.equal(state.get('shadow.reported'), undefined);
       }));
 
     void test('documents survive a restart', () =>
