@@ -21,6 +21,7 @@ import { spawnFleet } from '../fleet/harness.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
+import { waitFor } from '../helpers/wait.js';
 import { Child, metricValue, scrape } from '../helpers/wire.js';
 
 const N = 10_000;
@@ -42,13 +43,9 @@ after(async () => {
   for (const d of temp) rmSync(d, { recursive: true, force: true });
 });
 
-/** Polls `cond` every 25 ms (it may read SQLite or scrape metrics) until true, or fails after `ms`. */
+/** waitFor every 25 ms: the conditions here read SQLite or scrape metrics. */
 async function until(cond: () => boolean | Promise<boolean>, ms: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor(cond, ms, what, 25);
 }
 
 function tempDir(prefix: string): string {

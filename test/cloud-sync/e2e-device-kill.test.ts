@@ -2,17 +2,13 @@
 // model download; restarted on the same data dir it resumes from the chunks staged on disk (it
 // asks for fewer chunks the second time), verifies, installs and serves the new version.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { test } from 'node:test';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
-import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
-import { Child } from '../helpers/wire.js';
+import { shippedModelConfig } from '../helpers/repository.js';
 import { ChunkStore } from '../../cloud-sync/agent/model-update/chunk-store.js';
+import { e2eSetup } from './helpers/e2e.js';
 import { makeKeys, sha256, specFor } from './helpers/models.js';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { chunkResponder, publishDesired, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
@@ -21,33 +17,12 @@ const MODEL = readFileSync(MODEL_FILES.sileroVad16k); // 1.3 MB: 40 chunks of 32
 const CHUNK = 32 * 1024;
 const TOTAL = Math.ceil(MODEL.length / CHUNK);
 
-let broker: Mosquitto;
-let repo: TempRepository;
-const temp: string[] = [];
-const children: Child[] = [];
-
-before(async () => {
-  broker = await startMosquitto();
-  repo = new TempRepository({
-    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') },
-  });
-});
-after(async () => {
-  for (const c of children) await c.kill();
-  await broker.close();
-  repo.remove();
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
-});
-
-const serve = (configFile: string): Promise<{ child: Child; baseUrl: string }> => servePerch(configFile, children);
+const e2e = e2eSetup({ 'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') } });
 
 test('device SIGKILLed mid-download: after the restart the download resumes from staged chunks and the model serves', async () => {
-  const deviceId = `kill-${randomUUID().slice(0, 8)}`;
   const keys = makeKeys();
-  const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
-  temp.push(dataDir);
-  const configFile = writeDeviceConfig({
-    deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
+  const { broker } = e2e;
+  const { deviceId, dataDir, configFile } = e2e.device('kill', {
     cloud: {
       trustedKeysFile: keys.trustedKeysFile,
       // Slow enough to be killed in the middle: about 400 KB/s.
@@ -55,7 +30,7 @@ test('device SIGKILLed mid-download: after the restart the download resumes from
     },
   });
 
-  const first = await serve(configFile);
+  const first = await e2e.serve(configFile);
   const r1 = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
   await publishDesired(broker.url, deviceId, { version: 1, models: { 'silero-vad': specFor('silero-vad', 2, MODEL, keys, CHUNK) } });
   // Killed once the device has made a quarter of the chunks durable, read from its staging
@@ -74,7 +49,7 @@ test('device SIGKILLed mid-download: after the restart the download resumes from
   assert.ok(staged >= 8 && staged < TOTAL, `${staged} of ${TOTAL} chunks staged at the kill`);
 
   const r2 = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
-  const second = await serve(configFile);
+  const second = await e2e.serve(configFile);
   await waitFor(async () => (await fetch(`${second.baseUrl}/v2/models/silero-vad/versions/2/ready`)).status === 200, 30_000, 'version 2 ready');
   assert.ok(r2.requested <= TOTAL - staged, `asked for ${r2.requested} chunks after the restart, ${staged} of ${TOTAL} were staged`);
   const rep = await waitFor(async () => {

@@ -4,39 +4,24 @@
 // update is refused before any chunk, a full disk during an update is reported, and a device
 // SIGKILLed and started again on the full disk serves.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { test } from 'node:test';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
-import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
+import { shippedModelConfig } from '../helpers/repository.js';
 import { mountSmallDisk } from '../helpers/small-disk.js';
-import type { Child } from '../helpers/wire.js';
+import { e2eSetup } from './helpers/e2e.js';
 import { makeKeys, specFor } from './helpers/models.js';
 import { chunkResponder, publishDesired, readReported, waitFor } from './helpers/mqtt-client.js';
 
 const MODEL = readFileSync(MODEL_FILES.sileroVad16k);
 const CHUNK = 64 * 1024;
 
-let broker: Mosquitto;
-let repo: TempRepository;
-const children: Child[] = [];
-
-before(async () => {
-  broker = await startMosquitto();
-  repo = new TempRepository({ 'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') } });
-});
-after(async () => {
-  for (const c of children) await c.kill();
-  await broker.close();
-  repo.remove();
-});
+const e2e = e2eSetup({ 'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') } });
 
 type Reported = { status: string; version: number; error?: { code: string } };
 const reportedVad = async (deviceId: string): Promise<Reported | undefined> =>
-  ((await readReported(broker.url, deviceId))?.models as Record<string, Reported> | undefined)?.['silero-vad'];
+  ((await readReported(e2e.broker.url, deviceId))?.models as Record<string, Reported> | undefined)?.['silero-vad'];
 
 test('a device on a full disk refuses updates by code, keeps serving, and starts again after a SIGKILL', async (t) => {
   const disk = mountSmallDisk(32 * 1024 * 1024);
@@ -45,14 +30,12 @@ test('a device on a full disk refuses updates by code, keeps serving, and starts
     return;
   }
   try {
-    const deviceId = `disk-${randomUUID().slice(0, 8)}`;
     const keys = makeKeys();
-    const dataDir = join(disk.dir, 'data');
-    const configFile = writeDeviceConfig({
-      deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
-      file: join(disk.dir, 'perch.json'), cloud: { trustedKeysFile: keys.trustedKeysFile },
+    const { broker } = e2e;
+    const { deviceId, configFile } = e2e.device('disk', {
+      dataDir: join(disk.dir, 'data'), file: join(disk.dir, 'perch.json'), cloud: { trustedKeysFile: keys.trustedKeysFile },
     });
-    const first = await servePerch(configFile, children);
+    const first = await e2e.serve(configFile);
     const responder = await chunkResponder(broker.url, deviceId, 'silero-vad', 2, MODEL, CHUNK);
     try {
       // One message naming an unsigned 10 GB model: refused before any chunk is asked for.
@@ -75,12 +58,12 @@ test('a device on a full disk refuses updates by code, keeps serving, and starts
 
     // A power cut, and a start on the still-full disk: it serves (no crash loop).
     await first.child.kill();
-    const second = await servePerch(configFile, children);
+    const second = await e2e.serve(configFile);
     assert.equal((await fetch(`${second.baseUrl}/v2/models/silero-vad/ready`)).status, 200);
     await waitFor(async () => (await reportedVad(deviceId))?.status === 'failed', 15_000, 'reported again after the restart');
     assert.ok(second.child.running);
   } finally {
-    for (const c of children) await c.kill();
+    for (const c of e2e.children) await c.kill();
     disk.unmount();
   }
 });

@@ -4,57 +4,31 @@
 // its version was not above the one applied (3, after the broker lost its retained documents
 // and the fleet its store), or no answer in time (4).
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { connectAsync } from 'mqtt';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet, spawnFleet } from '../fleet/harness.js';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
-import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
-import type { Child } from '../helpers/wire.js';
+import { shippedModelConfig } from '../helpers/repository.js';
+import { e2eSetup } from './helpers/e2e.js';
 import { readReported, waitFor } from './helpers/mqtt-client.js';
 
-let broker: Mosquitto;
-let repo: TempRepository;
-const temp: string[] = [];
-const children: Child[] = [];
-const tempDir = (p: string): string => {
-  const d = mkdtempSync(join(tmpdir(), p));
-  temp.push(d);
-  return d;
-};
-
-before(async () => {
-  broker = await startMosquitto();
-  repo = new TempRepository({ 'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') } });
-});
-after(async () => {
-  for (const c of children) await c.kill();
-  await broker.close();
-  repo.remove();
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
-});
+const e2e = e2eSetup({ 'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') } });
 
 async function push(store: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const c = spawnFleet(['push', '--url', broker.url, '--store', store, '--model', 'silero-vad', '--file', MODEL_FILES.sileroVad, ...args]);
-  children.push(c);
+  const c = spawnFleet(['push', '--url', e2e.broker.url, '--store', store, '--model', 'silero-vad', '--file', MODEL_FILES.sileroVad, ...args]);
+  e2e.children.push(c);
   const { code } = await c.exited;
   return { code, stdout: c.stdout, stderr: c.stderr };
 }
 
 test('push --wait: progress, then active (0), failed (1), ignored (3), timeout (4)', async () => {
-  const deviceId = `wait-${randomUUID().slice(0, 8)}`;
-  const dataDir = tempDir('perch-e2e-');
-  const store = tempDir('perch-e2e-fleet-');
-  const keys = join(tempDir('perch-e2e-keys-'), 'keys');
+  const { broker } = e2e;
+  const store = e2e.tempDir('perch-e2e-fleet-');
+  const keys = join(e2e.tempDir('perch-e2e-keys-'), 'keys');
   assert.equal((await fleet(['keygen', '--out', keys])).code, 0);
-  const configFile = writeDeviceConfig({
-    deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
+  const { deviceId, configFile } = e2e.device('wait', {
     cloud: {
       trustedKeysFile: join(keys, 'signing-key.pub.pem'),
       // About 2.5 s for the 2.3 MB model: progress (once a second) shows at least once.
@@ -62,9 +36,9 @@ test('push --wait: progress, then active (0), failed (1), ignored (3), timeout (
     },
   });
   const serve = spawnFleet(['serve', '--url', broker.url, '--store', store, '--progress-ms', '0']);
-  children.push(serve);
+  e2e.children.push(serve);
   await waitFor(() => !serve.running || serve.logLines().some((l) => l.msg === 'fleet serve ready'), 15_000, 'fleet serve ready');
-  const device = await servePerch(configFile, children);
+  const device = await e2e.serve(configFile);
   await waitFor(async () => (await readReported(broker.url, deviceId))?.desiredVersion === 0, 15_000, 'device reported');
 
   const signKey = ['--sign-key', join(keys, 'signing-key.pem')];
@@ -86,7 +60,7 @@ test('push --wait: progress, then active (0), failed (1), ignored (3), timeout (
   await c.publishAsync(t.desired, '', { qos: 1, retain: true });
   await c.publishAsync(t.reported, '', { qos: 1, retain: true });
   await c.endAsync();
-  const lost = tempDir('perch-e2e-fleet-lost-');
+  const lost = e2e.tempDir('perch-e2e-fleet-lost-');
   const ignored = await push(lost, ['--device', deviceId, '--version', '4', ...signKey, '--wait', '--wait-timeout', '60']);
   assert.equal(ignored.code, 3, ignored.stderr);
   assert.equal(JSON.parse(ignored.stdout).version, 1);

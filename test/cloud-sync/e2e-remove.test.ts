@@ -3,50 +3,30 @@
 // stops serving that model, deletes it from its repository, reports it gone in state/reported
 // and records a model.removed event, while the model not named keeps serving.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { topics } from '../../cloud-sync/protocol/index.js';
 import { fleet } from '../fleet/harness.js';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { MODEL_FILES } from '../helpers/paths.js';
-import { servePerch, writeDeviceConfig } from '../helpers/perch-process.js';
-import { shippedModelConfig, TempRepository } from '../helpers/repository.js';
-import { Child } from '../helpers/wire.js';
+import { shippedModelConfig } from '../helpers/repository.js';
+import { e2eSetup } from './helpers/e2e.js';
 import { eventsConsumer, readReported, readRetained, waitFor } from './helpers/mqtt-client.js';
 
-let broker: Mosquitto;
-let repo: TempRepository;
-const temp: string[] = [];
-const children: Child[] = [];
-
-before(async () => {
-  broker = await startMosquitto();
-  repo = new TempRepository({
-    'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') },
-    'pp-ocr-cls': { versions: { 1: MODEL_FILES.ocrCls }, config: shippedModelConfig('pp-ocr-cls') },
-  });
-});
-after(async () => {
-  for (const c of children) await c.kill();
-  await broker.close();
-  repo.remove();
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
+const e2e = e2eSetup({
+  'silero-vad': { versions: { 1: MODEL_FILES.sileroVad16k }, config: shippedModelConfig('silero-vad') },
+  'pp-ocr-cls': { versions: { 1: MODEL_FILES.ocrCls }, config: shippedModelConfig('pp-ocr-cls') },
 });
 
 type ReportedModels = Record<string, { version: number; status: string }>;
 
 test('fleet remove: the device unloads the model, deletes it, reports it gone; the other model keeps serving', async () => {
-  const deviceId = `rm-${randomUUID().slice(0, 8)}`;
-  const dataDir = mkdtempSync(join(tmpdir(), 'perch-e2e-'));
-  const fleetStore = mkdtempSync(join(tmpdir(), 'perch-e2e-fleet-'));
-  temp.push(dataDir, fleetStore);
-  const configFile = writeDeviceConfig({ deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url });
+  const { broker, repo } = e2e;
+  const { deviceId, configFile } = e2e.device('rm');
+  const fleetStore = e2e.tempDir('perch-e2e-fleet-');
   // Subscribed before the device runs: its events (model.removed among them) wait in this session.
   const consumer = await eventsConsumer(broker.url, deviceId);
-  const { child, port } = await servePerch(configFile, children);
+  const { child, port } = await e2e.serve(configFile);
   try {
     const ready = async (model: string) => (await fetch(`http://127.0.0.1:${port}/v2/models/${model}/ready`)).status;
     await waitFor(async () => (await ready('silero-vad')) === 200 && (await ready('pp-ocr-cls')) === 200, 30_000, 'both models ready');

@@ -1,6 +1,7 @@
 // Cloud-side stand-ins for the tests: a raw mqtt.js client, an events consumer with its own
 // persistent session, a chunk responder serving a model file, and small waiting helpers.
 import mqtt, { type MqttClient } from 'mqtt';
+import { readRetained as readRetainedMessages } from '../../../cloud-sync/fleet/broker/retained.js';
 import { toRanges, topics } from '../../../cloud-sync/protocol/index.js';
 
 export const PREFIX = 'perch/v1';
@@ -104,17 +105,19 @@ export async function publishDesired(url: string, deviceId: string, doc: unknown
   await c.endAsync();
 }
 
-/** The retained message on a topic, or null. */
+/**
+ * The retained message on a topic, or null when there is none. Read the way `perch fleet` reads
+ * them (cloud-sync/fleet/broker/retained.ts): a probe published after the SUBSCRIBE comes back
+ * after the retained messages, so "none" is known for sure, not guessed after a timer.
+ */
 export async function readRetained(url: string, topic: string): Promise<Record<string, unknown> | null> {
   const c = await connectClient(url, { clientId: `reader-${Math.random().toString(36).slice(2, 8)}` });
-  const got = new Promise<Record<string, unknown> | null>((resolve) => {
-    c.on('message', (_t, p) => resolve(p.length ? (JSON.parse(p.toString()) as Record<string, unknown>) : null));
-    setTimeout(() => resolve(null), 500).unref();
-  });
-  await c.subscribeAsync(topic, { qos: 1 });
-  const r = await got;
-  await c.endAsync(true);
-  return r;
+  try {
+    const last = (await readRetainedMessages(c, PREFIX, [topic], 10_000)).at(-1);
+    return last ? (JSON.parse(last.payload.toString()) as Record<string, unknown>) : null;
+  } finally {
+    await c.endAsync(true);
+  }
 }
 
 /** The latest retained state/reported of a device. */
