@@ -8,7 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Gauge } from 'prom-client';
 import { createRuntimePort } from './port/create-port.js';
 import type { ModuleFactory, RuntimePort } from './port/runtime-port.js';
-import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './live-config.js';
+import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './config/live-config.js';
 import { ModelInstaller } from './models/installer.js';
 import { STATE_KEYS } from './store/state-store.js';
 import type { AddressInfo } from 'node:net';
@@ -31,9 +31,10 @@ import { JobScheduler } from './jobs/scheduler.js';
 import { storeJobs } from './jobs/store-jobs.js';
 import { ModuleSet, type Module } from './base/lifecycle.js';
 import type { Logger } from './base/log.js';
-import { InferenceMetrics } from './metrics.js';
+import { InferenceMetrics } from './base/metrics.js';
+import { ModelInstance } from './batching/model-instance.js';
 import { ModelRegistry } from './models/registry.js';
-import { prepareInputs } from './inference/prepare.js';
+import { prepareInputs } from './batching/prepare.js';
 import { pipelineOpener } from './pipelines/open-pipeline.js';
 import type { ModelCaller } from './pipelines/model-caller.js';
 import { ProcessingPool } from './processing/pool.js';
@@ -56,7 +57,7 @@ export class Runtime {
   readonly metrics: InferenceMetrics;
   readonly store: PerchStore;
   readonly events: EventLog;
-  readonly registry: ModelRegistry;
+  readonly registry: ModelRegistry<ModelInstance>;
   /** Threads that decode and post-process for pipeline models; started on first use. */
   readonly processing = new ProcessingPool();
   readonly service: InferService;
@@ -114,10 +115,11 @@ export class Runtime {
       storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint(), writable: () => this.store.writable }, config.store.jobs, log),
       { logger: log, clock },
     );
+    const instanceDeps = { clock, metrics: this.metrics, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }) };
     this.registry = new ModelRegistry({
-      repository: config.models.repository, log, bus: this.bus, clock, metrics: this.metrics,
+      repository: config.models.repository, log, bus: this.bus,
+      load: (name, version, path, file, overrides) => ModelInstance.load(name, version, path, file, instanceDeps, overrides),
       overrides: () => this.live.models.overrides,
-      openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }),
     });
     this.installer = new ModelInstaller(config.models.repository, this.registry, log);
     this.bus.on('connectivity', (c) => (this.connectivity = c.state));

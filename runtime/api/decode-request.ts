@@ -1,7 +1,7 @@
 // Turns a validated OIP body (+ the bytes that follow a binary header) into tensors.
 import { z } from 'zod';
 import { PerchError } from '../base/errors.js';
-import { formatIssues } from '../config/load.js';
+import { formatIssues } from '../base/zod-issues.js';
 import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
 import { BYTES_CONTENT_TYPES, decodeJsonData, type BytesContentType } from '../tensor/json-codec.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -4,8 +4,8 @@
 // to the working directory.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { z } from 'zod';
 import { PerchError } from '../base/errors.js';
+import { formatIssues } from '../base/zod-issues.js';
 import { configSchema, type PerchConfig } from './schema.js';
 
 type Raw = Record<string, unknown>;
@@ -63,22 +63,6 @@ export function parseConfig(raw: unknown, source = 'config'): Readonly<PerchConf
     throw new PerchError('PERCH_ERR_CONFIG_INVALID', `${source} is invalid:\n${formatIssues(result.error)}`);
   }
   return deepFreeze(result.data);
-}
-
-/**
- * Every issue on its own line, as `path: message`; a path an environment variable set is
- * written `VARIABLE (path)`.
- */
-export function formatIssues(error: z.ZodError, fromEnv: ReadonlyMap<string, string> = new Map()): string {
-  const at = (path: PropertyKey[]): string => {
-    const p = path.length ? path.map(String).join('.') : '(root)';
-    const name = fromEnv.get(p);
-    return name ? `${name} (${p})` : p;
-  };
-  return error.issues
-    // An unknown key is named by its own full path, one line each, like every other bad key.
-    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `  - ${at([...i.path, k])}: unknown key`) : [`  - ${at(i.path)}: ${i.message}`]))
-    .join('\n');
 }
 
 function readConfigFile(path: string): Raw {

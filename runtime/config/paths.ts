@@ -1,18 +1,5 @@
-import { dirname, join } from 'node:path';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { PerchError } from '../base/errors.js';
-
-/** The package root (the folder with package.json), whether running from source or from dist/. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new PerchError('PERCH_ERR_INTERNAL', `cannot find package.json above ${fileURLToPath(import.meta.url)}: a broken install`);
-    dir = up;
-  }
-}
+import { join } from 'node:path';
+import { packageRoot } from '../base/package-root.js';
 
 /** The model repository shipped with Perch, served when no repository is configured. */
 export function shippedModelsDir(): string {

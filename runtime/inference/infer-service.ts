@@ -1,15 +1,15 @@
 // The request path shared by HTTP and WebSocket: resolve the model version, check the inputs,
 // queue for the batcher, pick the outputs asked for, count the outcome.
 import { PerchError, toPerchError } from '../base/errors.js';
-import type { InferenceMetrics, VersionLabels } from '../metrics.js';
+import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FailureLog } from './failure-log.js';
-import { prepareInputs } from './prepare.js';
+import { prepareInputs } from '../batching/prepare.js';
 import { readParameters, type InferParameters } from './parameters.js';
-import type { ModelInstance } from '../models/model-instance.js';
+import type { ModelInstance } from '../batching/model-instance.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
 import type { ClientScope } from './client-scope.js';
@@ -55,7 +55,7 @@ export class InferService {
   private readonly outcomeListeners = new Set<(o: InferenceOutcome) => void>();
 
   constructor(
-    private readonly registry: ModelRegistry,
+    private readonly registry: ModelRegistry<ModelInstance>,
     private readonly metrics: InferenceMetrics,
     private readonly sequences: SequenceManager,
     /** The persistent result cache; null when there is none (a tool, a test). */
@@ -98,13 +98,14 @@ export class InferService {
   }
 
   /** A stateful model: the sequence manager feeds and keeps the state (never cached: state changes the answer). */
-  private async runSequence(instance: ModelInstance, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
+  private async runSequence(instance: ModelInstance, version: number | undefined, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
     if (params.sequenceId === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is a sequence model: parameter 'sequence_id' is required`);
     }
     const r = await this.sequences.submit({
       model: instance.name,
-      version: parseVersion(req.version),
+      version,
+      instance,
       sequenceId: params.sequenceId,
       start: params.sequenceStart ?? false,
       end: params.sequenceEnd ?? false,
@@ -121,7 +122,8 @@ export class InferService {
     const started = performance.now();
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
-      const instance = await this.registry.resolveLoaded(req.model, parseVersion(req.version));
+      const version = parseVersion(req.version);
+      const instance = await this.registry.resolveLoaded(req.model, version);
       labels = instance.labels;
       const params = readParameters(req.parameters);
       const model = instance.config;
@@ -131,7 +133,7 @@ export class InferService {
           throw new PerchError('PERCH_ERR_UNKNOWN_OUTPUT', `model '${model.name}' has no output '${o.name}' (outputs: ${model.outputs.map((s) => s.name).join(', ')})`);
         }
       }
-      const ran = model.sequence ? await this.runSequence(instance, req, params, scope) : await this.runStateless(instance, req, params, scope);
+      const ran = model.sequence ? await this.runSequence(instance, version, req, params, scope) : await this.runStateless(instance, req, params, scope);
       labels = ran.instance.labels;
       const all = ran.outputs;
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);

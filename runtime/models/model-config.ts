@@ -1,5 +1,6 @@
 // model.json (docs/protocol.md section 1): validated strictly, every bad path reported at once.
 import { z } from 'zod';
+import { sessionSchema } from '../sessions/session-config.js';
 import { DATATYPES } from '../tensor/datatypes.js';
 import { pipelineSchema } from './pipeline-config.js';
 
@@ -78,22 +79,6 @@ export const sequenceSchema = z.strictObject({
   maxSequences: positiveInt.max(1_000_000).default(1024),
 });
 
-export const EXECUTORS = ['worker', 'inline'] as const;
-
-export const sessionSchema = z.strictObject({
-  intraOpNumThreads: positiveInt.max(64).default(1),
-  interOpNumThreads: positiveInt.max(64).default(1),
-  executionProviders: z.array(z.string().min(1)).min(1).default(['cpu']),
-  graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
-  /** Sessions run in parallel (each its own copy of the model): concurrent batches per version. */
-  instances: positiveInt.max(16).default(1),
-  /**
-   * 'worker' runs the session on a worker thread so the event loop stays free during long
-   * batches; 'inline' runs it on the main thread, saving the thread hop (~0.1 ms) for tiny models.
-   */
-  executor: z.enum(EXECUTORS).default('worker'),
-});
-
 const jsonScalar = z.union([z.number(), z.string(), z.boolean()]);
 
 /** Values for the warm-up inference, per input; false = no warm-up. */
@@ -139,7 +124,6 @@ export type ModelConfigFile = z.infer<typeof modelConfigSchema>;
 export type TensorSpecInput = z.infer<typeof tensorSpecSchema>;
 export type VersionPolicy = z.infer<typeof versionPolicySchema>;
 export type BatchingConfig = z.infer<typeof batchingSchema>;
-export type SessionConfig = z.infer<typeof sessionSchema>;
 export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
 export type SequenceConfig = z.infer<typeof sequenceSchema>;
 export type ModelOverrides = z.infer<typeof modelOverridesSchema>;

@@ -5,9 +5,28 @@
 import type { Bus } from '../base/bus.js';
 import { PerchError, toPerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
-import { ModelInstance, type InstanceDeps } from './model-instance.js';
-import type { ModelOverrides } from './model-config.js';
+import type { ModelConfigFile, ModelOverrides } from './model-config.js';
 import { listModelNames, listVersions, modelPath, readModelConfig, selectVersions } from './repository.js';
+import type { ResolvedModelConfig } from './resolve-config.js';
+
+/**
+ * What the registry needs of a served version. The one served is batching/model-instance.ts,
+ * which the runtime hands in as `load`: the registry stays below the batcher that uses it.
+ */
+export interface ServedVersion {
+  readonly name: string;
+  readonly version: number;
+  readonly config: ResolvedModelConfig;
+  /** SHA-256 (hex) of the model file. */
+  readonly sha256: string;
+  readonly warmedUp: boolean;
+  readonly providers: string[];
+  readonly warnings: string[];
+  /** New batching/cache settings for the running version (live config). */
+  applyOverrides(o: ModelOverrides | undefined): void;
+  /** Lets queued work finish, then releases the sessions. Idempotent. */
+  retire(): Promise<void>;
+}
 
 export interface VersionStatus {
   version: number;
@@ -26,8 +45,8 @@ export interface ModelStatus {
   loadsOnFirstUse?: true;
 }
 
-interface Entry {
-  instances: Map<number, ModelInstance>;
+interface Entry<I> {
+  instances: Map<number, I>;
   failures: Map<number, PerchError>;
   error: PerchError | null;
   /** Serialises loads of the same model. */
@@ -38,7 +57,9 @@ interface Entry {
   firstUse: Promise<void> | null;
 }
 
-export interface RegistryDeps extends InstanceDeps {
+export interface RegistryDeps<I extends ServedVersion> {
+  /** Opens one version of a model to serve (the runtime gives batching/model-instance.ts). */
+  load: (name: string, version: number, path: string, file: ModelConfigFile, overrides: ModelOverrides | undefined) => Promise<I>;
   repository: string;
   /** Per-model settings over model.json (config `models.overrides`, changed live). */
   overrides: () => Readonly<Record<string, ModelOverrides>>;
@@ -46,13 +67,13 @@ export interface RegistryDeps extends InstanceDeps {
   bus: Bus;
 }
 
-export class ModelRegistry {
-  private readonly models = new Map<string, Entry>();
+export class ModelRegistry<I extends ServedVersion = ServedVersion> {
+  private readonly models = new Map<string, Entry<I>>();
   private closed = false;
   /** Old instances still draining after a swap. */
   private readonly draining = new Set<Promise<void>>();
 
-  constructor(private readonly deps: RegistryDeps) {}
+  constructor(private readonly deps: RegistryDeps<I>) {}
 
   /**
    * Loads every model in the repository; failures are recorded, never thrown. A model whose
@@ -81,7 +102,7 @@ export class ModelRegistry {
    * resolve(), after loading a model that loads on first use (concurrent first requests wait
    * for the same load). Every request path goes through here.
    */
-  async resolveLoaded(name: string, version?: number): Promise<ModelInstance> {
+  async resolveLoaded(name: string, version?: number): Promise<I> {
     const entry = this.models.get(name);
     if (entry?.lazy) {
       entry.firstUse ??= this.load(name).then(() => {
@@ -118,11 +139,11 @@ export class ModelRegistry {
   }
 
   /** The instance that serves (name, version); the highest served version when none is given. */
-  resolve(name: string, version?: number): ModelInstance {
+  resolve(name: string, version?: number): I {
     const entry = this.models.get(name);
     if (!entry) throw new PerchError('PERCH_ERR_MODEL_NOT_FOUND', `no model '${name}'`);
     if (version === undefined) {
-      let best: ModelInstance | undefined;
+      let best: I | undefined;
       for (const i of entry.instances.values()) if (!best || i.version > best.version) best = i;
       if (best) return best;
       const why = entry.error ?? [...entry.failures.values()][0];
@@ -178,7 +199,7 @@ export class ModelRegistry {
     for (const inst of this.instances()) inst.applyOverrides(all[inst.name]);
   }
 
-  instances(): ModelInstance[] {
+  instances(): I[] {
     return [...this.models.values()].flatMap((e) => [...e.instances.values()]);
   }
 
@@ -191,7 +212,7 @@ export class ModelRegistry {
     this.models.clear();
   }
 
-  private entry(name: string): Entry {
+  private entry(name: string): Entry<I> {
     let e = this.models.get(name);
     if (!e) {
       e = { instances: new Map(), failures: new Map(), error: null, loading: Promise.resolve(), lazy: false, firstUse: null };
@@ -200,7 +221,7 @@ export class ModelRegistry {
     return e;
   }
 
-  private async doLoad(name: string, entry: Entry): Promise<ModelStatus> {
+  private async doLoad(name: string, entry: Entry<I>): Promise<ModelStatus> {
     if (this.closed) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
     const { log, bus, repository } = this.deps;
     let selected: number[];
@@ -220,10 +241,10 @@ export class ModelRegistry {
     }
     entry.error = null;
 
-    const fresh = new Map<number, ModelInstance>();
+    const fresh = new Map<number, I>();
     for (const version of selected) {
       try {
-        const inst = await ModelInstance.load(name, version, modelPath(repository, name, version), file, this.deps, this.deps.overrides()[name]);
+        const inst = await this.deps.load(name, version, modelPath(repository, name, version), file, this.deps.overrides()[name]);
         fresh.set(version, inst);
         entry.failures.delete(version);
         for (const w of inst.warnings) log.warn({ model: name, version }, w);
@@ -238,7 +259,7 @@ export class ModelRegistry {
 
     // The swap: one synchronous step, so no request sees a half-updated map.
     const previous = entry.instances;
-    const next = new Map<number, ModelInstance>();
+    const next = new Map<number, I>();
     for (const v of selected) {
       const inst = fresh.get(v) ?? previous.get(v); // a failed reload keeps the old one serving
       if (inst) next.set(v, inst);

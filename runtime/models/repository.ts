@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerchError } from '../base/errors.js';
-import { formatIssues } from '../config/load.js';
+import { formatIssues } from '../base/zod-issues.js';
 import { modelConfigSchema, type ModelConfigFile, type VersionPolicy } from './model-config.js';
 
 export const MODEL_FILE = 'model.onnx';

@@ -4,15 +4,9 @@
 // on every request instead of once, at load.
 import { PerchError } from '../base/errors.js';
 import { datatypeFromOrt, type Datatype } from '../tensor/datatypes.js';
-import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SequenceConfig, SessionConfig, TensorSpecInput } from './model-config.js';
-
-/** What onnxruntime reports of one input or output. */
-export interface OrtTensorMetadata {
-  name: string;
-  isTensor: boolean;
-  type?: string;
-  shape?: ReadonlyArray<number | string>;
-}
+import type { OrtTensorMetadata } from '../sessions/executor.js';
+import type { SessionConfig } from '../sessions/session-config.js';
+import type { BatchingConfig, ModelCacheConfig, ModelConfigFile, SequenceConfig, TensorSpecInput } from './model-config.js';
 
 export interface TensorSpec {
   name: string;

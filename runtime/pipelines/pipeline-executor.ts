@@ -6,8 +6,7 @@
 import { PerchError, toPerchError } from '../base/errors.js';
 import type { PipelineConfig, PipelineStep } from '../models/pipeline-config.js';
 import type { TensorSpecInput } from '../models/model-config.js';
-import type { OrtTensorMetadata } from '../models/resolve-config.js';
-import type { Executor, ExecutorResult } from '../sessions/executor.js';
+import type { Executor, ExecutorResult, OrtTensorMetadata } from '../sessions/executor.js';
 import { ortType } from '../tensor/datatypes.js';
 import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
 import type { ProcessingPool } from '../processing/pool.js';

@@ -9,7 +9,7 @@ import { RUNTIME_VERSION } from '../base/version.js';
 import type { PerchConfig } from '../config/schema.js';
 import { EventLog } from '../events/event-log.js';
 import type { InferService } from '../inference/infer-service.js';
-import type { LiveConfig, LiveConfigResult } from '../live-config.js';
+import type { LiveConfig, LiveConfigResult } from '../config/live-config.js';
 import type { ModelInstaller } from '../models/installer.js';
 import type { Outbox } from '../store/outbox.js';
 import type { StateStore } from '../store/state-store.js';

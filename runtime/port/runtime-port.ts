@@ -10,13 +10,13 @@ import type { Module } from '../base/lifecycle.js';
 import type { Logger } from '../base/log.js';
 import type { PerchConfig } from '../config/schema.js';
 import type { InferenceOutcome } from '../inference/infer-service.js';
-import type { LiveConfig, LiveConfigResult } from '../live-config.js';
+import type { LiveConfig, LiveConfigResult } from '../config/live-config.js';
 import type { ServedModel } from '../models/installer.js';
 import type { Outbox } from '../store/outbox.js';
 import type { StateStore } from '../store/state-store.js';
 
 export type { InferenceOutcome } from '../inference/infer-service.js';
-export type { LiveConfig, LiveConfigResult } from '../live-config.js';
+export type { LiveConfig, LiveConfigResult } from '../config/live-config.js';
 export type { ServedModel } from '../models/installer.js';
 export type { OutboxEvent, OutboxStats } from '../store/outbox.js';
 export type { StateStore } from '../store/state-store.js';

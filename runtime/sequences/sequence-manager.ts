@@ -12,17 +12,31 @@
 // (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes.
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
-import type { ClientScope } from '../inference/client-scope.js';
-import type { ModelInstance } from '../models/model-instance.js';
+import type { CloseScope } from '../batching/batcher.js';
+import type { ModelInstance } from '../batching/model-instance.js';
+import { prepareInputs } from '../batching/prepare.js';
 import type { ModelRegistry } from '../models/registry.js';
-import { prepareInputs } from '../inference/prepare.js';
 import { allocate, type Datatype, type TensorData } from '../tensor/datatypes.js';
 import { retain } from '../tensor/retained.js';
 import { byteLength, elementCount, type Tensor } from '../tensor/tensor.js';
 
+/**
+ * The client's connection as sequences see it (inference/client-scope.ts is the one given): a
+ * sequence belongs to the scope that started it, within the scope's limits.
+ */
+export interface ClientScope extends CloseScope {
+  readonly isClosed: boolean;
+  readonly options: { readonly maxSequences: number; readonly sequencesEndWithConnection: boolean };
+}
+
 export interface SequenceRequest {
   model: string;
   version: number | undefined;
+  /**
+   * The version the caller resolved (model, version) to in this same tick, so it is not looked
+   * up again; absent: looked up here.
+   */
+  instance?: ModelInstance | undefined;
   sequenceId: string;
   start: boolean;
   end: boolean;
@@ -78,7 +92,7 @@ export class SequenceManager {
   private readonly owners = new Map<ClientScope, Owned>();
 
   constructor(
-    private readonly registry: ModelRegistry,
+    private readonly registry: ModelRegistry<ModelInstance>,
     private readonly clock: Clock,
     /** Told when a start is refused for the limit (the runtime records an event). */
     private readonly onLimit: (model: string, max: number) => void = () => undefined,
@@ -92,7 +106,7 @@ export class SequenceManager {
         return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `model '${req.model}' has no live sequence '${req.sequenceId}': send sequence_start first`));
       }
       if (scope?.isClosed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection'));
-      const max = this.registry.resolve(req.model, req.version).config.sequence?.maxSequences ?? 0;
+      const max = (req.instance ?? this.registry.resolve(req.model, req.version)).config.sequence?.maxSequences ?? 0;
       const active = this.perModel.get(req.model) ?? 0;
       if (active >= max) {
         this.onLimit(req.model, max);
@@ -166,10 +180,15 @@ export class SequenceManager {
   /** Runs the sequence's queued requests one after another, in arrival order. */
   private async runQueue(seq: Sequence): Promise<void> {
     seq.running = true;
+    // Only submit starts this, with the one request it just queued: that request's resolved
+    // instance is still the one served. Later ones ran after an await and are looked up again.
+    let sameTick = true;
     while (this.sequences.get(seq.key) === seq && seq.queue.length > 0) {
       const next = seq.queue.shift() as Pending;
+      const resolved = sameTick ? next.req.instance : undefined;
+      sameTick = false;
       try {
-        if (next.req.start) this.restart(seq, next.req);
+        if (next.req.start) this.restart(seq, next.req, resolved);
         next.resolve(await this.runOne(seq, next.req, next.scope));
         if (next.req.end) this.free(seq);
       } catch (err) {
@@ -184,11 +203,11 @@ export class SequenceManager {
 
   /** Requests that arrived after an end start over: a new sequence, or an unknown one. */
   private resubmit(p: Pending): void {
-    this.submit(p.req, p.scope).then(p.resolve, p.reject);
+    this.submit({ ...p.req, instance: undefined }, p.scope).then(p.resolve, p.reject);
   }
 
-  private restart(seq: Sequence, req: SequenceRequest): void {
-    const instance = this.registry.resolve(req.model, req.version);
+  private restart(seq: Sequence, req: SequenceRequest, resolved: ModelInstance | undefined): void {
+    const instance = resolved ?? this.registry.resolve(req.model, req.version);
     const cfg = instance.config.sequence;
     if (!cfg) throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${req.model}' is not a sequence model`);
     seq.instance?.unpin();

@@ -1,5 +1,12 @@
 import type { Tensor } from '../tensor/tensor.js';
-import type { OrtTensorMetadata } from '../models/resolve-config.js';
+
+/** What onnxruntime reports of one input or output. */
+export interface OrtTensorMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: ReadonlyArray<number | string>;
+}
 
 export interface ExecutorResult {
   outputs: Tensor[];

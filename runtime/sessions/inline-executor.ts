@@ -2,7 +2,7 @@
 // behind a setImmediate, so the event loop is blocked for the whole run: only for models whose
 // batches take well under a millisecond, where the worker's thread hop (~0.1 ms) would dominate.
 import { PerchError } from '../base/errors.js';
-import type { SessionConfig } from '../models/model-config.js';
+import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';
 import { fromOrtResults, openSession, toOrtFeeds, type OpenedSession } from './ort-session.js';

@@ -3,8 +3,8 @@
 import ort from 'onnxruntime-node';
 import { datatypeFromOrt, ortType, type Datatype } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { SessionConfig } from '../models/model-config.js';
-import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import type { SessionConfig } from './session-config.js';
+import type { OrtTensorMetadata } from './executor.js';
 import { PerchError } from '../base/errors.js';
 
 export interface OpenedSession {

@@ -1,7 +1,7 @@
 // Entry of a session worker thread: owns one onnxruntime session and runs batches sent by the
 // main thread, so a long batch never blocks the event loop that serves HTTP and WebSocket.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { SessionConfig } from '../models/model-config.js';
+import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
 import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
-import type { SessionConfig } from '../models/model-config.js';
+import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';
 import { ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';

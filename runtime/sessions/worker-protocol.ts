@@ -1,5 +1,5 @@
 // Messages between the main thread and a session worker.
-import type { OrtTensorMetadata } from '../models/resolve-config.js';
+import type { OrtTensorMetadata } from './executor.js';
 import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isRetained } from '../tensor/retained.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { packageRoot } from '../../runtime/config/paths.js';
+import { packageRoot } from '../../runtime/base/package-root.js';
 
 export const REPO_ROOT = packageRoot();
 export const SHIPPED_MODELS = join(REPO_ROOT, 'models');

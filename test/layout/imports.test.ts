@@ -1,6 +1,7 @@
 // Dependencies run one way (docs/design.md house style 13): runtime/ never imports cloud-sync/ or
-// bin/, cloud-sync/ never imports bin/, and no file reaches itself again through its imports.
-// Read from the TypeScript sources, so a new import that breaks this fails here.
+// bin/, cloud-sync/ never imports bin/, no file reaches itself again through its imports, and
+// inside runtime/ a room imports only rooms below it (RUNTIME_ORDER). Read from the TypeScript
+// sources, so a new import that breaks this fails here.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -98,4 +99,61 @@ test('no import cycles among the files of bin/, runtime/ and cloud-sync/', () =>
   const graph = importGraph();
   assert.ok(graph.size > 100, `read ${graph.size} files`);
   assert.deepEqual(cycles(graph).map((c) => c.join(' -> ')), []);
+});
+
+/**
+ * The rooms of runtime/, lowest first; a room may import only rooms on a lower line. The request
+ * path reads down it: api -> inference -> sequences -> batching -> models -> sessions -> tensor.
+ * Rooms on one line are independent of each other. Files loose in runtime/ (runtime.ts and the
+ * wiring beside it) are the top.
+ */
+const RUNTIME_ORDER: readonly (readonly string[])[] = [
+  ['base'],
+  ['tensor'],
+  ['sessions', 'store'],
+  ['models', 'events', 'jobs'],
+  ['batching', 'config', 'processing'],
+  ['sequences', 'pipelines'],
+  ['inference'],
+  ['api'],
+  ['port'],
+  ['(wiring)'],
+];
+
+/** runtime/<room>/... -> room; a file loose in runtime/ -> '(wiring)'. */
+function roomOf(file: string): string {
+  const parts = file.split('/');
+  return parts.length > 2 ? (parts[1] as string) : '(wiring)';
+}
+
+function rankOf(room: string): number {
+  const rank = RUNTIME_ORDER.findIndex((line) => line.includes(room));
+  assert.ok(rank >= 0, `runtime/${room}/ is not placed in RUNTIME_ORDER`);
+  return rank;
+}
+
+/** Imports from one runtime room into another that is not below it. */
+function upward(graph: Map<string, string[]>): string[] {
+  return [...graph].flatMap(([file, deps]) => {
+    if (!file.startsWith('runtime/')) return [];
+    const from = roomOf(file);
+    return deps
+      .filter((d) => d.startsWith('runtime/') && roomOf(d) !== from && rankOf(roomOf(d)) >= rankOf(from))
+      .map((d) => `${file} -> ${d}`);
+  });
+}
+
+test('the room order check finds an import from a lower room into a higher one', () => {
+  const graph = new Map([
+    ['runtime/models/a.ts', ['runtime/sessions/b.ts', 'runtime/base/c.ts']],
+    ['runtime/sessions/b.ts', ['runtime/models/d.ts']],
+    ['runtime/runtime.ts', ['runtime/api/e.ts']],
+  ]);
+  assert.deepEqual(upward(graph), ['runtime/sessions/b.ts -> runtime/models/d.ts']);
+});
+
+test('every room of runtime/ has its place in the order, and imports only rooms below it', () => {
+  const graph = importGraph();
+  for (const file of graph.keys()) if (file.startsWith('runtime/')) rankOf(roomOf(file));
+  assert.deepEqual(upward(graph), []);
 });

@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { PerchError } from '../../runtime/base/errors.js';
-import type { SessionConfig } from '../../runtime/models/model-config.js';
+import type { SessionConfig } from '../../runtime/sessions/session-config.js';
 import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
 import { systemClock } from '../../runtime/base/clock.js';
-import { prepareInputs } from '../../runtime/inference/prepare.js';
-import { InferenceMetrics } from '../../runtime/metrics.js';
+import { prepareInputs } from '../../runtime/batching/prepare.js';
+import { InferenceMetrics } from '../../runtime/base/metrics.js';
 import { modelConfigSchema } from '../../runtime/models/model-config.js';
-import { ModelInstance } from '../../runtime/models/model-instance.js';
+import { ModelInstance } from '../../runtime/batching/model-instance.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { shippedModelConfig } from '../helpers/repository.js';
 

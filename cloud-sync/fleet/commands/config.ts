@@ -6,7 +6,7 @@
 import type { MqttClient } from 'mqtt';
 import { parseArgs } from 'node:util';
 import { PerchError } from '../../../runtime/base/errors.js';
-import { LIVE_KEYS, liveDocumentIssues } from '../../../runtime/live-config.js';
+import { LIVE_KEYS, liveDocumentIssues } from '../../../runtime/config/live-config.js';
 import { applySet, applyUnset } from '../cli/config-set.js';
 import { assertKnownDevice } from '../broker/device-check.js';
 import { mergeConfig, publishNext, readDeviceDocs } from '../broker/desired.js';

@@ -3,7 +3,7 @@
 // and protobufjs, and keeps their memory (docs/benchmarks.md "gRPC idle memory").
 import { join } from 'node:path';
 import type * as GrpcJs from '@grpc/grpc-js';
-import { packageRoot } from '../../config/paths.js';
+import { packageRoot } from '../../base/package-root.js';
 
 export type Grpc = typeof GrpcJs;
 

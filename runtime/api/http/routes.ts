@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { PerchError } from '../../base/errors.js';
 import type { InferService } from '../../inference/infer-service.js';
 import { parseVersion } from '../../inference/infer-service.js';
+import type { ModelInstance } from '../../batching/model-instance.js';
 import type { ModelRegistry } from '../../models/registry.js';
 import { RUNTIME_VERSION } from '../../base/version.js';
 import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js';
@@ -17,7 +18,7 @@ import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
 
 export interface HttpContext {
-  registry: ModelRegistry;
+  registry: ModelRegistry<ModelInstance>;
   service: InferService;
   metrics: Registry;
   maxRequestBytes: number;

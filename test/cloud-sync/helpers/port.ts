@@ -15,7 +15,7 @@ import { EventLog } from '../../../runtime/events/event-log.js';
 import { agentState, outboxQueue } from '../../../runtime/port/create-port.js';
 import type { PerchConfig, PerchConfigInput } from '../../../runtime/config/schema.js';
 import { PerchError, type ErrorCode } from '../../../runtime/base/errors.js';
-import { liveOf, validateLive } from '../../../runtime/live-config.js';
+import { liveOf, validateLive } from '../../../runtime/config/live-config.js';
 import { silentLogger, type Logger } from '../../../runtime/base/log.js';
 import { openStore, type PerchStore } from '../../../runtime/store/store.js';
 

@@ -1,29 +1,24 @@
 // One served version of a model: its sessions (executors), its resolved config and its batcher.
 // A version swap makes a new instance; the old one drains (requests already queued or running
-// finish on it) and then releases its sessions.
-import type { Clock } from '../base/clock.js';
+// finish on it) and then releases its sessions. Opening the version is models/load-version.ts;
+// stacking a batch into feeds and splitting the outputs back is batch-tensors.ts.
 import { PerchError } from '../base/errors.js';
-import type { InferenceMetrics, VersionLabels } from '../metrics.js';
-import { Batcher, type BatchRun, type CloseScope } from '../batching/batcher.js';
+import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
+import { loadVersion, type LoadDeps } from '../models/load-version.js';
+import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js';
+import { withOverrides } from '../models/overrides.js';
+import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { Executor } from '../sessions/executor.js';
-import { createInlineExecutor } from '../sessions/inline-executor.js';
-import { createWorkerExecutor } from '../sessions/worker-executor.js';
-import { splitOutputs, stackInputs } from '../inference/batch-tensors.js';
-import type { PreparedRequest } from '../inference/prepare.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { ModelConfigFile, ModelOverrides, SessionConfig } from './model-config.js';
-import { withOverrides } from './overrides.js';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { resolveModelConfig, type ResolvedModelConfig } from './resolve-config.js';
-import { warmUp } from './warmup.js';
+import { resolveModelConfig } from '../models/resolve-config.js';
+import { splitOutputs, stackInputs } from './batch-tensors.js';
+import { Batcher, type BatchRun, type CloseScope } from './batcher.js';
+import type { PreparedRequest } from './prepare.js';
 
-export interface InstanceDeps {
-  clock: Clock;
+export interface InstanceDeps extends LoadDeps {
   metrics: InferenceMetrics;
-  /** Opens session number `index` of a version (tests swap in sessions that crash). */
-  createExecutor?: (path: string, cfg: SessionConfig, index: number) => Promise<Executor>;
   /**
    * Opens one runner of a pipeline model (model.json `pipeline`; docs/models.md, "Pipelines"),
    * given by the composition root. Without it, a pipeline model fails to load.
@@ -36,15 +31,6 @@ export interface InferOptions {
   timeoutMs?: number | null | undefined;
   /** The client's connection: queued work is dropped when it closes. */
   scope?: CloseScope | undefined;
-}
-
-async function createExecutor(path: string, cfg: SessionConfig, deps: InstanceDeps, index: number): Promise<Executor> {
-  try {
-    if (deps.createExecutor) return await deps.createExecutor(path, cfg, index);
-    return cfg.executor === 'inline' ? await createInlineExecutor(path, cfg) : await createWorkerExecutor(path, cfg, { clock: deps.clock });
-  } catch (err) {
-    throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `${path}: ${(err as Error).message}`, { cause: err });
-  }
 }
 
 export class ModelInstance {
@@ -91,24 +77,11 @@ export class ModelInstance {
     );
   }
 
-  /**
-   * Opens the sessions, checks model.json against the file, warms up. Closes everything on
-   * failure. `file` is model.json as written; `overrides` (config models.overrides) go over it.
-   */
+  /** Opens the version (models/load-version.ts) and serves it behind a new batcher. */
   static async load(name: string, version: number, path: string, file: ModelConfigFile, deps: InstanceDeps, overrides?: ModelOverrides): Promise<ModelInstance> {
-    const executors: Executor[] = [];
     if (file.pipeline) return ModelInstance.loadPipeline(name, version, dirname(dirname(path)), file, deps, overrides);
-    const sha256 = await fileSha256(path);
-    try {
-      for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session, deps, i));
-      const first = executors[0] as Executor;
-      const config = resolveModelConfig(name, withOverrides(file, overrides), first);
-      const warmed = await warmUp(config, file.warmup, first);
-      return new ModelInstance(name, version, config, sha256, file, executors, warmed, deps);
-    } catch (err) {
-      await Promise.allSettled(executors.map((e) => e.close()));
-      throw err;
-    }
+    const v = await loadVersion(name, path, file, deps, overrides);
+    return new ModelInstance(name, version, v.config, v.sha256, file, v.executors, v.warmedUp, deps);
   }
 
   /**
@@ -238,11 +211,4 @@ export class ModelInstance {
     for (const e of this.executors) if (e.available) return true;
     return false;
   }
-}
-
-function fileSha256(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex'))).on('error', reject);
-  });
 }

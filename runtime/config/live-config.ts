@@ -4,9 +4,9 @@
 // current settings), and applied only if all of it is valid; otherwise nothing changes and the
 // reason is returned. The applied settings are persisted, so a reboot keeps them.
 import { z } from 'zod';
-import { formatIssues } from './config/load.js';
-import { configSchema, type PerchConfig } from './config/schema.js';
-import type { ErrorCode } from './base/errors.js';
+import { formatIssues } from '../base/zod-issues.js';
+import { configSchema, type PerchConfig } from './schema.js';
+import type { ErrorCode } from '../base/errors.js';
 
 /**
  * The settings that change without restart (docs/protocol.md section 5): a partial of the runtime

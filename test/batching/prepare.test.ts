@@ -3,7 +3,7 @@
 // inputs as the model lists them and refuses what does not fit.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { prepareInputs } from '../../runtime/inference/prepare.js';
+import { prepareInputs } from '../../runtime/batching/prepare.js';
 import type { ResolvedModelConfig } from '../../runtime/models/resolve-config.js';
 import { PerchError } from '../../runtime/base/errors.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
