@@ -1,16 +1,15 @@
-// The composition root: builds every module from the config and wires them. No logic of its own.
+// The composition root: builds every module from the config and wires them. No logic of its own:
+// what it wires lives beside it (live-settings.ts, status.ts, gauges.ts, cache-purge.ts,
+// connectivity.ts, sequence-limit-events.ts) or in the rooms below.
 // Start order: store -> models -> jobs -> the modules it is given (bin/modules.ts: the cloud
 // agent, which it does not know; they get runtime-port.ts) -> api; stop in reverse, so the last
 // answers and the last events are written before the database closes.
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import { isDeepStrictEqual } from 'node:util';
-import { Gauge } from 'prom-client';
 import { createRuntimePort } from './port/create-port.js';
 import type { ModuleFactory, RuntimePort } from './port/runtime-port.js';
-import { liveOf, validateLive, type LiveConfig, type LiveConfigResult } from './config/live-config.js';
+import type { LiveConfig, LiveConfigResult } from './config/live-config.js';
 import { ModelInstaller } from './models/installer.js';
-import { STATE_KEYS } from './store/state-store.js';
 import type { AddressInfo } from 'node:net';
 import { Bus } from './base/bus.js';
 import { systemClock, type Clock } from './base/clock.js';
@@ -44,6 +43,12 @@ import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
 import { PerchError, toPerchError } from './base/errors.js';
+import { purgeCacheOfUnloadedVersions } from './cache-purge.js';
+import { watchConnectivity, type Connectivity } from './connectivity.js';
+import { registerConnectedGauge, versionGauges } from './gauges.js';
+import { LiveSettings } from './live-settings.js';
+import { sequenceLimitRecorder } from './sequence-limit-events.js';
+import { runtimeStatus } from './status.js';
 
 export interface RuntimeDeps {
   log: Logger;
@@ -88,8 +93,8 @@ export class Runtime {
   readonly apiToken: ResolvedApiToken;
   /** A fresh id per process start (MQTT status), so the cloud can tell reboots apart. */
   readonly bootId = randomUUID();
-  private live: LiveConfig;
-  private connectivity: 'online' | 'offline' | 'disabled';
+  private readonly live: LiveSettings;
+  private readonly connectivity: () => Connectivity;
   private readonly server: Server;
   /** HTTP + WebSocket on server.socketPath; null without one. */
   private readonly socketServer: Server | null;
@@ -101,11 +106,10 @@ export class Runtime {
   constructor(readonly config: Readonly<PerchConfig>, private readonly deps: RuntimeDeps) {
     const clock = (this.clock = deps.clock ?? systemClock);
     const log = (this.log = deps.log);
-    this.live = liveOf(config);
-    this.connectivity = config.cloud.mqttUrl ? 'offline' : 'disabled';
+    this.connectivity = watchConnectivity(this.bus, Boolean(config.cloud.mqttUrl));
     // First: a server that must not start open refuses before anything else is opened.
     this.apiToken = resolveApiToken(config.server, config.dataDir, log);
-    this.metrics = new InferenceMetrics(undefined, () => this.versionGauges());
+    this.metrics = new InferenceMetrics(undefined, () => versionGauges(this.registry));
     // Opening never throws for a read-only or full disk: the store opens degraded and inference
     // goes on; only a database locked by another process stops start-up.
     this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
@@ -119,22 +123,16 @@ export class Runtime {
     this.registry = new ModelRegistry({
       repository: config.models.repository, log, bus: this.bus,
       load: (name, version, path, file, overrides) => ModelInstance.load(name, version, path, file, instanceDeps, overrides),
-      overrides: () => this.live.models.overrides,
+      overrides: () => this.live.current.models.overrides,
+    });
+    this.live = new LiveSettings({
+      config, log, state: this.store.state,
+      record: (type, payload) => this.events.record(type, payload),
+      applyOverrides: (all) => this.registry.applyOverrides(all),
     });
     this.installer = new ModelInstaller(config.models.repository, this.registry, log);
-    this.bus.on('connectivity', (c) => (this.connectivity = c.state));
-    const connected: Gauge = new Gauge({
-      name: 'perch_cloud_connected', help: '1 while connected to the cloud broker.', registers: [this.metrics.registry],
-      collect: () => connected.set(this.connectivity === 'online' ? 1 : 0),
-    });
-    // Refused starts are recorded as an event, at most once a minute per model.
-    const lastLimitEvent = new Map<string, number>();
-    this.sequences = new SequenceManager(this.registry, clock, (model, max) => {
-      const now = clock.now();
-      if (now - (lastLimitEvent.get(model) ?? -Infinity) < 60_000) return;
-      lastLimitEvent.set(model, now);
-      this.events.record('sequence.limit', { model, maxSequences: max });
-    });
+    registerConnectedGauge(this.metrics.registry, () => this.connectivity() === 'online');
+    this.sequences = new SequenceManager(this.registry, clock, sequenceLimitRecorder(clock, (type, payload) => this.events.record(type, payload)));
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
     const s = config.server;
@@ -186,31 +184,20 @@ export class Runtime {
     const { log } = this.deps;
     let dropReporter: DropReporter | null = null;
     let offModelEvents: () => void = () => undefined;
+    let offCachePurge: () => void = () => undefined;
     const store: Module = {
       name: 'store',
       start: async () => {
         dropReporter = startDropReporter(this.store.outbox, { clock: this.clock, logger: log });
-        // Live config applied before a reboot still holds (before models load: overrides).
-        const saved = this.store.state.get(STATE_KEYS.liveConfig);
-        if (saved !== undefined) {
-          const r = this.applyLiveConfig(saved, false);
-          if (!r.ok) log.warn({ err: r.error.message }, 'saved live config no longer valid; using the config file');
-        }
+        // Before models load: saved overrides apply to them.
+        this.live.restoreSaved();
         for (const incident of this.store.incidents) this.events.record(`store.${incident.kind}`, incident);
-        offModelEvents = this.bus.on('model', (e) => {
-          this.events.record(`model.${e.state}`, e);
-          // An unloaded version's cache entries can never be hit again: free their space.
-          if (e.state === 'unloaded' && e.version !== null) {
-            try {
-              this.store.cache.deleteModel(e.name, e.version);
-            } catch (err) {
-              log.warn({ err, model: e.name }, 'could not delete cache entries of an unloaded version');
-            }
-          }
-        });
+        offModelEvents = this.bus.on('model', (e) => this.events.record(`model.${e.state}`, e));
+        offCachePurge = purgeCacheOfUnloadedVersions(this.bus, this.store.cache, log);
       },
       stop: async () => {
         offModelEvents();
+        offCachePurge();
         await dropReporter?.stop();
         await this.store.close();
       },
@@ -272,33 +259,12 @@ export class Runtime {
   }
 
   get liveConfig(): LiveConfig {
-    return this.live;
+    return this.live.current;
   }
 
-  /**
-   * Applies a live config document whole or not at all (docs/protocol.md section 5). Persisted, and
-   * recorded as an event, so the cloud and a reboot both see it.
-   */
+  /** Applies a live config document whole or not at all (live-settings.ts). */
   applyLiveConfig(partial: unknown, record = true): LiveConfigResult {
-    const current = { ...this.config, log: this.live.log, models: { ...this.config.models, overrides: this.live.models.overrides }, cloud: { ...this.config.cloud, upload: this.live.cloud.upload } };
-    const r = validateLive(current, partial);
-    if (!r.ok) {
-      if (record) this.events.record('config.rejected', r.error);
-      return r;
-    }
-    // The fleet tool re-sends the whole config with every desired document: a document that
-    // leaves the settings as they are is valid, but nothing is applied or recorded for it.
-    if (isDeepStrictEqual(r.effective, this.live)) return r;
-    this.live = r.effective;
-    this.log.level = r.effective.log.level;
-    this.registry.applyOverrides(r.effective.models.overrides);
-    try {
-      this.store.state.set(STATE_KEYS.liveConfig, r.effective);
-    } catch (err) {
-      this.log.warn({ err }, 'live config applied but not persisted (store read-only or full)');
-    }
-    if (record) this.events.record('config.applied', r.effective);
-    return r;
+    return this.live.apply(partial, record);
   }
 
   async stop(): Promise<void> {
@@ -310,34 +276,14 @@ export class Runtime {
     return createRuntimePort({
       config: this.config, bootId: this.bootId, clock: this.clock, log: this.log, bus: this.bus,
       store: this.store, installer: this.installer, service: this.service,
-      liveConfig: { apply: (partial) => this.applyLiveConfig(partial), current: () => this.live },
+      liveConfig: { apply: (partial) => this.live.apply(partial), current: () => this.live.current },
     });
   }
 
-  /** Every known version for perch_queue_depth and perch_model_ready: failed ones too (ready 0). */
-  private versionGauges(): Array<{ model: string; version: string; depth: number; ready: boolean }> {
-    return this.registry.status().flatMap((m) =>
-      m.versions.map((v) => {
-        const depth = v.state === 'ready' ? this.registry.resolve(m.name, v.version).batcher.depth : 0;
-        return { model: m.name, version: String(v.version), depth, ready: v.state === 'ready' };
-      }),
-    );
-  }
-
-  /** The WebSocket `status` answer (docs/protocol.md section 4). */
+  /** The WebSocket `status` answer (status.ts). */
   status(): Record<string, unknown> {
-    const models = this.registry.status().flatMap<{ name: string; version: number | null; ready: boolean; loadsOnFirstUse?: true }>((m) =>
-      m.versions.length
-        ? m.versions.map((v) => ({ name: m.name, version: v.version, ready: v.state === 'ready' }))
-        // A model that loads on first use is available, as /v2/health/ready counts it.
-        : [m.loadsOnFirstUse ? { name: m.name, version: null, ready: true, loadsOnFirstUse: true } : { name: m.name, version: null, ready: false }],
-    );
-    const queue: Record<string, number> = {};
-    for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
-    const { count, bytes, oldestAgeMs, sent } = this.store.outbox.stats();
-    const sequences = Object.fromEntries(this.sequences.stats().map((s) => [s.model, s.active]));
-    // count = unsent + awaitingAck (docs/api.md `status`).
-    const outbox = { count, bytes, oldestAgeMs, unsent: count - sent, awaitingAck: sent };
-    return { models, queue, sequences, outbox, connectivity: this.connectivity };
+    return runtimeStatus({
+      registry: this.registry, sequences: () => this.sequences.stats(), outbox: () => this.store.outbox.stats(), connectivity: this.connectivity,
+    });
   }
 }
