@@ -132,7 +132,7 @@ function walk(raw: Raw, path: string[], create: boolean): Raw | undefined {
   return node;
 }
 
-export function deepFreeze<T>(value: T): Readonly<T> {
+function deepFreeze<T>(value: T): Readonly<T> {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const v of Object.values(value)) deepFreeze(v);

@@ -7,7 +7,7 @@ import type { Clock } from '../base/clock.js';
 import type { PerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 
-export const FAILURE_LOG_INTERVAL_MS = 10_000;
+const FAILURE_LOG_INTERVAL_MS = 10_000;
 
 export class FailureLog {
   private readonly last = new Map<string, { at: number; suppressed: number }>();

@@ -6,7 +6,7 @@ import { pipelineSchema } from './pipeline-config.js';
 
 const positiveInt = z.number().int().min(1);
 
-export const tensorSpecSchema = z.strictObject({
+const tensorSpecSchema = z.strictObject({
   name: z.string().min(1),
   datatype: z.enum(DATATYPES),
   /** Every axis, batch axis included; -1 = any size. */
@@ -15,7 +15,7 @@ export const tensorSpecSchema = z.strictObject({
   batchAxis: z.number().int().min(0).nullable().optional(),
 });
 
-export const versionPolicySchema = z.union([
+const versionPolicySchema = z.union([
   z.strictObject({ latest: positiveInt }),
   z.strictObject({ specific: z.array(positiveInt).min(1) }),
   z.strictObject({ all: z.literal(true) }),
@@ -36,7 +36,7 @@ const batchingFields = {
   defaultPriority: positiveInt.max(100),
 };
 
-export const batchingSchema = z.strictObject({
+const batchingSchema = z.strictObject({
   maxQueueDelayMs: batchingFields.maxQueueDelayMs.default(0),
   preferredBatchSizes: batchingFields.preferredBatchSizes.default([]),
   maxQueueSize: batchingFields.maxQueueSize.default(1024),
@@ -51,7 +51,7 @@ const cacheFields = {
 };
 
 /** The persistent result cache for this model (docs/protocol.md section 1: `cache`); the request parameter `cache` overrides `enabled`. */
-export const modelCacheSchema = z.strictObject({
+const modelCacheSchema = z.strictObject({
   enabled: cacheFields.enabled.default(false),
   ttlSeconds: cacheFields.ttlSeconds.optional(),
 });
@@ -69,7 +69,7 @@ export const modelOverridesSchema = z.strictObject({
  * Stateful models (Triton's sequence batching): the runtime keeps each sequence's state tensors,
  * feeds them in, and stores the new ones the model outputs.
  */
-export const sequenceSchema = z.strictObject({
+const sequenceSchema = z.strictObject({
   state: z
     .array(z.strictObject({ input: z.string().min(1), output: z.string().min(1), init: z.literal('zeros').default('zeros') }))
     .min(1),
@@ -82,7 +82,7 @@ export const sequenceSchema = z.strictObject({
 const jsonScalar = z.union([z.number(), z.string(), z.boolean()]);
 
 /** Values for the warm-up inference, per input; false = no warm-up. */
-export const warmupSchema = z.union([
+const warmupSchema = z.union([
   z.literal(false),
   z.strictObject({
     inputs: z

@@ -29,7 +29,7 @@ export interface ResolvedModelConfig {
 }
 
 /** Used when nothing says otherwise and every tensor has a dynamic first axis. */
-export const DEFAULT_MAX_BATCH_SIZE = 64;
+const DEFAULT_MAX_BATCH_SIZE = 64;
 
 /**
  * Whether the batch axis of a tensor is known. model.json says it for the tensors it lists; for

@@ -12,7 +12,7 @@ import type { WarmupConfig } from './model-config.js';
 import type { ResolvedModelConfig } from './resolve-config.js';
 
 /** The warm-up feeds, or null when the model's shapes cannot be guessed. */
-export function warmupFeeds(model: ResolvedModelConfig, warmup: WarmupConfig): Tensor[] | null {
+function warmupFeeds(model: ResolvedModelConfig, warmup: WarmupConfig): Tensor[] | null {
   if (warmup === false) return null;
   const feeds: Tensor[] = [];
   for (const spec of model.inputs) {

@@ -47,9 +47,9 @@ async function startWorker(url: URL, path: string, cfg: SessionConfig): Promise<
   const ready = await new Promise<Ready>((resolve, reject) => {
     const onMessage = (msg: FromWorker): void => {
       if (msg.type === 'ready') resolve(msg);
-      else if (msg.type === 'error') reject(new Error(msg.message));
+      else if (msg.type === 'error') reject(new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', msg.message));
     };
-    const onExit = (code: number): void => reject(new Error(`session worker exited with code ${code} while loading`));
+    const onExit = (code: number): void => reject(new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `session worker exited with code ${code} while loading`));
     loading.push(['message', onMessage], ['error', reject], ['exit', onExit]);
     for (const [event, fn] of loading) worker.on(event, fn);
   })
