@@ -19,6 +19,16 @@ export const base64Schema = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'base64')
 export const jsonObjectSchema = z.record(z.string(), z.unknown());
 const errorSchema = z.object({ code: z.string(), message: z.string() });
 
+/** An absolute http:// or https:// URL (a model spec's `url`: no file:, data: or other schemes). */
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Optional extension (not in the table of docs/protocol.md section 5, ignored by peers that do not know it): the
  * device's event backlog when it sent the message, shown by `perch fleet devices`.
@@ -142,6 +152,11 @@ export const modelSpecSchema = z.object({
   manifest: z.number().int().min(1).max(1000).optional(),
   signature: base64Schema.optional(),
   config: jsonObjectSchema.optional(),
+  /**
+   * Where to fetch the bytes over HTTP(S) with Range requests instead of MQTT chunks
+   * (docs/cloud-sync.md "Model bytes over HTTP"); the digest and signature are checked the same.
+   */
+  url: z.string().max(2048).refine(isHttpUrl, 'an http:// or https:// URL').optional(),
 });
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 

@@ -42,7 +42,27 @@ export interface DownloadProgress {
   requested: number;
 }
 
-export class ChunkDownload {
+/** One model version being fetched: over MQTT chunks (ChunkDownload) or HTTP (http-download.ts). */
+export interface ModelDownload {
+  readonly total: number;
+  readonly stagedChunks: number;
+  /** Resolves once every chunk is staged durably; rejects with a PerchError (or the abort reason). */
+  run(signal: AbortSignal): Promise<void>;
+  /** An MQTT chunk arrived; false when the index is not one of this download's. */
+  receive(index: number, data: Buffer): boolean;
+}
+
+/** Saves a download's progress under progressKey (for reporting; the staging journal is the truth). */
+export function saveDownloadProgress(runtime: DownloadRuntime, log: Logger, name: string, spec: ModelSpec, total: number, staged: number, requested: number): void {
+  const p: DownloadProgress = { version: spec.version, sha256: spec.sha256, size: spec.size, chunkSize: spec.chunkSize, total, staged, requested };
+  try {
+    runtime.state.set(AGENT_KEYS.download(name), p);
+  } catch (err) {
+    log.warn({ err }, 'download progress not persisted');
+  }
+}
+
+export class ChunkDownload implements ModelDownload {
   readonly total: number;
   private readonly stager: ChunkStager;
   /** clock.now() of the last progress save. */
@@ -246,22 +266,8 @@ export class ChunkDownload {
   }
 
   private saveProgress(): void {
-    const p: DownloadProgress = {
-      version: this.spec.version,
-      sha256: this.spec.sha256,
-      size: this.spec.size,
-      chunkSize: this.spec.chunkSize,
-      total: this.total,
-      staged: this.stager.have.size,
-      requested: this.requested,
-    };
     this.savedAt = this.runtime.clock.now();
-    try {
-      this.runtime.state.set(AGENT_KEYS.download(this.name), p);
-    } catch (err) {
-      // The staging journal is the truth; progress in the state store is for reporting.
-      this.log.warn({ err }, 'download progress not persisted');
-    }
+    saveDownloadProgress(this.runtime, this.log, this.name, this.spec, this.total, this.stager.have.size, this.requested);
   }
 }
 

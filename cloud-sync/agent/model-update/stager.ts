@@ -15,6 +15,8 @@ export interface StagerHooks {
 export class ChunkStager {
   private readonly writing = new Set<number>();
   private written = new Set<number>();
+  /** The batch being committed: in no other set until its commit returns. */
+  private committingNow: ReadonlySet<number> = new Set();
   private committing = false;
   private readonly pending = new Set<Promise<void>>();
   private broken = false;
@@ -28,12 +30,12 @@ export class ChunkStager {
 
   /** Staged, being written, or written and waiting for a commit: not to be asked for again. */
   holds(index: number): boolean {
-    return this.have.has(index) || this.writing.has(index) || this.written.has(index);
+    return this.have.has(index) || this.writing.has(index) || this.written.has(index) || this.committingNow.has(index);
   }
 
   /** Chunks received and not yet durable. */
   get unstaged(): number {
-    return this.writing.size + this.written.size;
+    return this.writing.size + this.written.size + this.committingNow.size;
   }
 
   add(index: number, bytes: Buffer): void {
@@ -59,17 +61,20 @@ export class ChunkStager {
     if (this.committing || this.broken || this.written.size === 0) return;
     this.committing = true;
     const batch = [...this.written];
+    this.committingNow = this.written;
     this.written = new Set();
     this.track(
       this.store.commit(batch).then(
         () => {
           this.committing = false;
           for (const i of batch) this.have.add(i);
+          this.committingNow = new Set();
           this.hooks.staged(batch.length);
           this.commitSoon();
         },
         (err: unknown) => {
           this.committing = false;
+          this.committingNow = new Set();
           this.fail(new Error(`chunks could not be made durable: ${(err as Error).message}`, { cause: err }));
         },
       ),

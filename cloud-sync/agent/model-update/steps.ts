@@ -10,7 +10,7 @@ import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
-import type { ChunkDownload } from './download.js';
+import type { ModelDownload } from './download.js';
 import { servedByName } from '../served.js';
 import { checkSignature } from './signature.js';
 import { checkSpace } from './space.js';
@@ -24,7 +24,7 @@ export interface UpdateContext {
   signal: AbortSignal;
   log: Logger;
   /** Creates the chunk download (the updater routes incoming chunks to it). */
-  startDownload(): ChunkDownload;
+  startDownload(): ModelDownload;
   /** Sets the model's status for state/reported. */
   setStatus(status: BookEntry['status']): void;
   assembled?: { size: number; sha256: string };

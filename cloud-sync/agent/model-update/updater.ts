@@ -11,14 +11,15 @@ import { servedByName } from '../served.js';
 import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
 import { ChunkStore } from './chunk-store.js';
-import { ChunkDownload, type DownloadOptions } from './download.js';
+import { ChunkDownload, type DownloadOptions, type ModelDownload } from './download.js';
+import { HttpDownload } from './http-download.js';
 import type { StatusBook } from './status-book.js';
 import { runSteps, StepFailure, UPDATE_STEPS, type UpdateContext, type UpdateStep } from './steps.js';
 
 interface ActiveUpdate {
   spec: ModelSpec;
   abort: AbortController;
-  download: ChunkDownload | null;
+  download: ModelDownload | null;
   done: Promise<void>;
 }
 
@@ -148,7 +149,11 @@ export class ModelUpdater {
       store,
       signal: abort.signal,
       log,
-      startDownload: () => (entry.download = new ChunkDownload(this.runtime, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
+      // A spec with a url is fetched over HTTP(S) (docs/cloud-sync.md "Model bytes over HTTP"), else as MQTT chunks.
+      startDownload: () =>
+        (entry.download = spec.url
+          ? new HttpDownload(this.runtime, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())
+          : new ChunkDownload(this.runtime, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
     };
     this.active.set(name, entry);

@@ -9,6 +9,7 @@ import { publishNext, readDeviceDocs } from '../broker/desired.js';
 import { putModel } from '../store/model-store.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
 import { buildSpec } from '../store/model-spec.js';
+import { modelSpecSchema } from '../../protocol/schemas.js';
 import { WAIT_EXIT, waitForOutcome } from '../broker/wait-outcome.js';
 import { withBroker } from '../broker/with-broker.js';
 import { targetDeviceIds } from '../cli/target-devices.js';
@@ -16,6 +17,7 @@ import { TARGET_HELP, TARGET_OPTIONS } from '../cli/targets.js';
 
 export const PUSH_HELP = `perch fleet push (--device ID ... | --select K=V[,K=V] | --all) --model NAME --version N --file MODEL.onnx
                  [--sign-key PRIV.pem] [--chunk-size BYTES] [--config model.json] [--force]
+                 [--model-url URL]
                  [--wait [--wait-timeout SECONDS]]
 
 Copies the model into the fleet store (<store>/models/NAME/N/), signs it with --sign-key (an
@@ -27,6 +29,10 @@ and the config of the current document. Prints the published document.
 --wait follows the device's state/reported until the version is active (exit 0), failed (exit
 1, with the device's code), ignored by the device (exit 3) or --wait-timeout seconds (default
 600) pass (exit 4), printing download progress on stderr.
+--model-url URL puts the url into the spec: the device fetches the bytes from it with HTTP Range
+requests instead of MQTT chunks (any HTTP(S) server with Range support, e.g. 'perch fleet serve
+--http PORT' at http://HOST:PORT/models/NAME/VERSION/model.onnx); digest and signature are
+checked the same.
 --force publishes even to a device the fleet has never heard from (else PERCH_ERR_DEVICE_UNKNOWN;
 nothing is written to the fleet store then). --key is the broker's TLS client key (with --cert),
 never the signing key.
@@ -43,7 +49,7 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
       ...COMMON_OPTIONS,
       ...TARGET_OPTIONS, model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' },
       'sign-key': { type: 'string' }, 'chunk-size': { type: 'string' }, config: { type: 'string' }, force: { type: 'boolean' },
-      wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' },
+      wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' }, 'model-url': { type: 'string' },
     },
   });
   if (values.help) {
@@ -67,6 +73,11 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
     keyFile: values['sign-key'], chunkSize: optionalIntArg(values['chunk-size'], 'chunk-size'), configFile: values.config,
   });
 
+  if (values['model-url'] !== undefined) {
+    const url = modelSpecSchema.shape.url.safeParse(values['model-url']);
+    if (!url.success) throw new UsageError(`--model-url ${values['model-url']} is not an http:// or https:// URL`);
+    spec.url = url.data;
+  }
   const waitMs = (optionalIntArg(values['wait-timeout'], 'wait-timeout') ?? 600) * 1000;
 
   return withBroker(opts, async (client) => {

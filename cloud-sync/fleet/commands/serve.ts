@@ -6,13 +6,13 @@ import { createLogger } from '../../../runtime/base/log.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
 import { FLEET_SHARE_GROUP } from '../../protocol/topics.js';
 import { optionalIntArg } from '../cli/args.js';
-import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
+import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
 import { startServe } from '../serve/daemon.js';
 import { DEFAULT_LEASE_MS, DEFAULT_TICK_MS } from '../serve/rollout-controller.js';
 
 export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
-                  [--max-payload BYTES] [--max-chunks N] [--log-level LEVEL]
-                  [--rollout-tick-ms MS] [--rollout-lease-ms MS]
+                  [--max-payload BYTES] [--max-chunks N] [--http PORT [--http-host HOST]]
+                  [--rollout-tick-ms MS] [--rollout-lease-ms MS] [--log-level LEVEL]
 
 Runs until SIGTERM/SIGINT:
   - answers chunk requests (P/devices/+/models/request, shared) from the fleet store, for the
@@ -23,6 +23,8 @@ Runs until SIGTERM/SIGINT:
   - records each device's status and reported state in <store>/fleet.db;
   - drives the rollouts started with perch fleet rollout start (one worker per rollout, state
     in the fleet store, so a restart goes on where it stood).
+  - with --http PORT, serves the model store over HTTP with Range requests at
+    http://HOST:PORT/models/NAME/VERSION/model.onnx, for ModelSpecs pushed with --model-url.
 Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
 and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
 
@@ -39,6 +41,9 @@ and a 'progress' line with all counters every --progress-ms (default 10000; 0 = 
   --rollout-lease-ms MS how long a rollout stays this worker's after its last tick (default
                       15000); another worker takes it over after that (a stable --client-id
                       takes it back at once after a restart)
+  --http PORT         serve the model store over HTTP (0 = any free port; logged)
+  --http-host HOST    address for --http (default 127.0.0.1). Every stored version is served
+                      to anyone who reaches it: beyond loopback, put an authenticating proxy in front
 
 ${COMMON_HELP}`;
 
@@ -50,6 +55,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
       'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
       'max-payload': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
       'rollout-tick-ms': { type: 'string' }, 'rollout-lease-ms': { type: 'string' },
+      http: { type: 'string' }, 'http-host': { type: 'string' },
     },
   });
   if (values.help) {
@@ -60,11 +66,15 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
   const level = (values['log-level'] ?? process.env.PERCH_LOG_LEVEL ?? 'info') as Parameters<typeof createLogger>[0];
   const log = createLogger(level).child({ component: 'fleet-serve', host: hostname() });
   const clientId = values['client-id'] ?? process.env.PERCH_FLEET_CLIENT_ID;
+  const httpPort = optionalIntArg(values.http, 'http', 0);
+  if (httpPort !== undefined && httpPort > 65535) throw new UsageError('--http must be a port (0-65535)');
+  if (values['http-host'] !== undefined && httpPort === undefined) throw new UsageError('--http-host needs --http PORT');
   const running = await startServe({
     fleet, log,
     ...(clientId ? { clientId } : {}),
     ...(values.group ? { group: values.group } : {}),
     unshared: values.unshared ?? false,
+    ...(httpPort !== undefined ? { http: { host: values['http-host'] ?? '127.0.0.1', port: httpPort } } : {}),
     progressMs: optionalIntArg(values['progress-ms'], 'progress-ms', 0) ?? 10_000,
     maxPayloadBytes: optionalIntArg(values['max-payload'], 'max-payload') ?? DEFAULT_MAX_PAYLOAD_BYTES,
     maxChunksPerRequest: optionalIntArg(values['max-chunks'], 'max-chunks') ?? 256,

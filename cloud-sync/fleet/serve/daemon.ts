@@ -13,6 +13,7 @@ import type { FleetOptions } from '../cli/options.js';
 import { openFleetStore } from '../store/open.js';
 import { ModelFiles } from '../store/model-files.js';
 import { FleetAcker } from './acker.js';
+import { startHttpModels, type HttpModels } from './http-models.js';
 import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
 import { RolloutController } from './rollout-controller.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
@@ -31,6 +32,8 @@ export interface ServeOptions {
    * has not reconnected yet are kept for it (shared subscriptions are not persisted).
    */
   unshared?: boolean;
+  /** Also serve the model store over HTTP with Range support (http-models.ts). */
+  http?: { host: string; port: number };
   log: Logger;
   clock?: Clock;
   /** How often the rollout controller looks at the rollouts (default 1 s). */
@@ -43,6 +46,8 @@ export interface RunningServe {
   readonly stats: ServeStats;
   readonly client: MqttClient;
   readonly rollouts: RolloutController;
+  /** The model HTTP server, when asked for. */
+  readonly http: HttpModels | undefined;
   stop(): Promise<void>;
 }
 
@@ -109,6 +114,16 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   }
   ref.acker = new FleetAcker(client, fleet.prefix, log, stats);
   const files = new ModelFiles(fleet.store);
+  let http: HttpModels | undefined;
+  if (o.http) {
+    try {
+      http = await startHttpModels({ files, host: o.http.host, port: o.http.port, log, stats });
+    } catch (err) {
+      await client.endAsync().catch(() => undefined);
+      await db.close();
+      throw err;
+    }
+  }
   ref.chunks = {
     client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256,
     desiredOf: (deviceId) => db.desired(deviceId),
@@ -162,12 +177,14 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     stats,
     client,
     rollouts,
+    http,
     async stop() {
       if (stopped) return;
       stopped = true;
       if (timer) clock.clearTimeout(timer);
       await rollouts.stop();
       await Promise.allSettled([...pendingChunks]);
+      await http?.close();
       await files.close();
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
       await client.endAsync().catch(() => undefined);

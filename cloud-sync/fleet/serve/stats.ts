@@ -10,6 +10,9 @@ export interface ServeStats {
   chunkRequests: number;
   chunksSent: number;
   bytesSent: number;
+  /** Model requests answered by the HTTP server (--http), and the body bytes it sent. */
+  httpRequests: number;
+  httpBytesSent: number;
   /** Ignored messages by reason: oversized, json, schema, mismatch, unknown-model, out-of-range, error. */
   ignored: Record<string, number>;
 }
@@ -17,7 +20,7 @@ export interface ServeStats {
 export function newStats(): ServeStats {
   return {
     batches: 0, eventsStored: 0, duplicates: 0, acksSent: 0, statusUpdates: 0, reportedUpdates: 0,
-    chunkRequests: 0, chunksSent: 0, bytesSent: 0, ignored: {},
+    chunkRequests: 0, chunksSent: 0, bytesSent: 0, httpRequests: 0, httpBytesSent: 0, ignored: {},
   };
 }
 
