@@ -12,6 +12,7 @@ import { removeCommand, REMOVE_HELP } from '../commands/remove.js';
 import { rolloutCommand, ROLLOUT_HELP } from '../commands/rollout.js';
 import { serveCommand, SERVE_HELP } from '../commands/serve.js';
 import { signCommand, SIGN_HELP } from '../commands/sign.js';
+import { simulateCommand, SIMULATE_HELP } from '../commands/simulate.js';
 
 export const FLEET_HELP = `perch fleet: the control plane of a Perch fleet over MQTT (docs/fleet.md)
 
@@ -25,6 +26,7 @@ Usage: perch fleet <command> [options]   (perch fleet <command> --help for each)
   serve                                       answer chunk requests, store events and device state, drive rollouts
   devices                                     table of devices: online, models, versions, backlog
   events   --device ID [--since SEQ] [--follow]   stored events, as JSON lines
+  simulate --devices N [--broker URL]          N simulated devices in this process (scale tests)
 
 Broker: --url/PERCH_FLEET_MQTT_URL, --ca/--cert/--key, --username/--password,
 --prefix (default perch/v1), --store DIR (default ./fleet), --timeout MS (default 5000).
@@ -32,7 +34,7 @@ Broker: --url/PERCH_FLEET_MQTT_URL, --ca/--cert/--key, --username/--password,
 
 const HELPS: Record<string, string> = {
   keygen: KEYGEN_HELP, sign: SIGN_HELP, push: PUSH_HELP, remove: REMOVE_HELP, config: CONFIG_HELP,
-  serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP, rollout: ROLLOUT_HELP,
+  serve: SERVE_HELP, devices: DEVICES_HELP, events: EVENTS_HELP, rollout: ROLLOUT_HELP, simulate: SIMULATE_HELP,
 };
 
 /** Runs a command; returns the exit code, or -1 for a command that keeps running (serve). */
@@ -58,6 +60,8 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         return await devicesCommand(rest, out, err);
       case 'events':
         return await eventsCommand(rest, out);
+      case 'simulate':
+        return await simulateCommand(rest, out);
       case undefined:
       case 'help':
       case '--help':
