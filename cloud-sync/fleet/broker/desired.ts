@@ -6,7 +6,7 @@ import { PerchError } from '../../../runtime/base/errors.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { desiredSchema, reportedSchema, type DesiredState } from '../../protocol/schemas.js';
 import { topics } from '../../protocol/topics.js';
-import { openFleetStore } from '../store/open.js';
+import { openFleetStore, type FleetStoreLocation } from '../store/open.js';
 import { readRetained } from './retained.js';
 
 export interface DeviceDocs {
@@ -60,8 +60,8 @@ export function reportedDesiredVersion(reported: Buffer | undefined): number {
  * from before the counter existed), its version is above everything the fleet stored, the broker
  * retains and the device reported, and it is recorded in the store before it is published.
  */
-export async function publishNext(client: MqttClient, store: string, prefix: string, deviceId: string, docs: DeviceDocs, change: (doc: DesiredState) => void): Promise<DesiredState> {
-  const db = await openFleetStore({ store });
+export async function publishNext(client: MqttClient, where: FleetStoreLocation, prefix: string, deviceId: string, docs: DeviceDocs, change: (doc: DesiredState) => void): Promise<DesiredState> {
+  const db = await openFleetStore(where);
   try {
     const stored = await db.desired(deviceId);
     const base = docs.desired && (!stored || docs.desired.version > stored.version) ? docs.desired : stored;

@@ -22,6 +22,8 @@ export interface FleetOptions {
   prefix: string;
   /** Fleet store folder: models and the fleet database. */
   store: string;
+  /** A PostgreSQL URL for the fleet database instead of <store>/fleet.db (--db, PERCH_FLEET_DB). */
+  db?: string;
 }
 
 export const COMMON_OPTIONS = {
@@ -33,6 +35,7 @@ export const COMMON_OPTIONS = {
   password: { type: 'string' },
   prefix: { type: 'string' },
   store: { type: 'string' },
+  db: { type: 'string' },
   timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -46,6 +49,8 @@ export const COMMON_HELP = `Broker and store (flag, else environment, else defau
   --password SECRET    PERCH_FLEET_MQTT_PASSWORD
   --prefix P           PERCH_FLEET_PREFIX          ${DEFAULT_PREFIX}
   --store DIR          PERCH_FLEET_STORE           ./fleet
+  --db URL             PERCH_FLEET_DB              <store>/fleet.db (SQLite); postgres://... shares
+                                                   devices, events and rollouts among hosts
   --timeout MS         PERCH_FLEET_TIMEOUT_MS      5000 (broker connect and read deadline)
 `;
 
@@ -80,7 +85,9 @@ export function fleetOptions(values: CommonValues, env: NodeJS.ProcessEnv = proc
   if (password !== undefined) broker.password = password;
   const prefix = (pick(values.prefix, 'PERCH_FLEET_PREFIX', env) ?? DEFAULT_PREFIX).replace(/\/+$/, '');
   if (/[#+]/.test(prefix) || prefix === '') throw new UsageError('--prefix must be a topic prefix without wildcards');
-  return { broker, prefix, store: resolve(pick(values.store, 'PERCH_FLEET_STORE', env) ?? './fleet') };
+  const db = pick(values.db, 'PERCH_FLEET_DB', env);
+  if (db !== undefined && !/^postgres(ql)?:\/\//.test(db)) throw new UsageError('--db / PERCH_FLEET_DB must be a postgres:// URL (without it the fleet database is <store>/fleet.db)');
+  return { broker, prefix, store: resolve(pick(values.store, 'PERCH_FLEET_STORE', env) ?? './fleet'), ...(db !== undefined ? { db } : {}) };
 }
 
 /** Bad command-line use: exit code 2, with the command's help. */

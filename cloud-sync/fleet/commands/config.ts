@@ -44,7 +44,7 @@ export async function configCommand(args: string[], out: NodeJS.WritableStream):
     return 0;
   }
   const opts = fleetOptions(values);
-  const deviceIds = await targetDeviceIds(values, opts.store);
+  const deviceIds = await targetDeviceIds(values, opts);
   const sets = values.set ?? [];
   const unsets = values.unset ?? [];
   if (sets.length + unsets.length === 0) throw new UsageError('config needs at least one --set key=value or --unset key');
@@ -58,8 +58,8 @@ export async function configCommand(args: string[], out: NodeJS.WritableStream):
 
   async function one(client: MqttClient, deviceId: string): Promise<unknown> {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
-    await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
-    return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
+    await assertKnownDevice(deviceId, docs, opts, values.force ?? false);
+    return publishNext(client, opts, opts.prefix, deviceId, docs, (d) => {
       d.config = mergeConfig(d.config, patch);
       for (const key of unsets) applyUnset(d.config, key);
       const issues = liveDocumentIssues(d.config);

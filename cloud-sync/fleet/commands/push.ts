@@ -61,7 +61,7 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
     throw new UsageError('--key is the TLS client key and needs --cert; sign models with --sign-key');
   }
   const opts = fleetOptions(values);
-  const deviceIds = await targetDeviceIds(values, opts.store);
+  const deviceIds = await targetDeviceIds(values, opts);
   if (values.wait && deviceIds.length !== 1) throw new UsageError(`--wait follows one device; ${deviceIds.length} are targeted`);
   const name = modelNameArg(values.model);
   const version = positiveIntArg(values.version, 'version');
@@ -85,11 +85,11 @@ export async function pushCommand(args: string[], out: NodeJS.WritableStream, er
     for (const deviceId of deviceIds) {
       const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
       // Before anything is written: a push refused for an unknown device leaves the store as it was.
-      await assertKnownDevice(deviceId, docs, opts.store, values.force ?? false);
+      await assertKnownDevice(deviceId, docs, opts, values.force ?? false);
       // Into the store before publishing: a device may ask for chunks the moment the desired state arrives.
       if (!stored) putModel(opts.store, name, spec, file);
       stored = true;
-      const doc = await publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
+      const doc = await publishNext(client, opts, opts.prefix, deviceId, docs, (d) => {
         d.models[name] = spec;
       });
       out.write(`${JSON.stringify(doc)}\n`);

@@ -37,7 +37,7 @@ export async function removeCommand(args: string[], out: NodeJS.WritableStream):
     return 0;
   }
   const opts = fleetOptions(values);
-  const deviceIds = await targetDeviceIds(values, opts.store);
+  const deviceIds = await targetDeviceIds(values, opts);
   const name = modelNameArg(values.model);
   const force = values.force ?? false;
 
@@ -48,14 +48,14 @@ export async function removeCommand(args: string[], out: NodeJS.WritableStream):
 
   async function one(client: MqttClient, deviceId: string): Promise<unknown> {
     const docs = await readDeviceDocs(client, opts.prefix, deviceId, opts.broker.timeoutMs);
-    await assertKnownDevice(deviceId, docs, opts.store, force);
+    await assertKnownDevice(deviceId, docs, opts, force);
     if (!force && !namesModel(docs, name)) {
       throw new PerchError(
         'PERCH_ERR_MODEL_NOT_FOUND',
         `device '${deviceId}' has no model '${name}': its desired state does not name it and its reported state does not list it (pass --force to publish anyway)`,
       );
     }
-    return publishNext(client, opts.store, opts.prefix, deviceId, docs, (d) => {
+    return publishNext(client, opts, opts.prefix, deviceId, docs, (d) => {
       d.models[name] = null;
     });
   }

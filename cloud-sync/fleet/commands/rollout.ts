@@ -57,7 +57,7 @@ export async function rolloutCommand(args: string[], out: NodeJS.WritableStream)
     return 0;
   }
   const opts = fleetOptions(values);
-  const db = await openFleetStore({ store: opts.store });
+  const db = await openFleetStore(opts);
   try {
     if (sub === 'list') {
       if (positionals.length > 0) throw new UsageError('rollout list takes no id');
@@ -103,7 +103,7 @@ async function start(args: string[], out: NodeJS.WritableStream): Promise<number
   const healthErrorRate = values['health-error-rate'] === undefined ? null : parseRate(values['health-error-rate'], 'health-error-rate');
   const healthP99Ms = values['health-p99-ms'] === undefined ? null : parsePositiveMs(values['health-p99-ms'], 'health-p99-ms');
 
-  const db = await openFleetStore({ store: opts.store });
+  const db = await openFleetStore(opts);
   try {
     const known = await db.devices();
     const ids = resolveTargets(targets, known);
