@@ -4,6 +4,7 @@
 // openExistingFleetStore, which creates nothing where serve never ran.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { redactDbUrl } from './db-url.js';
 import type { FleetStore } from './fleet-store.js';
 import { DB_FILE, SqliteFleetStore } from './sqlite-store.js';
 
@@ -30,21 +31,11 @@ export async function openExistingFleetStore(where: FleetStoreLocation): Promise
 
 /** Where the store is, for messages (the file path, or the URL without its password). */
 export function describeFleetStore(where: FleetStoreLocation): string {
-  return where.db ? redact(where.db) : join(where.store, DB_FILE);
+  return where.db ? redactDbUrl(where.db) : join(where.store, DB_FILE);
 }
 
 // pg is loaded only when PostgreSQL is asked for: the embedded default does not pay for it.
 async function openPostgres(url: string): Promise<FleetStore> {
   const { PostgresFleetStore } = await import('./postgres-store.js');
   return PostgresFleetStore.open(url);
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable url)';
-  }
 }

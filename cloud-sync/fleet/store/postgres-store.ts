@@ -10,6 +10,7 @@ import type { Pool, PoolClient } from 'pg';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
 import type { DeviceRow, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import { redactDbUrl } from './db-url.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresRollouts } from './postgres-rollouts.js';
 import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
@@ -20,17 +21,6 @@ const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
-
-/** The URL without its password, for logs and errors. */
-export function redactDbUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable url)';
-  }
-}
 
 export class PostgresFleetStore implements FleetStore {
   private readonly rolloutTables: PostgresRollouts;
