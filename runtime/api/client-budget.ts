@@ -57,9 +57,14 @@ export class ClientBudget {
   }
 }
 
-/** What one request or connection holds of the budget; release() gives back all of it, once. */
+/**
+ * What one request or connection holds of the budget; release() gives back all of it, once, and
+ * for good: a released hold takes nothing more, so work that finishes after its client left
+ * cannot put bytes back that nothing would give back again.
+ */
 export class Hold {
   private bytes = 0;
+  private released = false;
 
   constructor(private readonly budget: ClientBudget) {}
 
@@ -69,6 +74,7 @@ export class Hold {
 
   /** Takes `n` bytes if they fit; false (nothing taken) if the budget would be passed. */
   tryAdd(n: number): boolean {
+    if (this.released) return false;
     if (!this.budget.take(n, false)) return false;
     this.bytes += n;
     return true;
@@ -80,6 +86,7 @@ export class Hold {
    * the answers of what was admitted.
    */
   add(n: number): void {
+    if (this.released) return;
     this.budget.take(n, true);
     this.bytes += n;
   }
@@ -92,6 +99,7 @@ export class Hold {
   }
 
   release(): void {
+    this.released = true;
     this.budget.give(this.bytes);
     this.bytes = 0;
   }

@@ -10,6 +10,8 @@ import type { ClientBudget, Hold } from '../client-budget.js';
  * A client that goes away mid-body rejects the read, so its chunks are let go at once.
  */
 export function readBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold): Promise<Buffer> {
+  // A client already gone (a pipelined request behind one whose connection closed) sends nothing more.
+  if (req.destroyed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection before the body was read'));
   const declared = Number(req.headers['content-length']);
   const known = req.headers['content-length'] !== undefined && Number.isFinite(declared);
   if (known && declared > limit) {

@@ -101,7 +101,16 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
   const type = mediaType(req.headers['content-type']);
   const file = isRawBody(type);
   const hold = c.budget.hold();
-  res.once('close', () => hold.release());
+  // Given back when the answer is done, or when the connection closes: a pipelined request whose
+  // connection closes before its turn never gets a 'close' on its response (Node emits that only
+  // for the response on the socket), which left the budget 63 MB short after the infer flood of
+  // docs/reliability.md. The connection's scope closes for every request it carried.
+  const scope = c.scopeOf(req);
+  const forget = scope.onClose(() => hold.release());
+  res.once('close', () => {
+    forget();
+    hold.release();
+  });
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
   if (file) {
     const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)] }, c.scopeOf(req));
@@ -129,7 +138,7 @@ async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, 
     inputs: decodeInputs(body.inputs, binary),
     outputs: requestedOutputs(body),
     parameters: body.parameters,
-  }, c.scopeOf(req));
+  }, scope);
   sendResult(res, encodeResult(result, false), hold);
 }
 
