@@ -15,6 +15,8 @@ import { Bus } from './base/bus.js';
 import { systemClock, type Clock } from './base/clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
+import { Intake } from './api/intake.js';
+import { IdleCollector } from './api/idle-collector.js';
 import { createHttpServer, listen } from './api/http/server.js';
 import { httpScopes } from './api/http/scopes.js';
 import { registerClientMetrics } from './api/client-metrics.js';
@@ -70,6 +72,10 @@ export class Runtime {
   readonly ws: WsApi;
   /** Bytes held for clients, process-wide (api/client-budget.ts). */
   readonly clientBudget: ClientBudget;
+  /** Holds back inference input while the event loop lags (api/intake.ts). */
+  readonly intake: Intake;
+  /** Collects once the clients of a burst have gone (api/idle-collector.ts). */
+  readonly idleCollector: IdleCollector;
   readonly jobs: JobScheduler;
   readonly installer: ModelInstaller;
   /**
@@ -138,11 +144,13 @@ export class Runtime {
     const s = config.server;
     const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
-    registerClientMetrics(this.metrics.registry, budget);
+    const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
+    this.idleCollector = new IdleCollector(budget, clock, log);
+    registerClientMetrics(this.metrics.registry, budget, intake);
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-      budget, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
+      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
     };
     const access = { apiToken: this.apiToken.token, guard };
     const slow = { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock };
@@ -165,6 +173,7 @@ export class Runtime {
       maxBufferedBytesPerConnection: s.maxBufferedBytesPerConnection,
       slowReaderTimeoutMs: s.slowReaderTimeoutMs,
       budget,
+      intake,
       scope: scope(s.sequencesEndWithConnection.ws),
       clock,
       status: () => this.status(),
@@ -218,6 +227,7 @@ export class Runtime {
       start: async () => {
         const s = this.config.server;
         this.addr = await listen(this.server, s.host, s.port);
+        this.idleCollector.start();
         try {
           if (this.socketServer && s.socketPath !== null) await listenOnSocket(this.socketServer, s.socketPath, 'server.socketPath', parseSocketMode(s.socketMode));
           await this.grpc?.start({ host: s.host, port: s.grpcPort, socketPath: s.grpcSocketPath, socketMode: parseSocketMode(s.socketMode) });
@@ -235,6 +245,9 @@ export class Runtime {
         const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
         const socketClosed = new Promise<void>((resolve) => (this.socketServer ? this.socketServer.close(() => resolve()) : resolve()));
         const grpcStopped = this.grpc?.stop(this.config.server.shutdownTimeoutMs);
+        // Parked connections are read again: their requests answer (or are refused) before the end.
+        this.intake.close();
+        this.idleCollector.stop();
         await this.ws.close();
         this.server.closeIdleConnections();
         this.socketServer?.closeIdleConnections();

@@ -158,8 +158,9 @@ export async function flood(port: number, wsUrl: string, httpClients: number, ws
   }
   const frame = binaryFrame({ id: 'f', op: 'infer', model: 'pp-ocr-cls', inputs: [{ name: 'x', shape: input.shape, datatype: 'FP32', parameters: { binary_data_size: bytes.byteLength } }] }, [bytes]);
   const wss: WebSocket[] = [];
-  for (let i = 0; i < wsClients; i++) {
-    const ws = await openWs(wsUrl).catch(() => null);
+  // Opened all at once: one after another, each upgrade waited behind the HTTP flood already running.
+  const opened = await Promise.all(Array.from({ length: wsClients }, () => openWs(wsUrl).catch(() => null)));
+  for (const ws of opened) {
     if (!ws) {
       count(counts, 'ws-connect-failed');
       continue;

@@ -9,6 +9,7 @@ import { PerchError } from '../base/errors.js';
 export class ClientBudget {
   private held = 0;
   private peak = 0;
+  private recentPeak = 0;
   private refusals = 0;
 
   constructor(readonly limit: number) {}
@@ -20,6 +21,13 @@ export class ClientBudget {
 
   get peakBytes(): number {
     return this.peak;
+  }
+
+  /** The most held since the last call (idle-collector.ts watches for bursts with it). */
+  takeRecentPeak(): number {
+    const p = this.recentPeak;
+    this.recentPeak = this.held;
+    return p;
   }
 
   /** Requests refused because the budget was spent, since start. */
@@ -48,6 +56,7 @@ export class ClientBudget {
     if (!force && this.held + n > this.limit) return false;
     this.held += n;
     if (this.held > this.peak) this.peak = this.held;
+    if (this.held > this.recentPeak) this.recentPeak = this.held;
     return true;
   }
 

@@ -61,6 +61,11 @@ export const configSchema = z.strictObject({
       maxBufferedBytesPerConnection: z.number().int().min(64 * 1024).default(8 * MiB),
       /** All bytes held for all clients together: bodies, frames, queued requests, unsent answers. */
       maxClientBytes: z.number().int().min(MiB).default(128 * MiB),
+      /**
+       * A loop turn longer than this (while the loop is busy with its own work) stops Perch reading
+       * from connections that bring inference work, so health and metrics keep answering.
+       */
+      maxEventLoopDelayMs: z.number().int().min(5).default(30),
       /** A client that leaves its answers unread this long is cut off. */
       slowReaderTimeoutMs: z.number().int().min(100).default(10_000),
       maxSequencesPerConnection: z.number().int().min(1).default(256),

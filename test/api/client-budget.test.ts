@@ -99,6 +99,36 @@ describe('client budget', () => {
     await waitFor(() => held() === 0, 10_000, 'every held byte given back');
   });
 
+  test('a WebSocket frame still arriving counts against the budget; one that finds no room closes its connection with 1013', async () => {
+    // ws holds a frame until it is whole (up to maxFrameBytes per connection): those bytes were
+    // not charged, so clients part-way through large frames could hold any amount.
+    const partialFrame = async (declared: number, sent: number): Promise<WebSocket> => {
+      const ws = new WebSocket(rt.wsUrl, { perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      ws.on('error', () => undefined);
+      // A binary frame, masked (key 0) as a client's must be, declaring `declared` bytes; `sent` of them go out.
+      const head = Buffer.alloc(14);
+      head[0] = 0x82;
+      head[1] = 0x80 | 127;
+      head.writeBigUInt64BE(BigInt(declared), 2);
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- ws keeps its net.Socket private
+      ((ws as any)._socket as Socket).write(Buffer.concat([head, Buffer.alloc(sent)]));
+      return ws;
+    };
+    const a = await partialFrame(900_000, 600_000);
+    await waitFor(() => held() >= 600_000, 10_000, 'the unfinished frame charged');
+    const b = await partialFrame(900_000, 600_000);
+    const code = await new Promise<number>((resolve) => b.once('close', (c: number) => resolve(c)));
+    assert.equal(code, 1013, 'try again later');
+    assert.equal(a.readyState, WebSocket.OPEN, 'the first connection goes on');
+    a.terminate();
+    b.terminate();
+    await waitFor(() => held() === 0, 10_000, 'every held byte given back');
+  });
+
   test('a WebSocket client that never reads is cut off; what it held is given back', async () => {
     const slow = new WebSocket(rt.wsUrl, { perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {

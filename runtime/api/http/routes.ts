@@ -13,7 +13,9 @@ import { encodeResult } from '../encode-response.js';
 import { validateInferBody } from '../infer-shape.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import { takeJsonCost, type ClientBudget } from '../client-budget.js';
+import type { Intake } from '../intake.js';
 import { readBody } from './body.js';
+import { parkableOf } from './park.js';
 import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
 
@@ -24,6 +26,8 @@ export interface HttpContext {
   maxRequestBytes: number;
   /** The process-wide budget of bytes held for clients (client-budget.ts). */
   budget: ClientBudget;
+  /** Holds back inference input while the event loop lags (intake.ts). */
+  intake: Intake;
   /** The scope of the connection a request came on (one per keep-alive socket). */
   scopeOf: (req: IncomingMessage) => ClientScope;
 }
@@ -89,11 +93,28 @@ async function modelMetadata(c: HttpContext, _q: IncomingMessage, res: ServerRes
   });
 }
 
-async function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
+/** Refusals for load: the connection that got one is parked (intake.ts). */
+const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_OVERLOADED']);
+
+function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]): Promise<void> {
+  const conn = parkableOf(req.socket);
+  c.intake.pace(conn);
   // Shed early and cheaply (docs/reliability.md): a request that cannot be queued is refused
-  // from its headers, before its body is read or parsed. Under a flood, reading and parsing
-  // bodies only to refuse them is what kept health checks waiting.
-  if (c.budget.spent) throw c.budget.refusal('request', 0);
+  // from its headers, before its body is read or parsed, and its connection is parked (when
+  // the budget is spent, at once, while Node's parser is still on the bytes that brought it, so
+  // the requests pipelined behind it wait too). Under a flood, reading and parsing bodies only
+  // to refuse them is what kept health checks waiting.
+  if (c.budget.spent) {
+    c.intake.refused(conn);
+    return Promise.reject(c.budget.refusal('request', 0));
+  }
+  return inferOnce(c, req, res, params).catch((err: unknown) => {
+    if (err instanceof PerchError && LOAD_REFUSALS.has(err.code)) c.intake.refused(conn);
+    throw err;
+  });
+}
+
+async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
   const target = await c.registry.resolveLoaded(name as string, parseVersion(version));
   if (target.batcher.depth >= target.config.batching.maxQueueSize) {
     throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);

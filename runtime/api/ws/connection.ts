@@ -15,6 +15,7 @@ import { toPerchError } from '../../base/errors.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import { JSON_EXPANSION, type ClientBudget, type Hold } from '../client-budget.js';
+import { MAX_LAG_PARK_MS, MAX_REFUSAL_PARK_MS, type Intake, type Parkable } from '../intake.js';
 import { binaryFrame, parseFrame, type MessageId } from './frame.js';
 import type { Topic } from './messages.js';
 
@@ -26,6 +27,14 @@ export interface ConnectionLimits {
 
 /** RFC 6455 section 7.4.1: 1008 policy violation (here: answers left unread too long). */
 export const CLOSE_SLOW_READER = 1008;
+/** IANA WebSocket close code 1013, Try Again Later: a frame being received does not fit the client budget. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+/** Past the slow-reader timeout, how long an unfinished frame may wait for room (longer than any park). */
+const STALL_MS = MAX_REFUSAL_PARK_MS + MAX_LAG_PARK_MS;
+/** How long a connection closed in the middle of a frame is kept for its close frame to leave. */
+const CLOSE_GRACE_MS = 2000;
+/** Refusals for load: the connection that got one is parked (intake.ts). */
+const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_OVERLOADED']);
 /** While the budget is spent, a connection with this much unread stops being read too. */
 const SPENT_BUFFER_LIMIT = 64 * 1024;
 /** Refused frames up to this size are parsed for their id, so the refusal matches the request. */
@@ -37,6 +46,8 @@ const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?(
 export interface ConnectionContext {
   limits: ConnectionLimits;
   budget: ClientBudget;
+  /** Holds back inference input while the event loop lags (intake.ts). */
+  intake: Intake;
   scope: ClientScope;
   clock: Clock;
   log: Logger;
@@ -81,6 +92,14 @@ export class Connection {
   /** Frame and answer bytes this connection holds of the client budget. */
   readonly hold: Hold;
   private slowTimer: TimerHandle | null = null;
+  /** Parked by the intake: not read until it lets the connection go. */
+  private parked = false;
+  private readonly parkable: Parkable;
+  /** Bytes ws holds of frames not yet complete, charged to `hold`. */
+  private partial = 0;
+  /** Closed for an unfinished frame that does not fit: never read again. */
+  private closing = false;
+  private stallTimer: TimerHandle | null = null;
 
   constructor(
     readonly socket: WebSocket,
@@ -92,7 +111,25 @@ export class Connection {
     this.limits = ctx.limits;
     this.log = ctx.log;
     this.hold = ctx.budget.hold();
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below needs the connection
+    const conn = this;
+    this.parkable = {
+      pause: () => {
+        this.parked = true;
+        this.updateFlow();
+      },
+      resume: () => {
+        this.parked = false;
+        this.updateFlow();
+      },
+      get closed() {
+        return conn.closed;
+      },
+    };
     socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
+    // After ws's own 'data' listener (it was attached when the upgrade completed): what its
+    // receiver still holds of unfinished frames is known by then.
+    transport.on('data', () => this.chargePartial());
     socket.on('close', () => this.dispose());
     // ws emits 'close' only once its receiver has ended, which can lag the socket (a paused
     // connection with frames still parsed): what the connection held goes with the TCP socket.
@@ -130,8 +167,74 @@ export class Connection {
     };
   }
 
+  /**
+   * A frame arrives in pieces, and ws holds them until it is whole (up to maxFrameBytes per
+   * connection): 300 connections each part-way through a 32 MiB frame held 9.6 GB that no budget
+   * saw. What ws holds is charged as it grows. Bytes that do not fit are already here: they are
+   * counted all the same, and the connection is parked (intake.ts) so that no more arrive until
+   * there is room. An unfinished frame that still finds no room after STALL_MS more than the
+   * slow-reader timeout is given up: the connection is closed with 1013 (try again later), since
+   * a frame cannot be answered before it is whole.
+   * Reads ws's receiver (ws 8: `_bufferedBytes`, `_messageLength` of the fragments so far);
+   * test/api/client-budget.test.ts fails if ws stops keeping them.
+   */
+  private chargePartial(): void {
+    if (this.disposed || this.closing) return;
+    const r = (this.socket as unknown as { _receiver?: { _bufferedBytes?: number; _messageLength?: number } | null })._receiver;
+    const now = (r?._bufferedBytes ?? 0) + (r?._messageLength ?? 0);
+    if (now > this.partial) {
+      if (this.hold.tryAdd(now - this.partial)) {
+        this.watchStall(false);
+      } else {
+        this.hold.add(now - this.partial);
+        this.ctx.intake.refused(this.parkable);
+        this.watchStall(true);
+      }
+    } else if (now < this.partial) {
+      this.hold.sub(this.partial - now);
+      this.watchStall(false);
+    }
+    this.partial = now;
+  }
+
+  private watchStall(stalled: boolean): void {
+    if (!stalled) {
+      if (this.stallTimer) this.ctx.clock.clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+      return;
+    }
+    if (this.stallTimer) return;
+    this.stallTimer = this.ctx.clock.setTimeout(() => {
+      this.stallTimer = null;
+      if (this.disposed || this.partial === 0) return;
+      this.log.warn({ remotePort: this.stats.remotePort, bytes: this.partial }, 'websocket frame being received finds no room in the client budget: closed');
+      this.closeUnfinished();
+    }, this.limits.slowReaderTimeoutMs + STALL_MS);
+  }
+
+  /**
+   * Closes with 1013 a connection in the middle of a frame. The client's answering close frame
+   * sits behind the rest of its frame, so the close handshake cannot finish: reading stops, and
+   * the socket is dropped once the close frame had time to reach the client (dropping it at once
+   * with unread bytes would reset the connection under the close frame).
+   */
+  private closeUnfinished(): void {
+    this.closing = true;
+    try {
+      this.socket.close(CLOSE_TRY_AGAIN_LATER, 'the client budget is spent (server.maxClientBytes): try again later');
+    } catch {
+      // already closing
+    }
+    this.transport.pause();
+    const timer = this.ctx.clock.setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS);
+    this.transport.once('close', () => this.ctx.clock.clearTimeout(timer));
+  }
+
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.disposed) return;
+    // The frame is whole: ws no longer holds it as unfinished.
+    this.chargePartial();
+    this.ctx.intake.pace(this.parkable);
     const cost = frameCost(data, isBinary);
     if (!this.hold.tryAdd(cost)) {
       this.refuse(data, isBinary, cost);
@@ -162,6 +265,7 @@ export class Connection {
     }
     const e = this.ctx.budget.refusal('message', cost);
     this.send({ id, ok: false, error: { code: e.code, message: e.message } });
+    this.ctx.intake.refused(this.parkable);
   }
 
   private handleFrame(data: Buffer, isBinary: boolean): void {
@@ -194,6 +298,7 @@ export class Connection {
         } else {
           const e = toPerchError(failure);
           if (e.code === 'PERCH_ERR_INTERNAL') this.log.error({ err: failure }, 'websocket handler failed');
+          if (LOAD_REFUSALS.has(e.code)) this.ctx.intake.refused(this.parkable);
           this.send({ id, ok: false, error: { code: e.code, message: e.message } });
         }
       } finally {
@@ -246,7 +351,7 @@ export class Connection {
     // spent (its refusals would pile up unread too). Reading stops, and the slow-reader clock runs.
     const unread = buffered > this.limits.maxBufferedBytes || (buffered > SPENT_BUFFER_LIMIT && this.ctx.budget.spent);
     this.watchSlowReader(unread);
-    const over = unread || this.inflight >= this.limits.maxInflight;
+    const over = unread || this.parked || this.inflight >= this.limits.maxInflight;
     if (over && !this.paused) {
       this.paused = true;
       this.socket.pause();
@@ -257,7 +362,7 @@ export class Connection {
         const [data, isBinary] = this.held.shift() as [Buffer, boolean];
         this.handleFrame(data, isBinary);
       }
-      if (!this.paused) this.socket.resume();
+      if (!this.paused && !this.closing) this.socket.resume();
     }
   }
 
@@ -291,9 +396,15 @@ export class Connection {
 
   private disposed = false;
 
+  /** True once the connection is gone (its bytes given back). */
+  get closed(): boolean {
+    return this.disposed;
+  }
+
   private dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.watchStall(false);
     if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
     this.slowTimer = null;
     this.held.length = 0;

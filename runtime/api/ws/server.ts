@@ -9,6 +9,7 @@ import type { InferService } from '../../inference/infer-service.js';
 import type { Logger } from '../../base/log.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import type { ClientBudget } from '../client-budget.js';
+import type { Intake } from '../intake.js';
 import type { RequestGuard } from '../request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
@@ -33,6 +34,8 @@ export interface WsDeps {
   slowReaderTimeoutMs: number;
   /** The process-wide budget of bytes held for clients. */
   budget: ClientBudget;
+  /** Holds back inference input while the event loop lags. */
+  intake: Intake;
   /** Sequence limits of each connection's scope. */
   scope: ScopeOptions;
   clock: Clock;
@@ -87,6 +90,7 @@ export class WsApi {
         {
           limits: { maxInflight: d.maxInflightPerConnection, maxBufferedBytes: d.maxBufferedBytesPerConnection, slowReaderTimeoutMs: d.slowReaderTimeoutMs },
           budget: d.budget,
+          intake: d.intake,
           scope: new ClientScope(d.scope),
           clock: d.clock,
           log: d.log,

@@ -1,0 +1,42 @@
+// Stopping and restarting the reading of an HTTP connection (the intake, ../intake.ts). The HTTP
+// parser consumes the socket's data in C++ and Node resumes the socket itself whenever a request
+// body is read or dumped, so socket.pause() alone did not hold: the next pipelined requests were
+// parsed at once. Node's own guard against pipelining floods (lib/_http_server.js, v20) pauses
+// through `socket._paused`, which also pauses the parser and which readStart() respects, and
+// resumes with parser.resume() + socket.resume() once the socket drains; this does the same.
+import type { Socket } from 'node:net';
+import type { Parkable } from '../intake.js';
+
+interface HttpSocket extends Socket {
+  _paused?: boolean;
+  parser?: { resume(): void } | null;
+}
+
+const parkables = new WeakMap<Socket, Parkable>();
+
+/** The one Parkable of an HTTP connection (the intake keeps one entry per connection). */
+export function parkableOf(socket: Socket): Parkable {
+  let p = parkables.get(socket);
+  if (!p) {
+    const s = socket as HttpSocket;
+    p = {
+      pause: () => {
+        s._paused = true;
+        s.pause();
+      },
+      resume: () => {
+        if (s.destroyed) return;
+        // Paused by Node for answers the client has not taken: its 'drain' handler resumes.
+        if (s.writableNeedDrain) return;
+        s._paused = false;
+        s.parser?.resume();
+        s.resume();
+      },
+      get closed() {
+        return s.destroyed;
+      },
+    };
+    parkables.set(socket, p);
+  }
+  return p;
+}
