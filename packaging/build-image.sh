@@ -178,7 +178,7 @@ if [ ! -f "$deps/.done" ]; then
   (cd "$deps" && npm ci --omit=dev --ignore-scripts --os=linux --cpu="$node_arch" >&2)
   step "compiling better-sqlite3 for linux/$node_arch against Node $NODE_VERSION headers"
   # nodedir = the target Node's headers: a ~/.npmrc pointing at the host's Node 20 headers would
-  # give an addon Node 24 refuses (NODE_MODULE_VERSION mismatch).
+  # give an addon the image's Node refuses (NODE_MODULE_VERSION mismatch).
   gyp_env=(npm_config_nodedir="$node_dir" npm_config_build_from_source=true
     npm_config_arch="$node_arch" npm_config_target_arch="$node_arch" JOBS="$(nproc)")
   if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
