@@ -19,6 +19,7 @@ import { Intake } from './api/intake.js';
 import { IdleCollector } from './api/idle-collector.js';
 import { createHttpServer, listen } from './api/http/server.js';
 import { httpScopes } from './api/http/scopes.js';
+import { EventStreams } from './api/http/event-streams.js';
 import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws/server.js';
 import { GrpcApi } from './api/grpc/server.js';
@@ -51,6 +52,8 @@ import { registerConnectedGauge, versionGauges } from './gauges.js';
 import { LiveSettings } from './live-settings.js';
 import { sequenceLimitRecorder } from './sequence-limit-events.js';
 import { runtimeStatus } from './status.js';
+import { LiveMetrics } from './live-metrics.js';
+import { topicSource } from './topics.js';
 
 export interface RuntimeDeps {
   log: Logger;
@@ -70,6 +73,8 @@ export class Runtime {
   readonly service: InferService;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
+  /** Server-Sent Events at /v1/events (api/http/event-streams.ts). */
+  readonly eventStreams: EventStreams;
   /** Bytes held for clients, process-wide (api/client-budget.ts). */
   readonly clientBudget: ClientBudget;
   /** Holds back inference input while the event loop lags (api/intake.ts). */
@@ -147,10 +152,18 @@ export class Runtime {
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);
     registerClientMetrics(this.metrics.registry, budget, intake);
+    const topics = topicSource(this.bus, new LiveMetrics({
+      metrics: this.metrics, queue: () => this.queueDepths(), outbox: () => this.store.outbox.stats(), connectivity: this.connectivity,
+      clock, log, intervalMs: 1000,
+    }));
+    this.eventStreams = new EventStreams({
+      subscribe: topics, readAfter: (after, limit) => this.store.outbox.readAfter(after, limit), lastSeq: () => this.store.outbox.stats().lastSeq,
+      budget, clock, log, heartbeatMs: s.eventStreamHeartbeatMs, maxBufferedBytes: s.maxBufferedBytesPerConnection, slowReaderTimeoutMs: s.slowReaderTimeoutMs,
+    });
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)),
+      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams,
     };
     const access = { apiToken: this.apiToken.token, guard };
     const slow = { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock };
@@ -177,11 +190,7 @@ export class Runtime {
       scope: scope(s.sequencesEndWithConnection.ws),
       clock,
       status: () => this.status(),
-      subscribe: (topic, push) => {
-        if (topic === 'models') return this.bus.on('model', push);
-        if (topic === 'connectivity') return this.bus.on('connectivity', push);
-        return this.bus.on('event', push);
-      },
+      subscribe: topics,
       emit: (type, payload) => this.events.emit(type, payload),
     });
     this.ws.attach(this.server);
@@ -248,6 +257,7 @@ export class Runtime {
         // Parked connections are read again: their requests answer (or are refused) before the end.
         this.intake.close();
         this.idleCollector.stop();
+        this.eventStreams.close();
         await this.ws.close();
         this.server.closeIdleConnections();
         this.socketServer?.closeIdleConnections();
@@ -291,6 +301,12 @@ export class Runtime {
       store: this.store, installer: this.installer, service: this.service,
       liveConfig: { apply: (partial) => this.live.apply(partial), current: () => this.live.current },
     });
+  }
+
+  private queueDepths(): Record<string, number> {
+    const queue: Record<string, number> = {};
+    for (const i of this.registry.instances()) queue[i.name] = (queue[i.name] ?? 0) + i.batcher.depth;
+    return queue;
   }
 
   /** The WebSocket `status` answer (status.ts). */

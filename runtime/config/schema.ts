@@ -68,6 +68,8 @@ export const configSchema = z.strictObject({
       maxEventLoopDelayMs: z.number().int().min(5).default(30),
       /** A client that leaves its answers unread this long is cut off. */
       slowReaderTimeoutMs: z.number().int().min(100).default(10_000),
+      /** SSE (/v1/events): a comment line this often, so proxies and clients see the stream alive. */
+      eventStreamHeartbeatMs: z.number().int().min(10).default(15_000),
       maxSequencesPerConnection: z.number().int().min(1).default(256),
       /** End a connection's sequences when it closes (else they live until they idle out). */
       sequencesEndWithConnection: z

@@ -300,6 +300,16 @@ export class SqliteOutbox implements Outbox {
     }
   }
 
+  readAfter(after: number, limit: number): Promise<OutboxEvent[]> {
+    try {
+      if (limit <= 0) return Promise.resolve([]);
+      const rows = this.st.claimPage.all(after, limit) as Row[];
+      return Promise.resolve(rows.map(([seq, eventId, type, payload, createdAt, bytes]) => new StoredEvent(seq, eventId, type, payload, createdAt, bytes)));
+    } catch (err) {
+      return Promise.reject(toStoreError(err, 'outbox read', this.errCtx));
+    }
+  }
+
   /**
    * Acks are group-committed like appends (every ack of one tick shares one transaction), each
    * deletes its seqs as runs (one DELETE per run of consecutive seqs), and the commit is not

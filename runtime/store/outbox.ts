@@ -82,6 +82,12 @@ export interface Outbox {
    */
   claim(limit: number, maxBytes?: number): Promise<OutboxEvent[]>;
   /**
+   * Reads, without claiming, up to `limit` stored events with seq > `after`, in seq order: what an
+   * SSE reader resumes from (`Last-Event-ID`, docs/api.md). Events already acked or dropped are
+   * gone, so seqs may jump.
+   */
+  readAfter(after: number, limit: number): Promise<OutboxEvent[]>;
+  /**
    * Deletes these events (the cloud has them); unknown seqs are ignored. Resolves to how many were
    * deleted, once committed. The commit need not be fsynced: a power cut right after may bring
    * the events back (they are sent again, at-least-once), but never loses any other event.

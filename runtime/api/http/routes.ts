@@ -15,6 +15,7 @@ import type { ClientScope } from '../../inference/client-scope.js';
 import { takeJsonCost, type ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import { readBody } from './body.js';
+import type { EventStreams } from './event-streams.js';
 import { parkableOf } from './park.js';
 import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
@@ -30,6 +31,8 @@ export interface HttpContext {
   intake: Intake;
   /** The scope of the connection a request came on (one per keep-alive socket). */
   scopeOf: (req: IncomingMessage) => ClientScope;
+  /** Server-Sent Events at /v1/events (event-streams.ts). */
+  eventStreams: EventStreams;
 }
 
 type Handler = (ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
@@ -40,6 +43,8 @@ interface Route {
   handler: Handler;
   /** Health checks answer without the API token (container HEALTHCHECK, load balancers). */
   open?: boolean;
+  /** The token may also come as ?token= (EventSource cannot set headers; docs/security.md). */
+  queryToken?: boolean;
 }
 
 const NAME = '([^/]+)';
@@ -63,6 +68,7 @@ export const ROUTES: Route[] = [
   { method: 'POST', pattern: /^\/v2\/repository\/index$/, handler: repositoryIndex },
   { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/load$`), handler: loadModel },
   { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/unload$`), handler: unloadModel },
+  { method: 'GET', pattern: /^\/v1\/events$/, queryToken: true, handler: (c, req, res) => c.eventStreams.handle(req, res) },
   {
     method: 'GET', pattern: /^\/metrics$/,
     handler: async (c, _q, res) => {

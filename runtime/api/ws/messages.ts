@@ -1,9 +1,9 @@
 // WebSocket client messages (docs/protocol.md section 4).
 import { z } from 'zod';
 import { inferBodySchema } from '../oip-schema.js';
+import { TOPICS } from '../topics.js';
 
-export const TOPICS = ['models', 'connectivity', 'events'] as const;
-export type Topic = (typeof TOPICS)[number];
+export { TOPICS, type Topic } from '../topics.js';
 
 export const OPS = ['infer', 'emit', 'subscribe', 'status'] as const;
 

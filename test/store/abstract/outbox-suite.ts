@@ -127,6 +127,20 @@ export function runOutboxSuite(name: string, factory: OutboxFactory): void {
         assert.equal(outbox.stats().inFlight, 0);
       }));
 
+    void test('readAfter reads stored events after a seq in order, claimed or not, and claims nothing', () =>
+      withOutbox(factory, async ({ outbox }) => {
+        await appendN(outbox, 6);
+        assert.deepEqual(seqsOf(await outbox.claim(2)), [1, 2]);
+        assert.deepEqual(seqsOf(await outbox.readAfter(0, 4)), [1, 2, 3, 4]);
+        assert.deepEqual(seqsOf(await outbox.readAfter(4, 10)), [5, 6]);
+        assert.equal((await outbox.readAfter(2, 1))[0]?.type, 'test.event');
+        assert.equal(outbox.stats().inFlight, 2);
+        assert.deepEqual(seqsOf(await outbox.claim(10)), [3, 4, 5, 6]);
+        assert.equal(await outbox.ack([1, 2, 3]), 3);
+        assert.deepEqual(seqsOf(await outbox.readAfter(0, 10)), [4, 5, 6]); // acked ones are gone
+        assert.deepEqual(seqsOf(await outbox.readAfter(6, 10)), []);
+      }));
+
     void test('markSent: claimed events count as sent until acked or released; unclaimed ones are ignored', () =>
       withOutbox(factory, async ({ outbox }) => {
         await appendN(outbox, 6);
