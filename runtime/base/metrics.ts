@@ -1,6 +1,7 @@
 // Prometheus metrics (docs/protocol.md section 6). Each runtime has its own Registry so several can
 // live in one process (tests); the store and cloud modules register theirs on the same one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ModelStatistics } from './model-stats.js';
 
 // Bounds from 100 µs (a VAD chunk) to 10 s (a big OCR batch on a Pi).
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -27,6 +28,8 @@ export class InferenceMetrics {
   readonly computeDuration: Histogram<'model' | 'version'>;
   readonly queueDepth: Gauge<'model' | 'version'>;
   readonly modelReady: Gauge<'model' | 'version'>;
+  /** Triton's per model version statistics (GET /v2/models/stats; docs/api.md). */
+  readonly stats = new ModelStatistics();
 
   /** `versions`: every known model version, failed ones included, with its queue depth. */
   constructor(registry = new Registry(), versions: () => Array<{ model: string; version: string; depth: number; ready: boolean }> = () => []) {

@@ -4,6 +4,7 @@
 // stacking a batch into feeds and splitting the outputs back is batch-tensors.ts.
 import { PerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
+import type { VersionStats } from '../base/model-stats.js';
 import { loadVersion, type LoadDeps } from '../models/load-version.js';
 import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js';
 import { withOverrides } from '../models/overrides.js';
@@ -43,6 +44,8 @@ export class ModelInstance {
   private unpinned: (() => void) | null = null;
   /** This version's metric labels, made once (requests count against them). */
   readonly labels: VersionLabels;
+  /** This version's Triton statistics (kept across reloads of the same version). */
+  readonly stats: VersionStats;
 
   private constructor(
     readonly name: string,
@@ -58,6 +61,7 @@ export class ModelInstance {
   ) {
     this.inFlight = new Map(executors.map((e) => [e, 0]));
     this.labels = Object.freeze({ model: name, version: String(version) });
+    this.stats = deps.metrics.stats.of(name, String(version));
     const config = resolved;
     const b = config.batching;
     this.batcher = new Batcher(
@@ -169,10 +173,12 @@ export class ModelInstance {
       const splitStarted = performance.now();
       const split = splitOutputs(this.config, run.payloads, outputs);
       const items = run.payloads.reduce((n, r) => n + r.items, 0);
+      const splitMs = performance.now() - splitStarted;
       // The session's own run time (measured where it ran) plus stacking and splitting: not the
       // wait of a lookahead batch behind the one before it, nor the thread hop.
-      const computeMs = stackMs + runMs + (performance.now() - splitStarted);
+      const computeMs = stackMs + runMs + splitMs;
       this.deps.metrics.observeBatch(this.name, String(this.version), items, computeMs / 1000, run.queuedMs);
+      this.stats.ran(items, run.queuedMs, stackMs, runMs, splitMs);
       return split;
     } finally {
       this.inFlight.set(executor, (this.inFlight.get(executor) ?? 1) - 1);

@@ -2,6 +2,7 @@
 // queue for the batcher, pick the outputs asked for, count the outcome.
 import { PerchError, toPerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
+import type { VersionStats } from '../base/model-stats.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
@@ -89,11 +90,20 @@ export class InferService {
     // A hit answers without touching the scheduler. The key is computed before the batch
     // runs: running may move the input buffers to a session thread.
     const useCache = this.cache !== null && (params.cache ?? model.cache.enabled);
-    const key = useCache ? cacheKey(instance.name, instance.version, prepared.inputs) : null;
-    const hit = key !== null ? this.cache!.get(key, instance.name, instance.version) : undefined;
-    if (hit) return { instance, outputs: hit.outputs, cached: true };
+    if (!useCache) return { instance, outputs: await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs, scope }), cached: false };
+    // Triton's cache_hit / cache_miss times: the lookup (key included), and for a miss the insertion.
+    const lookupStarted = performance.now();
+    const key = cacheKey(instance.name, instance.version, prepared.inputs);
+    const hit = this.cache!.get(key, instance.name, instance.version);
+    const lookupMs = performance.now() - lookupStarted;
+    if (hit) {
+      instance.stats.cacheHit.add(1, lookupMs);
+      return { instance, outputs: hit.outputs, cached: true };
+    }
     const outputs = await instance.infer(prepared, { priority: params.priority, timeoutMs: params.timeoutMs, scope });
-    if (key !== null) this.cache!.put(key, instance.name, instance.version, outputs, model.cache.ttlSeconds);
+    const putStarted = performance.now();
+    this.cache!.put(key, instance.name, instance.version, outputs, model.cache.ttlSeconds);
+    instance.stats.cacheMiss.add(1, lookupMs + performance.now() - putStarted);
     return { instance, outputs, cached: false };
   }
 
@@ -119,12 +129,14 @@ export class InferService {
   /** `scope`: the client's connection; its queued work is dropped and its tied sequences end when it closes. */
   async infer(req: InferRequest, scope?: ClientScope): Promise<InferResult> {
     let labels: VersionLabels | null = null;
+    let stats: VersionStats | null = null;
     const started = performance.now();
     try {
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const version = parseVersion(req.version);
       const instance = await this.registry.resolveLoaded(req.model, version);
       labels = instance.labels;
+      stats = instance.stats;
       const params = readParameters(req.parameters);
       const model = instance.config;
       const wanted = req.outputs?.length ? req.outputs : undefined;
@@ -135,11 +147,14 @@ export class InferService {
       }
       const ran = model.sequence ? await this.runSequence(instance, version, req, params, scope) : await this.runStateless(instance, req, params, scope);
       labels = ran.instance.labels;
+      stats = ran.instance.stats;
       const all = ran.outputs;
       const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);
       const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
       this.metrics.countSuccess(labels);
-      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: performance.now() - started });
+      const ended = performance.now();
+      stats.answered(ended - started, ended);
+      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: ended - started });
       const result: InferResult = {
         model_name: ran.instance.name,
         model_version: labels.version,
@@ -153,7 +168,9 @@ export class InferService {
       const e = toPerchError(err);
       this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
       this.failureLog?.report(labels?.model ?? req.model, labels?.version ?? String(req.version ?? ''), e);
-      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: performance.now() - started });
+      const failedMs = performance.now() - started;
+      stats?.fail.add(1, failedMs);
+      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: failedMs });
       throw e;
     }
   }

@@ -120,6 +120,19 @@ describe('gRPC: every RPC against a real Perch', () => {
     assert.equal(ok.outputs.length, 2);
   });
 
+  test('ModelStatistics: the same statistics as GET /v2/models/stats (uint64 as decimal strings)', async () => {
+    const http = await (await fetch(`${rt.baseUrl}/v2/models/ocr-cls/stats`)).json() as { model_stats: Array<Record<string, unknown>> };
+    const got = await client.call<{ model_stats: Array<Record<string, unknown>> }>('ModelStatistics', { name: 'ocr-cls' });
+    const asStrings = (v: unknown): unknown => typeof v === 'number' ? String(v) : Array.isArray(v) ? v.map(asStrings) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asStrings(x)])) : v;
+    assert.deepEqual(got.model_stats, asStrings(http.model_stats));
+    assert.ok(Number((http.model_stats[0] as { execution_count: number }).execution_count) > 0, 'the infers above ran');
+    const all = await client.call<{ model_stats: Array<{ name: string }> }>('ModelStatistics', {});
+    assert.deepEqual(all.model_stats.map((s) => s.name), REAL_MODEL_CASES.map((c) => c.name).sort());
+    const f = await client.failure('ModelStatistics', { name: 'ocr-cls', version: '9' });
+    assert.equal(f.code, GRPC_STATUS.NOT_FOUND);
+    assert.equal(f.perchCode, 'PERCH_ERR_VERSION_NOT_FOUND');
+  });
+
   test('a message over server.maxRequestBytes is refused RESOURCE_EXHAUSTED', async () => {
     const big = rawRequest('ocr-cls', [{ name: 'x', datatype: 'FP32', shape: [12, 3, 48, 192], data: new Float32Array(12 * 3 * 48 * 192) }]);
     const f = await client.failure('ModelInfer', big);
@@ -151,7 +164,7 @@ describe('gRPC: the API token', () => {
       assert.deepEqual(await none.call('ServerLive', {}), { live: true });
       assert.deepEqual(await none.call('ServerReady', {}), { ready: true });
       for (const c of [none, wrong]) {
-        for (const [method, req] of [['ServerMetadata', {}], ['ModelReady', { name: 'ocr-cls' }], ['ModelMetadata', { name: 'ocr-cls' }], ['ModelInfer', rawRequest('ocr-cls', [])]] as const) {
+        for (const [method, req] of [['ServerMetadata', {}], ['ModelReady', { name: 'ocr-cls' }], ['ModelMetadata', { name: 'ocr-cls' }], ['ModelStatistics', {}], ['ModelInfer', rawRequest('ocr-cls', [])]] as const) {
           const f = await c.failure(method, req);
           assert.equal(f.code, GRPC_STATUS.UNAUTHENTICATED, method);
           assert.equal(f.perchCode, 'PERCH_ERR_UNAUTHORIZED', method);

@@ -5,9 +5,10 @@ import type { InferService } from '../../inference/infer-service.js';
 import type { ScopeOptions } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import type { ModelRegistry } from '../../models/registry.js';
+import type { ModelInstance } from '../../batching/model-instance.js';
 
 export interface GrpcDeps {
-  registry: ModelRegistry;
+  registry: ModelRegistry<ModelInstance>;
   service: InferService;
   /** Bearer token every RPC but ServerLive/ServerReady needs; null = none. */
   apiToken: string | null;

@@ -8,6 +8,7 @@ import { parseVersion, type InferRequest } from '../../inference/infer-service.j
 import { RUNTIME_VERSION } from '../../base/version.js';
 import { bearerMatches } from '../auth.js';
 import { EXTENSIONS } from '../http/routes.js';
+import { modelStatistics } from '../statistics.js';
 import type { GrpcDeps } from './deps.js';
 import type { ModelInferRequestMsg, ModelInferResponseMsg, Received } from './messages.js';
 import { fromParameterMap } from './parameters.js';
@@ -98,6 +99,11 @@ export function unaryHandlers(grpc: typeof GrpcJs, deps: GrpcDeps): Record<strin
         inputs: inst.config.inputs.map(spec),
         outputs: inst.config.outputs.map(spec),
       };
+    }),
+    // Triton: empty name = every model, empty version = every served version (as GET /v2/models/stats).
+    ModelStatistics: unary((req) => {
+      const name = String(req.name ?? '');
+      return name === '' ? modelStatistics(deps.registry) : modelStatistics(deps.registry, name, String(req.version ?? ''));
     }),
     ModelInfer: (call, callback) => {
       // One scope per call: a cancelled call drops its queued work. Sequences over unary calls

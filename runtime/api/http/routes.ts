@@ -19,6 +19,7 @@ import type { EventStreams } from './event-streams.js';
 import { parkableOf } from './park.js';
 import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
+import { modelStatistics } from '../statistics.js';
 
 export interface HttpContext {
   registry: ModelRegistry<ModelInstance>;
@@ -50,7 +51,7 @@ interface Route {
 const NAME = '([^/]+)';
 const VERSION = '(?:/versions/([^/]+))?';
 
-export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'parameters', 'metrics'];
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'parameters', 'metrics', 'statistics'];
 
 export const ROUTES: Route[] = [
   { method: 'GET', pattern: /^\/v2\/health\/live$/, open: true, handler: (_c, _q, res) => sendJson(res, 200, { live: true }) },
@@ -62,6 +63,9 @@ export const ROUTES: Route[] = [
     },
   },
   { method: 'GET', pattern: /^\/v2\/?$/, handler: (_c, _q, res) => sendJson(res, 200, { name: 'perch', version: RUNTIME_VERSION, extensions: EXTENSIONS }) },
+  // Before the model routes: `/v2/models/stats` is every model's statistics, as in Triton.
+  { method: 'GET', pattern: /^\/v2\/models\/stats$/, handler: (c, _q, res) => sendJson(res, 200, modelStatistics(c.registry)) },
+  { method: 'GET', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}/stats$`), handler: (c, _q, res, [name, version]) => sendJson(res, 200, modelStatistics(c.registry, name, version)) },
   { method: 'GET', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}/ready$`), handler: modelReady },
   { method: 'GET', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}$`), handler: modelMetadata },
   { method: 'POST', pattern: new RegExp(`^/v2/models/${NAME}${VERSION}/infer$`), handler: infer },
