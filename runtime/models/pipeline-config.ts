@@ -80,6 +80,8 @@ export const stepSchema = z.discriminatedUnion('op', [
     name, op: z.literal('blazeface.decode'), scores: z.tuple([name, name]), regressors: z.tuple([name, name]), image: name,
     to: name, keypoints: name, confidences: name,
     inputSize: positiveInt.default(128),
+    /** The resize of the step that made the model's input (image.tensor): to map boxes back. */
+    resize: z.enum(['stretch', 'letterbox']).default('stretch'),
     scoreThreshold: z.number().min(0).max(1).default(0.5),
     iouThreshold: z.number().min(0).max(1).default(0.3),
     maxFaces: positiveInt.max(1000).default(100),

@@ -1,9 +1,11 @@
 // BlazeFace (MediaPipe short-range, 128 x 128) output decoding: anchors on a 16 x 16 grid (2 per
 // cell, stride 8) and an 8 x 8 grid (6 per cell, stride 16); score = sigmoid(logit); box centre
 // = anchor + (r0, r1) / 128, size (r2, r3) / 128; six keypoints anchor + (r[4+2k], r[5+2k]) / 128
-// (keijiro's BlazeFace decoder); then non-maximum suppression. Coordinates in image pixels.
+// (keijiro's BlazeFace decoder); then non-maximum suppression. Coordinates in image pixels: back
+// through the resize the input step made (stretched to 128 x 128, or letterboxed at the top left
+// as MediaPipe keeps the aspect ratio, so a face in a 16:9 frame is not squashed; docs/pipelines.md).
 import type { Tensor } from '../tensor/tensor.js';
-import { imageSize } from './image.js';
+import { imageSize, targetSize } from './image.js';
 
 const GRIDS: Array<{ cells: number; perCell: number }> = [{ cells: 16, perCell: 2 }, { cells: 8, perCell: 6 }];
 
@@ -27,11 +29,16 @@ export function nms<T extends { box: Face['box']; score: number }>(items: T[], i
   return kept;
 }
 
-export interface FaceOptions { inputSize: number; scoreThreshold: number; iouThreshold: number; maxFaces: number }
+export interface FaceOptions { inputSize: number; resize: 'stretch' | 'letterbox'; scoreThreshold: number; iouThreshold: number; maxFaces: number }
 
 /** Boxes FP32 [n, 4] (x0, y0, x1, y1), keypoints FP32 [n, 6, 2], scores FP32 [n]. */
 export function decodeFaces(scores: [Tensor, Tensor], regressors: [Tensor, Tensor], image: Tensor, o: FaceOptions, names: [string, string, string]): Tensor[] {
-  const { width, height } = imageSize(image);
+  const src = imageSize(image);
+  // Model coordinates (0-1 over the input) to image pixels: the input's inner picture covers the
+  // whole image (the rest is padding when letterboxed).
+  const { inner } = targetSize(src, o.resize, o.inputSize, o.inputSize, o.inputSize);
+  const width = (o.inputSize * src.width) / inner.width;
+  const height = (o.inputSize * src.height) / inner.height;
   const faces: Face[] = [];
   GRIDS.forEach((g, gi) => {
     const s = scores[gi]!.data as Float32Array;

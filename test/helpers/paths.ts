@@ -38,3 +38,9 @@ export const OCR_IMAGES = {
   uprightJpeg: join(IMAGES, 'text_edge_ocr_2026.jpg'),
   upsideDownJpeg: join(IMAGES, 'text_edge_ocr_2026_rot180.jpg'),
 } as const;
+
+/**
+ * A 256 x 256 photo with one face (NASA's portrait of Eileen Collins, public domain, from
+ * scikit-image's sample data; test/fixtures/README.md): what the face detector must find.
+ */
+export const FACE_PHOTO = join(IMAGES, 'astronaut_256.jpg');

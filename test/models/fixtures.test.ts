@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { test } from 'node:test';
-import { FIXTURES, MODEL_FILES, OCR_IMAGES, REPO_ROOT, SPEECH_SAMPLE } from '../helpers/paths.js';
+import { FACE_PHOTO, FIXTURES, MODEL_FILES, OCR_IMAGES, REPO_ROOT, SPEECH_SAMPLE } from '../helpers/paths.js';
 
 function digestTable(): Map<string, { size: number; sha256: string }> {
   const doc = readFileSync(join(FIXTURES, 'README.md'), 'utf8');
@@ -16,7 +16,7 @@ function digestTable(): Map<string, { size: number; sha256: string }> {
 
 test('every test model and sample is in the repository or node_modules, with the digest test/fixtures/README.md gives', () => {
   const table = digestTable();
-  const files = [...Object.values(MODEL_FILES), SPEECH_SAMPLE, ...Object.values(OCR_IMAGES)];
+  const files = [...Object.values(MODEL_FILES), SPEECH_SAMPLE, ...Object.values(OCR_IMAGES), FACE_PHOTO];
   for (const file of files) {
     assert.ok(existsSync(file), `${relative(REPO_ROOT, file)} is missing: run \`npm ci\` (the models come from devDependencies)`);
     const want = table.get(basename(file));

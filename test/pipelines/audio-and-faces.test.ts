@@ -2,11 +2,12 @@
 // `face-detect` (BlazeFace) pipelines.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { after, before, test } from 'node:test';
 import { decodeFaces } from '../../runtime/processing/blazeface.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
 import { wavFile } from '../helpers/media.js';
-import { OCR_IMAGES, SHIPPED_MODELS, SPEECH_SAMPLE } from '../helpers/paths.js';
+import { FACE_PHOTO, OCR_IMAGES, SHIPPED_MODELS, SPEECH_SAMPLE } from '../helpers/paths.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 // test/fixtures/README.md: what Silero VAD finds in the speech sample.
@@ -80,7 +81,7 @@ test('BlazeFace decoding: anchor + regression in image pixels, and overlapping d
   const [boxes, keypoints, scores] = decodeFaces(
     [t('s16', [1, 512, 1], scores16), t('s8', [1, 384, 1], scores8)],
     [t('r16', [1, 512, 16], reg16), t('r8', [1, 384, 16], reg8)],
-    image, { inputSize: 128, scoreThreshold: 0.5, iouThreshold: 0.3, maxFaces: 10 }, ['boxes', 'keypoints', 'scores'],
+    image, { inputSize: 128, resize: 'stretch', scoreThreshold: 0.5, iouThreshold: 0.3, maxFaces: 10 }, ['boxes', 'keypoints', 'scores'],
   ) as [Tensor, Tensor, Tensor];
   assert.deepEqual(boxes.shape, [1, 4]);
   const cx = 8.5 / 16, cy = 4.5 / 16;
@@ -88,4 +89,59 @@ test('BlazeFace decoding: anchor + regression in image pixels, and overlapping d
   Array.from(boxes.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-3, `box[${i}] ${v} vs ${want[i]}`));
   assert.ok(Math.abs((keypoints.data as Float32Array)[0]! - (cx + 1 / 128) * 400) < 1e-3);
   assert.ok(Math.abs((scores.data as Float32Array)[0]! - 1 / (1 + Math.exp(-4))) < 1e-6);
+});
+
+// The face in test/fixtures/images/astronaut_256.jpg, read off the photo by eye (README there).
+const FACE = { x0: 88, y0: 39, x1: 136, y1: 89 };
+type Box = typeof FACE;
+
+function iou(a: Box, b: Box): number {
+  const w = Math.max(0, Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0));
+  const h = Math.max(0, Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0));
+  const area = (r: Box): number => (r.x1 - r.x0) * (r.y1 - r.y0);
+  return (w * h) / (area(a) + area(b) - w * h);
+}
+
+async function faces(body: Buffer, type: string): Promise<{ boxes: Box[]; keypoints: number[][][]; scores: number[] }> {
+  const res = await fetch(`${rt.baseUrl}/v2/models/face-detect/infer`, { method: 'POST', headers: { 'content-type': type }, body });
+  const json = (await res.json()) as { outputs: Array<{ name: string; shape: number[]; data: number[] }> };
+  assert.equal(res.status, 200, JSON.stringify(json));
+  const out = Object.fromEntries(json.outputs.map((o) => [o.name, o]));
+  const n = out.scores!.shape[0]!;
+  return {
+    boxes: Array.from({ length: n }, (_, i) => { const [x0, y0, x1, y1] = out.boxes!.data.slice(4 * i, 4 * i + 4) as [number, number, number, number]; return { x0, y0, x1, y1 }; }),
+    keypoints: Array.from({ length: n }, (_, i) => Array.from({ length: 6 }, (_, k) => out.keypoints!.data.slice(12 * i + 2 * k, 12 * i + 2 * k + 2))),
+    scores: out.scores!.data,
+  };
+}
+
+/** One face where the photo has it; eyes above the nose above the mouth, eyes inside the box. */
+function assertOneFace(got: Awaited<ReturnType<typeof faces>>, want: Box, label: string): void {
+  assert.equal(got.scores.length, 1, `${label}: ${JSON.stringify(got)}`);
+  assert.ok(got.scores[0]! >= 0.7, `${label}: score ${got.scores[0]}`);
+  const box = got.boxes[0]!;
+  assert.ok(iou(box, want) >= 0.6, `${label}: box ${JSON.stringify(box)} against ${JSON.stringify(want)}: IoU ${iou(box, want).toFixed(2)}`);
+  const [eyeA, eyeB, nose, mouth] = got.keypoints[0]! as [number[], number[], number[], number[]];
+  for (const eye of [eyeA, eyeB]) {
+    assert.ok(eye[0]! > box.x0 && eye[0]! < box.x1 && eye[1]! > box.y0 && eye[1]! < box.y1, `${label}: eye ${eye} outside ${JSON.stringify(box)}`);
+    assert.ok(eye[1]! < nose[1]!, `${label}: eye ${eye} not above the nose ${nose}`);
+  }
+  assert.ok(nose[1]! < mouth[1]!, `${label}: nose ${nose} not above the mouth ${mouth}`);
+}
+
+test('face-detect finds the one face of a real photo, where it is, with eyes above nose above mouth', async () => {
+  assertOneFace(await faces(readFileSync(FACE_PHOTO), 'image/jpeg'), FACE, 'photo');
+});
+
+test('face-detect maps boxes back through a mirror and a letterbox: the face moves with the picture', async () => {
+  const mirrored = await sharp(FACE_PHOTO).flop().png().toBuffer();
+  assertOneFace(await faces(mirrored, 'image/png'), { x0: 256 - FACE.x1, y0: FACE.y0, x1: 256 - FACE.x0, y1: FACE.y1 }, 'mirrored');
+  // The top 128 x 128 around the face (from x 48) on the right half of a 256 x 128 grey picture:
+  // not square, so the model sees it letterboxed (at the full photo's scale, 0.5), and the answer
+  // must still be in the picture's own pixels.
+  const crop = await sharp(FACE_PHOTO).extract({ left: 48, top: 0, width: 128, height: 128 }).png().toBuffer();
+  const wide = await sharp({ create: { width: 256, height: 128, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+    .composite([{ input: crop, left: 128, top: 0 }]).png().toBuffer();
+  const dx = 128 - 48;
+  assertOneFace(await faces(wide, 'image/png'), { x0: FACE.x0 + dx, y0: FACE.y0, x1: FACE.x1 + dx, y1: FACE.y1 }, 'wide');
 });
