@@ -63,12 +63,26 @@ rm -rf "$bs/deps" "$bs/src" "$bs/build/deps" "$bs/build/Release/obj" "$bs/build/
   "$bs/build/Makefile" "$bs/build/"*.mk \
   "$bs/build/config.gypi" "$bs/build/node_gyp_bins"
 
-# Install-time-only tools and files nothing loads at run time: type declarations, source maps,
+# Prebuilt binaries for other platforms and browser bundles Node never loads (issue 17 put the
+# arm64 archive over 80 MB; these are about 0.9 MB of it, gzip-compressed):
+# - bufferutil's prebuilds: keep linux-<arch> only (arm64 has none: build-image.sh compiles it
+#   into build/Release, which node-gyp-build finds first);
+# - mqtt's dist/ (browser bundles: Node loads build/, its package.json "main");
+# - protobufjs's dist/ (browser bundles: @grpc/proto-loader requires "protobufjs", i.e. src/);
+# - sharp's src/ (its C++ sources: the addon comes prebuilt in @img/sharp-linux-<arch>).
+if [ -d "$nm/bufferutil/prebuilds" ]; then
+  for d in "$nm/bufferutil/prebuilds"/*; do
+    [ "$(basename "$d")" = "linux-$ort_arch" ] || rm -rf "$d"
+  done
+fi
+rm -rf "$nm/mqtt/dist" "$nm/protobufjs/dist" "$nm/sharp/src"
+
+# Install-time-only tools and files nothing loads at run time: TypeScript sources and declarations, source maps,
 # docs, test suites, zod's TypeScript sources (it ships compiled JS beside them). Licenses stay.
 rm -rf "$nm/.bin" "$nm/.package-lock.json" "$nm/zod/src"
 find "$nm" -mindepth 2 -type d \( -name test -o -name tests -o -name __tests__ -o -name example \
   -o -name examples -o -name benchmark -o -name benchmarks \) -prune -exec rm -rf {} +
-find "$nm" \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.ts.map' \
+find "$nm" \( -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.map' -o -name '*.ts.map' \
   -o -iname 'README*' -o -iname 'CHANGELOG*' -o -iname 'HISTORY.md' -o -name '*.markdown' \
   -o -name '.npmignore' -o -name '.eslintrc*' -o -name '.prettierrc*' -o -name '.editorconfig' \
   -o -name '.travis.yml' -o -name '.github' -o -name 'tsconfig.json' \) -prune -exec rm -rf {} +
