@@ -4,6 +4,7 @@
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PerchError } from '../base/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { Point } from './rotated-rect.js';
 
 // Each processing thread runs one image at a time: the pool, not libvips, spreads the work over
 // the cores, and libvips' cache would only hold memory between unrelated requests.
@@ -135,58 +136,64 @@ export function normalise(rgb: Uint8Array, w: number, h: number, padW: number, p
   return { name: to, datatype: 'FP32', shape, data: out };
 }
 
-/** Bilinear resize of an RGB region [x0, x0+cw) x [y0, y0+ch) of `img` to w x h, optionally turned 180 degrees. */
-function resizeRegion(img: Tensor, x0: number, y0: number, cw: number, ch: number, w: number, h: number, rotate: boolean): Uint8Array {
-  const { width } = imageSize(img);
+/**
+ * Bilinear samples of `img` on a w x h grid spanning the parallelogram with corner `o` and sides
+ * o->u (the crop's x axis) and o->v (its y axis), in pixel coordinates: a crop cut along a
+ * tilted box, turned as the box says.
+ */
+function sampleAlong(img: Tensor, o: Point, u: Point, v: Point, w: number, h: number): Uint8Array {
+  const { width, height } = imageSize(img);
   const src = img.data as Uint8Array;
   const out = new Uint8Array(w * h * 3);
-  const sx = cw / w;
-  const sy = ch / h;
+  const ux = (u[0] - o[0]) / w, uy = (u[1] - o[1]) / w;
+  const vx = (v[0] - o[0]) / h, vy = (v[1] - o[1]) / h;
   for (let y = 0; y < h; y++) {
-    const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), ch - 1);
-    const y1 = Math.floor(fy);
-    const y2 = Math.min(y1 + 1, ch - 1);
-    const wy = fy - y1;
     for (let x = 0; x < w; x++) {
-      const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), cw - 1);
-      const x1 = Math.floor(fx);
-      const x2 = Math.min(x1 + 1, cw - 1);
-      const wx = fx - x1;
-      const ty = rotate ? h - 1 - y : y;
-      const tx = rotate ? w - 1 - x : x;
+      // The centre of output pixel (x, y), in source pixel coordinates (centres at +0.5).
+      const fx = Math.min(Math.max(o[0] + (x + 0.5) * ux + (y + 0.5) * vx - 0.5, 0), width - 1);
+      const fy = Math.min(Math.max(o[1] + (x + 0.5) * uy + (y + 0.5) * vy - 0.5, 0), height - 1);
+      const x1 = Math.floor(fx), y1 = Math.floor(fy);
+      const x2 = Math.min(x1 + 1, width - 1), y2 = Math.min(y1 + 1, height - 1);
+      const wx = fx - x1, wy = fy - y1;
+      const r1 = y1 * width, r2 = y2 * width;
       for (let c = 0; c < 3; c++) {
-        const p = (yy: number, xx: number): number => src[((y0 + yy) * width + x0 + xx) * 3 + c] as number;
-        const v = (p(y1, x1) * (1 - wx) + p(y1, x2) * wx) * (1 - wy) + (p(y2, x1) * (1 - wx) + p(y2, x2) * wx) * wy;
-        out[(ty * w + tx) * 3 + c] = Math.round(v);
+        const v11 = src[(r1 + x1) * 3 + c] as number, v12 = src[(r1 + x2) * 3 + c] as number;
+        const v21 = src[(r2 + x1) * 3 + c] as number, v22 = src[(r2 + x2) * 3 + c] as number;
+        out[(y * w + x) * 3 + c] = Math.round((v11 * (1 - wx) + v12 * wx) * (1 - wy) + (v21 * (1 - wx) + v22 * wx) * wy);
       }
     }
   }
   return out;
 }
 
+const dist = (a: Point, b: Point): number => Math.hypot(a[0] - b[0], a[1] - b[1]);
+
 /**
- * One crop per box (FP32 [n, 4, 2] corners), each scaled to `height` keeping its aspect ratio,
- * at most `width` wide, zero-padded on the right (PaddleOCR's rec/cls input), as [n, 3, h, w].
- * `rotate[i]` turns crop i 180 degrees (the direction classifier said it is upside down).
+ * One crop per box (FP32 [n, 4, 2] corners clockwise from the top left), cut along the box (a
+ * tilted line comes out level), scaled to `height` keeping its aspect ratio, at most `width` wide,
+ * zero-padded on the right (PaddleOCR's rec/cls input), as [n, 3, h, w]. A box at least 1.5 times
+ * as tall as wide is a vertical line and is turned a quarter left, as PaddleOCR's
+ * get_rotate_crop_image does. `rotate[i]` turns crop i 180 degrees (the direction classifier said
+ * it is upside down).
  */
 export function cropTensor(img: Tensor, boxes: Tensor, height: number, width: number, layout: Layout, rotate: readonly boolean[], to: string): Tensor {
-  const size = imageSize(img);
   const n = boxes.shape[0] ?? 0;
   const b = boxes.data as Float32Array;
   const out = new Float32Array(n * 3 * height * width);
   for (let i = 0; i < n; i++) {
-    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-    for (let k = 0; k < 4; k++) {
-      const x = b[i * 8 + k * 2] as number;
-      const y = b[i * 8 + k * 2 + 1] as number;
-      minX = Math.min(minX, x); maxX = Math.max(maxX, x); minY = Math.min(minY, y); maxY = Math.max(maxY, y);
-    }
-    const x0 = Math.max(0, Math.floor(minX));
-    const y0 = Math.max(0, Math.floor(minY));
-    const cw = Math.max(1, Math.min(size.width, Math.ceil(maxX)) - x0);
-    const ch = Math.max(1, Math.min(size.height, Math.ceil(maxY)) - y0);
+    const p = (k: number): Point => [b[i * 8 + k * 2] as number, b[i * 8 + k * 2 + 1] as number];
+    const [tl, tr, br, bl] = [p(0), p(1), p(2), p(3)];
+    const boxW = Math.max(dist(tl, tr), dist(bl, br));
+    const boxH = Math.max(dist(tl, bl), dist(tr, br));
+    const vertical = boxH >= 1.5 * boxW;
+    // The crop's corner and its x and y axes, as corners of the box: level, turned a quarter left
+    // for a vertical line, and turned half round on top of that when the classifier says so.
+    let [o, u, v] = vertical ? [tr, br, tl] : [tl, tr, bl];
+    if (rotate[i] === true) [o, u, v] = vertical ? [bl, tl, br] : [br, bl, tr];
+    const cw = Math.max(1, dist(o, u));
+    const ch = Math.max(1, dist(o, v));
     const w = Math.max(1, Math.min(width, Math.ceil((height * cw) / ch)));
-    const rgb = resizeRegion(img, x0, y0, cw, ch, w, height, rotate[i] === true);
+    const rgb = sampleAlong(img, o, u, v, w, height);
     normalise(rgb, w, height, width, height, layout, to, 1, out, i * 3 * height * width);
   }
   const shape = layout.layout === 'NCHW' ? [n, 3, height, width] : [n, height, width, 3];

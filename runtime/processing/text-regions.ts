@@ -1,9 +1,11 @@
-// DB text-region extraction (PaddleOCR's DBPostProcess, simplified to upright rectangles): the
-// detector's probability map is thresholded, split into connected components, each scored by
-// its mean probability, and its box expanded ("unclipped"), because DB predicts a shrunk kernel
-// of each text line. Boxes come back in the image's pixel coordinates.
+// DB text-region extraction (PaddleOCR's DBPostProcess): the detector's probability map is
+// thresholded, split into connected components, each scored by its mean probability and boxed by
+// its smallest rotated rectangle, which is then expanded ("unclipped"), because DB predicts a
+// shrunk kernel of each text line. A tilted line gets a tilted box (rotated-rect.ts). Boxes come
+// back in the image's pixel coordinates.
 import type { Tensor } from '../tensor/tensor.js';
 import { imageSize } from './image.js';
+import { corners, minAreaRect, type Point } from './rotated-rect.js';
 
 export interface RegionOptions {
   threshold: number;
@@ -14,11 +16,12 @@ export interface RegionOptions {
 }
 
 interface Region {
-  x0: number; y0: number; x1: number; y1: number;
+  /** The ends of the component's runs of pixels, row by row (pixel corners): its outline. */
+  outline: Point[];
   score: number;
 }
 
-/** Connected components (8-neighbour) of map > threshold, each with its box and mean score. */
+/** Connected components (8-neighbour) of map > threshold, each with its outline and mean score. */
 function components(map: Float32Array, w: number, h: number, threshold: number): Region[] {
   const label = new Int32Array(w * h);
   const queue = new Int32Array(w * h);
@@ -30,15 +33,11 @@ function components(map: Float32Array, w: number, h: number, threshold: number):
     let head = 0, tail = 0;
     queue[tail++] = start;
     label[start] = next;
-    let x0 = w, y0 = h, x1 = -1, y1 = -1, sum = 0;
+    let sum = 0;
     while (head < tail) {
       const p = queue[head++] as number;
       const px = p % w, py = (p - px) / w;
       sum += map[p] as number;
-      if (px < x0) x0 = px;
-      if (px > x1) x1 = px;
-      if (py < y0) y0 = py;
-      if (py > y1) y1 = py;
       for (let dy = -1; dy <= 1; dy++) {
         const ny = py + dy;
         if (ny < 0 || ny >= h) continue;
@@ -53,7 +52,18 @@ function components(map: Float32Array, w: number, h: number, threshold: number):
         }
       }
     }
-    out.push({ x0, y0, x1: x1 + 1, y1: y1 + 1, score: sum / tail });
+    out.push({ outline: [], score: sum / tail });
+  }
+  // One pass over the labels: each run of one component in a row adds its four pixel corners.
+  for (let y = 0; y < h; y++) {
+    let x = 0;
+    while (x < w) {
+      const l = label[y * w + x] as number;
+      if (l === 0) { x++; continue; }
+      const x0 = x;
+      while (x < w && label[y * w + x] === l) x++;
+      out[l - 1]!.outline.push([x0, y], [x0, y + 1], [x, y], [x, y + 1]);
+    }
   }
   return out;
 }
@@ -69,22 +79,27 @@ export function textRegions(mapT: Tensor, image: Tensor, o: RegionOptions, to: s
   const img = imageSize(image);
   const sx = img.width / w;
   const sy = img.height / h;
-  let regions = components(map, w, h, o.threshold).filter((r) => r.score >= o.boxThreshold && Math.min(r.x1 - r.x0, r.y1 - r.y0) >= o.minSize);
+  let regions = components(map, w, h, o.threshold)
+    .filter((r) => r.score >= o.boxThreshold)
+    .map((r) => ({ rect: minAreaRect(r.outline), score: r.score }))
+    .filter((r) => Math.min(r.rect.w, r.rect.h) >= o.minSize);
   if (regions.length > o.maxRegions) regions = regions.sort((a, b) => b.score - a.score).slice(0, o.maxRegions);
-  regions.sort((a, b) => (Math.abs(a.y0 - b.y0) < 10 ? a.x0 - b.x0 : a.y0 - b.y0));
-  const boxes = new Float32Array(regions.length * 8);
-  const scores = new Float32Array(regions.length);
-  regions.forEach((r, i) => {
+  const boxes = regions.map(({ rect, score }) => {
     // Unclip: offset the rectangle by area * ratio / perimeter (PaddleOCR's unclip distance).
-    const bw = r.x1 - r.x0, bh = r.y1 - r.y0;
-    const d = (bw * bh * o.unclipRatio) / (2 * (bw + bh));
-    const x0 = Math.max(0, (r.x0 - d) * sx), x1 = Math.min(img.width, (r.x1 + d) * sx);
-    const y0 = Math.max(0, (r.y0 - d) * sy), y1 = Math.min(img.height, (r.y1 + d) * sy);
-    boxes.set([x0, y0, x1, y0, x1, y1, x0, y1], i * 8);
-    scores[i] = r.score;
+    const d = (rect.w * rect.h * o.unclipRatio) / (2 * (rect.w + rect.h));
+    const quad = corners({ ...rect, w: rect.w + 2 * d, h: rect.h + 2 * d })
+      .map(([x, y]) => [Math.min(img.width, Math.max(0, x * sx)), Math.min(img.height, Math.max(0, y * sy))] as Point);
+    return { quad, score };
+  });
+  boxes.sort((a, b) => (Math.abs(a.quad[0]![1] - b.quad[0]![1]) < 10 ? a.quad[0]![0] - b.quad[0]![0] : a.quad[0]![1] - b.quad[0]![1]));
+  const data = new Float32Array(boxes.length * 8);
+  const scores = new Float32Array(boxes.length);
+  boxes.forEach((b, i) => {
+    data.set(b.quad.flat(), i * 8);
+    scores[i] = b.score;
   });
   return [
-    { name: to, datatype: 'FP32', shape: [regions.length, 4, 2], data: boxes },
-    { name: scoresTo, datatype: 'FP32', shape: [regions.length], data: scores },
+    { name: to, datatype: 'FP32', shape: [boxes.length, 4, 2], data },
+    { name: scoresTo, datatype: 'FP32', shape: [boxes.length], data: scores },
   ];
 }

@@ -1,9 +1,10 @@
 // The shipped `ocr` pipeline (PP-OCRv4 det -> cls -> rec) read through every way a file can be
 // sent: the raw body, a BYTES input in JSON (base64) and in the binary extension over HTTP, and
-// a binary WebSocket frame; upright and turned 180 degrees; 16 at once.
+// a binary WebSocket frame; upright, turned 180 degrees, tilted and vertical; 16 at once.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import sharp from 'sharp';
 import { httpInfer, WsClient } from '../helpers/clients.js';
 import { OCR_IMAGES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -73,6 +74,31 @@ test('a PNG or JPEG as the raw body reads Edge OCR 2026, upright and turned 180 
   assertReads(await rawPost(OCR_IMAGES.upsideDownPng, 'image/png'), false, 'upside-down PNG');
   assertReads(await rawPost(OCR_IMAGES.uprightJpeg, 'image/jpeg'), true, 'upright JPEG');
   assertReads(await rawPost(OCR_IMAGES.upsideDownJpeg, 'image/jpeg; charset=binary'), false, 'upside-down JPEG');
+});
+
+async function postBytes(png: Buffer): Promise<Read> {
+  const r = await httpInfer(rt.baseUrl, 'ocr', [{ name: 'image', datatype: 'BYTES', shape: [1], data: [png] }], { binary: true });
+  return read(r.status, r.body, r.outputs);
+}
+
+test('a tilted line gets a tilted box and reads Edge OCR 2026; so does a vertical one, turned either way', async () => {
+  for (const degrees of [12, -12]) {
+    // sharp turns clockwise for positive angles: the line's top edge then slopes down to the right.
+    const png = await sharp(OCR_IMAGES.uprightPng).rotate(degrees, { background: '#ffffff' }).png().toBuffer();
+    const r = await postBytes(png);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.text, [TEXT], `tilted ${degrees} degrees`);
+    const [x0, y0, x1, y1] = [r.boxes[0]!, r.boxes[1]!, r.boxes[2]!, r.boxes[3]!];
+    const slope = (Math.atan2(y1 - y0, x1 - x0) * 180) / Math.PI;
+    assert.ok(Math.abs(slope - degrees) <= 3, `tilted ${degrees} degrees: the box's top edge slopes ${slope.toFixed(1)} degrees`);
+  }
+  for (const degrees of [90, 270]) {
+    // A vertical box is turned a quarter left before the direction classifier sees it; at 90 the
+    // line then reads upright, at 270 upside down, which the classifier turns.
+    const r = await postBytes(await sharp(OCR_IMAGES.uprightPng).rotate(degrees).png().toBuffer());
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.text, [TEXT], `turned ${degrees} degrees`);
+  }
 });
 
 test('the answer has typed outputs: text BYTES [n], boxes FP32 [n, 4, 2], scores FP32 [n]', async () => {
