@@ -72,7 +72,20 @@ export interface StartOptions {
   command?: string[];
   /** A config file for the server (PERCH_CONFIG); the PERCH_* variables above still win. */
   config?: Record<string, unknown>;
+  /** More environment variables for the server (e.g. NPM_START_ENV). */
+  env?: Record<string, string>;
 }
+
+/**
+ * The environment `npm start` runs Perch with (package.json's start script: glibc malloc
+ * tunables, docs/reliability.md), as the container image sets it too: what is shipped.
+ */
+export const NPM_START_ENV: Record<string, string> = (() => {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const m = /\benv\s+((?:\w+=\S+\s+)+)node\b/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json start script does not set its environment as expected: ${pkg.scripts.start}`);
+  return Object.fromEntries((m[1] as string).trim().split(/\s+/).map((kv) => kv.split('=') as [string, string]));
+})();
 
 export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -106,6 +119,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
       PERCH_DATA_DIR: dataDir,
       PERCH_MODELS_DIR: opts.repository,
       ...configEnv,
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
