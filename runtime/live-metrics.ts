@@ -50,16 +50,18 @@ export class LiveMetrics {
   private timer: TimerHandle | null = null;
   private last: Snapshot | null = null;
   private lastAt = 0;
+  /** A sample is being taken: the next is scheduled when it is done. */
+  private ticking = false;
 
   constructor(private readonly src: LiveMetricsSources) {}
 
   subscribe(push: (s: MetricsSample) => void): () => void {
     this.listeners.add(push);
-    if (this.timer === null) this.schedule();
+    if (this.timer === null && !this.ticking) this.schedule();
     return () => {
       this.listeners.delete(push);
-      if (this.listeners.size === 0 && this.timer !== null) {
-        this.src.clock.clearTimeout(this.timer);
+      if (this.listeners.size === 0) {
+        if (this.timer !== null) this.src.clock.clearTimeout(this.timer);
         this.timer = null;
         this.last = null;
       }
@@ -68,25 +70,25 @@ export class LiveMetrics {
 
   private schedule(): void {
     this.timer = this.src.clock.setTimeout(() => {
-      this.tick().then(
-        () => { if (this.listeners.size > 0) this.schedule(); },
-        (err: unknown) => {
-          this.src.log.warn({ err }, 'metrics sample failed');
-          if (this.listeners.size > 0) this.schedule();
-        },
-      );
+      this.timer = null;
+      this.ticking = true;
+      this.tick().catch((err: unknown) => this.src.log.warn({ err }, 'metrics sample failed')).finally(() => {
+        this.ticking = false;
+        if (this.listeners.size > 0 && this.timer === null) this.schedule();
+      });
     }, this.last === null ? 0 : this.src.intervalMs);
   }
 
   private async tick(): Promise<void> {
     const now = this.src.clock.now();
     const snap = await snapshot(this.src.metrics);
+    if (this.listeners.size === 0) return; // nobody left: no baseline kept
     const prev = this.last;
     const seconds = (now - this.lastAt) / 1000;
     this.last = snap;
     this.lastAt = now;
     // The first tick only sets the baseline: rates need two snapshots.
-    if (prev === null || seconds <= 0 || this.listeners.size === 0) return;
+    if (prev === null || seconds <= 0) return;
     const sample = sampleOf(prev, snap, seconds, this.src);
     for (const push of [...this.listeners]) push(sample);
   }
