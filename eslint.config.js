@@ -8,6 +8,12 @@ const NODE_GLOBALS = Object.fromEntries(
   ['process', 'console', 'Buffer', 'URL', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'performance', 'fetch'].map((g) => [g, 'readonly']),
 );
 
+// The browser globals the web console (console/*.js, plain ES modules run in the page) uses.
+const BROWSER_GLOBALS = Object.fromEntries(
+  ['window', 'document', 'sessionStorage', 'fetch', 'EventSource', 'URLSearchParams', 'URL', 'ResizeObserver', 'getComputedStyle',
+    'Option', 'createImageBitmap', 'performance', 'setTimeout', 'Date', 'console'].map((g) => [g, 'readonly']),
+);
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'build/**', 'data/**'] },
   js.configs.recommended,
@@ -24,5 +30,6 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: NODE_GLOBALS } },
+  { files: ['**/*.js', '**/*.mjs'], ignores: ['console/**'], languageOptions: { globals: NODE_GLOBALS } },
+  { files: ['console/**/*.js'], languageOptions: { globals: BROWSER_GLOBALS } },
 );

@@ -31,6 +31,7 @@ const HELP = `perch ${RUNTIME_VERSION}: edge inference runtime
 
 Usage:
   perch serve [--config FILE]   serve the model repository over HTTP (OIP) and WebSocket
+  perch status [--url URL] [--json]  the running device's status (perch status --help)
   perch fleet <command>         the fleet control plane over MQTT (perch fleet --help)
   perch --help | --version
 
@@ -97,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'status':
+      return (await import('./status.js')).status(rest);
     case 'fleet':
       return (await import('../cloud-sync/fleet/cli/main.js')).main(rest);
     case '--version':

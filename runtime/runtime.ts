@@ -20,6 +20,7 @@ import { IdleCollector } from './api/idle-collector.js';
 import { createHttpServer, listen } from './api/http/server.js';
 import { httpScopes } from './api/http/scopes.js';
 import { EventStreams } from './api/http/event-streams.js';
+import { ConsoleFiles } from './api/http/console-files.js';
 import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws/server.js';
 import { GrpcApi } from './api/grpc/server.js';
@@ -54,6 +55,8 @@ import { sequenceLimitRecorder } from './sequence-limit-events.js';
 import { runtimeStatus } from './status.js';
 import { LiveMetrics } from './live-metrics.js';
 import { topicSource } from './topics.js';
+import { ModelHistory } from './model-history.js';
+import { deviceStatus } from './device-status.js';
 
 export interface RuntimeDeps {
   log: Logger;
@@ -113,6 +116,8 @@ export class Runtime {
   readonly grpc: GrpcApi | null;
   private readonly modules: ModuleSet;
   private addr: AddressInfo | null = null;
+  private readonly modelHistory: ModelHistory;
+  private readonly startedAt: number;
 
   constructor(readonly config: Readonly<PerchConfig>, private readonly deps: RuntimeDeps) {
     const clock = (this.clock = deps.clock ?? systemClock);
@@ -152,6 +157,8 @@ export class Runtime {
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);
     registerClientMetrics(this.metrics.registry, budget, intake);
+    this.modelHistory = new ModelHistory(this.bus, clock);
+    this.startedAt = clock.now();
     const topics = topicSource(this.bus, new LiveMetrics({
       metrics: this.metrics, queue: () => this.queueDepths(), outbox: () => this.store.outbox.stats(), connectivity: this.connectivity,
       clock, log, intervalMs: 1000,
@@ -163,7 +170,10 @@ export class Runtime {
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams,
+      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(),
+      status: () => deviceStatus({
+        status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(),
+      }),
     };
     const access = { apiToken: this.apiToken.token, guard };
     const slow = { slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock };

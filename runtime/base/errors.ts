@@ -86,6 +86,7 @@ export const ERROR_CODES = {
   PERCH_ERR_MODEL_CONFIG_UNSIGNED: { status: 422, summary: 'A model update carries a model.json its signature does not cover (a manifest 1 signature, or none) and signatures are required.' },
   PERCH_ERR_SIGNING_KEY_INVALID: { status: 400, summary: 'The key given to sign models is not an Ed25519 private key.' },
   PERCH_ERR_CLIENT_ID_TAKEN: { status: 409, summary: "Another MQTT client connected with the device's client id and the broker closed the device's connection; the agent backs off before connecting again." },
+  PERCH_ERR_DEVICE_UNREACHABLE: { status: 503, summary: "`perch status` could not reach the device's HTTP API (nothing listens at the URL, or it did not answer in time)." },
 
   // Start-up.
   PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },

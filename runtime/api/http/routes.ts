@@ -16,6 +16,7 @@ import { takeJsonCost, type ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import { readBody } from './body.js';
 import type { EventStreams } from './event-streams.js';
+import type { ConsoleFiles } from './console-files.js';
 import { parkableOf } from './park.js';
 import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
@@ -32,8 +33,12 @@ export interface HttpContext {
   intake: Intake;
   /** The scope of the connection a request came on (one per keep-alive socket). */
   scopeOf: (req: IncomingMessage) => ClientScope;
+  /** GET /v1/status: the WebSocket `status` answer and the device, cloud and model changes (docs/api.md). */
+  status: () => Record<string, unknown>;
   /** Server-Sent Events at /v1/events (event-streams.ts). */
   eventStreams: EventStreams;
+  /** The web console's files at / and /console/ (console-files.ts). */
+  consoleFiles: ConsoleFiles;
 }
 
 type Handler = (ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
@@ -46,6 +51,8 @@ interface Route {
   open?: boolean;
   /** The token may also come as ?token= (EventSource cannot set headers; docs/security.md). */
   queryToken?: boolean;
+  /** Static console files: no token (they hold no data; the page asks for it), Host still checked. */
+  public?: boolean;
 }
 
 const NAME = '([^/]+)';
@@ -72,6 +79,9 @@ export const ROUTES: Route[] = [
   { method: 'POST', pattern: /^\/v2\/repository\/index$/, handler: repositoryIndex },
   { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/load$`), handler: loadModel },
   { method: 'POST', pattern: new RegExp(`^/v2/repository/models/${NAME}/unload$`), handler: unloadModel },
+  { method: 'GET', pattern: /^\/$/, public: true, handler: (c, req, res) => c.consoleFiles.serve(req, res, 'index.html') },
+  { method: 'GET', pattern: /^\/console\/([^/]+)$/, public: true, handler: (c, req, res, [name]) => c.consoleFiles.serve(req, res, name as string) },
+  { method: 'GET', pattern: /^\/v1\/status$/, handler: (c, _q, res) => sendJson(res, 200, c.status()) },
   { method: 'GET', pattern: /^\/v1\/events$/, queryToken: true, handler: (c, req, res) => c.eventStreams.handle(req, res) },
   {
     method: 'GET', pattern: /^\/metrics$/,

@@ -43,7 +43,7 @@ export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: In
       // Health checks stay open to probes that reach the device by any name.
       if (!route.open) access.guard.checkHost(req);
       access.guard.checkHttpOrigin(req);
-      if (!route.open && !tokenMatches(req, access.apiToken, route.queryToken === true)) {
+      if (!route.open && !route.public && !tokenMatches(req, access.apiToken, route.queryToken === true)) {
         res.setHeader('www-authenticate', WWW_AUTHENTICATE); // RFC 9110 section 11.6.1: a 401 names its scheme
         throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
       }
