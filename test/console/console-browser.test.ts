@@ -75,8 +75,8 @@ describe('web console in headless Chromium', () => {
       assert.match(await page.$eval('#events li', (e) => e.textContent ?? ''), /console\.test/);
 
       // Offline: every event stays in the outbox, and the page's backlog follows.
+      // What the page shows now (its last metrics sample: at most the stored count).
       const before = Number(await page.$eval('#backlog', (e) => e.textContent));
-      assert.ok(before >= 5, `backlog ${before}`);
       await Promise.all(Array.from({ length: 25 }, (_, i) => ws.request({ op: 'emit', type: 'console.backlog', payload: { i } })));
       const stored = rt.runtime.store.outbox.stats().count;
       assert.ok(stored >= before + 25);
