@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ReportedState } from '../../cloud-sync/protocol/schemas.js';
-import { stepRollout, type DeviceView } from '../../cloud-sync/fleet/rollout/step.js';
+import { devicesInPlay, ROLLBACK_RETRY_MS, stepRollout, type DeviceView } from '../../cloud-sync/fleet/rollout/step.js';
 import type { RolloutDevice, RolloutRecord } from '../../cloud-sync/fleet/store/rollout-store.js';
 
 const SHA_NEW = 'b'.repeat(64);
@@ -67,7 +67,7 @@ test('health over a threshold fails the device; failures above --max-failures ab
   assert.match(s.rollout.reason ?? '', /1 of 1 devices reached failed/);
   assert.deepEqual(s.rollout.waves.map((w) => w.state), ['aborted', 'aborted']);
   // a serves the new version: the rollback command; b and c were never reached: nothing.
-  assert.deepEqual(s.actions, [{ kind: 'rollback-command', deviceId: 'a' }]);
+  assert.deepEqual(s.actions, [{ kind: 'rollback-command', deviceId: 'a', attempt: 1 }]);
   assert.equal(s.rollout.settled, false);
   // Once a serves version 1 again its previous desired entry is restored, then it is rolled back.
   const sent = s.changed.get('a') as RolloutDevice;
@@ -91,4 +91,53 @@ test('a p99 over the threshold fails; a device failing to load is failed with it
   // 2 of 3 = 66.7 % > 60 %: aborted; b never served it, so its previous entry is restored at once.
   assert.equal(s.rollout.state, 'aborted');
   assert.deepEqual(s.actions.map((x) => `${x.kind} ${x.deviceId}`).sort(), ['restore b', 'restore c', 'rollback-command a']);
+});
+
+test('a rollback command with no effect is sent again every ROLLBACK_RETRY_MS until the device leaves the version', () => {
+  const r = rollout({ state: 'aborted', reason: 'test', waves: [{ size: 1, state: 'aborted' }, { size: 2, state: 'aborted' }] });
+  let a = device('a', 0, { status: 'active', version: 2, desiredVersion: 5, activeSince: 0, previousActive: { version: 1, sha256: SHA_OLD } });
+  const onIt = new Map([['a', view(true, onNew)]]);
+  let s = stepRollout(r, [a], onIt, 1000);
+  assert.deepEqual(s.actions, [{ kind: 'rollback-command', deviceId: 'a', attempt: 1 }]);
+  a = s.changed.get('a') as RolloutDevice;
+  // The command was lost: the device still serves version 2. Nothing before the retry time...
+  s = stepRollout(r, [a], onIt, 1000 + ROLLBACK_RETRY_MS - 1);
+  assert.deepEqual(s.actions, []);
+  // ...then again, counted.
+  s = stepRollout(r, [a], onIt, 1000 + ROLLBACK_RETRY_MS);
+  assert.deepEqual(s.actions, [{ kind: 'rollback-command', deviceId: 'a', attempt: 2 }]);
+  a = s.changed.get('a') as RolloutDevice;
+  assert.equal(a.rollbackAttempts, 2);
+  // The second one worked: the previous entry is restored, then the device is rolled back.
+  s = stepRollout(r, [a], new Map([['a', view(true, { ...onNew, status: 'failed', active: { version: 1, sha256: SHA_OLD } })]]), 1000 + ROLLBACK_RETRY_MS + 10);
+  assert.deepEqual(s.actions, [{ kind: 'restore', deviceId: 'a' }]);
+});
+
+test('--offline-timeout: a device still offline that long after its wave started fails; without it, it stays pending', () => {
+  const devices = [device('a', 0), device('b', 0)];
+  const views = new Map([['a', view(true, onOld)], ['b', view(false, onOld)]]);
+  const r = rollout({ waves: [{ size: 2, state: 'pending' }], offlineTimeoutMs: 60_000, maxFailuresPercent: 50 });
+  let s = stepRollout(r, devices, views, 1000);
+  assert.equal(s.rollout.waves[0]?.startedAt, 1000);
+  assert.deepEqual(s.actions.map((x) => x.deviceId), ['a']);
+  const rest = [{ ...device('a', 0), status: 'updating' as const, desiredVersion: 3 }, device('b', 0)];
+  s = stepRollout(s.rollout, rest, views, 60_999);
+  assert.equal(s.changed.get('b'), undefined);
+  s = stepRollout(s.rollout, rest, views, 61_000);
+  assert.equal(s.changed.get('b')?.status, 'failed');
+  assert.match(s.changed.get('b')?.error ?? '', /offline for 60 s since its wave started \(--offline-timeout\)/);
+  // Without the flag the same device stays pending, however long.
+  const plain = stepRollout({ ...s.rollout, offlineTimeoutMs: null }, rest, views, 10_000_000);
+  assert.equal(plain.changed.get('b'), undefined);
+});
+
+test('devicesInPlay: only the devices a step can use are read', () => {
+  const r = rollout({ waves: [{ size: 1, state: 'passed' }, { size: 1, state: 'running' }, { size: 1, state: 'pending' }, { size: 1, state: 'pending' }] });
+  const devices = [
+    device('done', 0, { status: 'active', passed: true, desiredVersion: 3 }), device('baking', 1, { status: 'active', desiredVersion: 3 }),
+    device('next', 2), device('later', 3),
+  ];
+  assert.deepEqual(devicesInPlay(r, devices), ['baking', 'next']);
+  assert.deepEqual(devicesInPlay({ ...r, state: 'aborted' }, devices), ['done', 'baking']);
+  assert.deepEqual(devicesInPlay({ ...r, state: 'paused' }, devices), []);
 });

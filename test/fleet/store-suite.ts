@@ -69,6 +69,10 @@ export function fleetStoreSuite(s: StoreUnderTest): void {
       assert.deepEqual(await db.device('pi-b'), { deviceId: 'pi-b', online: false, status: { online: false }, reported: null, eventCount: 0, lastSeq: null });
       assert.equal(await db.device('ghost'), undefined);
       assert.deepEqual((await db.devices()).map((d) => d.deviceId), ['pi-a', 'pi-b', 'pi-c']);
+      // The rollout controller's read: just the devices asked for, unknown ones left out.
+      const views = await db.deviceViews(['pi-b', 'pi-a', 'ghost']);
+      assert.deepEqual([...views.entries()].sort(), [['pi-a', { online: null, reported: { desiredVersion: 3 } }], ['pi-b', { online: false, reported: null }]]);
+      assert.equal((await db.deviceViews([])).size, 0);
     }));
 
   test('desired: the version only rises, and concurrent records from two openers never share one', () =>
@@ -84,6 +88,27 @@ export function fleetStoreSuite(s: StoreUnderTest): void {
       try {
         const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? db : other).recordDesired('pi-1', doc, 4)));
         assert.deepEqual(claims.map((c) => c.version).sort((a, b) => a - b), [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+      } finally {
+        await other.close();
+      }
+    }));
+
+  test('desired: many devices recorded in one call, each raised like recordDesired, concurrent batches never share a version', () =>
+    withStore(s, async (db, open) => {
+      const doc = (v: number) => ({ version: v, models: {}, config: {} });
+      await db.recordDesired('pi-b', doc(4), 1);
+      const got = await db.recordDesiredMany([{ deviceId: 'pi-c', doc: doc(1) }, { deviceId: 'pi-b', doc: doc(1) }, { deviceId: 'pi-a', doc: doc(7) }], 2);
+      assert.deepEqual(got.map((d) => d.version), [1, 5, 7]);
+      assert.equal((await db.desired('pi-b'))?.version, 5);
+      assert.deepEqual(await db.recordDesiredMany([], 3), []);
+      const other = await open();
+      try {
+        const batch = ['pi-a', 'pi-b', 'pi-c'].map((deviceId) => ({ deviceId, doc: doc(1) }));
+        const [x, y] = await Promise.all([db.recordDesiredMany(batch, 4), other.recordDesiredMany([...batch].reverse(), 4)]);
+        for (const [i, id] of ['pi-a', 'pi-b', 'pi-c'].entries()) {
+          const mine = [x?.[i]?.version, y?.[2 - i]?.version].sort();
+          assert.notEqual(mine[0], mine[1], id);
+        }
       } finally {
         await other.close();
       }

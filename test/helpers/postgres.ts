@@ -35,7 +35,8 @@ function binDir(): string {
 
 let dbCounter = 0;
 
-export async function startPostgres(): Promise<Postgres> {
+/** `fsync: true` for benchmarks (tests run with fsync off: nothing there survives a power cut anyway). */
+export async function startPostgres(opts: { fsync?: boolean } = {}): Promise<Postgres> {
   const bin = binDir();
   const asRoot = process.getuid?.() === 0;
   const dir = mkdtempSync(join(tmpdir(), 'perch-pg-'));
@@ -56,7 +57,7 @@ export async function startPostgres(): Promise<Postgres> {
   for (let attempt = 0; attempt < 5 && !child; attempt++) {
     port = await freePort();
     const [cmd, args] = run(join(bin, 'postgres'), [
-      '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200',
+      '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', `fsync=${opts.fsync ? 'on' : 'off'}`, '-c', 'max_connections=200',
     ]);
     const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stderr?.setEncoding('utf8').on('data', (s: string) => (log += s));

@@ -18,7 +18,8 @@ import type { RolloutDevice, RolloutRecord, RolloutState } from '../store/rollou
 export const ROLLOUT_HELP = `perch fleet rollout start --model NAME --version N --file MODEL.onnx --sign-key PRIV.pem
                            (--device ID ... | --select K=V[,K=V] | --all)
                            --waves 1,10%,50%,100% --bake DURATION --max-failures PERCENT
-                           [--health-error-rate R] [--health-p99-ms MS] [--config model.json] [--chunk-size BYTES]
+                           [--health-error-rate R] [--health-p99-ms MS] [--offline-timeout DURATION]
+                           [--config model.json] [--chunk-size BYTES]
 perch fleet rollout status ID [--json]
 perch fleet rollout pause ID | resume ID | abort ID
 perch fleet rollout list [--json]
@@ -30,7 +31,8 @@ desired state. A device passes when it reports the version active and, for --bak
 5m, 1h), its in-service health for it (reported in state/reported) stays within
 --health-error-rate (0..1) and --health-p99-ms; a device that fails to download, verify or load
 it, or whose health goes over, fails; an offline device stays pending (it gets the version when it
-is back). The next wave starts when each device of this one passed or failed. When failed
+is back), or, with --offline-timeout (30s, 10m, 1h), fails once its wave started that long ago
+and it is still offline. The next wave starts when each device of this one passed or failed. When failed
 devices pass --max-failures percent of the devices reached so far, the rollout aborts by itself:
 no further device gets the version and each one that got it goes back to its previous version
 (the rollback command for a device serving it, then its previous desired entry).
@@ -80,7 +82,7 @@ async function start(args: string[], out: NodeJS.WritableStream): Promise<number
       model: { type: 'string' }, version: { type: 'string' }, file: { type: 'string' }, 'sign-key': { type: 'string' },
       config: { type: 'string' }, 'chunk-size': { type: 'string' },
       waves: { type: 'string' }, bake: { type: 'string' }, 'max-failures': { type: 'string' },
-      'health-error-rate': { type: 'string' }, 'health-p99-ms': { type: 'string' },
+      'health-error-rate': { type: 'string' }, 'health-p99-ms': { type: 'string' }, 'offline-timeout': { type: 'string' },
     },
   });
   if (values.help) {
@@ -102,13 +104,15 @@ async function start(args: string[], out: NodeJS.WritableStream): Promise<number
   const maxFailuresPercent = parsePercent(requireString(values['max-failures'], 'max-failures'), 'max-failures');
   const healthErrorRate = values['health-error-rate'] === undefined ? null : parseRate(values['health-error-rate'], 'health-error-rate');
   const healthP99Ms = values['health-p99-ms'] === undefined ? null : parsePositiveMs(values['health-p99-ms'], 'health-p99-ms');
+  const offlineTimeoutMs = values['offline-timeout'] === undefined ? null : parseDuration(values['offline-timeout'], 'offline-timeout');
 
   const db = await openFleetStore(opts);
   try {
     const known = await db.devices();
     const ids = resolveTargets(targets, known);
     if (targets.kind === 'devices') {
-      const unknown = ids.filter((id) => !known.some((d) => d.deviceId === id));
+      const knownIds = new Set(known.map((d) => d.deviceId));
+      const unknown = ids.filter((id) => !knownIds.has(id));
       if (unknown.length) throw new PerchError('PERCH_ERR_DEVICE_UNKNOWN', `the fleet store has never heard from ${unknown.map((u) => `'${u}'`).join(', ')} (perch fleet serve records devices as they report)`);
     }
     const spec = await buildSpec({
@@ -132,7 +136,7 @@ async function start(args: string[], out: NodeJS.WritableStream): Promise<number
       id: `ro-${now.toString(36)}-${randomBytes(3).toString('hex')}`,
       model: name, version, spec, target: describeTargets(targets),
       waves: sizes.map((size) => ({ size, state: 'pending' })),
-      bakeMs, maxFailuresPercent, healthErrorRate, healthP99Ms,
+      bakeMs, maxFailuresPercent, healthErrorRate, healthP99Ms, offlineTimeoutMs,
       state: 'running', reason: null, settled: false, createdAt: now, updatedAt: now, revision: 1,
     };
     await db.createRollout(rollout, devices);

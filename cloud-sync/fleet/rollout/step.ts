@@ -4,7 +4,7 @@
 // rollbacks after an abort. The controller (serve/rollout-controller.ts) runs the actions it
 // returns and saves the result; keeping the decisions here makes them testable with a fake clock.
 import type { ReportedState } from '../../protocol/schemas.js';
-import type { RolloutDevice, RolloutRecord } from '../store/rollout-store.js';
+import type { RolloutDevice, RolloutRecord, Wave } from '../store/rollout-store.js';
 
 /** What the fleet store last heard from a device. */
 export interface DeviceView {
@@ -17,8 +17,15 @@ export type RolloutAction =
   | { kind: 'update'; deviceId: string; previousActive: { version: number; sha256: string } | null }
   /** Publish the device's previous spec again (null spec: remove the model it did not have). */
   | { kind: 'restore'; deviceId: string }
-  /** The device serves the rollout's version: the `rollback` command brings the previous one back. */
-  | { kind: 'rollback-command'; deviceId: string };
+  /** The device serves the rollout's version: the `rollback` command brings the previous one back (attempt 1, 2, ...). */
+  | { kind: 'rollback-command'; deviceId: string; attempt: number };
+
+/**
+ * A rollback command with no effect after this long is sent again (MQTT QoS 1 reaches a
+ * connected session, but a device that restarts meanwhile, or a broker that loses its queue,
+ * drops it): until the device reports its previous version.
+ */
+export const ROLLBACK_RETRY_MS = 30_000;
 
 export interface StepResult {
   rollout: RolloutRecord;
@@ -68,16 +75,18 @@ function judge(r: RolloutRecord, d: RolloutDevice, view: DeviceView | undefined,
 }
 
 /** Where a device that got the version stands in its rollback after an abort. */
-function rollBack(r: RolloutRecord, d: RolloutDevice, view: DeviceView | undefined, actions: RolloutAction[]): RolloutDevice {
+function rollBack(r: RolloutRecord, d: RolloutDevice, view: DeviceView | undefined, now: number, actions: RolloutAction[]): RolloutDevice {
   if (d.desiredVersion === null || d.status === 'rolled-back') return d;
   const entry = entryOf(view, r.model);
   const active = activeOf(entry);
   const onVersion = active?.version === r.version;
   if (d.rollback === 'none' || d.rollback === 'command-sent') {
     if (onVersion) {
-      if (d.rollback === 'none') {
-        actions.push({ kind: 'rollback-command', deviceId: d.deviceId });
-        return { ...d, rollback: 'command-sent' };
+      const sentAt = d.rollbackSentAt ?? null;
+      if (d.rollback === 'none' || sentAt === null || now - sentAt >= ROLLBACK_RETRY_MS) {
+        const attempt = (d.rollbackAttempts ?? (d.rollback === 'none' ? 0 : 1)) + 1;
+        actions.push({ kind: 'rollback-command', deviceId: d.deviceId, attempt });
+        return { ...d, rollback: 'command-sent', rollbackSentAt: now, rollbackAttempts: attempt };
       }
       return d;
     }
@@ -87,6 +96,22 @@ function rollBack(r: RolloutRecord, d: RolloutDevice, view: DeviceView | undefin
   // Restored: done once the device serves what it served before (or nothing, if it had nothing).
   const back = d.previousActive === null ? entry === undefined : active?.version === d.previousActive.version && !onVersion;
   return back ? { ...d, status: 'rolled-back', version: d.previousActive?.version ?? null, error: d.error } : d;
+}
+
+/**
+ * The devices whose view (online, reported) a step of `r` can use: in a running rollout those
+ * of the waves started or about to start that are not settled (pending, updating, active and
+ * baking); in an aborted one those reached and not yet rolled back. The rest are left unread,
+ * so a tick costs what is in play, not the whole fleet.
+ */
+export function devicesInPlay(r: RolloutRecord, devices: readonly RolloutDevice[]): string[] {
+  if (r.state === 'aborted') return devices.filter((d) => d.desiredVersion !== null && d.status !== 'rolled-back').map((d) => d.deviceId);
+  if (r.state !== 'running') return [];
+  const current = r.waves.findIndex((w) => w.state !== 'passed');
+  if (current < 0) return [];
+  return devices
+    .filter((d) => d.wave <= current + 1 && (d.status === 'pending' || d.status === 'updating' || (d.status === 'active' && !d.passed)))
+    .map((d) => d.deviceId);
 }
 
 export function stepRollout(r: RolloutRecord, devices: readonly RolloutDevice[], views: ReadonlyMap<string, DeviceView>, now: number): StepResult {
@@ -106,7 +131,8 @@ export function stepRollout(r: RolloutRecord, devices: readonly RolloutDevice[],
     for (const d of current.values()) {
       if (d.status === 'updating' || (d.status === 'active' && !d.passed)) set(judge(rollout, d, views.get(d.deviceId), now));
     }
-    const reached = [...current.values()].filter((d) => d.desiredVersion !== null);
+    // Reached: sent the version, or failed without it (offline past --offline-timeout).
+    const reached = [...current.values()].filter((d) => d.desiredVersion !== null || d.status === 'failed');
     const failed = reached.filter((d) => d.status === 'failed').length;
     if (reached.length > 0 && (failed * 100) / reached.length > rollout.maxFailuresPercent) {
       rollout.state = 'aborted';
@@ -115,14 +141,23 @@ export function stepRollout(r: RolloutRecord, devices: readonly RolloutDevice[],
       let w = rollout.waves.findIndex((x) => x.state !== 'passed');
       // A wave is done when each of its devices passed or failed; then the next one starts.
       while (w >= 0) {
-        const wave = rollout.waves[w] as { size: number; state: string };
-        if (wave.state === 'pending') wave.state = 'running';
+        const wave = rollout.waves[w] as Wave;
+        if (wave.state === 'pending') {
+          wave.state = 'running';
+          wave.startedAt = now;
+        }
         const mine = [...current.values()].filter((d) => d.wave === w);
+        const timeout = rollout.offlineTimeoutMs ?? null;
         for (const d of mine) {
-          // Offline devices stay pending; they get the version when they are back.
-          if (d.status === 'pending' && d.desiredVersion === null && views.get(d.deviceId)?.online === true) {
+          if (d.status !== 'pending' || d.desiredVersion !== null) continue;
+          if (views.get(d.deviceId)?.online === true) {
             actions.push({ kind: 'update', deviceId: d.deviceId, previousActive: activeOf(entryOf(views.get(d.deviceId), rollout.model)) });
+          } else if (timeout !== null && now - (wave.startedAt ?? now) >= timeout) {
+            // --offline-timeout: the operator asked for an offline device to count as failed.
+            const failed = fail(d, `offline for ${Math.round((now - (wave.startedAt ?? now)) / 1000)} s since its wave started (--offline-timeout)`);
+            set(failed);
           }
+          // Else offline devices stay pending; they get the version when they are back.
         }
         if (!mine.every((d) => (d.status === 'active' && d.passed) || d.status === 'failed')) break;
         wave.state = 'passed';
@@ -137,7 +172,7 @@ export function stepRollout(r: RolloutRecord, devices: readonly RolloutDevice[],
 
   if (rollout.state === 'aborted') {
     for (const wave of rollout.waves) if (wave.state !== 'passed') wave.state = 'aborted';
-    for (const d of current.values()) set(rollBack(rollout, d, views.get(d.deviceId), actions));
+    for (const d of current.values()) set(rollBack(rollout, d, views.get(d.deviceId), now, actions));
     rollout.settled = [...current.values()].every((d) => d.desiredVersion === null || d.status === 'rolled-back');
   }
   rollout.updatedAt = JSON.stringify({ ...rollout, updatedAt: 0 }) === JSON.stringify({ ...r, updatedAt: 0 }) && changed.size === 0 ? r.updatedAt : now;

@@ -91,7 +91,12 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     const topic = packet.topic;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     handle(topic, payload).then(
-      () => done(),
+      // done() in setImmediate, not at once: MQTT.js hands over the next buffered packet inside
+      // done(), so under a flood (a store slower than the devices) messages would follow each
+      // other in one chain of microtasks and timers would never run: no event acks (acker.ts
+      // flushes on a 25 ms timer), no progress lines, no rollout ticks, and the devices' re-sends
+      // feed the flood (found by bench/fleet-scale.ts). One turn of the event loop per message.
+      () => setImmediate(done),
       (err: unknown) => {
         // A store failure: no PUBACK, so the broker redelivers after a reconnect. Logged loudly.
         countIgnored(stats, 'error');

@@ -14,7 +14,7 @@ import { nextDesired, publishDesired } from '../broker/desired.js';
 import type { FleetStore } from '../store/fleet-store.js';
 import type { RolloutDevice, RolloutRecord } from '../store/rollout-store.js';
 import { readSpec } from '../store/model-store.js';
-import { stepRollout, type DeviceView, type RolloutAction } from '../rollout/step.js';
+import { devicesInPlay, stepRollout, type DeviceView, type RolloutAction } from '../rollout/step.js';
 
 
 export interface RolloutControllerOptions {
@@ -33,6 +33,18 @@ export interface RolloutControllerOptions {
 
 export const DEFAULT_TICK_MS = 1000;
 export const DEFAULT_LEASE_MS = 15_000;
+/** Desired documents and commands in flight at once per rollout step. */
+export const ACTION_CONCURRENCY = 64;
+/** Devices whose desired documents are recorded in one store transaction. */
+export const UPDATE_BATCH = 500;
+
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 
 export class RolloutController {
   readonly owner: string;
@@ -43,6 +55,8 @@ export class RolloutController {
   private readonly leaseMs: number;
   /** Rollouts this worker drove on its last tick, to give their leases back at stop. */
   private held = new Set<string>();
+  /** The device records of each rollout held, as saved at `revision` by this worker. */
+  private readonly cache = new Map<string, { revision: number; devices: RolloutDevice[] }>();
 
   constructor(private readonly o: RolloutControllerOptions) {
     this.owner = o.owner ?? `fleet-${randomUUID()}`;
@@ -80,44 +94,64 @@ export class RolloutController {
     const now = this.o.clock.wallNow();
     const ids = await this.o.store.claimRollouts(this.owner, now, this.leaseMs);
     this.held = new Set(ids);
-    if (ids.length === 0) return;
-    const views = new Map<string, DeviceView>();
-    for (const row of await this.o.store.devices()) {
-      views.set(row.deviceId, { online: row.online, reported: (row.reported ?? null) as ReportedState | null });
-    }
+    for (const id of this.cache.keys()) if (!this.held.has(id)) this.cache.delete(id);
     for (const id of ids) {
       if (this.stopped) return;
-      await this.drive(id, views, now);
+      await this.drive(id, now);
     }
   }
 
-  private async drive(id: string, views: ReadonlyMap<string, DeviceView>, now: number): Promise<void> {
+  /**
+   * One step of one rollout. Reads only what the step can use (docs/fleet.md "Rollouts", at
+   * 10,000 devices): the device records come from this worker's cache while the rollout's
+   * revision is the one it saved last (only the lease holder writes them), and the views
+   * (online, reported) of just the devices still in play; an abort decided in this step reads
+   * those of every device reached, since each must be rolled back.
+   */
+  private async drive(id: string, now: number): Promise<void> {
     const r = await this.o.store.rollout(id);
     if (!r) return;
-    const devices = await this.o.store.rolloutDevices(id);
-    const step = stepRollout(r, devices, views, now);
+    const cached = this.cache.get(id);
+    const devices = cached && cached.revision === r.revision ? cached.devices : await this.o.store.rolloutDevices(id);
+    let views = await this.views(devicesInPlay(r, devices));
+    let step = stepRollout(r, devices, views, now);
+    if (step.rollout.state === 'aborted' && r.state !== 'aborted') {
+      views = new Map([...views, ...(await this.views(devices.filter((d) => d.desiredVersion !== null).map((d) => d.deviceId)))]);
+      step = stepRollout(r, devices, views, now);
+    }
     const byId = new Map(devices.map((d) => [d.deviceId, d]));
-    for (const a of step.actions) {
+    const updates = step.actions.filter((a): a is Extract<RolloutAction, { kind: 'update' }> => a.kind === 'update');
+    for (let i = 0; i < updates.length; i += UPDATE_BATCH) {
+      if (this.stopped) break;
+      await this.sendUpdates(step.rollout, updates.slice(i, i + UPDATE_BATCH), step.changed, byId, views);
+    }
+    // In parallel (bounded): one PUBACK round trip per device, one at a time, made a wave of
+    // thousands take minutes (bench/fleet-scale.ts).
+    await eachLimited(step.actions.filter((a) => a.kind !== 'update'), ACTION_CONCURRENCY, async (a) => {
       const d = step.changed.get(a.deviceId) ?? byId.get(a.deviceId);
-      if (!d) continue;
+      if (!d) return;
       try {
-        const after = await this.act(step.rollout, d, a, views.get(a.deviceId));
-        step.changed.set(a.deviceId, after);
+        step.changed.set(a.deviceId, await this.act(step.rollout, d, a, views.get(a.deviceId)));
       } catch (err) {
         // Not fatal: the next tick tries again (the device record says where it stands).
         this.o.log.warn({ err, rollout: id, deviceId: a.deviceId, action: a.kind }, 'rollout action failed');
-        if (a.kind !== 'update') step.changed.set(a.deviceId, { ...d, rollback: byId.get(a.deviceId)?.rollback ?? 'none' });
+        const before = byId.get(a.deviceId);
+        step.changed.set(a.deviceId, { ...d, rollback: before?.rollback ?? 'none', rollbackSentAt: before?.rollbackSentAt ?? null, rollbackAttempts: before?.rollbackAttempts ?? 0 });
       }
-    }
+    });
     const changedDevices = [...step.changed.values()];
-    const saved = await this.o.store.saveRollout(step.rollout, changedDevices);
+    const after = devices.map((d) => step.changed.get(d.deviceId) ?? d);
+    let saved = await this.o.store.saveRollout(step.rollout, changedDevices);
     if (saved === null) {
       // A `rollout pause|resume|abort` changed the record meanwhile: keep what happened to the
       // devices (their records are only ever written here) and decide again next tick.
       const fresh = await this.o.store.rollout(id);
-      if (fresh) await this.o.store.saveRollout(fresh, changedDevices);
+      saved = fresh ? await this.o.store.saveRollout(fresh, changedDevices) : null;
+      if (saved === null) this.cache.delete(id);
+      else this.cache.set(id, { revision: saved, devices: after });
       return;
     }
+    this.cache.set(id, { revision: saved, devices: after });
     if (step.rollout.state !== r.state) this.o.log.info({ rollout: id, state: step.rollout.state, reason: step.rollout.reason }, 'rollout state');
     for (const [i, w] of step.rollout.waves.entries()) {
       if (w.state !== r.waves[i]?.state) this.o.log.info({ rollout: id, wave: i, size: w.size, state: w.state }, 'rollout wave');
@@ -125,14 +159,23 @@ export class RolloutController {
     for (const d of changedDevices) {
       if (d.status !== byId.get(d.deviceId)?.status) this.o.log.info({ rollout: id, deviceId: d.deviceId, status: d.status, error: d.error }, 'rollout device');
     }
-    if (step.rollout.settled) await this.o.store.releaseRollout(id, this.owner);
+    if (step.rollout.settled) {
+      await this.o.store.releaseRollout(id, this.owner);
+      this.cache.delete(id);
+    }
+  }
+
+  private async views(ids: readonly string[]): Promise<Map<string, DeviceView>> {
+    const out = new Map<string, DeviceView>();
+    for (const [id, v] of await this.o.store.deviceViews(ids)) out.set(id, { online: v.online, reported: (v.reported ?? null) as ReportedState | null });
+    return out;
   }
 
   private async act(r: RolloutRecord, d: RolloutDevice, a: RolloutAction, view: DeviceView | undefined): Promise<RolloutDevice> {
     if (a.kind === 'rollback-command') {
-      const cmd = { id: `rollout-${r.id}-${d.deviceId}`, command: 'rollback', args: { model: r.model } };
+      const cmd = { id: `rollout-${r.id}-${d.deviceId}${a.attempt > 1 ? `-${a.attempt}` : ''}`, command: 'rollback', args: { model: r.model } };
       await this.o.client.publishAsync(topics(this.o.prefix, d.deviceId).commands, JSON.stringify(cmd), { qos: 1 });
-      this.o.log.info({ rollout: r.id, deviceId: d.deviceId, model: r.model }, 'rollback command sent');
+      this.o.log.info({ rollout: r.id, deviceId: d.deviceId, model: r.model, attempt: a.attempt }, 'rollback command sent');
       return d;
     }
     if (a.kind === 'restore') {
@@ -143,12 +186,38 @@ export class RolloutController {
       this.o.log.info({ rollout: r.id, deviceId: d.deviceId, model: r.model, version: spec?.version ?? null, desiredVersion: doc.version }, 'previous version restored in desired state');
       return d;
     }
-    const stored = await this.o.store.desired(d.deviceId);
-    const previousSpec = stored?.models[r.model] ?? null;
-    const doc = await this.publish(d.deviceId, view, (doc) => {
-      doc.models[r.model] = r.spec;
+    throw new Error(`rollout action ${a.kind} goes through sendUpdates`);
+  }
+
+  /**
+   * The rollout's spec into the desired documents of a slice of a wave: each device's next
+   * document from the fleet store's copy and counter, all recorded in one store transaction
+   * (one fsync, not one per device), then published in parallel. A device whose publish failed
+   * stays as it was (pending): the next tick sends it again, with a newer desired version.
+   */
+  private async sendUpdates(
+    r: RolloutRecord, updates: ReadonlyArray<Extract<RolloutAction, { kind: 'update' }>>, changed: Map<string, RolloutDevice>,
+    byId: ReadonlyMap<string, RolloutDevice>, views: ReadonlyMap<string, DeviceView>,
+  ): Promise<void> {
+    const prepared = await Promise.all(updates.map(async (a) => {
+      const stored = await this.o.store.desired(a.deviceId);
+      const floor = Math.max(stored?.version ?? 0, views.get(a.deviceId)?.reported?.desiredVersion ?? 0);
+      const doc = nextDesired(stored, (next) => {
+        next.models[r.model] = r.spec;
+      }, floor);
+      return { a, previousSpec: stored?.models[r.model] ?? null, doc };
+    }));
+    const recorded = await this.o.store.recordDesiredMany(prepared.map((p) => ({ deviceId: p.a.deviceId, doc: p.doc })), this.o.clock.wallNow());
+    await eachLimited(prepared.map((p, i) => ({ ...p, doc: recorded[i] as DesiredState })), ACTION_CONCURRENCY, async ({ a, previousSpec, doc }) => {
+      const d = changed.get(a.deviceId) ?? byId.get(a.deviceId);
+      if (!d) return;
+      try {
+        await publishDesired(this.o.client, this.o.prefix, a.deviceId, doc);
+        changed.set(a.deviceId, { ...d, status: 'updating', desiredVersion: doc.version, previousSpec, previousActive: a.previousActive });
+      } catch (err) {
+        this.o.log.warn({ err, rollout: r.id, deviceId: a.deviceId, action: a.kind }, 'rollout action failed');
+      }
     });
-    return { ...d, status: 'updating', desiredVersion: doc.version, previousSpec, previousActive: a.previousActive };
   }
 
   /**

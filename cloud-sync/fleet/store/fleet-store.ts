@@ -26,6 +26,12 @@ export interface DeviceRow {
   lastSeq: number | null;
 }
 
+/** What the rollout controller reads of a device: its last online flag and reported state, nothing else. */
+export interface DeviceView {
+  online: boolean | null;
+  reported: unknown;
+}
+
 /** What the fleet holds of one device's seqs (`perch fleet devices`). */
 export interface HeldSeqs {
   /** Lowest seq held (null when none). */
@@ -70,10 +76,22 @@ export interface FleetStore extends RolloutStore {
    */
   recordDesired(deviceId: string, doc: DesiredState, at: number): Promise<DesiredState>;
 
+  /**
+   * recordDesired for many devices in one transaction (one commit, one fsync): a rollout wave
+   * of thousands. Same guarantee per device; returns the documents to publish, in order.
+   */
+  recordDesiredMany(entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number): Promise<DesiredState[]>;
+
   device(deviceId: string): Promise<DeviceRow | undefined>;
 
   /** Every device, ordered by id. */
   devices(): Promise<DeviceRow[]>;
+
+  /**
+   * Online flag and reported state of just these devices (those the fleet store knows; no event
+   * counts): what the rollout controller reads each tick, for the devices of a rollout still in play.
+   */
+  deviceViews(deviceIds: readonly string[]): Promise<Map<string, DeviceView>>;
 
   close(): Promise<void>;
 }

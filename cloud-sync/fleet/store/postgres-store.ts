@@ -9,7 +9,7 @@ import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
-import type { DeviceRow, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
 import { redactDbUrl } from './db-url.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresRollouts } from './postgres-rollouts.js';
@@ -145,17 +145,17 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async recordDesired(deviceId: string, doc: DesiredState, at: number): Promise<DesiredState> {
+    return this.transaction((c) => claimDesired(c, deviceId, doc, at));
+  }
+
+  async recordDesiredMany(entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number): Promise<DesiredState[]> {
+    if (entries.length === 0) return [];
+    // Locks taken in id order: two workers recording overlapping sets never deadlock.
+    const order = entries.map((e, i) => ({ ...e, i })).sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
     return this.transaction(async (c) => {
-      // Serializes pushes for this device across every worker and host, row or no row yet.
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`perch-desired/${deviceId}`]);
-      const stored = (await c.query<{ version: number }>('SELECT version FROM desired WHERE device_id = $1', [deviceId])).rows[0];
-      const claimed = { ...doc, version: Math.max(doc.version, (stored?.version ?? 0) + 1) };
-      await c.query(
-        `INSERT INTO desired (device_id, version, doc, published_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (device_id) DO UPDATE SET version = EXCLUDED.version, doc = EXCLUDED.doc, published_at = EXCLUDED.published_at`,
-        [deviceId, claimed.version, JSON.stringify(claimed), at],
-      );
-      return claimed;
+      const out: DesiredState[] = new Array<DesiredState>(entries.length);
+      for (const e of order) out[e.i] = await claimDesired(c, e.deviceId, e.doc, at);
+      return out;
     });
   }
 
@@ -167,6 +167,15 @@ export class PostgresFleetStore implements FleetStore {
   async devices(): Promise<DeviceRow[]> {
     const r = await this.pool.query<RawDeviceRow>(`${DEVICE_SQL} ORDER BY d.device_id COLLATE "C"`);
     return r.rows.map(toDeviceRow);
+  }
+
+  async deviceViews(deviceIds: readonly string[]): Promise<Map<string, DeviceView>> {
+    const out = new Map<string, DeviceView>();
+    if (deviceIds.length === 0) return out;
+    const r = await this.pool.query<{ device_id: string; online: boolean | null; reported: string | null }>(
+      'SELECT device_id, online, reported FROM devices WHERE device_id = ANY($1::text[])', [deviceIds]);
+    for (const row of r.rows) out.set(row.device_id, { online: row.online, reported: row.reported === null ? null : (JSON.parse(row.reported) as unknown) });
+    return out;
   }
 
   // Rollouts (rollout-store.ts, postgres-rollouts.ts).
@@ -214,6 +223,20 @@ export class PostgresFleetStore implements FleetStore {
       c.release();
     }
   }
+}
+
+/** The desired counter of one device raised inside the caller's transaction. */
+async function claimDesired(c: PoolClient, deviceId: string, doc: DesiredState, at: number): Promise<DesiredState> {
+  // Serializes pushes for this device across every worker and host, row or no row yet.
+  await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`perch-desired/${deviceId}`]);
+  const stored = (await c.query<{ version: number }>('SELECT version FROM desired WHERE device_id = $1', [deviceId])).rows[0];
+  const claimed = { ...doc, version: Math.max(doc.version, (stored?.version ?? 0) + 1) };
+  await c.query(
+    `INSERT INTO desired (device_id, version, doc, published_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (device_id) DO UPDATE SET version = EXCLUDED.version, doc = EXCLUDED.doc, published_at = EXCLUDED.published_at`,
+    [deviceId, claimed.version, JSON.stringify(claimed), at],
+  );
+  return claimed;
 }
 
 // devices() orders COLLATE "C": ids in byte order, as SQLite orders them (a database's default collation may not).

@@ -17,6 +17,8 @@ export interface Wave {
   /** Devices in this wave (cumulative target minus the waves before). */
   size: number;
   state: WaveState;
+  /** When (fleet clock, ms) the wave started: --offline-timeout counts from here. Absent in records from before it. */
+  startedAt?: number | null;
 }
 
 export interface RolloutRecord {
@@ -34,6 +36,11 @@ export interface RolloutRecord {
   healthErrorRate: number | null;
   /** ... or whose reported p99 latency in ms exceeds this (null: not checked). */
   healthP99Ms: number | null;
+  /**
+   * A device of a started wave still offline (never sent the version) this long after the wave
+   * started fails (`rollout start --offline-timeout`); null or absent: it stays pending.
+   */
+  offlineTimeoutMs?: number | null;
   state: RolloutState;
   /** Why it aborted (set with state 'aborted'). */
   reason: string | null;
@@ -67,6 +74,9 @@ export interface RolloutDevice {
   /** Active and healthy for the whole bake time. */
   passed: boolean;
   rollback: RollbackPhase;
+  /** When the last rollback command went out (fleet clock, ms), and how many went: a lost one is sent again. */
+  rollbackSentAt?: number | null;
+  rollbackAttempts?: number;
 }
 
 export interface RolloutStore {

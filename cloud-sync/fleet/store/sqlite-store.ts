@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
-import type { DeviceRow, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
 import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
 import { migrate } from './sqlite-migrations.js';
 import { SqliteRollouts } from './sqlite-rollouts.js';
@@ -30,6 +30,7 @@ export class SqliteFleetStore implements FleetStore {
   private readonly selectEvents: Statement;
   private readonly selectDevice: Statement;
   private readonly selectDevices: Statement;
+  private readonly selectViews: Statement;
   private readonly selectFirstSeq: Statement;
   private readonly selectRunEnd: Statement;
   private readonly selectGaps: Statement;
@@ -37,6 +38,7 @@ export class SqliteFleetStore implements FleetStore {
   private readonly selectDesired: Statement;
   private readonly upsertDesired: Statement;
   private readonly claimDesired: Transaction<(deviceId: string, doc: DesiredState, at: number) => DesiredState>;
+  private readonly claimDesiredMany: Transaction<(entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number) => DesiredState[]>;
 
   constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
     this.location = file;
@@ -71,6 +73,8 @@ export class SqliteFleetStore implements FleetStore {
       FROM devices d`;
     this.selectDevice = this.db.prepare(`${deviceSql} WHERE d.device_id = ?`);
     this.selectDevices = this.db.prepare(`${deviceSql} ORDER BY d.device_id`);
+    // Ids as one JSON array parameter: any number of them, one prepared statement.
+    this.selectViews = this.db.prepare('SELECT device_id, online, reported FROM devices WHERE device_id IN (SELECT value FROM json_each(?))');
     this.selectFirstSeq = this.db.prepare('SELECT MIN(seq) FROM events WHERE device_id = ?').pluck();
     // The end of the first run: the first held seq whose successor is not held (index probes in seq order).
     this.selectRunEnd = this.db.prepare(
@@ -95,6 +99,9 @@ export class SqliteFleetStore implements FleetStore {
       this.upsertDesired.run(deviceId, claimed.version, JSON.stringify(claimed), at);
       return claimed;
     });
+    // Nested in one outer transaction, each claim is a savepoint: one commit for all.
+    this.claimDesiredMany = this.db.transaction((entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number) =>
+      entries.map((e) => this.claimDesired(e.deviceId, e.doc, at)));
     // One transaction per MQTT message: one fsync for the whole batch.
     this.insertBatch = this.db.transaction((deviceId: string, events: readonly EventMessage[], at: number) => {
       let stored = 0;
@@ -171,6 +178,10 @@ export class SqliteFleetStore implements FleetStore {
     return this.claimDesired.immediate(deviceId, doc, at);
   }
 
+  async recordDesiredMany(entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number): Promise<DesiredState[]> {
+    return entries.length === 0 ? [] : this.claimDesiredMany.immediate(entries, at);
+  }
+
   async device(deviceId: string): Promise<DeviceRow | undefined> {
     const row = this.selectDevice.get(deviceId) as RawDeviceRow | undefined;
     return row ? toDeviceRow(row) : undefined;
@@ -178,6 +189,15 @@ export class SqliteFleetStore implements FleetStore {
 
   async devices(): Promise<DeviceRow[]> {
     return (this.selectDevices.all() as RawDeviceRow[]).map(toDeviceRow);
+  }
+
+  async deviceViews(deviceIds: readonly string[]): Promise<Map<string, DeviceView>> {
+    const out = new Map<string, DeviceView>();
+    if (deviceIds.length === 0) return out;
+    for (const r of this.selectViews.all(JSON.stringify(deviceIds)) as Array<{ device_id: string; online: number | null; reported: string | null }>) {
+      out.set(r.device_id, { online: r.online === null ? null : r.online === 1, reported: r.reported === null ? null : (JSON.parse(r.reported) as unknown) });
+    }
+    return out;
   }
 
   // Rollouts (rollout-store.ts, sqlite-rollouts.ts).
