@@ -205,6 +205,7 @@ describe('fleet serve', () => {
       },
       configError: { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: 'live config refused' },
       outbox: { count: 17 },
+      labels: { site: 'lab', hw: 'pi4' },
     });
     const spec = (version: number, c: string): Record<string, unknown> => ({ version, sha256: c.repeat(64), size: 1, chunkSize: 1 });
     // old: removal asked, still reported; gone: removed and no longer reported.
@@ -213,16 +214,17 @@ describe('fleet serve', () => {
     assert.equal(table.code, 0, table.stderr);
     const row = table.stdout.split('\n').find((l) => l.startsWith('pi-3'));
     assert.ok(row, table.stdout);
-    assert.match(row, /^pi-3\s+yes\s+5\s+4\s+ocr v3 failed PERCH_ERR_MODEL_LOAD_FAILED, old v1 active -> removed, vad v2 active -> v3\s+refused PERCH_ERR_LIVE_CONFIG_INVALID\s+17\s+0\s+-\s+-$/);
-    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+DESIRED\s+REPORTED\s+MODELS\s+CONFIG\s+BACKLOG\s+EVENTS\s+HELD\s+GAPS$/);
+    assert.match(row, /^pi-3\s+yes\s+hw=pi4,site=lab\s+5\s+4\s+ocr v3 failed PERCH_ERR_MODEL_LOAD_FAILED, old v1 active -> removed, vad v2 active -> v3\s+refused PERCH_ERR_LIVE_CONFIG_INVALID\s+17\s+0\s+-\s+-$/);
+    assert.match(table.stdout.split('\n')[0] ?? '', /^DEVICE\s+ONLINE\s+LABELS\s+DESIRED\s+REPORTED\s+MODELS\s+CONFIG\s+BACKLOG\s+EVENTS\s+HELD\s+GAPS$/);
     const json = (JSON.parse((await fleet(['devices', '--url', broker.url, '--store', store, '--json'])).stdout) as Array<Record<string, unknown>>).find((x) => x.deviceId === 'pi-3');
     assert.deepEqual(json?.configError, { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: 'live config refused' });
+    assert.deepEqual(json?.labels, { site: 'lab', hw: 'pi4' });
     assert.deepEqual((json?.models as Array<{ name: string }>).map((m) => m.name), ['ocr', 'old', 'vad'], 'a removed model the device no longer reports is not listed');
 
     // Once the device reports the removal done and the config applied, both leave the table.
     await announceDevice(dev, 'pi-3', { desiredVersion: 5, models: { vad: { version: 3, sha256: 'b'.repeat(64), status: 'active' }, ocr: { version: 3, sha256: 'c'.repeat(64), status: 'active' } }, outbox: { count: 0 } });
     const after = (await fleet(['devices', '--url', broker.url, '--store', store])).stdout.split('\n').find((l) => l.startsWith('pi-3'));
-    assert.match(after ?? '', /^pi-3\s+yes\s+5\s+5\s+ocr v3 active, vad v3 active\s+ok\s+0\s+0\s+-\s+-$/);
+    assert.match(after ?? '', /^pi-3\s+yes\s+-\s+5\s+5\s+ocr v3 active, vad v3 active\s+ok\s+0\s+0\s+-\s+-$/);
   });
 
   test('devices shows the highest contiguous seq held and the gaps the fleet knows of', async () => {

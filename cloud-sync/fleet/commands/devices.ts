@@ -12,7 +12,8 @@ import { withBroker } from '../broker/with-broker.js';
 
 export const DEVICES_HELP = `perch fleet devices [--json]
 
-A table of the devices the fleet knows: DEVICE, ONLINE, DESIRED (desired document version),
+A table of the devices the fleet knows: DEVICE, ONLINE, LABELS (config device.labels as
+key=value pairs, what --select matches; '-' when none), DESIRED (desired document version),
 REPORTED (the desired version the device last applied; "(ignored vN)" when it did not apply
 desired version N, with the reason in --json), MODELS (name vVERSION status, chunks staged of
 the total while downloading ("downloading 12/36"), the error code of a failed one, "-> vN"
@@ -29,6 +30,8 @@ ${COMMON_HELP}`;
 export interface DeviceView {
   deviceId: string;
   online: boolean | null;
+  /** Config device.labels as the device last sent them (status, else reported state); null: none sent. */
+  labels: Record<string, string> | null;
   desiredVersion: number | null;
   reportedVersion: number | null;
   /** desiredVersion null with removing: the desired document removes the model (a null entry). */
@@ -66,7 +69,7 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
   const view = (id: string): DeviceView => {
     let v = views.get(id);
     if (!v) {
-      v = { deviceId: id, online: null, desiredVersion: null, reportedVersion: null, ignored: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null, firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
+      v = { deviceId: id, online: null, labels: null, desiredVersion: null, reportedVersion: null, ignored: null, models: [], configError: null, backlog: null, backlogBytes: null, eventsStored: 0, lastSeq: null, firstSeq: null, contiguousSeq: null, gaps: [], missing: 0 };
       views.set(id, v);
     }
     return v;
@@ -113,6 +116,8 @@ export async function devicesCommand(args: string[], out: NodeJS.WritableStream,
 
 function summarize(v: DeviceView): void {
   v.online = v.status ? v.status.online : null;
+  // The same labels --select matches (cli/targets.ts): the status's, else the reported state's.
+  v.labels = v.status?.labels ?? v.reported?.labels ?? null;
   v.desiredVersion = v.desired?.version ?? null;
   v.reportedVersion = v.reported?.desiredVersion ?? null;
   v.ignored = v.reported?.ignored ?? null;
@@ -141,10 +146,11 @@ function summarize(v: DeviceView): void {
 }
 
 function table(list: DeviceView[]): string {
-  const header = ['DEVICE', 'ONLINE', 'DESIRED', 'REPORTED', 'MODELS', 'CONFIG', 'BACKLOG', 'EVENTS', 'HELD', 'GAPS'];
+  const header = ['DEVICE', 'ONLINE', 'LABELS', 'DESIRED', 'REPORTED', 'MODELS', 'CONFIG', 'BACKLOG', 'EVENTS', 'HELD', 'GAPS'];
   const rows = list.map((v) => [
     v.deviceId,
     v.online === null ? '?' : v.online ? 'yes' : 'no',
+    labelsCell(v.labels),
     v.desiredVersion === null ? '-' : String(v.desiredVersion),
     (v.reportedVersion === null ? '-' : String(v.reportedVersion)) + (v.ignored ? ` (ignored v${v.ignored.version})` : ''),
     v.models.map((m) => {
@@ -161,6 +167,12 @@ function table(list: DeviceView[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** `hw=pi4,site=kitchen` (keys sorted, as --select takes them), or '-' when none. */
+function labelsCell(labels: Record<string, string> | null): string {
+  const pairs = Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return pairs.length ? pairs.map(([k, val]) => `${k}=${val}`).join(',') : '-';
 }
 
 /** `3 missing: 5-6, 9` (the first three ranges, then `...`), or '-' when none. */
