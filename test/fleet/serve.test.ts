@@ -123,7 +123,7 @@ describe('fleet serve', () => {
       return c;
     });
     for (const s of serves) {
-      await waitFor(() => !s.running || s.logLines().some((l) => l.msg === 'fleet serve ready'), 15_000, 'serve ready');
+      await waitFor(() => !s.running || s.logLines().some((l) => l.msg === 'fleet serve ready'), 60_000, 'serve ready');
       assert.ok(s.running, s.stderr + s.stdout);
     }
     const dev = await device('pi-2');

@@ -56,7 +56,7 @@ describe('fleet simulate', () => {
       '--failure-rate', String(FAILURE_RATE), '--trusted-keys', join(keyDir, 'pub.pem'), '--events-per-second', '2', '--progress-ms', '200',
     ]);
     children.push(sim);
-    await waitFor(() => sim.logLines().find((l) => l.msg === 'simulate ready') ?? (sim.running ? null : { exited: true }), 30_000, 'simulate ready');
+    await waitFor(() => sim.logLines().find((l) => l.msg === 'simulate ready') ?? (sim.running ? null : { exited: true }), 90_000, 'simulate ready');
     assert.ok(sim.running, sim.stderr);
     const ids = deviceIds('sim-', N);
     assert.equal(ids[0], 'sim-00');

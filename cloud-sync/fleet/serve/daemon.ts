@@ -1,7 +1,8 @@
-// The `perch fleet serve` daemon: the long-running side of the fleet. It wires four handlers onto
-// one MQTT 5 connection: chunk requests (answered from the fleet store), events (through the
-// shared subscription, so several serve processes split them), status and reported state (every
-// serve process records them; the writes are idempotent). Progress goes to the logger as pino
+// The `perch fleet serve` daemon: the long-running side of the fleet. It wires three handlers onto
+// one MQTT 5 connection: events (through the shared subscription, so several serve processes
+// split them), status and reported state (every serve process records them; the writes are
+// idempotent); chunk requests are answered from the fleet store on a second connection
+// (chunk-connection.ts), so they never wait behind the store writes of the first. Progress goes to the logger as pino
 // JSON lines. The command's flags are read in commands/serve.ts.
 import type { MqttClient } from 'mqtt';
 import { systemClock, type Clock, type TimerHandle } from '../../../runtime/base/clock.js';
@@ -14,7 +15,7 @@ import { openFleetStore } from '../store/open.js';
 import { ModelFiles } from '../store/model-files.js';
 import { FleetAcker } from './acker.js';
 import { startHttpModels, type HttpModels } from './http-models.js';
-import { answerChunkRequest, type ChunkServerContext } from './chunk-server.js';
+import { startChunkConnection, type ChunkConnection } from './chunk-connection.js';
 import { RolloutController } from './rollout-controller.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
@@ -58,9 +59,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const db = await openFleetStore(fleet);
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow() };
-  const pendingChunks = new Set<Promise<void>>();
-  // Filled in once connected; a request arriving before that cannot happen (we subscribe after).
-  const ref: { chunks?: ChunkServerContext; acker?: FleetAcker } = {};
+  // Filled in once connected; a message arriving before that cannot happen (we subscribe after).
+  const ref: { acker?: FleetAcker } = {};
 
   // handleMessage is MQTT.js's hook with backpressure: the PUBACK of a QoS 1 message is sent
   // when `done` is called, so events are acknowledged only once they are committed. MQTT.js
@@ -77,14 +77,9 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       await ingestStatus(ingest, parsed.deviceId, topic, payload);
     } else if (parsed.kind === 'reported') {
       await ingestReported(ingest, parsed.deviceId, topic, payload);
-    } else if (parsed.kind === 'modelsRequest' && ref.chunks) {
-      // Not awaited: sending a window of chunks must not hold up event ingestion.
-      const p = answerChunkRequest(ref.chunks, parsed.deviceId, topic, payload).catch((err: unknown) => {
-        countIgnored(stats, 'error');
-        log.error({ err, topic }, 'chunk request failed');
-      });
-      pendingChunks.add(p);
-      void p.finally(() => pendingChunks.delete(p));
+    } else {
+      // Chunk requests come on their own connection (chunk-connection.ts).
+      countIgnored(stats, 'topic');
     }
   };
   const handleMessage: MqttClient['handleMessage'] = (packet, done) => {
@@ -129,15 +124,25 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       throw err;
     }
   }
-  ref.chunks = {
-    client, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256,
-    desiredOf: (deviceId) => db.desired(deviceId),
-  };
-
   const group = o.group ?? FLEET_SHARE_GROUP;
   const f = fleetTopics(fleet.prefix, group);
+  let chunks: ChunkConnection;
+  try {
+    chunks = await startChunkConnection({
+      broker: fleet.broker, ...(o.clientId ? { clientId: `${o.clientId}-chunks` } : {}), filter: `$share/${group}/${f.modelsRequest}`, prefix: fleet.prefix, log,
+      context: (chunkClient) => ({
+        client: chunkClient, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256,
+        desiredOf: (deviceId) => db.desired(deviceId),
+      }),
+    });
+  } catch (err) {
+    await http?.close();
+    await client.endAsync().catch(() => undefined);
+    await db.close();
+    throw err;
+  }
   const eventsFilter = o.unshared ? f.events : f.sharedEvents;
-  const filters = [eventsFilter, `$share/${group}/${f.modelsRequest}`, f.status, f.reported];
+  const filters = [eventsFilter, f.status, f.reported];
   const subscribeAll = async (): Promise<void> => {
     // The object form with `resubscribe: true`: MQTT.js otherwise skips filters it believes are
     // still subscribed (it trusts sessionPresent), and the SUBSCRIBE would never be sent.
@@ -188,7 +193,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       stopped = true;
       if (timer) clock.clearTimeout(timer);
       await rollouts.stop();
-      await Promise.allSettled([...pendingChunks]);
+      await chunks.stop();
       await http?.close();
       await files.close();
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
