@@ -156,8 +156,10 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   await subscribeAll();
 
   // Rollouts (docs/fleet.md "Rollouts"): driven from the fleet store, one worker per rollout.
+  // They publish on the chunk connection: on the main one the PUBACKs of their publishes would
+  // come in behind every queued event, status and reported message (one store commit each).
   const rollouts = new RolloutController({
-    store: db, storeDir: fleet.store, client, prefix: fleet.prefix, log: log.child({ module: 'rollouts' }), clock,
+    store: db, storeDir: fleet.store, client: chunks.client, prefix: fleet.prefix, log: log.child({ module: 'rollouts' }), clock,
     ...(o.clientId ? { owner: o.clientId } : {}),
     ...(o.rolloutTickMs !== undefined ? { tickMs: o.rolloutTickMs } : {}),
     ...(o.rolloutLeaseMs !== undefined ? { leaseMs: o.rolloutLeaseMs } : {}),
