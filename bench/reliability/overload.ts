@@ -6,12 +6,14 @@
 // Prints a table and writes build/bench/reliability.json.
 // Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS)
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
 import { machine, RESULTS_DIR } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
+import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
 import { mb, watch, type WatchFigures } from './probe.js';
 
 const ATTACK_MS = Number(process.env.PERCH_ATTACK_MS ?? 15_000);
@@ -20,12 +22,21 @@ const ONLY = process.env.PERCH_ATTACKS?.split(',');
 const RSS_LIMIT_MB = 400;
 const RETURN_MB = 50;
 const HEALTH_P99_MS = 50;
+// The C allocator's settings Perch ships with (npm start, the image; docs/reliability.md): the
+// child inherits them. Set them in the environment to measure others (MALLOC_ARENA_MAX=8 ...).
+process.env.MALLOC_ARENA_MAX ??= '2';
+process.env.MALLOC_MMAP_THRESHOLD_ ??= '16384';
 
 interface Row extends WatchFigures {
   attack: string;
   idleRssMB: number;
+  /** The machine's 1-minute load average at the end of the attack (it is shared: say so). */
+  load: number;
   afterRssMB: number;
   counts: Record<string, number>;
+  /** Where memory was at the end of the attack, and after the clients left. */
+  atEnd: MemoryBreakdown;
+  after: MemoryBreakdown;
 }
 
 const attacks: Array<[string, (port: number, wsUrl: string) => Promise<Attack> | Attack]> = [
@@ -53,18 +64,21 @@ async function main(): Promise<void> {
       const attack = await start(server.port, server.wsUrl);
       console.log(`${name}: clients in place`);
       await sleep(ATTACK_MS);
+      const loadAtEnd = Number((loadavg()[0] ?? 0).toFixed(1));
+      const atEnd = await memoryBreakdown(server.pid, server.baseUrl, server.rssKiB());
       const figures = w.stop();
       attack.leave();
       await sleep(SETTLE_MS);
-      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: mb(server.rssKiB()), counts: attack.counts };
+      const after = await memoryBreakdown(server.pid, server.baseUrl, server.rssKiB());
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after };
       rows.push(row);
       console.log(`${name}: ${JSON.stringify(row)}`);
     }
     const refusals = await server.metric('perch_client_refusals_total');
     printTable(
       `Overload campaign (attack ${ATTACK_MS / 1000} s, settle ${SETTLE_MS / 1000} s; aims: peak RSS < ${RSS_LIMIT_MB} MB, back within ${RETURN_MB} MB of idle, health p99 < ${HEALTH_P99_MS} ms)`,
-      ['attack', 'idle MB', 'peak MB', 'after MB', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
-      rows.map((r) => [r.attack, String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
+      ['attack', 'load', 'idle MB', 'peak MB', 'after MB', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
+      rows.map((r) => [r.attack, String(r.load), String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
     );
     const met = rows.map((r) => ({
       attack: r.attack,
@@ -72,11 +86,16 @@ async function main(): Promise<void> {
       returns: r.afterRssMB - r.idleRssMB <= RETURN_MB,
       health: r.healthP99Ms < HEALTH_P99_MS && r.healthFailures === 0,
     }));
+    printTable(
+      'Where the memory is, MB (at the end of each attack / 30 s after its clients left)',
+      ['attack', 'RSS', 'V8 used', 'V8 total', 'external', 'C main heap', 'other anon', 'file'],
+      rows.map((r) => [r.attack, ...(['rssMB', 'v8UsedMB', 'v8TotalMB', 'externalMB', 'mainHeapMB', 'anonMB', 'fileMB'] as const).map((k) => `${r.atEnd[k]} / ${r.after[k]}`)]),
+    );
     for (const m of met) console.log(`${m.attack}: RSS ${m.rss ? 'MET' : 'NOT MET'}, returns ${m.returns ? 'MET' : 'NOT MET'}, health ${m.health ? 'MET' : 'NOT MET'}`);
     console.log(`perch_client_refusals_total after all attacks: ${refusals}`);
     mkdirSync(RESULTS_DIR, { recursive: true });
     const file = join(RESULTS_DIR, 'reliability.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met }, null, 2)}\n`);
+    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), loadavg: loadavg(), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met }, null, 2)}\n`);
     console.log(`wrote ${file}`);
   } finally {
     await server.stop();

@@ -3,11 +3,9 @@
 // own heap grows. Once the clients of a burst have gone nothing is allocated any more, so
 // nothing is collected: after the infer flood the process kept 280 MB of dead ArrayBuffers
 // 10 s later, and for as long as it stayed idle. When the client budget has been at (nearly)
-// zero for IDLE_MS after a burst that held more than BURST_BYTES, one full collection runs.
-// The garbage collector is reached through V8's documented `--expose-gc` flag, set at run time
-// (v8.setFlagsFromString) unless Node was started with it.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+// zero for IDLE_MS after a burst that held more than BURST_BYTES, one full collection runs, on
+// the main thread and on every worker thread (runtime/base/full-collection.ts).
+import { collectEverywhere } from '../base/full-collection.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Logger } from '../base/log.js';
 import type { ClientBudget } from './client-budget.js';
@@ -20,19 +18,6 @@ const IDLE_BYTES = 1024 * 1024;
 export const IDLE_MS = 5000;
 const CHECK_MS = 1000;
 
-/** V8's full collection, exposed for this process; null if V8 refuses. */
-export function fullCollection(): (() => void) | null {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (typeof existing === 'function') return existing;
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as unknown;
-    return typeof gc === 'function' ? (gc as () => void) : null;
-  } catch {
-    return null;
-  }
-}
-
 export class IdleCollector {
   private timer: TimerHandle | null = null;
   private burstPeak = 0;
@@ -43,7 +28,7 @@ export class IdleCollector {
     private readonly budget: ClientBudget,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly collect: (() => void) | null = fullCollection(),
+    private readonly collect: (() => void) | null = collectEverywhere(),
   ) {}
 
   /** Full collections run after bursts, since start. */

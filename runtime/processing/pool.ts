@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { PerchError, type ErrorCode } from '../base/errors.js';
+import { trackThread } from '../base/full-collection.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingStep } from './step-io.js';
 
@@ -64,6 +65,7 @@ export class ProcessingPool {
   private start(): Slot {
     const worker = new Worker(WORKER_URL);
     worker.unref(); // never what keeps the process alive
+    trackThread(worker);
     const slot: Slot = { worker, busy: null };
     worker.on('message', (r: ProcessingReply) => {
       const p = slot.busy;

@@ -2,11 +2,13 @@
 // post-process, so that pixel loops never hold the event loop that serves requests.
 import { parentPort } from 'node:worker_threads';
 import { toPerchError } from '../base/errors.js';
+import { fullCollection, isCollect } from '../base/full-collection.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingTask, ProcessingReply } from './pool.js';
 import { runStep } from './run-step.js';
 
 const port = parentPort!;
+const collect = fullCollection();
 
 /** Buffers the answer owns whole are moved, not copied (a decoded photo is megabytes). */
 function transferable(tensors: readonly Tensor[]): ArrayBuffer[] {
@@ -19,6 +21,11 @@ function transferable(tensors: readonly Tensor[]): ArrayBuffer[] {
 }
 
 port.on('message', (task: ProcessingTask) => {
+  if (isCollect(task)) {
+    // After a burst (runtime/base/full-collection.ts): decoded images this thread still holds.
+    collect?.();
+    return;
+  }
   void runStep(task.step, task.inputs, task.dir).then(
     (outputs) => {
       const reply: ProcessingReply = { id: task.id, ok: true, outputs };

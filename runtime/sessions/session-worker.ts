@@ -5,9 +5,11 @@ import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
 import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+import { fullCollection } from '../base/full-collection.js';
 
 const { path, config } = workerData as { path: string; config: SessionConfig };
 const port = parentPort!;
+const collect = fullCollection();
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   try {
@@ -22,6 +24,11 @@ try {
   const opened = await openSession(path, config);
   const { session } = opened;
   port.on('message', (msg: ToWorker) => {
+    if (msg.type === 'collect') {
+      // After a burst (runtime/base/full-collection.ts): the inputs this thread received.
+      collect?.();
+      return;
+    }
     if (msg.type === 'close') {
       void session.release().finally(() => {
         post({ type: 'closed' });

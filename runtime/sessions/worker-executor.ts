@@ -11,6 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
+import { trackThread } from '../base/full-collection.js';
 import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';
@@ -107,6 +108,7 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
 
   function attach(w: Worker): void {
     worker = w;
+    trackThread(w);
     w.on('message', (msg: FromWorker) => {
       if (msg.type === 'result' || msg.type === 'failed') {
         const p = pending.get(msg.id);

@@ -4,7 +4,7 @@ import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isRetained } from '../tensor/retained.js';
 
-export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' };
+export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' } | { type: 'collect' };
 
 export type FromWorker =
   | { type: 'ready'; inputs: OrtTensorMetadata[]; outputs: OrtTensorMetadata[]; providers: string[]; warnings: string[] }
