@@ -1,10 +1,10 @@
 // The soak of the reliability campaign (issue 12; docs/reliability.md): a real Perch process
 // under steady mixed load for a long time, RSS and latency over time. 10 minutes by default,
-// an hour with PERCH_SOAK_MS=3600000. Load: real-time VAD streams over WebSocket (sequences
-// started, fed and ended in turn), classifier requests over HTTP, events emitted over
-// WebSocket. Figure: RSS growth from the 5-minute mark (or half-way, for shorter runs) to the
+// an hour with `--minutes 60` (or PERCH_SOAK_MS=3600000). Load: real-time VAD streams over
+// WebSocket (sequences started, fed and ended in turn), classifier requests over HTTP, events
+// emitted over WebSocket. Figure: RSS growth from the 5-minute mark (or half-way, for shorter runs) to the
 // end; aim < 5% for an hour. Prints a table per minute and writes build/bench/soak.json.
-// Run: npm run build && node dist/bench/reliability/soak.js
+// Run: npm run build && node dist/bench/reliability/soak.js [--minutes 60]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
@@ -17,8 +17,13 @@ import { machine, RESULTS_DIR } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
 import { mb, watch } from './probe.js';
 
-const SOAK_MS = Number(process.env.PERCH_SOAK_MS ?? 600_000);
+const minutesFlag = process.argv.indexOf('--minutes');
+const SOAK_MS = minutesFlag > 0 ? Number(process.argv[minutesFlag + 1]) * 60_000 : Number(process.env.PERCH_SOAK_MS ?? 600_000);
+if (!(SOAK_MS > 0)) throw new Error('--minutes takes a positive number (the soak runs 10 minutes without it)');
 const STREAMS = Number(process.env.PERCH_SOAK_STREAMS ?? 20);
+// The C allocator's settings Perch ships with (npm start, the image; docs/reliability.md).
+process.env.MALLOC_ARENA_MAX ??= '2';
+process.env.MALLOC_MMAP_THRESHOLD_ ??= '16384';
 const SAMPLE_MS = Math.min(60_000, SOAK_MS / 10);
 const GROWTH_AIM = 0.05;
 

@@ -115,12 +115,14 @@ export class Hold {
 }
 
 /**
- * What parsing JSON costs in memory, per byte of JSON text, once parsed: `[0,0,...]` becomes an
- * array of 8-byte numbers (4x; transiently more while the array grows), long random floats
- * about 2.3x (the campaign's 30 MB body took 68 MB). A JSON body or frame is charged this many
- * times its size before it is parsed, so large JSON counts for what it will really hold.
+ * What a JSON body costs in memory, per byte of JSON text, while it is parsed and turned into
+ * tensors: measured for 30 MB of `0,0,...` (docs/reliability.md), the text as a string (1x), the
+ * array of 8-byte numbers JSON.parse builds (4x, and more while it grows) and the typed array
+ * made from it (2x for FP32) took 8 times the body beside the body itself. Charged 4 times, one
+ * such body at a time took the process from 270 MB to 800 MB. A JSON body or frame is charged
+ * this many times its size before it is parsed, so large JSON counts for what it will really hold.
  */
-export const JSON_EXPANSION = 4;
+export const JSON_EXPANSION = 9;
 
 /** Takes the parse cost of `jsonBytes` of JSON text: 413 if it could never fit, 429 if not now. */
 export function takeJsonCost(budget: ClientBudget, hold: Hold, jsonBytes: number): void {

@@ -75,7 +75,7 @@ describe('client budget', () => {
   });
 
   test('JSON is charged for what it parses into: a body that would expand past the budget gets 413', async () => {
-    // 300 KB of zeros fits maxRequestBytes, but parsed it would hold about 4 x 300 KB > 1 MiB.
+    // 300 KB of zeros fits maxRequestBytes, but parsed it would hold about 9 x 300 KB > 1 MiB.
     const zeros = `{"inputs":[{"name":"input","datatype":"FP32","shape":[1,150000],"data":[${'0,'.repeat(149_999)}0]}]}`;
     const r = await postJson(rt.baseUrl, '/v2/models/vad/infer', zeros);
     assert.equal(r.status, 413, r.text);

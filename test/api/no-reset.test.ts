@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { rng } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -34,6 +35,14 @@ function exchange(port: number, head: string, body: Buffer): Promise<Outcome> {
 
 const BODY = Buffer.alloc(4 * 1024 * 1024, 0x61);
 
+/** `body` as one chunk of chunked transfer coding, and the last chunk. */
+function chunked(body: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
+}
+
+/** Status codes of the answers in `text`, in order. */
+const statuses = (text: string): number[] => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+
 describe('malformed HTTP requests: an answer, never a reset', () => {
   let repo: TempRepository;
   let rt: TestRuntime;
@@ -59,6 +68,10 @@ describe('malformed HTTP requests: an answer, never a reset', () => {
     ['bad JSON, and bytes after the declared body', `POST /v2/models/vad/infer HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\n`, Buffer.from('{{{{{{{{{{' + 'x'.repeat(100_000)), 400, 'PERCH_ERR_MALFORMED_JSON'],
     ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', BODY, 400, 'PERCH_ERR_INVALID_MESSAGE'],
     ['a broken chunked body', `POST /v2/models/vad/infer HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`, Buffer.from('zz\r\nabc\r\n0\r\n\r\n'), 400, 'PERCH_ERR_INVALID_MESSAGE'],
+    ['HEAD on an infer route, no body', `HEAD /v2/models/vad/infer HTTP/1.1\r\n${H}\r\n`, Buffer.alloc(0), 405, null],
+    ['HEAD on a model\'s infer route, kept alive, a body after it', `HEAD /v2/models/vad/versions/1/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${BODY.length}\r\n\r\n`, BODY, 405, null],
+    ['a chunked body over maxRequestBytes, on a kept-alive connection', `POST /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n`, chunked(BODY), 413, 'PERCH_ERR_REQUEST_TOO_LARGE'],
+    ['a body after an error, then more requests', `POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\n`, Buffer.concat([Buffer.from('hello'), BODY]), 404, 'PERCH_ERR_ROUTE_NOT_FOUND'],
   ];
 
   for (const [name, head, body, status, code] of cases) {
@@ -69,6 +82,67 @@ describe('malformed HTTP requests: an answer, never a reset', () => {
       if (code) assert.ok(r.text.includes(`"code":"${code}"`), r.text.slice(0, 400));
     });
   }
+
+  test('pipelined requests after an error are answered in order, on the same connection', async () => {
+    const bad = `POST /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{{{{{`;
+    const unknown = 'GET /v2/models/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const head = 'HEAD /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const health = `GET /v2/health/ready HTTP/1.1\r\n${H}\r\n`;
+    const r = await exchange(port, bad + unknown + head + bad + health, Buffer.alloc(0));
+    assert.equal(r.error, null, `no reset: ${r.error}`);
+    assert.deepEqual(statuses(r.text), [400, 404, 405, 400, 200], r.text.slice(0, 2000));
+  });
+
+  test('pipelined requests behind an answer that closes the connection: that answer, then a clean close', async () => {
+    const tooLarge = `POST /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${BODY.length}\r\n\r\n`;
+    const health = 'GET /v2/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const r = await exchange(port, tooLarge, Buffer.concat([BODY, Buffer.from(health.repeat(20))]));
+    assert.equal(r.error, null, `no reset: ${r.error}`);
+    assert.equal(statuses(r.text)[0], 413, r.text.slice(0, 400));
+  });
+
+  test('a seeded random fuzzer: 300 malformed requests, each answered (2xx-4xx) before the close, none reset', async () => {
+    const seed = Number(process.env.PERCH_FUZZ_SEED ?? 1212);
+    const random = rng(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+    const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => Math.floor(random() * 256)));
+    const methods = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'POST', 'POST'];
+    const paths = ['/v2/models/vad/infer', '/v2/models/vad/versions/1/infer', '/v2/models/nope/infer', '/v2/health/ready', '/v2/models/vad', '/v1/ws', '/metrics', '/nowhere', `/${'a'.repeat(3000)}`, '/v2/models/%ff/infer', '/v2/models/vad/infer?x=1'];
+    const bodies = (): Buffer => pick([
+      () => Buffer.alloc(0),
+      () => bytes(1 + Math.floor(random() * 2000)),
+      () => Buffer.from('{"inputs":[{"name":"input","datatype":"FP32","shape":[1,576],"data":[1,2'),
+      () => Buffer.from(JSON.stringify({ inputs: [{ name: 'input', datatype: pick(['FP32', 'INT64', 'BYTES', 'X']), shape: [1, Math.floor(random() * 1000) - 10], data: [1, 2, 3] }] })),
+      () => Buffer.alloc(64 * 1024 + Math.floor(random() * 2 * 1024 * 1024), 0x30),
+    ])();
+    const failures: string[] = [];
+    const one = async (i: number): Promise<void> => {
+      const body = bodies();
+      const lengthHeader = pick([
+        `Content-Length: ${body.length}\r\n`,
+        `Content-Length: ${Math.max(0, body.length - 1 - Math.floor(random() * 10))}\r\n`,
+        `Content-Length: ${body.length + 1 + Math.floor(random() * 10)}\r\n`,
+        'Content-Length: abc\r\n',
+        `Content-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n`,
+        'Transfer-Encoding: chunked\r\n',
+        'Transfer-Encoding: gzip, chunked\r\n',
+        '',
+      ]);
+      const extra = pick(['', 'Content-Type: application/json\r\n', 'Content-Type: application/octet-stream\r\n', `Inference-Header-Content-Length: ${Math.floor(random() * 5000) - 100}\r\n`, 'Content-Type: image/png\r\n', 'Expect: 100-continue\r\n']);
+      const closing = random() < 0.5 ? 'Connection: close\r\n' : '';
+      const payload = lengthHeader.startsWith('Transfer-Encoding: chunked') && random() < 0.5 ? chunked(body) : body;
+      const line = random() < 0.05 ? `${pick(methods)} ${pick(paths)}\r\n` : `${pick(methods)} ${pick(paths)} HTTP/1.1\r\n`;
+      const head = `${line}Host: 127.0.0.1\r\n${closing}${extra}${lengthHeader}\r\n`;
+      const r = await exchange(port, head, payload);
+      const first = statuses(r.text).find((s) => s >= 200); // after any 100 Continue
+      const what = `#${i} ${JSON.stringify(head.slice(0, 200))} + ${payload.length} bytes`;
+      if (r.error !== null) failures.push(`${what}: ${r.error} after ${JSON.stringify(r.text.slice(0, 80))}`);
+      else if (first === undefined || first < 200 || first >= 500) failures.push(`${what}: answered ${JSON.stringify(r.text.slice(0, 120))}`);
+    };
+    // A few at a time, 300 in all.
+    for (let i = 0; i < 300; i += 6) await Promise.all(Array.from({ length: 6 }, (_, k) => one(i + k)));
+    assert.deepEqual(failures, [], `seed ${seed} (PERCH_FUZZ_SEED): ${failures.length} of 300 requests not answered cleanly`);
+  });
 
   test('still serving', async () => {
     const r = await exchange(port, `GET /v2/health/ready HTTP/1.1\r\n${H}\r\n`, Buffer.alloc(0));
