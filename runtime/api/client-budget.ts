@@ -115,20 +115,31 @@ export class Hold {
 }
 
 /**
- * What a JSON body costs in memory, per byte of JSON text, while it is parsed and turned into
- * tensors: measured for 30 MB of `0,0,...` (docs/reliability.md), the text as a string (1x), the
- * array of 8-byte numbers JSON.parse builds (4x, and more while it grows) and the typed array
- * made from it (2x for FP32) took 8 times the body beside the body itself. Charged 4 times, one
- * such body at a time took the process from 270 MB to 800 MB. A JSON body or frame is charged
- * this many times its size before it is parsed, so large JSON counts for what it will really hold.
+ * What parsed JSON holds, per byte of JSON text: `[0,0,...]` becomes an array of 8-byte numbers
+ * (4x), long random floats about 2.3x (the campaign's 30 MB body took 68 MB). A JSON body or frame
+ * is charged this many times its size before it is parsed, until it is answered.
  */
-export const JSON_EXPANSION = 9;
+export const JSON_EXPANSION = 4;
+
+/**
+ * What parsing one JSON body takes at its peak, per byte of text: measured for 30 MB of
+ * `0,0,...` (docs/reliability.md), the text as a string, the array JSON.parse builds while it
+ * grows and the typed array made from it took 8 times the body beside the body. Parsing is
+ * synchronous, one body at a time, so this peak is not held: it only decides which bodies can
+ * never fit (413). Admitted at 4x, one 30 MB body at a time took the process from 270 to 800 MB.
+ */
+export const JSON_PARSE_PEAK = 9;
+
+/** 413 for `jsonBytes` of JSON whose parse would take more than the whole budget (from the headers, or once read). */
+export function refuseJsonThatCannotFit(budget: ClientBudget, jsonBytes: number): void {
+  if (jsonBytes * JSON_PARSE_PEAK > budget.limit) {
+    throw new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `${jsonBytes} bytes of JSON take about ${jsonBytes * JSON_PARSE_PEAK} bytes to parse (they expand), more than server.maxClientBytes (${budget.limit}); send large tensors as binary data`);
+  }
+}
 
 /** Takes the parse cost of `jsonBytes` of JSON text: 413 if it could never fit, 429 if not now. */
 export function takeJsonCost(budget: ClientBudget, hold: Hold, jsonBytes: number): void {
   const cost = jsonBytes * (JSON_EXPANSION - 1); // the text itself is already held
-  if (jsonBytes * JSON_EXPANSION > budget.limit) {
-    throw new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `${jsonBytes} bytes of JSON expand to about ${jsonBytes * JSON_EXPANSION} bytes when parsed, more than server.maxClientBytes (${budget.limit}); send large tensors as binary data`);
-  }
+  refuseJsonThatCannotFit(budget, jsonBytes);
   if (!hold.tryAdd(cost)) throw budget.refusal('parsing a JSON body', cost);
 }

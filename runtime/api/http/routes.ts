@@ -12,7 +12,7 @@ import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js'
 import { encodeResult } from '../encode-response.js';
 import { validateInferBody } from '../infer-shape.js';
 import type { ClientScope } from '../../inference/client-scope.js';
-import { takeJsonCost, type ClientBudget } from '../client-budget.js';
+import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import { readBody } from './body.js';
 import type { EventStreams } from './event-streams.js';
@@ -152,6 +152,9 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
     forget();
     hold.release();
   });
+  // JSON that could never be parsed within the budget is refused from its headers, unread.
+  const declaredJson = Number(req.headers['inference-header-content-length'] ?? req.headers['content-length']);
+  if (!file && Number.isFinite(declaredJson)) refuseJsonThatCannotFit(c.budget, declaredJson);
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
   if (file) {
     const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)] }, c.scopeOf(req));
