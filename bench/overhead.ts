@@ -6,6 +6,9 @@
 // Also: WS JSON, HTTP binary, HTTP JSON, and the same four with session.executor 'inline'; and
 // with the default executor, gRPC ModelInfer (raw contents) over TCP and over a Unix socket, and
 // WS/HTTP binary over a Unix socket (server.grpcPort, server.socketPath, server.grpcSocketPath).
+// Traces: the worker executor again with OpenTelemetry traces on (telemetry.traces.endpoint, every
+// request sampled) exporting to a sink that discards, beside the same with traces unset (the
+// 'worker' rows), over WS and HTTP binary (docs/observability.md, "no measurable cost when off").
 // Run: node dist/bench/overhead.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_REQUESTS to change the size)
 import type ort from 'onnxruntime-node';
 import { fromOrtResults } from '../runtime/sessions/ort-session.js';
@@ -20,6 +23,7 @@ import {
 } from './lib/clients.js';
 import { BenchGrpc, grpcRequest } from './lib/grpc-client.js';
 import { buildRepository, ECHO_SERVER, startPerch, withExecutor, type PerchServer } from './lib/perch-server.js';
+import { startOtlpSink } from './lib/otlp-sink.js';
 import { openRaw, runRaw } from './lib/raw-ort.js';
 import { machine, saveSection } from './lib/results.js';
 import { latencySummary, median, ms, printTable, ratio, spread } from './lib/stats.js';
@@ -43,7 +47,9 @@ const TRANSPORTS: Transport[] = ['ws-binary', 'ws-json', 'http-binary', 'http-js
 const LOCAL_TRANSPORTS: Transport[] = ['grpc', 'grpc-unix', 'ws-binary-unix', 'http-binary-unix'];
 const EXECUTORS = ['worker', 'inline'] as const;
 /** 'echo' is the transport floor: same frames to a server that does no inference (bench/lib/echo-server.ts). */
-type ExecutorKind = (typeof EXECUTORS)[number] | 'echo';
+type ExecutorKind = (typeof EXECUTORS)[number] | 'echo' | 'worker+traces';
+/** The paths measured with traces on. */
+const TRACED_TRANSPORTS: Transport[] = ['ws-binary', 'http-binary'];
 const isJson = (t: Transport) => t.endsWith('json');
 
 interface Variant {
@@ -145,19 +151,23 @@ async function main(): Promise<void> {
   const variants: Variant[] = [];
   const socketDir = mkdtempSync(join(tmpdir(), 'perch-bench-sock-'));
   const sockets: Sockets = { http: join(socketDir, 'http.sock'), grpc: join(socketDir, 'grpc.sock') };
+  const sink = await startOtlpSink();
+  closers.push(() => sink.close());
   try {
-    for (const executor of [...EXECUTORS, 'echo'] as const) {
+    for (const executor of [...EXECUTORS, 'worker+traces', 'echo'] as const) {
       const local = executor === 'worker';
       const server = executor === 'echo'
         ? await startPerch({ repository: buildRepository([]), ownRepository: true, command: [ECHO_SERVER] })
-        : await startPerch({
-          repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true,
-          ...(local ? { config: { server: { grpcPort: 0, socketPath: sockets.http, grpcSocketPath: sockets.grpc } } } : {}),
-        });
+        : executor === 'worker+traces'
+          ? await startPerch({ repository: buildRepository([MODEL], withExecutor('worker')), ownRepository: true, config: { telemetry: { traces: { endpoint: sink.url, sampleRatio: 1 } } } })
+          : await startPerch({
+            repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true,
+            ...(local ? { config: { server: { grpcPort: 0, socketPath: sockets.http, grpcSocketPath: sockets.grpc } } } : {}),
+          });
       servers.push(server);
       const made = await makeVariants(server, executor, inputs, local ? sockets : null);
       closers.push(made.close);
-      variants.push(...made.variants);
+      variants.push(...(executor === 'worker+traces' ? made.variants.filter((v) => TRACED_TRANSPORTS.includes(v.transport)) : made.variants));
     }
 
     // Warm up everything, and check that every path answers what a direct session.run answers.
@@ -227,6 +237,12 @@ async function main(): Promise<void> {
       ],
     );
     console.log('# minus floor = p50 - raw p50 - floor p50 of the same transport, per round, median of the rounds: the time Perch itself adds (validation, queue, thread hop, copies, GC)');
+    const p50Of = (executor: ExecutorKind, t: Transport) => rows.find((r) => r.executor === executor && r.transport === t)?.p50Ms ?? Number.NaN;
+    const tracesCost = TRACED_TRANSPORTS.map((t) => ({ transport: t, off: p50Of('worker', t), on: p50Of('worker+traces', t) }));
+    for (const c of tracesCost) {
+      console.log(`traces ${c.transport}: off p50 ${ms(c.off)} ms (${ratio(c.off / raw.p50)} x raw), on p50 ${ms(c.on)} ms (${ratio(c.on / raw.p50)} x raw), on / off ${ratio(c.on / c.off)}`);
+    }
+    console.log(`# traces on: ${sink.posts} OTLP exports (${Math.round(sink.bytes / 1024)} KiB) reached the sink`);
     const headline = rows[0]!;
     const met = headline.ratioP50 <= TARGET;
     console.log(`\nheadline: perch ws-binary (worker) p50 / raw p50 = ${ratio(headline.ratioP50)} (target <= ${TARGET}): ${met ? 'MET' : 'NOT MET'}`);
@@ -245,6 +261,7 @@ async function main(): Promise<void> {
       rows: rows.map((r, i) => ({ ...r, p50sMs: variants[i]!.p50s, ratios: variants[i]!.ratios })),
       target: { metric: 'ws-binary (worker) p50 / raw p50', max: TARGET, value: headline.ratioP50, met },
       targets: ownTargets,
+      traces: tracesCost,
     }, 'node dist/bench/overhead.js');
   } finally {
     for (const c of closers) await c();

@@ -47,6 +47,8 @@ import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
 import { openStore, type PerchStore } from './store/store.js';
 import { PerchError, toPerchError } from './base/errors.js';
+import { Tracing } from './base/tracing.js';
+import { RUNTIME_VERSION } from './base/version.js';
 import { purgeCacheOfUnloadedVersions } from './cache-purge.js';
 import { watchConnectivity, type Connectivity } from './connectivity.js';
 import { registerConnectedGauge, versionGauges } from './gauges.js';
@@ -86,6 +88,8 @@ export class Runtime {
   readonly idleCollector: IdleCollector;
   readonly jobs: JobScheduler;
   readonly installer: ModelInstaller;
+  /** OpenTelemetry traces (docs/observability.md); `enabled` only once started with an endpoint. */
+  readonly tracing: Tracing;
   /**
    * A pipeline's call of another model: straight to that model's batcher (so the calls of
    * concurrent pipeline runs batch together), counted in its metrics like any request.
@@ -130,12 +134,14 @@ export class Runtime {
     // goes on; only a database locked by another process stops start-up.
     this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
     registerStoreMetrics(this.metrics.registry, { outbox: this.store.outbox, cache: this.store.cache });
-    this.events = new EventLog(this.store.outbox, this.bus, log);
+    this.tracing = new Tracing(config.telemetry.traces, { name: config.device.id, version: RUNTIME_VERSION, instanceId: this.bootId }, log);
+    const tracing = this.tracing;
+    this.events = new EventLog(this.store.outbox, this.bus, log, tracing);
     this.jobs = new JobScheduler(
       storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint(), writable: () => this.store.writable }, config.store.jobs, log),
       { logger: log, clock },
     );
-    const instanceDeps = { clock, metrics: this.metrics, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }) };
+    const instanceDeps = { clock, metrics: this.metrics, tracing, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }) };
     this.registry = new ModelRegistry({
       repository: config.models.repository, log, bus: this.bus,
       load: (name, version, path, file, overrides) => ModelInstance.load(name, version, path, file, instanceDeps, overrides),
@@ -170,7 +176,7 @@ export class Runtime {
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(),
+      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
       status: () => deviceStatus({
         status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(),
       }),
@@ -183,11 +189,12 @@ export class Runtime {
       ? new GrpcApi({
         registry: this.registry, service: this.service, apiToken: this.apiToken.token, budget, maxRequestBytes: s.maxRequestBytes,
         maxInflightPerStream: s.maxInflightPerConnection, maxBufferedBytesPerStream: s.maxBufferedBytesPerConnection,
-        scope: scope(s.sequencesEndWithConnection.grpc), log,
+        scope: scope(s.sequencesEndWithConnection.grpc), log, tracing,
       })
       : null;
     this.ws = new WsApi({
       service: this.service,
+      tracing,
       log,
       apiToken: this.apiToken.token,
       guard,
@@ -201,7 +208,7 @@ export class Runtime {
       clock,
       status: () => this.status(),
       subscribe: topics,
-      emit: (type, payload) => this.events.emit(type, payload),
+      emit: (type, payload, traceparent) => this.events.emit(type, payload, traceparent),
     });
     this.ws.attach(this.server);
     if (this.socketServer) this.ws.attach(this.socketServer);
@@ -213,6 +220,8 @@ export class Runtime {
     let dropReporter: DropReporter | null = null;
     let offModelEvents: () => void = () => undefined;
     let offCachePurge: () => void = () => undefined;
+    // First up, last down: spans of everything else are exported before the process ends.
+    const telemetry: Module = { name: 'telemetry', start: () => this.tracing.start(), stop: () => this.tracing.stop() };
     const store: Module = {
       name: 'store',
       start: async () => {
@@ -282,7 +291,7 @@ export class Runtime {
       const port = this.port();
       for (const make of factories) extra.push(await make(port));
     }
-    await this.modules.start([store, models, jobs, ...extra, api]);
+    await this.modules.start([telemetry, store, models, jobs, ...extra, api]);
     return this.address;
   }
 
@@ -308,7 +317,7 @@ export class Runtime {
   private port(): RuntimePort {
     return createRuntimePort({
       config: this.config, bootId: this.bootId, clock: this.clock, log: this.log, bus: this.bus,
-      store: this.store, installer: this.installer, service: this.service,
+      store: this.store, installer: this.installer, service: this.service, tracing: this.tracing,
       liveConfig: { apply: (partial) => this.live.apply(partial), current: () => this.live.current },
     });
   }

@@ -4,7 +4,7 @@
 // jitter (backoff.ts), so a fleet does not reconnect in lock-step and tests can drive time.
 // Connectivity changes go to the bus (WebSocket `connectivity`, perch_cloud_connected).
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import type { TimerHandle } from '../../runtime/base/clock.js';
 import { PerchError } from '../../runtime/base/errors.js';
 import { topics, type DeviceTopics, type StatusMessage } from '../protocol/index.js';
@@ -106,7 +106,7 @@ export class Connection {
    * runs once, with null at the PUBACK or BROKER_UNREACHABLE if the link drops first; never
    * synchronously, so a caller in the middle of a loop is not re-entered.
    */
-  publishThen(topic: string, payload: string | Buffer, retain: boolean, done: (err: PerchError | null) => void): void {
+  publishThen(topic: string, payload: string | Buffer, retain: boolean, done: (err: PerchError | null) => void, properties?: IClientPublishOptions['properties']): void {
     const client = this.client;
     if (!client || !this.connected) {
       queueMicrotask(() => done(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', 'not connected to the broker')));
@@ -121,7 +121,8 @@ export class Connection {
       },
     };
     this.pending.add(entry);
-    client.publish(topic, payload, retain ? QOS1_RETAINED : QOS1, (err) => {
+    const opts: IClientPublishOptions = retain ? QOS1_RETAINED : QOS1;
+    client.publish(topic, payload, properties ? { ...opts, properties } : opts, (err) => {
       this.pending.delete(entry);
       if (settled) return;
       settled = true;

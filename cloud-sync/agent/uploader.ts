@@ -24,9 +24,10 @@ import type { Connection } from './connection.js';
 import { EventsEncoder } from './event-message.js';
 import type { AgentStats } from './stats.js';
 import { TokenBucket } from './token-bucket.js';
+import { uploadSpan } from './upload-trace.js';
 
 /** What of the runtime the uploader uses: the outbox, the live upload settings, cloud.delivery. */
-export type UploaderRuntime = Pick<RuntimePort, 'device' | 'cloud' | 'clock' | 'log' | 'outbox' | 'liveConfig'>;
+export type UploaderRuntime = Pick<RuntimePort, 'device' | 'cloud' | 'clock' | 'log' | 'outbox' | 'liveConfig' | 'tracing'>;
 
 export interface UploaderOptions {
   /** Messages published and not yet PUBACKed, at most (the broker window; 'fleet' mode adds cloud.delivery.maxAwaitingEvents). */
@@ -302,10 +303,13 @@ export class Uploader {
     const seqs = events.map((e) => e.seq);
     const batch: SentBatch = this.fleet ? this.fleet.track(seqs) : { seqs, deadline: Infinity, left: seqs.length, pubackAt: 0 };
     this.inflight.add(batch);
+    const tracing = this.runtime.tracing;
+    const upload = tracing?.enabled ? uploadSpan(tracing, events, this.runtime.cloud.protocolVersion === 5) : null;
     this.conn.publishThen(this.conn.topics.events, this.encoder.encode(events), false, (err) => {
+      if (upload) tracing?.end(upload.span, err?.code, err?.message);
       if (err) this.onFailed(batch, gen, err);
       else this.onPuback(batch, gen);
-    });
+    }, upload?.properties);
   }
 
   private onPuback(batch: SentBatch, gen: number): void {

@@ -5,6 +5,8 @@
 import { PerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
 import type { VersionStats } from '../base/model-stats.js';
+import type { Tracing } from '../base/tracing.js';
+import { BatchTrace } from './batch-trace.js';
 import { loadVersion, type LoadDeps } from '../models/load-version.js';
 import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js';
 import { withOverrides } from '../models/overrides.js';
@@ -20,6 +22,8 @@ import type { PreparedRequest } from './prepare.js';
 
 export interface InstanceDeps extends LoadDeps {
   metrics: InferenceMetrics;
+  /** OpenTelemetry (docs/observability.md); absent or off: batches are not traced. */
+  tracing?: Tracing;
   /**
    * Opens one runner of a pipeline model (model.json `pipeline`; docs/models.md, "Pipelines"),
    * given by the composition root. Without it, a pipeline model fails to load.
@@ -165,6 +169,8 @@ export class ModelInstance {
 
   private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
     const executor = this.leastBusy();
+    const items = run.payloads.reduce((n, r) => n + r.items, 0);
+    const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items) : null;
     try {
       const stackStarted = performance.now();
       const feeds = stackInputs(this.config, run.payloads);
@@ -172,14 +178,18 @@ export class ModelInstance {
       const { outputs, runMs } = await executor.run(feeds);
       const splitStarted = performance.now();
       const split = splitOutputs(this.config, run.payloads, outputs);
-      const items = run.payloads.reduce((n, r) => n + r.items, 0);
-      const splitMs = performance.now() - splitStarted;
+      const splitEnded = performance.now();
+      const splitMs = splitEnded - splitStarted;
+      trace?.ran(stackStarted, stackMs, runMs, splitStarted, splitEnded);
       // The session's own run time (measured where it ran) plus stacking and splitting: not the
       // wait of a lookahead batch behind the one before it, nor the thread hop.
       const computeMs = stackMs + runMs + splitMs;
       this.deps.metrics.observeBatch(this.name, String(this.version), items, computeMs / 1000, run.queuedMs);
       this.stats.ran(items, run.queuedMs, stackMs, runMs, splitMs);
       return split;
+    } catch (err) {
+      trace?.failed(err);
+      throw err;
     } finally {
       this.inFlight.set(executor, (this.inFlight.get(executor) ?? 1) - 1);
     }

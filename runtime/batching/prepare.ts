@@ -2,6 +2,7 @@
 // computes what the batcher needs: the number of batch items and the group key. Two requests
 // are only stacked when their keys are equal: same non-batch dims for every batched input and
 // the same values for every unbatched input (docs/protocol.md section 1, batchAxis null).
+import type { RequestTrace } from '../base/request-trace.js';
 import { createHash } from 'node:crypto';
 import { PerchError } from '../base/errors.js';
 import type { ResolvedModelConfig, TensorSpec } from '../models/resolve-config.js';
@@ -13,6 +14,8 @@ export interface PreparedRequest {
   /** Batch items (1 when the model takes no batch). */
   items: number;
   groupKey: string;
+  /** The request's spans while tracing is on (docs/observability.md); undefined otherwise. */
+  trace: RequestTrace | undefined;
 }
 
 function shapeError(spec: TensorSpec, t: Tensor, why: string): PerchError {
@@ -64,7 +67,7 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
   if (model.maxBatchSize > 0 && n > model.maxBatchSize) {
     throw new PerchError('PERCH_ERR_BATCH_TOO_LARGE', `batch of ${n} items is over maxBatchSize ${model.maxBatchSize} of model '${model.name}'`);
   }
-  return { inputs: ordered, items: n, groupKey };
+  return { inputs: ordered, items: n, groupKey, trace: undefined };
 }
 
 function find(inputs: readonly Tensor[], name: string): Tensor | undefined {

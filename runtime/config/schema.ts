@@ -183,6 +183,21 @@ export const configSchema = z.strictObject({
       level: z.enum(LOG_LEVELS).default('info'),
     })
     .prefault({}),
+  /** OpenTelemetry (docs/observability.md): off until an endpoint is set. */
+  telemetry: z
+    .strictObject({
+      traces: z
+        .strictObject({
+          /** OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; null = no traces (nothing of OpenTelemetry is loaded). */
+          endpoint: z.url({ protocol: /^https?$/, error: 'an http(s) URL such as http://127.0.0.1:4318/v1/traces' }).nullable().default(null),
+          /** Share of new traces recorded; a request whose traceparent says sampled is always recorded. */
+          sampleRatio: z.number().min(0).max(1).default(1),
+          /** HTTP headers sent with every export (a collector's auth token). */
+          headers: z.record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name'), z.string().max(4096)).default({}),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
 });
 
 export type PerchConfig = z.infer<typeof configSchema>;

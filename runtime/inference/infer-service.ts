@@ -3,6 +3,7 @@
 import { PerchError, toPerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
 import type { VersionStats } from '../base/model-stats.js';
+import type { RequestTrace } from '../base/request-trace.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
@@ -39,6 +40,8 @@ export interface InferRequest {
   inputs: Tensor[];
   outputs?: RequestedOutput[] | undefined;
   parameters?: Record<string, unknown> | undefined;
+  /** Its spans, made by the API while tracing is on (base/request-trace.ts); the API ends it. */
+  trace?: RequestTrace | undefined;
 }
 
 export interface InferResult {
@@ -87,6 +90,7 @@ export class InferService {
     }
     const model = instance.config;
     const prepared = prepareInputs(model, req.inputs);
+    prepared.trace = req.trace;
     // A hit answers without touching the scheduler. The key is computed before the batch
     // runs: running may move the input buffers to a session thread.
     const useCache = this.cache !== null && (params.cache ?? model.cache.enabled);
@@ -131,7 +135,9 @@ export class InferService {
     let labels: VersionLabels | null = null;
     let stats: VersionStats | null = null;
     const started = performance.now();
+    const trace = req.trace;
     try {
+      if (trace) trace.received(req.model);
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const version = parseVersion(req.version);
       const instance = await this.registry.resolveLoaded(req.model, version);
@@ -155,6 +161,7 @@ export class InferService {
       const ended = performance.now();
       stats.answered(ended - started, ended);
       if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: ended - started });
+      if (trace) trace.answering(labels.version, ran.cached);
       const result: InferResult = {
         model_name: ran.instance.name,
         model_version: labels.version,
@@ -168,6 +175,7 @@ export class InferService {
       const e = toPerchError(err);
       this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
       this.failureLog?.report(labels?.model ?? req.model, labels?.version ?? String(req.version ?? ''), e);
+      if (trace) trace.end(e.code, e.message);
       const failedMs = performance.now() - started;
       stats?.fail.add(1, failedMs);
       if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: failedMs });

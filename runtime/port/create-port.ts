@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '../base/bus.js';
 import type { Clock } from '../base/clock.js';
+import type { Tracing } from '../base/tracing.js';
 import type { Logger } from '../base/log.js';
 import { RUNTIME_VERSION } from '../base/version.js';
 import type { PerchConfig } from '../config/schema.js';
@@ -27,6 +28,7 @@ export interface PortParts {
   readonly store: PerchStore;
   readonly installer: ModelInstaller;
   readonly service: InferService;
+  readonly tracing?: Tracing;
   readonly liveConfig: { apply(partial: unknown): LiveConfigResult; current(): LiveConfig };
 }
 
@@ -98,5 +100,6 @@ export function createRuntimePort(rt: PortParts): RuntimePort {
       },
     },
     inference: { onOutcome: (fn) => rt.service.onOutcome(fn) },
+    ...(rt.tracing ? { tracing: rt.tracing } : {}),
   };
 }

@@ -5,6 +5,7 @@
 //
 // Each piece is narrow on purpose: no whole config, no bus, no Outbox class, no store. The agent's
 // classes each take the pieces they use (Pick<RuntimePort, ...>), not the port.
+import type { Tracing } from '../base/tracing.js';
 import type { Clock } from '../base/clock.js';
 import type { Module } from '../base/lifecycle.js';
 import type { Logger } from '../base/log.js';
@@ -111,6 +112,8 @@ export interface RuntimePort {
   readonly liveConfig: LiveConfigControl;
   readonly cache: CacheControl;
   readonly inference: InferenceObserver;
+  /** OpenTelemetry (docs/observability.md): the agent traces uploads and model updates while `enabled`. */
+  readonly tracing?: Tracing;
 }
 
 /**

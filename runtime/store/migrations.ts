@@ -57,6 +57,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    name: 'outbox traceparent',
+    up(db) {
+      // The W3C traceparent of the span that appended the event (docs/observability.md), NULL when
+      // traces are off: an upload after a restart still links to it. Nullable, so adding it
+      // rewrites no row; it runs in the migration's transaction like every step.
+      db.exec('ALTER TABLE outbox ADD COLUMN traceparent TEXT');
+    },
+  },
 ];
 
 /** The version a database has once every migration ran. */

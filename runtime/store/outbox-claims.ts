@@ -83,6 +83,7 @@ export class StoredEvent implements OutboxEvent {
     readonly payloadJson: string,
     readonly createdAt: number,
     readonly bytes: number,
+    readonly traceparent: string | null = null,
   ) {}
 
   get payload(): unknown {

@@ -39,10 +39,14 @@ interface Pending {
   type: string;
   json: string;
   bytes: number;
+  traceparent: string | null;
 }
 
-/** A claimPage row (raw mode): seq, event_id, type, payload, created_at, bytes. */
-type Row = [number, string, string, string, number, number];
+/** A claimPage row (raw mode): seq, event_id, type, payload, created_at, bytes, traceparent. */
+type Row = [number, string, string, string, number, number, string | null];
+
+/** W3C traceparent (version 00): what an event may carry to its upload (docs/observability.md). */
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** Rows read per claimPage query (more only when in-flight rows had to be skipped). */
 const CLAIM_PAGE = 1024;
@@ -101,7 +105,7 @@ export class SqliteOutbox implements Outbox {
     this.limits = { ...opts.limits };
     // Prepared once (docs/design.md house style 6).
     this.st = {
-      insert: db.prepare('INSERT INTO outbox (seq, event_id, type, payload, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
+      insert: db.prepare('INSERT INTO outbox (seq, event_id, type, payload, created_at, bytes, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       setLastSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'"),
       lastSeq: db.prepare("SELECT value FROM meta WHERE key = 'outbox.last_seq'").pluck(),
       maxSeq: db.prepare('SELECT coalesce(max(seq), 0) FROM outbox').pluck(),
@@ -110,7 +114,7 @@ export class SqliteOutbox implements Outbox {
       oldest: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1').pluck(),
       scanFrom: db.prepare('SELECT seq, type, bytes FROM outbox WHERE seq > ? ORDER BY seq').raw(),
       deleteRun: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
-      claimPage: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
+      claimPage: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes, traceparent FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
       deleteRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
       deleteRangeTyped: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING type, bytes').raw(),
       deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, type, bytes').raw(),
@@ -127,7 +131,7 @@ export class SqliteOutbox implements Outbox {
     this.ackGroup = new GroupCommit((groups) => this.commitAcks(groups), (err) => toStoreError(err, 'outbox ack', this.errCtx));
   }
 
-  append(type: string, payload: unknown): Promise<AppendResult> {
+  append(type: string, payload: unknown, traceparent: string | null = null): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'outbox append: the store is closed'));
     if (typeof type !== 'string' || type.length === 0) {
       return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', 'event type must be a non-empty string'));
@@ -142,7 +146,10 @@ export class SqliteOutbox implements Outbox {
     if (payloadBytes > this.limits.maxEventBytes) {
       return Promise.reject(new PerchError('PERCH_ERR_EVENT_TOO_LARGE', `event payload is ${payloadBytes} bytes, the limit is ${this.limits.maxEventBytes}`));
     }
-    return this.group.submit({ type, json, bytes: payloadBytes + Buffer.byteLength(type) });
+    if (traceparent !== null && (typeof traceparent !== 'string' || !TRACEPARENT.test(traceparent))) {
+      return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', 'event traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)'));
+    }
+    return this.group.submit({ type, json, bytes: payloadBytes + Buffer.byteLength(type), traceparent });
   }
 
   /**
@@ -172,7 +179,7 @@ export class SqliteOutbox implements Outbox {
         }
         seq++;
         const eventId = randomUUID();
-        this.st.insert.run(seq, eventId, item.type, item.json, now, item.bytes);
+        this.st.insert.run(seq, eventId, item.type, item.json, now, item.bytes, item.traceparent);
         results.push({ eventId, seq });
         added += item.bytes;
         if (!rule.droppable) addedFixed += item.bytes;
@@ -273,13 +280,13 @@ export class SqliteOutbox implements Outbox {
       while (!full) {
         const want = Math.min(CLAIM_PAGE, Math.max(limit - out.length, 16));
         const rows = this.st.claimPage.all(readUpTo, want) as Row[];
-        for (const [seq, eventId, type, payload, createdAt, rowBytes] of rows) {
+        for (const [seq, eventId, type, payload, createdAt, rowBytes, traceparent] of rows) {
           if (!this.claims.has(seq)) {
             if (maxBytes !== undefined && out.length > 0 && bytes + rowBytes > maxBytes) {
               full = true;
               break;
             }
-            out.push(new StoredEvent(seq, eventId, type, payload, createdAt, rowBytes));
+            out.push(new StoredEvent(seq, eventId, type, payload, createdAt, rowBytes, traceparent));
             bytes += rowBytes;
           }
           readUpTo = seq;
@@ -304,7 +311,7 @@ export class SqliteOutbox implements Outbox {
     try {
       if (limit <= 0) return Promise.resolve([]);
       const rows = this.st.claimPage.all(after, limit) as Row[];
-      return Promise.resolve(rows.map(([seq, eventId, type, payload, createdAt, bytes]) => new StoredEvent(seq, eventId, type, payload, createdAt, bytes)));
+      return Promise.resolve(rows.map(([seq, eventId, type, payload, createdAt, bytes, traceparent]) => new StoredEvent(seq, eventId, type, payload, createdAt, bytes, traceparent)));
     } catch (err) {
       return Promise.reject(toStoreError(err, 'outbox read', this.errCtx));
     }

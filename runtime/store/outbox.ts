@@ -21,6 +21,8 @@ export interface OutboxEvent {
   createdAt: number;
   /** What the byte budget counts for it: UTF-8 bytes of type + payload JSON. */
   bytes: number;
+  /** W3C traceparent of the span that appended it (docs/observability.md); null when untraced. */
+  traceparent: string | null;
 }
 
 /** Events dropped by retention in one go; a listener gets one of these per sweep or commit that dropped. */
@@ -73,7 +75,7 @@ export interface Outbox {
    * seq used). Over the byte budget: PERCH_ERR_STORE_FULL unless the type's overflow strategy is
    * drop-oldest and dropping older drop-oldest events makes room (docs/store.md "Retention").
    */
-  append(type: string, payload: unknown): Promise<AppendResult>;
+  append(type: string, payload: unknown, traceparent?: string | null): Promise<AppendResult>;
   /**
    * The oldest unclaimed events in seq order, at most `limit`, and at most `maxBytes` in total
    * (but always at least one event if any is unclaimed, so a large event cannot block the queue).

@@ -7,6 +7,8 @@
 // runtime's install undoes itself on failure.
 import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/base/errors.js';
 import type { Logger } from '../../../runtime/base/log.js';
+import type { Tracing } from '../../../runtime/base/tracing.js';
+import type { Span } from '@opentelemetry/api';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
@@ -27,6 +29,8 @@ export interface UpdateContext {
   startDownload(): ModelDownload;
   /** Sets the model's status for state/reported. */
   setStatus(status: BookEntry['status']): void;
+  /** The update's `perch.model.update` span while tracing is on (docs/observability.md). */
+  trace?: { tracing: Tracing; span: Span } | undefined;
   assembled?: { size: number; sha256: string };
   installed?: ServedModel;
 }
@@ -137,11 +141,17 @@ export async function runSteps(steps: readonly UpdateStep[], ctx: UpdateContext)
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const t0 = ctx.runtime.clock.now();
     ctx.log.debug({ step: step.name }, 'model update step started');
+    const span = ctx.trace ? ctx.trace.tracing.startSpan(`perch.model.update.${step.name}`, { parent: ctx.trace.span }) : null;
     try {
       await step.run(ctx);
+      if (span) ctx.trace?.tracing.end(span);
     } catch (err) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
+      if (ctx.signal.aborted) {
+        if (span) ctx.trace?.tracing.end(span);
+        throw ctx.signal.reason;
+      }
       const e = err instanceof PerchError ? err : new PerchError(step.code, toPerchError(err).message, { cause: err });
+      if (span) ctx.trace?.tracing.end(span, e.code, e.message);
       ctx.log.warn({ step: step.name, code: e.code, err: e.message, ms: Math.round(ctx.runtime.clock.now() - t0) }, 'model update step failed');
       throw new StepFailure(step.name, e);
     }

@@ -24,7 +24,7 @@ interface ActiveUpdate {
 }
 
 /** What of the runtime model updates use: the models, the agent's state, events, cloud config. */
-export type UpdaterRuntime = Pick<RuntimePort, 'models' | 'state' | 'events' | 'log' | 'clock' | 'cloud'>;
+export type UpdaterRuntime = Pick<RuntimePort, 'models' | 'state' | 'events' | 'log' | 'clock' | 'cloud' | 'tracing'>;
 
 export interface UpdaterHooks {
   /** A version was swapped in: the circuit breaker watches it. */
@@ -104,7 +104,19 @@ export class ModelUpdater {
   /** Serves the previous version again; the current one is marked failed so it is not fetched again. */
   async rollback(name: string, reason: string, trigger: 'circuit-breaker' | 'command', details: Record<string, unknown> = {}): Promise<ServedModel> {
     const before = servedByName(this.runtime.models).get(name);
-    const after = await this.runtime.models.rollback(name);
+    const tracing = this.runtime.tracing;
+    const span = tracing?.enabled ? tracing.startSpan('perch.model.rollback', { attributes: { 'perch.model': name, 'perch.model.version': before?.version ?? 0, 'perch.rollback.trigger': trigger } }) : null;
+    let after: ServedModel;
+    try {
+      after = await this.runtime.models.rollback(name);
+    } catch (err) {
+      if (span) tracing?.end(span, toPerchError(err).code, (err as Error).message);
+      throw err;
+    }
+    if (span) {
+      span.setAttribute('perch.model.rolled_back_to', after.version);
+      tracing?.end(span);
+    }
     this.stats.rollbacks++;
     if (before) {
       const error = new PerchError('PERCH_ERR_MODEL_ROLLED_BACK', reason);
@@ -156,6 +168,11 @@ export class ModelUpdater {
           : new ChunkDownload(this.runtime, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
     };
+    // docs/observability.md: one `perch.model.update` span, each step a child.
+    const tracing = this.runtime.tracing;
+    if (tracing?.enabled) {
+      ctx.trace = { tracing, span: tracing.startSpan('perch.model.update', { attributes: { 'perch.model': name, 'perch.model.version': spec.version, 'perch.model.sha256': spec.sha256 } }) };
+    }
     this.active.set(name, entry);
     entry.done = after
       .then(() => {
@@ -177,6 +194,10 @@ export class ModelUpdater {
 
   private succeeded(ctx: UpdateContext): void {
     const { name, spec } = ctx;
+    if (ctx.trace) {
+      ctx.trace.span.setAttribute('perch.model.previous_version', ctx.installed?.previousVersion ?? 0);
+      ctx.trace.tracing.end(ctx.trace.span);
+    }
     this.stats.modelUpdatesApplied++;
     this.book.clear(name);
     this.cleanup(ctx);
@@ -189,6 +210,11 @@ export class ModelUpdater {
 
   private failed(ctx: UpdateContext, err: unknown): void {
     const { name, spec } = ctx;
+    if (ctx.trace) {
+      const f = err instanceof StepFailure ? err.error : toPerchError(err);
+      if (ctx.signal.aborted) ctx.trace.span.setAttribute('perch.model.cancelled', true);
+      ctx.trace.tracing.end(ctx.trace.span, ctx.signal.aborted ? undefined : f.code, f.message);
+    }
     if (ctx.signal.aborted) {
       ctx.log.info('model update cancelled (superseded or stopping); staged chunks kept');
       return;

@@ -12,7 +12,7 @@ import { DEFAULT_LEASE_MS, DEFAULT_TICK_MS } from '../serve/rollout-controller.j
 
 export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
                   [--max-payload BYTES] [--max-chunks N] [--http PORT [--http-host HOST]]
-                  [--rollout-tick-ms MS] [--rollout-lease-ms MS] [--log-level LEVEL]
+                  [--rollout-tick-ms MS] [--rollout-lease-ms MS] [--traces-endpoint URL] [--log-level LEVEL]
 
 Runs until SIGTERM/SIGINT:
   - answers chunk requests (P/devices/+/models/request, shared) from the fleet store, for the
@@ -44,6 +44,9 @@ and a 'progress' line with all counters every --progress-ms (default 10000; 0 = 
   --http PORT         serve the model store over HTTP (0 = any free port; logged)
   --http-host HOST    address for --http (default 127.0.0.1). Every stored version is served
                       to anyone who reaches it: beyond loopback, put an authenticating proxy in front
+  --traces-endpoint URL  export OpenTelemetry spans (one 'perch.fleet.ingest' per event batch, a
+                      child of the device's upload span) to this OTLP/HTTP traces URL
+                      (docs/observability.md). Env PERCH_FLEET_TRACES_ENDPOINT.
 
 ${COMMON_HELP}`;
 
@@ -55,7 +58,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
       'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
       'max-payload': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
       'rollout-tick-ms': { type: 'string' }, 'rollout-lease-ms': { type: 'string' },
-      http: { type: 'string' }, 'http-host': { type: 'string' },
+      http: { type: 'string' }, 'http-host': { type: 'string' }, 'traces-endpoint': { type: 'string' },
     },
   });
   if (values.help) {
@@ -69,8 +72,11 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
   const httpPort = optionalIntArg(values.http, 'http', 0);
   if (httpPort !== undefined && httpPort > 65535) throw new UsageError('--http must be a port (0-65535)');
   if (values['http-host'] !== undefined && httpPort === undefined) throw new UsageError('--http-host needs --http PORT');
+  const tracesEndpoint = values['traces-endpoint'] ?? process.env.PERCH_FLEET_TRACES_ENDPOINT;
+  if (tracesEndpoint !== undefined && !/^https?:\/\/[^\s]+$/.test(tracesEndpoint)) throw new UsageError('--traces-endpoint must be an http(s) URL');
   const running = await startServe({
     fleet, log,
+    ...(tracesEndpoint ? { tracesEndpoint } : {}),
     ...(clientId ? { clientId } : {}),
     ...(values.group ? { group: values.group } : {}),
     unshared: values.unshared ?? false,

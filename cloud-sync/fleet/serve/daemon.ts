@@ -19,6 +19,8 @@ import { startChunkConnection, type ChunkConnection } from './chunk-connection.j
 import { RolloutController } from './rollout-controller.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
+import { Tracing } from '../../../runtime/base/tracing.js';
+import { RUNTIME_VERSION } from '../../../runtime/base/version.js';
 
 export interface ServeOptions {
   fleet: FleetOptions;
@@ -41,6 +43,8 @@ export interface ServeOptions {
   rolloutTickMs?: number;
   /** How long a rollout stays this worker's after its last tick (default 15 s). */
   rolloutLeaseMs?: number;
+  /** OTLP/HTTP traces URL: each event batch is a `perch.fleet.ingest` span (docs/observability.md). */
+  tracesEndpoint?: string;
 }
 
 export interface RunningServe {
@@ -58,20 +62,22 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const stats = newStats();
   const db = await openFleetStore(fleet);
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-  const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow() };
+  const tracing = new Tracing({ endpoint: o.tracesEndpoint ?? null, sampleRatio: 1, headers: {} }, { name: 'perch-fleet', version: RUNTIME_VERSION }, log);
+  await tracing.start();
+  const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow(), tracing };
   // Filled in once connected; a message arriving before that cannot happen (we subscribe after).
   const ref: { acker?: FleetAcker } = {};
 
   // handleMessage is MQTT.js's hook with backpressure: the PUBACK of a QoS 1 message is sent
   // when `done` is called, so events are acknowledged only once they are committed. MQTT.js
   // hands over the next packet only after `done`, so messages are handled one at a time, in order.
-  const handle = async (topic: string, payload: Buffer): Promise<void> => {
+  const handle = async (topic: string, payload: Buffer, traceparent: string | undefined): Promise<void> => {
     const parsed = parseTopic(fleet.prefix, topic);
     if (!parsed) {
       countIgnored(stats, 'topic');
     } else if (parsed.kind === 'events') {
       // Committed by now: the device may delete them (acker.ts).
-      const held = await ingestEvents(ingest, parsed.deviceId, topic, payload);
+      const held = await ingestEvents(ingest, parsed.deviceId, topic, payload, traceparent);
       if (held.length > 0) ref.acker?.add(parsed.deviceId, held);
     } else if (parsed.kind === 'status') {
       await ingestStatus(ingest, parsed.deviceId, topic, payload);
@@ -85,7 +91,9 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const handleMessage: MqttClient['handleMessage'] = (packet, done) => {
     const topic = packet.topic;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    handle(topic, payload).then(
+    // MQTT v5 user property set by the device's uploader (docs/observability.md); several: the first.
+    const tp = packet.properties?.userProperties?.traceparent;
+    handle(topic, payload, Array.isArray(tp) ? tp[0] : tp).then(
       // done() in setImmediate, not at once: MQTT.js hands over the next buffered packet inside
       // done(), so under a flood (a store slower than the devices) messages would follow each
       // other in one chain of microtasks and timers would never run: no event acks (acker.ts
@@ -201,6 +209,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
       await client.endAsync().catch(() => undefined);
       await db.close();
+      await tracing.stop();
       log.info({ ...stats }, 'fleet serve stopped');
     },
   };

@@ -4,6 +4,7 @@
 // out only for what is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
 // The device id is always the topic's (what the broker's ACL vouches for), never the payload's.
 import type { Logger } from '../../../runtime/base/log.js';
+import type { Tracing } from '../../../runtime/base/tracing.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
 import type { FleetStore } from '../store/fleet-store.js';
@@ -15,6 +16,8 @@ export interface IngestContext {
   stats: ServeStats;
   maxPayloadBytes: number;
   now: () => number;
+  /** Each stored batch is a `perch.fleet.ingest` span while on (docs/observability.md). */
+  tracing?: Tracing;
 }
 
 function ignore(ctx: IngestContext, topic: string, reason: string, message: string): void {
@@ -22,8 +25,26 @@ function ignore(ctx: IngestContext, topic: string, reason: string, message: stri
   ctx.log.warn({ topic, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason, error: message }, 'payload ignored');
 }
 
-/** Stores a batch; returns the seqs now held (new and duplicates, to ack), or [] when ignored. */
-export async function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<number[]> {
+/**
+ * Stores a batch; returns the seqs now held (new and duplicates, to ack), or [] when ignored.
+ * `traceparent`: the message's MQTT v5 user property (the device's upload span), if any.
+ */
+export async function ingestEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer, traceparent?: string): Promise<number[]> {
+  const tracing = ctx.tracing;
+  if (!tracing?.enabled) return storeEvents(ctx, deviceId, topic, payload);
+  const span = tracing.startSpan('perch.fleet.ingest', { parent: traceparent, kind: 'consumer', attributes: { 'perch.device.id': deviceId } });
+  try {
+    const seqs = await storeEvents(ctx, deviceId, topic, payload);
+    span.setAttribute('perch.events', seqs.length);
+    tracing.end(span);
+    return seqs;
+  } catch (err) {
+    tracing.end(span, 'PERCH_ERR_INTERNAL', (err as Error).message);
+    throw err;
+  }
+}
+
+async function storeEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<number[]> {
   const parsed = parsePayload(eventsSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) {
     ignore(ctx, topic, parsed.reason, parsed.error.message);

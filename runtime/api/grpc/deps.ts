@@ -6,6 +6,7 @@ import type { ScopeOptions } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import type { ModelRegistry } from '../../models/registry.js';
 import type { ModelInstance } from '../../batching/model-instance.js';
+import type { Tracing } from '../../base/tracing.js';
 
 export interface GrpcDeps {
   registry: ModelRegistry<ModelInstance>;
@@ -23,4 +24,6 @@ export interface GrpcDeps {
   /** Sequence limits of a stream (server.maxSequencesPerConnection, server.sequencesEndWithConnection.grpc). */
   scope: ScopeOptions;
   log: Logger;
+  /** OpenTelemetry (docs/observability.md); absent or off: requests are not traced. */
+  tracing?: Tracing | undefined;
 }

@@ -9,6 +9,7 @@ import { RUNTIME_VERSION } from '../../base/version.js';
 import { bearerMatches } from '../auth.js';
 import { EXTENSIONS } from '../http/routes.js';
 import { modelStatistics } from '../statistics.js';
+import { RequestTrace } from '../../base/request-trace.js';
 import type { GrpcDeps } from './deps.js';
 import type { ModelInferRequestMsg, ModelInferResponseMsg, Received } from './messages.js';
 import { fromParameterMap } from './parameters.js';
@@ -29,6 +30,11 @@ export function toStatus(grpc: typeof GrpcJs, err: unknown): Partial<GrpcJs.Stat
 export function authorized(deps: GrpcDeps, metadata: GrpcJs.Metadata): boolean {
   const v = metadata.get('authorization')[0];
   return bearerMatches(typeof v === 'string' ? v : undefined, deps.apiToken);
+}
+
+export function traceparentOf(metadata: GrpcJs.Metadata): string | undefined {
+  const v = metadata.get('traceparent')[0];
+  return typeof v === 'string' ? v : undefined;
 }
 
 function requireToken(deps: GrpcDeps, metadata: GrpcJs.Metadata): void {
@@ -52,10 +58,12 @@ export function toInferRequest(m: ModelInferRequestMsg): InferRequest {
  * Runs one ModelInferRequest: budget first (the wire bytes and the answer count against
  * server.maxClientBytes while held), then the shared request path.
  */
-export async function runInfer(deps: GrpcDeps, received: Received<ModelInferRequestMsg>, scope: ClientScope, hold: ReturnType<GrpcDeps['budget']['hold']>): Promise<ModelInferResponseMsg> {
+export async function runInfer(deps: GrpcDeps, received: Received<ModelInferRequestMsg>, scope: ClientScope, hold: ReturnType<GrpcDeps['budget']['hold']>, trace?: RequestTrace): Promise<ModelInferResponseMsg> {
   if (received.error) throw received.error;
   if (received.message === null || !hold.tryAdd(received.wireBytes)) throw deps.budget.refusal('gRPC request', received.wireBytes);
-  const result = await deps.service.infer(toInferRequest(received.message), scope);
+  const request = toInferRequest(received.message);
+  request.trace = trace;
+  const result = await deps.service.infer(request, scope);
   const answer = encodeResponse(result);
   hold.add(responseBytes(answer));
   return answer;
@@ -111,12 +119,20 @@ export function unaryHandlers(grpc: typeof GrpcJs, deps: GrpcDeps): Record<strin
       const scope = new ClientScope({ maxSequences: deps.scope.maxSequences, sequencesEndWithConnection: false });
       const hold = deps.budget.hold();
       call.once('cancelled', () => scope.close());
+      // The call's `traceparent` metadata, if any, is the parent (docs/observability.md).
+      const trace = deps.tracing?.enabled ? new RequestTrace(deps.tracing, 'grpc', traceparentOf(call.metadata)) : undefined;
       (async () => {
         requireToken(deps, call.metadata);
-        return runInfer(deps, call.request as Received<ModelInferRequestMsg>, scope, hold);
+        return runInfer(deps, call.request as Received<ModelInferRequestMsg>, scope, hold, trace);
       })().then(
-        (answer) => callback(null, answer),
-        (err: unknown) => callback(toStatus(grpc, err)),
+        (answer) => {
+          callback(null, answer);
+          trace?.end();
+        },
+        (err: unknown) => {
+          callback(toStatus(grpc, err));
+          if (trace) trace.end(toPerchError(err).code, (err as Error).message);
+        },
       ).finally(() => {
         hold.release();
         scope.close();

@@ -11,7 +11,8 @@ import { PerchError, toPerchError } from '../../base/errors.js';
 import { ClientScope } from '../../inference/client-scope.js';
 import type { Hold } from '../client-budget.js';
 import type { GrpcDeps } from './deps.js';
-import { authorized, runInfer, toStatus } from './handlers.js';
+import { authorized, runInfer, toStatus, traceparentOf } from './handlers.js';
+import { RequestTrace } from '../../base/request-trace.js';
 import type { ModelInferRequestMsg, Received } from './messages.js';
 import { errorText } from './status.js';
 import { responseBytes } from './tensors.js';
@@ -79,10 +80,16 @@ export class StreamSet {
         reqHold.release();
         holds.delete(reqHold);
       };
-      runInfer(deps, received, scope, reqHold).then(
-        (answer) => ({ error_message: '', infer_response: answer }),
+      // Each request of the stream is its own trace, parented by the stream's `traceparent` metadata.
+      const trace = deps.tracing?.enabled ? new RequestTrace(deps.tracing, 'grpc', traceparentOf(call.metadata)) : undefined;
+      runInfer(deps, received, scope, reqHold, trace).then(
+        (answer) => {
+          trace?.end();
+          return { error_message: '', infer_response: answer };
+        },
         (err: unknown) => {
           const e = toPerchError(err);
+          trace?.end(e.code, e.message);
           // Triton answers a failed stream request with its id, so the client can match it.
           return { error_message: errorText(e), infer_response: { id, model_name: received.message?.model_name ?? '', model_version: received.message?.model_version ?? '' } };
         },

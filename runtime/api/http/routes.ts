@@ -21,6 +21,8 @@ import { parkableOf } from './park.js';
 import { isRawBody, mediaType, rawBodyInput } from './raw-body.js';
 import { sendJson, sendResult } from './reply.js';
 import { modelStatistics } from '../statistics.js';
+import type { Tracing } from '../../base/tracing.js';
+import { RequestTrace } from '../../base/request-trace.js';
 
 export interface HttpContext {
   registry: ModelRegistry<ModelInstance>;
@@ -39,6 +41,8 @@ export interface HttpContext {
   eventStreams: EventStreams;
   /** The web console's files at / and /console/ (console-files.ts). */
   consoleFiles: ConsoleFiles;
+  /** OpenTelemetry (docs/observability.md); absent or off: requests are not traced. */
+  tracing?: Tracing | undefined;
 }
 
 type Handler = (ctx: HttpContext, req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
@@ -128,13 +132,16 @@ function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, params
     c.intake.refused(conn);
     return Promise.reject(c.budget.refusal('request', 0));
   }
-  return inferOnce(c, req, res, params).catch((err: unknown) => {
+  // W3C Trace Context: the caller's traceparent header is the parent (docs/observability.md).
+  const trace = c.tracing?.enabled ? new RequestTrace(c.tracing, 'http', typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined) : undefined;
+  return inferOnce(c, req, res, params, trace).then(() => trace?.end(), (err: unknown) => {
+    if (trace) trace.end(err instanceof PerchError ? err.code : 'PERCH_ERR_INTERNAL', (err as Error).message);
     if (err instanceof PerchError && LOAD_REFUSALS.has(err.code)) c.intake.refused(conn);
     throw err;
   });
 }
 
-async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[]): Promise<void> {
+async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[], trace: RequestTrace | undefined): Promise<void> {
   const target = await c.registry.resolveLoaded(name as string, parseVersion(version));
   if (target.batcher.depth >= target.config.batching.maxQueueSize) {
     throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);
@@ -157,7 +164,7 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
   if (!file && Number.isFinite(declaredJson)) refuseJsonThatCannotFit(c.budget, declaredJson);
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
   if (file) {
-    const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)] }, c.scopeOf(req));
+    const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)], trace }, c.scopeOf(req));
     sendResult(res, encodeResult(result, false), hold);
     return;
   }
@@ -182,6 +189,7 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
     inputs: decodeInputs(body.inputs, binary),
     outputs: requestedOutputs(body),
     parameters: body.parameters,
+    trace,
   }, scope);
   sendResult(res, encodeResult(result, false), hold);
 }

@@ -7,6 +7,8 @@ import { PerchError, toPerchError } from '../../base/errors.js';
 import { ClientScope, type ScopeOptions } from '../../inference/client-scope.js';
 import type { InferService } from '../../inference/infer-service.js';
 import type { Logger } from '../../base/log.js';
+import { RequestTrace } from '../../base/request-trace.js';
+import type { Tracing } from '../../base/tracing.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import type { ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
@@ -24,6 +26,8 @@ export const WS_PATH = '/v1/ws';
 
 export interface WsDeps {
   service: InferService;
+  /** OpenTelemetry (docs/observability.md); absent or off: requests are not traced. */
+  tracing?: Tracing | undefined;
   log: Logger;
   apiToken: string | null;
   /** Host and Origin checks (docs/security.md). */
@@ -44,7 +48,8 @@ export interface WsDeps {
   /** Attaches a listener for a topic; returns the function that detaches it. */
   subscribe: (topic: Topic, push: (data: unknown) => void) => () => void;
   /** Makes an event durable and answers its id and seq; null while no store is wired. */
-  emit: ((type: string, payload: unknown) => Promise<{ eventId: string; seq: number }>) | null;
+  /** `traceparent`: the message's, if any (docs/observability.md). */
+  emit: ((type: string, payload: unknown, traceparent?: string) => Promise<{ eventId: string; seq: number }>) | null;
 }
 
 export class WsApi {
@@ -107,22 +112,33 @@ export class WsApi {
     const op = typeof message === 'object' && message !== null ? (message as { op?: unknown }).op : undefined;
     switch (op) {
       case 'infer': {
-        const m = validateInferMessage(message);
-        const result = await this.deps.service.infer({
-          model: m.model,
-          version: m.version,
-          inputs: decodeInputs(m.inputs, binary),
-          outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
-          parameters: m.parameters,
-        }, conn.scope);
-        // A binary request gets binary outputs unless it asked otherwise per output.
-        const { header, chunks } = encodeResult(result, isBinary);
-        return { body: { ok: true, result: header }, chunks };
+        const tracing = this.deps.tracing;
+        // The message's `traceparent` field, if any, is the parent (docs/observability.md).
+        const trace = tracing?.enabled ? new RequestTrace(tracing, 'ws', (message as { traceparent?: string }).traceparent) : undefined;
+        try {
+          const m = validateInferMessage(message);
+          const result = await this.deps.service.infer({
+            model: m.model,
+            version: m.version,
+            inputs: decodeInputs(m.inputs, binary),
+            outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
+            parameters: m.parameters,
+            trace,
+          }, conn.scope);
+          // A binary request gets binary outputs unless it asked otherwise per output.
+          const { header, chunks } = encodeResult(result, isBinary);
+          trace?.end();
+          return { body: { ok: true, result: header }, chunks };
+        } catch (err) {
+          if (trace) trace.end(toPerchError(err).code, (err as Error).message);
+          throw err;
+        }
       }
       case 'emit': {
         const m: EmitMessage = validate(emitMessageSchema, message, 'emit message');
         if (!this.deps.emit) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'no event store is open');
-        const { eventId, seq } = await this.deps.emit(m.type, m.payload);
+        const tp = (message as { traceparent?: unknown }).traceparent;
+        const { eventId, seq } = await this.deps.emit(m.type, m.payload, typeof tp === 'string' ? tp : undefined);
         return { body: { ok: true, eventId, seq } };
       }
       case 'subscribe': {
