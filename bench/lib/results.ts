@@ -51,3 +51,15 @@ export function saveSection(name: string, section: Record<string, unknown>, comm
   all[name] = { date: new Date().toISOString(), command, machine: machine(), ...section };
   writeFileSync(RESULTS_FILE, `${JSON.stringify(all, null, 2)}\n`);
 }
+
+/**
+ * Writes one campaign run's figures (with the time and the machine) to build/bench/<name>.json,
+ * says where, and returns the path.
+ */
+export function writeRunFile(name: string, figures: Record<string, unknown>): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${name}.json`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...figures }, null, 2)}\n`);
+  console.log(`wrote ${file}`);
+  return file;
+}

@@ -7,11 +7,11 @@
 // (15 s) between 5 s of flow before and after, then at most 60 s to drain.
 // Writes build/bench/broker-outage.json.
 // Run: npm run build && node dist/bench/reliability/broker-outage.js
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sumMetric } from '../lib/perch-server.js';
-import { machine, RESULTS_DIR } from '../lib/results.js';
+import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, waitFor, writeConfig } from './device.js';
 
@@ -72,10 +72,7 @@ async function main(): Promise<void> {
       [[`${row.backlogBefore} / ${row.backlogPeak} / ${row.backlogAfter}`, String(drainMs), String(row.acked), String(row.deliveredUnique), String(row.lost), String(row.duplicates), row.load.join('-')]],
     );
     console.log(`lost: ${row.lost === 0 ? 'MET (none)' : `NOT MET (${row.lost})`}; drained: ${row.backlogAfter === 0 ? 'MET' : 'NOT MET'}`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const file = join(RESULTS_DIR, 'broker-outage.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...row }, null, 2)}\n`);
-    console.log(`wrote ${file}`);
+    writeRunFile('broker-outage', row);
   } finally {
     await emit.stop();
     await stopDevice(device);

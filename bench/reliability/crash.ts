@@ -6,11 +6,11 @@
 // Bounded: PERCH_CRASH_KILLS kills (10), each after 1-3 s of emitting (seeded), then at most
 // 60 s for the backlog to drain. Writes build/bench/crash.json.
 // Run: npm run build && node dist/bench/reliability/crash.js
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rng } from '../../test/helpers/models.js';
-import { machine, RESULTS_DIR } from '../lib/results.js';
+import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
 import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, writeConfig, type Device } from './device.js';
 
@@ -60,10 +60,7 @@ async function main(): Promise<void> {
       [[String(row.acked), String(row.deliveredUnique), String(row.lost), String(row.duplicates), String(row.unansweredAtKills), `${row.restartP50Ms} / ${row.restartMaxMs}`, row.load.join('-')]],
     );
     console.log(`lost: ${row.lost === 0 ? 'MET (none)' : `NOT MET (${row.lost})`}; delivery waited ${d.waitedMs} ms after the last emit`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const file = join(RESULTS_DIR, 'crash.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...row }, null, 2)}\n`);
-    console.log(`wrote ${file}`);
+    writeRunFile('crash', row);
   } finally {
     await emit.stop();
     await stopDevice(device);

@@ -6,12 +6,11 @@
 // every acknowledged event is delivered (lost must be 0). Bounded: PERCH_FULL_MS (10 s) full,
 // a few seconds around it, at most 60 s to deliver. Writes build/bench/disk-full.json.
 // Run (as root): npm run build && node dist/bench/reliability/disk-full.js
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { clsInput } from '../../test/helpers/models.js';
 import { mountSmallDisk } from '../../test/helpers/small-disk.js';
-import { machine, RESULTS_DIR } from '../lib/results.js';
+import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, waitFor, writeConfig } from './device.js';
 
@@ -50,8 +49,7 @@ async function main(): Promise<void> {
   const disk = mountSmallDisk(DISK_BYTES);
   if (typeof disk === 'string') {
     console.log(`disk-full campaign NOT RUN: ${disk}. Run it as root (it mounts a ${DISK_BYTES / 1024 / 1024} MiB tmpfs).`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    writeFileSync(join(RESULTS_DIR, 'disk-full.json'), `${JSON.stringify({ date: new Date().toISOString(), notRun: disk }, null, 2)}\n`);
+    writeRunFile('disk-full', { notRun: disk });
     process.exitCode = 2;
     return;
   }
@@ -107,10 +105,7 @@ async function main(): Promise<void> {
       lost: row.lost === 0,
     };
     console.log(Object.entries(met).map(([k, v]) => `${k}: ${v ? 'MET' : 'NOT MET'}`).join(', '));
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const file = join(RESULTS_DIR, 'disk-full.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...row, met }, null, 2)}\n`);
-    console.log(`wrote ${file}`);
+    writeRunFile('disk-full', { ...row, met });
   } finally {
     await emit.stop();
     await infer.stop();

@@ -5,12 +5,10 @@
 // left, and GET /v2/health/ready latency during the attack. Each attack is bounded in time.
 // Prints a table and writes build/bench/reliability.json.
 // Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS)
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
-import { machine, RESULTS_DIR } from '../lib/results.js';
+import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
 import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
@@ -93,10 +91,7 @@ async function main(): Promise<void> {
     );
     for (const m of met) console.log(`${m.attack}: RSS ${m.rss ? 'MET' : 'NOT MET'}, returns ${m.returns ? 'MET' : 'NOT MET'}, health ${m.health ? 'MET' : 'NOT MET'}`);
     console.log(`perch_client_refusals_total after all attacks: ${refusals}`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const file = join(RESULTS_DIR, 'reliability.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), loadavg: loadavg(), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met }, null, 2)}\n`);
-    console.log(`wrote ${file}`);
+    writeRunFile('reliability', { loadavg: loadavg(), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met });
   } finally {
     await server.stop();
   }

@@ -5,15 +5,13 @@
 // emitted over WebSocket. Figure: RSS growth from the 5-minute mark (or half-way, for shorter runs) to the
 // end; aim < 5% for an hour. Prints a table per minute and writes build/bench/soak.json.
 // Run: npm run build && node dist/bench/reliability/soak.js [--minutes 60]
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { join } from 'node:path';
 import WebSocket from 'ws';
 import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { clsInput, vadInputs } from '../../test/helpers/models.js';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
-import { machine, RESULTS_DIR } from '../lib/results.js';
+import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
 import { mb, watch } from './probe.js';
 
@@ -116,10 +114,7 @@ async function main(): Promise<void> {
     printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
       rows.map((r) => [String(r.minute), String(r.rssMB), String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
     console.log(`RSS growth from minute ${mark.minute} to the end: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const file = join(RESULTS_DIR, 'soak.json');
-    writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), soakMs: SOAK_MS, streams: STREAMS, rows, growth }, null, 2)}\n`);
-    console.log(`wrote ${file}`);
+    writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth });
   } finally {
     stop = true;
     await server.stop();

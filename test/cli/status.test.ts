@@ -2,11 +2,11 @@
 // GET /v1/status, and coded errors for a refused token and an unreachable device.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { waitFor, WsClient } from '../helpers/clients.js';
+import { freePort } from '../helpers/free-port.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { CLI, cleanEnv } from '../helpers/perch-process.js';
 import { TempRepository } from '../helpers/repository.js';
@@ -88,14 +88,3 @@ describe('perch status (real processes)', () => {
   });
 });
 
-/** A loopback port that was free a moment ago (bound, then closed). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -10,7 +10,7 @@ import { Connection } from '../../cloud-sync/agent/connection.js';
 import { emptyStats } from '../../cloud-sync/agent/stats.js';
 import { TokenBucket } from '../../cloud-sync/agent/token-bucket.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { freePort } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/free-port.js';
 import { waitFor } from './helpers/mqtt-client.js';
 import { makePort } from './helpers/port.js';
 

@@ -4,11 +4,11 @@
 // rises while the cloud broker is unreachable; the token is asked for; OCR on an uploaded image;
 // a phone-sized screen. Screenshots go to build/test-artifacts/.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'puppeteer-core';
 import { waitFor, WsClient } from '../helpers/clients.js';
+import { freePort } from '../helpers/free-port.js';
 import { launchChromium, onlyOrigin, screenshot } from '../helpers/chromium.js';
 import { FIXTURES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
@@ -113,13 +113,3 @@ describe('web console in headless Chromium', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}

@@ -10,7 +10,8 @@ import type { MqttClient } from 'mqtt';
 import { modelSpecSchema, type DesiredState } from '../../cloud-sync/protocol/schemas.js';
 import { topics } from '../../cloud-sync/protocol/topics.js';
 import { parseTrustedKeys, verifySignature } from '../../cloud-sync/protocol/signing.js';
-import { freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { freePort } from '../helpers/free-port.js';
+import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { announceDevice, fleet, mqttClient, PREFIX, retainedDesired as retainedDesiredOf, spawnFleet, TempDirs } from './harness.js';
 
 describe('push and config publish the desired state', () => {
