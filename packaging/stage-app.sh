@@ -78,7 +78,7 @@ fi
 rm -rf "$nm/mqtt/dist" "$nm/protobufjs/dist" "$nm/sharp/src"
 # - OpenTelemetry's ES module builds (build/esm, build/esnext): Node resolves these packages to
 #   build/src (their "main", or the "default" condition of their "exports"; "module" and
-#   "esnext" are bundler conditions Node does not read). About 0.4 MB of the archive.
+#   "esnext" are bundler conditions Node does not read). 0.3 MB of the archive (80.05 -> 79.76 MB).
 rm -rf "$nm"/@opentelemetry/*/build/esm "$nm"/@opentelemetry/*/build/esnext
 
 # Install-time-only tools and files nothing loads at run time: TypeScript sources and declarations, source maps,
