@@ -1,18 +1,19 @@
-// The outbox on SQLite. Appends are group-committed (group-commit.ts). The seq counter is
-// max(meta.outbox.last_seq, max(seq) in the table): an append's rows carry their seqs, so the
-// append transaction does not also rewrite the meta page (one page less per fsync'd commit);
-// every transaction that deletes events writes the counter to meta, so it survives even after
-// every event was acked. Either way it is committed atomically with the change that needs it: a
-// seq is never reused, and a failed commit consumes none. Running totals (count, bytes, oldest)
-// are kept in memory so stats() never scans the table. Claims read from a cursor and acks delete
-// runs of seqs (outbox-claims.ts), so draining a backlog costs per batch, not per stored event.
+// The outbox on SQLite: its accounting; the SQL it runs is in outbox-table.ts. Appends are
+// group-committed (group-commit.ts). The seq counter is max(meta.outbox.last_seq, max(seq) in the
+// table): an append's rows carry their seqs, so the append transaction does not also rewrite the
+// meta page (one page less per fsync'd commit); every transaction that deletes events writes the
+// counter to meta, so it survives even after every event was acked. Either way it is committed
+// atomically with the change that needs it: a seq is never reused, and a failed commit consumes
+// none. Running totals (count, bytes, oldest) are kept in memory so stats() never scans the table.
+// Claims read from a cursor and acks delete runs of seqs (outbox-claims.ts), so draining a backlog
+// costs per batch, not per stored event.
 //
 // Over the byte budget each type has its strategy (outbox-overflow.ts). Two running figures make
 // that cheap: `fixedBytes`, the bytes of stored events that may never be dropped (an append fits
-// iff fixedBytes plus its own bytes fit: everything else can be dropped for it), and
-// `dropCursor`, below which no stored event may be dropped, so a drop does not rescan the
-// refuse-type events at the front of the table every time.
-import type { Database, Statement } from 'better-sqlite3';
+// iff fixedBytes plus its own bytes fit: everything else can be dropped for it), and `dropCursor`,
+// below which no stored event may be dropped, so a drop does not rescan the refuse-type events at
+// the front of the table every time.
+import type { Database } from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
@@ -20,7 +21,8 @@ import { silentLogger, type Logger } from '../base/log.js';
 import type { OutboxLimits } from './config.js';
 import { OverflowPolicy, type OverflowRule } from './outbox-overflow.js';
 import { GroupCommit } from './group-commit.js';
-import { ClaimTracker, seqRuns, StoredEvent } from './outbox-claims.js';
+import { ClaimTracker, seqRuns, type StoredEvent } from './outbox-claims.js';
+import { NOTHING_DROPPED, OutboxTable, type Dropped, type ExpiredRow } from './outbox-table.js';
 import { withoutCommitFsync } from './pragmas.js';
 import type { AppendResult, DropCounts, DropListener, Outbox, OutboxEvent, OutboxStats, TypeCounts } from './outbox.js';
 import { toStoreError, type StoreErrorContext } from './store-errors.js';
@@ -42,32 +44,11 @@ interface Pending {
   traceparent: string | null;
 }
 
-/** A claimPage row (raw mode): seq, event_id, type, payload, created_at, bytes, traceparent. */
-type Row = [number, string, string, string, number, number, string | null];
-
 /** W3C traceparent (version 00): what an event may carry to its upload (docs/observability.md). */
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-/** Rows read per claimPage query (more only when in-flight rows had to be skipped). */
+/** Rows read per claim page (more only when in-flight rows had to be skipped). */
 const CLAIM_PAGE = 1024;
-
-interface Dropped {
-  count: number;
-  bytes: number;
-  /** The seqs deleted, ascending. */
-  seqs: number[];
-  /** Their count by type label. */
-  byType: Map<string, number>;
-  /** Where the next drop scan starts (see dropCursor). */
-  cursor: number;
-  /** created_at of the oldest event left, read in the same transaction. */
-  oldest: number | null;
-}
-
-const NONE: Dropped = { count: 0, bytes: 0, seqs: [], byType: new Map(), cursor: 0, oldest: null };
-
-/** A ttl-expired row (deleteExpired, raw mode): seq, type, bytes. */
-type ExpiredRow = [number, string, number];
 
 export class SqliteOutbox implements Outbox {
   private readonly clock: Clock;
@@ -78,11 +59,7 @@ export class SqliteOutbox implements Outbox {
   private readonly ackGroup: GroupCommit<readonly number[], number>;
   private readonly listeners = new Set<DropListener>();
   private readonly claims = new ClaimTracker();
-  private readonly st: Record<
-    | 'insert' | 'setLastSeq' | 'lastSeq' | 'maxSeq' | 'totals' | 'totalsByType' | 'oldest' | 'scanFrom' | 'deleteRun' | 'claimPage'
-    | 'deleteRange' | 'deleteRangeTyped' | 'deleteExpired',
-    Statement
-  >;
+  private readonly table: OutboxTable;
   private lastSeq: number;
   private count: number;
   private bytes: number;
@@ -103,28 +80,13 @@ export class SqliteOutbox implements Outbox {
     this.logger = opts.logger ?? silentLogger();
     this.errCtx = { dir: opts.dir, degraded: opts.degraded };
     this.limits = { ...opts.limits };
-    // Prepared once (docs/design.md house style 6).
-    this.st = {
-      insert: db.prepare('INSERT INTO outbox (seq, event_id, type, payload, created_at, bytes, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      setLastSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'"),
-      lastSeq: db.prepare("SELECT value FROM meta WHERE key = 'outbox.last_seq'").pluck(),
-      maxSeq: db.prepare('SELECT coalesce(max(seq), 0) FROM outbox').pluck(),
-      totals: db.prepare('SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM outbox'),
-      totalsByType: db.prepare('SELECT type, sum(bytes) FROM outbox GROUP BY type').raw(),
-      oldest: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1').pluck(),
-      scanFrom: db.prepare('SELECT seq, type, bytes FROM outbox WHERE seq > ? ORDER BY seq').raw(),
-      deleteRun: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
-      claimPage: db.prepare('SELECT seq, event_id, type, payload, created_at, bytes, traceparent FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
-      deleteRange: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING bytes').pluck(),
-      deleteRangeTyped: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING type, bytes').raw(),
-      deleteExpired: db.prepare('DELETE FROM outbox WHERE created_at < ? RETURNING seq, type, bytes').raw(),
-    };
-    // Once at open: the counter (the larger of meta and the table, in case meta lagged), the totals.
-    this.lastSeq = Math.max(Number(this.st.lastSeq.get() ?? 0), Number(this.st.maxSeq.get()));
-    const totals = this.st.totals.get() as { count: number; bytes: number };
+    this.table = new OutboxTable(db);
+    // Once at open: the counter and the totals.
+    this.lastSeq = this.table.readLastSeq();
+    const totals = this.table.readTotals();
     this.count = totals.count;
     this.bytes = totals.bytes;
-    this.oldestCreatedAt = this.readOldest();
+    this.oldestCreatedAt = this.table.readOldest();
     this.policy = new OverflowPolicy(this.limits);
     this.fixedBytes = this.readFixedBytes();
     this.group = new GroupCommit<Pending, AppendResult>((items) => this.commitAppends(items), (err) => toStoreError(err, 'outbox append', this.errCtx));
@@ -179,14 +141,14 @@ export class SqliteOutbox implements Outbox {
         }
         seq++;
         const eventId = randomUUID();
-        this.st.insert.run(seq, eventId, item.type, item.json, now, item.bytes, item.traceparent);
+        this.table.insert(seq, eventId, item.type, item.json, now, item.bytes, item.traceparent);
         results.push({ eventId, seq });
         added += item.bytes;
         if (!rule.droppable) addedFixed += item.bytes;
         accepted++;
       }
       const excess = this.bytes + added - max;
-      return excess > 0 ? this.dropOldest(excess, seq) : NONE;
+      return excess > 0 ? this.table.dropOldest(this.policy, this.dropCursor, excess, seq) : NOTHING_DROPPED;
     })();
     const wasEmpty = this.count === 0;
     this.lastSeq += accepted;
@@ -215,32 +177,6 @@ export class SqliteOutbox implements Outbox {
     );
   }
 
-  /**
-   * drop-oldest: deletes the oldest droppable events (from the drop cursor on) until `excess`
-   * bytes are freed or none is left. Runs inside a transaction.
-   */
-  private dropOldest(excess: number, lastSeq: number): Dropped {
-    if (this.policy.nothingDroppable) return NONE;
-    const seqs: number[] = [];
-    const byType = new Map<string, number>();
-    let bytes = 0;
-    let cursor = this.dropCursor;
-    for (const [seq, type, rowBytes] of this.st.scanFrom.iterate(this.dropCursor) as IterableIterator<[number, string, number]>) {
-      cursor = seq;
-      const rule = this.policy.resolve(type);
-      if (!rule.droppable) continue;
-      seqs.push(seq);
-      bytes += rowBytes;
-      byType.set(rule.label, (byType.get(rule.label) ?? 0) + 1);
-      if (bytes >= excess) break; // leaving the loop closes the iterator before the DELETE runs
-    }
-    if (seqs.length > 0) {
-      for (const [from, to] of seqRuns(seqs)) this.st.deleteRun.run(from, to);
-      this.st.setLastSeq.run(lastSeq);
-    }
-    return { count: seqs.length, bytes, seqs, byType, cursor, oldest: this.readOldest() };
-  }
-
   /** In-memory side of a committed overflow drop (the caller adjusts count, bytes and notifies). */
   private afterDrop(dropped: Dropped): void {
     this.claims.forget(dropped.seqs);
@@ -263,7 +199,7 @@ export class SqliteOutbox implements Outbox {
     if (this.policy.nothingDroppable) return this.bytes;
     if (this.policy.everythingDroppable) return 0;
     let fixed = 0;
-    for (const [type, bytes] of this.st.totalsByType.all() as Array<[string, number]>) {
+    for (const [type, bytes] of this.table.readBytesByType()) {
       if (!this.policy.resolve(type).droppable) fixed += bytes;
     }
     return fixed;
@@ -279,17 +215,17 @@ export class SqliteOutbox implements Outbox {
       // Pages from the cursor; a row still in flight (only after a release moved the cursor back) is skipped.
       while (!full) {
         const want = Math.min(CLAIM_PAGE, Math.max(limit - out.length, 16));
-        const rows = this.st.claimPage.all(readUpTo, want) as Row[];
-        for (const [seq, eventId, type, payload, createdAt, rowBytes, traceparent] of rows) {
-          if (!this.claims.has(seq)) {
-            if (maxBytes !== undefined && out.length > 0 && bytes + rowBytes > maxBytes) {
+        const rows = this.table.page(readUpTo, want);
+        for (const event of rows) {
+          if (!this.claims.has(event.seq)) {
+            if (maxBytes !== undefined && out.length > 0 && bytes + event.bytes > maxBytes) {
               full = true;
               break;
             }
-            out.push(new StoredEvent(seq, eventId, type, payload, createdAt, rowBytes, traceparent));
-            bytes += rowBytes;
+            out.push(event);
+            bytes += event.bytes;
           }
-          readUpTo = seq;
+          readUpTo = event.seq;
           if (out.length >= limit) {
             full = true;
             break;
@@ -310,8 +246,7 @@ export class SqliteOutbox implements Outbox {
   readAfter(after: number, limit: number): Promise<OutboxEvent[]> {
     try {
       if (limit <= 0) return Promise.resolve([]);
-      const rows = this.st.claimPage.all(after, limit) as Row[];
-      return Promise.resolve(rows.map(([seq, eventId, type, payload, createdAt, bytes, traceparent]) => new StoredEvent(seq, eventId, type, payload, createdAt, bytes, traceparent)));
+      return Promise.resolve(this.table.page(after, limit));
     } catch (err) {
       return Promise.reject(toStoreError(err, 'outbox read', this.errCtx));
     }
@@ -335,29 +270,17 @@ export class SqliteOutbox implements Outbox {
     let freedFixed = 0;
     let oldest: number | null = null;
     // The types of deleted rows matter only when the policy mixes strategies (fixedBytes).
-    const mixed = !this.policy.nothingDroppable && !this.policy.everythingDroppable;
+    const typedBy = !this.policy.nothingDroppable && !this.policy.everythingDroppable ? this.policy : null;
     withoutCommitFsync(this.db, () => this.db.transaction(() => {
       for (const g of groups) {
-        let n = 0;
-        for (const [from, to] of seqRuns(g)) {
-          if (mixed) {
-            const gone = this.st.deleteRangeTyped.all(from, to) as Array<[string, number]>;
-            n += gone.length;
-            for (const [type, b] of gone) {
-              freed += b;
-              if (!this.policy.resolve(type).droppable) freedFixed += b;
-            }
-          } else {
-            const gone = this.st.deleteRange.all(from, to) as number[];
-            n += gone.length;
-            for (const b of gone) freed += b;
-          }
-        }
-        counts.push(n);
-        deleted += n;
+        const gone = this.table.deleteSeqs(seqRuns(g), typedBy);
+        counts.push(gone.rows);
+        deleted += gone.rows;
+        freed += gone.bytes;
+        freedFixed += gone.fixedBytes;
       }
-      if (deleted > 0) this.st.setLastSeq.run(this.lastSeq);
-      oldest = this.readOldest();
+      if (deleted > 0) this.table.writeLastSeq(this.lastSeq);
+      oldest = this.table.readOldest();
     })());
     for (const g of groups) this.claims.forget(g);
     if (deleted > 0) {
@@ -385,13 +308,13 @@ export class SqliteOutbox implements Outbox {
     let oldest: number | null;
     try {
       [expired, overflow, oldest] = this.db.transaction((): [ExpiredRow[], Dropped, number | null] => {
-        const gone = this.st.deleteExpired.all(cutoff) as ExpiredRow[];
+        const gone = this.table.deleteExpired(cutoff);
         let goneBytes = 0;
         for (const r of gone) goneBytes += r[2];
-        if (gone.length > 0) this.st.setLastSeq.run(this.lastSeq);
+        if (gone.length > 0) this.table.writeLastSeq(this.lastSeq);
         const excess = this.bytes - goneBytes - this.limits.maxBytes;
-        const over = excess > 0 ? this.dropOldest(excess, this.lastSeq) : NONE;
-        return [gone, over, this.readOldest()];
+        const over = excess > 0 ? this.table.dropOldest(this.policy, this.dropCursor, excess, this.lastSeq) : NOTHING_DROPPED;
+        return [gone, over, this.table.readOldest()];
       })();
     } catch (err) {
       return Promise.reject(toStoreError(err, 'outbox sweep', this.errCtx));
@@ -454,11 +377,6 @@ export class SqliteOutbox implements Outbox {
     this.ackGroup.flush();
     this.closed = true;
     return Promise.resolve();
-  }
-
-  private readOldest(): number | null {
-    const v = this.st.oldest.get() as number | undefined;
-    return v ?? null;
   }
 
   /** Listeners run after the commit; one that throws is logged and does not stop the others. */
