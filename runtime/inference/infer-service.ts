@@ -126,6 +126,7 @@ export class InferService {
       inputs: req.inputs,
       priority: params.priority,
       timeoutMs: params.timeoutMs,
+      trace: req.trace,
     }, scope);
     return { instance: r.instance, outputs: r.outputs, cached: false };
   }

@@ -12,6 +12,7 @@
 // (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes.
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
+import type { RequestTrace } from '../base/request-trace.js';
 import type { CloseScope } from '../batching/batcher.js';
 import type { ModelInstance } from '../batching/model-instance.js';
 import { prepareInputs } from '../batching/prepare.js';
@@ -44,6 +45,8 @@ export interface SequenceRequest {
   inputs: Tensor[];
   priority: number | undefined;
   timeoutMs: number | undefined;
+  /** Its spans while tracing is on: the batch it rides in adds perch.queue and perch.compute. */
+  trace?: RequestTrace | undefined;
 }
 
 export interface SequenceResult {
@@ -239,6 +242,7 @@ export class SequenceManager {
     const inputs = req.inputs.slice();
     for (const s of cfg.state) inputs.push(seq.state.get(s.input) as Tensor);
     const prepared = prepareInputs(instance.config, inputs);
+    prepared.trace = req.trace;
     if (prepared.items !== 1) {
       throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
     }

@@ -2,17 +2,21 @@
 // `traceparent` metadata is the parent of its `perch.request`; on a ModelStreamInfer stream every
 // request gets its own `perch.request` under the stream's traceparent. All three requests ride one
 // batch (maxBatchSize 3, a long maxQueueDelayMs: it goes when full), whose `perch.batch` span links
-// to each. A real runtime, a real gRPC client built from the proto, a real OTLP/HTTP receiver.
+// to each. Requests of a sequence (stateful) model are traced through their batches too. A real
+// runtime, a real gRPC client built from the proto, a real OTLP/HTTP receiver.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { after, before, test } from 'node:test';
 import { waitFor } from '../helpers/clients.js';
 import { clsInput } from '../helpers/models.js';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
-import { MODEL_FILES } from '../helpers/paths.js';
+import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
+import { CHUNK, CONTEXT, SAMPLE_RATE } from '../helpers/vad.js';
 import { InferenceClient, rawRequest, type StreamAnswer } from './client.js';
 
 let receiver: OtlpReceiver;
@@ -24,6 +28,8 @@ before(async () => {
   receiver = await OtlpReceiver.start();
   repo = new TempRepository({
     cls: { versions: { 1: MODEL_FILES.ocrCls }, config: { maxBatchSize: 3, batching: { maxQueueDelayMs: 10_000 } } },
+    // The shipped VAD (a sequence model), one session.
+    vad: { versions: { 1: MODEL_FILES.sileroVad }, config: { ...shippedVadConfig(), session: { intraOpNumThreads: 1, instances: 1 } } },
   });
   rt = await startRuntime(repo.dir, { device: { id: 'grpc-traced' }, server: { grpcPort: 0 }, telemetry: { traces: { endpoint: receiver.url } } });
   client = new InferenceClient(`127.0.0.1:${rt.runtime.grpc?.port}`);
@@ -35,6 +41,10 @@ after(async () => {
   repo.remove();
   await receiver.close();
 });
+
+function shippedVadConfig(): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(SHIPPED_MODELS, 'silero-vad', 'model.json'), 'utf8')) as Record<string, unknown>;
+}
 
 function traceparent(): { header: string; traceId: string; spanId: string } {
   const traceId = randomBytes(16).toString('hex');
@@ -101,4 +111,54 @@ test('gRPC: the traceparent metadata parents each request, unary and streamed; t
   }
   assert.equal(fromUnary[0]!.parentSpanId, unaryParent.spanId);
   for (const r of fromStream) assert.equal(r.parentSpanId, streamParent.spanId);
+});
+
+const SR = Buffer.alloc(8);
+SR.writeBigInt64LE(BigInt(SAMPLE_RATE));
+
+function vadChunk(id: string, sequence: string, start: boolean, end: boolean): Record<string, unknown> {
+  const input = new Float32Array(CONTEXT + CHUNK).fill(0.01);
+  return {
+    model_name: 'vad',
+    id,
+    parameters: { sequence_id: { string_param: sequence }, sequence_start: { bool_param: start }, sequence_end: { bool_param: end } },
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [1, CONTEXT + CHUNK] }, { name: 'sr', datatype: 'INT64', shape: [] }],
+    raw_input_contents: [Buffer.from(input.buffer), SR],
+  };
+}
+
+test('gRPC: requests of a sequence model are traced through their batches (queue, compute, a linked perch.batch)', async () => {
+  const parent = traceparent();
+  const fn = client.raw.ModelStreamInfer as unknown as (md: grpc.Metadata) => grpc.ClientDuplexStream<unknown, StreamAnswer>;
+  const call = fn.call(client.raw, withTraceparent(parent.header));
+  const answers: StreamAnswer[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    call.on('data', (a: StreamAnswer) => {
+      answers.push(a);
+      if (answers.length === 4) resolve();
+    });
+    call.on('error', reject);
+  });
+  // Two sequences, two chunks each (the second chunk of a sequence waits for its first).
+  for (const [i, [seq, start, end]] of ([['a', true, false], ['b', true, false], ['a', false, true], ['b', false, true]] as const).entries()) {
+    call.write(vadChunk(`c${i}`, seq, start, end));
+  }
+  await done;
+  call.end();
+  for (const a of answers) assert.equal(a.error_message, '', 'each chunk answered');
+
+  const mine = (): ReceivedSpan[] => receiver.named('perch.request').filter((r) => r.traceId === parent.traceId);
+  await waitFor(() => mine().length === 4 && mine().every((r) => receiver.childrenOf(r).length === 4), 30_000,
+    () => `spans: ${JSON.stringify(receiver.spans.map((s) => s.name))}`);
+  const batches = receiver.named('perch.batch').filter((b) => b.attributes['perch.model'] === 'vad');
+  for (const r of mine()) {
+    assert.equal(r.attributes['perch.model'], 'vad');
+    const kids = receiver.childrenOf(r);
+    assert.deepEqual(kids.map((s) => s.name).sort(), ['perch.answer', 'perch.compute', 'perch.queue', 'perch.receive']);
+    const [link] = kids.find((s) => s.name === 'perch.compute')!.links;
+    const batch = batches.find((b) => b.spanId === link?.spanId);
+    assert.ok(batch, 'perch.compute links to a perch.batch span of the VAD');
+    assert.ok(batch.links.some((l) => l.spanId === r.spanId), 'and that batch links back to the request');
+    assert.deepEqual(receiver.childrenOf(batch).map((s) => s.name).sort(), ['perch.session.run', 'perch.split', 'perch.stack']);
+  }
 });
