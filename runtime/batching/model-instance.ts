@@ -203,7 +203,13 @@ export class ModelInstance {
     const anyAvailable = this.anyAvailable();
     let n = 0;
     for (const [e, count] of this.inFlight) if (count === 0 && (e.available || !anyAvailable)) n++;
+    if (n === 0 && this.batcher.depth > 0) this.demandMore();
     return n;
+  }
+
+  /** Work waits while every open session is busy: sessions opened on demand open now. */
+  private demandMore(): void {
+    for (const e of this.executors) if (e.opened === false) e.demand?.();
   }
 
   /**
@@ -219,6 +225,7 @@ export class ModelInstance {
       if (n < fewest && (e.available || !anyAvailable)) [best, fewest] = [e, n];
     }
     if (!best) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
+    if (fewest > 0) this.demandMore(); // a lookahead batch: the session it goes to is busy
     this.inFlight.set(best, fewest + 1);
     return best;
   }

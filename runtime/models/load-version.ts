@@ -7,6 +7,7 @@ import type { Clock } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
 import type { Executor } from '../sessions/executor.js';
 import { createInlineExecutor } from '../sessions/inline-executor.js';
+import { createOnDemandExecutor } from '../sessions/on-demand-executor.js';
 import type { SessionConfig } from '../sessions/session-config.js';
 import { createWorkerExecutor } from '../sessions/worker-executor.js';
 import type { ModelConfigFile, ModelOverrides } from './model-config.js';
@@ -46,10 +47,27 @@ export async function loadVersion(name: string, path: string, file: ModelConfigF
   const executors: Executor[] = [];
   const sha256 = await fileSha256(path);
   try {
-    for (let i = 0; i < file.session.instances; i++) executors.push(await createExecutor(path, file.session, deps, i));
+    const { instances, startInstances } = file.session;
+    const atLoad = Math.min(startInstances ?? instances, instances);
+    for (let i = 0; i < atLoad; i++) executors.push(await createExecutor(path, file.session, deps, i));
     const first = executors[0] as Executor;
     const config = resolveModelConfig(name, withOverrides(file, overrides), first);
     const warmedUp = await warmUp(config, file.warmup, first);
+    // The rest open when every open session is busy (session.startInstances), warmed up before
+    // they take a batch.
+    for (let i = atLoad; i < instances; i++) {
+      const open = async (): Promise<Executor> => {
+        const e = await createExecutor(path, file.session, deps, i);
+        try {
+          await warmUp(config, file.warmup, e);
+        } catch (err) {
+          await e.close();
+          throw err;
+        }
+        return e;
+      };
+      executors.push(createOnDemandExecutor(first, open, deps.clock));
+    }
     return { config, sha256, executors, warmedUp };
   } catch (err) {
     await Promise.allSettled(executors.map((e) => e.close()));

@@ -22,6 +22,10 @@ export interface Executor {
   readonly warnings: string[];
   /** False while the session cannot take a batch now (its thread is being started again). */
   readonly available: boolean;
+  /** False while an on-demand session has not been opened yet (sessions/on-demand-executor.ts). */
+  readonly opened?: boolean;
+  /** Every open session of the model is busy: an on-demand session opens now (others ignore it). */
+  demand?(): void;
   /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */
   run(feeds: Tensor[]): Promise<ExecutorResult>;
   /** Releases the session (and its thread). Only called once nothing is running. */

@@ -14,6 +14,11 @@ export const sessionSchema = z.strictObject({
   /** Sessions run in parallel (each its own copy of the model): concurrent batches per version. */
   instances: positiveInt.max(16).default(1),
   /**
+   * Sessions opened when the version loads (at most `instances`); the others open the first
+   * time every open one is busy (docs/models.md). Unset: all of them at load.
+   */
+  startInstances: positiveInt.max(16).optional(),
+  /**
    * 'worker' runs the session on a worker thread so the event loop stays free during long
    * batches; 'inline' runs it on the main thread, saving the thread hop (~0.1 ms) for tiny models.
    */

@@ -23,6 +23,14 @@ const RESTART_ATTEMPTS = 5;
 const CRASH_WINDOW_MS = 60_000;
 /** Wait before a start: 100 ms, doubling with each recent crash or failed start, at most 5 s. */
 const restartDelayMs = (attempt: number): number => Math.min(5000, 100 * 2 ** (attempt - 1));
+/**
+ * A session thread's JavaScript heap holds a few small objects (tensors live outside it). A
+ * heap limit under 2 GiB also keeps V8 from mapping its builtins again next to this thread's
+ * code (V8's "short builtin calls", on only where the heap limit is that large, i.e. hosts with
+ * much more memory than a Pi): about 1 MiB of resident memory per thread
+ * (docs/benchmarks.md, "Footprint and Perch's own time").
+ */
+const SESSION_THREAD_LIMITS = { maxOldGenerationSizeMb: 512 };
 
 export interface WorkerExecutorOptions {
   /** The worker script (tests swap in one that crashes); default session-worker.js. */
@@ -40,7 +48,7 @@ interface Pending {
 
 /** Starts a session thread and waits for its session to open; terminates it on failure. */
 async function startWorker(url: URL, path: string, cfg: SessionConfig): Promise<{ worker: Worker; ready: Ready }> {
-  const worker = new Worker(url, { workerData: { path, config: cfg } });
+  const worker = new Worker(url, { workerData: { path, config: cfg }, resourceLimits: SESSION_THREAD_LIMITS });
   // Listeners for the loading phase only. (Never worker.removeAllListeners(): Worker forwards its
   // port's messages through its own 'newListener' hooks, which that would remove too.)
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter listener type
