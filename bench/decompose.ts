@@ -1,0 +1,170 @@
+// Issue 20: where a request's wall time goes inside Perch, independent of the host's noise: one
+// client, one request at a time (PP-OCR cls, 110 KB input, binary tensors over WebSocket and
+// HTTP), Perch with OpenTelemetry traces on (every request; docs/observability.md) exporting to a
+// sink in this process that keeps the spans. Per request, from its spans: receive (read and
+// decode), before the queue (model resolution, prepare, submit), queue, the batch's stack, the
+// session's own run (measured on the session thread), the hop (compute - stack - run - split: the
+// postMessage both ways and the waits of both threads), split, after the batch (promises back to
+// the API), answer (encode and write), and outside (client latency - the request span: the
+// loopback transport, the wake-ups before the socket is read, the client). p50 of each stage over
+// the requests, beside raw session.run in this process. Traces cost ~1-3% (overhead.ts rows).
+//   node dist/bench/decompose.js [--requests 400] [--executor worker|inline|both]
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { clsInput } from '../test/helpers/models.js';
+import { SHIPPED_MODELS } from '../test/helpers/paths.js';
+import { BenchHttp, BenchWs, httpBinaryBody, wsBinaryFrame } from './lib/clients.js';
+import { startOtlpSink } from './lib/otlp-sink.js';
+import { buildRepository, startPerch, withExecutor } from './lib/perch-server.js';
+import { openRaw, runRaw } from './lib/raw-ort.js';
+import { saveSection } from './lib/results.js';
+import { median, printTable } from './lib/stats.js';
+import { waitFor } from '../test/helpers/wait.js';
+
+const MODEL = 'pp-ocr-cls';
+const arg = (name: string, dflt: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? (process.argv[i + 1] as string) : dflt;
+};
+const REQUESTS = Number(arg('requests', '400'));
+const WARMUP = 100;
+const EXECUTOR_ARG = arg('executor', 'both');
+const EXECUTORS = EXECUTOR_ARG === 'both' ? ['worker', 'inline'] as const : [EXECUTOR_ARG as 'worker' | 'inline'];
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  attributes?: Array<{ key: string; value: { stringValue?: string } }>;
+  links?: Array<{ spanId: string }>;
+}
+
+const STAGES = ['receive', 'before queue', 'queue', 'stack', 'session.run (thread)', 'hop', 'split', 'after batch', 'answer', 'in process (request span)', 'own (in process - run)', 'outside process', 'client latency'] as const;
+type Stage = (typeof STAGES)[number];
+
+function spansOf(bodies: unknown[]): OtlpSpan[] {
+  const out: OtlpSpan[] = [];
+  for (const b of bodies as Array<{ resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: OtlpSpan[] }> }> }>) {
+    for (const rs of b.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) out.push(...(ss.spans ?? []));
+  }
+  return out;
+}
+
+const ms = (ns: bigint): number => Number(ns) / 1e6;
+const t0 = (s: OtlpSpan): bigint => BigInt(s.startTimeUnixNano);
+const t1 = (s: OtlpSpan): bigint => BigInt(s.endTimeUnixNano);
+const dur = (s: OtlpSpan): number => ms(t1(s) - t0(s));
+
+/** Per traced request of `transport`: each stage in ms. */
+function decompose(spans: OtlpSpan[], transport: string): Array<Record<Exclude<Stage, 'client latency' | 'outside process'>, number>> {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const children = new Map<string, OtlpSpan[]>();
+  for (const s of spans) if (s.parentSpanId) children.set(s.parentSpanId, [...(children.get(s.parentSpanId) ?? []), s]);
+  const child = (parent: OtlpSpan, name: string): OtlpSpan | undefined => children.get(parent.spanId)?.find((c) => c.name === name);
+  const rows = [];
+  for (const req of spans) {
+    if (req.name !== 'perch.request') continue;
+    if (!req.attributes?.some((a) => a.key === 'perch.transport' && a.value.stringValue === transport)) continue;
+    const receive = child(req, 'perch.receive');
+    const queue = child(req, 'perch.queue');
+    const compute = child(req, 'perch.compute');
+    const answer = child(req, 'perch.answer');
+    const batch = compute?.links?.[0] ? byId.get(compute.links[0].spanId) : undefined;
+    if (!receive || !queue || !compute || !answer || !batch) continue;
+    const stack = child(batch, 'perch.stack');
+    const run = child(batch, 'perch.session.run');
+    const split = child(batch, 'perch.split');
+    if (!stack || !run || !split) continue;
+    rows.push({
+      receive: dur(receive),
+      'before queue': ms(t0(queue) - t1(receive)),
+      queue: dur(queue),
+      stack: dur(stack),
+      'session.run (thread)': dur(run),
+      hop: dur(compute) - dur(stack) - dur(run) - dur(split),
+      split: dur(split),
+      'after batch': ms(t0(answer) - t1(compute)),
+      answer: dur(answer),
+      'in process (request span)': dur(req),
+      'own (in process - run)': dur(req) - dur(run),
+    });
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const load = loadavg()[0]!.toFixed(2);
+  console.log(`# decompose (issue 20): ${MODEL}, ${REQUESTS} requests per path after ${WARMUP} warm-up, one at a time; traces on, every request; load ${load}`);
+  const inputs = Array.from({ length: 8 }, (_, k) => clsInput(k));
+  const raw = await openRaw(join(SHIPPED_MODELS, MODEL, '1', 'model.onnx'));
+  const rawMs: number[] = [];
+  const rawPhase = async (): Promise<void> => {
+    for (let i = 0; i < REQUESTS / 2; i++) {
+      const t = performance.now();
+      await runRaw(raw, inputs[i % 8]!);
+      rawMs.push(performance.now() - t);
+    }
+  };
+  const results: Record<string, unknown> = {};
+  for (const executor of EXECUTORS) {
+    const sink = await startOtlpSink(true);
+    const server = await startPerch({ repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true, config: { telemetry: { traces: { endpoint: sink.url, sampleRatio: 1 } } } });
+    const ws = await BenchWs.connect(server.wsUrl);
+    const http = new BenchHttp(server.baseUrl);
+    const frames = inputs.map((x, k) => wsBinaryFrame(`r${k}`, MODEL, x));
+    const bodies = inputs.map((x) => httpBinaryBody(x));
+    const client: Record<string, number[]> = { ws: [], http: [] };
+    try {
+      for (let i = 0; i < WARMUP; i++) {
+        await ws.send(`r${i % 8}`, frames[i % 8]!);
+        await http.infer(MODEL, bodies[i % 8]!);
+      }
+      await rawPhase();
+      for (let i = 0; i < REQUESTS; i++) {
+        let t = performance.now();
+        await ws.send(`r${i % 8}`, frames[i % 8]!);
+        client.ws!.push(performance.now() - t);
+        t = performance.now();
+        await http.infer(MODEL, bodies[i % 8]!);
+        client.http!.push(performance.now() - t);
+      }
+      await rawPhase();
+      const expected = 2 * (REQUESTS + WARMUP);
+      await waitFor(() => spansOf(sink.bodies).filter((s) => s.name === 'perch.request').length >= expected, 30_000, 'every request span exported');
+    } finally {
+      await ws.close();
+      http.close();
+      await server.stop();
+      await sink.close();
+    }
+    const spans = spansOf(sink.bodies);
+    const rawP50 = median(rawMs);
+    const rows: string[][] = [];
+    const perPath: Record<string, Record<string, number>> = {};
+    for (const [transport, key] of [['ws', 'WebSocket binary'], ['http', 'HTTP binary']] as const) {
+      const all = decompose(spans, transport).slice(-REQUESTS); // the measured ones, after the warm-up
+      const p50: Record<string, number> = {};
+      for (const s of STAGES) {
+        if (s === 'client latency') p50[s] = median(client[transport]!);
+        else if (s === 'outside process') p50[s] = median(client[transport]!.map((c, i) => c - (all[i]?.['in process (request span)'] ?? Number.NaN)).filter((x) => !Number.isNaN(x)));
+        else p50[s] = median(all.map((r) => r[s]));
+      }
+      perPath[key] = p50;
+      rows.push([key, ...STAGES.map((s) => p50[s]!.toFixed(3))]);
+    }
+    printTable(
+      `${executor} executor: p50 per stage, ms (raw session.run in this process p50 ${rawP50.toFixed(3)} ms; spans of ${REQUESTS} requests per path)`,
+      ['path', ...STAGES],
+      rows,
+    );
+    // p50s of stages do not add up to the p50 of their sum; "own" is taken per request.
+    for (const [key, p] of Object.entries(perPath)) console.log(`${executor} ${key}: in process p50 ${p['in process (request span)']!.toFixed(3)} ms, Perch's own (request span - session.run, per request) p50 ${p['own (in process - run)']!.toFixed(3)} ms; outside the process p50 ${p['outside process']!.toFixed(3)} ms`);
+    results[executor] = { rawP50, perPath };
+  }
+  saveSection('decompose', { requests: REQUESTS, loadavg1m: Number(load), ...results }, 'node dist/bench/decompose.js');
+}
+
+await main();
