@@ -2,8 +2,8 @@
 // `npm start` runs it (the whole shipped models/ folder, models with "loading": "firstUse" not yet
 // used, npm start's malloc environment), read from /proc/<pid>/status VmRSS once it serves, after
 // some idle seconds, and once settled (V8's memory reducer shrinks an idle thread's heap some
-// 10 s after its last activity; the main thread's young generation went back between 40 and
-// 90 s after start in runs of 2026-11-29, so the settled read is at 120 s). For context: the same with glibc's default malloc settings, the older two-model set
+// 10 s after its last activity; the main thread's young generation went back anywhere between
+// 40 and 120 s after start in runs of 2026-11-29, so the settled read is at 180 s). For context: the same with glibc's default malloc settings, the older two-model set
 // loaded at start (worker and inline executors), every model loaded at start, and bare node, node
 // with onnxruntime-node required, node holding the two raw onnxruntime sessions.
 // Run: node dist/bench/memory.js   (PERCH_BENCH_IDLE_MS, PERCH_BENCH_SETTLE_MS to change the waits)
@@ -13,12 +13,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT, SHIPPED_MODELS } from '../test/helpers/paths.js';
 import { readdirSync } from 'node:fs';
-import { buildRepository, NPM_START_ENV, procStatusKiB, startPerch, withExecutor, type ConfigPatch } from './lib/perch-server.js';
+import { buildRepository, NPM_START_ENV, NPM_START_NODE_ARGS, procStatusKiB, startPerch, withExecutor, type ConfigPatch } from './lib/perch-server.js';
 import { machine, saveSection } from './lib/results.js';
 import { median, printTable, sleep } from './lib/stats.js';
 
 const IDLE_MS = Number(process.env.PERCH_BENCH_IDLE_MS ?? 5000);
-const SETTLE_MS = Number(process.env.PERCH_BENCH_SETTLE_MS ?? 120_000);
+const SETTLE_MS = Number(process.env.PERCH_BENCH_SETTLE_MS ?? 180_000);
 const REPEATS = 2;
 const AIM_MB = 120;
 /** The two models the shipped repository loaded at start before issue 20 (and the raw baseline's). */
@@ -49,7 +49,7 @@ interface PerchRun {
 
 async function perchReading(run: PerchRun): Promise<Reading> {
   const repository = buildRepository(run.models, run.patch);
-  const server = await startPerch({ repository, ownRepository: true, env: run.npmStartEnv === false ? {} : NPM_START_ENV });
+  const server = await startPerch({ repository, ownRepository: true, env: run.npmStartEnv === false ? {} : NPM_START_ENV, nodeArgs: run.npmStartEnv === false ? [] : NPM_START_NODE_ARGS });
   try {
     const readyKiB = server.rssKiB();
     await sleep(IDLE_MS);
@@ -92,7 +92,7 @@ const sessionsScript = () => {
 async function main(): Promise<void> {
   const m = machine();
   const all = readdirSync(SHIPPED_MODELS, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-  const envText = Object.entries(NPM_START_ENV).map(([k, v]) => `${k}=${v}`).join(' ');
+  const envText = [...Object.entries(NPM_START_ENV).map(([k, v]) => `${k}=${v}`), 'node', ...NPM_START_NODE_ARGS].join(' ');
   console.log(`# memory benchmark: RSS (VmRSS) at idle; ${m.nproc} cpus (${m.cpuModel}), node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, load ${m.loadavg1mAtStart}`);
   console.log(`# headline: perch serve as npm start runs it (${all.length} models of models/, ${envText}); idle ${IDLE_MS} ms, settled ${SETTLE_MS} ms; median of ${REPEATS} starts`);
 
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const headline: Reading = { readyKiB: med(shipped, 'readyKiB'), idleKiB: med(shipped, 'idleKiB'), settledKiB: med(shipped, 'settledKiB'), hwmKiB: med(shipped, 'hwmKiB') };
   const rows: Array<{ what: string; r: Reading }> = [
     { what: `perch serve as npm start runs it: models/ as shipped (firstUse models not loaded)`, r: headline },
-    { what: 'same, glibc malloc defaults (no MALLOC_* variables)', r: glibcDefaults },
+    { what: 'same, glibc malloc defaults and no node flags (node dist/bin/perch.js serve)', r: glibcDefaults },
     { what: 'pp-ocr-cls + silero-vad both loaded at start (worker executor)', r: pair },
     { what: 'pp-ocr-cls + silero-vad both loaded at start, session.executor "inline"', r: pairInline },
     { what: 'all of models/, every model loaded at start', r: wholeEager },
@@ -138,6 +138,7 @@ async function main(): Promise<void> {
     settleMs: SETTLE_MS,
     repeats: REPEATS,
     environment: NPM_START_ENV,
+    nodeArgs: NPM_START_NODE_ARGS,
     rows: rows.map(({ what, r }) => ({ process: what, readyMiB: MiB(r.readyKiB), idleMiB: MiB(r.idleKiB), settledMiB: Number.isNaN(r.settledKiB) ? null : MiB(r.settledKiB), peakMiB: MiB(r.hwmKiB) })),
     perchStartsIdleMiB: shipped.map((r) => MiB(r.idleKiB)),
     target: { metric: `perch RSS at idle (MB), npm start as shipped, settled ${SETTLE_MS / 1000} s`, max: AIM_MB, value: mb(headline.settledKiB), met, issue: 20 },

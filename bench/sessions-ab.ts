@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadavg } from 'node:os';
-import { buildRepository, NPM_START_ENV, startPerch, withoutSequence, type ConfigPatch, type PerchServer } from './lib/perch-server.js';
+import { buildRepository, NPM_START_ENV, NPM_START_NODE_ARGS, startPerch, withoutSequence, type ConfigPatch, type PerchServer } from './lib/perch-server.js';
 import { threadCpuMs, threadSplit } from './lib/proc-cpu.js';
 import { saveSection } from './lib/results.js';
 import { median, printTable, spread } from './lib/stats.js';
@@ -49,6 +49,7 @@ async function pair(patches: ReadonlyArray<ConfigPatch | undefined>, stateless: 
     }),
     ownRepository: true,
     env: NPM_START_ENV,
+    nodeArgs: NPM_START_NODE_ARGS,
   })));
 }
 

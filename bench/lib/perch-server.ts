@@ -87,6 +87,18 @@ export const NPM_START_ENV: Record<string, string> = (() => {
   return Object.fromEntries((m[1] as string).trim().split(/\s+/).map((kv) => kv.split('=') as [string, string]));
 })();
 
+/**
+ * The node flags of `npm start` (package.json's start script: `--no-short-builtin-calls`, which
+ * keeps V8 from mapping its builtins a second time on hosts with much memory; docs/benchmarks.md,
+ * "Footprint and Perch's own time").
+ */
+export const NPM_START_NODE_ARGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const m = /\bnode\s+((?:--\S+\s+)*)dist\/bin\/perch\.js\b/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json start script does not run dist/bin/perch.js as expected: ${pkg.scripts.start}`);
+  return (m[1] as string).trim().split(/\s+/).filter(Boolean);
+})();
+
 export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
