@@ -17,13 +17,15 @@ import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
 import { Intake } from './api/intake.js';
 import { IdleCollector } from './api/idle-collector.js';
-import { createHttpServer, listen } from './api/http/server.js';
+import { createHttpServer } from './api/http/server.js';
+import { listen } from './api/http/listen.js';
 import { httpScopes } from './api/http/scopes.js';
 import { EventStreams } from './api/http/event-streams.js';
 import { ConsoleFiles } from './api/http/console-files.js';
 import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws/server.js';
 import { GrpcApi } from './api/grpc/server.js';
+import { ControlPlane } from './api/control/control-plane.js';
 import { listenOnSocket, parseSocketMode, removeSocketFile } from './api/unix-socket.js';
 import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
@@ -118,6 +120,8 @@ export class Runtime {
   private readonly socketServer: Server | null;
   /** The gRPC API; null unless server.grpcPort or server.grpcSocketPath is set (docs/grpc.md). */
   readonly grpc: GrpcApi | null;
+  /** The control listener (server.control), or null when it is off. */
+  readonly control: ControlPlane | null;
   private readonly modules: ModuleSet;
   private addr: AddressInfo | null = null;
   private readonly modelHistory: ModelHistory;
@@ -158,7 +162,8 @@ export class Runtime {
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
     const s = config.server;
-    const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
+    const guardOptions = { bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins };
+    const guard = new RequestGuard(guardOptions);
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);
@@ -212,6 +217,14 @@ export class Runtime {
     });
     this.ws.attach(this.server);
     if (this.socketServer) this.ws.attach(this.socketServer);
+    const c = s.control;
+    this.control = c.port !== null || c.socketPath !== null
+      ? new ControlPlane({
+        host: s.host, port: c.port, socketPath: c.socketPath, socketMode: parseSocketMode(s.socketMode), maxLoopStallMs: c.maxLoopStallMs,
+        snapshotIntervalMs: c.snapshotIntervalMs, apiToken: this.apiToken.token, guard: guardOptions,
+        ready: () => this.registry.isReady(), metrics: this.metrics.registry, status: httpContext.status, log,
+      })
+      : null;
     this.modules = new ModuleSet(log);
   }
 
@@ -259,13 +272,15 @@ export class Runtime {
         try {
           if (this.socketServer && s.socketPath !== null) await listenOnSocket(this.socketServer, s.socketPath, 'server.socketPath', parseSocketMode(s.socketMode));
           await this.grpc?.start({ host: s.host, port: s.grpcPort, socketPath: s.grpcSocketPath, socketMode: parseSocketMode(s.socketMode) });
+          await this.control?.start();
         } catch (err) {
           // The module set does not stop a module whose start failed: close what this one opened.
           this.server.close();
           this.socketServer?.close();
+          await this.grpc?.stop(0);
           throw err;
         }
-        log.info({ host: this.addr.address, port: this.addr.port, socketPath: s.socketPath ?? undefined, grpcPort: this.grpc?.port ?? undefined, grpcSocketPath: s.grpcSocketPath ?? undefined, apiToken: this.apiToken.source, tokenFile: this.apiToken.file ?? undefined, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
+        log.info({ host: this.addr.address, port: this.addr.port, socketPath: s.socketPath ?? undefined, grpcPort: this.grpc?.port ?? undefined, grpcSocketPath: s.grpcSocketPath ?? undefined, controlPort: this.control?.port ?? undefined, controlSocketPath: s.control.socketPath ?? undefined, apiToken: this.apiToken.source, tokenFile: this.apiToken.file ?? undefined, models: this.registry.status().map((m) => m.name), store: this.store.file, storeWritable: this.store.writable }, 'perch is serving');
       },
       stop: async () => {
         // Stop accepting, let in-flight requests answer, then close idle keep-alive sockets.
@@ -282,6 +297,8 @@ export class Runtime {
         this.socketServer?.closeIdleConnections();
         await Promise.all([closed, socketClosed, grpcStopped]);
         if (this.config.server.socketPath !== null) removeSocketFile(this.config.server.socketPath);
+        // Last: health answers for as long as the rest winds down.
+        await this.control?.stop();
       },
     };
     const extra: Module[] = [];

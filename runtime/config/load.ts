@@ -19,6 +19,7 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: string[]; kind: '
   { env: 'PERCH_HOST', path: ['server', 'host'], kind: 'string' },
   { env: 'PERCH_PORT', path: ['server', 'port'], kind: 'number' },
   { env: 'PERCH_API_TOKEN', path: ['server', 'apiToken'], kind: 'string' },
+  { env: 'PERCH_CONTROL_PORT', path: ['server', 'control', 'port'], kind: 'number' },
   { env: 'PERCH_MODELS_DIR', path: ['models', 'repository'], kind: 'path' },
   { env: 'PERCH_DATA_DIR', path: ['dataDir'], kind: 'path' },
   { env: 'PERCH_LOG_LEVEL', path: ['log', 'level'], kind: 'string' },

@@ -80,6 +80,22 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       shutdownTimeoutMs: z.number().int().min(0).default(15000),
+      /**
+       * The control listener (docs/reliability.md): health, readiness, metrics and status on a
+       * port of their own, served by a thread of their own, answering whatever the inference load.
+       */
+      control: z
+        .strictObject({
+          /** TCP port on server.host; null = off (the default), 0 = any free port. */
+          port: z.number().int().min(0).max(65535).nullable().default(null),
+          /** The same on a Unix socket; null = none. */
+          socketPath: z.string().min(1).nullable().default(null),
+          /** The main event loop not turning for this long fails liveness (and readiness). */
+          maxLoopStallMs: z.number().int().min(1000).default(10_000),
+          /** How often /metrics and /v1/status there are refreshed from the main thread. */
+          snapshotIntervalMs: z.number().int().min(100).default(1000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   models: z

@@ -1,7 +1,6 @@
 // The HTTP server (OIP) and the WebSocket endpoint share one port; this module owns the
 // listening socket and routes each request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Clock } from '../../base/clock.js';
 import { PerchError } from '../../base/errors.js';
 import type { Logger } from '../../base/log.js';
@@ -107,29 +106,4 @@ function cutOffSlowReader(res: ServerResponse, opts: SlowReaderOptions): void {
     if (!res.writableFinished) res.socket?.destroy();
   }, opts.slowReaderTimeoutMs);
   res.once('close', () => opts.clock.clearTimeout(timer));
-}
-
-/**
- * Starts listening. A port taken by another process, an address that is not on this machine or a
- * port that needs privileges is the operator's to fix, not a bug: each gets its own code and a
- * sentence that names the address.
- */
-export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    const fail = (err: NodeJS.ErrnoException): void => {
-      const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-      if (err.code === 'EADDRINUSE') {
-        reject(new PerchError('PERCH_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use by another process: stop it, or give Perch another port (server.port, PERCH_PORT)`, { cause: err }));
-      } else if (err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-        reject(new PerchError('PERCH_ERR_LISTEN_FAILED', `cannot listen on ${where}: ${err.code === 'EACCES' ? 'the port needs privileges; choose a port above 1023' : 'that address is not on this machine'} (server.host, server.port)`, { cause: err }));
-      } else {
-        reject(err);
-      }
-    };
-    server.once('error', fail);
-    server.listen(port, host, () => {
-      server.off('error', fail);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
