@@ -49,6 +49,8 @@ export interface PerchServer {
   wsUrl: string;
   /** The gRPC port when the config turned gRPC on (server.grpcPort), else null. */
   grpcPort: number | null;
+  /** The control listener's port when the config turned it on (server.control.port), else null. */
+  controlPort: number | null;
   /** Milliseconds from spawn to the 'perch is serving' line. */
   startMs: number;
   /** Resident set size now, in KiB (/proc/<pid>/status VmRSS). */
@@ -139,6 +141,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
   child.once('exit', () => live.delete(child));
   let stderr = '';
   let grpcPort: number | null = null;
+  let controlPort: number | null = null;
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const cleanup = () => {
@@ -159,6 +162,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
       if (rec.msg === 'perch is serving' && typeof rec.port === 'number') {
         clearTimeout(timer);
         grpcPort = typeof (rec as { grpcPort?: unknown }).grpcPort === 'number' ? (rec as { grpcPort: number }).grpcPort : null;
+        controlPort = typeof (rec as { controlPort?: unknown }).controlPort === 'number' ? (rec as { controlPort: number }).controlPort : null;
         resolve(rec.port);
       } else if ((rec.level ?? 0) >= 50) {
         console.error(`perch: ${line}`);
@@ -184,6 +188,7 @@ export async function startPerch(opts: StartOptions): Promise<PerchServer> {
     baseUrl,
     wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
     grpcPort,
+    controlPort,
     startMs,
     rssKiB: () => procStatusKiB(pid, 'VmRSS'),
     hwmKiB: () => procStatusKiB(pid, 'VmHWM'),

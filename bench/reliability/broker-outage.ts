@@ -7,13 +7,13 @@
 // (15 s) between 5 s of flow before and after, then at most 60 s to drain.
 // Writes build/bench/broker-outage.json.
 // Run: npm run build && node dist/bench/reliability/broker-outage.js
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sumMetric } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
-import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, waitFor, writeConfig } from './device.js';
+import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, tearDown, waitFor, writeConfig } from './device.js';
 
 const OUTAGE_MS = Number(process.env.PERCH_OUTAGE_MS ?? 15_000);
 const RATE = Number(process.env.PERCH_OUTAGE_RATE ?? 500);
@@ -74,11 +74,7 @@ async function main(): Promise<void> {
     console.log(`lost: ${row.lost === 0 ? 'MET (none)' : `NOT MET (${row.lost})`}; drained: ${row.backlogAfter === 0 ? 'MET' : 'NOT MET'}`);
     writeRunFile('broker-outage', row);
   } finally {
-    await emit.stop();
-    await stopDevice(device);
-    await consumer.close();
-    await broker.close();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown({ clients: [emit], device, consumer, broker, dir });
   }
 }
 

@@ -6,13 +6,13 @@
 // Bounded: PERCH_CRASH_KILLS kills (10), each after 1-3 s of emitting (seeded), then at most
 // 60 s for the backlog to drain. Writes build/bench/crash.json.
 // Run: npm run build && node dist/bench/reliability/crash.js
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rng } from '../../test/helpers/models.js';
 import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
-import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, writeConfig, type Device } from './device.js';
+import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, tearDown, writeConfig, type Device } from './device.js';
 
 const KILLS = Number(process.env.PERCH_CRASH_KILLS ?? 10);
 const CLIENTS = 4;
@@ -62,11 +62,7 @@ async function main(): Promise<void> {
     console.log(`lost: ${row.lost === 0 ? 'MET (none)' : `NOT MET (${row.lost})`}; delivery waited ${d.waitedMs} ms after the last emit`);
     writeRunFile('crash', row);
   } finally {
-    await emit.stop();
-    await stopDevice(device);
-    await consumer.close();
-    await broker.close();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown({ clients: [emit], device, consumer, broker, dir });
   }
 }
 

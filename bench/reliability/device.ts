@@ -2,7 +2,7 @@
 // Mosquitto on a loopback port, a device run as `perch serve` on a data dir that outlives it (so
 // it can be SIGKILLed and started again), clients that emit events over WebSocket and remember
 // which ones Perch acknowledged, and a consumer on the cloud side that says which arrived.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { eventsConsumer, type EventsConsumer } from '../../test/cloud-sync/helpers/mqtt-client.js';
@@ -55,6 +55,19 @@ export async function serve(configFile: string, timeoutMs = 60_000): Promise<Dev
   const port = (serving() as { port: number }).port;
   // Only the log lines after 'perch is serving' are needed from here: keep the buffer small.
   return { child, port, baseUrl: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/v1/ws`, startMs: performance.now() - t0 };
+}
+
+/**
+ * The end of every failure campaign, in this order whatever went wrong: the clients stop (they
+ * would reconnect to a device being stopped), the device stops, then the cloud side (consumer,
+ * broker) closes, the data dir last.
+ */
+export async function tearDown(run: { clients: ReadonlyArray<{ stop(): Promise<void> }>; device: Device; consumer: EventsConsumer; broker: Mosquitto; dir?: string }): Promise<void> {
+  for (const c of run.clients) await c.stop();
+  await stopDevice(run.device);
+  await run.consumer.close();
+  await run.broker.close();
+  if (run.dir !== undefined) rmSync(run.dir, { recursive: true, force: true });
 }
 
 /** SIGTERM and wait (SIGKILL after 15 s). */

@@ -12,7 +12,7 @@ import { clsInput } from '../../test/helpers/models.js';
 import { mountSmallDisk } from '../../test/helpers/small-disk.js';
 import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
-import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, stopDevice, waitFor, writeConfig } from './device.js';
+import { awaitDelivery, configPath, emitters, eventsConsumer, serve, startMosquitto, tearDown, waitFor, writeConfig } from './device.js';
 
 const FULL_MS = Number(process.env.PERCH_FULL_MS ?? 10_000);
 const DISK_BYTES = 64 * 1024 * 1024;
@@ -107,11 +107,7 @@ async function main(): Promise<void> {
     console.log(Object.entries(met).map(([k, v]) => `${k}: ${v ? 'MET' : 'NOT MET'}`).join(', '));
     writeRunFile('disk-full', { ...row, met });
   } finally {
-    await emit.stop();
-    await infer.stop();
-    await stopDevice(device);
-    await consumer.close();
-    await broker.close();
+    await tearDown({ clients: [emit, infer], device, consumer, broker });
     disk.unmount();
   }
 }

@@ -1,37 +1,65 @@
 // What the reliability campaign watches while it attacks a Perch process: its resident memory
-// (/proc, every 100 ms) and how fast GET /v2/health/ready answers (one keep-alive connection,
-// one probe every 20 ms, each timed out after 5 s), as an orchestrator's health check would.
-import { Agent, request } from 'node:http';
+// (/proc, every 100 ms) and how fast the health endpoints answer (probe-thread.ts: a thread of
+// its own, one keep-alive connection per endpoint, a probe every 20 ms, each timed out after 5 s),
+// on the main port and, when Perch runs one, on the control listener (server.control.port).
+import { Worker } from 'node:worker_threads';
 import { percentile } from '../lib/stats.js';
 import type { PerchServer } from '../lib/perch-server.js';
+import type { ProbeSamples, ProbeTarget } from './probe-thread.js';
 
 export interface Watch {
-  stop(): WatchFigures;
+  stop(): Promise<WatchFigures>;
+}
+
+export interface ProbeFigures {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  probes: number;
+  /** Probes that failed (error, timeout, non-200). */
+  failures: number;
+  /** The failures by kind: 'timeout', 'error', or the HTTP status (503 from the control port: the main loop stalled). */
+  failedBy: Record<string, number>;
 }
 
 export interface WatchFigures {
   peakRssMB: number;
+  /** GET /v2/health/ready on the main port (the figures the campaign table shows). */
   healthP50Ms: number;
   healthP99Ms: number;
   healthMaxMs: number;
   healthProbes: number;
-  /** Probes that failed (error, timeout, non-200). */
   healthFailures: number;
+  /** Every endpoint probed, by name ("main ready", "control live", ...). */
+  probes: Record<string, ProbeFigures>;
 }
 
 export const mb = (kib: number): number => Math.round((kib * 1024) / 1e6);
 
-function probeOnce(agent: Agent, baseUrl: string): Promise<number | null> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    const req = request(`${baseUrl}/v2/health/ready`, { agent, timeout: 5000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200 ? performance.now() - t0 : null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(null));
-    req.end();
-  });
+/** The endpoints probed: live and ready on the main port, and on the control port when there is one. */
+export function probeTargets(server: PerchServer): ProbeTarget[] {
+  const targets: ProbeTarget[] = [
+    { name: 'main ready', url: `${server.baseUrl}/v2/health/ready` },
+    { name: 'main live', url: `${server.baseUrl}/v2/health/live` },
+  ];
+  if (server.controlPort !== null) {
+    const base = `http://127.0.0.1:${server.controlPort}`;
+    targets.push({ name: 'control ready', url: `${base}/v2/health/ready` }, { name: 'control live', url: `${base}/v2/health/live` });
+  }
+  return targets;
+}
+
+const round = (x: number): number => Math.round(x * 10) / 10;
+
+function figures(s: ProbeSamples): ProbeFigures {
+  return {
+    p50Ms: round(percentile(s.samples, 50)),
+    p99Ms: round(percentile(s.samples, 99)),
+    maxMs: round(s.samples.length ? Math.max(...s.samples) : Number.NaN),
+    probes: s.samples.length,
+    failures: s.failures,
+    failedBy: s.failedBy,
+  };
 }
 
 export function watch(server: PerchServer): Watch {
@@ -43,31 +71,26 @@ export function watch(server: PerchServer): Watch {
       // the process is gone: the figures will say so
     }
   }, 100);
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const samples: number[] = [];
-  let failures = 0;
-  let running = true;
-  void (async () => {
-    while (running) {
-      const t = await probeOnce(agent, server.baseUrl);
-      if (t === null) failures++;
-      else samples.push(t);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const prober = new Worker(new URL('./probe-thread.js', import.meta.url), { workerData: { targets: probeTargets(server) } });
   return {
-    stop() {
-      running = false;
+    async stop() {
       clearInterval(rssTimer);
-      agent.destroy();
-      const round = (x: number): number => Math.round(x * 10) / 10;
+      const results = await new Promise<ProbeSamples[]>((resolve, reject) => {
+        prober.once('message', resolve);
+        prober.once('error', reject);
+        prober.postMessage('stop');
+      });
+      const probes: Record<string, ProbeFigures> = {};
+      for (const r of results) probes[r.name] = figures(r);
+      const main = probes['main ready'] as ProbeFigures;
       return {
         peakRssMB: mb(peak),
-        healthP50Ms: round(percentile(samples, 50)),
-        healthP99Ms: round(percentile(samples, 99)),
-        healthMaxMs: round(samples.length ? Math.max(...samples) : Number.NaN),
-        healthProbes: samples.length,
-        healthFailures: failures,
+        healthP50Ms: main.p50Ms,
+        healthP99Ms: main.p99Ms,
+        healthMaxMs: main.maxMs,
+        healthProbes: main.probes,
+        healthFailures: main.failures,
+        probes,
       };
     },
   };

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     while (performance.now() - started < SOAK_MS) {
       const w = watch(server);
       await sleep(SAMPLE_MS);
-      const h = w.stop();
+      const h = await w.stop();
       const lat = latencies.splice(0);
       rows.push({
         minute: Math.round((performance.now() - started) / 600) / 100,
