@@ -8,8 +8,13 @@
 // the API), answer (encode and write), and outside (client latency - the request span: the
 // loopback transport, the wake-ups before the socket is read, the client). p50 of each stage over
 // the requests, beside raw session.run in this process. Traces cost ~1-3% (overhead.ts rows).
-//   node dist/bench/decompose.js [--requests 400] [--executor worker|inline|both]
+// With --streams N: the same stages for the chunks of N real-time VAD streams (shipped
+// silero-vad as a sequence model, bench/lib/stream-load.ts in its own process, 4 s), p50 and p99
+// per stage over every chunk answered after the warm-up: where a stream chunk's time goes.
+//   node dist/bench/decompose.js [--requests 400] [--executor worker|inline|both] [--streams 150]
+import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { clsInput } from '../test/helpers/models.js';
 import { SHIPPED_MODELS } from '../test/helpers/paths.js';
@@ -18,7 +23,8 @@ import { startOtlpSink } from './lib/otlp-sink.js';
 import { buildRepository, startPerch, withExecutor } from './lib/perch-server.js';
 import { openRaw, runRaw } from './lib/raw-ort.js';
 import { saveSection } from './lib/results.js';
-import { median, printTable } from './lib/stats.js';
+import { median, percentile, printTable } from './lib/stats.js';
+import type { StreamLoadResult } from './lib/stream-load.js';
 import { waitFor } from '../test/helpers/wait.js';
 
 const MODEL = 'pp-ocr-cls';
@@ -29,6 +35,7 @@ const arg = (name: string, dflt: string): string => {
 const REQUESTS = Number(arg('requests', '400'));
 const WARMUP = 100;
 const EXECUTOR_ARG = arg('executor', 'both');
+const STREAMS = Number(arg('streams', '0'));
 const EXECUTORS = EXECUTOR_ARG === 'both' ? ['worker', 'inline'] as const : [EXECUTOR_ARG as 'worker' | 'inline'];
 
 interface OtlpSpan {
@@ -95,7 +102,53 @@ function decompose(spans: OtlpSpan[], transport: string): Array<Record<Exclude<S
   return rows;
 }
 
+/** Stream chunks, stage by stage: the shipped silero-vad (sequence state kept by Perch). */
+async function streamsMode(): Promise<void> {
+  const seconds = 4;
+  console.log(`# decompose (issue 20): ${STREAMS} real-time VAD streams for ${seconds} s after 2 s of warm-up, traces on for every chunk; load ${loadavg()[0]!.toFixed(2)}`);
+  const sink = await startOtlpSink(true);
+  const server = await startPerch({ repository: buildRepository(['silero-vad']), ownRepository: true, config: { telemetry: { traces: { endpoint: sink.url, sampleRatio: 1 } } } });
+  let result: StreamLoadResult;
+  try {
+    const script = fileURLToPath(new URL('./streams.js', import.meta.url));
+    result = await new Promise<StreamLoadResult>((resolve, reject) => {
+      const child = spawn(process.execPath, [script, '--generate', server.wsUrl, String(STREAMS), String(seconds), 'binary'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as StreamLoadResult) : reject(new Error(`generator exited ${code}`))));
+    });
+    // Every chunk's span has ended once its answer was written; the exporter sends within 2 s.
+    const sent = (): number => spansOf(sink.bodies).filter((sp) => sp.name === 'perch.request').length;
+    let last = -1;
+    await waitFor(() => {
+      const n = sent();
+      const still = n === last;
+      last = n;
+      return still && n > 0;
+    }, 60_000, 'the exports to stop growing', 3000);
+  } finally {
+    await server.stop();
+    await sink.close();
+  }
+  const rows = decompose(spansOf(sink.bodies), 'ws');
+  const measured = rows.slice(Math.floor(rows.length / 3)); // the warm-up's third of the chunks (2 of 6 s) left out
+  const stages = STAGES.filter((st) => st !== 'client latency' && st !== 'outside process') as Array<keyof (typeof rows)[number]>;
+  printTable(
+    `${STREAMS} streams: per stage over ${measured.length} chunks, ms (the generator: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)} ms client latency; ${result.behind} streams behind)`,
+    ['', ...stages],
+    [['p50', ...stages.map((st) => median(measured.map((r) => r[st])).toFixed(3))], ['p99', ...stages.map((st) => percentile(measured.map((r) => r[st]), 99).toFixed(3))]],
+  );
+  saveSection('decomposeStreams', {
+    streams: STREAMS,
+    chunks: measured.length,
+    client: result,
+    p50: Object.fromEntries(stages.map((st) => [st, median(measured.map((r) => r[st]))])),
+    p99: Object.fromEntries(stages.map((st) => [st, percentile(measured.map((r) => r[st]), 99)])),
+  }, `node dist/bench/decompose.js --streams ${STREAMS}`);
+}
+
 async function main(): Promise<void> {
+  if (STREAMS > 0) return streamsMode();
   const load = loadavg()[0]!.toFixed(2);
   console.log(`# decompose (issue 20): ${MODEL}, ${REQUESTS} requests per path after ${WARMUP} warm-up, one at a time; traces on, every request; load ${load}`);
   const inputs = Array.from({ length: 8 }, (_, k) => clsInput(k));
