@@ -124,9 +124,12 @@ export const JSON_EXPANSION = 4;
 /**
  * What parsing one JSON body takes at its peak, per byte of text: measured for 30 MB of
  * `0,0,...` (docs/reliability.md), the text as a string, the array JSON.parse builds while it
- * grows and the typed array made from it took 8 times the body beside the body. Parsing is
- * synchronous, one body at a time, so this peak is not held: it only decides which bodies can
- * never fit (413). Admitted at 4x, one 30 MB body at a time took the process from 270 to 800 MB.
+ * grows and the typed array made from it took 8 times the body beside the body. Parsing itself is
+ * synchronous, but what it leaves (the string, the array of numbers) stays until V8 collects, and
+ * V8 collects late: with HTTP bodies charged 4x, two or three 12 MB bodies were admitted at once
+ * and RSS peaked at 500-640 MB. An HTTP JSON body is charged this much until it is answered, so
+ * the budget admits large ones one or two at a time (the others get 429 and their connections
+ * are parked), and a body whose parse could never fit gets 413.
  */
 export const JSON_PARSE_PEAK = 9;
 
@@ -137,9 +140,9 @@ export function refuseJsonThatCannotFit(budget: ClientBudget, jsonBytes: number)
   }
 }
 
-/** Takes the parse cost of `jsonBytes` of JSON text: 413 if it could never fit, 429 if not now. */
+/** Takes the parse cost of `jsonBytes` of JSON text (JSON_PARSE_PEAK): 413 if it could never fit, 429 if not now. */
 export function takeJsonCost(budget: ClientBudget, hold: Hold, jsonBytes: number): void {
-  const cost = jsonBytes * (JSON_EXPANSION - 1); // the text itself is already held
+  const cost = jsonBytes * (JSON_PARSE_PEAK - 1); // the text itself is already held
   refuseJsonThatCannotFit(budget, jsonBytes);
   if (!hold.tryAdd(cost)) throw budget.refusal('parsing a JSON body', cost);
 }

@@ -16,6 +16,8 @@ import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { batcherOf, vadModelJson } from '../helpers/scenarios.js';
 import { binaryFrame, binaryParts, inferBody, metricValue, postJson, rawRequest, scrape } from '../helpers/wire.js';
+import { ClientBudget, JSON_PARSE_PEAK, takeJsonCost } from '../../runtime/api/client-budget.js';
+import type { PerchError } from '../../runtime/base/errors.js';
 
 const BUDGET = 1024 * 1024;
 const BATCH = 16;
@@ -191,4 +193,21 @@ describe('client budget', () => {
     assert.equal(gone(text) - goneBefore, 5);
     assert.equal(metricValue(text, 'perch_inference_request_success_total', { model: 'slow' }), 0, 'none was run');
   });
+});
+
+test('an HTTP JSON body holds its parse peak until it is answered: large ones are admitted one or two at a time', () => {
+  // The campaign's 12 MB bodies, charged 4x, were admitted two or three at once and RSS peaked
+  // at 500-640 MB (docs/reliability.md): the garbage of each parse stays until V8 collects.
+  const budget = new ClientBudget(1024 * 1024);
+  const first = budget.hold();
+  first.add(100_000); // the body, read
+  takeJsonCost(budget, first, 100_000);
+  assert.equal(budget.heldBytes, 100_000 * JSON_PARSE_PEAK);
+  const second = budget.hold();
+  second.add(100_000);
+  assert.throws(() => takeJsonCost(budget, second, 100_000), (e: PerchError) => e.code === 'PERCH_ERR_OVERLOADED');
+  first.release();
+  takeJsonCost(budget, second, 100_000);
+  second.release();
+  assert.equal(budget.heldBytes, 0);
 });

@@ -7,16 +7,18 @@
 // client budget (client-budget.ts): a frame that does not fit is answered PERCH_ERR_OVERLOADED
 // at once. A client that leaves its answers unread longer than slowReaderTimeoutMs is cut off
 // (close code 1008), and when a connection closes its scope closes (queued work dropped, tied
-// sequences ended) and everything it held is given back (docs/reliability.md).
+// sequences ended) and everything it held is given back (docs/reliability.md). Frames still
+// arriving are charged by partial-frames.ts.
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import { toPerchError } from '../../base/errors.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
-import { JSON_EXPANSION, type ClientBudget, type Hold } from '../client-budget.js';
-import { MAX_LAG_PARK_MS, MAX_REFUSAL_PARK_MS, type Intake, type Parkable } from '../intake.js';
-import { binaryFrame, parseFrame, type MessageId } from './frame.js';
+import type { ClientBudget, Hold } from '../client-budget.js';
+import type { Intake, Parkable } from '../intake.js';
+import { binaryFrame, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
+import { PartialFrames } from './partial-frames.js';
 import type { Topic } from './messages.js';
 
 export interface ConnectionLimits {
@@ -27,21 +29,10 @@ export interface ConnectionLimits {
 
 /** RFC 6455 section 7.4.1: 1008 policy violation (here: answers left unread too long). */
 export const CLOSE_SLOW_READER = 1008;
-/** IANA WebSocket close code 1013, Try Again Later: a frame being received does not fit the client budget. */
-export const CLOSE_TRY_AGAIN_LATER = 1013;
-/** Past the slow-reader timeout, how long an unfinished frame may wait for room (longer than any park). */
-const STALL_MS = MAX_REFUSAL_PARK_MS + MAX_LAG_PARK_MS;
-/** How long a connection closed in the middle of a frame is kept for its close frame to leave. */
-const CLOSE_GRACE_MS = 2000;
 /** Refusals for load: the connection that got one is parked (intake.ts). */
 const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_OVERLOADED']);
 /** While the budget is spent, a connection with this much unread stops being read too. */
 const SPENT_BUFFER_LIMIT = 64 * 1024;
-/** Refused frames up to this size are parsed for their id, so the refusal matches the request. */
-const ID_PARSE_LIMIT = 1024 * 1024;
-/** A larger one: its id is looked for in its first bytes (clients put it first, as docs/api.md shows). */
-const ID_SCAN_BYTES = 4096;
-const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*[,}])/;
 
 export interface ConnectionContext {
   limits: ConnectionLimits;
@@ -95,11 +86,8 @@ export class Connection {
   /** Parked by the intake: not read until it lets the connection go. */
   private parked = false;
   private readonly parkable: Parkable;
-  /** Bytes ws holds of frames not yet complete, charged to `hold`. */
-  private partial = 0;
-  /** Closed for an unfinished frame that does not fit: never read again. */
-  private closing = false;
-  private stallTimer: TimerHandle | null = null;
+  /** Frames still arriving, charged to `hold` (partial-frames.ts). */
+  private readonly partial: PartialFrames;
 
   constructor(
     readonly socket: WebSocket,
@@ -126,10 +114,14 @@ export class Connection {
         return conn.closed;
       },
     };
+    this.partial = new PartialFrames({
+      socket, transport, hold: this.hold, intake: ctx.intake, parkable: this.parkable, clock: ctx.clock, log: ctx.log,
+      slowReaderTimeoutMs: this.limits.slowReaderTimeoutMs, gone: () => this.disposed, remotePort: () => this.stats.remotePort,
+    });
     socket.on('message', (data: Buffer, isBinary) => this.onMessage(data, isBinary));
     // After ws's own 'data' listener (it was attached when the upgrade completed): what its
     // receiver still holds of unfinished frames is known by then.
-    transport.on('data', () => this.chargePartial());
+    transport.on('data', () => this.partial.charge());
     socket.on('close', () => this.dispose());
     // ws emits 'close' only once its receiver has ended, which can lag the socket (a paused
     // connection with frames still parsed): what the connection held goes with the TCP socket.
@@ -167,73 +159,10 @@ export class Connection {
     };
   }
 
-  /**
-   * A frame arrives in pieces, and ws holds them until it is whole (up to maxFrameBytes per
-   * connection): 300 connections each part-way through a 32 MiB frame held 9.6 GB that no budget
-   * saw. What ws holds is charged as it grows. Bytes that do not fit are already here: they are
-   * counted all the same, and the connection is parked (intake.ts) so that no more arrive until
-   * there is room. An unfinished frame that still finds no room after STALL_MS more than the
-   * slow-reader timeout is given up: the connection is closed with 1013 (try again later), since
-   * a frame cannot be answered before it is whole.
-   * Reads ws's receiver (ws 8: `_bufferedBytes`, `_messageLength` of the fragments so far);
-   * test/api/client-budget.test.ts fails if ws stops keeping them.
-   */
-  private chargePartial(): void {
-    if (this.disposed || this.closing) return;
-    const r = (this.socket as unknown as { _receiver?: { _bufferedBytes?: number; _messageLength?: number } | null })._receiver;
-    const now = (r?._bufferedBytes ?? 0) + (r?._messageLength ?? 0);
-    if (now > this.partial) {
-      if (this.hold.tryAdd(now - this.partial)) {
-        this.watchStall(false);
-      } else {
-        this.hold.add(now - this.partial);
-        this.ctx.intake.refused(this.parkable);
-        this.watchStall(true);
-      }
-    } else if (now < this.partial) {
-      this.hold.sub(this.partial - now);
-      this.watchStall(false);
-    }
-    this.partial = now;
-  }
-
-  private watchStall(stalled: boolean): void {
-    if (!stalled) {
-      if (this.stallTimer) this.ctx.clock.clearTimeout(this.stallTimer);
-      this.stallTimer = null;
-      return;
-    }
-    if (this.stallTimer) return;
-    this.stallTimer = this.ctx.clock.setTimeout(() => {
-      this.stallTimer = null;
-      if (this.disposed || this.partial === 0) return;
-      this.log.warn({ remotePort: this.stats.remotePort, bytes: this.partial }, 'websocket frame being received finds no room in the client budget: closed');
-      this.closeUnfinished();
-    }, this.limits.slowReaderTimeoutMs + STALL_MS);
-  }
-
-  /**
-   * Closes with 1013 a connection in the middle of a frame. The client's answering close frame
-   * sits behind the rest of its frame, so the close handshake cannot finish: reading stops, and
-   * the socket is dropped once the close frame had time to reach the client (dropping it at once
-   * with unread bytes would reset the connection under the close frame).
-   */
-  private closeUnfinished(): void {
-    this.closing = true;
-    try {
-      this.socket.close(CLOSE_TRY_AGAIN_LATER, 'the client budget is spent (server.maxClientBytes): try again later');
-    } catch {
-      // already closing
-    }
-    this.transport.pause();
-    const timer = this.ctx.clock.setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS);
-    this.transport.once('close', () => this.ctx.clock.clearTimeout(timer));
-  }
-
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.disposed) return;
     // The frame is whole: ws no longer holds it as unfinished.
-    this.chargePartial();
+    this.partial.charge();
     this.ctx.intake.pace(this.parkable);
     const cost = frameCost(data, isBinary);
     if (!this.hold.tryAdd(cost)) {
@@ -252,17 +181,7 @@ export class Connection {
 
   /** The budget is spent: the frame is answered at once and let go. */
   private refuse(data: Buffer, isBinary: boolean, cost: number): void {
-    let id: MessageId | null = null;
-    try {
-      if (data.length <= ID_PARSE_LIMIT) id = parseFrame(data, isBinary).id;
-      else {
-        const m = ID_PATTERN.exec(data.toString('utf8', isBinary ? 4 : 0, ID_SCAN_BYTES));
-        if (m?.[1] !== undefined) id = JSON.parse(`"${m[1]}"`) as string;
-        else if (m?.[2] !== undefined && Number.isFinite(Number(m[2]))) id = Number(m[2]);
-      }
-    } catch {
-      // not readable: the refusal goes out with id null
-    }
+    const id = refusedFrameId(data, isBinary);
     const e = this.ctx.budget.refusal('message', cost);
     this.send({ id, ok: false, error: { code: e.code, message: e.message } });
     this.ctx.intake.refused(this.parkable);
@@ -362,7 +281,7 @@ export class Connection {
         const [data, isBinary] = this.held.shift() as [Buffer, boolean];
         this.handleFrame(data, isBinary);
       }
-      if (!this.paused && !this.closing) this.socket.resume();
+      if (!this.paused && !this.partial.closing) this.socket.resume();
     }
   }
 
@@ -404,7 +323,7 @@ export class Connection {
   private dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.watchStall(false);
+    this.partial.stop();
     if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
     this.slowTimer = null;
     this.held.length = 0;
@@ -413,11 +332,4 @@ export class Connection {
     for (const off of this.subscriptions.values()) off();
     this.subscriptions.clear();
   }
-}
-
-/** What handling a frame holds: its bytes, and the parse cost of its JSON (client-budget.ts). */
-function frameCost(data: Buffer, isBinary: boolean): number {
-  if (!isBinary) return data.length * JSON_EXPANSION;
-  const header = data.length >= 4 ? Math.min(data.readUInt32LE(0), data.length - 4) : 0;
-  return data.length + header * (JSON_EXPANSION - 1);
 }

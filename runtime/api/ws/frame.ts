@@ -1,6 +1,7 @@
 // WebSocket frames: text = one JSON message; binary = [uint32 LE header length][JSON header]
 // [tensor bytes...] (docs/protocol.md section 2).
 import { PerchError } from '../../base/errors.js';
+import { JSON_EXPANSION } from '../client-budget.js';
 import { parseJson } from '../decode-request.js';
 
 export interface ParsedFrame {
@@ -51,4 +52,30 @@ export function binaryFrame(header: unknown, chunks: readonly Uint8Array[]): Buf
     at += c.byteLength;
   }
   return out;
+}
+
+/** Refused frames up to this size are parsed for their id, so the refusal matches the request. */
+const ID_PARSE_LIMIT = 1024 * 1024;
+/** A larger one: its id is looked for in its first bytes (clients put it first, as docs/api.md shows). */
+const ID_SCAN_BYTES = 4096;
+const ID_PATTERN = /^\s*\{\s*"id"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*[,}])/;
+
+/** The id of a frame refused for load, read as cheaply as its size allows; null when unreadable. */
+export function refusedFrameId(data: Buffer, isBinary: boolean): MessageId | null {
+  try {
+    if (data.length <= ID_PARSE_LIMIT) return parseFrame(data, isBinary).id;
+    const m = ID_PATTERN.exec(data.toString('utf8', isBinary ? 4 : 0, ID_SCAN_BYTES));
+    if (m?.[1] !== undefined) return JSON.parse(`"${m[1]}"`) as string;
+    if (m?.[2] !== undefined && Number.isFinite(Number(m[2]))) return Number(m[2]);
+  } catch {
+    // not readable: the refusal goes out with id null
+  }
+  return null;
+}
+
+/** What handling a frame holds: its bytes, and the parse cost of its JSON (client-budget.ts). */
+export function frameCost(data: Buffer, isBinary: boolean): number {
+  if (!isBinary) return data.length * JSON_EXPANSION;
+  const header = data.length >= 4 ? Math.min(data.readUInt32LE(0), data.length - 4) : 0;
+  return data.length + header * (JSON_EXPANSION - 1);
 }
