@@ -7,11 +7,11 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
 import { FLEET_SHARE_GROUP } from '../../protocol/topics.js';
 import { optionalIntArg } from '../cli/args.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
-import { startServe } from '../serve/daemon.js';
+import { DEFAULT_INGEST_CONNECTIONS, MAX_INGEST_CONNECTIONS, startServe } from '../serve/daemon.js';
 import { DEFAULT_LEASE_MS, DEFAULT_TICK_MS } from '../serve/rollout-controller.js';
 
 export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
-                  [--max-payload BYTES] [--max-chunks N] [--http PORT [--http-host HOST]]
+                  [--ingest-connections N] [--max-payload BYTES] [--max-chunks N] [--http PORT [--http-host HOST]]
                   [--rollout-tick-ms MS] [--rollout-lease-ms MS] [--traces-endpoint URL] [--log-level LEVEL]
 
 Runs until SIGTERM/SIGINT:
@@ -25,8 +25,9 @@ Runs until SIGTERM/SIGINT:
     in the fleet store, so a restart goes on where it stood).
   - with --http PORT, serves the model store over HTTP with Range requests at
     http://HOST:PORT/models/NAME/VERSION/model.onnx, for ModelSpecs pushed with --model-url.
-Prints pino JSON lines: 'events', 'status', 'reported', 'payload ignored', 'chunks sent' (debug),
-and a 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
+Prints pino JSON lines: 'events' (one per store commit that held event batches), 'payload
+ignored', and at --log-level debug 'event batch', 'status', 'reported', 'chunks sent'; and a
+'progress' line with all counters every --progress-ms (default 10000; 0 = off).
 
   --client-id ID      a stable MQTT client id keeps a persistent session (clean=false), so the
                       broker queues events while this serve is down; default: a random id,
@@ -35,6 +36,9 @@ and a 'progress' line with all counters every --progress-ms (default 10000; 0 = 
   --unshared          subscribe to events without $share (ONE serve process only): with
                       --client-id, events sent while the broker restarts are kept (Mosquitto
                       2.0 does not persist shared subscriptions; see docs/fleet.md)
+  --ingest-connections N  MQTT connections that take events (default ${DEFAULT_INGEST_CONNECTIONS}, at most
+                      ${MAX_INGEST_CONNECTIONS}; 1 with --unshared): the messages they hold are stored together,
+                      one store commit for up to N of them (docs/fleet.md "Group commit")
   --max-payload BYTES JSON messages above this are ignored (default ${DEFAULT_MAX_PAYLOAD_BYTES})
   --max-chunks N      at most N chunks answered per request (default 256)
   --rollout-tick-ms MS  how often rollouts are driven (default 1000)
@@ -56,7 +60,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
     options: {
       ...COMMON_OPTIONS,
       'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
-      'max-payload': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
+      'max-payload': { type: 'string' }, 'ingest-connections': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
       'rollout-tick-ms': { type: 'string' }, 'rollout-lease-ms': { type: 'string' },
       http: { type: 'string' }, 'http-host': { type: 'string' }, 'traces-endpoint': { type: 'string' },
     },
@@ -74,6 +78,9 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
   if (values['http-host'] !== undefined && httpPort === undefined) throw new UsageError('--http-host needs --http PORT');
   const tracesEndpoint = values['traces-endpoint'] ?? process.env.PERCH_FLEET_TRACES_ENDPOINT;
   if (tracesEndpoint !== undefined && !/^https?:\/\/[^\s]+$/.test(tracesEndpoint)) throw new UsageError('--traces-endpoint must be an http(s) URL');
+  const ingestConnections = optionalIntArg(values['ingest-connections'], 'ingest-connections');
+  if (ingestConnections !== undefined && ingestConnections > MAX_INGEST_CONNECTIONS) throw new UsageError(`--ingest-connections must be 1-${MAX_INGEST_CONNECTIONS}`);
+  if (ingestConnections !== undefined && ingestConnections > 1 && values.unshared) throw new UsageError('--ingest-connections above 1 needs the shared subscription (not --unshared)');
   const running = await startServe({
     fleet, log,
     ...(tracesEndpoint ? { tracesEndpoint } : {}),
@@ -81,6 +88,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
     ...(values.group ? { group: values.group } : {}),
     unshared: values.unshared ?? false,
     ...(httpPort !== undefined ? { http: { host: values['http-host'] ?? '127.0.0.1', port: httpPort } } : {}),
+    ingestConnections: ingestConnections ?? DEFAULT_INGEST_CONNECTIONS,
     progressMs: optionalIntArg(values['progress-ms'], 'progress-ms', 0) ?? 10_000,
     maxPayloadBytes: optionalIntArg(values['max-payload'], 'max-payload') ?? DEFAULT_MAX_PAYLOAD_BYTES,
     maxChunksPerRequest: optionalIntArg(values['max-chunks'], 'max-chunks') ?? 256,

@@ -1,8 +1,9 @@
-// The `perch fleet serve` daemon: the long-running side of the fleet. It wires three handlers onto
-// one MQTT 5 connection: events (through the shared subscription, so several serve processes
-// split them), status and reported state (every serve process records them; the writes are
-// idempotent); chunk requests are answered from the fleet store on a second connection
-// (chunk-connection.ts), so they never wait behind the store writes of the first. Progress goes to the logger as pino
+// The `perch fleet serve` daemon: the long-running side of the fleet. Its main MQTT 5 connection
+// takes events (through the shared subscription, so several serve processes split them), status
+// and reported state (every serve process records them; the writes are idempotent); more
+// connections take events only (ingest-connections.ts), so several messages are in the store at
+// once and share one commit (group-commit.ts). Chunk requests are answered from the fleet store
+// on a connection of their own (chunk-connection.ts), so they never wait behind store writes. Progress goes to the logger as pino
 // JSON lines. The command's flags are read in commands/serve.ts.
 import type { MqttClient } from 'mqtt';
 import { systemClock, type Clock, type TimerHandle } from '../../../runtime/base/clock.js';
@@ -17,6 +18,8 @@ import { FleetAcker } from './acker.js';
 import { startHttpModels, type HttpModels } from './http-models.js';
 import { startChunkConnection, type ChunkConnection } from './chunk-connection.js';
 import { RolloutController } from './rollout-controller.js';
+import { GroupCommit } from './group-commit.js';
+import { startIngestConnections, type IngestConnections } from './ingest-connections.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
 import { Tracing } from '../../../runtime/base/tracing.js';
@@ -35,6 +38,11 @@ export interface ServeOptions {
    * has not reconnected yet are kept for it (shared subscriptions are not persisted).
    */
   unshared?: boolean;
+  /**
+   * MQTT connections that take events (default 8, the main one included): at most one message
+   * per connection is in the store at a time, so this bounds how many share a commit. 1 with --unshared.
+   */
+  ingestConnections?: number;
   /** Also serve the model store over HTTP with Range support (http-models.ts). */
   http?: { host: string; port: number };
   log: Logger;
@@ -46,6 +54,9 @@ export interface ServeOptions {
   /** OTLP/HTTP traces URL: each event batch is a `perch.fleet.ingest` span (docs/observability.md). */
   tracesEndpoint?: string;
 }
+
+export const DEFAULT_INGEST_CONNECTIONS = 8;
+export const MAX_INGEST_CONNECTIONS = 64;
 
 export interface RunningServe {
   readonly stats: ServeStats;
@@ -64,13 +75,16 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const tracing = new Tracing({ endpoint: o.tracesEndpoint ?? null, sampleRatio: 1, headers: {} }, { name: 'perch-fleet', version: RUNTIME_VERSION }, log);
   await tracing.start();
-  const ingest: IngestContext = { db, log, stats, maxPayloadBytes, now: () => clock.wallNow(), tracing };
+  // One connection (--unshared, or --ingest-connections 1): nothing can join a commit.
+  const commit = new GroupCommit(db, () => clock.wallNow(), stats, log, !o.unshared && (o.ingestConnections ?? DEFAULT_INGEST_CONNECTIONS) > 1);
+  const ingest: IngestContext = { commit, log, stats, maxPayloadBytes, tracing };
   // Filled in once connected; a message arriving before that cannot happen (we subscribe after).
   const ref: { acker?: FleetAcker } = {};
 
   // handleMessage is MQTT.js's hook with backpressure: the PUBACK of a QoS 1 message is sent
-  // when `done` is called, so events are acknowledged only once they are committed. MQTT.js
-  // hands over the next packet only after `done`, so messages are handled one at a time, in order.
+  // when `done` is called, so messages are acknowledged only once committed. MQTT.js hands a
+  // connection's next packet over only after `done`: one message at a time per connection, in
+  // order (status and reported state stay in order on the main connection).
   const handle = async (topic: string, payload: Buffer, traceparent: string | undefined): Promise<void> => {
     const parsed = parseTopic(fleet.prefix, topic);
     if (!parsed) {
@@ -150,6 +164,20 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     throw err;
   }
   const eventsFilter = o.unshared ? f.events : f.sharedEvents;
+  // A plain events subscription on several connections would deliver each batch to each.
+  const extra = o.unshared ? 0 : Math.max(0, (o.ingestConnections ?? DEFAULT_INGEST_CONNECTIONS) - 1);
+  let ingestConnections: IngestConnections;
+  try {
+    ingestConnections = await startIngestConnections({
+      broker: fleet.broker, count: extra, ...(o.clientId ? { clientId: o.clientId } : {}), filter: eventsFilter, handleMessage, log,
+    });
+  } catch (err) {
+    await chunks.stop();
+    await http?.close();
+    await client.endAsync().catch(() => undefined);
+    await db.close();
+    throw err;
+  }
   const filters = [eventsFilter, f.status, f.reported];
   const subscribeAll = async (): Promise<void> => {
     // The object form with `resubscribe: true`: MQTT.js otherwise skips filters it believes are
@@ -190,7 +218,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     if (o.progressMs) timer = clock.setTimeout(progress, o.progressMs);
   };
   if (o.progressMs) timer = clock.setTimeout(progress, o.progressMs);
-  log.info({ url: fleet.broker.url, prefix: fleet.prefix, store: fleet.store, clientId: client.options.clientId }, 'fleet serve ready');
+  log.info({ url: fleet.broker.url, prefix: fleet.prefix, store: fleet.store, clientId: client.options.clientId, ingestConnections: 1 + extra }, 'fleet serve ready');
 
   let stopped = false;
   return {
@@ -203,6 +231,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       stopped = true;
       if (timer) clock.clearTimeout(timer);
       await rollouts.stop();
+      await ingestConnections.stop();
       await chunks.stop();
       await http?.close();
       await files.close();

@@ -1,21 +1,21 @@
 // Incoming device messages that serve writes to the fleet database: event batches (dedup on
-// (deviceId, seq)), status and reported state. Called from the MQTT client's handleMessage, so
-// the PUBACK goes back only after the batch is committed; the device's own ack (acker.ts) goes
-// out only for what is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
+// (deviceId, seq)), status and reported state. Called from the MQTT clients' handleMessage; each
+// write goes into the next group commit (group-commit.ts), so the PUBACK goes back only after
+// the transaction holding it committed; the device's own ack (acker.ts) goes out only for what
+// is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
 // The device id is always the topic's (what the broker's ACL vouches for), never the payload's.
 import type { Logger } from '../../../runtime/base/log.js';
 import type { Tracing } from '../../../runtime/base/tracing.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
-import type { FleetStore } from '../store/fleet-store.js';
+import type { GroupCommit } from './group-commit.js';
 import { countIgnored, type ServeStats } from './stats.js';
 
 export interface IngestContext {
-  db: FleetStore;
+  commit: GroupCommit;
   log: Logger;
   stats: ServeStats;
   maxPayloadBytes: number;
-  now: () => number;
   /** Each stored batch is a `perch.fleet.ingest` span while on (docs/observability.md). */
   tracing?: Tracing;
 }
@@ -57,36 +57,31 @@ async function storeEvents(ctx: IngestContext, deviceId: string, topic: string, 
   }
   const events = parsed.value.events;
   if (events.length === 0) return [];
-  const { stored, duplicates } = await ctx.db.storeEvents(deviceId, events, ctx.now());
+  // Logged per commit by group-commit.ts (one line for the group, each batch at debug).
+  const stored = await ctx.commit.submit({ kind: 'events', deviceId, events });
   ctx.stats.batches++;
   ctx.stats.eventsStored += stored;
-  ctx.stats.duplicates += duplicates;
-  const seqs = events.map((e) => e.seq);
-  let first = Infinity;
-  let last = 0;
-  for (const s of seqs) {
-    if (s < first) first = s;
-    if (s > last) last = s;
-  }
-  ctx.log.info({ deviceId, stored, duplicates, firstSeq: first, lastSeq: last }, 'events');
-  return seqs;
+  ctx.stats.duplicates += events.length - stored;
+  return events.map((e) => e.seq);
 }
 
 export async function ingestStatus(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return; // a cleared retained message
   const parsed = parsePayload(statusSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
-  await ctx.db.recordStatus(deviceId, parsed.value, JSON.stringify(parsed.value), ctx.now());
+  await ctx.commit.submit({ kind: 'status', deviceId, status: parsed.value, json: JSON.stringify(parsed.value) });
   ctx.stats.statusUpdates++;
-  ctx.log.info({ deviceId, online: parsed.value.online, runtimeVersion: parsed.value.runtimeVersion }, 'status');
+  // debug: 10,000 devices connecting are 10,000 of these (their count is in the progress line).
+  ctx.log.debug({ deviceId, online: parsed.value.online, runtimeVersion: parsed.value.runtimeVersion }, 'status');
 }
 
 export async function ingestReported(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return;
   const parsed = parsePayload(reportedSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
-  await ctx.db.recordReported(deviceId, JSON.stringify(parsed.value), ctx.now());
+  await ctx.commit.submit({ kind: 'reported', deviceId, json: JSON.stringify(parsed.value) });
   ctx.stats.reportedUpdates++;
+  if (!ctx.log.isLevelEnabled('debug')) return;
   const models = Object.fromEntries(Object.entries(parsed.value.models).map(([n, m]) => [n, `${m.version}:${m.status}`]));
-  ctx.log.info({ deviceId, desiredVersion: parsed.value.desiredVersion, models }, 'reported');
+  ctx.log.debug({ deviceId, desiredVersion: parsed.value.desiredVersion, models }, 'reported');
 }

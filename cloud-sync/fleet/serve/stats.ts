@@ -5,6 +5,10 @@ export interface ServeStats {
   duplicates: number;
   /** Ack messages published to devices (events/ack). */
   acksSent: number;
+  /** Group commits (group-commit.ts): store transactions, the writes they held, the largest group. */
+  commits: number;
+  groupedWrites: number;
+  largestGroup: number;
   statusUpdates: number;
   reportedUpdates: number;
   chunkRequests: number;
@@ -19,7 +23,7 @@ export interface ServeStats {
 
 export function newStats(): ServeStats {
   return {
-    batches: 0, eventsStored: 0, duplicates: 0, acksSent: 0, statusUpdates: 0, reportedUpdates: 0,
+    batches: 0, eventsStored: 0, duplicates: 0, acksSent: 0, commits: 0, groupedWrites: 0, largestGroup: 0, statusUpdates: 0, reportedUpdates: 0,
     chunkRequests: 0, chunksSent: 0, bytesSent: 0, httpRequests: 0, httpBytesSent: 0, ignored: {},
   };
 }

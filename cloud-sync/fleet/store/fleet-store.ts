@@ -44,6 +44,15 @@ export interface HeldSeqs {
   missing: number;
 }
 
+/**
+ * One write of what serve ingests (docs/fleet.md "Group commit"): an event batch, a status or a
+ * reported state of one device, as the separate methods below take them.
+ */
+export type IngestWrite =
+  | { kind: 'events'; deviceId: string; events: readonly EventMessage[] }
+  | { kind: 'status'; deviceId: string; status: { online: boolean } | null; json: string | null }
+  | { kind: 'reported'; deviceId: string; json: string | null };
+
 /** The rollout methods (rollout-store.ts) are part of every fleet store. */
 export interface FleetStore extends RolloutStore {
   /** Where the data lives, for log lines and errors (a file path, or a server URL without password). */
@@ -59,6 +68,14 @@ export interface FleetStore extends RolloutStore {
   recordStatus(deviceId: string, status: { online: boolean } | null, json: string | null, at: number): Promise<void>;
 
   recordReported(deviceId: string, json: string | null, at: number): Promise<void>;
+
+  /**
+   * Several writes in ONE transaction (one commit, one fsync), applied in order, as
+   * storeEvents / recordStatus / recordReported would apply them one by one. Returns, per write,
+   * how many events it stored (new ones; 0 for status and reported). All or nothing: when it
+   * rejects, none of the writes is stored.
+   */
+  ingest(writes: readonly IngestWrite[], at: number): Promise<number[]>;
 
   /** Events of a device with seq > afterSeq, in seq order, at most `limit` (default 1000). */
   events(deviceId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]>;

@@ -9,7 +9,7 @@ import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
-import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, IngestWrite, StoredEvent } from './fleet-store.js';
 import { redactDbUrl } from './db-url.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresRollouts } from './postgres-rollouts.js';
@@ -21,6 +21,11 @@ const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
+
+const UPSERT_STATUS = `INSERT INTO devices (device_id, online, status, status_at) VALUES ($1, $2, $3, $4)
+  ON CONFLICT (device_id) DO UPDATE SET online = EXCLUDED.online, status = EXCLUDED.status, status_at = EXCLUDED.status_at`;
+const UPSERT_REPORTED = `INSERT INTO devices (device_id, reported, reported_at) VALUES ($1, $2, $3)
+  ON CONFLICT (device_id) DO UPDATE SET reported = EXCLUDED.reported, reported_at = EXCLUDED.reported_at`;
 
 export class PostgresFleetStore implements FleetStore {
   private readonly rolloutTables: PostgresRollouts;
@@ -80,18 +85,65 @@ export class PostgresFleetStore implements FleetStore {
 
   async recordStatus(deviceId: string, status: { online: boolean } | null, json: string | null, at: number): Promise<void> {
     await this.pool.query(
-      `INSERT INTO devices (device_id, online, status, status_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (device_id) DO UPDATE SET online = EXCLUDED.online, status = EXCLUDED.status, status_at = EXCLUDED.status_at`,
+      UPSERT_STATUS,
       [deviceId, status === null ? null : status.online, json, at],
     );
   }
 
   async recordReported(deviceId: string, json: string | null, at: number): Promise<void> {
     await this.pool.query(
-      `INSERT INTO devices (device_id, reported, reported_at) VALUES ($1, $2, $3)
-       ON CONFLICT (device_id) DO UPDATE SET reported = EXCLUDED.reported, reported_at = EXCLUDED.reported_at`,
+      UPSERT_REPORTED,
       [deviceId, json, at],
     );
+  }
+
+  async ingest(writes: readonly IngestWrite[], at: number): Promise<number[]> {
+    if (writes.length === 0) return [];
+    // Group commit (docs/fleet.md "Group commit"): one transaction; every event batch of the
+    // group in one INSERT (one round trip), then statuses and reported states in their order.
+    const batches = writes.filter((w): w is Extract<IngestWrite, { kind: 'events' }> => w.kind === 'events');
+    // In (device, seq) order: two workers inserting overlapping groups take the row locks in the
+    // same order, so they wait for each other instead of deadlocking.
+    const rows = batches.flatMap((w) => w.events.map((e) => ({ deviceId: w.deviceId, e })))
+      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.e.seq - b.e.seq));
+    return this.transaction(async (c) => {
+      const inserted = new Set<string>();
+      if (rows.length > 0) {
+        const r = await c.query<{ device_id: string; seq: number }>(
+          `INSERT INTO events (device_id, seq, event_id, ts, type, payload, received_at)
+           SELECT u.device_id, u.seq, u.id, u.ts, u.type, u.payload, $7
+           FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(device_id, seq, id, ts, type, payload)
+           ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq`,
+          [
+            rows.map((x) => x.deviceId),
+            rows.map((x) => x.e.seq),
+            rows.map((x) => x.e.id),
+            rows.map((x) => (typeof x.e.ts === 'number' ? String(x.e.ts) : x.e.ts)),
+            rows.map((x) => x.e.type),
+            rows.map((x) => JSON.stringify(x.e.payload ?? null)),
+            at,
+          ],
+        );
+        for (const row of r.rows) inserted.add(`${row.device_id}\n${row.seq}`);
+      }
+      const out: number[] = [];
+      for (const w of writes) {
+        if (w.kind === 'events') {
+          // The first write holding a (device, seq) gets the credit; a copy later in the group is a duplicate.
+          let stored = 0;
+          for (const e of w.events) if (inserted.delete(`${w.deviceId}\n${e.seq}`)) stored++;
+          out.push(stored);
+          continue;
+        }
+        if (w.kind === 'status') {
+          await c.query(UPSERT_STATUS, [w.deviceId, w.status === null ? null : w.status.online, w.json, at]);
+        } else {
+          await c.query(UPSERT_REPORTED, [w.deviceId, w.json, at]);
+        }
+        out.push(0);
+      }
+      return out;
+    });
   }
 
   async events(deviceId: string, afterSeq: number, limit = 1000): Promise<StoredEvent[]> {

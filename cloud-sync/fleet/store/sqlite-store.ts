@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
-import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, StoredEvent } from './fleet-store.js';
+import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, IngestWrite, StoredEvent } from './fleet-store.js';
 import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
 import { migrate } from './sqlite-migrations.js';
 import { SqliteRollouts } from './sqlite-rollouts.js';
@@ -35,6 +35,7 @@ export class SqliteFleetStore implements FleetStore {
   private readonly selectRunEnd: Statement;
   private readonly selectGaps: Statement;
   private readonly insertBatch: (deviceId: string, events: readonly EventMessage[], at: number) => number;
+  private readonly ingestAll: Transaction<(writes: readonly IngestWrite[], at: number) => number[]>;
   private readonly selectDesired: Statement;
   private readonly upsertDesired: Statement;
   private readonly claimDesired: Transaction<(deviceId: string, doc: DesiredState, at: number) => DesiredState>;
@@ -102,15 +103,23 @@ export class SqliteFleetStore implements FleetStore {
     // Nested in one outer transaction, each claim is a savepoint: one commit for all.
     this.claimDesiredMany = this.db.transaction((entries: ReadonlyArray<{ deviceId: string; doc: DesiredState }>, at: number) =>
       entries.map((e) => this.claimDesired(e.deviceId, e.doc, at)));
-    // One transaction per MQTT message: one fsync for the whole batch.
-    this.insertBatch = this.db.transaction((deviceId: string, events: readonly EventMessage[], at: number) => {
+    const insertRows = (deviceId: string, events: readonly EventMessage[], at: number): number => {
       let stored = 0;
       for (const e of events) {
         const ts = typeof e.ts === 'number' ? String(e.ts) : e.ts;
         stored += this.insertEvent.run(deviceId, e.seq, e.id, ts, e.type, JSON.stringify(e.payload ?? null), at).changes;
       }
       return stored;
-    });
+    };
+    // One transaction per batch: one fsync for the whole batch.
+    this.insertBatch = this.db.transaction(insertRows);
+    // Group commit (docs/fleet.md "Group commit"): every write of the group in one transaction.
+    this.ingestAll = this.db.transaction((writes: readonly IngestWrite[], at: number) => writes.map((w) => {
+      if (w.kind === 'events') return insertRows(w.deviceId, w.events, at);
+      if (w.kind === 'status') this.upsertStatus.run(w.deviceId, w.status === null ? null : w.status.online ? 1 : 0, w.json, at);
+      else this.upsertReported.run(w.deviceId, w.json, at);
+      return 0;
+    }));
   }
 
   /** Opens (creating and migrating) `<store>/fleet.db`. */
@@ -131,6 +140,10 @@ export class SqliteFleetStore implements FleetStore {
 
   async recordReported(deviceId: string, json: string | null, at: number): Promise<void> {
     this.upsertReported.run(deviceId, json, at);
+  }
+
+  async ingest(writes: readonly IngestWrite[], at: number): Promise<number[]> {
+    return writes.length === 0 ? [] : this.ingestAll(writes, at);
   }
 
   /** Events of a device with seq > afterSeq, in seq order. */
