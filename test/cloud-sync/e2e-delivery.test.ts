@@ -66,8 +66,12 @@ async function deviceWithBacklog(deviceId: string, prefix: string, n: number): P
     deviceId, dataDir, repository: repo.dir, mqttUrl: broker.url,
     cloud: {
       topicPrefix: prefix,
-      // About 2.5 s for the backlog: slow enough to be hit in the middle.
-      upload: { batchSize: 100, maxEventsPerSecond: 4000 },
+      // About 5 s for the backlog: slow enough to be hit in the middle by a test process starved
+      // for seconds on a loaded machine (fleet serve's group commit keeps up with the device, so
+      // the device's own rate sets the pace; at 4,000/s a device SIGKILL run found all stored).
+      // Not slower: the unshared scenarios absorb 60,000 re-sent duplicates after a broker
+      // restart at this rate, and at 1,000/s they outlasted the 60 s recovery wait.
+      upload: { batchSize: 100, maxEventsPerSecond: 2000 },
       delivery: { ackTimeoutMs: 1000, maxResendMs: 2000 },
     },
   });
@@ -180,7 +184,9 @@ class Scenario {
   async recovered(): Promise<number> {
     await until(() => this.stored === N, 60_000, () => `all ${N} stored (have ${this.stored})`);
     const baseUrl = (this.device as { baseUrl: string }).baseUrl;
-    await until(async () => (await outboxGauges(baseUrl)).events === 0, 30_000, () => 'the outbox empty');
+    // Generous: after a broker restart the unshared scenario's acks queue behind tens of
+    // thousands of re-sent duplicates (one connection, a commit each), on a loaded machine.
+    await until(async () => (await outboxGauges(baseUrl)).events === 0, 90_000, () => 'the outbox empty');
     assert.deepEqual(await outboxGauges(baseUrl), { events: 0, unsent: 0, awaiting: 0 });
     assertExactlyOnce(this.store as FleetStore, this.deviceId);
     return storedBy(this.fleets).duplicates;
