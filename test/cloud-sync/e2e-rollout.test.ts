@@ -213,7 +213,7 @@ test('fleet serve SIGKILLed mid-rollout and restarted goes on where it stood', a
   }, 60_000, 'first device active');
   assert.equal(mid.waves[0]?.state, 'running');
   const before = new SqliteFleetStore(join(store, 'fleet.db'));
-  const publishedBefore = (await before.rolloutDevices(id)).find((d) => d.deviceId === ids[0])?.desiredVersion;
+  const publishedBefore = (await before.rollouts.rolloutDevices(id)).find((d) => d.deviceId === ids[0])?.desiredVersion;
   await before.close();
   await serve.kill();
   serve = startServe();
@@ -225,7 +225,7 @@ test('fleet serve SIGKILLed mid-rollout and restarted goes on where it stood', a
   for (const deviceId of ids) assert.deepEqual(done.devices[deviceId], { status: 'active', version: 5 });
   // The first device got its desired document once: the restarted serve did not start over.
   const after = new SqliteFleetStore(join(store, 'fleet.db'));
-  const rec = (await after.rolloutDevices(id)).find((d) => d.deviceId === ids[0]);
+  const rec = (await after.rollouts.rolloutDevices(id)).find((d) => d.deviceId === ids[0]);
   const stored = await after.desired(ids[0] as string);
   await after.close();
   assert.equal(rec?.desiredVersion, publishedBefore);

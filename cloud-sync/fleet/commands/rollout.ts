@@ -139,7 +139,7 @@ async function start(args: string[], out: NodeJS.WritableStream): Promise<number
       bakeMs, maxFailuresPercent, healthErrorRate, healthP99Ms, offlineTimeoutMs,
       state: 'running', reason: null, settled: false, createdAt: now, updatedAt: now, revision: 1,
     };
-    await db.createRollout(rollout, devices);
+    await db.rollouts.createRollout(rollout, devices);
     out.write(`${rollout.id}\n`);
     return 0;
   } finally {
@@ -160,14 +160,14 @@ export function statusDocument(r: RolloutRecord, devices: readonly RolloutDevice
 }
 
 async function found(db: FleetStore, id: string): Promise<RolloutRecord> {
-  const r = await db.rollout(id);
+  const r = await db.rollouts.rollout(id);
   if (!r) throw new PerchError('PERCH_ERR_ROLLOUT_NOT_FOUND', `no rollout '${id}' in the fleet store (perch fleet rollout list)`);
   return r;
 }
 
 async function status(db: FleetStore, id: string, json: boolean, out: NodeJS.WritableStream): Promise<number> {
   const r = await found(db, id);
-  const devices = await db.rolloutDevices(id);
+  const devices = await db.rollouts.rolloutDevices(id);
   if (json) {
     out.write(`${JSON.stringify(statusDocument(r, devices))}\n`);
     return 0;
@@ -180,8 +180,8 @@ async function status(db: FleetStore, id: string, json: boolean, out: NodeJS.Wri
 
 async function list(db: FleetStore, json: boolean, out: NodeJS.WritableStream): Promise<number> {
   const rows: Array<Record<string, unknown>> = [];
-  for (const r of await db.rollouts()) {
-    const devices = await db.rolloutDevices(r.id);
+  for (const r of await db.rollouts.list()) {
+    const devices = await db.rollouts.rolloutDevices(r.id);
     const counts: Record<string, number> = {};
     for (const d of devices) counts[d.status] = (counts[d.status] ?? 0) + 1;
     rows.push({ id: r.id, state: r.state, model: r.model, version: r.version, target: r.target, createdAt: r.createdAt, devices: counts });
@@ -205,7 +205,7 @@ const TRANSITIONS: Record<'pause' | 'resume' | 'abort', { to: RolloutState; from
 
 async function change(db: FleetStore, id: string, what: 'pause' | 'resume' | 'abort', out: NodeJS.WritableStream): Promise<number> {
   const t = TRANSITIONS[what];
-  const result = await db.setRolloutState(id, t.to, t.from, what === 'abort' ? 'aborted by perch fleet rollout abort' : null, Date.now());
+  const result = await db.rollouts.setRolloutState(id, t.to, t.from, what === 'abort' ? 'aborted by perch fleet rollout abort' : null, Date.now());
   if (!result) throw new PerchError('PERCH_ERR_ROLLOUT_NOT_FOUND', `no rollout '${id}' in the fleet store (perch fleet rollout list)`);
   // Asking again for the state it is already in is not an error (a retried command).
   if (!result.changed && result.rollout.state !== t.to) {

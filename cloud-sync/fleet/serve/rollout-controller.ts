@@ -73,7 +73,7 @@ export class RolloutController {
     if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
     await this.running;
-    for (const id of this.held) await this.o.store.releaseRollout(id, this.owner);
+    for (const id of this.held) await this.o.store.rollouts.releaseRollout(id, this.owner);
     this.held.clear();
   }
 
@@ -92,7 +92,7 @@ export class RolloutController {
   /** One pass over every rollout this worker can claim. Public for tests driving the clock. */
   async tick(): Promise<void> {
     const now = this.o.clock.wallNow();
-    const ids = await this.o.store.claimRollouts(this.owner, now, this.leaseMs);
+    const ids = await this.o.store.rollouts.claimRollouts(this.owner, now, this.leaseMs);
     this.held = new Set(ids);
     for (const id of this.cache.keys()) if (!this.held.has(id)) this.cache.delete(id);
     for (const id of ids) {
@@ -109,10 +109,10 @@ export class RolloutController {
    * those of every device reached, since each must be rolled back.
    */
   private async drive(id: string, now: number): Promise<void> {
-    const r = await this.o.store.rollout(id);
+    const r = await this.o.store.rollouts.rollout(id);
     if (!r) return;
     const cached = this.cache.get(id);
-    const devices = cached && cached.revision === r.revision ? cached.devices : await this.o.store.rolloutDevices(id);
+    const devices = cached && cached.revision === r.revision ? cached.devices : await this.o.store.rollouts.rolloutDevices(id);
     let views = await this.views(devicesInPlay(r, devices));
     let step = stepRollout(r, devices, views, now);
     if (step.rollout.state === 'aborted' && r.state !== 'aborted') {
@@ -141,12 +141,12 @@ export class RolloutController {
     });
     const changedDevices = [...step.changed.values()];
     const after = devices.map((d) => step.changed.get(d.deviceId) ?? d);
-    let saved = await this.o.store.saveRollout(step.rollout, changedDevices);
+    let saved = await this.o.store.rollouts.saveRollout(step.rollout, changedDevices);
     if (saved === null) {
       // A `rollout pause|resume|abort` changed the record meanwhile: keep what happened to the
       // devices (their records are only ever written here) and decide again next tick.
-      const fresh = await this.o.store.rollout(id);
-      saved = fresh ? await this.o.store.saveRollout(fresh, changedDevices) : null;
+      const fresh = await this.o.store.rollouts.rollout(id);
+      saved = fresh ? await this.o.store.rollouts.saveRollout(fresh, changedDevices) : null;
       if (saved === null) this.cache.delete(id);
       else this.cache.set(id, { revision: saved, devices: after });
       return;
@@ -160,7 +160,7 @@ export class RolloutController {
       if (d.status !== byId.get(d.deviceId)?.status) this.o.log.info({ rollout: id, deviceId: d.deviceId, status: d.status, error: d.error }, 'rollout device');
     }
     if (step.rollout.settled) {
-      await this.o.store.releaseRollout(id, this.owner);
+      await this.o.store.rollouts.releaseRollout(id, this.owner);
       this.cache.delete(id);
     }
   }

@@ -53,10 +53,12 @@ export type IngestWrite =
   | { kind: 'status'; deviceId: string; status: { online: boolean } | null; json: string | null }
   | { kind: 'reported'; deviceId: string; json: string | null };
 
-/** The rollout methods (rollout-store.ts) are part of every fleet store. */
-export interface FleetStore extends RolloutStore {
+export interface FleetStore {
   /** Where the data lives, for log lines and errors (a file path, or a server URL without password). */
   readonly location: string;
+
+  /** The rollout tables (rollout-store.ts), on the same database. */
+  readonly rollouts: RolloutStore;
 
   /**
    * Stores a batch in one transaction; returns how many were new (the rest were duplicates).

@@ -4,19 +4,8 @@
 // the claim is one UPDATE ... RETURNING, so under PostgreSQL's row locks two workers on two hosts
 // never both take a rollout's lease.
 import type { Pool, PoolClient } from 'pg';
+import { ROLLOUT_COLUMNS, rolloutDoc, toDevice, toRecord, type RolloutRow } from './rollout-rows.js';
 import type { RolloutDevice, RolloutRecord, RolloutState, RolloutStore } from './rollout-store.js';
-
-interface RolloutRow {
-  doc: string;
-  state: string;
-  settled: boolean;
-  revision: number;
-}
-
-function toRecord(row: RolloutRow): RolloutRecord {
-  const r = JSON.parse(row.doc) as RolloutRecord;
-  return { ...r, state: row.state as RolloutState, settled: row.settled, revision: row.revision };
-}
 
 const UPSERT_DEVICES = `INSERT INTO rollout_devices (rollout_id, device_id, doc)
   SELECT $1, u.device_id, u.doc FROM unnest($2::text[], $3::text[]) AS u(device_id, doc)
@@ -29,37 +18,35 @@ export class PostgresRollouts implements RolloutStore {
   ) {}
 
   async createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void> {
-    const { revision: _r, ...doc } = rollout;
     await this.transaction(async (c) => {
       await c.query(
         `INSERT INTO rollouts (id, created_at, state, settled, revision, lease_owner, lease_until, doc) VALUES ($1, $2, $3, $4, 1, NULL, 0, $5)`,
-        [rollout.id, rollout.createdAt, rollout.state, rollout.settled, JSON.stringify(doc)],
+        [rollout.id, rollout.createdAt, rollout.state, rollout.settled, rolloutDoc(rollout)],
       );
       await upsertDevices(c, rollout.id, devices);
     });
   }
 
   async rollout(id: string): Promise<RolloutRecord | undefined> {
-    const r = await this.pool.query<RolloutRow>('SELECT doc, state, settled, revision FROM rollouts WHERE id = $1', [id]);
+    const r = await this.pool.query<RolloutRow>(`SELECT ${ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1`, [id]);
     return r.rows[0] ? toRecord(r.rows[0]) : undefined;
   }
 
-  async rollouts(): Promise<RolloutRecord[]> {
-    const r = await this.pool.query<RolloutRow>('SELECT doc, state, settled, revision FROM rollouts ORDER BY created_at DESC, id COLLATE "C" DESC');
+  async list(): Promise<RolloutRecord[]> {
+    const r = await this.pool.query<RolloutRow>(`SELECT ${ROLLOUT_COLUMNS} FROM rollouts ORDER BY created_at DESC, id COLLATE "C" DESC`);
     return r.rows.map(toRecord);
   }
 
   async rolloutDevices(id: string): Promise<RolloutDevice[]> {
     const r = await this.pool.query<{ doc: string }>('SELECT doc FROM rollout_devices WHERE rollout_id = $1 ORDER BY device_id COLLATE "C"', [id]);
-    return r.rows.map((row) => JSON.parse(row.doc) as RolloutDevice);
+    return r.rows.map((row) => toDevice(row.doc));
   }
 
   async saveRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<number | null> {
-    const { revision: _r, ...doc } = rollout;
     return this.transaction(async (c) => {
       const r = await c.query<{ revision: number }>(
         `UPDATE rollouts SET doc = $1, state = $2, settled = $3, revision = revision + 1 WHERE id = $4 AND revision = $5 RETURNING revision`,
-        [JSON.stringify(doc), rollout.state, rollout.settled, rollout.id, rollout.revision],
+        [rolloutDoc(rollout), rollout.state, rollout.settled, rollout.id, rollout.revision],
       );
       const revision = r.rows[0]?.revision;
       if (revision === undefined) return null;
@@ -70,15 +57,14 @@ export class PostgresRollouts implements RolloutStore {
 
   async setRolloutState(id: string, to: RolloutState, from: readonly RolloutState[], reason: string | null, now: number): Promise<{ changed: boolean; rollout: RolloutRecord } | undefined> {
     return this.transaction(async (c) => {
-      const r = await c.query<RolloutRow>('SELECT doc, state, settled, revision FROM rollouts WHERE id = $1 FOR UPDATE', [id]);
+      const r = await c.query<RolloutRow>(`SELECT ${ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1 FOR UPDATE`, [id]);
       if (!r.rows[0]) return undefined;
       const current = toRecord(r.rows[0]);
       if (!from.includes(current.state)) return { changed: false, rollout: current };
       const next: RolloutRecord = { ...current, state: to, reason: reason ?? current.reason, settled: false, updatedAt: now };
-      const { revision: _r, ...doc } = next;
       const u = await c.query<{ revision: number }>(
         'UPDATE rollouts SET doc = $1, state = $2, settled = false, revision = revision + 1 WHERE id = $3 RETURNING revision',
-        [JSON.stringify(doc), to, id],
+        [rolloutDoc(next), to, id],
       );
       return { changed: true, rollout: { ...next, revision: u.rows[0]?.revision ?? current.revision + 1 } };
     });

@@ -13,7 +13,7 @@ import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, IngestWrite, StoredEv
 import { redactDbUrl } from './db-url.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresRollouts } from './postgres-rollouts.js';
-import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
+import type { RolloutStore } from './rollout-store.js';
 
 const INT8_OID = 20;
 /** BIGINT as a JS number for this pool only (pg's global default is a string). */
@@ -28,13 +28,14 @@ const UPSERT_REPORTED = `INSERT INTO devices (device_id, reported, reported_at) 
   ON CONFLICT (device_id) DO UPDATE SET reported = EXCLUDED.reported, reported_at = EXCLUDED.reported_at`;
 
 export class PostgresFleetStore implements FleetStore {
-  private readonly rolloutTables: PostgresRollouts;
+  /** The rollout tables (rollout-store.ts, postgres-rollouts.ts). */
+  readonly rollouts: RolloutStore;
 
   private constructor(
     private readonly pool: Pool,
     readonly location: string,
   ) {
-    this.rolloutTables = new PostgresRollouts(pool, (fn) => this.transaction(fn));
+    this.rollouts = new PostgresRollouts(pool, (fn) => this.transaction(fn));
   }
 
   /** Connects (a pool of at most `max` connections) and brings the schema up to date. */
@@ -228,32 +229,6 @@ export class PostgresFleetStore implements FleetStore {
       'SELECT device_id, online, reported FROM devices WHERE device_id = ANY($1::text[])', [deviceIds]);
     for (const row of r.rows) out.set(row.device_id, { online: row.online, reported: row.reported === null ? null : (JSON.parse(row.reported) as unknown) });
     return out;
-  }
-
-  // Rollouts (rollout-store.ts, postgres-rollouts.ts).
-  createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void> {
-    return this.rolloutTables.createRollout(rollout, devices);
-  }
-  rollout(id: string): Promise<RolloutRecord | undefined> {
-    return this.rolloutTables.rollout(id);
-  }
-  rollouts(): Promise<RolloutRecord[]> {
-    return this.rolloutTables.rollouts();
-  }
-  rolloutDevices(id: string): Promise<RolloutDevice[]> {
-    return this.rolloutTables.rolloutDevices(id);
-  }
-  saveRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<number | null> {
-    return this.rolloutTables.saveRollout(rollout, devices);
-  }
-  setRolloutState(id: string, to: RolloutState, from: readonly RolloutState[], reason: string | null, now: number): Promise<{ changed: boolean; rollout: RolloutRecord } | undefined> {
-    return this.rolloutTables.setRolloutState(id, to, from, reason, now);
-  }
-  claimRollouts(owner: string, now: number, leaseMs: number): Promise<string[]> {
-    return this.rolloutTables.claimRollouts(owner, now, leaseMs);
-  }
-  releaseRollout(id: string, owner: string): Promise<void> {
-    return this.rolloutTables.releaseRollout(id, owner);
   }
 
   async close(): Promise<void> {

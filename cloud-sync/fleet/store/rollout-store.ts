@@ -84,7 +84,7 @@ export interface RolloutStore {
   createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void>;
   rollout(id: string): Promise<RolloutRecord | undefined>;
   /** Every rollout, newest first. */
-  rollouts(): Promise<RolloutRecord[]>;
+  list(): Promise<RolloutRecord[]>;
   rolloutDevices(id: string): Promise<RolloutDevice[]>;
   /**
    * Saves `rollout` (its fields but id, createdAt and revision) and `devices` in one transaction

@@ -4,19 +4,8 @@
 // method runs synchronously inside better-sqlite3 (one transaction each) and returns a settled
 // Promise, so no transaction ever spans an await.
 import type { Database as Db, Statement } from 'better-sqlite3';
+import { ROLLOUT_COLUMNS, rolloutDoc, toDevice, toRecord, type RolloutRow } from './rollout-rows.js';
 import type { RolloutDevice, RolloutRecord, RolloutState, RolloutStore } from './rollout-store.js';
-
-interface RolloutRow {
-  doc: string;
-  state: string;
-  settled: number;
-  revision: number;
-}
-
-function toRecord(row: RolloutRow): RolloutRecord {
-  const r = JSON.parse(row.doc) as RolloutRecord;
-  return { ...r, state: row.state as RolloutState, settled: row.settled === 1, revision: row.revision };
-}
 
 export class SqliteRollouts implements RolloutStore {
   private readonly insertRollout: Statement;
@@ -37,8 +26,8 @@ export class SqliteRollouts implements RolloutStore {
       `INSERT INTO rollout_devices (rollout_id, device_id, doc) VALUES (?, ?, ?)
        ON CONFLICT (rollout_id, device_id) DO UPDATE SET doc = excluded.doc`,
     );
-    this.selectRollout = db.prepare('SELECT doc, state, settled, revision FROM rollouts WHERE id = ?');
-    this.selectRollouts = db.prepare('SELECT doc, state, settled, revision FROM rollouts ORDER BY created_at DESC, id DESC');
+    this.selectRollout = db.prepare(`SELECT ${ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?`);
+    this.selectRollouts = db.prepare(`SELECT ${ROLLOUT_COLUMNS} FROM rollouts ORDER BY created_at DESC, id DESC`);
     this.selectDevices = db.prepare('SELECT doc FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id').pluck();
     this.updateRollout = db.prepare(
       `UPDATE rollouts SET doc = ?, state = ?, settled = ?, revision = revision + 1
@@ -56,8 +45,7 @@ export class SqliteRollouts implements RolloutStore {
 
   async createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void> {
     this.db.transaction(() => {
-      const { revision: _r, ...doc } = rollout;
-      this.insertRollout.run(rollout.id, rollout.createdAt, rollout.state, rollout.settled ? 1 : 0, JSON.stringify(doc));
+      this.insertRollout.run(rollout.id, rollout.createdAt, rollout.state, rollout.settled ? 1 : 0, rolloutDoc(rollout));
       for (const d of devices) this.upsertDevice.run(rollout.id, d.deviceId, JSON.stringify(d));
     }).immediate();
   }
@@ -67,18 +55,17 @@ export class SqliteRollouts implements RolloutStore {
     return row ? toRecord(row) : undefined;
   }
 
-  async rollouts(): Promise<RolloutRecord[]> {
+  async list(): Promise<RolloutRecord[]> {
     return (this.selectRollouts.all() as RolloutRow[]).map(toRecord);
   }
 
   async rolloutDevices(id: string): Promise<RolloutDevice[]> {
-    return (this.selectDevices.all(id) as string[]).map((d) => JSON.parse(d) as RolloutDevice);
+    return (this.selectDevices.all(id) as string[]).map(toDevice);
   }
 
   async saveRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<number | null> {
     return this.db.transaction((): number | null => {
-      const { revision: _r, ...doc } = rollout;
-      const revision = this.updateRollout.get(JSON.stringify(doc), rollout.state, rollout.settled ? 1 : 0, rollout.id, rollout.revision) as number | undefined;
+      const revision = this.updateRollout.get(rolloutDoc(rollout), rollout.state, rollout.settled ? 1 : 0, rollout.id, rollout.revision) as number | undefined;
       if (revision === undefined) return null;
       for (const d of devices) this.upsertDevice.run(rollout.id, d.deviceId, JSON.stringify(d));
       return revision;
@@ -92,8 +79,7 @@ export class SqliteRollouts implements RolloutStore {
       const current = toRecord(row);
       if (!from.includes(current.state)) return { changed: false, rollout: current };
       const next: RolloutRecord = { ...current, state: to, reason: reason ?? current.reason, settled: false, updatedAt: now };
-      const { revision: _r, ...doc } = next;
-      const revision = this.updateRollout.get(JSON.stringify(doc), to, 0, id, current.revision) as number;
+      const revision = this.updateRollout.get(rolloutDoc(next), to, 0, id, current.revision) as number;
       return { changed: true, rollout: { ...next, revision } };
     }).immediate();
   }

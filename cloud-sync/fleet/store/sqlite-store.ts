@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
 import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, IngestWrite, StoredEvent } from './fleet-store.js';
-import type { RolloutDevice, RolloutRecord, RolloutState } from './rollout-store.js';
+import type { RolloutStore } from './rollout-store.js';
 import { migrate } from './sqlite-migrations.js';
 import { SqliteRollouts } from './sqlite-rollouts.js';
 
@@ -213,33 +213,9 @@ export class SqliteFleetStore implements FleetStore {
     return out;
   }
 
-  // Rollouts (rollout-store.ts, sqlite-rollouts.ts).
-  private get rollouts_(): SqliteRollouts {
+  /** The rollout tables (rollout-store.ts, sqlite-rollouts.ts). */
+  get rollouts(): RolloutStore {
     return (this.rolloutTables ??= new SqliteRollouts(this.db));
-  }
-  createRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<void> {
-    return this.rollouts_.createRollout(rollout, devices);
-  }
-  rollout(id: string): Promise<RolloutRecord | undefined> {
-    return this.rollouts_.rollout(id);
-  }
-  rollouts(): Promise<RolloutRecord[]> {
-    return this.rollouts_.rollouts();
-  }
-  rolloutDevices(id: string): Promise<RolloutDevice[]> {
-    return this.rollouts_.rolloutDevices(id);
-  }
-  saveRollout(rollout: RolloutRecord, devices: readonly RolloutDevice[]): Promise<number | null> {
-    return this.rollouts_.saveRollout(rollout, devices);
-  }
-  setRolloutState(id: string, to: RolloutState, from: readonly RolloutState[], reason: string | null, now: number): Promise<{ changed: boolean; rollout: RolloutRecord } | undefined> {
-    return this.rollouts_.setRolloutState(id, to, from, reason, now);
-  }
-  claimRollouts(owner: string, now: number, leaseMs: number): Promise<string[]> {
-    return this.rollouts_.claimRollouts(owner, now, leaseMs);
-  }
-  releaseRollout(id: string, owner: string): Promise<void> {
-    return this.rollouts_.releaseRollout(id, owner);
   }
 
   async close(): Promise<void> {
