@@ -15,6 +15,7 @@ import { checkSignature, type SignaturePolicy } from '../../agent/model-update/s
 import { parsePayload } from '../../protocol/parse.js';
 import { commandSchema, desiredSchema, eventsAckSchema, type DesiredState, type ModelSpec } from '../../protocol/schemas.js';
 import { parseTopic, topics, type DeviceTopics } from '../../protocol/topics.js';
+import { SimEvents } from './sim-events.js';
 import { SimChunkFetch, simHttpFetch, type FetchLimits } from './sim-fetch.js';
 import type { SimStats } from './sim-stats.js';
 
@@ -56,14 +57,18 @@ interface SimModel {
 }
 
 const HEALTH_WINDOW_MS = 60_000;
+/**
+ * Long: a simulator process with thousands of devices can be starved of CPU for many seconds,
+ * and a keepalive its timers miss makes the broker drop every connection at once (MQTT 5
+ * section 3.1.2.10: 1.5 x keepalive without a packet). Idle devices cost one PINGREQ per 5 min.
+ */
+const SIM_KEEPALIVE_S = 300;
+const RECONNECT_BASE_MS = 1000;
+const RECONNECT_SPREAD_MS = 4000;
+const RECONNECT_MAX_MS = 60_000;
+/** state/reported at most this often per device (the latest state wins), as the agent's progress reports. */
+const REPORT_MIN_INTERVAL_MS = 500;
 
-interface SimEvent {
-  id: string;
-  seq: number;
-  ts: number;
-  type: string;
-  payload: unknown;
-}
 
 /** A stable number in [0, 1) for a key: the same device and version always decide the same way. */
 export function unitHash(key: string): number {
@@ -78,17 +83,18 @@ export class SimDevice {
   private ignored: { version: number; reason: string } | undefined;
   private readonly models = new Map<string, SimModel>();
   private readonly fetches = new Map<string, { version: number; sha256: string; chunks: SimChunkFetch | null; abort: AbortController }>();
-  private seq = 0;
-  /** seq -> the event and when it was last sent (ms), in seq order: kept until the fleet acks it. */
-  private readonly awaiting = new Map<number, { at: number; event: SimEvent }>();
-  private eventTimer: NodeJS.Timeout | null = null;
+  private readonly events: SimEvents;
   private reportTimer: NodeJS.Timeout | null = null;
   private reportScheduled = false;
-  private eventCredit = 0;
+  private lastReportAt = 0;
   private stopped = false;
 
   constructor(private readonly o: SimDeviceOptions) {
     this.t = topics(o.prefix, o.deviceId);
+    this.events = new SimEvents({
+      deviceId: o.deviceId, topic: this.t.events, eventsPerSecond: o.eventsPerSecond, eventsPerBatch: o.eventsPerBatch,
+      maxAwaitingEvents: o.maxAwaitingEvents, ackTimeoutMs: o.ackTimeoutMs, phase: unitHash(`${o.deviceId}/phase`), stats: o.stats,
+    }, () => this.client);
   }
 
   get online(): boolean {
@@ -102,13 +108,19 @@ export class SimDevice {
 
   start(): Promise<void> {
     const o = this.o;
+    // Reconnects start 1-5 s after a loss (spread per device) and double on every failed try up
+    // to a minute, jittered: thousands of devices of a CPU-starved process that lost their
+    // connections together must not come back together, again and again (docs/benchmarks.md
+    // "Fleet scale": a reconnect storm stopped the first 10,000-device rollouts).
+    const base = RECONNECT_BASE_MS + Math.floor(unitHash(`${o.deviceId}/reconnect`) * RECONNECT_SPREAD_MS);
+    let failures = 0;
     const client = connect(o.url, {
       clientId: o.deviceId,
       protocolVersion: 5,
       clean: false,
       properties: { sessionExpiryInterval: 3600 },
-      keepalive: 60,
-      reconnectPeriod: 1000 + Math.floor(unitHash(`${o.deviceId}/reconnect`) * 4000),
+      keepalive: SIM_KEEPALIVE_S,
+      reconnectPeriod: base,
       connectTimeout: 30_000,
       will: { topic: this.t.status, payload: Buffer.from(this.statusPayload(false)), qos: 1, retain: true },
       ...o.connect,
@@ -118,10 +130,17 @@ export class SimDevice {
     client.on('error', () => {
       if (!this.stopped) this.o.stats.connectErrors++;
     });
+    // MQTT.js has scheduled this reconnect already (its own 'close' listener runs first): the period set here is the next one's.
     client.on('close', () => {
-      if (!this.stopped) this.o.stats.disconnects++;
+      if (this.stopped) return;
+      this.o.stats.disconnects++;
+      failures++;
+      const backoff = Math.min(RECONNECT_MAX_MS, base * 2 ** Math.min(failures, 6));
+      client.options.reconnectPeriod = Math.floor(backoff * (0.5 + unitHash(`${o.deviceId}/backoff/${failures}`)));
     });
     client.on('connect', () => {
+      failures = 0;
+      client.options.reconnectPeriod = base;
       this.o.stats.connects++;
       void this.onConnect();
     });
@@ -135,7 +154,7 @@ export class SimDevice {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.eventTimer) clearInterval(this.eventTimer);
+    this.events.stop();
     if (this.reportTimer) clearInterval(this.reportTimer);
     for (const f of this.fetches.values()) {
       f.abort.abort();
@@ -159,14 +178,7 @@ export class SimDevice {
       this.o.stats.connectErrors++;
       return;
     }
-    if (this.o.eventsPerSecond > 0 && !this.eventTimer) {
-      // Ticks of 1 s, phase spread over the fleet so 10,000 devices do not send in one burst.
-      const start = setTimeout(() => {
-        this.eventTimer = setInterval(() => this.eventTick(), 1000);
-        this.eventTimer.unref();
-      }, Math.floor(unitHash(`${this.o.deviceId}/phase`) * 1000));
-      start.unref();
-    }
+    this.events.start();
     if (this.o.reportMs > 0 && !this.reportTimer) {
       this.reportTimer = setInterval(() => this.scheduleReport(), this.o.reportMs);
       this.reportTimer.unref();
@@ -174,7 +186,7 @@ export class SimDevice {
   }
 
   private statusPayload(online: boolean): string {
-    return JSON.stringify({ online, ts: Date.now(), runtimeVersion: 'perch-simulated', bootId: this.bootId, labels: this.o.labels, outbox: { count: this.awaiting.size } });
+    return JSON.stringify({ online, ts: Date.now(), runtimeVersion: 'perch-simulated', bootId: this.bootId, labels: this.o.labels, outbox: { count: this.events.unacked } });
   }
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -199,13 +211,7 @@ export class SimDevice {
       if (parsed.ok) this.command(parsed.value.id, parsed.value.command, parsed.value.args ?? {});
     } else if (p.kind === 'eventsAck') {
       const parsed = parsePayload(eventsAckSchema, payload);
-      if (!parsed.ok) return;
-      for (const [from, to] of parsed.value.ranges) {
-        // Ranges may be wide (a fleet acking what it holds): walk the smaller side.
-        if (to - from + 1 < this.awaiting.size) for (let s = from; s <= to; s++) this.awaiting.delete(s);
-        else for (const s of this.awaiting.keys()) if (s >= from && s <= to) this.awaiting.delete(s);
-      }
-      this.o.stats.acksReceived++;
+      if (parsed.ok) this.events.acked(parsed.value);
     }
   }
 
@@ -320,16 +326,25 @@ export class SimDevice {
     this.scheduleReport();
   }
 
-  /** Coalesces the changes of one tick into one state/reported message, like the agent. */
+  /**
+   * Coalesces changes into one state/reported message: at the next tick, and then at most one
+   * per REPORT_MIN_INTERVAL_MS with the state as it is when it goes (download progress, a
+   * rollback and its re-desired entry: at 10,000 devices every reported state is a store commit
+   * on serve's ordered connection).
+   */
   private scheduleReport(): void {
     if (this.reportScheduled) return;
     this.reportScheduled = true;
-    setImmediate(() => {
+    const wait = Math.max(0, this.lastReportAt + REPORT_MIN_INTERVAL_MS - Date.now());
+    const send = (): void => {
       this.reportScheduled = false;
       if (!this.client?.connected) return;
+      this.lastReportAt = Date.now();
       this.o.stats.reportsSent++;
       this.client.publish(this.t.reported, JSON.stringify(this.reported()), { qos: 1, retain: true });
-    });
+    };
+    if (wait === 0) setImmediate(send);
+    else setTimeout(send, wait).unref();
   }
 
   private reported(): Record<string, unknown> {
@@ -349,57 +364,13 @@ export class SimDevice {
     return {
       desiredVersion: this.desiredVersion, models, config: {}, ts: Date.now(),
       ...(this.ignored ? { ignored: this.ignored } : {}),
-      outbox: { count: this.awaiting.size },
+      outbox: { count: this.events.unacked },
       labels: this.o.labels,
       health: { windowMs: HEALTH_WINDOW_MS, models: health },
     };
   }
 
   private recordEvent(type: string, payload: Record<string, unknown>): void {
-    this.sendEvents([{ type, payload }]);
-  }
-
-  private eventTick(): void {
-    this.eventCredit += this.o.eventsPerSecond;
-    const n = Math.floor(this.eventCredit);
-    this.eventCredit -= n;
-    for (let left = n; left > 0; left -= this.o.eventsPerBatch) {
-      this.sendEvents(Array.from({ length: Math.min(left, this.o.eventsPerBatch) }, () => ({ type: 'sim.tick', payload: null })));
-    }
-    this.resendExpired();
-  }
-
-  private sendEvents(items: Array<{ type: string; payload: unknown }>): void {
-    const room = this.o.maxAwaitingEvents - this.awaiting.size;
-    if (room < items.length) {
-      this.o.stats.eventsNotGenerated += items.length - Math.max(0, room);
-      items = items.slice(0, Math.max(0, room));
-    }
-    if (items.length === 0) return;
-    const now = Date.now();
-    const events = items.map((e): SimEvent => ({ id: randomUUID(), seq: ++this.seq, ts: now, type: e.type, payload: e.payload }));
-    for (const event of events) this.awaiting.set(event.seq, { at: now, event });
-    this.publishEvents(events);
-  }
-
-  private publishEvents(events: SimEvent[]): void {
-    if (!this.client?.connected) return; // kept in `awaiting`: re-sent after the ack timeout
-    this.o.stats.eventsSent += events.length;
-    this.client.publish(this.t.events, JSON.stringify({ deviceId: this.o.deviceId, events }), { qos: 1 });
-  }
-
-  /** Events with no ack after ackTimeoutMs go again, the same events, oldest first, a batch per tick. */
-  private resendExpired(): void {
-    const now = Date.now();
-    const late: SimEvent[] = [];
-    for (const a of this.awaiting.values()) {
-      if (now - a.at < this.o.ackTimeoutMs) continue;
-      a.at = now;
-      late.push(a.event);
-      if (late.length >= this.o.eventsPerBatch) break;
-    }
-    if (late.length === 0) return;
-    this.o.stats.eventsResent += late.length;
-    this.publishEvents(late);
+    this.events.record(type, payload);
   }
 }
