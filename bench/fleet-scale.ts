@@ -42,7 +42,7 @@ const CONNECT_RATE = Number(process.env.PERCH_BENCH_FLEET_CONNECT_RATE ?? 1000);
 const PHASES = process.env.PERCH_BENCH_FLEET_PHASES ?? 'all';
 const PREFIX = 'perch/v1';
 const ONLINE_TIMEOUT_MS = 10 * 60_000;
-const ROLLOUT_TIMEOUT_MS = 30 * 60_000;
+const ROLLOUT_TIMEOUT_MS = 20 * 60_000;
 const SPREAD: SimSpread = { devices: DEVICES, procs: PROCS, connectRate: CONNECT_RATE };
 
 interface Bench {
@@ -62,10 +62,17 @@ async function rolloutPhase(b: Bench, serve: LineProcess, sims: LineProcess[], d
   const t0 = Date.now();
   const id = await fleet(['rollout', 'start', '--store', b.store, '--model', 'tiny', '--version', '1', '--file', b.modelFile,
     '--sign-key', join(b.keys, 'signing-key.pem'), '--all', '--waves', '1%,10%,100%', '--bake', '0', '--max-failures', '5']);
-  const end = await until('rollout settled', ROLLOUT_TIMEOUT_MS, () => {
-    if (!serve.running) throw new Error(`fleet-scale: serve exited: ${serve.stderr}`);
-    return serve.lines.find((l) => l.msg === 'rollout state' && l.rollout === id && (l.state === 'completed' || l.state === 'aborted'));
-  }, 200);
+  let end: Record<string, unknown>;
+  try {
+    end = await until('rollout settled', ROLLOUT_TIMEOUT_MS, () => {
+      if (!serve.running) throw new Error(`fleet-scale: serve exited: ${serve.stderr}`);
+      return serve.lines.find((l) => l.msg === 'rollout state' && l.rollout === id && (l.state === 'completed' || l.state === 'aborted'));
+    }, 200);
+  } catch (err) {
+    if (!serve.running) throw err;
+    // Bounded: say how far it got and go on to the next phase.
+    end = { state: 'not settled', time: Date.now(), reason: `neither completed nor aborted within ${ROLLOUT_TIMEOUT_MS / 60_000} min` };
+  }
   const rolloutS = (Number(end.time) - t0) / 1000;
   // Log times are when serve saved a tick's result (after that tick's publishes).
   const waves = serve.lines.filter((l) => l.msg === 'rollout wave' && l.rollout === id && l.state === 'passed')
@@ -149,7 +156,7 @@ async function ingestPhase(b: Bench, sims: LineProcess[]): Promise<Record<string
   await Promise.all(sims.map((s) => s.stop()));
   const senders = simProcesses(SPREAD, b.brokerUrl, join(b.keys, 'signing-key.pub.pem'), EPS);
   b.procs.push(...senders);
-  await until('devices online again', ONLINE_TIMEOUT_MS, () => online(senders) >= DEVICES);
+  await until('devices online again', ONLINE_TIMEOUT_MS, () => online(senders) >= DEVICES, 500, () => `${online(senders)} of ${DEVICES} online`);
   await sleep(5000);
 
   // SQLite, paired A/B rounds: --ingest-connections 1 vs the default, the order alternating.
@@ -231,12 +238,12 @@ async function main(): Promise<void> {
     const tConnect = Date.now();
     const sims = simProcesses(SPREAD, broker.url, join(keys, 'signing-key.pub.pem'), 0);
     b.procs.push(...sims);
-    await until('devices online', ONLINE_TIMEOUT_MS, () => online(sims) >= DEVICES);
+    await until('devices online', ONLINE_TIMEOUT_MS, () => online(sims) >= DEVICES, 500, () => `${online(sims)} of ${DEVICES} online`);
     const db = new Database(join(b.store, 'fleet.db'), { readonly: true, fileMustExist: true });
     // Online, and serve has stored each one's reported state: the rollout starts from a serve
     // that has caught up with the connect burst (20,000 messages at 10,000 devices).
     const known = db.prepare('SELECT COUNT(*) FROM devices WHERE online = 1 AND reported IS NOT NULL').pluck();
-    await until('serve knows every device', ONLINE_TIMEOUT_MS, () => (known.get() as number) >= DEVICES);
+    await until('serve knows every device', ONLINE_TIMEOUT_MS, () => (known.get() as number) >= DEVICES, 500, () => `serve recorded ${String(known.get())} of ${DEVICES}`);
     const connectS = (Date.now() - tConnect) / 1000;
     console.log(`${DEVICES} devices online and recorded in ${connectS.toFixed(1)} s; load ${load()}`);
 
@@ -246,6 +253,10 @@ async function main(): Promise<void> {
     await serve1.stop();
     if (PHASES !== 'rollout') result.ingestion = await ingestPhase(b, sims);
     result.loadAtEnd = load();
+    const r = result.rollout as { state?: unknown; active?: number; seconds?: number } | undefined;
+    console.log(`fleet-scale done: ${DEVICES} devices online in ${connectS.toFixed(1)} s` +
+      (r ? `; rollout ${String(r.state)} (${r.active ?? 0} of ${DEVICES} active, ${r.seconds?.toFixed(1)} s)` : '') +
+      (result.ingestion ? '; ingestion measured' : '') + `; load ${load()}`);
     const section = PHASES === 'rollout' ? 'fleetScaleRollout' : PHASES === 'ingest' ? 'fleetScaleIngest' : 'fleetScale';
     saveSection(section, result, `${PHASES === 'all' ? '' : `PERCH_BENCH_FLEET_PHASES=${PHASES} `}node dist/bench/fleet-scale.js`);
   } finally {

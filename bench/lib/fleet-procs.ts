@@ -12,12 +12,13 @@ import { sleep } from './stats.js';
 export const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
 export const load1m = (): number => loadavg()[0] ?? 0;
 
-export async function until<T>(what: string, timeoutMs: number, cond: () => T | undefined | null | false, everyMs = 500): Promise<T> {
+/** Polls `cond` until it holds; throws after timeoutMs, saying how far it got (`detail`). */
+export async function until<T>(what: string, timeoutMs: number, cond: () => T | undefined | null | false, everyMs = 500, detail?: () => string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = cond();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`fleet-scale: timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`fleet-scale: timed out after ${timeoutMs / 1000} s waiting for ${what}${detail ? ` (${detail()})` : ''}`);
     await sleep(everyMs);
   }
 }
