@@ -21,16 +21,47 @@ interface Ran {
   seconds: number;
 }
 
+/** Signals a benchmark's whole process group; ESRCH (nothing left in it) is fine. */
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+/**
+ * Each benchmark runs in a process group of its own, so a timed-out one is stopped with
+ * everything it started (Perch servers, echo servers, brokers): a SIGTERM does not run their
+ * `exit` handlers, and an orphan would keep a port and a core busy during the next benchmark.
+ */
+let running: number | null = null;
+// Its own group does not get the terminal's Ctrl-C or our SIGTERM: pass them on.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    if (running !== null) signalGroup(running, 'SIGKILL');
+    process.kill(process.pid, signal);
+  });
+}
+
 function run(file: string, limitMs: number): Promise<{ code: number | null; timedOut: boolean }> {
-  const child = spawn(process.execPath, [file], { cwd: REPO_ROOT, stdio: 'inherit' });
+  const child = spawn(process.execPath, [file], { cwd: REPO_ROOT, stdio: 'inherit', detached: true });
+  const pid = child.pid as number;
+  running = pid;
   let timedOut = false;
+  let kill: NodeJS.Timeout | undefined;
   const timer = setTimeout(() => {
     timedOut = true;
-    child.kill('SIGTERM');
+    signalGroup(pid, 'SIGTERM');
+    kill = setTimeout(() => signalGroup(pid, 'SIGKILL'), 10_000);
   }, limitMs);
   return new Promise((resolve) =>
     child.once('exit', (code) => {
       clearTimeout(timer);
+      clearTimeout(kill);
+      // Whatever it left behind goes too.
+      signalGroup(pid, 'SIGKILL');
+      running = null;
       resolve({ code, timedOut });
     }),
   );
