@@ -43,6 +43,7 @@ const PHASES = process.env.PERCH_BENCH_FLEET_PHASES ?? 'all';
 const PREFIX = 'perch/v1';
 const ONLINE_TIMEOUT_MS = 10 * 60_000;
 const ROLLOUT_TIMEOUT_MS = 20 * 60_000;
+const CATCH_UP_MS = 3 * 60_000;
 const SPREAD: SimSpread = { devices: DEVICES, procs: PROCS, connectRate: CONNECT_RATE };
 
 interface Bench {
@@ -137,13 +138,17 @@ async function startWorker(b: Bench, name: string, db?: string, extra: string[] 
   const w = serveProcess(name, b.brokerUrl, b.store, db, extra);
   b.procs.push(w);
   const t0 = Date.now();
-  await until(`${name} caught up`, ONLINE_TIMEOUT_MS, () => {
+  // Bounded: a worker still taking in retained statuses after CATCH_UP_MS is measured as it is
+  // (one connection under a flood of events can take minutes at 10,000 devices), and says so.
+  let caughtUp = false;
+  await until(`${name} ingesting`, ONLINE_TIMEOUT_MS, () => {
     if (!w.running) throw new Error(`fleet-scale: ${name} exited: ${w.stderr}`);
     const p = w.last('progress');
-    return Number(p?.batches ?? 0) > 0 && Number(p?.statusUpdates ?? 0) + Number(p?.reportedUpdates ?? 0) >= 2 * DEVICES;
+    caughtUp = Number(p?.statusUpdates ?? 0) + Number(p?.reportedUpdates ?? 0) >= 2 * DEVICES;
+    return Number(p?.batches ?? 0) > 0 && (caughtUp || Date.now() - t0 > CATCH_UP_MS);
   });
   const catchUpS = (Date.now() - t0) / 1000;
-  console.log(`${name}: caught up ${catchUpS.toFixed(1)} s after start; load ${load()}`);
+  console.log(`${name}: ${caughtUp ? 'caught up' : 'NOT caught up with the retained statuses'} ${catchUpS.toFixed(1)} s after start; load ${load()}`);
   await sleep(3000);
   return { w, catchUpS };
 }
