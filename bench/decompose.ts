@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { clsInput } from '../test/helpers/models.js';
 import { SHIPPED_MODELS } from '../test/helpers/paths.js';
+import { flag, numberFlag } from './lib/args.js';
 import { BenchHttp, BenchWs, httpBinaryBody, wsBinaryFrame } from './lib/clients.js';
 import { startOtlpSink } from './lib/otlp-sink.js';
 import { buildRepository, startPerch, withExecutor } from './lib/perch-server.js';
@@ -28,14 +29,10 @@ import type { StreamLoadResult } from './lib/stream-load.js';
 import { waitFor } from '../test/helpers/wait.js';
 
 const MODEL = 'pp-ocr-cls';
-const arg = (name: string, dflt: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] as string) : dflt;
-};
-const REQUESTS = Number(arg('requests', '400'));
+const REQUESTS = numberFlag('requests', 400);
 const WARMUP = 100;
-const EXECUTOR_ARG = arg('executor', 'both');
-const STREAMS = Number(arg('streams', '0'));
+const EXECUTOR_ARG = flag('executor') ?? 'both';
+const STREAMS = numberFlag('streams', 0);
 const EXECUTORS = EXECUTOR_ARG === 'both' ? ['worker', 'inline'] as const : [EXECUTOR_ARG as 'worker' | 'inline'];
 
 interface OtlpSpan {

@@ -11,20 +11,17 @@
 //   node dist/bench/hop.js [--rounds 5] [--trips 2000] [--gap-ms 1]
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { numberFlag } from './lib/args.js';
 import { saveSection } from './lib/results.js';
 import { median, percentile, printTable } from './lib/stats.js';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const ROUNDS = arg('rounds', 5);
-const TRIPS = arg('trips', 2000);
+const ROUNDS = numberFlag('rounds', 5);
+const TRIPS = numberFlag('trips', 2000);
 /**
  * Pause between round trips (ms), so that both threads go to sleep as they do between the
  * requests of one client at concurrency 1: each trip then pays the wake-ups. 0: back to back.
  */
-const GAP_MS = arg('gap-ms', 1);
+const GAP_MS = numberFlag('gap-ms', 1);
 const gap = (): Promise<void> | undefined => (GAP_MS > 0 ? new Promise((r) => setTimeout(r, GAP_MS)) : undefined);
 const BYTES = 110_592;
 

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadavg } from 'node:os';
+import { numberFlag } from './lib/args.js';
 import { buildRepository, NPM_START_ENV, NPM_START_NODE_ARGS, startPerch, withoutSequence, type ConfigPatch, type PerchServer } from './lib/perch-server.js';
 import { threadCpuMs, threadSplit } from './lib/proc-cpu.js';
 import { saveSection } from './lib/results.js';
@@ -16,13 +17,9 @@ import type { StreamLoadResult } from './lib/stream-load.js';
 import { runVadLoad } from './lib/vad-load.js';
 
 const STREAMS_SCRIPT = fileURLToPath(new URL('./streams.js', import.meta.url));
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const ROUNDS = arg('rounds', 4);
-const STREAMS = arg('streams', 150);
-const SECONDS = arg('seconds', 4);
+const ROUNDS = numberFlag('rounds', 4);
+const STREAMS = numberFlag('streams', 150);
+const SECONDS = numberFlag('seconds', 4);
 
 const allAtLoad: ConfigPatch = (_m, c) => {
   delete (c.session as Record<string, unknown>).startInstances;

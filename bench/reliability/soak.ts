@@ -10,13 +10,14 @@ import WebSocket from 'ws';
 import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { clsInput, vadInputs } from '../../test/helpers/models.js';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
+import { flag } from '../lib/args.js';
 import { startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
 import { mb, watch } from './probe.js';
 
-const minutesFlag = process.argv.indexOf('--minutes');
-const SOAK_MS = minutesFlag > 0 ? Number(process.argv[minutesFlag + 1]) * 60_000 : Number(process.env.PERCH_SOAK_MS ?? 600_000);
+const minutes = flag('minutes');
+const SOAK_MS = minutes !== undefined ? Number(minutes) * 60_000 : Number(process.env.PERCH_SOAK_MS ?? 600_000);
 if (!(SOAK_MS > 0)) throw new Error('--minutes takes a positive number (the soak runs 10 minutes without it)');
 const STREAMS = Number(process.env.PERCH_SOAK_STREAMS ?? 20);
 // The C allocator's settings Perch ships with (npm start, the image; docs/reliability.md).

@@ -2,7 +2,8 @@
 // they start from and small helpers to fill an outbox.
 import type { OutboxLimits } from '../../../runtime/store/config.js';
 import type { Outbox } from '../../../runtime/store/outbox.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
+import type { FakeClock } from '../../helpers/fake-clock.js';
+import { withHarness } from './with-harness.js';
 
 export interface OutboxHarness {
   outbox: Outbox;
@@ -24,13 +25,7 @@ export async function withOutbox(
   fn: (h: OutboxHarness, clock: FakeClock) => Promise<void>,
   limits: Partial<OutboxLimits> = {},
 ): Promise<void> {
-  const clock = new FakeClock();
-  const h = await factory({ clock, limits: { ...LIMITS, ...limits } });
-  try {
-    await fn(h, clock);
-  } finally {
-    await h.destroy();
-  }
+  return withHarness(factory, { ...LIMITS, ...limits }, fn);
 }
 
 export async function appendN(outbox: Outbox, n: number, type = 'test.event'): Promise<number[]> {

@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import { cacheKey } from '../../../runtime/store/result-cache-key.js';
 import type { CacheLimits, ResultCache } from '../../../runtime/store/result-cache.js';
 import type { Tensor } from '../../../runtime/tensor/tensor.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
+import type { FakeClock } from '../../helpers/fake-clock.js';
+import { withHarness } from './with-harness.js';
 import { everyDatatype, sameTensor } from '../helpers/sample-tensors.js';
 
 export interface ResultCacheHarness {
@@ -19,14 +20,8 @@ export type ResultCacheFactory = (opts: { clock: FakeClock; limits: CacheLimits 
 
 const LIMITS: CacheLimits = { maxBytes: 1024 * 1024, defaultTtlSeconds: 60 };
 
-async function withCache(factory: ResultCacheFactory, fn: (h: ResultCacheHarness, clock: FakeClock) => Promise<void> | void, limits: Partial<CacheLimits> = {}): Promise<void> {
-  const clock = new FakeClock();
-  const h = await factory({ clock, limits: { ...LIMITS, ...limits } });
-  try {
-    await fn(h, clock);
-  } finally {
-    await h.destroy();
-  }
+function withCache(factory: ResultCacheFactory, fn: (h: ResultCacheHarness, clock: FakeClock) => Promise<void> | void, limits: Partial<CacheLimits> = {}): Promise<void> {
+  return withHarness(factory, { ...LIMITS, ...limits }, fn);
 }
 
 function input(seed: number): Tensor[] {
