@@ -27,7 +27,7 @@ import { DEFAULT_INGEST_CONNECTIONS } from '../cloud-sync/fleet/serve/daemon.js'
 import { startMosquitto } from '../test/helpers/mosquitto.js';
 import { startPostgres, type Postgres } from '../test/helpers/postgres.js';
 import { REPO_ROOT } from '../test/helpers/paths.js';
-import { fleet, load, load1m, online, openFilesLimit, pidOf, procCpu, procMiB, served, serveProcess, simProcesses, until, type SimSpread } from './lib/fleet-procs.js';
+import { fleet, load, load1m, online, openFilesLimit, pgServerCpuMs, pidOf, procCpu, procMiB, served, serveProcess, simProcesses, until, type SimSpread } from './lib/fleet-procs.js';
 import { LineProcess } from './lib/line-process.js';
 import { saveSection } from './lib/results.js';
 import { perSecond, printTable, ratio, sleep } from './lib/stats.js';
@@ -103,32 +103,53 @@ async function rolloutPhase(b: Bench, serve: LineProcess, sims: LineProcess[], d
   return rollout;
 }
 
-/** One measuring window: events/s and CPU per 1,000 events of each worker, next to the raw client's. */
-async function measure(b: Bench, raw: LineProcess, workers: LineProcess[]): Promise<Record<string, number>> {
+/**
+ * One measuring window, like with like (docs/benchmarks.md "Fleet scale", what is counted):
+ * distinct (device, seq) events per second the raw client received against those the workers
+ * stored new, both over the same window; and every event received or handled, re-sends
+ * included, with CPU per 1,000 of those. With N workers sharing one offered load each worker's
+ * share is 1/N of it, so a worker's ratio is its stored rate over raw's distinct rate / N.
+ */
+async function measure(b: Bench, raw: LineProcess, workers: LineProcess[], pgPort?: number): Promise<Record<string, number>> {
   const s0 = workers.map(served);
   const r0 = raw.last('count');
-  const c0 = { workers: workers.map((w) => w.cpuMs()), raw: raw.cpuMs(), broker: procCpu(b.brokerPid) };
+  const c0 = { workers: workers.map((w) => w.cpuMs()), raw: raw.cpuMs(), broker: procCpu(b.brokerPid), pg: pgPort ? pgServerCpuMs(pgPort) : NaN };
   await sleep(WINDOW_S * 1000);
+  const pgCpu = pgPort ? pgServerCpuMs(pgPort) - c0.pg : NaN;
   const s1 = workers.map(served);
   const r1 = raw.last('count');
-  const events = Number(r1?.events) - Number(r0?.events);
-  const rawRate = (events * 1000) / (Number(r1?.t) - Number(r0?.t));
+  const rawMs = Number(r1?.t) - Number(r0?.t);
+  const rawRate = (k: string): number => ((Number(r1?.[k]) - Number(r0?.[k])) * 1000) / rawMs;
+  const received = Number(r1?.events) - Number(r0?.events);
+  const rawUnique = rawRate('unique');
   const out: Record<string, number> = {
-    rawEventsPerSec: rawRate, rawCpuMsPer1kEvents: ((raw.cpuMs() - c0.raw) / events) * 1000, brokerCpuS: (procCpu(b.brokerPid) - c0.broker) / 1000,
+    rawMessagesPerSec: rawRate('messages'), rawEventsPerSec: rawRate('events'), rawUniquePerSec: rawUnique,
+    rawCpuMsPer1kEvents: ((raw.cpuMs() - c0.raw) / received) * 1000, brokerCpuS: (procCpu(b.brokerPid) - c0.broker) / 1000,
   };
-  let total = 0;
+  let stored = 0;
+  let handled = 0;
   workers.forEach((w, i) => {
-    const handled = (s1[i]?.events ?? 0) - (s0[i]?.events ?? 0);
-    const rate = (handled * 1000) / ((s1[i]?.t ?? 1) - (s0[i]?.t ?? 0));
-    total += rate;
-    out[`worker${i + 1}EventsPerSec`] = rate;
-    out[`worker${i + 1}CpuMsPer1kEvents`] = ((w.cpuMs() - (c0.workers[i] ?? 0)) / Math.max(1, handled)) * 1000;
-    out[`worker${i + 1}RssMiB`] = w.rssMiB();
+    const a = s0[i] ?? { stored: 0, handled: 0, t: 0 };
+    const z = s1[i] ?? { stored: 0, handled: 0, t: 1 };
+    const ms = z.t - a.t;
+    const storedRate = ((z.stored - a.stored) * 1000) / ms;
+    const handledRate = ((z.handled - a.handled) * 1000) / ms;
+    stored += storedRate;
+    handled += handledRate;
+    const k = `worker${i + 1}`;
+    out[`${k}StoredPerSec`] = storedRate;
+    out[`${k}HandledPerSec`] = handledRate;
+    out[`${k}Ratio`] = storedRate / (rawUnique / workers.length);
+    out[`${k}CpuMsPer1kEvents`] = ((w.cpuMs() - (c0.workers[i] ?? 0)) / Math.max(1, z.handled - a.handled)) * 1000;
+    out[`${k}RssMiB`] = w.rssMiB();
     const last = w.last('progress');
-    out[`worker${i + 1}WritesPerCommit`] = Number(last?.groupedWrites ?? 0) / Math.max(1, Number(last?.commits ?? 0));
+    out[`${k}WritesPerCommit`] = Number(last?.groupedWrites ?? 0) / Math.max(1, Number(last?.commits ?? 0));
   });
-  out.workersEventsPerSec = total;
-  out.ratio = total / rawRate;
+  out.workersStoredPerSec = stored;
+  out.workersHandledPerSec = handled;
+  // The database server's CPU per 1,000 events the workers handled (PostgreSQL only): its part of the cost.
+  out.pgServerCpuMsPer1kEvents = (pgCpu / (handled * WINDOW_S)) * 1000;
+  out.ratio = stored / rawUnique;
   out.load1m = load1m();
   return out;
 }
@@ -186,10 +207,10 @@ async function ingestPhase(b: Bench, sims: LineProcess[]): Promise<Record<string
       workers.push(w);
       catchUpS.push(s);
     }
-    const pgTwo = await measure(b, raw, workers);
+    const pgTwo = await measure(b, raw, workers, pg.port);
     await workers[1]?.stop();
     await sleep(5000);
-    const pgOne = await measure(b, raw, workers.slice(0, 1));
+    const pgOne = await measure(b, raw, workers.slice(0, 1), pg.port);
     for (const w of workers) await w.stop();
     printIngestion(sqlite, pgOne, pgTwo);
     return { offeredEventsPerSec: DEVICES * EPS, sqliteRounds: sqlite, postgresWorkerCatchUpS: catchUpS, postgresOneWorker: pgOne, postgresTwoWorkers: pgTwo };
@@ -199,18 +220,28 @@ async function ingestPhase(b: Bench, sims: LineProcess[]): Promise<Record<string
 }
 
 function printIngestion(sqlite: Array<Record<string, number>>, pgOne: Record<string, number>, pgTwo: Record<string, number>): void {
+  const n = (x: number | undefined, f: (v: number) => string = perSecond): string => f(x ?? NaN);
   const row = (name: string, r: Record<string, number>, workers: number): string[][] => [
-    [`raw mqtt.js client (${name})`, perSecond(r.rawEventsPerSec ?? NaN), ratio(r.rawCpuMsPer1kEvents ?? NaN), '-', '-', '-', (r.load1m ?? NaN).toFixed(1)],
-    ...Array.from({ length: workers }, (_, i) => [`fleet serve worker ${i + 1} of ${workers} (${name})`, perSecond(r[`worker${i + 1}EventsPerSec`] ?? NaN),
-      ratio(r[`worker${i + 1}CpuMsPer1kEvents`] ?? NaN), ratio((r[`worker${i + 1}EventsPerSec`] ?? NaN) / (r.rawEventsPerSec ?? NaN)),
-      ratio((r.rawCpuMsPer1kEvents ?? NaN) / (r[`worker${i + 1}CpuMsPer1kEvents`] ?? NaN)), ratio(r[`worker${i + 1}WritesPerCommit`] ?? NaN), (r.load1m ?? NaN).toFixed(1)]),
+    [`raw mqtt.js client (${name})`, n(r.rawUniquePerSec), n(r.rawEventsPerSec), n(r.rawCpuMsPer1kEvents, ratio), '-', '-', n(r.load1m, (v) => v.toFixed(1))],
+    ...Array.from({ length: workers }, (_, i) => {
+      const k = `worker${i + 1}`;
+      return [`fleet serve worker ${i + 1} of ${workers} (${name})`, n(r[`${k}StoredPerSec`]), n(r[`${k}HandledPerSec`]),
+        n(r[`${k}CpuMsPer1kEvents`], ratio), n(r[`${k}Ratio`], ratio), n(r[`${k}WritesPerCommit`], ratio), n(r.load1m, (v) => v.toFixed(1))];
+    }),
   ];
-  printTable(`Event ingestion, ${DEVICES} devices x ${EPS} event/s (offered ${perSecond(DEVICES * EPS)} events/s in batches of 10), ${WINDOW_S} s windows`,
-    ['consumer', 'events/s', 'CPU ms per 1k events', 'x raw (rate)', 'raw CPU / its CPU', 'writes per commit', 'load 1m'],
+  printTable(`Event ingestion, ${DEVICES} devices x ${EPS} event/s (offered ${perSecond(DEVICES * EPS)} distinct events/s in batches of 10), ${WINDOW_S} s windows. ` +
+    'distinct: (device, seq) events new to the consumer (raw) or to the store (serve); all: every event received or handled, re-sends included. ' +
+    'x raw per worker: its distinct rate / (raw distinct rate / workers)',
+    ['consumer', 'distinct events/s', 'all events/s', 'CPU ms per 1k (all)', 'x raw per worker', 'writes per commit', 'load 1m'],
     [
       ...sqlite.flatMap((r) => row(`SQLite, --ingest-connections ${r.ingestConnections}, round ${Number(r.round) + 1}`, r, 1)),
       ...row('PostgreSQL, 2 workers', pgTwo, 2), ...row('PostgreSQL, 1 worker', pgOne, 1),
     ]);
+  for (const [name, r, workers] of [['PostgreSQL, 1 worker', pgOne, 1], ['PostgreSQL, 2 workers', pgTwo, 2]] as const) {
+    const each = Array.from({ length: workers }, (_, i) => n(r[`worker${i + 1}Ratio`], ratio)).join(' + ');
+    console.log(`${name}: ${each} x raw per worker (together stored ${n(r.workersStoredPerSec)} distinct events/s of raw's ${n(r.rawUniquePerSec)}; ` +
+      `raw received ${n(r.rawEventsPerSec)} events/s in ${n(r.rawMessagesPerSec)} messages/s, re-sends included; PostgreSQL server CPU ${n(r.pgServerCpuMsPer1kEvents, ratio)} ms per 1,000 events handled)`);
+  }
 }
 
 async function main(): Promise<void> {

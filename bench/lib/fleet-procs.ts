@@ -43,6 +43,37 @@ export function pidOf(configFile: string): number {
 
 export const procCpu = procCpuMs;
 
+/**
+ * CPU time of a PostgreSQL server, ms: the postmaster started on `port`, its live children
+ * (the backends serve's pools hold, the WAL writer, the checkpointer) and the children it reaped.
+ */
+export function pgServerCpuMs(port: number): number {
+  const procs = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  const stat = (pid: string): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  let master: string | undefined;
+  for (const d of procs) {
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('postgres') && argv.includes('-p') && argv[argv.indexOf('-p') + 1] === String(port)) master = d;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  if (!master) return NaN;
+  const m = stat(master);
+  // utime stime cutime cstime: fields 14-17 of stat, 11-14 after the command.
+  let ticks = Number(m[11]) + Number(m[12]) + Number(m[13]) + Number(m[14]);
+  for (const d of procs) {
+    try {
+      const f = stat(d);
+      if (f[1] === master) ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks * 10;
+}
+
 export function procMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) / 1024;
@@ -89,7 +120,12 @@ export function simProcesses(s: SimSpread, url: string, pub: string, eps: number
 export const online = (sims: readonly LineProcess[]): number => sims.reduce((n, p) => n + Number(p.last('progress')?.online ?? 0), 0);
 
 /** Events (stored + duplicates) a serve had handled at its last progress line, and when. */
-export function served(p: LineProcess): { events: number; t: number } {
+/**
+ * A serve worker's counters: `stored`, events new to the fleet store (the distinct (device, seq)
+ * events it added); `handled`, those plus the copies it found already stored (re-sends).
+ */
+export function served(p: LineProcess): { stored: number; handled: number; t: number } {
   const l = p.last('progress');
-  return { events: Number(l?.eventsStored ?? 0) + Number(l?.duplicates ?? 0), t: Number(l?.time ?? Date.now()) };
+  const stored = Number(l?.eventsStored ?? 0);
+  return { stored, handled: stored + Number(l?.duplicates ?? 0), t: Number(l?.time ?? Date.now()) };
 }

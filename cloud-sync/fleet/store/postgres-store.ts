@@ -100,50 +100,20 @@ export class PostgresFleetStore implements FleetStore {
 
   async ingest(writes: readonly IngestWrite[], at: number): Promise<number[]> {
     if (writes.length === 0) return [];
-    // Group commit (docs/fleet.md "Group commit"): one transaction; every event batch of the
-    // group in one INSERT (one round trip), then statuses and reported states in their order.
+    // Group commit (docs/fleet.md "Group commit"): every event batch of the group in one INSERT.
     const batches = writes.filter((w): w is Extract<IngestWrite, { kind: 'events' }> => w.kind === 'events');
-    // In (device, seq) order: two workers inserting overlapping groups take the row locks in the
-    // same order, so they wait for each other instead of deadlocking.
-    const rows = batches.flatMap((w) => w.events.map((e) => ({ deviceId: w.deviceId, e })))
-      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.e.seq - b.e.seq));
+    // A group of event batches only (what a worker ingests at rate): that one statement is the
+    // whole transaction (autocommit: atomic, durable once it returns), one round trip instead of
+    // BEGIN, INSERT, COMMIT.
+    if (batches.length === writes.length) return credit(writes, await insertEvents(this.pool, batches, at));
     return this.transaction(async (c) => {
-      const inserted = new Set<string>();
-      if (rows.length > 0) {
-        const r = await c.query<{ device_id: string; seq: number }>(
-          `INSERT INTO events (device_id, seq, event_id, ts, type, payload, received_at)
-           SELECT u.device_id, u.seq, u.id, u.ts, u.type, u.payload, $7
-           FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(device_id, seq, id, ts, type, payload)
-           ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq`,
-          [
-            rows.map((x) => x.deviceId),
-            rows.map((x) => x.e.seq),
-            rows.map((x) => x.e.id),
-            rows.map((x) => (typeof x.e.ts === 'number' ? String(x.e.ts) : x.e.ts)),
-            rows.map((x) => x.e.type),
-            rows.map((x) => JSON.stringify(x.e.payload ?? null)),
-            at,
-          ],
-        );
-        for (const row of r.rows) inserted.add(`${row.device_id}\n${row.seq}`);
-      }
-      const out: number[] = [];
+      const inserted = batches.length > 0 ? await insertEvents(c, batches, at) : new Set<string>();
+      // Statuses and reported states in their order, after the events (they touch other rows).
       for (const w of writes) {
-        if (w.kind === 'events') {
-          // The first write holding a (device, seq) gets the credit; a copy later in the group is a duplicate.
-          let stored = 0;
-          for (const e of w.events) if (inserted.delete(`${w.deviceId}\n${e.seq}`)) stored++;
-          out.push(stored);
-          continue;
-        }
-        if (w.kind === 'status') {
-          await c.query(UPSERT_STATUS, [w.deviceId, w.status === null ? null : w.status.online, w.json, at]);
-        } else {
-          await c.query(UPSERT_REPORTED, [w.deviceId, w.json, at]);
-        }
-        out.push(0);
+        if (w.kind === 'status') await c.query({ name: 'perch-status', text: UPSERT_STATUS, values: [w.deviceId, w.status === null ? null : w.status.online, w.json, at] });
+        else if (w.kind === 'reported') await c.query({ name: 'perch-reported', text: UPSERT_REPORTED, values: [w.deviceId, w.json, at] });
       }
-      return out;
+      return credit(writes, inserted);
     });
   }
 
@@ -250,6 +220,49 @@ export class PostgresFleetStore implements FleetStore {
       c.release();
     }
   }
+}
+
+const INSERT_EVENTS = `INSERT INTO events (device_id, seq, event_id, ts, type, payload, received_at)
+  SELECT u.device_id, u.seq, u.id, u.ts, u.type, u.payload, $7
+  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(device_id, seq, id, ts, type, payload)
+  ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq`;
+
+/**
+ * The events of several batches in one statement (a named, prepared one: parsed and planned once
+ * per connection), deduplicated by ON CONFLICT; returns the (device, seq) keys it inserted.
+ */
+async function insertEvents(q: Pool | PoolClient, batches: ReadonlyArray<Extract<IngestWrite, { kind: 'events' }>>, at: number): Promise<Set<string>> {
+  // In (device, seq) order: two workers inserting overlapping groups take the row locks in the
+  // same order, so they wait for each other instead of deadlocking.
+  const rows = batches.flatMap((w) => w.events.map((e) => ({ deviceId: w.deviceId, e })))
+    .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.e.seq - b.e.seq));
+  const inserted = new Set<string>();
+  if (rows.length === 0) return inserted;
+  const r = await q.query<{ device_id: string; seq: number }>({
+    name: 'perch-ingest-events',
+    text: INSERT_EVENTS,
+    values: [
+      rows.map((x) => x.deviceId),
+      rows.map((x) => x.e.seq),
+      rows.map((x) => x.e.id),
+      rows.map((x) => (typeof x.e.ts === 'number' ? String(x.e.ts) : x.e.ts)),
+      rows.map((x) => x.e.type),
+      rows.map((x) => JSON.stringify(x.e.payload ?? null)),
+      at,
+    ],
+  });
+  for (const row of r.rows) inserted.add(`${row.device_id}\n${row.seq}`);
+  return inserted;
+}
+
+/** Per write, the events it stored: the first write holding a (device, seq) gets the credit; a copy later in the group is a duplicate. */
+function credit(writes: readonly IngestWrite[], inserted: Set<string>): number[] {
+  return writes.map((w) => {
+    if (w.kind !== 'events') return 0;
+    let stored = 0;
+    for (const e of w.events) if (inserted.delete(`${w.deviceId}\n${e.seq}`)) stored++;
+    return stored;
+  });
 }
 
 /** The desired counter of one device raised inside the caller's transaction. */
