@@ -1,4 +1,4 @@
-// Group commit (cloud-sync/fleet/serve/group-commit.ts, docs/fleet.md "Group commit") on a real
+// Group commit (cloud-sync/fleet/serve/ingest-commit.ts over runtime/store/group-commit.ts, docs/fleet.md "Group commit") on a real
 // SQLite fleet store: writes submitted while a transaction is in flight are stored together in
 // the next one, and no write's promise (serve's PUBACK and device ack wait on it) settles before
 // the transaction holding it committed. The store is held at a gate (the real store behind it)
@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { GroupCommit } from '../../cloud-sync/fleet/serve/group-commit.js';
+import { ingestCommit } from '../../cloud-sync/fleet/serve/ingest-commit.js';
 import { newStats } from '../../cloud-sync/fleet/serve/stats.js';
 import type { FleetStore, IngestWrite } from '../../cloud-sync/fleet/store/fleet-store.js';
 import { DB_FILE, SqliteFleetStore } from '../../cloud-sync/fleet/store/sqlite-store.js';
@@ -46,7 +46,7 @@ test('writes that arrive while a commit is in flight share the next one; each se
   const reader = new SqliteFleetStore(join(dir, DB_FILE), { readOnly: true });
   const gated = new GatedStore(real);
   const stats = newStats();
-  const commit = new GroupCommit(gated, () => 42, stats, silentLogger());
+  const commit = ingestCommit(gated, () => 42, stats, silentLogger());
   gated.close();
 
   // Whenever a promise settles, what it covers must already be readable from another connection.
@@ -87,7 +87,7 @@ test('a write the store refuses fails alone: the rest of its group is stored', a
   const dir = temp.make();
   const real = SqliteFleetStore.open(dir);
   const gated = new GatedStore(real);
-  const commit = new GroupCommit(gated, () => 1, newStats(), silentLogger());
+  const commit = ingestCommit(gated, () => 1, newStats(), silentLogger());
   gated.close();
   const a = commit.submit({ kind: 'events', deviceId: 'pi-1', events: events(1, 2) });
   await new Promise((r) => setImmediate(r));

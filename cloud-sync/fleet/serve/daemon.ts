@@ -2,7 +2,7 @@
 // takes events (through the shared subscription, so several serve processes split them), status
 // and reported state (every serve process records them; the writes are idempotent); more
 // connections take events only (ingest-connections.ts), so several messages are in the store at
-// once and share one commit (group-commit.ts). Chunk requests are answered from the fleet store
+// once and share one commit (ingest-commit.ts). Chunk requests are answered from the fleet store
 // on a connection of their own (chunk-connection.ts), so they never wait behind store writes. Progress goes to the logger as pino
 // JSON lines. The command's flags are read in commands/serve.ts.
 import type { MqttClient } from 'mqtt';
@@ -18,7 +18,7 @@ import { FleetAcker } from './acker.js';
 import { startHttpModels, type HttpModels } from './http-models.js';
 import { startChunkConnection, type ChunkConnection } from './chunk-connection.js';
 import { RolloutController } from './rollout-controller.js';
-import { GroupCommit } from './group-commit.js';
+import { ingestCommit } from './ingest-commit.js';
 import { startIngestConnections, type IngestConnections } from './ingest-connections.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
@@ -76,7 +76,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   const tracing = new Tracing({ endpoint: o.tracesEndpoint ?? null, sampleRatio: 1, headers: {} }, { name: 'perch-fleet', version: RUNTIME_VERSION }, log);
   await tracing.start();
   // One connection (--unshared, or --ingest-connections 1): nothing can join a commit.
-  const commit = new GroupCommit(db, () => clock.wallNow(), stats, log, !o.unshared && (o.ingestConnections ?? DEFAULT_INGEST_CONNECTIONS) > 1);
+  const commit = ingestCommit(db, () => clock.wallNow(), stats, log, !o.unshared && (o.ingestConnections ?? DEFAULT_INGEST_CONNECTIONS) > 1);
   const ingest: IngestContext = { commit, log, stats, maxPayloadBytes, tracing };
   // Filled in once connected; a message arriving before that cannot happen (we subscribe after).
   const ref: { acker?: FleetAcker } = {};

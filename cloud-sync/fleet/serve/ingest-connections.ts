@@ -4,7 +4,7 @@
 // mqttjs/MQTT.js issues 691, 1545: the callback is its backpressure and there is no manual
 // PUBACK). One connection therefore has one message in the store at a time. Each of these
 // connections is one more member of serve's share group on the events filter, so the broker
-// spreads the batches over them and one commit takes a message from each (group-commit.ts).
+// spreads the batches over them and one commit takes a message from each (ingest-commit.ts).
 // Clean sessions: a batch in flight on a connection that drops is sent again by its device when
 // no ack comes (docs/cloud-sync.md "Delivery guarantee"), and a persistent member left behind
 // by a serve restarted with fewer connections would keep receiving its share for nobody.

@@ -1,6 +1,6 @@
 // Incoming device messages that serve writes to the fleet database: event batches (dedup on
 // (deviceId, seq)), status and reported state. Called from the MQTT clients' handleMessage; each
-// write goes into the next group commit (group-commit.ts), so the PUBACK goes back only after
+// write goes into the next group commit (ingest-commit.ts), so the PUBACK goes back only after
 // the transaction holding it committed; the device's own ack (acker.ts) goes out only for what
 // is committed, duplicates included (docs/cloud-sync.md "Delivery guarantee").
 // The device id is always the topic's (what the broker's ACL vouches for), never the payload's.
@@ -8,11 +8,11 @@ import type { Logger } from '../../../runtime/base/log.js';
 import type { Tracing } from '../../../runtime/base/tracing.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
-import type { GroupCommit } from './group-commit.js';
+import type { IngestCommit } from './ingest-commit.js';
 import { countIgnored, type ServeStats } from './stats.js';
 
 export interface IngestContext {
-  commit: GroupCommit;
+  commit: IngestCommit;
   log: Logger;
   stats: ServeStats;
   maxPayloadBytes: number;
@@ -57,7 +57,7 @@ async function storeEvents(ctx: IngestContext, deviceId: string, topic: string, 
   }
   const events = parsed.value.events;
   if (events.length === 0) return [];
-  // Logged per commit by group-commit.ts (one line for the group, each batch at debug).
+  // Logged per commit by ingest-commit.ts (one line for the group, each batch at debug).
   const stored = await ctx.commit.submit({ kind: 'events', deviceId, events });
   ctx.stats.batches++;
   ctx.stats.eventsStored += stored;

@@ -5,7 +5,7 @@ export interface ServeStats {
   duplicates: number;
   /** Ack messages published to devices (events/ack). */
   acksSent: number;
-  /** Group commits (group-commit.ts): store transactions, the writes they held, the largest group. */
+  /** Group commits (ingest-commit.ts): store transactions, the writes they held, the largest group. */
   commits: number;
   groupedWrites: number;
   largestGroup: number;
