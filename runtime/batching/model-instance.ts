@@ -43,6 +43,11 @@ export class ModelInstance {
   /** Batches handed to each executor and not yet finished (lookahead allows two). */
   private readonly inFlight: Map<Executor, number>;
   private retiring: Promise<void> | null = null;
+  /**
+   * Some session opens on demand and has not opened yet. Cleared for good once every one has:
+   * demandMore() runs on every busy dispatch, and after that it need not walk the sessions.
+   */
+  private unopened: boolean;
   /** Live sequences that started on this version and stay on it until they end. */
   private pins = 0;
   private unpinned: (() => void) | null = null;
@@ -64,6 +69,7 @@ export class ModelInstance {
     private readonly deps: InstanceDeps,
   ) {
     this.inFlight = new Map(executors.map((e) => [e, 0]));
+    this.unopened = executors.some((e) => e.opened === false);
     this.labels = Object.freeze({ model: name, version: String(version) });
     this.stats = deps.metrics.stats.of(name, String(version));
     const config = resolved;
@@ -207,9 +213,23 @@ export class ModelInstance {
     return n;
   }
 
+  /** Some session of this version opens on demand and is not open yet (docs/models.md). */
+  get sessionsToOpen(): boolean {
+    return this.unopened;
+  }
+
   /** Work waits while every open session is busy: sessions opened on demand open now. */
   private demandMore(): void {
-    for (const e of this.executors) if (e.opened === false) e.demand?.();
+    if (!this.unopened) return;
+    let left = false;
+    for (const e of this.executors) {
+      if (e.opened === false) {
+        left = true;
+        e.demand?.();
+      }
+    }
+    // An open session stays open (on-demand-executor.ts keeps it until close).
+    this.unopened = left;
   }
 
   /**

@@ -41,6 +41,7 @@ describe('sessions opened on demand', () => {
     const reference = await createInlineExecutor(MODEL_FILES.sileroVad16k, INLINE);
     try {
       assert.equal(trackedThreads(), before + 1, 'one session thread after load');
+      assert.equal(instance.sessionsToOpen, true, 'the second session is still to open');
       // One request at a time never finds the open session busy.
       for (let i = 0; i < 5; i++) await instance.infer(prepareInputs(instance.config, vadFeeds(i)));
       assert.equal(trackedThreads(), before + 1, 'no second thread for sequential requests');
@@ -60,6 +61,9 @@ describe('sessions opened on demand', () => {
         return trackedThreads() === before + 2;
       }, 60_000, () => `a second session thread (threads ${trackedThreads() - before})`);
       await burst(200); // served by both sessions
+      // A busy dispatch after the second session opened found nothing left to open: from then on
+      // demandMore() does not walk the sessions again.
+      assert.equal(instance.sessionsToOpen, false, 'nothing left to open');
     } finally {
       await instance.retire();
       await reference.close();
