@@ -4,7 +4,8 @@
 // <= 20 ms and no stream falls behind its schedule by more than one chunk. The load generator
 // (bench/lib/stream-load.ts) runs in its own process: this file with --generate. Beside it: the
 // raw onnxruntime ceilings, batch 1 (one stream per call) and batch 32 (ideal batching), in
-// streams = items/s x 32 ms.
+// streams = items/s x 32 ms. Levels go up by 100 until one fails, then the gap between the last
+// that passed (or 0) and it is halved down to 15 streams.
 //   node dist/bench/streams.js [--max 1200] [--seconds 5]
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,8 @@ import { CHUNK_MS, runStreamLoad, type StreamLoadResult } from './lib/stream-loa
 const TARGET_STREAMS = 500;
 /** Issue 20's: this share of the raw batch-32 ceiling of the same run. */
 const CEILING_SHARE = 0.95;
+/** The search between a passing and a failing level stops when they are this close. */
+const STEP = 15;
 
 interface LevelResult extends StreamLoadResult {
   streams: number;
@@ -86,19 +89,25 @@ async function main(): Promise<void> {
   let best = 0;
   try {
     const passes = (r: LevelResult): boolean => r.p99 <= 20 && r.behind === 0 && r.errors === 0;
+    let failed = 0;
     for (let n = 100; n <= max; n += 100) {
       const r = await runLevel(perch, n, seconds, false);
       rows.push(r);
       if (!passes(r)) {
-        // Halfway to the level that failed, for a finer answer.
-        if (best > 0) {
-          const half = await runLevel(perch, best + 50, seconds, false);
-          rows.push(half);
-          if (passes(half)) best += 50;
-        }
+        failed = n;
         break;
       }
       best = n;
+    }
+    // Between the last level that passed (or none) and the first that failed, halve the gap
+    // down to STEP streams, so a host where 100 misses still reports the largest count passing
+    // instead of 0.
+    while (failed > 0 && failed - best > STEP) {
+      const n = Math.round((best + failed) / 2);
+      const r = await runLevel(perch, n, seconds, false);
+      rows.push(r);
+      if (passes(r)) best = n;
+      else failed = n;
     }
     // JSON tensors at the binary level, then lower until a level passes (JSON costs far more).
     for (let n = best; n >= 50; n = n > 100 ? n - 100 : n - 50) {
