@@ -7,7 +7,8 @@
 // postMessage both ways and the waits of both threads), split, after the batch (promises back to
 // the API), answer (encode and write), and outside (client latency - the request span: the
 // loopback transport, the wake-ups before the socket is read, the client). p50 of each stage over
-// the requests, beside raw session.run in this process. Traces cost ~1-3% (overhead.ts rows).
+// the requests, beside raw session.run in this process (back to back, and after a 2 ms sleep of
+// the thread, as a session thread between requests). Traces cost ~1-3% (overhead.ts rows).
 // With --streams N: the same stages for the chunks of N real-time VAD streams (shipped
 // silero-vad as a sequence model, bench/lib/stream-load.ts in its own process, 4 s), p50 and p99
 // per stage over every chunk answered after the warm-up: where a stream chunk's time goes.
@@ -151,11 +152,22 @@ async function main(): Promise<void> {
   const inputs = Array.from({ length: 8 }, (_, k) => clsInput(k));
   const raw = await openRaw(join(SHIPPED_MODELS, MODEL, '1', 'model.onnx'));
   const rawMs: number[] = [];
+  const rawPausedMs: number[] = [];
+  const asleep = new Int32Array(new SharedArrayBuffer(4));
+  // Back to back (every benchmark's raw anchor), then each run after the thread slept 2 ms, as a
+  // session thread does between one client's requests: on this host a run after a pause costs
+  // more CPU (bench/session-thread.ts), which the back-to-back anchor leaves in "own time".
   const rawPhase = async (): Promise<void> => {
     for (let i = 0; i < REQUESTS / 2; i++) {
       const t = performance.now();
       await runRaw(raw, inputs[i % 8]!);
       rawMs.push(performance.now() - t);
+    }
+    for (let i = 0; i < REQUESTS / 4; i++) {
+      Atomics.wait(asleep, 0, 0, 2);
+      const t = performance.now();
+      await runRaw(raw, inputs[i % 8]!);
+      rawPausedMs.push(performance.now() - t);
     }
   };
   const results: Record<string, unknown> = {};
@@ -192,6 +204,7 @@ async function main(): Promise<void> {
     }
     const spans = spansOf(sink.bodies);
     const rawP50 = median(rawMs);
+    const rawPausedP50 = median(rawPausedMs);
     const rows: string[][] = [];
     const perPath: Record<string, Record<string, number>> = {};
     for (const [transport, key] of [['ws', 'WebSocket binary'], ['http', 'HTTP binary']] as const) {
@@ -206,13 +219,13 @@ async function main(): Promise<void> {
       rows.push([key, ...STAGES.map((s) => p50[s]!.toFixed(3))]);
     }
     printTable(
-      `${executor} executor: p50 per stage, ms (raw session.run in this process p50 ${rawP50.toFixed(3)} ms; spans of ${REQUESTS} requests per path)`,
+      `${executor} executor: p50 per stage, ms (raw session.run in this process p50 ${rawP50.toFixed(3)} ms back to back, ${rawPausedP50.toFixed(3)} ms after a 2 ms sleep; spans of ${REQUESTS} requests per path)`,
       ['path', ...STAGES],
       rows,
     );
     // p50s of stages do not add up to the p50 of their sum; "own" is taken per request.
     for (const [key, p] of Object.entries(perPath)) console.log(`${executor} ${key}: in process p50 ${p['in process (request span)']!.toFixed(3)} ms, Perch's own (request span - session.run, per request) p50 ${p['own (in process - run)']!.toFixed(3)} ms; outside the process p50 ${p['outside process']!.toFixed(3)} ms`);
-    results[executor] = { rawP50, perPath };
+    results[executor] = { rawP50, rawPausedP50, perPath };
   }
   saveSection('decompose', { requests: REQUESTS, loadavg1m: Number(load), ...results }, 'node dist/bench/decompose.js');
 }
