@@ -121,11 +121,11 @@ if (!isMainThread) {
     return out;
   };
 
+  // The parent gone (asked to, or it failed): nothing of this probe stays on the machine.
+  process.once('disconnect', () => process.exit(0));
   process.on('message', (m: { runs: number } | 'exit') => {
     if (m === 'exit') {
-      for (const w of [...others, ...(worker ? [worker] : [])]) void w.terminate();
-      process.disconnect();
-      return;
+      process.exit(0);
     }
     void round(m.runs).then((samples) => process.send!(samples));
   });
