@@ -1,9 +1,9 @@
 // The schema of the PostgreSQL fleet store (postgres-store.ts): the same tables as the SQLite one
 // (sqlite-migrations.ts), ms timestamps and seqs as BIGINT. Versions live in
 // perch_fleet_schema; migrate() runs under a transaction-scoped advisory lock, so several serve
-// workers starting together on several hosts migrate once.
+// workers starting together on several hosts migrate once (the loop: migration-runner.ts).
 import type { PoolClient } from 'pg';
-import { PerchError } from '../../../runtime/base/errors.js';
+import { migrateAsync } from './migration-runner.js';
 
 export const PG_SCHEMA_VERSION = 3;
 /** pg_advisory_xact_lock key of the migration ("perch" in ASCII). */
@@ -64,12 +64,15 @@ export async function migratePostgres(client: PoolClient): Promise<void> {
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     await client.query('CREATE TABLE IF NOT EXISTS perch_fleet_schema (version INTEGER NOT NULL)');
-    const r = await client.query<{ version: number }>('SELECT version FROM perch_fleet_schema');
-    const found = r.rows[0]?.version ?? 0;
-    if (found > PG_SCHEMA_VERSION) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `fleet database schema ${found} is newer than this perch fleet (${PG_SCHEMA_VERSION})`);
-    for (let v = found + 1; v <= PG_SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v] ?? '');
-    if (r.rows.length === 0) await client.query('INSERT INTO perch_fleet_schema (version) VALUES ($1)', [PG_SCHEMA_VERSION]);
-    else await client.query('UPDATE perch_fleet_schema SET version = $1', [PG_SCHEMA_VERSION]);
+    await migrateAsync({ latest: PG_SCHEMA_VERSION, migrations: MIGRATIONS }, {
+      version: async () => (await client.query<{ version: number }>('SELECT version FROM perch_fleet_schema')).rows[0]?.version ?? 0,
+      apply: async (v, sql) => {
+        await client.query(sql);
+        // One row: the version reached (none before the first migration).
+        await client.query('DELETE FROM perch_fleet_schema');
+        await client.query('INSERT INTO perch_fleet_schema (version) VALUES ($1)', [v]);
+      },
+    });
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -1,7 +1,8 @@
 // The schema of the embedded fleet store (fleet.db, sqlite-store.ts), one migration per user_version.
-// migrate() applies the ones above the file's version, in order, in one IMMEDIATE transaction.
+// migrate() applies the ones above the file's version, in order, in one IMMEDIATE transaction
+// (the loop: migration-runner.ts).
 import type { Database as Db } from 'better-sqlite3';
-import { PerchError } from '../../../runtime/base/errors.js';
+import { migrateSync } from './migration-runner.js';
 
 const SCHEMA_VERSION = 3;
 
@@ -61,12 +62,11 @@ const MIGRATIONS: Record<number, string> = {
 
 /** Brings the schema to SCHEMA_VERSION; IMMEDIATE so two serve processes starting together do not both migrate. */
 export function migrate(db: Db): void {
-  db.transaction(() => {
-    const found = db.pragma('user_version', { simple: true }) as number;
-    if (found > SCHEMA_VERSION) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `fleet database schema ${found} is newer than this perch fleet (${SCHEMA_VERSION})`);
-    for (let v = found + 1; v <= SCHEMA_VERSION; v++) {
-      db.exec(MIGRATIONS[v] ?? '');
+  db.transaction(() => migrateSync({ latest: SCHEMA_VERSION, migrations: MIGRATIONS }, {
+    version: () => db.pragma('user_version', { simple: true }) as number,
+    apply: (v, sql) => {
+      db.exec(sql);
       db.pragma(`user_version = ${v}`);
-    }
-  }).immediate();
+    },
+  })).immediate();
 }
