@@ -9,116 +9,40 @@
 // follow the cap.
 import type { TimerHandle } from '../../../runtime/base/clock.js';
 import { PerchError } from '../../../runtime/base/errors.js';
-import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
 import type { Connection } from '../connection.js';
-import type { RuntimePort } from '../../../runtime/port/runtime-port.js';
-import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
-import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';
-import { ChunkStager } from './stager.js';
+import { StagedDownload, type DownloadOptions, type DownloadRuntime } from './staged-download.js';
 
-const PROGRESS_EVERY_MS = 1000;
-
-/** What of the runtime a download uses: cloud.download, the clock, its state (progress). */
-export type DownloadRuntime = Pick<RuntimePort, 'cloud' | 'clock' | 'log' | 'state'>;
-
-export interface DownloadOptions {
-  /** Outstanding chunks are asked for again after this long without any chunk arriving. */
-  chunkTimeoutMs: number;
-  /** Rounds of asking again without progress before the download fails (MODEL_DOWNLOAD_FAILED). */
-  maxRetries: number;
-}
-
-export interface DownloadProgress {
-  version: number;
-  sha256: string;
-  size: number;
-  chunkSize: number;
-  total: number;
-  staged: number;
-  /** Chunks asked for by this process (a resumed download asks only for the missing ones). */
-  requested: number;
-}
-
-/** One model version being fetched: over MQTT chunks (ChunkDownload) or HTTP (http-download.ts). */
-export interface ModelDownload {
-  readonly total: number;
-  readonly stagedChunks: number;
-  /** Resolves once every chunk is staged durably; rejects with a PerchError (or the abort reason). */
-  run(signal: AbortSignal): Promise<void>;
-  /** An MQTT chunk arrived; false when the index is not one of this download's. */
-  receive(index: number, data: Buffer): boolean;
-}
-
-/** Saves a download's progress under progressKey (for reporting; the staging journal is the truth). */
-export function saveDownloadProgress(runtime: DownloadRuntime, log: Logger, name: string, spec: ModelSpec, total: number, staged: number, requested: number): void {
-  const p: DownloadProgress = { version: spec.version, sha256: spec.sha256, size: spec.size, chunkSize: spec.chunkSize, total, staged, requested };
-  try {
-    runtime.state.set(AGENT_KEYS.download(name), p);
-  } catch (err) {
-    log.warn({ err }, 'download progress not persisted');
-  }
-}
-
-export class ChunkDownload implements ModelDownload {
-  readonly total: number;
-  private readonly stager: ChunkStager;
-  /** clock.now() of the last progress save. */
-  private savedAt = 0;
+export class ChunkDownload extends StagedDownload {
   private readonly outstanding = new Set<number>();
   /** Lowest index not yet asked for in this pass over the file. */
   private cursor = 0;
   private retries = 0;
-  private requested = 0;
   private timer: TimerHandle | null = null;
   private fillTimer: TimerHandle | null = null;
   private finished = false;
-  private readonly bucket: TokenBucket;
   private resolveDone: () => void = () => undefined;
   private rejectDone: (err: Error) => void = () => undefined;
-  private readonly log: Logger;
 
   constructor(
-    private readonly runtime: DownloadRuntime,
+    runtime: DownloadRuntime,
     private readonly conn: Connection,
-    private readonly stats: AgentStats,
-    readonly name: string,
-    readonly spec: ModelSpec,
-    private readonly store: ChunkStore,
-    private readonly opts: DownloadOptions,
+    stats: AgentStats,
+    name: string,
+    spec: ModelSpec,
+    store: ChunkStore,
+    opts: DownloadOptions,
     /** Progress was saved (at most once a second): state/reported shows it. */
-    private readonly onProgress: () => void = () => undefined,
+    onProgress: () => void = () => undefined,
   ) {
-    this.total = Math.ceil(spec.size / spec.chunkSize);
-    const { maxBytesPerSecond } = runtime.cloud.download;
-    // One chunk must always fit in the bucket, or a small cap would stall the download.
-    this.bucket = new TokenBucket(runtime.clock, maxBytesPerSecond, spec.chunkSize);
-    this.log = runtime.log.child({ model: name, version: spec.version });
-    this.stager = new ChunkStager(store, new Set(), {
-      staged: () => this.onStaged(),
-      failed: (err) => this.finish(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err })),
-    });
-  }
-
-  get stagedChunks(): number {
-    return this.stager.have.size;
-  }
-
-  get requestedChunks(): number {
-    return this.requested;
+    super(runtime, stats, name, spec, store, opts, onProgress);
   }
 
   /** Resolves once every chunk is staged durably; rejects with a PerchError (or the abort reason). */
   async run(signal: AbortSignal): Promise<void> {
-    this.store.ensure();
-    const have = this.stager.have;
-    for (const i of this.store.scan(this.total)) have.add(i);
-    this.saveProgress();
-    this.log.info({ staged: have.size, total: this.total }, have.size > 0 ? 'resuming model download from staged chunks' : 'starting model download');
-    if (have.size === this.total) return;
-    await this.store.open();
+    if (!(await this.resume(''))) return;
     const done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -165,21 +89,18 @@ export class ChunkDownload implements ModelDownload {
     return true;
   }
 
-  private onStaged(): void {
+  protected onStaged(): void {
     if (this.finished) return;
-    const staged = this.stager.have.size;
-    if (staged === this.total) {
+    if (this.stager.have.size === this.total) {
       this.finish(null);
       return;
     }
-    // Progress is for reporting (the journal is the truth) and each save is an fsynced SQLite
-    // write on the event loop, and a state/reported message: once a second is plenty.
-    if (this.runtime.clock.now() - this.savedAt >= PROGRESS_EVERY_MS) {
-      this.saveProgress();
-      this.log.info({ staged, total: this.total, percent: Math.floor((100 * staged) / this.total) }, 'model download progress');
-      this.onProgress();
-    }
+    this.reportProgress();
     this.fill();
+  }
+
+  protected onStageFailed(err: PerchError): void {
+    this.finish(err);
   }
 
   private fill(): void {
@@ -261,14 +182,6 @@ export class ChunkDownload implements ModelDownload {
     this.fillTimer = null;
   }
 
-  private chunkBytes(index: number): number {
-    return Math.min(this.spec.chunkSize, this.spec.size - index * this.spec.chunkSize);
-  }
-
-  private saveProgress(): void {
-    this.savedAt = this.runtime.clock.now();
-    saveDownloadProgress(this.runtime, this.log, this.name, this.spec, this.total, this.stager.have.size, this.requested);
-  }
 }
 
 export function contiguousRuns(sorted: readonly number[]): { from: number; count: number }[] {

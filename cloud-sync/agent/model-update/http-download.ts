@@ -8,15 +8,10 @@
 // Range (200 for a part), answers another range, or sends more bytes than the range is refused.
 import type { TimerHandle } from '../../../runtime/base/clock.js';
 import { PerchError } from '../../../runtime/base/errors.js';
-import type { Logger } from '../../../runtime/base/log.js';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { AgentStats } from '../stats.js';
-import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';
-import { saveDownloadProgress, type DownloadOptions, type DownloadRuntime, type ModelDownload } from './download.js';
-import { ChunkStager } from './stager.js';
-
-const PROGRESS_EVERY_MS = 1000;
+import { StagedDownload, type DownloadOptions, type DownloadRuntime } from './staged-download.js';
 /** First wait after a failed request; doubles per failure in a row, up to 30 s. */
 const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 30_000;
@@ -24,14 +19,8 @@ const RETRY_MAX_MS = 30_000;
 /** A refusal that asking again cannot fix (the server breaks the Range contract). */
 class Refused extends PerchError {}
 
-export class HttpDownload implements ModelDownload {
-  readonly total: number;
-  private readonly stager: ChunkStager;
-  private readonly bucket: TokenBucket;
-  private readonly log: Logger;
+export class HttpDownload extends StagedDownload {
   private readonly url: string;
-  private savedAt = 0;
-  private requested = 0;
   private failure: Error | null = null;
   /**
    * Chunks handed to the stager by this run. The stager's holds() is not enough: a chunk being
@@ -41,31 +30,17 @@ export class HttpDownload implements ModelDownload {
   private wake: (() => void) | null = null;
 
   constructor(
-    private readonly runtime: DownloadRuntime,
-    private readonly stats: AgentStats,
-    readonly name: string,
-    readonly spec: ModelSpec,
-    private readonly store: ChunkStore,
-    private readonly opts: DownloadOptions,
-    private readonly onProgress: () => void = () => undefined,
+    runtime: DownloadRuntime,
+    stats: AgentStats,
+    name: string,
+    spec: ModelSpec,
+    store: ChunkStore,
+    opts: DownloadOptions,
+    onProgress: () => void = () => undefined,
   ) {
     if (!spec.url) throw new PerchError('PERCH_ERR_INTERNAL', 'an HTTP download needs a url');
+    super(runtime, stats, name, spec, store, opts, onProgress, { url: redact(spec.url) });
     this.url = spec.url;
-    this.total = Math.ceil(spec.size / spec.chunkSize);
-    this.bucket = new TokenBucket(runtime.clock, runtime.cloud.download.maxBytesPerSecond, spec.chunkSize);
-    this.log = runtime.log.child({ model: name, version: spec.version, url: redact(spec.url) });
-    this.stager = new ChunkStager(store, new Set(), {
-      staged: () => this.onStaged(),
-      failed: (err) => this.fail(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err })),
-    });
-  }
-
-  get stagedChunks(): number {
-    return this.stager.have.size;
-  }
-
-  get requestedChunks(): number {
-    return this.requested;
   }
 
   /** Chunks come over HTTP, never over MQTT. */
@@ -74,13 +49,7 @@ export class HttpDownload implements ModelDownload {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    this.store.ensure();
-    for (const i of this.store.scan(this.total)) this.stager.have.add(i);
-    this.saveProgress();
-    const have = this.stager.have.size;
-    this.log.info({ staged: have, total: this.total }, have > 0 ? 'resuming model download over HTTP from staged chunks' : 'starting model download over HTTP');
-    if (have === this.total) return;
-    await this.store.open();
+    if (!(await this.resume(' over HTTP'))) return;
     try {
       let failures = 0;
       for (let run = this.nextRun(); run; run = this.nextRun()) {
@@ -209,15 +178,14 @@ export class HttpDownload implements ModelDownload {
     this.bucket.take(bytes);
   }
 
-  private onStaged(): void {
+  protected onStaged(): void {
     this.wake?.();
     this.wake = null;
-    if (this.runtime.clock.now() - this.savedAt >= PROGRESS_EVERY_MS && this.stager.have.size < this.total) {
-      this.saveProgress();
-      const staged = this.stager.have.size;
-      this.log.info({ staged, total: this.total, percent: Math.floor((100 * staged) / this.total) }, 'model download progress');
-      this.onProgress();
-    }
+    if (this.stager.have.size < this.total) this.reportProgress();
+  }
+
+  protected onStageFailed(err: PerchError): void {
+    this.fail(err);
   }
 
   private fail(err: Error): void {
@@ -240,14 +208,6 @@ export class HttpDownload implements ModelDownload {
     });
   }
 
-  private chunkBytes(index: number): number {
-    return Math.min(this.spec.chunkSize, this.spec.size - index * this.spec.chunkSize);
-  }
-
-  private saveProgress(): void {
-    this.savedAt = this.runtime.clock.now();
-    saveDownloadProgress(this.runtime, this.log, this.name, this.spec, this.total, this.stager.have.size, this.requested);
-  }
 }
 
 /** A url for log lines: without user info or query (a presigned URL's signature is a secret). */

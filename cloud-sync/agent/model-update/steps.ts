@@ -12,7 +12,7 @@ import type { Span } from '@opentelemetry/api';
 import type { ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
-import type { ModelDownload } from './download.js';
+import type { ModelDownload } from './staged-download.js';
 import { servedByName } from '../served.js';
 import { checkSignature } from './signature.js';
 import { checkSpace } from './space.js';
