@@ -8,7 +8,7 @@ import { REPO_ROOT } from '../test/helpers/paths.js';
 import { machine, readResults, RESULTS_FILE, saveSection } from './lib/results.js';
 import { printTable, ratio } from './lib/stats.js';
 
-const BENCHES = ['overhead', 'decompose', 'hop', 'session-thread', 'throughput', 'sessions-ab', 'memory', 'grpc-memory', 'streams', 'outbox', 'cache'];
+const BENCHES = ['overhead', 'decompose', 'hop', 'session-thread', 'wake', 'throughput', 'sessions-ab', 'memory', 'grpc-memory', 'streams', 'outbox', 'cache'];
 /** Runtime benchmarks are written to finish in about a minute each (streams in about two); a hung one is stopped. */
 const LIMIT_MS = Number(process.env.PERCH_BENCH_LIMIT_MS ?? 150_000);
 const LONGER: Record<string, number> = { overhead: 300_000, streams: 300_000, memory: 300_000, 'sessions-ab': 300_000, 'session-thread': 300_000 };
