@@ -102,7 +102,11 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       countIgnored(stats, 'topic');
     }
   };
+  let stopping = false;
   const handleMessage: MqttClient['handleMessage'] = (packet, done) => {
+    // Stopping: take nothing more. No PUBACK, so the broker delivers this message again
+    // (persistent session) or its device sends it again (docs/cloud-sync.md "Delivery guarantee").
+    if (stopping) return;
     const topic = packet.topic;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     // MQTT v5 user property set by the device's uploader (docs/observability.md); several: the first.
@@ -229,6 +233,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      stopping = true;
       if (timer) clock.clearTimeout(timer);
       await rollouts.stop();
       await ingestConnections.stop();
@@ -236,10 +241,38 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
       await http?.close();
       await files.close();
       ref.acker?.flush(); // the acks of the last batches, before the DISCONNECT
-      await client.endAsync().catch(() => undefined);
+      await endWithin(client, END_GRACE_MS);
       await db.close();
       await tracing.stop();
       log.info({ ...stats }, 'fleet serve stopped');
     },
   };
+}
+
+/** How long stop() lets the main connection's own publishes (event acks) be acknowledged. */
+const END_GRACE_MS = 2000;
+
+/**
+ * A clean end (MQTT.js waits until the broker acknowledged every publish of ours: the event
+ * acks), bounded: under a flood the broker's PUBACKs queue on the same ordered connection behind
+ * messages serve no longer takes, so the wait could last forever (serve on PostgreSQL was
+ * SIGKILLed after 20 s in bench/fleet-scale.ts). Past the grace the connection is closed at once:
+ * an ack lost that way costs a re-send, which the fleet store's dedup absorbs.
+ */
+async function endWithin(client: MqttClient, graceMs: number): Promise<void> {
+  const waiting = (): boolean => Object.keys(client.outgoing).length > 0;
+  if (waiting()) {
+    // MQTT.js emits outgoingEmpty when the last of our publishes was acknowledged.
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        client.off('outgoingEmpty', done);
+        resolve();
+      };
+      const timer = setTimeout(done, graceMs);
+      client.once('outgoingEmpty', done);
+    });
+  }
+  // end(false) with publishes still unacknowledged would wait for them: forced then.
+  await client.endAsync(waiting()).catch(() => undefined);
 }
