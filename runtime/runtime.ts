@@ -16,6 +16,7 @@ import { systemClock, type Clock } from './base/clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
 import { Intake } from './api/intake.js';
+import { JsonParseThread } from './api/json-thread/parse-thread.js';
 import { IdleCollector } from './api/idle-collector.js';
 import { createHttpServer } from './api/http/server.js';
 import { listen } from './api/http/listen.js';
@@ -86,6 +87,8 @@ export class Runtime {
   readonly clientBudget: ClientBudget;
   /** Holds back inference input while the event loop lags (api/intake.ts). */
   readonly intake: Intake;
+  /** Large JSON bodies are parsed here, off the main loop, one at a time. */
+  private readonly jsonThread: JsonParseThread;
   /** Collects once the clients of a burst have gone (api/idle-collector.ts). */
   readonly idleCollector: IdleCollector;
   readonly jobs: JobScheduler;
@@ -181,7 +184,7 @@ export class Runtime {
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
-      budget, intake, scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
+      budget, intake, jsonThread: (this.jsonThread = new JsonParseThread()), scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
       status: () => deviceStatus({
         status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(),
       }),
@@ -296,6 +299,7 @@ export class Runtime {
         this.server.closeIdleConnections();
         this.socketServer?.closeIdleConnections();
         await Promise.all([closed, socketClosed, grpcStopped]);
+        await this.jsonThread.close(); // after the requests it might be parsing were answered
         if (this.config.server.socketPath !== null) removeSocketFile(this.config.server.socketPath);
         // Last: health answers for as long as the rest winds down.
         await this.control?.stop();

@@ -4,6 +4,7 @@ import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../base/zod-issues.js';
 import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
 import { BYTES_CONTENT_TYPES, decodeJsonData, type BytesContentType } from '../tensor/json-codec.js';
+import type { TensorData } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RequestedOutput } from '../inference/infer-service.js';
 import type { InferBody, RequestTensor } from './oip-schema.js';
@@ -22,28 +23,46 @@ export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string):
   return r.data;
 }
 
-/** Decodes every input; `binary` is what follows the JSON header (empty for pure JSON). */
-export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array): Tensor[] {
+/**
+ * Decodes every input; `binary` is what follows the JSON header (empty for pure JSON).
+ * `decoded[i]`, when given, is input i's JSON `data` already decoded (by the JSON parse thread,
+ * json-thread/parse-thread.ts), so only its checks and its binary part are left to do here.
+ */
+export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array, decoded?: readonly (TensorData | undefined)[]): Tensor[] {
   const sizes: number[] = [];
-  for (const t of inputs) {
+  for (const [i, t] of inputs.entries()) {
     const size = t.parameters?.binary_data_size;
     if (size !== undefined) {
       if (t.data !== undefined) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has both data and binary_data_size`);
       sizes.push(size);
-    } else if (t.data === undefined) {
+    } else if (t.data === undefined && decoded?.[i] === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has neither data nor parameters.binary_data_size`);
     }
   }
   const parts = sliceBinaryParts(sizes, binary);
   let next = 0;
-  return inputs.map((t) => ({
+  return inputs.map((t, i) => ({
     name: t.name,
     datatype: t.datatype,
     shape: t.shape,
     data: t.parameters?.binary_data_size !== undefined
       ? decodeBinaryData(t.name, t.datatype, t.shape, parts[next++] as Uint8Array)
-      : decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t)),
+      : decoded?.[i] ?? decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t)),
   }));
+}
+
+/**
+ * The JSON `data` of every input that has it, decoded, and taken out of the body (`data` set to
+ * undefined), so what is left to send between threads is small. Inputs with binary data (or
+ * with none, or with both: decodeInputs refuses those) are left as they are.
+ */
+export function decodeJsonInputs(inputs: RequestTensor[]): (TensorData | undefined)[] {
+  return inputs.map((t) => {
+    if (t.parameters?.binary_data_size !== undefined || t.data === undefined) return undefined;
+    const data = decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t));
+    t.data = undefined;
+    return data;
+  });
 }
 
 /** `parameters.content_type` of a JSON BYTES input: 'str' (the default) or 'base64' (docs/api.md). */

@@ -8,12 +8,12 @@ import { parseVersion } from '../../inference/infer-service.js';
 import type { ModelInstance } from '../../batching/model-instance.js';
 import type { ModelRegistry } from '../../models/registry.js';
 import { RUNTIME_VERSION } from '../../base/version.js';
-import { decodeInputs, parseJson, requestedOutputs } from '../decode-request.js';
+import { decodeInputs, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
-import { validateInferBody } from '../infer-shape.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
+import type { JsonParseThread } from '../json-thread/parse-thread.js';
 import { readBody } from './body.js';
 import type { EventStreams } from './event-streams.js';
 import type { ConsoleFiles } from './console-files.js';
@@ -33,6 +33,8 @@ export interface HttpContext {
   budget: ClientBudget;
   /** Holds back inference input while the event loop lags (intake.ts). */
   intake: Intake;
+  /** Parses large JSON bodies off the main thread (json-thread/parse-thread.ts). */
+  jsonThread: JsonParseThread;
   /** The scope of the connection a request came on (one per keep-alive socket). */
   scopeOf: (req: IncomingMessage) => ClientScope;
   /** GET /v1/status: the WebSocket `status` answer and the device, cloud and model changes (docs/api.md). */
@@ -181,12 +183,13 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
     binary = raw.subarray(n);
   }
   takeJsonCost(c.budget, hold, json.length);
-  const body = validateInferBody(parseJson(json));
+  // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks.
+  const { body, decoded } = await c.jsonThread.decode(json);
   const result = await c.service.infer({
     model: name as string,
     version,
     id: body.id,
-    inputs: decodeInputs(body.inputs, binary),
+    inputs: decodeInputs(body.inputs, binary, decoded),
     outputs: requestedOutputs(body),
     parameters: body.parameters,
     trace,

@@ -1,0 +1,32 @@
+// The JSON parse thread (parse-thread.ts; docs/reliability.md "Large JSON bodies"). One body at
+// a time: parse, check, decode, send the tensors back (moved), then collect at once what the
+// parse left (the text as a string, the array of numbers: about 8 times the body), so this
+// thread never holds more than one parse's garbage.
+import { parentPort } from 'node:worker_threads';
+import { PerchError } from '../../base/errors.js';
+import { fullCollection, isCollect } from '../../base/full-collection.js';
+import { decodeInferJson, ownedBuffers } from './decode-body.js';
+import type { ParseReply, ParseTask } from './messages.js';
+
+const gc = fullCollection();
+
+parentPort?.on('message', (m: ParseTask | { type: 'collect' }) => {
+  if (isCollect(m)) {
+    gc?.();
+    return;
+  }
+  const task = m as ParseTask;
+  let reply: ParseReply;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const { body, decoded } = decodeInferJson(new Uint8Array(task.json));
+    reply = { id: task.id, ok: true, body, decoded };
+    transfer = ownedBuffers(decoded);
+  } catch (err) {
+    reply = err instanceof PerchError
+      ? { id: task.id, ok: false, code: err.code, message: err.message }
+      : { id: task.id, ok: false, code: 'PERCH_ERR_INTERNAL', message: (err as Error).message };
+  }
+  parentPort?.postMessage(reply, transfer);
+  gc?.();
+});
