@@ -26,7 +26,7 @@ import { ConsoleFiles } from './api/http/console-files.js';
 import { registerClientMetrics } from './api/client-metrics.js';
 import { WsApi } from './api/ws/server.js';
 import { GrpcApi } from './api/grpc/server.js';
-import { ControlPlane } from './api/control/control-plane.js';
+import { controlPlaneFor, type ControlPlane } from './api/control/control-plane.js';
 import { listenOnSocket, parseSocketMode, removeSocketFile } from './api/unix-socket.js';
 import { RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
@@ -165,8 +165,7 @@ export class Runtime {
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
     const s = config.server;
-    const guardOptions = { bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins };
-    const guard = new RequestGuard(guardOptions);
+    const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);
@@ -220,14 +219,7 @@ export class Runtime {
     });
     this.ws.attach(this.server);
     if (this.socketServer) this.ws.attach(this.socketServer);
-    const c = s.control;
-    this.control = c.port !== null || c.socketPath !== null
-      ? new ControlPlane({
-        host: s.host, port: c.port, socketPath: c.socketPath, socketMode: parseSocketMode(s.socketMode), maxLoopStallMs: c.maxLoopStallMs,
-        snapshotIntervalMs: c.snapshotIntervalMs, apiToken: this.apiToken.token, guard: guardOptions,
-        ready: () => this.registry.isReady(), metrics: this.metrics.registry, status: httpContext.status, log,
-      })
-      : null;
+    this.control = controlPlaneFor(s, { apiToken: this.apiToken.token, ready: () => this.registry.isReady(), metrics: this.metrics.registry, status: httpContext.status, log });
     this.modules = new ModuleSet(log);
   }
 

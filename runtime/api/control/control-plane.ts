@@ -8,8 +8,9 @@
 import { Worker } from 'node:worker_threads';
 import { PerchError, type ErrorCode } from '../../base/errors.js';
 import type { Logger } from '../../base/log.js';
+import type { PerchConfig } from '../../config/schema.js';
 import type { RequestGuardOptions } from '../request-guard.js';
-import { removeSocketFile } from '../unix-socket.js';
+import { parseSocketMode, removeSocketFile } from '../unix-socket.js';
 import type { ControlWorkerData, ListenMessage, SnapshotMessage } from './messages.js';
 import { ControlState } from './shared-state.js';
 
@@ -33,6 +34,24 @@ export interface ControlPlaneOptions {
   metrics: { metrics(): Promise<string>; contentType: string };
   status: () => unknown;
   log: Logger;
+}
+
+/** What the control listener takes from the runtime; the rest comes from config.server. */
+export type ControlPlaneDeps = Pick<ControlPlaneOptions, 'apiToken' | 'ready' | 'metrics' | 'status' | 'log'>;
+
+/**
+ * The control listener config.server asks for (server.control.port or .socketPath, docs/config.md),
+ * listening on the main port's host with its token and Host/Origin rules; null when it is off.
+ */
+export function controlPlaneFor(server: PerchConfig['server'], deps: ControlPlaneDeps): ControlPlane | null {
+  const c = server.control;
+  if (c.port === null && c.socketPath === null) return null;
+  return new ControlPlane({
+    host: server.host, port: c.port, socketPath: c.socketPath, socketMode: parseSocketMode(server.socketMode),
+    maxLoopStallMs: c.maxLoopStallMs, snapshotIntervalMs: c.snapshotIntervalMs,
+    guard: { bindHost: server.host, allowedHosts: server.allowedHosts, allowedOrigins: server.allowedOrigins },
+    ...deps,
+  });
 }
 
 export class ControlPlane {
