@@ -9,13 +9,6 @@
 // (lingering closes, parked connections read again, slow-reader timers), and what they held
 // became garbage after it ran (55 MB of ArrayBuffers 30 s after the infer flood, gone at the
 // next collection; docs/reliability.md).
-//
-// Under load, the same garbage grows beside what clients hold: the bodies of answered and refused
-// requests (Node reads a refused body to discard it) are dead ArrayBuffers V8 frees only at its
-// next collection, and with its own heap small it collects late: 299 MB of external memory at
-// the end of the infer flood with 128 MiB held for clients, RSS 589 MB. So while clients hold
-// bytes, once ArrayBuffers pass what the budget holds by LOAD_GARBAGE_BYTES, a collection runs
-// too, at most once every CHECK_MS (a full collection of the main heap takes 10-30 ms).
 import { collectEverywhere } from '../base/full-collection.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Logger } from '../base/log.js';
@@ -30,13 +23,6 @@ export const IDLE_MS = 5000;
 const CHECK_MS = 1000;
 /** The second collection after a burst, this long after the first. */
 export const FOLLOW_UP_MS = 10_000;
-/** Under load: ArrayBuffers this far past the bytes held for clients are collected. */
-export const LOAD_GARBAGE_BYTES = 48 * 1024 * 1024;
-
-/** Bytes in ArrayBuffers of the main thread now (live and not yet collected). */
-export function arrayBufferBytes(): number {
-  return process.memoryUsage().arrayBuffers;
-}
 
 export class IdleCollector {
   private timer: TimerHandle | null = null;
@@ -51,7 +37,6 @@ export class IdleCollector {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly collect: (() => void) | null = collectEverywhere(),
-    private readonly arrayBuffers: () => number = arrayBufferBytes,
   ) {}
 
   /** Full collections run after bursts, since start. */
@@ -82,8 +67,6 @@ export class IdleCollector {
     const now = this.clock.now();
     if (held > IDLE_BYTES) {
       this.idleSince = null;
-      const buffers = this.collect === null ? 0 : this.arrayBuffers();
-      if (buffers - held > LOAD_GARBAGE_BYTES) this.run('under load: dead request buffers collected', { arrayBufferBytes: buffers, heldBytes: held }, 'debug');
       return;
     }
     this.idleSince ??= now;
@@ -98,10 +81,10 @@ export class IdleCollector {
     }
   }
 
-  private run(message: string, fields: Record<string, unknown>, level: 'info' | 'debug' = 'info'): void {
+  private run(message: string, fields: Record<string, unknown>): void {
     const t0 = performance.now();
     this.collect?.();
     this.collections++;
-    this.log[level]({ ...fields, ms: Math.round(performance.now() - t0) }, message);
+    this.log.info({ ...fields, ms: Math.round(performance.now() - t0) }, message);
   }
 }
