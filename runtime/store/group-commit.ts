@@ -110,13 +110,19 @@ export class GroupCommit<I, O> {
     });
   }
 
-  /** A synchronous group failed: reject it, or commit its items one by one. */
-  private failed(batch: readonly Pending<I, O>[], err: unknown): void {
+  /** A group failed: false after rejecting all of it, or true when its items are to be committed alone. */
+  private retryingAlone(batch: readonly Pending<I, O>[], err: unknown): boolean {
     if (!this.opts.retryAlone || batch.length === 1) {
       for (const p of batch) p.reject(this.mapError(err));
-      return;
+      return false;
     }
     this.opts.retryAlone(err, batch.length);
+    return true;
+  }
+
+  /** A synchronous group failed: reject it, or commit its items one by one. */
+  private failed(batch: readonly Pending<I, O>[], err: unknown): void {
+    if (!this.retryingAlone(batch, err)) return;
     for (const p of batch) {
       try {
         const r = this.run([p]);
@@ -130,11 +136,7 @@ export class GroupCommit<I, O> {
 
   /** An asynchronous group failed: reject it, or commit its items one by one, one at a time. */
   private async failedAsync(batch: readonly Pending<I, O>[], err: unknown): Promise<void> {
-    if (!this.opts.retryAlone || batch.length === 1) {
-      for (const p of batch) p.reject(this.mapError(err));
-      return;
-    }
-    this.opts.retryAlone(err, batch.length);
+    if (!this.retryingAlone(batch, err)) return;
     for (const p of batch) {
       try {
         this.settle([p], await this.run([p]));
