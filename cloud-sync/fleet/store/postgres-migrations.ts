@@ -3,7 +3,7 @@
 // perch_fleet_schema; migrate() runs under a transaction-scoped advisory lock, so several serve
 // workers starting together on several hosts migrate once (the loop: migration-runner.ts).
 import type { PoolClient } from 'pg';
-import { migrateAsync } from './migration-runner.js';
+import { migrationsAbove } from './migration-runner.js';
 
 export const PG_SCHEMA_VERSION = 3;
 /** pg_advisory_xact_lock key of the migration ("perch" in ASCII). */
@@ -64,15 +64,13 @@ export async function migratePostgres(client: PoolClient): Promise<void> {
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     await client.query('CREATE TABLE IF NOT EXISTS perch_fleet_schema (version INTEGER NOT NULL)');
-    await migrateAsync({ latest: PG_SCHEMA_VERSION, migrations: MIGRATIONS }, {
-      version: async () => (await client.query<{ version: number }>('SELECT version FROM perch_fleet_schema')).rows[0]?.version ?? 0,
-      apply: async (v, sql) => {
-        await client.query(sql);
-        // One row: the version reached (none before the first migration).
-        await client.query('DELETE FROM perch_fleet_schema');
-        await client.query('INSERT INTO perch_fleet_schema (version) VALUES ($1)', [v]);
-      },
-    });
+    const found = (await client.query<{ version: number }>('SELECT version FROM perch_fleet_schema')).rows[0]?.version ?? 0;
+    for (const m of migrationsAbove({ latest: PG_SCHEMA_VERSION, migrations: MIGRATIONS }, found)) {
+      await client.query(m.sql);
+      // One row: the version reached (none before the first migration).
+      await client.query('DELETE FROM perch_fleet_schema');
+      await client.query('INSERT INTO perch_fleet_schema (version) VALUES ($1)', [m.version]);
+    }
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

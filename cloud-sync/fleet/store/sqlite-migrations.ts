@@ -2,7 +2,7 @@
 // migrate() applies the ones above the file's version, in order, in one IMMEDIATE transaction
 // (the loop: migration-runner.ts).
 import type { Database as Db } from 'better-sqlite3';
-import { migrateSync } from './migration-runner.js';
+import { migrationsAbove } from './migration-runner.js';
 
 const SCHEMA_VERSION = 3;
 
@@ -62,11 +62,11 @@ const MIGRATIONS: Record<number, string> = {
 
 /** Brings the schema to SCHEMA_VERSION; IMMEDIATE so two serve processes starting together do not both migrate. */
 export function migrate(db: Db): void {
-  db.transaction(() => migrateSync({ latest: SCHEMA_VERSION, migrations: MIGRATIONS }, {
-    version: () => db.pragma('user_version', { simple: true }) as number,
-    apply: (v, sql) => {
-      db.exec(sql);
-      db.pragma(`user_version = ${v}`);
-    },
-  })).immediate();
+  db.transaction(() => {
+    const found = db.pragma('user_version', { simple: true }) as number;
+    for (const m of migrationsAbove({ latest: SCHEMA_VERSION, migrations: MIGRATIONS }, found)) {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }
+  }).immediate();
 }
