@@ -28,7 +28,7 @@ import { WsApi } from './api/ws/server.js';
 import { GrpcApi } from './api/grpc/server.js';
 import { controlPlaneFor, type ControlPlane } from './api/control/control-plane.js';
 import { listenOnSocket, parseSocketMode, removeSocketFile } from './api/unix-socket.js';
-import { RequestGuard } from './api/request-guard.js';
+import { guardOptionsFor, RequestGuard } from './api/request-guard.js';
 import { resolveApiToken, type ResolvedApiToken } from './api/api-token.js';
 import { EventLog } from './events/event-log.js';
 import { InferService } from './inference/infer-service.js';
@@ -165,7 +165,7 @@ export class Runtime {
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
     this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
     const s = config.server;
-    const guard = new RequestGuard({ bindHost: s.host, allowedHosts: s.allowedHosts, allowedOrigins: s.allowedOrigins });
+    const guard = new RequestGuard(guardOptionsFor(s));
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);

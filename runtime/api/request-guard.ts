@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { PerchError } from '../base/errors.js';
+import type { PerchConfig } from '../config/schema.js';
 
 export interface RequestGuardOptions {
   /** The address the server listens on (`server.host`): a name there is the device's own. */
@@ -15,6 +16,11 @@ export interface RequestGuardOptions {
   allowedHosts: readonly string[];
   /** Origins of web apps that may use the API (`server.allowedOrigins`), `scheme://host[:port]`. */
   allowedOrigins: readonly string[];
+}
+
+/** The guard config.server asks for (the main listeners and the control listener share it). */
+export function guardOptionsFor(server: Pick<PerchConfig['server'], 'host' | 'allowedHosts' | 'allowedOrigins'>): RequestGuardOptions {
+  return { bindHost: server.host, allowedHosts: server.allowedHosts, allowedOrigins: server.allowedOrigins };
 }
 
 /** Methods that only read: browsers cannot read the answer cross-origin (Perch sends no CORS headers). */

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { PerchError, type ErrorCode } from '../../base/errors.js';
 import type { Logger } from '../../base/log.js';
 import type { PerchConfig } from '../../config/schema.js';
-import type { RequestGuardOptions } from '../request-guard.js';
+import { guardOptionsFor, type RequestGuardOptions } from '../request-guard.js';
 import { parseSocketMode, removeSocketFile } from '../unix-socket.js';
 import type { ControlWorkerData, ListenMessage, SnapshotMessage } from './messages.js';
 import { ControlState } from './shared-state.js';
@@ -49,7 +49,7 @@ export function controlPlaneFor(server: PerchConfig['server'], deps: ControlPlan
   return new ControlPlane({
     host: server.host, port: c.port, socketPath: c.socketPath, socketMode: parseSocketMode(server.socketMode),
     maxLoopStallMs: c.maxLoopStallMs, snapshotIntervalMs: c.snapshotIntervalMs,
-    guard: { bindHost: server.host, allowedHosts: server.allowedHosts, allowedOrigins: server.allowedOrigins },
+    guard: guardOptionsFor(server),
     ...deps,
   });
 }
