@@ -9,6 +9,9 @@
 // Traces: the worker executor again with OpenTelemetry traces on (telemetry.traces.endpoint, every
 // request sampled) exporting to a sink that discards, beside the same with traces unset (the
 // 'worker' rows), over WS and HTTP binary (docs/observability.md, "no measurable cost when off").
+// Issue 20's anchor: the same WS and HTTP binary requests to a hand-written minimal server in its
+// own process (bench/lib/minimal-server.ts: parse the header, run the session on a worker thread
+// or on its main thread, answer), so Perch / minimal says what is Perch's and what the host's.
 // Run: node dist/bench/overhead.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_REQUESTS to change the size)
 import type ort from 'onnxruntime-node';
 import { fromOrtResults } from '../runtime/sessions/ort-session.js';
@@ -22,7 +25,7 @@ import {
   answerOutputs, BenchHttp, BenchWs, httpBinaryBody, httpJsonBody, wsBinaryFrame, wsJsonFrame, type Answer,
 } from './lib/clients.js';
 import { BenchGrpc, grpcRequest } from './lib/grpc-client.js';
-import { buildRepository, ECHO_SERVER, startPerch, withExecutor, type PerchServer } from './lib/perch-server.js';
+import { buildRepository, ECHO_SERVER, MINIMAL_SERVER, startPerch, withExecutor, type PerchServer } from './lib/perch-server.js';
 import { startOtlpSink } from './lib/otlp-sink.js';
 import { openRaw, runRaw } from './lib/raw-ort.js';
 import { machine, saveSection } from './lib/results.js';
@@ -46,8 +49,14 @@ const TRANSPORTS: Transport[] = ['ws-binary', 'ws-json', 'http-binary', 'http-js
 /** Measured on the default (worker) executor only. */
 const LOCAL_TRANSPORTS: Transport[] = ['grpc', 'grpc-unix', 'ws-binary-unix', 'http-binary-unix'];
 const EXECUTORS = ['worker', 'inline'] as const;
-/** 'echo' is the transport floor: same frames to a server that does no inference (bench/lib/echo-server.ts). */
-type ExecutorKind = (typeof EXECUTORS)[number] | 'echo' | 'worker+traces';
+/**
+ * 'echo' is the transport floor: same frames to a server that does no inference (bench/lib/echo-server.ts).
+ * 'minimal' / 'minimal-main': the hand-written minimal server, session on a worker thread / on its main thread.
+ */
+type ExecutorKind = (typeof EXECUTORS)[number] | 'echo' | 'worker+traces' | 'minimal' | 'minimal-main';
+/** The minimal servers speak binary tensors only. */
+const MINIMAL_TRANSPORTS: Transport[] = ['ws-binary', 'http-binary'];
+const isMinimal = (e: ExecutorKind) => e === 'minimal' || e === 'minimal-main';
 /** The paths measured with traces on. */
 const TRACED_TRANSPORTS: Transport[] = ['ws-binary', 'http-binary'];
 const isJson = (t: Transport) => t.endsWith('json');
@@ -154,11 +163,13 @@ async function main(): Promise<void> {
   const sink = await startOtlpSink();
   closers.push(() => sink.close());
   try {
-    for (const executor of [...EXECUTORS, 'worker+traces', 'echo'] as const) {
+    for (const executor of [...EXECUTORS, 'worker+traces', 'minimal', 'minimal-main', 'echo'] as const) {
       const local = executor === 'worker';
       const server = executor === 'echo'
         ? await startPerch({ repository: buildRepository([]), ownRepository: true, command: [ECHO_SERVER] })
-        : executor === 'worker+traces'
+        : isMinimal(executor)
+          ? await startPerch({ repository: buildRepository([]), ownRepository: true, command: [MINIMAL_SERVER, MODEL_FILE, executor === 'minimal' ? 'worker' : 'main', MODEL] })
+          : executor === 'worker+traces'
           ? await startPerch({ repository: buildRepository([MODEL], withExecutor('worker')), ownRepository: true, config: { telemetry: { traces: { endpoint: sink.url, sampleRatio: 1 } } } })
           : await startPerch({
             repository: buildRepository([MODEL], withExecutor(executor)), ownRepository: true,
@@ -167,7 +178,8 @@ async function main(): Promise<void> {
       servers.push(server);
       const made = await makeVariants(server, executor, inputs, local ? sockets : null);
       closers.push(made.close);
-      variants.push(...(executor === 'worker+traces' ? made.variants.filter((v) => TRACED_TRANSPORTS.includes(v.transport)) : made.variants));
+      const only = executor === 'worker+traces' ? TRACED_TRANSPORTS : isMinimal(executor) ? MINIMAL_TRANSPORTS : null;
+      variants.push(...(only ? made.variants.filter((v) => only.includes(v.transport)) : made.variants));
     }
 
     // Warm up everything, and check that every path answers what a direct session.run answers.
@@ -233,7 +245,7 @@ async function main(): Promise<void> {
         ['raw session.run (in process)', '-', ms(raw.p50), ms(raw.p99), '-', '-', '-', '1.00', '-'],
         ...rows.map((r) => r.executor === 'echo'
           ? [`floor ${r.transport} (echo, no inference)`, '-', ms(r.p50Ms), ms(r.p99Ms), '-', '-', '-', '-', '-']
-          : [`perch ${r.transport}`, r.executor, ms(r.p50Ms), ms(r.p99Ms), ms(r.addedP50Ms), Number.isNaN(r.perchOwnMs) ? '-' : ms(r.perchOwnMs), r.perchOwnRange, ratio(r.ratioP50), r.ratioRange]),
+          : [`${isMinimal(r.executor) ? 'minimal' : 'perch'} ${r.transport}`, isMinimal(r.executor) ? (r.executor === 'minimal' ? 'worker' : 'main thread') : r.executor, ms(r.p50Ms), ms(r.p99Ms), ms(r.addedP50Ms), Number.isNaN(r.perchOwnMs) ? '-' : ms(r.perchOwnMs), r.perchOwnRange, ratio(r.ratioP50), r.ratioRange]),
       ],
     );
     console.log('# minus floor = p50 - raw p50 - floor p50 of the same transport, per round, median of the rounds: the time Perch itself adds (validation, queue, thread hop, copies, GC)');
@@ -252,6 +264,17 @@ async function main(): Promise<void> {
       console.log(`issue 20: perch ${transport} (worker) minus floor = ${ms(r.perchOwnMs)} ms (target <= ${max} ms): ${ok ? 'MET' : 'NOT MET'}`);
       return { metric: `${transport} (worker) p50 - raw p50 - floor p50 (ms)`, max: max!, value: r.perchOwnMs, met: ok, issue: 20 };
     });
+    // Issue 20's anchor, paired per round: Perch (worker executor) against the minimal server
+    // with its session on a worker thread, and Perch inline against the minimal main-thread one.
+    const anchors = MINIMAL_TRANSPORTS.flatMap((t) => ([['worker', 'minimal'], ['inline', 'minimal-main']] as const).map(([perchE, minE]) => {
+      const p = variants.find((v) => v.executor === perchE && v.transport === t)!;
+      const mn = variants.find((v) => v.executor === minE && v.transport === t)!;
+      const ratios = p.p50s.map((x, i) => x / mn.p50s[i]!);
+      const diffs = p.p50s.map((x, i) => x - mn.p50s[i]!);
+      const a = { transport: t, executor: perchE, perchOverMinimal: median(ratios), perchOverMinimalRange: spread(ratios), perchMinusMinimalMs: median(diffs), minimalOverRaw: median(mn.ratios) };
+      console.log(`issue 20 anchor: perch ${t} (${perchE}) / minimal (${minE === 'minimal' ? 'worker thread' : 'main thread'}) p50 = ${ratio(a.perchOverMinimal)} (rounds ${a.perchOverMinimalRange}), perch - minimal = ${ms(a.perchMinusMinimalMs)} ms; minimal / raw = ${ratio(a.minimalOverRaw)}, perch / raw = ${ratio(median(p.ratios))}`);
+      return a;
+    }));
     saveSection('overhead', {
       model: MODEL,
       input: '[1,3,48,192] FP32',
@@ -262,6 +285,7 @@ async function main(): Promise<void> {
       target: { metric: 'ws-binary (worker) p50 / raw p50', max: TARGET, value: headline.ratioP50, met },
       targets: ownTargets,
       traces: tracesCost,
+      anchors,
     }, 'node dist/bench/overhead.js');
   } finally {
     for (const c of closers) await c();

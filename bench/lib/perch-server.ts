@@ -10,6 +10,9 @@ import { REPO_ROOT, SHIPPED_MODELS } from '../../test/helpers/paths.js';
 
 export const CLI = join(REPO_ROOT, 'dist', 'bin', 'perch.js');
 export const ECHO_SERVER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'echo-server.js');
+/** Issue 20's minimal served anchors (bench/lib/minimal-server.ts, bench/lib/minimal-streams-server.ts). */
+export const MINIMAL_SERVER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'minimal-server.js');
+export const MINIMAL_STREAMS_SERVER = join(REPO_ROOT, 'dist', 'bench', 'lib', 'minimal-streams-server.js');
 
 /** Edits one model's parsed model.json in place. */
 export type ConfigPatch = (model: string, config: Record<string, unknown>) => void;
