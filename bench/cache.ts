@@ -12,6 +12,10 @@ import type { Tensor } from '../runtime/tensor/tensor.js';
 import { MODEL_FILES } from '../test/helpers/paths.js';
 import { printTable } from './lib/stats.js';
 import { summarize, us } from './lib/store-stats.js';
+import { disableOrtTelemetry } from '../runtime/sessions/ort-telemetry.js';
+
+// Raw sessions run as Perch's do: without ORT's telemetry (runtime/sessions/ort-telemetry.ts).
+disableOrtTelemetry();
 
 const MODEL = MODEL_FILES.ocrCls;
 const SHAPE = [1, 3, 48, 192];

@@ -32,6 +32,10 @@ import { LineProcess } from './lib/line-process.js';
 import { saveSection } from './lib/results.js';
 import { perSecond, printTable, ratio, sleep } from './lib/stats.js';
 import { tinyOnnxModel } from './lib/tiny-onnx.js';
+import { disableOrtTelemetry } from '../runtime/sessions/ort-telemetry.js';
+
+// Raw sessions run as Perch's do: without ORT's telemetry (runtime/sessions/ort-telemetry.ts).
+disableOrtTelemetry();
 
 const DEVICES = Number(process.env.PERCH_BENCH_FLEET_DEVICES ?? 10_000);
 const PROCS = Number(process.env.PERCH_BENCH_FLEET_PROCS ?? Math.max(1, Math.ceil(DEVICES / 2500)));

@@ -20,6 +20,10 @@ import { openRaw } from './lib/raw-ort.js';
 import { saveSection } from './lib/results.js';
 import { printTable } from './lib/stats.js';
 import { CHUNK_MS, runStreamLoad, type StreamLoadResult } from './lib/stream-load.js';
+import { disableOrtTelemetry } from '../runtime/sessions/ort-telemetry.js';
+
+// Raw sessions run as Perch's do: without ORT's telemetry (runtime/sessions/ort-telemetry.ts).
+disableOrtTelemetry();
 
 /** Issue 3's target. */
 const TARGET_STREAMS = 500;

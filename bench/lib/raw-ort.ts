@@ -3,6 +3,10 @@
 import ort from 'onnxruntime-node';
 import { toOrtFeeds } from '../../runtime/sessions/ort-session.js';
 import type { Tensor } from '../../runtime/tensor/tensor.js';
+import { disableOrtTelemetry } from '../../runtime/sessions/ort-telemetry.js';
+
+// Raw sessions run as Perch's do: without ORT's telemetry (runtime/sessions/ort-telemetry.ts).
+disableOrtTelemetry();
 
 export const RAW_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   intraOpNumThreads: 1,

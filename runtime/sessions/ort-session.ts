@@ -6,6 +6,11 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { SessionConfig } from './session-config.js';
 import type { OrtTensorMetadata } from './executor.js';
 import { PerchError } from '../base/errors.js';
+import { disableOrtTelemetry } from './ort-telemetry.js';
+
+// Before any session: on the main thread this module is loaded with the models room, long before
+// the first session opens (ort-telemetry.ts says why).
+disableOrtTelemetry();
 
 export interface OpenedSession {
   session: ort.InferenceSession;
