@@ -18,6 +18,8 @@ import { mb, watch, type ProbeFigures, type WatchFigures } from './probe.js';
 const ATTACK_MS = Number(process.env.PERCH_ATTACK_MS ?? 15_000);
 const SETTLE_MS = Number(process.env.PERCH_SETTLE_MS ?? 30_000);
 const ONLY = process.env.PERCH_ATTACKS?.split(',');
+// Node flags for the Perch child, to profile an attack (e.g. PERCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof').
+const NODE_ARGS = process.env.PERCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 const RSS_LIMIT_MB = 400;
 const RETURN_MB = 50;
 const HEALTH_P99_MS = 50;
@@ -51,7 +53,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => proces
 
 async function main(): Promise<void> {
   // The control listener on (docs/reliability.md): its health answers are measured beside the main port's.
-  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000, config: { server: { control: { port: 0 } } } });
+  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000, nodeArgs: NODE_ARGS, config: { server: { control: { port: 0 } } } });
   console.log(`perch serving on port ${server.port} (control listener on ${server.controlPort}) after ${Math.round(server.startMs)} ms`);
   const rows: Row[] = [];
   // V8's figures from /metrics on the control listener: the main port may not answer at the end of an attack.

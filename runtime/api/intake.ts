@@ -9,6 +9,13 @@
 //   busy with its own work), a connection that brings inference work stops being read (parked):
 //   its client waits under TCP flow control, at no cost to Perch. Parked connections are read
 //   again a few per tick once turns are short, and after at most MAX_LAG_PARK_MS whatever.
+// - Within one turn as well: the lag above is known only once a turn has ended, and one turn of
+//   the poll phase reads every connection that has input (libuv reads up to 32 chunks per socket
+//   per turn): under 300 WebSocket clients that never read, single turns took 2-7 s, each one
+//   reading and refusing frames of every connection in turn. Once the current turn has run
+//   server.maxEventLoopDelayMs past the sampler's due time, every further connection that brings
+//   inference work in it is parked the same way (the rest of what it already read is held, not
+//   handled), so a turn takes in about that much inference input and no more.
 // - A connection whose request was refused for load (queue full, budget spent) is parked too,
 //   for REFUSAL_PARK_MS, doubled for every refusal in a row (and longer while the loop lags):
 //   a client that retries at once costs one refusal per park, not one per round trip.
@@ -91,12 +98,21 @@ export class Intake {
     return this.parksTotal;
   }
 
-  /** A connection brings inference work: parked while the loop lags. */
+  /** A connection brings inference work: parked while the loop lags, or while this turn already runs long. */
   pace(conn: Parkable): void {
     const now = performance.now();
     this.activeUntil = now + IDLE_STOP_MS;
     this.start(now);
-    if (this.lagging) this.park(conn, now, now + MAX_LAG_PARK_MS);
+    if (this.lagging || this.turnRunsLong(now)) this.park(conn, now, now + MAX_LAG_PARK_MS);
+  }
+
+  /**
+   * The sampler (a timer) runs once per turn at most: when it is this late, the current turn
+   * has taken in inference work for longer than maxLagMs already. Whether the machine or Perch
+   * made it long cannot be told inside the turn; a turn that long delays health either way.
+   */
+  private turnRunsLong(now: number): boolean {
+    return now - this.lastSample > SAMPLE_MS + this.opts.maxLagMs;
   }
 
   /** A request of `conn` was refused for load: the connection is not read for a while. */

@@ -1,0 +1,72 @@
+// The intake bounds the inference input one turn of the event loop takes in (runtime/api/intake.ts,
+// docs/reliability.md "Control plane first"). Under 300 WebSocket clients that never read, one turn
+// of the poll phase read and refused the frames of every connection in turn and took 2-7 s: the
+// lag the intake's sampler measures is known only after such a turn, too late for it. These tests
+// make a turn long for real (the test's own synchronous work: no timer can run inside it) and
+// check that connections bringing input later in that turn are parked, and read again afterwards.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Intake, MAX_LAG_PARK_MS, type Parkable } from '../../runtime/api/intake.js';
+import { waitFor } from '../helpers/wait.js';
+
+const MAX_LAG_MS = 30;
+
+/** What the intake did to one connection (the intake only calls pause and resume). */
+class Conn implements Parkable {
+  paused = false;
+  pauses = 0;
+  closed = false;
+  pause(): void {
+    this.paused = true;
+    this.pauses++;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+}
+
+/** Keeps this turn of the event loop busy for `ms`: nothing else runs meanwhile. */
+function busyFor(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // the turn goes on
+  }
+}
+
+describe('intake: one turn takes in a bounded amount of inference input', () => {
+  test('a connection that brings input in a turn already longer than maxLagMs is parked, and read again after it', async () => {
+    const intake = new Intake({ maxLagMs: MAX_LAG_MS });
+    try {
+      const first = new Conn();
+      intake.pace(first);
+      assert.equal(first.pauses, 0, 'the first input of a turn is taken in');
+      // The sampler's timer is due every 10 ms and cannot run while this turn goes on.
+      busyFor(10 + MAX_LAG_MS + 30);
+      const late = Array.from({ length: 5 }, () => new Conn());
+      for (const c of late) intake.pace(c);
+      assert.deepEqual(late.map((c) => c.paused), [true, true, true, true, true], 'input later in the long turn is parked');
+      assert.equal(intake.parkedCount, 5);
+      // Once the turn has ended the parked connections are read again (at the latest MAX_LAG_PARK_MS later).
+      await waitFor(() => late.every((c) => !c.paused), MAX_LAG_PARK_MS + 20_000, 'the parked connections to be read again');
+      assert.equal(intake.parkedCount, 0);
+    } finally {
+      intake.close();
+    }
+  });
+
+  test('a connection closed while parked is dropped, not resumed', async () => {
+    const intake = new Intake({ maxLagMs: MAX_LAG_MS });
+    try {
+      intake.pace(new Conn());
+      busyFor(10 + MAX_LAG_MS + 30);
+      const gone = new Conn();
+      intake.pace(gone);
+      assert.equal(gone.paused, true);
+      gone.closed = true;
+      await waitFor(() => intake.parkedCount === 0, MAX_LAG_PARK_MS + 20_000, 'the closed connection to leave the parked list');
+      assert.equal(gone.paused, true, 'a closed connection is not read again');
+    } finally {
+      intake.close();
+    }
+  });
+});
