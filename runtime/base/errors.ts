@@ -104,7 +104,17 @@ export class PerchError extends Error {
   readonly status: number;
 
   constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
-    super(message ?? ERROR_CODES[code].summary, options);
+    // A client's error (status below 500) is built without a stack trace: the code and message
+    // say what was wrong, where in Perch it was found says nothing more, and capturing the stack
+    // cost 8-15 us per error, a fifth of the main thread under hostile clients whose every frame
+    // is refused (docs/reliability.md "Control plane first"). Perch's own failures keep theirs.
+    const limit = Error.stackTraceLimit;
+    if (ERROR_CODES[code].status < 500) Error.stackTraceLimit = 0;
+    try {
+      super(message ?? ERROR_CODES[code].summary, options);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'PerchError';
     this.code = code;
     this.status = ERROR_CODES[code].status;

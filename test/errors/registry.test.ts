@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ERROR_CODES } from '../../runtime/base/errors.js';
+import { ERROR_CODES, PerchError } from '../../runtime/base/errors.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 test('docs/errors.md lists exactly the registry', () => {
@@ -25,4 +25,14 @@ test('codes are well-formed and statuses are HTTP error statuses', () => {
     assert.match(code, /^PERCH_ERR_[A-Z0-9_]+$/);
     assert.ok(status >= 400 && status < 600, code);
   }
+});
+
+test("a client's error has no stack frames (it is built for every refused frame); Perch's own failures keep theirs", () => {
+  const limit = Error.stackTraceLimit;
+  const client = new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', 'no live sequence s1');
+  assert.equal(client.stack, 'PerchError: no live sequence s1');
+  assert.equal(client.status, 400);
+  const internal = new PerchError('PERCH_ERR_INTERNAL', 'a bug');
+  assert.match(internal.stack ?? '', /^PerchError: a bug\n\s+at /);
+  assert.equal(Error.stackTraceLimit, limit, 'the process-wide limit is left as it was');
 });
