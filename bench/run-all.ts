@@ -82,6 +82,23 @@ function targetsOf(section: unknown): Target[] {
   return s ? [...(s.target ? [s.target] : []), ...(s.targets ?? [])] : [];
 }
 
+/** The anchors' lines of the summary (bench/overhead.ts `anchors`, bench/streams.ts `minimalStreams`). */
+function anchorRows(results: Record<string, unknown>): string[][] {
+  const rows: string[][] = [];
+  const o = results.overhead as { rows?: Array<{ executor: string; transport: string; p50Ms: number; ratioP50: number }>; anchors?: Array<{ transport: string; executor: string; perchOverMinimal: number; minimalOverRaw: number }> } | undefined;
+  for (const a of o?.anchors ?? []) {
+    const row = (e: string) => o?.rows?.find((r) => r.executor === e && r.transport === a.transport);
+    const minimal = row(a.executor === 'worker' ? 'minimal' : 'minimal-main')?.p50Ms ?? Number.NaN;
+    // Both ratios are medians of the rounds' own (paired) ratios, as bench/overhead.ts prints them.
+    rows.push([`overhead ${a.transport} (${a.executor}), p50 ms`, (row(a.executor)?.p50Ms ?? Number.NaN).toFixed(3), minimal.toFixed(3), ratio(a.perchOverMinimal), ratio(row(a.executor)?.ratioP50 ?? Number.NaN)]);
+  }
+  const st = results.streams as { bestStreams?: number; minimalStreams?: number; rawBatch32Streams?: number } | undefined;
+  if (st?.minimalStreams !== undefined && st.bestStreams !== undefined && st.rawBatch32Streams !== undefined) {
+    rows.push(['streams, p99 <= 20 ms (raw: batch-32 ceiling)', String(st.bestStreams), String(st.minimalStreams), ratio(st.bestStreams / st.minimalStreams), ratio(st.bestStreams / st.rawBatch32Streams)]);
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const m = machine();
   console.log(`# perch benchmarks: ${m.nproc} cpus (${m.cpuModel}), node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, load ${m.loadavg1mAtStart}`);
@@ -111,6 +128,7 @@ async function main(): Promise<void> {
   console.log('\n======== summary ========');
   printTable('Benchmarks run', ['benchmark', 'status', 'seconds'], ran.map((r) => [r.bench, r.status, r.seconds.toFixed(0)]));
   printTable('Targets', ['issue', 'benchmark', 'metric', 'value', 'target', 'result'], rows);
+  printTable('Issue 20: Perch against the minimal served anchors of the same run', ['benchmark', 'Perch', 'minimal', 'Perch / minimal', 'Perch / raw'], anchorRows(results));
   console.log(`\n# results: ${RESULTS_FILE}; total ${((performance.now() - started) / 1000).toFixed(0)} s; update docs/benchmarks.md from them`);
   saveSection('runAll', { benches: ran, totalSeconds: (performance.now() - started) / 1000 }, 'npm run bench');
   if (ran.some((r) => r.status === 'failed' || r.status === 'timed out')) process.exitCode = 1;

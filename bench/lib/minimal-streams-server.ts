@@ -5,7 +5,8 @@
 // every chunk that is waiting (up to 64, the shipped maxBatchSize), stacked along the batch axis.
 // A stream never has two chunks in one batch or in flight at once, so its state is always the
 // one its previous chunk left. Answers leave each connection in one write per batch. No
-// validation, budgets, metrics, logs, idle timeouts or queue delay.
+// validation, budgets, metrics, logs, idle timeouts or queue delay; `GET /stats` gives the
+// batches and items run so far (the benchmark's average batch).
 // Run as a child: node dist/bench/lib/minimal-streams-server.js <silero-vad model.onnx>
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -36,6 +37,7 @@ interface Chunk {
 const threads = await Promise.all(Array.from({ length: THREADS }, () => SessionThread.open(process.argv[2] as string)));
 const streams = new Map<string, Stream>();
 let ready: Chunk[] = [];
+const stats = { batches: 0, items: 0 };
 
 function dispatch(): void {
   for (const t of threads) {
@@ -61,6 +63,8 @@ function dispatch(): void {
       { name: 'state', type: 'float32', dims: [2, n, 128], data: state },
       { name: 'sr', type: 'int64', dims: [], data: BigInt64Array.of(sr) },
     ];
+    stats.batches++;
+    stats.items += n;
     t.run(feeds, (outputs) => answer(batch, outputs));
   }
 }
@@ -87,7 +91,10 @@ function answer(batch: Chunk[], outputs: Feed[]): void {
   dispatch();
 }
 
-const server = createServer((_req, res) => res.writeHead(404).end());
+const server = createServer((req, res) => {
+  if (req.url === '/stats') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
+  else res.writeHead(404).end();
+});
 const wss = new WebSocketServer({ server, path: '/v1/ws', perMessageDeflate: false });
 wss.on('connection', (ws) =>
   ws.on('message', (data: Buffer) => {
