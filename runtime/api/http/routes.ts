@@ -3,15 +3,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { PerchError } from '../../base/errors.js';
-import type { InferService } from '../../inference/infer-service.js';
+import type { InferRequest, InferService } from '../../inference/infer-service.js';
 import { parseVersion } from '../../inference/infer-service.js';
 import type { ModelInstance } from '../../batching/model-instance.js';
 import type { ModelRegistry } from '../../models/registry.js';
+import type { ResolvedModelConfig } from '../../models/resolve-config.js';
 import { RUNTIME_VERSION } from '../../base/version.js';
 import { decodeInputs, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
 import type { ClientScope } from '../../inference/client-scope.js';
-import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget } from '../client-budget.js';
+import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget, type Hold } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import type { JsonParseThread } from '../json-thread/parse-thread.js';
 import { readBody } from './body.js';
@@ -164,12 +165,21 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
   // JSON that could never be parsed within the budget is refused from its headers, unread.
   const declaredJson = Number(req.headers['inference-header-content-length'] ?? req.headers['content-length']);
   if (!file && Number.isFinite(declaredJson)) refuseJsonThatCannotFit(c.budget, declaredJson);
+  // Read and decoded in a function of its own, so that no frame of this one holds the body while
+  // the request waits in the queue: only its tensors stay (a view of the body, or a copy of their
+  // own). Locals of an async function stay live across its awaits: the body and its JSON and
+  // binary slices were held beside the tensors until the answer (docs/reliability.md).
+  const request = await readInferRequest(c, req, hold, target.config, type, file, name as string, version, trace);
+  const result = await c.service.infer(request, scope);
+  sendResult(res, encodeResult(result, false), hold);
+}
+
+async function readInferRequest(
+  c: HttpContext, req: IncomingMessage, hold: Hold, model: ResolvedModelConfig, type: string, file: boolean,
+  name: string, version: string | undefined, trace: RequestTrace | undefined,
+): Promise<InferRequest> {
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
-  if (file) {
-    const result = await c.service.infer({ model: name as string, version, inputs: [rawBodyInput(target.config, raw, type)], trace }, c.scopeOf(req));
-    sendResult(res, encodeResult(result, false), hold);
-    return;
-  }
+  if (file) return { model: name, version, inputs: [rawBodyInput(model, raw, type)], trace };
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
   let json: Buffer = raw;
@@ -185,16 +195,15 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
   takeJsonCost(c.budget, hold, json.length);
   // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks.
   const { body, decoded } = await c.jsonThread.decode(json);
-  const result = await c.service.infer({
-    model: name as string,
+  return {
+    model: name,
     version,
     id: body.id,
     inputs: decodeInputs(body.inputs, binary, decoded),
     outputs: requestedOutputs(body),
     parameters: body.parameters,
     trace,
-  }, scope);
-  sendResult(res, encodeResult(result, false), hold);
+  };
 }
 
 function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerResponse): void {

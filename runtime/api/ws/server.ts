@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../base/clock.js';
 import { PerchError, toPerchError } from '../../base/errors.js';
 import { ClientScope, type ScopeOptions } from '../../inference/client-scope.js';
-import type { InferService } from '../../inference/infer-service.js';
+import type { InferRequest, InferService } from '../../inference/infer-service.js';
 import type { Logger } from '../../base/log.js';
 import { RequestTrace } from '../../base/request-trace.js';
 import type { Tracing } from '../../base/tracing.js';
@@ -108,32 +108,51 @@ export class WsApi {
     });
   }
 
-  private async handle(conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean): Promise<Reply> {
+  /**
+   * Not async itself: an infer message's tensors are decoded here, and only they go on to wait
+   * for the answer. An async function keeps its parameters live across its awaits, and the
+   * frame's binary part stayed held beside its decoded copy (a misaligned tensor is copied) until
+   * the answer: twice what the budget charged (docs/reliability.md).
+   */
+  private handle(conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean): Promise<Reply> {
     const op = typeof message === 'object' && message !== null ? (message as { op?: unknown }).op : undefined;
+    if (op !== 'infer') return this.handleOther(conn, message, op);
+    const tracing = this.deps.tracing;
+    // The message's `traceparent` field, if any, is the parent (docs/observability.md).
+    const trace = tracing?.enabled ? new RequestTrace(tracing, 'ws', (message as { traceparent?: string }).traceparent) : undefined;
+    let request: InferRequest;
+    try {
+      const m = validateInferMessage(message);
+      request = {
+        model: m.model,
+        version: m.version,
+        inputs: decodeInputs(m.inputs, binary),
+        outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
+        parameters: m.parameters,
+        trace,
+      };
+    } catch (err) {
+      if (trace) trace.end(toPerchError(err).code, (err as Error).message);
+      return Promise.reject(err as Error);
+    }
+    return this.infer(conn, request, isBinary, trace);
+  }
+
+  private async infer(conn: Connection, request: InferRequest, isBinary: boolean, trace: RequestTrace | undefined): Promise<Reply> {
+    try {
+      const result = await this.deps.service.infer(request, conn.scope);
+      // A binary request gets binary outputs unless it asked otherwise per output.
+      const { header, chunks } = encodeResult(result, isBinary);
+      trace?.end();
+      return { body: { ok: true, result: header }, chunks };
+    } catch (err) {
+      if (trace) trace.end(toPerchError(err).code, (err as Error).message);
+      throw err;
+    }
+  }
+
+  private async handleOther(conn: Connection, message: unknown, op: unknown): Promise<Reply> {
     switch (op) {
-      case 'infer': {
-        const tracing = this.deps.tracing;
-        // The message's `traceparent` field, if any, is the parent (docs/observability.md).
-        const trace = tracing?.enabled ? new RequestTrace(tracing, 'ws', (message as { traceparent?: string }).traceparent) : undefined;
-        try {
-          const m = validateInferMessage(message);
-          const result = await this.deps.service.infer({
-            model: m.model,
-            version: m.version,
-            inputs: decodeInputs(m.inputs, binary),
-            outputs: requestedOutputs({ inputs: m.inputs, outputs: m.outputs }),
-            parameters: m.parameters,
-            trace,
-          }, conn.scope);
-          // A binary request gets binary outputs unless it asked otherwise per output.
-          const { header, chunks } = encodeResult(result, isBinary);
-          trace?.end();
-          return { body: { ok: true, result: header }, chunks };
-        } catch (err) {
-          if (trace) trace.end(toPerchError(err).code, (err as Error).message);
-          throw err;
-        }
-      }
       case 'emit': {
         const m: EmitMessage = validate(emitMessageSchema, message, 'emit message');
         if (!this.deps.emit) throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'no event store is open');
