@@ -13,6 +13,7 @@ import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { vadModelJson } from '../helpers/scenarios.js';
+import { waitFor } from '../helpers/wait.js';
 import { inferBody, postJson } from '../helpers/wire.js';
 
 /** An OIP body of `n` FP32 numbers written long (about 20 bytes each), so it is large. */
@@ -89,4 +90,19 @@ describe('a large JSON body over HTTP', () => {
     assert.equal(large.status, 200, large.text);
     assert.deepEqual(large.json, small.json);
   });
+});
+
+test('the parse thread ends when it has had nothing to parse for a while, and starts again for the next body', async () => {
+  const thread = new JsonParseThread(50);
+  try {
+    const first = await thread.decode(floatsBody(100_000));
+    assert.equal(first.body.id, 'big');
+    // Ended by its idle timer: its heap and what the allocator kept of its parses go with it.
+    await waitFor(() => !thread.running, 20_000, 'the idle parse thread to end');
+    const second = await thread.decode(floatsBody(100_000));
+    assert.equal(second.body.id, 'big');
+    assert.equal((second.decoded[0] as Float32Array).length, 100_000);
+  } finally {
+    await thread.close();
+  }
 });

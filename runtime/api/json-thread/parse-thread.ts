@@ -22,6 +22,14 @@ const WORKER_URL = new URL('./worker.js', import.meta.url);
  */
 export const OFF_THREAD_JSON_BYTES = 1024 * 1024;
 
+/**
+ * The thread ends after this long with nothing to parse, and the next large body starts a new
+ * one (about 30 ms): a thread kept after its first use held its V8 heap and what the C allocator
+ * kept of its parses for as long as the process ran (the campaign's five attacks in a row ended
+ * 124-182 MB above where they started with the thread, 100-102 MB without; docs/reliability.md).
+ */
+export const JSON_THREAD_IDLE_EXIT_MS = 10_000;
+
 interface Pending {
   task: ParseTask;
   resolve: (d: DecodedBody) => void;
@@ -36,6 +44,14 @@ export class JsonParseThread {
   private readonly queue: Pending[] = [];
   private nextId = 1;
   private closed = false;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(private readonly idleExitMs = JSON_THREAD_IDLE_EXIT_MS) {}
+
+  /** True while a parse thread is running (it ends after idleExitMs without work). */
+  get running(): boolean {
+    return this.worker !== null;
+  }
 
   /** Parses, checks and decodes one OIP JSON body; small bodies on the calling thread. */
   decode(json: Buffer): Promise<DecodedBody> {
@@ -60,6 +76,7 @@ export class JsonParseThread {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stopIdleTimer();
     for (const p of this.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the JSON parse thread is stopping'));
     this.busy?.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the JSON parse thread is stopping'));
     this.busy = null;
@@ -70,7 +87,12 @@ export class JsonParseThread {
   }
 
   private pump(): void {
-    if (this.busy || this.queue.length === 0 || this.closed) return;
+    if (this.busy || this.closed) return;
+    if (this.queue.length === 0) {
+      this.armIdleExit();
+      return;
+    }
+    this.stopIdleTimer();
     const p = this.queue.shift() as Pending;
     const worker = (this.worker ??= this.start());
     this.busy = p;
@@ -80,6 +102,24 @@ export class JsonParseThread {
     } catch {
       worker.postMessage(p.task); // a buffer V8 will not move (Node's pool) is copied
     }
+  }
+
+  /** Ends the thread once it has had nothing to parse for idleExitMs. */
+  private armIdleExit(): void {
+    if (!this.worker || this.idleTimer) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      const w = this.worker;
+      if (!w || this.busy || this.queue.length > 0) return;
+      this.worker = null; // its 'exit' then fails nothing: it holds no task
+      void w.terminate();
+    }, this.idleExitMs);
+    this.idleTimer.unref();
+  }
+
+  private stopIdleTimer(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   /** The task `worker` was parsing, taken off it. */
