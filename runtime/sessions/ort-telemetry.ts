@@ -1,6 +1,6 @@
 // onnxruntime-node's Linux build (1.30) starts a telemetry system when its environment is created
 // with the first session: one more thread, a SQLite database under
-// ~/.cache/Microsoft/DeveloperTools/.onnxruntime written as sessions are created and run, and
+// $XDG_CACHE_HOME (else ~/.cache)/Microsoft/DeveloperTools/.onnxruntime written as sessions are created and run, and
 // HTTPS uploads wherever it finds a CA bundle. A device runtime writes only into its data
 // directory and talks only to the endpoints it is configured with (docs/config.md, "What Perch
 // sets for onnxruntime"), so telemetry is off unless the operator set the variable themselves.

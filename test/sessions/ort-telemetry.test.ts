@@ -2,7 +2,7 @@
 // session gets ORT's telemetry database under $HOME at once (the premise: if a new ORT stops
 // doing that, this test says so), while `perch serve` opens its sessions and writes nothing
 // outside its data directory. Both run with a HOME of their own and without
-// ORT_DISABLE_TELEMETRY (CI sets it for the whole job).
+// ORT_DISABLE_TELEMETRY (CI sets it for the whole job) or an XDG_CACHE_HOME of the machine's.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,9 +28,13 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-/** The environment of a process whose ORT telemetry nobody turned off, with its own HOME. */
+/**
+ * The environment of a process whose ORT telemetry nobody turned off, with its own HOME. ORT
+ * puts its files under $XDG_CACHE_HOME when that is set (CI machines set it), else
+ * $HOME/.cache: pinning it inside HOME keeps both tests looking at the one place ORT writes.
+ */
 function envWithHome(home: string): NodeJS.ProcessEnv {
-  const env = cleanEnv({ HOME: home });
+  const env = cleanEnv({ HOME: home, XDG_CACHE_HOME: join(home, '.cache') });
   delete env.ORT_DISABLE_TELEMETRY;
   return env;
 }
