@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import { MODEL_FILES } from '../../test/helpers/paths.js';
 import { chunkInputs, loadSpeech, rawStream, SAMPLE_RATE } from '../../test/helpers/vad.js';
+import { binaryFrame } from '../../test/helpers/wire.js';
 import { openRaw } from './raw-ort.js';
 
 const STREAMS = 4;
@@ -12,18 +13,15 @@ const CHUNKS = 12;
 const TOLERANCE = 1e-4;
 
 function frame(id: string, sequenceId: string, start: boolean, chunk: Float32Array): Buffer {
-  const header = Buffer.from(JSON.stringify({
+  const sr = Buffer.alloc(8);
+  sr.writeBigInt64LE(BigInt(SAMPLE_RATE));
+  return binaryFrame({
     id, op: 'infer', model: 'silero-vad', parameters: { sequence_id: sequenceId, ...(start ? { sequence_start: true } : {}) },
     inputs: [
       { name: 'input', shape: [1, chunk.length], datatype: 'FP32', parameters: { binary_data_size: chunk.byteLength } },
       { name: 'sr', shape: [], datatype: 'INT64', parameters: { binary_data_size: 8 } },
     ],
-  }));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(header.length);
-  const sr = Buffer.alloc(8);
-  sr.writeBigInt64LE(BigInt(SAMPLE_RATE));
-  return Buffer.concat([len, header, Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), sr]);
+  }, [new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength), sr]);
 }
 
 /** The largest difference seen (throws past TOLERANCE). */
