@@ -6,51 +6,38 @@
 // answer and goes on reading, discarding, until the client closes or LINGER_MS pass (Apache's
 // lingering close). Node calls socket.destroySoon() exactly there. Requests Node's parser
 // refuses ('clientError') get a JSON answer with a PERCH_ERR_* code the same way.
-// A lingering connection is read for one turn of the loop every LINGER_READ_EVERY_MS, not at
-// full speed: 56 clients refused from their headers went on sending 31 MiB bodies, and reading
-// and discarding them took the loop from health checks (docs/reliability.md, "Control plane
-// first"). What a client still sends waits in its socket buffers meanwhile, which is no reset.
+// Lingering connections are not read at full speed but a few at a time, each for one turn of the
+// loop (linger-reader.ts): 60 clients refused from their headers went on sending 31 MiB bodies,
+// and reading and discarding them took the loop from health checks (docs/reliability.md,
+// "Malformed HTTP"). What a client still sends waits in its socket buffers meanwhile, which is no reset.
 import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { Clock } from '../../base/clock.js';
 import { PerchError, type ErrorCode } from '../../base/errors.js';
-import { parkableOf } from './park.js';
+import { LingerReader } from './linger-reader.js';
+import { lingeringOf } from './park.js';
 import { sendError } from './reply.js';
 
 /** How long a closing connection goes on reading (and discarding) what its client still sends. */
 export const LINGER_MS = 2000;
-/** A lingering connection is read during one turn of the loop this often. */
-export const LINGER_READ_EVERY_MS = 50;
 
-/** Reads `socket` one loop turn in every LINGER_READ_EVERY_MS until it closes. */
-function readPaced(socket: Socket, clock: Clock): void {
-  const conn = parkableOf(socket);
-  let timer: TimerHandle | null = null;
-  const readOneTurn = (): void => {
-    timer = null;
-    if (socket.destroyed) return;
-    conn.resume();
-    setImmediate(() => {
-      if (socket.destroyed) return;
-      conn.pause();
-      timer = clock.setTimeout(readOneTurn, LINGER_READ_EVERY_MS);
-    });
-  };
-  socket.once('close', () => {
-    if (timer) clock.clearTimeout(timer);
-  });
-  readOneTurn();
+/** Reads `socket` in turn with the other lingering connections until it closes. */
+function readPaced(socket: Socket, reader: LingerReader): void {
+  const conn = lingeringOf(socket);
+  reader.add(conn);
+  socket.once('close', () => reader.remove(conn));
 }
 
 export function closeWithoutReset(server: Server, clock: Clock): void {
   const lingering = new WeakSet<Socket>();
+  const reader = new LingerReader(clock);
   const linger = (socket: Socket): void => {
     if (socket.destroyed || lingering.has(socket)) return;
     lingering.add(socket);
     socket.end();
     if (socket.readableEnded) return void socket.once('finish', () => socket.destroy());
     // Node's parser goes on reading the body into a request that discards it (req._dump()).
-    readPaced(socket, clock);
+    readPaced(socket, reader);
     const timer = clock.setTimeout(() => socket.destroy(), LINGER_MS);
     socket.once('close', () => clock.clearTimeout(timer));
     socket.once('end', () => socket.destroy());

@@ -13,6 +13,22 @@ interface HttpSocket extends Socket {
 }
 
 const parkables = new WeakMap<Socket, Parkable>();
+/** Connections that linger after their last answer (lingering-close.ts): read by the linger reader only. */
+const lingering = new WeakMap<Socket, Parkable>();
+
+function pause(s: HttpSocket): void {
+  s._paused = true;
+  s.pause();
+}
+
+function resume(s: HttpSocket): void {
+  if (s.destroyed) return;
+  // Paused by Node for answers the client has not taken: its 'drain' handler resumes.
+  if (s.writableNeedDrain) return;
+  s._paused = false;
+  s.parser?.resume();
+  s.resume();
+}
 
 /** The one Parkable of an HTTP connection (the intake keeps one entry per connection). */
 export function parkableOf(socket: Socket): Parkable {
@@ -20,23 +36,33 @@ export function parkableOf(socket: Socket): Parkable {
   if (!p) {
     const s = socket as HttpSocket;
     p = {
-      pause: () => {
-        s._paused = true;
-        s.pause();
-      },
+      pause: () => pause(s),
+      // A lingering connection parked before it lingered is not read at full speed when its park ends.
       resume: () => {
-        if (s.destroyed) return;
-        // Paused by Node for answers the client has not taken: its 'drain' handler resumes.
-        if (s.writableNeedDrain) return;
-        s._paused = false;
-        s.parser?.resume();
-        s.resume();
+        if (!lingering.has(s)) resume(s);
       },
       get closed() {
         return s.destroyed;
       },
     };
     parkables.set(socket, p);
+  }
+  return p;
+}
+
+/** The connection as it lingers: from now on only this handle reads it (linger-reader.ts). */
+export function lingeringOf(socket: Socket): Parkable {
+  let p = lingering.get(socket);
+  if (!p) {
+    const s = socket as HttpSocket;
+    p = {
+      pause: () => pause(s),
+      resume: () => resume(s),
+      get closed() {
+        return s.destroyed;
+      },
+    };
+    lingering.set(socket, p);
   }
   return p;
 }

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { toPerchError } from '../../base/errors.js';
 import type { Hold } from '../client-budget.js';
 import type { EncodedResult } from '../encode-response.js';
@@ -16,7 +16,26 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
+  if (bodyLeftUnread(res.req)) res.setHeader('connection', 'close');
   sendJson(res, e.status, { error: e.message, code: e.code });
+}
+
+/** An error answered with more of its request's body than this unread closes the connection. */
+export const KEEP_ALIVE_UNREAD_BODY_BYTES = 1024 * 1024;
+
+/**
+ * True when an error is answered before a body of more than KEEP_ALIVE_UNREAD_BODY_BYTES (or a
+ * chunked one, of unknown size) was read. Kept alive, Node reads and discards the rest of such a
+ * body at full speed to reach the next request: 60 clients refused 413 from their headers went on
+ * sending 31 MiB bodies, and discarding them took the main loop from health checks for the whole
+ * attack (docs/reliability.md, "Malformed HTTP"). Closed, the connection lingers (lingering-close.ts),
+ * read a little at a time for 2 s. Go's net/http closes the same way past 256 KiB unread; below
+ * the limit, discarding costs less than a new connection.
+ */
+export function bodyLeftUnread(req: IncomingMessage | undefined): boolean {
+  if (req === undefined || req.complete) return false;
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  return Number(req.headers['content-length'] ?? 0) > KEEP_ALIVE_UNREAD_BODY_BYTES;
 }
 
 /**
