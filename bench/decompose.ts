@@ -4,7 +4,8 @@
 // sink in this process that keeps the spans. Per request, from its spans: receive (read and
 // decode), before the queue (model resolution, prepare, submit), queue, the batch's stack, the
 // session's own run (measured on the session thread), the hop (compute - stack - run - split: the
-// postMessage both ways and the waits of both threads), split, after the batch (promises back to
+// postMessage both ways and the waits of both threads, and for a lookahead batch its wait behind
+// the batch before it on the same session thread), split, after the batch (promises back to
 // the API), answer (encode and write), and outside (client latency - the request span: the
 // loopback transport, the wake-ups before the socket is read, the client). p50 of each stage over
 // the requests, beside raw session.run in this process (back to back, and after a 2 ms sleep of
@@ -47,7 +48,7 @@ interface OtlpSpan {
   links?: Array<{ spanId: string }>;
 }
 
-const STAGES = ['receive', 'before queue', 'queue', 'stack', 'session.run (thread)', 'hop', 'split', 'after batch', 'answer', 'in process (request span)', 'own (in process - run)', 'outside process', 'client latency'] as const;
+const STAGES = ['receive', 'before queue', 'queue', 'stack', 'session.run (thread)', 'hop + lookahead wait', 'split', 'after batch', 'answer', 'in process (request span)', 'own (in process - run)', 'outside process', 'client latency'] as const;
 type Stage = (typeof STAGES)[number];
 
 function spansOf(bodies: unknown[]): OtlpSpan[] {
@@ -89,7 +90,9 @@ function decompose(spans: OtlpSpan[], transport: string): Array<Record<Exclude<S
       queue: dur(queue),
       stack: dur(stack),
       'session.run (thread)': dur(run),
-      hop: dur(compute) - dur(stack) - dur(run) - dur(split),
+      // perch.compute starts at dispatch: a lookahead batch's wait behind the batch before it on
+      // the same session thread is in here too, not only the two thread hops.
+      'hop + lookahead wait': dur(compute) - dur(stack) - dur(run) - dur(split),
       split: dur(split),
       'after batch': ms(t0(answer) - t1(compute)),
       answer: dur(answer),

@@ -1,57 +1,122 @@
-// Issue 20: paired rounds of one fixed stream level against several servers, to show a change of
-// the sequence batcher's policy (or any other) beside Perch as shipped and the minimal sequence
-// server (bench/lib/minimal-streams-server.ts). All servers are alive at once and measured one at
-// a time, the order reversed every other round, each round with the same load generator as
-// bench/streams.ts; per server and round: p50/p99, streams behind, CPU per chunk of its main
-// thread, busiest other thread and whole process, the average batch so far, the 1-minute load.
-//   node dist/bench/streams-ab.js [--streams 60] [--rounds 4] [--seconds 4]
+// Issue 20: paired rounds of fixed stream levels against several servers, to show a change of
+// the sequence batcher's policy (or any other) beside Perch as shipped, the minimal sequence
+// server (bench/lib/minimal-streams-server.ts) and, with --against, another checkout's Perch (a
+// built worktree of an older commit, with its own CLI and its own models/: whether Perch's code
+// regressed, on today's host). All servers are alive at once and measured one at a time, the
+// order reversed every other round, each round with the same load generator as bench/streams.ts;
+// per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
+// thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
+//   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
+//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>]
+// Sides: shipped; delay0 (maxQueueDelayMs 0); greedy (delay 0 and no preferred sizes: a free
+// session takes everything waiting and nothing is handed ahead below maxBatchSize, the minimal
+// server's policy); nointake (server.maxEventLoopDelayMs 10 s: the intake parks nobody for lag);
+// npmstart (npm start's malloc environment and node flags); atload (both silero-vad sessions
+// opened at load); minimal; against (needs --against).
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../test/helpers/paths.js';
-import { numberFlag } from './lib/args.js';
-import { buildRepository, MINIMAL_STREAMS_SERVER, startPerch, type PerchServer } from './lib/perch-server.js';
+import { flag, numberFlag } from './lib/args.js';
+import { buildRepository, MINIMAL_STREAMS_SERVER, NPM_START_ENV, NPM_START_NODE_ARGS, startPerch, type PerchServer } from './lib/perch-server.js';
 import { threadCpuMs, threadSplit } from './lib/proc-cpu.js';
 import { machine, saveSection } from './lib/results.js';
 import { median, printTable } from './lib/stats.js';
 import type { StreamLoadResult } from './lib/stream-load.js';
 
-const STREAMS = numberFlag('streams', 60);
+const LEVELS = (flag('streams') ?? '150,200').split(',').map((v) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--streams takes stream counts (60 or 100,150), not '${v}'`);
+  return n;
+});
 const ROUNDS = numberFlag('rounds', 4);
 const SECONDS = numberFlag('seconds', 4);
+const AGAINST = flag('against');
 const GENERATOR = join(REPO_ROOT, 'dist', 'bench', 'streams.js');
 
 interface Server {
   name: string;
   start: () => Promise<PerchServer>;
   /** Items and batches run so far. */
-  batches: (s: PerchServer) => Promise<{ items: number; batches: number }>;
+  batches: (s: PerchServer) => Promise<{ items: number; batches: number; parks?: number }>;
 }
 
 const perchBatches = async (s: PerchServer) => ({
   items: await s.metric('perch_inference_count_total', { model: 'silero-vad' }),
   batches: await s.metric('perch_inference_exec_count_total', { model: 'silero-vad' }),
+  // Connections the intake stopped reading (docs/reliability.md; 0 where a checkout has no intake).
+  parks: await s.metric('perch_intake_parks_total'),
 });
 
-const SERVERS: Server[] = [
-  { name: 'perch (shipped)', start: () => startPerch({ repository: SHIPPED_MODELS }), batches: perchBatches },
-  {
+/** Another checkout's Perch: its CLI (dist/bin/perch.js, or dist/runtime/cli.js before issue 15) and its models/. */
+function againstServer(dir: string): Server {
+  const root = resolve(dir);
+  const cli = [join(root, 'dist', 'bin', 'perch.js'), join(root, 'dist', 'runtime', 'cli.js')].find((f) => existsSync(f));
+  if (!cli) throw new Error(`--against ${dir}: no dist/bin/perch.js or dist/runtime/cli.js (build that checkout first)`);
+  return {
+    name: `perch at ${basename(root)}`,
+    start: () => startPerch({ repository: join(root, 'models'), command: [cli, 'serve'] }),
+    batches: perchBatches,
+  };
+}
+
+const SIDES: Record<string, () => Server> = {
+  shipped: () => ({ name: 'perch (shipped)', start: () => startPerch({ repository: SHIPPED_MODELS }), batches: perchBatches }),
+  delay0: () => ({
     name: 'perch, maxQueueDelayMs 0',
     start: () => startPerch({
       repository: buildRepository(['silero-vad'], (_m, c) => ((c.batching as Record<string, unknown>).maxQueueDelayMs = 0)), ownRepository: true,
     }),
     batches: perchBatches,
-  },
-  {
+  }),
+  greedy: () => ({
+    name: 'perch, delay 0, no preferred sizes',
+    start: () => startPerch({
+      repository: buildRepository(['silero-vad'], (_m, c) => Object.assign(c.batching as Record<string, unknown>, { maxQueueDelayMs: 0, preferredBatchSizes: [] })), ownRepository: true,
+    }),
+    batches: perchBatches,
+  }),
+  nointake: () => ({
+    name: 'perch, maxEventLoopDelayMs 10000',
+    start: () => startPerch({ repository: SHIPPED_MODELS, config: { server: { maxEventLoopDelayMs: 10_000 } } }),
+    batches: perchBatches,
+  }),
+  npmstart: () => ({
+    name: "perch, npm start's env and flags",
+    start: () => startPerch({ repository: SHIPPED_MODELS, env: NPM_START_ENV, nodeArgs: NPM_START_NODE_ARGS }),
+    batches: perchBatches,
+  }),
+  atload: () => ({
+    name: 'perch, both sessions at load',
+    start: () => startPerch({
+      repository: buildRepository(['silero-vad'], (_m, c) => delete (c.session as Record<string, unknown>).startInstances), ownRepository: true,
+    }),
+    batches: perchBatches,
+  }),
+  minimal: () => ({
     name: 'minimal',
     start: () => startPerch({ repository: buildRepository([]), ownRepository: true, command: [MINIMAL_STREAMS_SERVER, MODEL_FILES.sileroVad16k] }),
     batches: async (s) => (await (await fetch(`${s.baseUrl}/stats`)).json()) as { items: number; batches: number },
-  },
-];
+  }),
+};
 
-function generate(url: string): Promise<StreamLoadResult> {
+function chooseSides(): Server[] {
+  const keys = (flag('sides') ?? ['shipped', 'delay0', 'greedy', 'minimal', ...(AGAINST ? ['against'] : [])].join(',')).split(',');
+  return keys.map((k) => {
+    if (k === 'against') {
+      if (!AGAINST) throw new Error('the side "against" needs --against <checkout>');
+      return againstServer(AGAINST);
+    }
+    const make = SIDES[k];
+    if (!make) throw new Error(`unknown side '${k}' (one of ${[...Object.keys(SIDES), 'against'].join(', ')})`);
+    return make();
+  });
+}
+
+function generate(url: string, streams: number): Promise<StreamLoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GENERATOR, '--generate', url, String(STREAMS), String(SECONDS), 'binary'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [GENERATOR, '--generate', url, String(streams), String(SECONDS), 'binary'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as StreamLoadResult) : reject(new Error(`generator exited ${code}`))));
@@ -66,40 +131,52 @@ interface Round {
   busiestUs: number;
   totalUs: number;
   averageBatch: number;
+  /** Connections parked by the intake during the round (20 streams each). */
+  parks: number;
   load: number;
 }
 
 async function main(): Promise<void> {
   const m = machine();
-  console.log(`# streams A/B: ${STREAMS} streams, ${ROUNDS} rounds x ${SECONDS} s (+2 s warm-up) per server; ${m.nproc} cpus, load ${m.loadavg1mAtStart}`);
+  const servers = chooseSides();
+  console.log(`# streams A/B: ${LEVELS.join(', ')} streams, ${ROUNDS} rounds x ${SECONDS} s (+2 s warm-up) per server and level; ${m.nproc} cpus, load ${m.loadavg1mAtStart}`);
   const live: PerchServer[] = [];
-  const rounds = new Map<string, Round[]>(SERVERS.map((s) => [s.name, []]));
+  const byLevel = new Map<number, Map<string, Round[]>>(LEVELS.map((l) => [l, new Map(servers.map((s) => [s.name, []]))]));
   try {
-    for (const s of SERVERS) live.push(await s.start());
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = SERVERS.map((s, i) => [s, live[i]!] as const);
-      if (r % 2 === 1) order.reverse();
-      for (const [s, server] of order) {
-        const before = threadCpuMs(server.pid);
-        const x = await generate(server.wsUrl);
-        const cpu = threadSplit(server.pid, before, threadCpuMs(server.pid));
-        const sent = x.chunks * (1 + 2 / SECONDS); // the warm-up's chunks too
-        const b = await s.batches(server);
-        const row: Round = {
-          p50: x.p50, p99: x.p99, behind: x.behind, load: loadavg()[0] ?? 0,
-          mainUs: (cpu.main * 1000) / sent, busiestUs: (cpu.busiestOther * 1000) / sent, totalUs: (cpu.total * 1000) / sent, averageBatch: b.items / b.batches,
-        };
-        rounds.get(s.name)!.push(row);
-        console.log(`round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch so far ${row.averageBatch.toFixed(1)}, load ${row.load.toFixed(1)}`);
+    for (const s of servers) live.push(await s.start());
+    for (const streams of LEVELS) {
+      const rounds = byLevel.get(streams)!;
+      for (let r = 0; r < ROUNDS; r++) {
+        const order = servers.map((s, i) => [s, live[i]!] as const);
+        if (r % 2 === 1) order.reverse();
+        for (const [s, server] of order) {
+          const before = threadCpuMs(server.pid);
+          const batchesBefore = await s.batches(server);
+          const x = await generate(server.wsUrl, streams);
+          const cpu = threadSplit(server.pid, before, threadCpuMs(server.pid));
+          const sent = x.chunks * (1 + 2 / SECONDS); // the warm-up's chunks too
+          const b = await s.batches(server);
+          const row: Round = {
+            p50: x.p50, p99: x.p99, behind: x.behind, load: loadavg()[0] ?? 0,
+            mainUs: (cpu.main * 1000) / sent, busiestUs: (cpu.busiestOther * 1000) / sent, totalUs: (cpu.total * 1000) / sent,
+            averageBatch: (b.items - batchesBefore.items) / Math.max(1, b.batches - batchesBefore.batches),
+            parks: (b.parks ?? 0) - (batchesBefore.parks ?? 0),
+          };
+          rounds.get(s.name)!.push(row);
+          console.log(`${streams} streams, round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch ${row.averageBatch.toFixed(1)}, parks ${row.parks}, load ${row.load.toFixed(1)}`);
+        }
       }
+      const med = (name: string, k: keyof Round) => median(rounds.get(name)!.map((r) => r[k]));
+      printTable(`${streams} real-time VAD streams, medians of ${ROUNDS} paired rounds`, ['server', 'p50 ms', 'p99 ms', 'behind', 'µs/chunk: main', 'busiest other thread', 'total', 'average batch', 'parks', 'load'],
+        servers.map((s) => [s.name, med(s.name, 'p50').toFixed(2), med(s.name, 'p99').toFixed(2), String(med(s.name, 'behind')), med(s.name, 'mainUs').toFixed(0), med(s.name, 'busiestUs').toFixed(0), med(s.name, 'totalUs').toFixed(0), med(s.name, 'averageBatch').toFixed(1), String(med(s.name, 'parks')), med(s.name, 'load').toFixed(1)]));
     }
   } finally {
     for (const s of live) await s.stop();
   }
-  const med = (name: string, k: keyof Round) => median(rounds.get(name)!.map((r) => r[k]));
-  printTable(`${STREAMS} real-time VAD streams, medians of ${ROUNDS} paired rounds`, ['server', 'p50 ms', 'p99 ms', 'behind', 'µs/chunk: main', 'busiest other thread', 'total', 'average batch'],
-    SERVERS.map((s) => [s.name, med(s.name, 'p50').toFixed(2), med(s.name, 'p99').toFixed(2), String(med(s.name, 'behind')), med(s.name, 'mainUs').toFixed(0), med(s.name, 'busiestUs').toFixed(0), med(s.name, 'totalUs').toFixed(0), med(s.name, 'averageBatch').toFixed(1)]));
-  saveSection('streamsAb', { streams: STREAMS, rounds: Object.fromEntries(rounds) }, 'node dist/bench/streams-ab.js');
+  saveSection('streamsAb', {
+    levels: Object.fromEntries([...byLevel].map(([l, rounds]) => [l, Object.fromEntries(rounds)])),
+    against: AGAINST ? resolve(AGAINST) : null,
+  }, 'node dist/bench/streams-ab.js');
 }
 
 await main();
