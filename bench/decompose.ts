@@ -44,7 +44,7 @@ interface OtlpSpan {
   name: string;
   startTimeUnixNano: string;
   endTimeUnixNano: string;
-  attributes?: Array<{ key: string; value: { stringValue?: string } }>;
+  attributes?: Array<{ key: string; value: { stringValue?: string; boolValue?: boolean } }>;
   links?: Array<{ spanId: string }>;
 }
 
@@ -65,12 +65,17 @@ const t1 = (s: OtlpSpan): bigint => BigInt(s.endTimeUnixNano);
 const dur = (s: OtlpSpan): number => ms(t1(s) - t0(s));
 
 /** Per traced request of `transport`: each stage in ms. */
-function decompose(spans: OtlpSpan[], transport: string): Array<Record<Exclude<Stage, 'client latency' | 'outside process'>, number>> {
+type Row = Record<Exclude<Stage, 'client latency' | 'outside process'>, number> & {
+  /** Its batch was handed to a session still running another (perch.batch.ahead). */
+  ahead: boolean;
+};
+
+function decompose(spans: OtlpSpan[], transport: string): Row[] {
   const byId = new Map(spans.map((s) => [s.spanId, s]));
   const children = new Map<string, OtlpSpan[]>();
   for (const s of spans) if (s.parentSpanId) children.set(s.parentSpanId, [...(children.get(s.parentSpanId) ?? []), s]);
   const child = (parent: OtlpSpan, name: string): OtlpSpan | undefined => children.get(parent.spanId)?.find((c) => c.name === name);
-  const rows = [];
+  const rows: Row[] = [];
   for (const req of spans) {
     if (req.name !== 'perch.request') continue;
     if (!req.attributes?.some((a) => a.key === 'perch.transport' && a.value.stringValue === transport)) continue;
@@ -98,6 +103,7 @@ function decompose(spans: OtlpSpan[], transport: string): Array<Record<Exclude<S
       answer: dur(answer),
       'in process (request span)': dur(req),
       'own (in process - run)': dur(req) - dur(run),
+      ahead: batch.attributes?.some((a) => a.key === 'perch.batch.ahead' && a.value.boolValue === true) ?? false,
     });
   }
   return rows;
@@ -133,16 +139,26 @@ async function streamsMode(): Promise<void> {
   }
   const rows = decompose(spansOf(sink.bodies), 'ws');
   const measured = rows.slice(Math.floor(rows.length / 3)); // the warm-up's third of the chunks (2 of 6 s) left out
-  const stages = STAGES.filter((st) => st !== 'client latency' && st !== 'outside process') as Array<keyof (typeof rows)[number]>;
+  const stages = STAGES.filter((st) => st !== 'client latency' && st !== 'outside process') as Array<Exclude<Stage, 'client latency' | 'outside process'>>;
   printTable(
     `${STREAMS} streams: per stage over ${measured.length} chunks, ms (the generator: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)} ms client latency; ${result.behind} streams behind)`,
     ['', ...stages],
     [['p50', ...stages.map((st) => median(measured.map((r) => r[st])).toFixed(3))], ['p99', ...stages.map((st) => percentile(measured.map((r) => r[st]), 99).toFixed(3))]],
   );
+  // The hop apart from the lookahead wait: chunks whose batch went to an idle session, and those
+  // whose batch was handed ahead to a session still running another (perch.batch.ahead).
+  const hops = (ahead: boolean) => {
+    const h = measured.filter((r) => r.ahead === ahead).map((r) => r['hop + lookahead wait']);
+    return { chunks: h.length, p50: median(h), p99: percentile(h, 99) };
+  };
+  const [idle, ahead] = [hops(false), hops(true)];
+  console.log(`hop, batch to an idle session: p50 ${idle.p50.toFixed(3)} p99 ${idle.p99.toFixed(3)} ms (${idle.chunks} chunks); `
+    + `hop + wait, batch handed ahead to a busy session: p50 ${ahead.p50.toFixed(3)} p99 ${ahead.p99.toFixed(3)} ms (${ahead.chunks} chunks, ${((100 * ahead.chunks) / Math.max(1, measured.length)).toFixed(0)}%)`);
   saveSection('decomposeStreams', {
     streams: STREAMS,
     chunks: measured.length,
     client: result,
+    hopByBatch: { idleSession: idle, handedAhead: ahead },
     p50: Object.fromEntries(stages.map((st) => [st, median(measured.map((r) => r[st]))])),
     p99: Object.fromEntries(stages.map((st) => [st, percentile(measured.map((r) => r[st]), 99)])),
   }, `node dist/bench/decompose.js --streams ${STREAMS}`);

@@ -16,11 +16,15 @@ export class BatchTrace {
     private readonly span: Span,
     private readonly requests: RequestTrace[],
     private readonly dispatchedAt: number,
-    private readonly attributes: Record<string, number>,
+    private readonly attributes: Record<string, number | boolean>,
   ) {}
 
-  /** At dispatch; null when no request of the batch is traced. */
-  static start(tracing: Tracing, model: string, version: number, run: BatchRun<PreparedRequest>, items: number): BatchTrace | null {
+  /**
+   * At dispatch; null when no request of the batch is traced. `ahead`: handed to a session still
+   * running another batch (the batcher's lookahead), so `perch.compute` holds its wait behind that
+   * batch as well as the thread hops.
+   */
+  static start(tracing: Tracing, model: string, version: number, run: BatchRun<PreparedRequest>, items: number, ahead: boolean): BatchTrace | null {
     const requests: RequestTrace[] = [];
     const now = performance.now();
     run.payloads.forEach((p, i) => {
@@ -29,7 +33,7 @@ export class BatchTrace {
       tracing.record('perch.queue', p.trace.span, now - (run.queuedMs[i] ?? 0), now);
     });
     if (requests.length === 0) return null;
-    const attributes = { 'perch.batch.size': items, 'perch.batch.requests': run.payloads.length };
+    const attributes = { 'perch.batch.size': items, 'perch.batch.requests': run.payloads.length, 'perch.batch.ahead': ahead };
     const span = tracing.startSpan('perch.batch', {
       start: now,
       links: requests.map((r) => r.span),

@@ -176,7 +176,8 @@ export class ModelInstance {
   private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
     const executor = this.leastBusy();
     const items = run.payloads.reduce((n, r) => n + r.items, 0);
-    const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items) : null;
+    // leastBusy() counted this batch: more than one means the session holds another (lookahead).
+    const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items, (this.inFlight.get(executor) ?? 1) > 1) : null;
     try {
       const stackStarted = performance.now();
       const feeds = stackInputs(this.config, run.payloads);

@@ -71,6 +71,7 @@ test('an inference request is a trace: receive, queue, compute (linked to its sh
     assert.equal(batch.service, 'traced-1', 'service.name is the device id');
     assert.equal(batch.attributes['perch.batch.size'], 4);
     assert.equal(batch.attributes['perch.batch.requests'], 4);
+    assert.equal(batch.attributes['perch.batch.ahead'], false, 'handed to an idle session, not ahead of another batch');
     assert.equal(batch.attributes['perch.model'], 'cls');
     assert.deepEqual(receiver.childrenOf(batch).map((s) => s.name).sort(), ['perch.session.run', 'perch.split', 'perch.stack']);
 
