@@ -3,12 +3,14 @@
 // 12 MB JSON attack), so these check that path against real sockets: the bytes handed out are the
 // bytes sent, whatever the chunking, the budget holds the declared size, and a client that leaves
 // mid-body ends the read, its bytes let go. Chunked bodies (no Content-Length) are joined as before.
+// An OIP binary body (readSplitBody) is read into its JSON header and its tensor bytes as it
+// arrives: the same checks, and the tensor bytes in a buffer of their own.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { ClientBudget } from '../../runtime/api/client-budget.js';
-import { readBody } from '../../runtime/api/http/body.js';
+import { readBody, readSplitBody, type SplitBody } from '../../runtime/api/http/body.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LIMIT = 16 * 1024 * 1024;
@@ -17,18 +19,21 @@ describe('readBody', () => {
   const budget = new ClientBudget(64 * 1024 * 1024);
   let server: Server;
   let port = 0;
-  const outcomes: Array<Buffer | Error> = [];
+  const outcomes: Array<Buffer | SplitBody | Error> = [];
   let held = 0;
 
   before(async () => {
     server = createServer((req: IncomingMessage, res) => {
       const hold = budget.hold();
-      readBody(req, LIMIT, budget, hold).then(
+      // `X-Split: n`: read as an OIP binary body whose JSON header is n bytes long (readSplitBody).
+      const split = req.headers['x-split'];
+      const read: Promise<Buffer | SplitBody> = split === undefined ? readBody(req, LIMIT, budget, hold) : readSplitBody(req, LIMIT, budget, hold, Number(split));
+      read.then(
         (body) => {
           held = budget.heldBytes;
           outcomes.push(body);
           hold.release();
-          res.end(String(body.length));
+          res.end(String(Buffer.isBuffer(body) ? body.length : body.json.length + body.binary.length));
         },
         (err: Error) => {
           outcomes.push(err);
@@ -91,6 +96,44 @@ describe('readBody', () => {
     outcomes.length = 0;
     await send('POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n', [...chunked, Buffer.from('0\r\n\r\n')]);
     assert.ok(Buffer.isBuffer(outcomes[0]) && Buffer.compare(outcomes[0], body) === 0, 'chunked body');
+  });
+
+  test('a binary body is read into its header and its tensor bytes, byte for byte whatever the chunking; the tensors own their buffer', async () => {
+    const body = bytes(200_003);
+    const pieces: Buffer[] = [];
+    for (let at = 0, k = 1; at < body.length; k++) {
+      const n = Math.min(body.length - at, 997 * k);
+      pieces.push(body.subarray(at, at + n));
+      at += n;
+    }
+    for (const n of [0, 1, 13, 997, 5000, 196_000, body.length]) {
+      outcomes.length = 0;
+      const answer = await send(`POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Split: ${n}\r\nContent-Length: ${body.length}\r\n\r\n`, pieces);
+      assert.match(answer, /^HTTP\/1.1 200/);
+      const got = outcomes[0] as SplitBody;
+      assert.ok(got && Buffer.isBuffer(got.json) && Buffer.isBuffer(got.binary), String(got));
+      assert.equal(Buffer.compare(got.json, body.subarray(0, n)), 0, `header of ${n} bytes`);
+      assert.equal(Buffer.compare(got.binary, body.subarray(n)), 0, `tensor bytes after ${n}`);
+      // Past Buffer's pool size the tensor bytes are a buffer of their own from offset 0:
+      // aligned for any datatype, and a single input can be moved to a session thread whole.
+      if (got.binary.length >= 4096) assert.ok(got.binary.byteOffset === 0 && got.binary.buffer.byteLength === got.binary.length, `own buffer after ${n}`);
+      assert.equal(held, body.length, 'the declared size was held while it was read');
+      assert.equal(budget.heldBytes, 0);
+    }
+  });
+
+  test('a binary body is refused as any body: over the limit, or its client leaving mid-body', async () => {
+    outcomes.length = 0;
+    await send(`POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Split: 10\r\nContent-Length: ${LIMIT + 1}\r\n\r\n`, [bytes(100)]);
+    await waitFor(() => outcomes.length === 1, 20_000, 'the refusal');
+    assert.equal((outcomes[0] as NodeJS.ErrnoException).code, 'PERCH_ERR_REQUEST_TOO_LARGE');
+    outcomes.length = 0;
+    await send(`POST / HTTP/1.1\r\nHost: x\r\nX-Split: 10\r\nContent-Length: ${2 * 1024 * 1024}\r\n\r\n`, [bytes(512 * 1024)], true);
+    await waitFor(() => outcomes.length === 1, 20_000, 'the read to end');
+    const err = outcomes[0] as NodeJS.ErrnoException;
+    assert.ok(err instanceof Error, String(err));
+    assert.ok(['ECONNRESET', 'PERCH_ERR_CLIENT_GONE'].includes(err.code ?? ''), String(err));
+    assert.equal(budget.heldBytes, 0);
   });
 
   test('a client that leaves mid-body ends the read with an error and holds nothing after', async () => {

@@ -18,6 +18,36 @@ const COPY_AS_IT_COMES_BYTES = 256 * 1024;
  * docs/reliability.md), and the chunks and the joined copy were alive together.
  */
 export function readBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold): Promise<Buffer> {
+  return read(req, limit, budget, hold, undefined) as Promise<Buffer>;
+}
+
+/** An OIP binary body: its JSON header and the tensor bytes that follow it, each a buffer of its own. */
+export interface SplitBody {
+  json: Buffer;
+  binary: Buffer;
+}
+
+/**
+ * readBody for an OIP binary body whose Content-Length is declared and whose JSON header length
+ * (Inference-Header-Content-Length, `headerLength`) fits it: the bytes are copied as they arrive
+ * into two buffers, the header's and the tensors'. Joined into one and then cut, the tensor bytes
+ * started at an arbitrary offset, so they were copied a second time (into an aligned buffer, or
+ * out of the body to be moved to a session thread): two copies and two allocations of the
+ * tensors per request, where the tensors' own buffer needs one and a single input owns it whole
+ * (a worker executor moves it to its thread as it is; docs/benchmarks.md, issue 20). Anything
+ * else (no Content-Length, a header length that does not fit) is readBody's, and so are every
+ * limit and refusal.
+ */
+export function readSplitBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, headerLength: number): Promise<SplitBody> {
+  return read(req, limit, budget, hold, headerLength) as Promise<SplitBody>;
+}
+
+/** The declared Content-Length, or NaN when there is none (chunked) or it is not a number. */
+export function declaredLength(req: IncomingMessage): number {
+  return req.headers['content-length'] === undefined ? Number.NaN : Number(req.headers['content-length']);
+}
+
+function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, splitAt: number | undefined): Promise<Buffer | SplitBody> {
   // A client already gone (a pipelined request behind one whose connection closed) sends nothing more.
   if (req.destroyed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection before the body was read'));
   const declared = Number(req.headers['content-length']);
@@ -29,11 +59,16 @@ export function readBody(req: IncomingMessage, limit: number, budget: ClientBudg
     return Promise.reject(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body of ${declared} bytes is over server.maxClientBytes (${budget.limit})`));
   }
   if (known && !hold.tryAdd(declared)) return Promise.reject(budget.refusal('request body', declared));
-  return new Promise((resolve, reject) => {
+  const split = known && splitAt !== undefined && Number.isInteger(splitAt) && splitAt >= 0 && splitAt <= declared ? splitAt : undefined;
+  return new Promise<Buffer | SplitBody>((resolve, reject) => {
     let chunks: Buffer[] = [];
     // Every byte of it is written before it is handed out (only its first `size` bytes are).
     // Small bodies come in one chunk, handed out as it is: no copy at all.
-    let whole: Buffer | null = known && declared >= COPY_AS_IT_COMES_BYTES ? Buffer.allocUnsafe(declared) : null;
+    let whole: Buffer | null = known && declared >= COPY_AS_IT_COMES_BYTES && split === undefined ? Buffer.allocUnsafe(declared) : null;
+    // Split: the header's bytes, then the tensors' (their own buffer, at its offset 0 when over
+    // Buffer's pool size, so aligned for every datatype).
+    let head: Buffer | null = split === undefined ? null : Buffer.allocUnsafe(split);
+    let tail: Buffer | null = split === undefined ? null : Buffer.allocUnsafe(declared - split);
     let size = 0;
     // Once the body is whole or refused, the listeners go and the chunks with them: the 'close'
     // and 'error' listeners stay on the request until it is collected (with pipelining, long after
@@ -42,6 +77,8 @@ export function readBody(req: IncomingMessage, limit: number, budget: ClientBudg
     const done = (): void => {
       chunks = [];
       whole = null;
+      head = null;
+      tail = null;
       req.removeListener('data', onData);
       req.removeListener('end', onEnd);
       req.removeListener('error', fail);
@@ -54,6 +91,14 @@ export function readBody(req: IncomingMessage, limit: number, budget: ClientBudg
       reject(err);
     };
     const onData = (chunk: Buffer): void => {
+      if (head && tail) {
+        if (size + chunk.length > declared) return fail(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body is longer than its Content-Length of ${declared} bytes`));
+        const inHead = Math.max(0, Math.min(chunk.length, head.length - size));
+        if (inHead > 0) chunk.copy(head, size, 0, inHead);
+        if (inHead < chunk.length) chunk.copy(tail, size + inHead - head.length, inHead);
+        size += chunk.length;
+        return;
+      }
       if (whole) {
         // Node's parser ends the body at its Content-Length; this guards the copy all the same.
         if (size + chunk.length > whole.length) return fail(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body is longer than its Content-Length of ${declared} bytes`));
@@ -66,6 +111,13 @@ export function readBody(req: IncomingMessage, limit: number, budget: ClientBudg
       chunks.push(chunk);
     };
     const onEnd = (): void => {
+      if (head && tail) {
+        // Only what arrived is handed out (Node's parser ends a body at its Content-Length).
+        const parts = { json: size >= head.length ? head : head.subarray(0, size), binary: size >= declared ? tail : tail.subarray(0, Math.max(0, size - head.length)) };
+        done();
+        resolve(parts);
+        return;
+      }
       const body = whole ? (size === whole.length ? whole : whole.subarray(0, size)) : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
       done();
       resolve(body);

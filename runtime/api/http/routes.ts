@@ -15,7 +15,7 @@ import type { ClientScope } from '../../inference/client-scope.js';
 import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget, type Hold } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import type { JsonParseThread } from '../json-thread/parse-thread.js';
-import { readBody } from './body.js';
+import { declaredLength, readBody, readSplitBody } from './body.js';
 import type { EventStreams } from './event-streams.js';
 import type { ConsoleFiles } from './console-files.js';
 import { parkableOf } from './park.js';
@@ -178,10 +178,18 @@ async function readInferRequest(
   c: HttpContext, req: IncomingMessage, hold: Hold, model: ResolvedModelConfig, type: string, file: boolean,
   name: string, version: string | undefined, trace: RequestTrace | undefined,
 ): Promise<InferRequest> {
-  const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
-  if (file) return { model: name, version, inputs: [rawBodyInput(model, raw, type)], trace };
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
+  if (!file && headerLength !== undefined) {
+    const n = Number(headerLength);
+    // Read into a buffer for the header and one for the tensors (body.ts readSplitBody).
+    if (Number.isInteger(n) && n >= 0 && n <= declaredLength(req)) {
+      const { json, binary } = await readSplitBody(req, c.maxRequestBytes, c.budget, hold, n);
+      return decodeOip(c, hold, json, binary, name, version, trace);
+    }
+  }
+  const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
+  if (file) return { model: name, version, inputs: [rawBodyInput(model, raw, type)], trace };
   let json: Buffer = raw;
   let binary: Uint8Array = new Uint8Array(0);
   if (headerLength !== undefined) {
@@ -192,6 +200,13 @@ async function readInferRequest(
     json = raw.subarray(0, n);
     binary = raw.subarray(n);
   }
+  return decodeOip(c, hold, json, binary, name, version, trace);
+}
+
+/** The OIP JSON (or binary extension header) and the tensor bytes after it, as a request. */
+async function decodeOip(
+  c: HttpContext, hold: Hold, json: Buffer, binary: Uint8Array, name: string, version: string | undefined, trace: RequestTrace | undefined,
+): Promise<InferRequest> {
   takeJsonCost(c.budget, hold, json.length);
   // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks.
   const { body, decoded } = await c.jsonThread.decode(json);
