@@ -12,6 +12,10 @@
 // Issue 20's anchor: the same WS and HTTP binary requests to a hand-written minimal server in its
 // own process (bench/lib/minimal-server.ts: parse the header, run the session on a worker thread
 // or on its main thread, answer), so Perch / minimal says what is Perch's and what the host's.
+// GC: around every Perch phase, its main thread's garbage collections from its own /metrics (the
+// perch_nodejs_gc_duration_seconds histogram, kept by prom-client's default metrics): full
+// (major) collections per 1000 requests and GC ms per request, medians of the rounds; a process
+// that falls into back-to-back full collections pays them in every request (docs/benchmarks.md).
 // Run: node dist/bench/overhead.js   (PERCH_BENCH_ROUNDS, PERCH_BENCH_REQUESTS to change the size)
 import type ort from 'onnxruntime-node';
 import { fromOrtResults } from '../runtime/sessions/ort-session.js';
@@ -71,6 +75,19 @@ interface Variant {
   ratios: number[];
   /** Per round: p50 - raw p50 - floor p50 of that round (paired; see main). */
   owns: number[];
+  /** Perch's processes: the server, for its GC counts; absent for the minimal and echo servers. */
+  server?: PerchServer;
+  /** Per round: full collections per 1000 requests, and GC ms per request (all kinds). */
+  majorPerK: number[];
+  gcMsPerRequest: number[];
+}
+
+const GC_METRIC = 'perch_nodejs_gc_duration_seconds';
+
+/** The main thread's GC so far: full collections, and seconds in every kind. */
+async function gcSoFar(server: PerchServer): Promise<{ major: number; seconds: number }> {
+  const [major, seconds] = await Promise.all([server.metric(`${GC_METRIC}_count`, { kind: 'major' }), server.metric(`${GC_METRIC}_sum`)]);
+  return { major, seconds };
 }
 
 async function timeSerial(n: number, call: (k: number) => Promise<unknown>): Promise<number[]> {
@@ -102,7 +119,8 @@ async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs:
     'http-binary': (k) => http.infer(MODEL, httpBin[k]!),
     'http-json': (k) => http.infer(MODEL, httpJson[k]!),
   };
-  const variants = TRANSPORTS.map((transport) => ({ executor, transport, call: calls[transport]!, p50s: [], p99s: [], ratios: [] as number[], owns: [] as number[] }));
+  const perch = executor === 'echo' || isMinimal(executor) ? {} : { server };
+  const variants: Variant[] = TRANSPORTS.map((transport) => ({ executor, transport, call: calls[transport]!, p50s: [], p99s: [], ratios: [], owns: [], ...perch, majorPerK: [], gcMsPerRequest: [] }));
   if (!sockets || server.grpcPort === null) {
     return {
       variants,
@@ -123,7 +141,7 @@ async function makeVariants(server: PerchServer, executor: ExecutorKind, inputs:
     'ws-binary-unix': (k) => wsUnix.send(`b${k}`, binFrames[k] as Buffer),
     'http-binary-unix': (k) => httpUnix.infer(MODEL, httpBin[k]!),
   };
-  for (const transport of LOCAL_TRANSPORTS) variants.push({ executor, transport, call: local[transport]!, p50s: [], p99s: [], ratios: [], owns: [] });
+  for (const transport of LOCAL_TRANSPORTS) variants.push({ executor, transport, call: local[transport]!, p50s: [], p99s: [], ratios: [], owns: [], ...perch, majorPerK: [], gcMsPerRequest: [] });
   return {
     variants,
     close: async () => {
@@ -201,7 +219,16 @@ async function main(): Promise<void> {
       const before = await timeSerial(REQUESTS, rawCall);
       const perch: number[][] = [];
       // JSON paths are 5-10x slower: fewer requests keep the run short (p99 is then coarser).
-      for (const v of variants) perch.push(await timeSerial(isJson(v.transport) ? Math.ceil(REQUESTS / 3) : REQUESTS, v.call));
+      for (const v of variants) {
+        const n = isJson(v.transport) ? Math.ceil(REQUESTS / 3) : REQUESTS;
+        const gc0 = v.server ? await gcSoFar(v.server) : null;
+        perch.push(await timeSerial(n, v.call));
+        if (v.server && gc0) {
+          const gc1 = await gcSoFar(v.server);
+          v.majorPerK.push(((gc1.major - gc0.major) / n) * 1000);
+          v.gcMsPerRequest.push(((gc1.seconds - gc0.seconds) * 1000) / n);
+        }
+      }
       const after = await timeSerial(REQUESTS, rawCall);
       const raw = latencySummary([...before, ...after]);
       rawP50s.push(raw.p50);
@@ -249,6 +276,12 @@ async function main(): Promise<void> {
       ],
     );
     console.log('# minus floor = p50 - raw p50 - floor p50 of the same transport, per round, median of the rounds: the time Perch itself adds (validation, queue, thread hop, copies, GC)');
+    const gcRows = variants.filter((v) => v.majorPerK.length > 0);
+    printTable(
+      'Perch main thread GC per phase (its /metrics; medians of the rounds, per-round values in brackets)',
+      ['path', 'executor', 'full GCs / 1000 requests', 'GC ms / request'],
+      gcRows.map((v) => [`perch ${v.transport}`, v.executor, `${median(v.majorPerK).toFixed(1)} [${v.majorPerK.map((x) => x.toFixed(0)).join(' ')}]`, `${median(v.gcMsPerRequest).toFixed(3)} [${v.gcMsPerRequest.map((x) => x.toFixed(2)).join(' ')}]`]),
+    );
     const p50Of = (executor: ExecutorKind, t: Transport) => rows.find((r) => r.executor === executor && r.transport === t)?.p50Ms ?? Number.NaN;
     const tracesCost = TRACED_TRANSPORTS.map((t) => ({ transport: t, off: p50Of('worker', t), on: p50Of('worker+traces', t) }));
     for (const c of tracesCost) {
@@ -281,7 +314,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       requestsPerPhase: REQUESTS,
       raw: { p50Ms: raw.p50, p99Ms: raw.p99, p50sMs: rawP50s },
-      rows: rows.map((r, i) => ({ ...r, p50sMs: variants[i]!.p50s, ratios: variants[i]!.ratios })),
+      rows: rows.map((r, i) => ({ ...r, p50sMs: variants[i]!.p50s, ratios: variants[i]!.ratios, majorGcPer1000: variants[i]!.majorPerK, gcMsPerRequest: variants[i]!.gcMsPerRequest })),
       target: { metric: 'ws-binary (worker) p50 / raw p50', max: TARGET, value: headline.ratioP50, met },
       targets: ownTargets,
       traces: tracesCost,
