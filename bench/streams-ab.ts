@@ -7,12 +7,13 @@
 // per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
-//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>]
+//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>']
 // Sides: shipped; delay0 (maxQueueDelayMs 0); greedy (delay 0 and no preferred sizes: a free
 // session takes everything waiting and nothing is handed ahead below maxBatchSize, the minimal
 // server's policy); nointake (server.maxEventLoopDelayMs 10 s: the intake parks nobody for lag);
 // npmstart (npm start's malloc environment and node flags); atload (both silero-vad sessions
-// opened at load); minimal; against (needs --against).
+// opened at load); flags (npm start's environment and flags plus --node-args, e.g.
+// '--max-semi-space-size=4': a V8 setting weighed against npmstart); minimal; against (needs --against).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -33,6 +34,7 @@ const LEVELS = (flag('streams') ?? '150,200').split(',').map((v) => {
 const ROUNDS = numberFlag('rounds', 4);
 const SECONDS = numberFlag('seconds', 4);
 const AGAINST = flag('against');
+const EXTRA_NODE_ARGS = (flag('node-args') ?? '').split(/\s+/).filter(Boolean);
 const GENERATOR = join(REPO_ROOT, 'dist', 'bench', 'streams.js');
 
 interface Server {
@@ -87,6 +89,14 @@ const SIDES: Record<string, () => Server> = {
     start: () => startPerch({ repository: SHIPPED_MODELS, env: NPM_START_ENV, nodeArgs: NPM_START_NODE_ARGS }),
     batches: perchBatches,
   }),
+  flags: () => {
+    if (EXTRA_NODE_ARGS.length === 0) throw new Error("the side 'flags' needs --node-args '<node flags>'");
+    return {
+      name: `perch, npm start + ${EXTRA_NODE_ARGS.join(' ')}`,
+      start: () => startPerch({ repository: SHIPPED_MODELS, env: NPM_START_ENV, nodeArgs: [...NPM_START_NODE_ARGS, ...EXTRA_NODE_ARGS] }),
+      batches: perchBatches,
+    };
+  },
   atload: () => ({
     name: 'perch, both sessions at load',
     start: () => startPerch({
