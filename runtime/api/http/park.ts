@@ -30,39 +30,34 @@ function resume(s: HttpSocket): void {
   s.resume();
 }
 
-/** The one Parkable of an HTTP connection (the intake keeps one entry per connection). */
-export function parkableOf(socket: Socket): Parkable {
-  let p = parkables.get(socket);
+/** The handle of `socket` kept in `handles`, made once: pause, `read` to resume, closed. */
+function handleOf(handles: WeakMap<Socket, Parkable>, socket: Socket, read: (s: HttpSocket) => void): Parkable {
+  let p = handles.get(socket);
   if (!p) {
     const s = socket as HttpSocket;
     p = {
       pause: () => pause(s),
-      // A lingering connection parked before it lingered is not read at full speed when its park ends.
-      resume: () => {
-        if (!lingering.has(s)) resume(s);
-      },
+      resume: () => read(s),
       get closed() {
         return s.destroyed;
       },
     };
-    parkables.set(socket, p);
+    handles.set(socket, p);
   }
   return p;
 }
 
+/** A lingering connection parked before it lingered is not read at full speed when its park ends. */
+function resumeUnlessLingering(s: HttpSocket): void {
+  if (!lingering.has(s)) resume(s);
+}
+
+/** The one Parkable of an HTTP connection (the intake keeps one entry per connection). */
+export function parkableOf(socket: Socket): Parkable {
+  return handleOf(parkables, socket, resumeUnlessLingering);
+}
+
 /** The connection as it lingers: from now on only this handle reads it (linger-reader.ts). */
 export function lingeringOf(socket: Socket): Parkable {
-  let p = lingering.get(socket);
-  if (!p) {
-    const s = socket as HttpSocket;
-    p = {
-      pause: () => pause(s),
-      resume: () => resume(s),
-      get closed() {
-        return s.destroyed;
-      },
-    };
-    lingering.set(socket, p);
-  }
-  return p;
+  return handleOf(lingering, socket, resume);
 }
