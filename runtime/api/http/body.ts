@@ -39,6 +39,12 @@ export interface SplitBody {
  * limit and refusal.
  */
 export function readSplitBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, headerLength: number): Promise<SplitBody> {
+  // Tensor bytes under half Buffer's pool size would get a slice of the pool, not a buffer of
+  // their own, and be copied again before a move: a small body is read whole (one chunk, no
+  // copy) and handed out as two views, its tensors copied once where they go.
+  if (!(declaredLength(req) - headerLength >= Buffer.poolSize >>> 1)) {
+    return readBody(req, limit, budget, hold).then((body) => ({ json: body.subarray(0, headerLength), binary: body.subarray(headerLength) }));
+  }
   return read(req, limit, budget, hold, headerLength) as Promise<SplitBody>;
 }
 
