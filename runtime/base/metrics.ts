@@ -1,6 +1,7 @@
 // Prometheus metrics (docs/protocol.md section 6). Each runtime has its own Registry so several can
 // live in one process (tests); the store and cloud modules register theirs on the same one.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { observeEach } from './histogram-batch.js';
 import { ModelStatistics } from './model-stats.js';
 
 // Bounds from 100 µs (a VAD chunk) to 10 s (a big OCR batch on a Pi).
@@ -81,6 +82,6 @@ export class InferenceMetrics {
     this.items.inc(labels, items);
     this.execs.inc(labels);
     this.computeDuration.observe(labels, computeSeconds);
-    for (const ms of queuedMs) this.queueDuration.observe(labels, ms / 1000);
+    observeEach(this.queueDuration, labels, queuedMs, 1000);
   }
 }

@@ -111,12 +111,17 @@ export class InferService {
     return { instance, outputs, cached: false };
   }
 
-  /** A stateful model: the sequence manager feeds and keeps the state (never cached: state changes the answer). */
-  private async runSequence(instance: ModelInstance, version: number | undefined, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
+  /**
+   * A stateful model: the sequence manager feeds and keeps the state (never cached: state
+   * changes the answer). Not async: the caller awaits the manager's own promise, one promise
+   * and one microtask turn fewer per stream chunk (docs/benchmarks.md, issue 20); a refusal
+   * here is thrown inside the caller's try, as a rejection was.
+   */
+  private runSequence(instance: ModelInstance, version: number | undefined, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
     if (params.sequenceId === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is a sequence model: parameter 'sequence_id' is required`);
     }
-    const r = await this.sequences.submit({
+    return this.sequences.submit({
       model: instance.name,
       version,
       instance,
@@ -128,7 +133,6 @@ export class InferService {
       timeoutMs: params.timeoutMs,
       trace: req.trace,
     }, scope);
-    return { instance: r.instance, outputs: r.outputs, cached: false };
   }
 
   /** `scope`: the client's connection; its queued work is dropped and its tied sequences end when it closes. */
@@ -141,7 +145,8 @@ export class InferService {
       if (trace) trace.received(req.model);
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const version = parseVersion(req.version);
-      const instance = await this.registry.resolveLoaded(req.model, version);
+      // A loaded model is resolved here and now; one that loads on first use is waited for.
+      const instance = this.registry.loadsFirst(req.model) ? await this.registry.resolveLoaded(req.model, version) : this.registry.resolve(req.model, version);
       labels = instance.labels;
       stats = instance.stats;
       const params = readParameters(req.parameters);
@@ -162,11 +167,11 @@ export class InferService {
       const ended = performance.now();
       stats.answered(ended - started, ended);
       if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: ended - started });
-      if (trace) trace.answering(labels.version, ran.cached);
+      if (trace) trace.answering(labels.version, ran.cached ?? false);
       const result: InferResult = {
         model_name: ran.instance.name,
         model_version: labels.version,
-        parameters: { cached: ran.cached },
+        parameters: { cached: ran.cached ?? false },
         outputs,
         binary,
       };
@@ -188,7 +193,8 @@ export class InferService {
 interface Ran {
   instance: ModelInstance;
   outputs: Tensor[];
-  cached: boolean;
+  /** Answered from the result cache (absent: a sequence's answer, never cached). */
+  cached?: boolean;
 }
 
 /** Per model config: the outputs a client gets by default. State outputs feed the next request

@@ -99,6 +99,15 @@ export class ModelRegistry<I extends ServedVersion = ServedVersion> {
   }
 
   /**
+   * Whether the model loads on first use and has not been loaded yet: resolveLoaded() must
+   * wait for it. The request path asks this first so that a loaded model is resolved without
+   * an await (a promise and a microtask turn fewer per request; docs/benchmarks.md, issue 20).
+   */
+  loadsFirst(name: string): boolean {
+    return this.models.get(name)?.lazy === true;
+  }
+
+  /**
    * resolve(), after loading a model that loads on first use (concurrent first requests wait
    * for the same load). Every request path goes through here.
    */

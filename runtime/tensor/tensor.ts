@@ -96,6 +96,8 @@ function copyRange(src: TensorData, start: number, end: number, dst: TensorData,
     for (let i = start; i < end; i++) d[at + i - start] = src[i] as Uint8Array;
     return;
   }
-  // Same typed array kind on both sides: set() copies with memmove.
-  (dst as typeof src).set(src.subarray(start, end) as never, at);
+  // Same typed array kind on both sides: set() copies with memmove. A whole array (a stream
+  // chunk's input when stacked) is copied as it is, without a view made per copy.
+  if (start === 0 && end === src.length) (dst as typeof src).set(src as never, at);
+  else (dst as typeof src).set(src.subarray(start, end) as never, at);
 }
