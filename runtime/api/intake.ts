@@ -13,9 +13,10 @@
 //   the poll phase reads every connection that has input (libuv reads up to 32 chunks per socket
 //   per turn): under 300 WebSocket clients that never read, single turns took 2-7 s, each one
 //   reading and refusing frames of every connection in turn. Once the current turn has run
-//   server.maxEventLoopDelayMs past the sampler's due time, every further connection that brings
-//   inference work in it is parked the same way (the rest of what it already read is held, not
-//   handled), so a turn takes in about that much inference input and no more.
+//   TURN_INTAKE_MS (or server.maxEventLoopDelayMs if shorter) past the sampler's due time, every
+//   further connection that brings inference work in it is parked the same way (the rest of
+//   what it already read is held, not handled), so a turn takes in about that much inference
+//   input and no more.
 // - A connection whose request was refused for load (queue full, budget spent) is parked too,
 //   for REFUSAL_PARK_MS, doubled for every refusal in a row (and longer while the loop lags):
 //   a client that retries at once costs one refusal per park, not one per round trip.
@@ -40,6 +41,15 @@ export interface IntakeOptions {
 const SAMPLE_MS = 10;
 /** Parked connections read again per sample: a burst of them is let in gradually. */
 const RELEASE_PER_SAMPLE = 4;
+/**
+ * Inference input one turn takes in, in ms past the sampler's due time, before later connections
+ * of that turn are parked. A health check waits for the rest of the turn it arrives in: what the
+ * intake let in, then what follows it in the same turn (answers, batches, collections; 10-30 ms
+ * in the campaign's profiles). With maxEventLoopDelayMs (30) here, turns of the never-reading
+ * WebSocket attack ran 40-50 ms of Perch's own CPU back to back and health p99 on the main port
+ * stayed at 70 ms on a quiet machine (docs/reliability.md).
+ */
+export const TURN_INTAKE_MS = 15;
 /** A connection parked for lag is read again after this long even if the loop still lags. */
 export const MAX_LAG_PARK_MS = 1000;
 /** The first park after a refusal for load; doubled per refusal in a row, up to MAX_REFUSAL_PARK_MS. */
@@ -108,11 +118,12 @@ export class Intake {
 
   /**
    * The sampler (a timer) runs once per turn at most: when it is this late, the current turn
-   * has taken in inference work for longer than maxLagMs already. Whether the machine or Perch
-   * made it long cannot be told inside the turn; a turn that long delays health either way.
+   * has taken in inference work for TURN_INTAKE_MS already (up to SAMPLE_MS more: the loop may
+   * have waited for input after the sample). Whether the machine or Perch made it long cannot be
+   * told inside the turn; a turn that long delays health either way.
    */
   private turnRunsLong(now: number): boolean {
-    return now - this.lastSample > SAMPLE_MS + this.opts.maxLagMs;
+    return now - this.lastSample > SAMPLE_MS + Math.min(TURN_INTAKE_MS, this.opts.maxLagMs);
   }
 
   /** A request of `conn` was refused for load: the connection is not read for a while. */
