@@ -59,6 +59,17 @@ describe('prepareInputs', () => {
     assert.equal(key({ gain: 0.5 }), key({ gain: 0.5 }));
   });
 
+  test('a key reused from the model\'s last request (prepare.ts groupKeyOf) is the key its own inputs make', () => {
+    // The same model config throughout: each request after the first may reuse the last key.
+    const fresh = (o: Parameters<typeof request>[0]): string => prepareInputs({ ...model } as ResolvedModelConfig, request(o)).groupKey;
+    const sequence: Array<Parameters<typeof request>[0]> = [
+      { items: 1 }, { items: 4 }, { width: 4 }, { width: 4, items: 2 }, { width: 3 }, { rate: 8000n }, { rate: 8000n, items: 3 },
+      { gain: -0 }, { gain: 0 }, { gain: 0 }, {}, { width: 30 }, { width: 3 },
+    ];
+    for (const o of sequence) assert.equal(key(o), fresh(o), JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    assert.equal(key({ items: 2 }), 'x=*x3|state=2x*x4|rate=:16000|gain=1:AACAPw==');
+  });
+
   test('refuses duplicates, unknown and missing inputs, wrong types and shapes, oversized batches', () => {
     const ok = request({});
     assert.equal(refusal([...ok, ok[0] as Tensor]), 'PERCH_ERR_INVALID_MESSAGE');

@@ -17,7 +17,7 @@ import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import type { ClientBudget, Hold } from '../client-budget.js';
 import type { Intake, Parkable } from '../intake.js';
-import { binaryFrame, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
+import { binaryFrameOf, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
 import { PartialFrames } from './partial-frames.js';
 import type { Topic } from './messages.js';
 
@@ -47,6 +47,11 @@ export interface ConnectionContext {
 export interface Reply {
   /** The answer object; `id` is added. */
   body: Record<string, unknown>;
+  /**
+   * An inference's `result` as JSON text already (encode-response.ts encodeResultJson): the
+   * answer is {"id", "ok": true, "result"} with it, and `body` is not read.
+   */
+  resultJson?: string;
   /** Binary tensor bytes: sent as a binary frame after the JSON header. */
   chunks?: Uint8Array[];
 }
@@ -212,7 +217,10 @@ export class Connection {
     this.hold.sub(cost);
     try {
       try {
-        if (reply) {
+        if (reply?.resultJson !== undefined) {
+          // As JSON.stringify({ id, ok: true, result }) writes it.
+          this.sendJson(`{"id":${JSON.stringify(id)},"ok":true,"result":${reply.resultJson}}`, reply.chunks);
+        } else if (reply) {
           this.send({ id, ...reply.body }, reply.chunks);
         } else {
           const e = toPerchError(failure);
@@ -234,7 +242,13 @@ export class Connection {
 
   send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
-    const payload = chunks?.length ? binaryFrame(body, chunks) : JSON.stringify(body);
+    this.sendJson(JSON.stringify(body), chunks);
+  }
+
+  /** `json`: the message's JSON text; with `chunks`, the header of a binary frame. */
+  private sendJson(json: string, chunks?: Uint8Array[]): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    const payload = chunks?.length ? binaryFrameOf(json, chunks) : json;
     // Held until ws has handed it to the kernel (its callback); a string's length stands in for its UTF-8 size.
     const size = payload.length;
     this.hold.add(size);

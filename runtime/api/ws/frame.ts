@@ -38,8 +38,12 @@ export function readId(message: unknown): MessageId | null {
 
 /** [uint32 LE header length][header JSON][chunks...] */
 export function binaryFrame(header: unknown, chunks: readonly Uint8Array[]): Buffer {
+  return binaryFrameOf(JSON.stringify(header), chunks);
+}
+
+/** The same with the header's JSON text already made (encode-response.ts encodeResultJson). */
+export function binaryFrameOf(json: string, chunks: readonly Uint8Array[]): Buffer {
   // One buffer, the JSON written straight into it: no intermediate copies per answer.
-  const json = JSON.stringify(header);
   const jsonBytes = Buffer.byteLength(json);
   let size = 4 + jsonBytes;
   for (const c of chunks) size += c.byteLength;

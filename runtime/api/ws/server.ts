@@ -14,7 +14,7 @@ import type { ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import type { RequestGuard } from '../request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
-import { encodeResult } from '../encode-response.js';
+import { encodeResultJson } from '../encode-response.js';
 import { validateInferMessage } from '../infer-shape.js';
 import { Connection, type ConnectionStats, type Reply } from './connection.js';
 import {
@@ -23,6 +23,8 @@ import {
 } from './messages.js';
 
 export const WS_PATH = '/v1/ws';
+/** An inference's answer body when its result goes as text (Reply.resultJson): the same object for every answer. */
+const OK: Readonly<Record<string, unknown>> = Object.freeze({ ok: true });
 
 export interface WsDeps {
   service: InferService;
@@ -142,9 +144,9 @@ export class WsApi {
     try {
       const result = await this.deps.service.infer(request, conn.scope);
       // A binary request gets binary outputs unless it asked otherwise per output.
-      const { header, chunks } = encodeResult(result, isBinary);
+      const { json, chunks } = encodeResultJson(result, isBinary);
       trace?.end();
-      return { body: { ok: true, result: header }, chunks };
+      return { body: OK, resultJson: json, chunks };
     } catch (err) {
       if (trace) trace.end(toPerchError(err).code, (err as Error).message);
       throw err;
