@@ -7,7 +7,11 @@
 // per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
-//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>']
+//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--alloc]
+// --alloc: every server also loads bench/lib/alloc-probe.ts, and each round adds what its main
+// thread allocated per chunk (V8's sampling heap profiler, collected objects included) and its
+// GC events per 1,000 chunks; the profiler costs time, so latencies of such a run are not the
+// shipped ones (docs/benchmarks.md, "Stream chunks on the main thread").
 // Sides: shipped; delay0 (maxQueueDelayMs 0); greedy (delay 0 and no preferred sizes: a free
 // session takes everything waiting and nothing is handed ahead below maxBatchSize, the minimal
 // server's policy); nointake (server.maxEventLoopDelayMs 10 s: the intake parks nobody for lag);
@@ -15,8 +19,8 @@
 // opened at load); flags (npm start's environment and flags plus --node-args, e.g.
 // '--max-semi-space-size=4': a V8 setting weighed against npmstart); minimal; against (needs --against).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { MODEL_FILES, REPO_ROOT, SHIPPED_MODELS } from '../test/helpers/paths.js';
 import { flag, numberFlag } from './lib/args.js';
@@ -25,6 +29,7 @@ import { threadCpuMs, threadSplit } from './lib/proc-cpu.js';
 import { machine, saveSection } from './lib/results.js';
 import { median, printTable } from './lib/stats.js';
 import type { StreamLoadResult } from './lib/stream-load.js';
+import type { AllocReport } from './lib/alloc-probe.js';
 
 const LEVELS = (flag('streams') ?? '150,200').split(',').map((v) => {
   const n = Number(v);
@@ -36,6 +41,9 @@ const SECONDS = numberFlag('seconds', 4);
 const AGAINST = flag('against');
 const EXTRA_NODE_ARGS = (flag('node-args') ?? '').split(/\s+/).filter(Boolean);
 const GENERATOR = join(REPO_ROOT, 'dist', 'bench', 'streams.js');
+const ALLOC = process.argv.includes('--alloc');
+const OWN_NODE_OPTIONS = process.env.NODE_OPTIONS ?? '';
+const ALLOC_PROBE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'alloc-probe.js');
 
 interface Server {
   name: string;
@@ -126,7 +134,8 @@ function chooseSides(): Server[] {
 
 function generate(url: string, streams: number): Promise<StreamLoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GENERATOR, '--generate', url, String(streams), String(SECONDS), 'binary'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The generator runs without the --alloc probe (NODE_OPTIONS as this process was given it).
+    const child = spawn(process.execPath, [GENERATOR, '--generate', url, String(streams), String(SECONDS), 'binary'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: OWN_NODE_OPTIONS } });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as StreamLoadResult) : reject(new Error(`generator exited ${code}`))));
@@ -144,12 +153,40 @@ interface Round {
   /** Connections parked by the intake during the round (20 streams each). */
   parks: number;
   load: number;
+  /** With --alloc: bytes the main thread allocated per chunk, and its minor / major GCs per 1,000 chunks. */
+  allocBytes?: number;
+  minorGcs?: number;
+  majorGcs?: number;
+}
+
+/** With --alloc: the server's probe report of the round (alloc-probe.ts writes it on the second SIGUSR2). */
+async function allocReport(dir: string, pid: number): Promise<AllocReport> {
+  const file = join(dir, `alloc-${pid}.json`);
+  for (let waited = 0; waited < 10_000; waited += 50) {
+    if (existsSync(file)) {
+      try {
+        const r = JSON.parse(readFileSync(file, 'utf8')) as AllocReport;
+        rmSync(file);
+        return r;
+      } catch {
+        // still being written
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`--alloc: server ${pid} wrote no ${file} (is dist/bench/lib/alloc-probe.js built?)`);
 }
 
 async function main(): Promise<void> {
   const m = machine();
   const servers = chooseSides();
   console.log(`# streams A/B: ${LEVELS.join(', ')} streams, ${ROUNDS} rounds x ${SECONDS} s (+2 s warm-up) per server and level; ${m.nproc} cpus, load ${m.loadavg1mAtStart}`);
+  const allocDir = ALLOC ? mkdtempSync(join(tmpdir(), 'perch-bench-alloc-')) : null;
+  if (allocDir) {
+    // Every server started from here (and the generator, which is never signalled) loads the probe.
+    process.env.NODE_OPTIONS = [process.env.NODE_OPTIONS, `--import=${ALLOC_PROBE}`].filter(Boolean).join(' ');
+    process.env.PERCH_BENCH_ALLOC_DIR = allocDir;
+  }
   const live: PerchServer[] = [];
   const byLevel = new Map<number, Map<string, Round[]>>(LEVELS.map((l) => [l, new Map(servers.map((s) => [s.name, []]))]));
   try {
@@ -162,8 +199,10 @@ async function main(): Promise<void> {
         for (const [s, server] of order) {
           const before = threadCpuMs(server.pid);
           const batchesBefore = await s.batches(server);
+          if (allocDir) process.kill(server.pid, 'SIGUSR2');
           const x = await generate(server.wsUrl, streams);
           const cpu = threadSplit(server.pid, before, threadCpuMs(server.pid));
+          if (allocDir) process.kill(server.pid, 'SIGUSR2');
           const sent = x.chunks * (1 + 2 / SECONDS); // the warm-up's chunks too
           const b = await s.batches(server);
           const row: Round = {
@@ -172,16 +211,25 @@ async function main(): Promise<void> {
             averageBatch: (b.items - batchesBefore.items) / Math.max(1, b.batches - batchesBefore.batches),
             parks: (b.parks ?? 0) - (batchesBefore.parks ?? 0),
           };
+          if (allocDir) {
+            const a = await allocReport(allocDir, server.pid);
+            Object.assign(row, { allocBytes: a.bytes / sent, minorGcs: (a.gc.minor * 1000) / sent, majorGcs: (a.gc.major * 1000) / sent });
+          }
           rounds.get(s.name)!.push(row);
-          console.log(`${streams} streams, round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch ${row.averageBatch.toFixed(1)}, parks ${row.parks}, load ${row.load.toFixed(1)}`);
+          console.log(`${streams} streams, round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch ${row.averageBatch.toFixed(1)}, parks ${row.parks}, load ${row.load.toFixed(1)}${allocDir ? `, allocated ${row.allocBytes!.toFixed(0)} B/chunk, GCs per 1,000 chunks minor ${row.minorGcs!.toFixed(2)} major ${row.majorGcs!.toFixed(2)}` : ''}`);
         }
       }
-      const med = (name: string, k: keyof Round) => median(rounds.get(name)!.map((r) => r[k]));
+      const med = (name: string, k: keyof Round) => median(rounds.get(name)!.map((r) => r[k] ?? 0));
       printTable(`${streams} real-time VAD streams, medians of ${ROUNDS} paired rounds`, ['server', 'p50 ms', 'p99 ms', 'behind', 'µs/chunk: main', 'busiest other thread', 'total', 'average batch', 'parks', 'load'],
         servers.map((s) => [s.name, med(s.name, 'p50').toFixed(2), med(s.name, 'p99').toFixed(2), String(med(s.name, 'behind')), med(s.name, 'mainUs').toFixed(0), med(s.name, 'busiestUs').toFixed(0), med(s.name, 'totalUs').toFixed(0), med(s.name, 'averageBatch').toFixed(1), String(med(s.name, 'parks')), med(s.name, 'load').toFixed(1)]));
+      if (allocDir) {
+        printTable(`${streams} streams: the main thread's allocations (--alloc), medians of ${ROUNDS} rounds`, ['server', 'allocated B/chunk', 'minor GCs / 1,000 chunks', 'major GCs / 1,000 chunks'],
+          servers.map((s) => [s.name, med(s.name, 'allocBytes').toFixed(0), med(s.name, 'minorGcs').toFixed(2), med(s.name, 'majorGcs').toFixed(2)]));
+      }
     }
   } finally {
     for (const s of live) await s.stop();
+    if (allocDir) rmSync(allocDir, { recursive: true, force: true });
   }
   saveSection('streamsAb', {
     levels: Object.fromEntries([...byLevel].map(([l, rounds]) => [l, Object.fromEntries(rounds)])),
