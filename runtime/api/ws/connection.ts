@@ -218,8 +218,8 @@ export class Connection {
     try {
       try {
         if (reply?.resultJson !== undefined) {
-          // As JSON.stringify({ id, ok: true, result }) writes it.
-          this.sendJson(`{"id":${JSON.stringify(id)},"ok":true,"result":${reply.resultJson}}`, reply.chunks);
+          // As JSON.stringify({ id, ok: true, result }) writes it. The flow is updated below, once.
+          this.sendJson(`{"id":${JSON.stringify(id)},"ok":true,"result":${reply.resultJson}}`, reply.chunks, false);
         } else if (reply) {
           this.send({ id, ...reply.body }, reply.chunks);
         } else {
@@ -245,8 +245,11 @@ export class Connection {
     this.sendJson(JSON.stringify(body), chunks);
   }
 
-  /** `json`: the message's JSON text; with `chunks`, the header of a binary frame. */
-  private sendJson(json: string, chunks?: Uint8Array[]): void {
+  /**
+   * `json`: the message's JSON text; with `chunks`, the header of a binary frame. `flow`: false
+   * when the caller updates the flow itself right after (an answer, as its slot is let go).
+   */
+  private sendJson(json: string, chunks?: Uint8Array[], flow = true): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     const payload = chunks?.length ? binaryFrameOf(json, chunks) : json;
     // Held until ws has handed it to the kernel (its callback); a string's length stands in for its UTF-8 size.
@@ -257,7 +260,7 @@ export class Connection {
       this.hold.sub(size);
       this.updateFlow();
     });
-    this.updateFlow();
+    if (flow) this.updateFlow();
   }
 
   /**
