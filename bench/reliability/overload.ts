@@ -5,7 +5,7 @@
 // left, and health latency during the attack (live and ready, on the main port and on the control
 // listener, server.control.port; probe.ts). Each attack is bounded in time.
 // Prints a table and writes build/bench/reliability.json.
-// Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB)
+// Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB)
 import { loadavg } from 'node:os';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
@@ -22,6 +22,8 @@ const ONLY = process.env.PERCH_ATTACKS?.split(',');
 const NODE_ARGS = process.env.PERCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 /** server.maxClientBytes in MiB for this run (the default, 128, when unset): to weigh other budgets. */
 const MAX_CLIENT_MB = Number(process.env.PERCH_MAX_CLIENT_MB ?? 0);
+/** pp-ocr-cls's batching.maxQueueBytes in MiB (the flood's model; default 32): to weigh the queue's bound, 0 = the default. */
+const MAX_QUEUE_MB = Number(process.env.PERCH_MAX_QUEUE_MB ?? 0);
 const RSS_LIMIT_MB = 400;
 const RETURN_MB = 50;
 const HEALTH_P99_MS = 50;
@@ -55,7 +57,10 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => proces
 
 async function main(): Promise<void> {
   // The control listener on (docs/reliability.md): its health answers are measured beside the main port's.
-  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000, nodeArgs: NODE_ARGS, config: { server: { control: { port: 0 }, ...(MAX_CLIENT_MB ? { maxClientBytes: MAX_CLIENT_MB * 1024 * 1024 } : {}) } } });
+  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000, nodeArgs: NODE_ARGS, config: {
+    server: { control: { port: 0 }, ...(MAX_CLIENT_MB ? { maxClientBytes: MAX_CLIENT_MB * 1024 * 1024 } : {}) },
+    ...(MAX_QUEUE_MB ? { models: { overrides: { 'pp-ocr-cls': { batching: { maxQueueBytes: MAX_QUEUE_MB * 1024 * 1024 } } } } } : {}),
+  } });
   console.log(`perch serving on port ${server.port} (control listener on ${server.controlPort}) after ${Math.round(server.startMs)} ms`);
   const rows: Row[] = [];
   // V8's figures from /metrics on the control listener: the main port may not answer at the end of an attack.

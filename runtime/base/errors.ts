@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences), or the connection its maximum (server.maxSequencesPerConnection)." },
 
   // Scheduling.
-  PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests already." },
+  PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests, or maxQueueBytes of input, already." },
   PERCH_ERR_OVERLOADED: { status: 429, summary: 'The bytes Perch holds for all clients (server.maxClientBytes) are spent: bodies, queued requests and unsent answers. Retry later.' },
   PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },
   PERCH_ERR_CLIENT_GONE: { status: 499, summary: 'The client closed its connection before its answer: its queued work was dropped (counted in metrics; nobody receives this answer).' },

@@ -80,6 +80,7 @@ export class ModelInstance {
         maxQueueDelayMs: b.maxQueueDelayMs,
         preferredBatchSizes: b.preferredBatchSizes,
         maxQueueSize: b.maxQueueSize,
+        maxQueueBytes: b.maxQueueBytes,
         priorityLevels: b.priorityLevels,
         concurrency: executors.length,
         // A session thread queues what it is handed; an inline session runs it on the spot.
@@ -124,6 +125,7 @@ export class ModelInstance {
       maxQueueDelayMs: f.batching.maxQueueDelayMs,
       preferredBatchSizes: f.batching.preferredBatchSizes,
       maxQueueSize: f.batching.maxQueueSize,
+      maxQueueBytes: f.batching.maxQueueBytes,
       priorityLevels: f.batching.priorityLevels,
     });
   }
@@ -143,6 +145,7 @@ export class ModelInstance {
       priority: opts.priority ?? this.config.batching.defaultPriority,
       timeoutMs: opts.timeoutMs ?? null,
       scope: opts.scope,
+      bytes: inputBytes(req.inputs),
     });
   }
 
@@ -255,4 +258,15 @@ export class ModelInstance {
     for (const e of this.executors) if (e.available) return true;
     return false;
   }
+}
+
+/** What a request's input tensors hold (BYTES elements by their length): its weight in the queue. */
+function inputBytes(inputs: readonly Tensor[]): number {
+  let n = 0;
+  for (const t of inputs) {
+    const d = t.data;
+    if (Array.isArray(d)) for (const e of d) n += e.byteLength;
+    else n += d.byteLength;
+  }
+  return n;
 }

@@ -30,6 +30,12 @@ const batchingFields = {
   preferredBatchSizes: z.array(positiveInt),
   /** Requests waiting (not running) per model version; beyond it: PERCH_ERR_QUEUE_FULL. */
   maxQueueSize: positiveInt,
+  /**
+   * Bytes of input tensors waiting per model version; beyond it: PERCH_ERR_QUEUE_FULL (a request
+   * finding the queue empty is always taken). Bounds what a flood of large inputs queues, under
+   * the client budget (docs/reliability.md "Where the memory goes").
+   */
+  maxQueueBytes: positiveInt,
   /** Priorities run from 1 (highest) to priorityLevels. */
   priorityLevels: positiveInt.max(100),
   /** Priority of requests that do not give one. */
@@ -40,6 +46,7 @@ const batchingSchema = z.strictObject({
   maxQueueDelayMs: batchingFields.maxQueueDelayMs.default(0),
   preferredBatchSizes: batchingFields.preferredBatchSizes.default([]),
   maxQueueSize: batchingFields.maxQueueSize.default(1024),
+  maxQueueBytes: batchingFields.maxQueueBytes.default(32 * 1024 * 1024),
   priorityLevels: batchingFields.priorityLevels.default(10),
   defaultPriority: batchingFields.defaultPriority.default(5),
 });

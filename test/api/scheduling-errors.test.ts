@@ -23,6 +23,8 @@ describe('scheduling errors and priority order (PP-OCR det: one provably long ru
       // One request per batch, so each queued request is its own run and order is visible.
       det: { versions: { 1: MODEL_FILES.ocrDet }, config: { maxBatchSize: 1 } },
       'det-q': { versions: { 1: MODEL_FILES.ocrDet }, config: { maxBatchSize: 1, batching: { maxQueueSize: 1 } } },
+      // A queue bounded by bytes only: one small image (32x32x3 FP32, 12 KiB) fills it.
+      'det-b': { versions: { 1: MODEL_FILES.ocrDet }, config: { maxBatchSize: 1, batching: { maxQueueBytes: 4096 } } },
     });
     rt = await startRuntime(repo.dir);
   });
@@ -83,6 +85,22 @@ describe('scheduling errors and priority order (PP-OCR det: one provably long ru
     for (const r of results.filter((x) => x.status === 429)) assert.equal(r.body.code, 'PERCH_ERR_QUEUE_FULL');
     assert.equal((await a.answer).status, 200);
     assert.equal((await httpInfer(rt.baseUrl, 'det-q', small(50), { binary: true })).status, 200);
+  });
+
+  test('queue full by bytes (batching.maxQueueBytes): 429 PERCH_ERR_QUEUE_FULL from the headers once the queue holds that many bytes', async () => {
+    const a = await startLong('det-b');
+    const queued = httpInfer(rt.baseUrl, 'det-b', small(60), { binary: true });
+    await waitFor(() => batcherOf(rt, 'det-b').depth === 1, 20_000, 'one request queued');
+    assert.equal(batcherOf(rt, 'det-b').bytes, 3 * 32 * 32 * 4);
+    const over = await httpInfer(rt.baseUrl, 'det-b', small(61), { binary: true });
+    assert.equal(over.status, 429, JSON.stringify(over.body));
+    assert.equal(over.body.code, 'PERCH_ERR_QUEUE_FULL');
+    assert.match(String(over.body.error), /maxQueueBytes 4096/);
+    assert.equal(a.finished.done, false, 'precondition: the long run was still running');
+    assert.equal((await a.answer).status, 200);
+    assert.equal((await queued).status, 200, 'the request that found the queue below the bound is answered');
+    assert.equal(batcherOf(rt, 'det-b').bytes, 0);
+    assert.equal((await httpInfer(rt.baseUrl, 'det-b', small(62), { binary: true })).status, 200);
   });
 
   test('timeout: 504 PERCH_ERR_TIMEOUT while queued, and the request never ran', async () => {

@@ -22,8 +22,8 @@ function harness(opts: Partial<BatcherOptions> = {}) {
       }),
     clock,
   );
-  const submit = (id: string, o: { items?: number; key?: string; priority?: number; timeoutMs?: number | null } = {}) =>
-    batcher.submit({ id }, { items: o.items ?? 1, groupKey: o.key ?? 'k', priority: o.priority ?? 3, timeoutMs: o.timeoutMs ?? null });
+  const submit = (id: string, o: { items?: number; key?: string; priority?: number; timeoutMs?: number | null; bytes?: number } = {}) =>
+    batcher.submit({ id }, { items: o.items ?? 1, groupKey: o.key ?? 'k', priority: o.priority ?? 3, timeoutMs: o.timeoutMs ?? null, bytes: o.bytes });
   return { clock, runs, batcher, submit };
 }
 
@@ -129,6 +129,44 @@ describe('batcher', () => {
       await tick();
     }
     assert.deepEqual(await Promise.all([a, b]), ['done a', 'done b']);
+  });
+
+  test('maxQueueBytes: a queue holding that many bytes refuses more; what leaves the queue makes room', async () => {
+    const h = harness({ maxQueueSize: 100, maxQueueBytes: 1000, maxBatchSize: 2 });
+    void h.submit('busy', { bytes: 5000 }); // runs at once: running bytes do not count
+    assert.equal(h.batcher.bytes, 0);
+    const a = h.submit('a', { bytes: 600 });
+    assert.equal(h.batcher.fullError(), null);
+    const b = h.submit('b', { bytes: 600 }); // taken: the queue held 600 < 1000 (one request may overshoot)
+    assert.equal(h.batcher.bytes, 1200);
+    assert.equal(h.batcher.fullError()?.code, 'PERCH_ERR_QUEUE_FULL');
+    await assert.rejects(h.submit('c', { bytes: 1 }), (e: PerchError) => e.code === 'PERCH_ERR_QUEUE_FULL' && /maxQueueBytes 1000/.test(e.message));
+    assert.equal(h.batcher.depth, 2);
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['a', 'b']);
+    assert.equal(h.batcher.bytes, 0);
+    assert.equal(h.batcher.fullError(), null);
+    h.runs[1]!.finish();
+    assert.deepEqual(await Promise.all([a, b]), ['done a', 'done b']);
+  });
+
+  test('maxQueueBytes: a request larger than the bound is taken into an empty queue; a timed-out one gives its bytes back', async () => {
+    const h = harness({ maxQueueBytes: 1000, maxBatchSize: 1 });
+    void h.submit('busy');
+    const big = h.submit('big', { bytes: 50_000 });
+    assert.equal(h.batcher.bytes, 50_000);
+    await assert.rejects(h.submit('small', { bytes: 10 }), (e: PerchError) => e.code === 'PERCH_ERR_QUEUE_FULL');
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs[1]!.ids, ['big']);
+    const timed = h.submit('timed', { bytes: 700, timeoutMs: 5 });
+    assert.equal(h.batcher.bytes, 700);
+    h.clock.advance(5);
+    await assert.rejects(timed, (e: PerchError) => e.code === 'PERCH_ERR_TIMEOUT');
+    assert.equal(h.batcher.bytes, 0);
+    h.runs[1]!.finish();
+    assert.equal(await big, 'done big');
   });
 
   test('a request that times out in the queue is rejected and never run', async () => {

@@ -33,7 +33,7 @@ export function detInput(size: number, seed = 7): Tensor[] {
 export const LONG_DET_SIZE = 960;
 
 /** The scheduler of a served model: `active` batches running, `depth` requests waiting. */
-export function batcherOf(rt: TestRuntime, model: string): { active: number; depth: number } {
+export function batcherOf(rt: TestRuntime, model: string): { active: number; depth: number; bytes: number } {
   return rt.runtime.registry.resolve(model).batcher;
 }
 

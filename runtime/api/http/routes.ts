@@ -146,9 +146,8 @@ function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, params
 
 async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[], trace: RequestTrace | undefined): Promise<void> {
   const target = await c.registry.resolveLoaded(name as string, parseVersion(version));
-  if (target.batcher.depth >= target.config.batching.maxQueueSize) {
-    throw new PerchError('PERCH_ERR_QUEUE_FULL', `queue full: ${target.batcher.depth} requests waiting (maxQueueSize ${target.config.batching.maxQueueSize})`);
-  }
+  const full = target.batcher.fullError();
+  if (full) throw full;
   const type = mediaType(req.headers['content-type']);
   const file = isRawBody(type);
   const hold = c.budget.hold();
