@@ -24,6 +24,8 @@ export interface Executor {
   readonly available: boolean;
   /** False while an on-demand session has not been opened yet (sessions/on-demand-executor.ts). */
   readonly opened?: boolean;
+  /** Times the session was opened again to give back its arena (session-renewal.ts; threads only). */
+  readonly renewals?: number;
   /** Every open session of the model is busy: an on-demand session opens now (others ignore it). */
   demand?(): void;
   /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */

@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
 import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 import { fullCollection } from '../base/full-collection.js';
+import { RENEW_AFTER_INPUT_BYTES, zeroFeeds } from './session-renewal.js';
 
 const { path, config } = workerData as { path: string; config: SessionConfig };
 const port = parentPort!;
@@ -22,20 +23,29 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 
 try {
   const opened = await openSession(path, config);
-  const { session } = opened;
-  port.on('message', (msg: ToWorker) => {
-    if (msg.type === 'collect') {
-      // After a burst (runtime/base/full-collection.ts): the inputs this thread received.
-      collect?.();
-      return;
+  let session = opened.session;
+  let runs = 0;
+  let largestInput = 0;
+  let renewing: Promise<void> | null = null;
+  // The device went idle after a burst: give back the arena a large batch grew (session-renewal.ts).
+  // Only while nothing runs, one session at a time: runs that arrive meanwhile wait for it
+  // (releasing a session from a run's settling, with a new one open beside it, hung the thread).
+  const renew = async (): Promise<void> => {
+    const started = performance.now();
+    try {
+      const fresh = (await openSession(path, config)).session;
+      const zeros = zeroFeeds(opened.inputs);
+      if (zeros) await fresh.run(zeros).catch(() => undefined);
+      const old = session;
+      session = fresh;
+      largestInput = 0;
+      await old.release().catch(() => undefined);
+      post({ type: 'renewed', ms: performance.now() - started });
+    } catch {
+      // The old session goes on serving: nothing is lost but the memory.
     }
-    if (msg.type === 'close') {
-      void session.release().finally(() => {
-        post({ type: 'closed' });
-        port.close();
-      });
-      return;
-    }
+  };
+  const run = (msg: Extract<ToWorker, { type: 'run' }>): void => {
     const started = performance.now();
     let feeds: ReturnType<typeof toOrtFeeds>;
     try {
@@ -46,13 +56,37 @@ try {
       post({ type: 'failed', id: msg.id, message: (err as Error).message });
       return;
     }
+    let bytes = 0;
+    for (const t of msg.feeds) if (!Array.isArray(t.data)) bytes += t.data.byteLength;
+    largestInput = Math.max(largestInput, bytes);
+    runs++;
     session.run(feeds)
       .then((results) => {
         const runMs = performance.now() - started;
         const outputs: Tensor[] = fromOrtResults(results);
         post({ type: 'result', id: msg.id, outputs, runMs }, transferList(outputs));
       })
-      .catch((err: Error) => post({ type: 'failed', id: msg.id, message: err.message }));
+      .catch((err: Error) => post({ type: 'failed', id: msg.id, message: err.message }))
+      .finally(() => runs--);
+  };
+  port.on('message', (msg: ToWorker) => {
+    if (msg.type === 'collect') {
+      // After a burst (runtime/base/full-collection.ts): the inputs this thread received.
+      collect?.();
+      if (largestInput >= RENEW_AFTER_INPUT_BYTES && runs === 0 && !renewing) {
+        renewing = renew().finally(() => (renewing = null));
+      }
+      return;
+    }
+    if (msg.type === 'close') {
+      void (renewing ?? Promise.resolve()).then(() => session.release()).finally(() => {
+        post({ type: 'closed' });
+        port.close();
+      });
+      return;
+    }
+    if (renewing) void renewing.then(() => run(msg));
+    else run(msg);
   });
   post({ type: 'ready', inputs: opened.inputs, outputs: opened.outputs, providers: opened.providers, warnings: opened.warnings });
 } catch (err) {

@@ -83,6 +83,7 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
   let nextId = 1;
   let dead: PerchError | null = null;
   let closing = false;
+  let renewals = 0;
   /** Starts that failed in a row (reset by one that works), and when recent crashes were. */
   let failedStarts = 0;
   let crashes: number[] = [];
@@ -126,6 +127,8 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
         else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
       } else if (msg.type === 'closed') {
         onClosed?.();
+      } else if (msg.type === 'renewed') {
+        renewals++;
       }
     });
     w.on('error', (err) => lost(w, `session worker crashed: ${err.message}`, err));
@@ -187,6 +190,9 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
     warnings: first.ready.warnings,
     get available(): boolean {
       return worker !== null && !closing;
+    },
+    get renewals(): number {
+      return renewals;
     },
     run(feeds: Tensor[]): Promise<ExecutorResult> {
       if (dead) return Promise.reject(dead);

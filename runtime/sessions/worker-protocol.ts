@@ -11,7 +11,9 @@ export type FromWorker =
   | { type: 'error'; message: string }
   | { type: 'result'; id: number; outputs: Tensor[]; runMs: number }
   | { type: 'failed'; id: number; message: string }
-  | { type: 'closed' };
+  | { type: 'closed' }
+  /** The session was opened again to give back its arena (session-renewal.ts). */
+  | { type: 'renewed'; ms: number };
 
 /**
  * True when the array spans its whole (non-shared) buffer and the runtime does not keep that
