@@ -6,7 +6,7 @@
 // check that connections bringing input later in that turn are parked, and read again afterwards.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Intake, MAX_LAG_PARK_MS, TURN_INTAKE_MS, type Parkable } from '../../runtime/api/intake.js';
+import { Intake, MAX_LAG_PARK_MS, MAX_REFUSAL_PARK_MS, REFUSAL_PARK_MS, TURN_INTAKE_MS, type Parkable } from '../../runtime/api/intake.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MAX_LAG_MS = 30;
@@ -82,6 +82,31 @@ describe('intake: one turn takes in a bounded amount of inference input', () => 
       gone.closed = true;
       await waitFor(() => intake.parkedCount === 0, MAX_LAG_PARK_MS + 20_000, 'the closed connection to leave the parked list');
       assert.equal(gone.paused, true, 'a closed connection is not read again');
+    } finally {
+      intake.close();
+    }
+  });
+
+  test('refusals that find their connection parked already double nothing: one strike per park, however many requests it had out', async () => {
+    const intake = new Intake({ maxLagMs: MAX_LAG_MS });
+    try {
+      const ws = new Conn();
+      // A WebSocket client with 16 requests out, all refused by one full queue: one park.
+      for (let i = 0; i < 16; i++) intake.refused(ws);
+      assert.equal(ws.pauses, 1);
+      assert.equal(intake.strikesOf(ws), 1, 'one strike, not 16 (16 reached the longest park at once)');
+      assert.ok(REFUSAL_PARK_MS * 2 ** 15 > MAX_REFUSAL_PARK_MS, 'counted per refusal, 16 would have been the longest park');
+      await waitFor(() => !ws.paused, REFUSAL_PARK_MS + MAX_LAG_PARK_MS + 20_000, 'the connection to be read again');
+      // Read again, its next requests are refused too: the second park of the row, twice as long.
+      for (let i = 0; i < 16; i++) intake.refused(ws);
+      assert.equal(ws.pauses, 2);
+      assert.equal(intake.strikesOf(ws), 2);
+      // A closed connection is not parked, and gets no strike.
+      const gone = new Conn();
+      gone.closed = true;
+      intake.refused(gone);
+      assert.equal(gone.pauses, 0);
+      assert.equal(intake.strikesOf(gone), 0);
     } finally {
       intake.close();
     }
