@@ -109,7 +109,8 @@ export class ModelRegistry<I extends ServedVersion = ServedVersion> {
 
   /**
    * resolve(), after loading a model that loads on first use (concurrent first requests wait
-   * for the same load). Every request path goes through here.
+   * for the same load). Every request path goes through here, or through resolve() once
+   * loadsFirst() says there is nothing to wait for (the infer service).
    */
   async resolveLoaded(name: string, version?: number): Promise<I> {
     const entry = this.models.get(name);
