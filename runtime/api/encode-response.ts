@@ -62,17 +62,15 @@ export function encodeResultJson(r: InferResult, binaryByDefault: boolean): { js
   for (let i = 0; i < r.outputs.length; i++) {
     if (!(r.binary[i] ?? binaryByDefault)) return stringified(r, binaryByDefault);
   }
-  const chunks: Uint8Array[] = [];
-  for (const t of r.outputs) chunks.push(encodeBinaryData(t));
   const last = lastHeader.get(r.model_name);
-  if (last && sameHeader(last, r, chunks)) return { json: last.json, chunks };
+  if (last) {
+    const chunks: Uint8Array[] = [];
+    for (const t of r.outputs) chunks.push(encodeBinaryData(t));
+    if (sameHeader(last, r, chunks)) return { json: last.json, chunks };
+  }
+  // The text is made by encodeResult, as for any other answer; only what it depends on is kept.
+  const { json, chunks } = stringified(r, binaryByDefault);
   const outputs = r.outputs.map((t, i) => ({ name: t.name, datatype: t.datatype, shape: t.shape.slice(), size: (chunks[i] as Uint8Array).byteLength }));
-  const json = JSON.stringify({
-    model_name: r.model_name,
-    model_version: r.model_version,
-    parameters: r.parameters,
-    outputs: outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: o.size } })),
-  });
   lastHeader.set(r.model_name, { version: r.model_version, cached: r.parameters.cached, outputs, json });
   return { json, chunks };
 }

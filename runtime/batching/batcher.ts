@@ -66,6 +66,7 @@ export interface CloseScope {
 }
 
 interface Entry<T, R> extends SubmitOptions {
+  bytes: number;
   payload: T;
   enqueuedAt: number;
   timer: TimerHandle | null;
@@ -170,7 +171,7 @@ export class Batcher<T, R> {
       }
       (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
       this.queued++;
-      this.queuedBytes += entry.bytes ?? 0;
+      this.queuedBytes += entry.bytes;
       // Registered after it is queued: a scope already closed drops it at once.
       if (o.scope) entry.offScope = o.scope.onClose(() => this.drop(entry));
       this.pump();
@@ -212,7 +213,7 @@ export class Batcher<T, R> {
     if (i < 0) return; // already dispatched
     level.splice(i, 1);
     this.queued--;
-    this.queuedBytes -= entry.bytes ?? 0;
+    this.queuedBytes -= entry.bytes;
     this.settle(entry, err);
     this.checkIdle();
     this.pump(); // the head may have changed
@@ -297,7 +298,7 @@ export class Batcher<T, R> {
       e.timer = null;
       if (e.offScope) e.offScope();
       e.offScope = null;
-      this.queuedBytes -= e.bytes ?? 0;
+      this.queuedBytes -= e.bytes;
     }
     this.queued -= batch.length;
     this.running++;

@@ -12,7 +12,7 @@ import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js'
 import { withOverrides } from '../models/overrides.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { Executor } from '../sessions/executor.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { byteLength, type Tensor } from '../tensor/tensor.js';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { resolveModelConfig } from '../models/resolve-config.js';
@@ -260,13 +260,9 @@ export class ModelInstance {
   }
 }
 
-/** What a request's input tensors hold (BYTES elements by their length): its weight in the queue. */
+/** What a request's input tensors hold: its weight in the queue. */
 function inputBytes(inputs: readonly Tensor[]): number {
   let n = 0;
-  for (const t of inputs) {
-    const d = t.data;
-    if (Array.isArray(d)) for (const e of d) n += e.byteLength;
-    else n += d.byteLength;
-  }
+  for (const t of inputs) n += byteLength(t);
   return n;
 }

@@ -8,8 +8,11 @@
 // goes idle after a burst (the idle collector's COLLECT, runtime/base/full-collection.ts), runs
 // it once on zeros so the next request does not pay onnxruntime's first-run set-up, and
 // releases the old session once nothing runs on it.
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
+import { allocate, datatypeFromOrt } from '../tensor/datatypes.js';
+import { elementCount, type Tensor } from '../tensor/tensor.js';
 import type { OrtTensorMetadata } from './executor.js';
+import { toOrtFeeds } from './ort-session.js';
 
 /**
  * A run with at least this many bytes of input since the session opened makes the next idle
@@ -18,32 +21,16 @@ import type { OrtTensorMetadata } from './executor.js';
  */
 export const RENEW_AFTER_INPUT_BYTES = 1024 * 1024;
 
-type ZeroArray = new (n: number) => ArrayBufferView;
-
-const ZEROS: Record<string, ZeroArray> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-};
-
 /**
  * Zeros for every input at batch 1 (a dynamic first axis taken as 1), or null when an input has
  * another dynamic axis or a type without a zero here (strings): such a session is renewed
  * without the warm run.
  */
 export function zeroFeeds(inputs: readonly OrtTensorMetadata[]): Record<string, ort.Tensor> | null {
-  const feeds: Record<string, ort.Tensor> = {};
+  const feeds: Tensor[] = [];
   for (const m of inputs) {
-    const make = m.type ? ZEROS[m.type] : undefined;
-    if (!m.isTensor || !make || !m.shape) return null;
+    const datatype = m.type ? datatypeFromOrt(m.type) : undefined;
+    if (!m.isTensor || !datatype || datatype === 'BYTES' || !m.shape) return null;
     const dims: number[] = [];
     for (let i = 0; i < m.shape.length; i++) {
       const d = m.shape[i];
@@ -51,8 +38,7 @@ export function zeroFeeds(inputs: readonly OrtTensorMetadata[]): Record<string, 
       else if (i === 0) dims.push(1);
       else return null;
     }
-    const n = dims.reduce((a, b) => a * b, 1);
-    feeds[m.name] = new ort.Tensor(m.type as 'float32', new make(n) as Float32Array, dims);
+    feeds.push({ name: m.name, datatype, shape: dims, data: allocate(datatype, elementCount(dims)) });
   }
-  return feeds;
+  return toOrtFeeds(feeds);
 }

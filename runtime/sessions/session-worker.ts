@@ -2,7 +2,7 @@
 // main thread, so a long batch never blocks the event loop that serves HTTP and WebSocket.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { SessionConfig } from './session-config.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { byteLength, type Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
 import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 import { fullCollection } from '../base/full-collection.js';
@@ -57,7 +57,7 @@ try {
       return;
     }
     let bytes = 0;
-    for (const t of msg.feeds) if (!Array.isArray(t.data)) bytes += t.data.byteLength;
+    for (const t of msg.feeds) bytes += byteLength(t);
     largestInput = Math.max(largestInput, bytes);
     runs++;
     session.run(feeds)

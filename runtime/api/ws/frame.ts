@@ -36,12 +36,7 @@ export function readId(message: unknown): MessageId | null {
   return null;
 }
 
-/** [uint32 LE header length][header JSON][chunks...] */
-export function binaryFrame(header: unknown, chunks: readonly Uint8Array[]): Buffer {
-  return binaryFrameOf(JSON.stringify(header), chunks);
-}
-
-/** The same with the header's JSON text already made (encode-response.ts encodeResultJson). */
+/** [uint32 LE header length][header JSON text][chunks...] */
 export function binaryFrameOf(json: string, chunks: readonly Uint8Array[]): Buffer {
   // One buffer, the JSON written straight into it: no intermediate copies per answer.
   const jsonBytes = Buffer.byteLength(json);
