@@ -3,15 +3,21 @@
 // send JSON that expands, flood it far past capacity, or send their headers a byte a second.
 // For each attack: RSS at idle before, its peak during the attack, RSS 30 s after the clients
 // left, and health latency during the attack (live and ready, on the main port and on the control
-// listener, server.control.port; probe.ts). Each attack is bounded in time.
+// listener, server.control.port; probe.ts), and who had the CPU meanwhile (Perch's main thread on
+// a CPU and waiting for one, its other threads, the campaign itself; cpu.ts). Each attack is
+// bounded in time.
 // Prints a table and writes build/bench/reliability.json.
 // Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB)
+import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
+import { cpuBetween, cpuSample, readTurnLog, turnFigures, type CpuFigures } from './cpu.js';
 import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
 import { mb, watch, type ProbeFigures, type WatchFigures } from './probe.js';
 
@@ -20,6 +26,15 @@ const SETTLE_MS = Number(process.env.PERCH_SETTLE_MS ?? 30_000);
 const ONLY = process.env.PERCH_ATTACKS?.split(',');
 // Node flags for the Perch child, to profile an attack (e.g. PERCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof').
 const NODE_ARGS = process.env.PERCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+// PERCH_TURN_LOG=<file>: Perch logs its main loop's long turns there (turn-log.ts), and a last
+// table says what they were made of in each attack (the thread on a CPU, or waiting for one).
+const TURN_LOG = process.env.PERCH_TURN_LOG ? resolve(process.env.PERCH_TURN_LOG) : null;
+if (TURN_LOG) {
+  process.env.PERCH_TURN_LOG = TURN_LOG; // Perch runs in its data dir: the path must be absolute
+  rmSync(TURN_LOG, { force: true });
+  NODE_ARGS.push(`--import=${fileURLToPath(new URL('./turn-log.js', import.meta.url))}`);
+}
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 /** server.maxClientBytes in MiB for this run (the default, 128, when unset): to weigh other budgets. */
 const MAX_CLIENT_MB = Number(process.env.PERCH_MAX_CLIENT_MB ?? 0);
 /** pp-ocr-cls's batching.maxQueueBytes in MiB (the flood's model; default 32): to weigh the queue's bound, 0 = the default. */
@@ -42,6 +57,11 @@ interface Row extends WatchFigures {
   /** Where memory was at the end of the attack, and after the clients left. */
   atEnd: MemoryBreakdown;
   after: MemoryBreakdown;
+  /** CPU over the attack (from its clients in place to its end). */
+  cpu: CpuFigures;
+  /** The attack's window on the monotonic clock (to cut the turn log). */
+  fromUs: number;
+  toUs: number;
 }
 
 const attacks: Array<[string, (port: number, wsUrl: string) => Promise<Attack> | Attack]> = [
@@ -74,14 +94,18 @@ async function main(): Promise<void> {
       const w = watch(server);
       const attack = await start(server.port, server.wsUrl);
       console.log(`${name}: clients in place`);
+      const cpuFrom = cpuSample(server.pid);
+      const fromUs = monoUs();
       await sleep(ATTACK_MS);
+      const toUs = monoUs();
+      const cpu = cpuBetween(cpuFrom, cpuSample(server.pid));
       const loadAtEnd = Number((loadavg()[0] ?? 0).toFixed(1));
       const atEnd = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
       const figures = await w.stop();
       attack.leave();
       await sleep(SETTLE_MS);
       const after = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
-      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after };
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after, cpu, fromUs, toUs };
       rows.push(row);
       console.log(`${name}: ${JSON.stringify(row)}`);
     }
@@ -95,6 +119,11 @@ async function main(): Promise<void> {
       'Health during each attack, ms: p50 / p99 / max (failed of probes), one probe every 20 ms per endpoint from a thread of its own',
       ['attack', 'load', ...Object.keys(rows[0]?.probes ?? {})],
       rows.map((r) => [r.attack, String(r.load), ...Object.values(r.probes).map((p) => `${p.p50Ms} / ${p.p99Ms} / ${p.maxMs} (${p.failures} of ${p.probes + p.failures}${p.failures ? `: ${Object.entries(p.failedBy).map(([k, n]) => `${n} ${k}`).join(', ')}` : ''})`)]),
+    );
+    printTable(
+      'Who had the CPU during each attack, s (2 cores: twice the wall time at most): Perch\'s main thread on a CPU and runnable but waiting for one (kernel schedstat), Perch\'s other threads, the campaign\'s own process (attack clients, prober)',
+      ['attack', 'load', 'wall', 'main on CPU', 'main waiting', 'Perch other threads', 'campaign'],
+      rows.map((r) => [r.attack, String(r.load), String(r.cpu.wallS), String(r.cpu.mainOnCpuS), String(r.cpu.mainWaitS), String(r.cpu.perchOtherCpuS), String(r.cpu.campaignCpuS)]),
     );
     const healthMet = (p: ProbeFigures | undefined): boolean | null => (p ? p.p99Ms < HEALTH_P99_MS && p.failures === 0 : null);
     const met = rows.map((r) => ({
@@ -115,6 +144,18 @@ async function main(): Promise<void> {
     writeRunFile('reliability', { loadavg: loadavg(), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met });
   } finally {
     await server.stop();
+  }
+  // Perch writes its turn log as it exits.
+  if (TURN_LOG) {
+    const log = readTurnLog(TURN_LOG);
+    printTable(
+      `The main loop's turns over 50 ms in each attack (${TURN_LOG}): the main thread's own CPU in them, and their wall time on a CPU / runnable but waiting for one / blocked`,
+      ['attack', 'turns', 'CPU p50 / p99 / max ms', 'on CPU / waiting / blocked %', 'with a GC pause'],
+      rows.map((r) => {
+        const t = turnFigures(log, r.fromUs, r.toUs);
+        return [r.attack, String(t.longTurns), `${t.cpuP50Ms} / ${t.cpuP99Ms} / ${t.cpuMaxMs}`, `${t.onCpuPct} / ${t.waitingPct} / ${t.blockedPct}`, String(t.withGc)];
+      }),
+    );
   }
 }
 
