@@ -2,8 +2,13 @@
 // under steady mixed load for a long time, RSS and latency over time. 10 minutes by default,
 // an hour with `--minutes 60` (or PERCH_SOAK_MS=3600000). Load: real-time VAD streams over
 // WebSocket (sequences started, fed and ended in turn), classifier requests over HTTP, events
-// emitted over WebSocket. Figure: RSS growth from the 5-minute mark (or half-way, for shorter runs) to the
-// end; aim < 5% for an hour. Prints a table per minute and writes build/bench/soak.json.
+// emitted over WebSocket. Figure: RSS growth after the 5-minute mark (or half-way, for shorter runs),
+// aim < 5% for an hour: the highest RSS of the last five minutes (of the last half of what follows
+// the mark, for shorter runs) against the highest of the five minutes after the mark. RSS is a
+// sawtooth of V8's and glibc's collections (20-30 MB on a 200 MB process, docs/reliability.md), so
+// one reading a minute compared with another says more about where each fell in its tooth than
+// about growth; each minute's peak is read every 100 ms (probe.ts watch). The one-reading figure
+// is printed beside it. Prints a table per minute and writes build/bench/soak.json.
 // Run: npm run build && node dist/bench/reliability/soak.js [--minutes 60]
 import { Agent, request } from 'node:http';
 import WebSocket from 'ws';
@@ -91,7 +96,7 @@ async function main(): Promise<void> {
       req.end(body);
     }, 100);
 
-    const rows: Array<{ minute: number; rssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number }> = [];
+    const rows: Array<{ minute: number; rssMB: number; peakRssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number }> = [];
     const started = performance.now();
     while (performance.now() - started < SOAK_MS) {
       const w = watch(server);
@@ -100,7 +105,7 @@ async function main(): Promise<void> {
       const lat = latencies.splice(0);
       rows.push({
         minute: Math.round((performance.now() - started) / 600) / 100,
-        rssMB: mb(server.rssKiB()), p50Ms: Math.round(percentile(lat, 50) * 10) / 10, p99Ms: Math.round(percentile(lat, 99) * 10) / 10,
+        rssMB: mb(server.rssKiB()), peakRssMB: h.peakRssMB, p50Ms: Math.round(percentile(lat, 50) * 10) / 10, p99Ms: Math.round(percentile(lat, 99) * 10) / 10,
         healthP99Ms: h.healthP99Ms, errors,
       });
       console.log(JSON.stringify(rows[rows.length - 1]));
@@ -111,11 +116,19 @@ async function main(): Promise<void> {
     const markMin = Math.min(5, (SOAK_MS / 60_000) / 2);
     const mark = rows.find((r) => r.minute >= markMin) ?? rows[0]!;
     const last = rows[rows.length - 1]!;
-    const growth = (last.rssMB - mark.rssMB) / mark.rssMB;
-    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
-      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
-    console.log(`RSS growth from minute ${mark.minute} to the end: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
-    writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth });
+    const pointGrowth = (last.rssMB - mark.rssMB) / mark.rssMB;
+    const after = rows.filter((r) => r.minute > mark.minute);
+    const windowMin = Math.min(5, (last.minute - mark.minute) / 2);
+    const firstWindow = after.filter((r) => r.minute <= mark.minute + windowMin);
+    const lastWindow = after.filter((r) => r.minute > last.minute - windowMin);
+    const firstPeak = Math.max(...firstWindow.map((r) => r.peakRssMB));
+    const lastPeak = Math.max(...lastWindow.map((r) => r.peakRssMB));
+    const growth = (lastPeak - firstPeak) / firstPeak;
+    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'peak RSS MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
+      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.peakRssMB), String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
+    console.log(`RSS growth after minute ${mark.minute}: peak ${firstPeak} MB in minutes ${mark.minute}-${(mark.minute + windowMin).toFixed(2)}, ${lastPeak} MB in the last ${windowMin.toFixed(2)}: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
+    console.log(`One reading each (minute ${mark.minute} against the last): ${(pointGrowth * 100).toFixed(1)}%`);
+    writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth, firstPeakMB: firstPeak, lastPeakMB: lastPeak, pointGrowth });
   } finally {
     stop = true;
     await server.stop();
