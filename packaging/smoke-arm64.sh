@@ -9,7 +9,8 @@
 #    rootfs, under qemu-aarch64-static when the image is arm64 and the host is not, with /proc,
 #    /sys (synthetic under emulation, see below) and the usual /dev nodes mounted (a trap
 #    unmounts them even on failure).
-# 3. packaging/smoke-client.mjs waits for GET /v2/health/ready = 200 (deadline, no fixed sleeps),
+# 3. packaging/smoke-client.mjs waits for GET /v2/health/ready = 200 (deadline, no fixed sleeps;
+#    on the control listener's port too when the image turns it on, as its HEALTHCHECK asks there),
 #    runs one inference on pp-ocr-cls (shape [1,2], probabilities summing to 1) and emits one
 #    event over ws://.../v1/ws (the ack must carry a seq), with the API token the runtime
 #    generated into /data/api-token (the image binds 0.0.0.0).
@@ -117,10 +118,19 @@ for dev in null zero random urandom; do
   mount --bind "/dev/$dev" "$rootfs/dev/$dev" && mounts+=("$rootfs/dev/$dev")
 done
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# The image's env as it is, plus one documented override: a free port, so the test never
-# collides with anything listening on 8080.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+control_port=$(free_port)
+[ "$control_port" != "$port" ] || control_port=$(free_port)
+# The image's env as it is, plus documented overrides: free ports, so the test never collides
+# with anything listening on 8080 or 8081. The control port is overridden only when the image
+# turns the listener on (PERCH_CONTROL_PORT in its env); the client then checks it says ready.
 run_env=("${image_env[@]}" "PERCH_PORT=$port")
+control_args=()
+if printf '%s\n' "${image_env[@]}" | grep -q '^PERCH_CONTROL_PORT='; then
+  run_env+=("PERCH_CONTROL_PORT=$control_port")
+  control_args=(--control-port "$control_port")
+fi
 # chroot, then cd to the image's working dir, drop to its uid/gid, exec its entrypoint.
 launcher='import os, sys
 root, cwd, uid, gid = sys.argv[1:5]
@@ -138,7 +148,7 @@ pid=$!
 client_rc=0
 # The image binds 0.0.0.0 without a configured token: Perch generates one into /data/api-token
 # (docs/security.md), which the client reads from the unpacked rootfs.
-client_out=$(node "$repo/packaging/smoke-client.mjs" --port "$port" --pid "$pid" \
+client_out=$(node "$repo/packaging/smoke-client.mjs" --port "$port" "${control_args[@]}" --pid "$pid" \
   --started-ms "$started_ms" --deadline-s "$ready_deadline_s" --token-file "$rootfs/data/api-token") || client_rc=$?
 ready_ms=$(sed -n 's/^ready_ms=//p' <<<"$client_out")
 if [ -z "$ready_ms" ]; then

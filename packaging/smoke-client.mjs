@@ -6,7 +6,7 @@
 // The image binds 0.0.0.0 with no token configured, so Perch generates one into its data volume
 // (docs/security.md); --token-file names that file, read once the runtime is ready.
 //
-//   node packaging/smoke-client.mjs --port 8080 --pid 1234 --started-ms 1700000000000 --deadline-s 300 --token-file /data/api-token
+//   node packaging/smoke-client.mjs --port 8080 [--control-port 8081] --pid 1234 --started-ms 1700000000000 --deadline-s 300 --token-file /data/api-token
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -19,6 +19,9 @@ const { values } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string' },
+    // The control listener's port (the image sets PERCH_CONTROL_PORT): its /v2/health/ready is
+    // what the image's HEALTHCHECK asks, so it must answer 200 once the main port does.
+    'control-port': { type: 'string' },
     pid: { type: 'string' },
     'started-ms': { type: 'string' },
     'deadline-s': { type: 'string', default: '300' },
@@ -34,11 +37,11 @@ const deadline = startedMs + Number(values['deadline-s']) * 1000;
 /** Read after ready: the runtime writes the file at start-up. */
 let auth = {};
 
-function request(method, path, body) {
+function request(method, path, body, toPort = port) {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? null : JSON.stringify(body);
     const req = http.request(
-      { host, port, method, path, headers: { ...auth, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
+      { host, port: toPort, method, path, headers: { ...auth, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -138,6 +141,28 @@ if (values['token-file']) auth = { authorization: `Bearer ${readFileSync(values[
 
 // Inference and emit are checked independently, so one failure does not hide the other.
 let failed = 0;
+if (values['control-port']) {
+  // The image's HEALTHCHECK asks the control listener: it must say ready too (polled to the same
+  // deadline: its thread may report ready a snapshot after the main port does).
+  const controlPort = Number(values['control-port']);
+  let last = 'no answer yet';
+  while (last !== 'ready') {
+    try {
+      const res = await request('GET', '/v2/health/ready', undefined, controlPort);
+      last = res.status === 200 ? 'ready' : `HTTP ${res.status}`;
+    } catch (err) {
+      last = err.code ?? err.message;
+    }
+    if (last !== 'ready' && Date.now() >= deadline) break;
+    if (last !== 'ready') await sleep(200);
+  }
+  if (last === 'ready') {
+    console.error(`smoke: control listener ready on port ${controlPort}`);
+  } else {
+    failed++;
+    console.error(`smoke: FAIL: the control listener on port ${controlPort} never said ready (last: ${last})`);
+  }
+}
 try {
   const result = await infer();
   console.log(`infer_ms=${result.ms}`);
