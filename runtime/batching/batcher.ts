@@ -154,28 +154,52 @@ export class Batcher<T, R> {
   }
 
   submit(payload: T, o: SubmitOptions): Promise<R> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
+    const refused = this.refusal(o);
+    if (refused) return Promise.reject(refused);
+    return new Promise<R>((resolve, reject) => this.queue(payload, o, resolve, reject));
+  }
+
+  /**
+   * submit() without a promise: the outcome goes to `resolve` or `reject`, called once, from the
+   * batch's settlement (or at once with the refusal of a scope already closed). A refusal of
+   * submit's own (closed, full, priority) is returned instead, and nothing is called. The
+   * sequence manager passes callbacks it made once per sequence: no promise and no closures per
+   * stream chunk (docs/benchmarks.md, "Stream chunks on the main thread"). They must not throw:
+   * the rest of the batch is settled after them.
+   */
+  enqueue(payload: T, o: SubmitOptions, resolve: (r: R) => void, reject: (e: Error) => void): PerchError | null {
+    const refused = this.refusal(o);
+    if (refused) return refused;
+    this.queue(payload, o, resolve, reject);
+    return null;
+  }
+
+  /** Why a request would be refused now, or null. */
+  private refusal(o: SubmitOptions): PerchError | null {
+    if (this.closedWith) return this.closedWith;
     const full = this.fullError();
-    if (full) return Promise.reject(full);
+    if (full) return full;
     if (o.priority < 1 || o.priority > this.opts.priorityLevels || !Number.isInteger(o.priority)) {
-      return Promise.reject(new PerchError('PERCH_ERR_INVALID_PARAMETER', `priority must be an integer from 1 to ${this.opts.priorityLevels}`));
+      return new PerchError('PERCH_ERR_INVALID_PARAMETER', `priority must be an integer from 1 to ${this.opts.priorityLevels}`);
     }
-    return new Promise<R>((resolve, reject) => {
-      // Fields spelled out: spreading `o` here cost several µs per request (profiled).
-      const entry: Entry<T, R> = {
-        items: o.items, groupKey: o.groupKey, priority: o.priority, timeoutMs: o.timeoutMs, bytes: o.bytes ?? 0,
-        payload, enqueuedAt: this.clock.now(), timer: null, offScope: null, resolve, reject,
-      };
-      if (o.timeoutMs !== null) {
-        entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
-      }
-      (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
-      this.queued++;
-      this.queuedBytes += entry.bytes;
-      // Registered after it is queued: a scope already closed drops it at once.
-      if (o.scope) entry.offScope = o.scope.onClose(() => this.drop(entry));
-      this.pump();
-    });
+    return null;
+  }
+
+  private queue(payload: T, o: SubmitOptions, resolve: (r: R) => void, reject: (e: Error) => void): void {
+    // Fields spelled out: spreading `o` here cost several µs per request (profiled).
+    const entry: Entry<T, R> = {
+      items: o.items, groupKey: o.groupKey, priority: o.priority, timeoutMs: o.timeoutMs, bytes: o.bytes ?? 0,
+      payload, enqueuedAt: this.clock.now(), timer: null, offScope: null, resolve, reject,
+    };
+    if (o.timeoutMs !== null) {
+      entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
+    }
+    (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
+    this.queued++;
+    this.queuedBytes += entry.bytes;
+    // Registered after it is queued: a scope already closed drops it at once.
+    if (o.scope) entry.offScope = o.scope.onClose(() => this.drop(entry));
+    this.pump();
   }
 
   /** Resolves once nothing is queued or running. */

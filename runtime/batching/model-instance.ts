@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { resolveModelConfig } from '../models/resolve-config.js';
 import { splitOutputs, stackInputs } from './batch-tensors.js';
-import { Batcher, type BatchRun, type CloseScope } from './batcher.js';
+import { Batcher, type BatchRun, type CloseScope, type SubmitOptions } from './batcher.js';
 import type { PreparedRequest } from './prepare.js';
 
 export interface InstanceDeps extends LoadDeps {
@@ -139,14 +139,23 @@ export class ModelInstance {
   }
 
   infer(req: PreparedRequest, opts: InferOptions = {}): Promise<Tensor[]> {
-    return this.batcher.submit(req, {
+    return this.batcher.submit(req, this.submitOptions(req, opts));
+  }
+
+  /** infer() with callbacks instead of a promise (batcher.ts enqueue): a refusal is returned. */
+  enqueue(req: PreparedRequest, opts: InferOptions, resolve: (outputs: Tensor[]) => void, reject: (e: Error) => void): PerchError | null {
+    return this.batcher.enqueue(req, this.submitOptions(req, opts), resolve, reject);
+  }
+
+  private submitOptions(req: PreparedRequest, opts: InferOptions): SubmitOptions {
+    return {
       items: req.items,
       groupKey: req.groupKey,
       priority: opts.priority ?? this.config.batching.defaultPriority,
       timeoutMs: opts.timeoutMs ?? null,
       scope: opts.scope,
       bytes: inputBytes(req.inputs),
-    });
+    };
   }
 
   /** A sequence holds this version until it ends (a swap does not move it). */

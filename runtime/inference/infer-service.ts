@@ -1,81 +1,42 @@
 // The request path shared by HTTP and WebSocket: resolve the model version, check the inputs,
 // queue for the batcher, pick the outputs asked for, count the outcome.
-import { PerchError, toPerchError } from '../base/errors.js';
-import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
-import type { VersionStats } from '../base/model-stats.js';
-import type { RequestTrace } from '../base/request-trace.js';
+import { PerchError } from '../base/errors.js';
+import type { InferenceMetrics } from '../base/metrics.js';
 import type { ModelRegistry } from '../models/registry.js';
 import type { ResultCache } from '../store/result-cache.js';
 import { cacheKey } from '../store/result-cache-key.js';
-import type { Tensor } from '../tensor/tensor.js';
 import type { FailureLog } from './failure-log.js';
 import { prepareInputs } from '../batching/prepare.js';
-import { readParameters, type InferParameters } from './parameters.js';
+import type { InferParameters } from './parameters.js';
+import { InferCall, type InferAnswer, type Outcomes, type Ran } from './infer-call.js';
 import type { ModelInstance } from '../batching/model-instance.js';
-import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { SequenceManager } from '../sequences/sequence-manager.js';
 import type { ClientScope } from './client-scope.js';
-import type { ErrorCode } from '../base/errors.js';
+import type { InferenceOutcome, InferRequest, InferResult } from './infer-types.js';
 
-/** How one inference ended, told to onOutcome listeners (the rollback circuit breaker). */
-export interface InferenceOutcome {
-  model: string;
-  version: number;
-  ok: boolean;
-  code?: ErrorCode;
-  /** From the request's arrival to its answer (queue + compute), for the device's in-service health. */
-  latencyMs?: number;
-}
-
-export interface RequestedOutput {
-  name: string;
-  /** Triton: this output as binary data (true) or JSON (false); undefined = the transport's default. */
-  binary?: boolean | undefined;
-}
-
-export interface InferRequest {
-  model: string;
-  version?: string | number | undefined;
-  id?: string | undefined;
-  inputs: Tensor[];
-  outputs?: RequestedOutput[] | undefined;
-  parameters?: Record<string, unknown> | undefined;
-  /** Its spans, made by the API while tracing is on (base/request-trace.ts); the API ends it. */
-  trace?: RequestTrace | undefined;
-}
-
-export interface InferResult {
-  model_name: string;
-  model_version: string;
-  id?: string;
-  parameters: Record<string, unknown>;
-  outputs: Tensor[];
-  /** How each output should be encoded: true = binary, false = JSON, undefined = transport default. */
-  binary: Array<boolean | undefined>;
-}
+export type { InferenceOutcome, InferRequest, InferResult, RequestedOutput } from './infer-types.js';
 
 export class InferService {
   private stopping = false;
   private readonly outcomeListeners = new Set<(o: InferenceOutcome) => void>();
+  private readonly outcomes: Outcomes;
 
   constructor(
     private readonly registry: ModelRegistry<ModelInstance>,
-    private readonly metrics: InferenceMetrics,
+    metrics: InferenceMetrics,
     private readonly sequences: SequenceManager,
     /** The persistent result cache; null when there is none (a tool, a test). */
     private readonly cache: ResultCache | null = null,
     /** Where 500s are logged; null: not logged (a tool, a test). */
-    private readonly failureLog: FailureLog | null = null,
-  ) {}
+    failureLog: FailureLog | null = null,
+  ) {
+    this.outcomes = { metrics, failureLog, listeners: this.outcomeListeners };
+  }
 
   /** Every answered request of a known model version (the cloud agent's rollback breaker listens). */
   onOutcome(fn: (o: InferenceOutcome) => void): () => void {
     this.outcomeListeners.add(fn);
     return () => this.outcomeListeners.delete(fn);
-  }
-
-  private tell(o: InferenceOutcome): void {
-    for (const fn of this.outcomeListeners) fn(o);
   }
 
   /** After this, new requests get PERCH_ERR_SHUTTING_DOWN (in-flight ones finish). */
@@ -113,15 +74,15 @@ export class InferService {
 
   /**
    * A stateful model: the sequence manager feeds and keeps the state (never cached: state
-   * changes the answer). Not async: the caller awaits the manager's own promise, one promise
-   * and one microtask turn fewer per stream chunk (docs/benchmarks.md, issue 20); a refusal
-   * here is thrown inside the caller's try, as a rejection was.
+   * changes the answer), and tells the call how it ended: no promise per stream chunk.
    */
-  private runSequence(instance: ModelInstance, version: number | undefined, req: InferRequest, params: InferParameters, scope: ClientScope | undefined): Promise<Ran> {
+  private runSequence(call: InferCall, instance: ModelInstance, version: number | undefined, scope: ClientScope | undefined): void {
+    const params = call.params;
     if (params.sequenceId === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_PARAMETER', `model '${instance.name}' is a sequence model: parameter 'sequence_id' is required`);
     }
-    return this.sequences.submit({
+    const req = call.req;
+    this.sequences.submitTo({
       model: instance.name,
       version,
       instance,
@@ -132,93 +93,47 @@ export class InferService {
       priority: params.priority,
       timeoutMs: params.timeoutMs,
       trace: req.trace,
-    }, scope);
+    }, scope, call);
   }
 
   /** `scope`: the client's connection; its queued work is dropped and its tied sequences end when it closes. */
-  async infer(req: InferRequest, scope?: ClientScope): Promise<InferResult> {
-    let labels: VersionLabels | null = null;
-    let stats: VersionStats | null = null;
-    const started = performance.now();
-    const trace = req.trace;
+  infer(req: InferRequest, scope?: ClientScope): Promise<InferResult> {
+    return new Promise<InferResult>((resolve, reject) => this.inferTo(req, scope, { resolve, reject }));
+  }
+
+  /**
+   * infer() without a promise of its own: `answer` is told the result or the error (a
+   * PerchError) once, at once when the request is refused before it queues. The WebSocket API
+   * answers from here, so a stream chunk's answer leaves from its batch's settlement
+   * (docs/benchmarks.md, "Stream chunks on the main thread").
+   */
+  inferTo(req: InferRequest, scope: ClientScope | undefined, answer: InferAnswer): void {
+    const call = new InferCall(this.outcomes, req, answer);
     try {
+      const trace = req.trace;
       if (trace) trace.received(req.model);
       if (this.stopping) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       const version = parseVersion(req.version);
       // A loaded model is resolved here and now; one that loads on first use is waited for.
-      const instance = this.registry.loadsFirst(req.model) ? await this.registry.resolveLoaded(req.model, version) : this.registry.resolve(req.model, version);
-      labels = instance.labels;
-      stats = instance.stats;
-      const params = readParameters(req.parameters);
-      const model = instance.config;
-      const wanted = req.outputs?.length ? req.outputs : undefined;
-      for (const o of wanted ?? []) {
-        if (!model.outputs.some((s) => s.name === o.name)) {
-          throw new PerchError('PERCH_ERR_UNKNOWN_OUTPUT', `model '${model.name}' has no output '${o.name}' (outputs: ${model.outputs.map((s) => s.name).join(', ')})`);
-        }
+      if (this.registry.loadsFirst(req.model)) {
+        this.registry.resolveLoaded(req.model, version).then((instance) => this.run(call, instance, version, scope), (err: unknown) => call.reject(err));
+        return;
       }
-      const ran = model.sequence ? await this.runSequence(instance, version, req, params, scope) : await this.runStateless(instance, req, params, scope);
-      labels = ran.instance.labels;
-      stats = ran.instance.stats;
-      const all = ran.outputs;
-      const outputs = wanted ? wanted.map((o) => all.find((t) => t.name === o.name) as Tensor) : pick(clientOutputs(model), all);
-      const binary = wanted ? wanted.map((o) => o.binary ?? params.binaryDataOutput) : outputs.map(() => params.binaryDataOutput);
-      this.metrics.countSuccess(labels);
-      const ended = performance.now();
-      stats.answered(ended - started, ended);
-      if (this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: true, latencyMs: ended - started });
-      if (trace) trace.answering(labels.version, ran.cached ?? false);
-      const result: InferResult = {
-        model_name: ran.instance.name,
-        model_version: labels.version,
-        parameters: { cached: ran.cached ?? false },
-        outputs,
-        binary,
-      };
-      if (req.id !== undefined) result.id = req.id;
-      return result;
+      this.run(call, this.registry.resolve(req.model, version), version, scope);
     } catch (err) {
-      const e = toPerchError(err);
-      this.metrics.failure.inc({ model: labels?.model ?? '', version: labels?.version ?? '', code: e.code });
-      this.failureLog?.report(labels?.model ?? req.model, labels?.version ?? String(req.version ?? ''), e);
-      if (trace) trace.end(e.code, e.message);
-      const failedMs = performance.now() - started;
-      stats?.fail.add(1, failedMs);
-      if (labels && this.outcomeListeners.size) this.tell({ model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: failedMs });
-      throw e;
+      call.reject(err);
     }
   }
-}
 
-interface Ran {
-  instance: ModelInstance;
-  outputs: Tensor[];
-  /** Answered from the result cache (absent: a sequence's answer, never cached). */
-  cached?: boolean;
-}
-
-/** Per model config: the outputs a client gets by default. State outputs feed the next request
- * of a sequence, so the client gets them only if it asks. Worked out once, not per request. */
-const defaultOutputs = new WeakMap<ResolvedModelConfig, string[]>();
-
-function clientOutputs(model: ResolvedModelConfig): string[] {
-  let names = defaultOutputs.get(model);
-  if (!names) {
-    const state = new Set(model.sequence?.state.map((s) => s.output) ?? []);
-    names = model.outputs.map((o) => o.name).filter((n) => !state.has(n));
-    defaultOutputs.set(model, names);
+  private run(call: InferCall, instance: ModelInstance, version: number | undefined, scope: ClientScope | undefined): void {
+    try {
+      const model = call.begin(instance);
+      if (model.sequence) this.runSequence(call, instance, version, scope);
+      else this.runStateless(instance, call.req, call.params, scope).then((ran) => call.resolve(ran), (err: unknown) => call.reject(err));
+    } catch (err) {
+      call.reject(err);
+    }
   }
-  return names;
-}
-
-/** The named tensors, in the order of `names` (a name the session did not return is left out). */
-function pick(names: readonly string[], tensors: readonly Tensor[]): Tensor[] {
-  const out: Tensor[] = [];
-  for (const n of names) {
-    const t = tensors.find((x) => x.name === n);
-    if (t) out.push(t);
-  }
-  return out;
 }
 
 export function parseVersion(v: string | number | undefined): number | undefined {

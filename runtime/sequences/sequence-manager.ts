@@ -55,11 +55,18 @@ export interface SequenceResult {
   outputs: Tensor[];
 }
 
+/** Told how one sequence request ended, once (submitTo); a promise's resolve and reject fit. */
+export interface SequenceListener {
+  resolve(r: SequenceResult): void;
+  reject(e: Error): void;
+}
+
 interface Pending {
   req: SequenceRequest;
   scope: ClientScope | undefined;
-  resolve: (r: SequenceResult) => void;
-  reject: (e: Error) => void;
+  to: SequenceListener;
+  /** The version it was handed to the batcher on (set then). */
+  instance: ModelInstance | null;
 }
 
 interface Sequence {
@@ -68,8 +75,15 @@ interface Sequence {
   id: string;
   instance: ModelInstance | null;
   state: Map<string, Tensor>;
+  /** Requests waiting behind `current`, in arrival order. */
   queue: Pending[];
-  running: boolean;
+  /** Its request at the batcher (queued or running there): at most one at a time. */
+  current: Pending | null;
+  /** Inside advance(): a request settled from within it is followed by that loop, not another. */
+  advancing: boolean;
+  /** The batcher's callbacks for `current`, made once per sequence (not per request). */
+  ran: (outputs: Tensor[]) => void;
+  failed: (err: Error) => void;
   idleTimer: TimerHandle | null;
   /** When its queue last ran dry (clock ms): idleness is counted from here. */
   idleSince: number;
@@ -102,33 +116,60 @@ export class SequenceManager {
   ) {}
 
   submit(req: SequenceRequest, scope?: ClientScope): Promise<SequenceResult> {
+    return new Promise<SequenceResult>((resolve, reject) => this.submitTo(req, scope, { resolve, reject }));
+  }
+
+  /**
+   * submit() without a promise: `to` is told the outcome (a refusal at once, from here). The
+   * infer service answers a stream chunk from its callback (docs/benchmarks.md, "Stream chunks
+   * on the main thread").
+   */
+  submitTo(req: SequenceRequest, scope: ClientScope | undefined, to: SequenceListener): void {
     const key = `${req.model}\u0000${req.sequenceId}`;
     let seq = this.sequences.get(key);
     if (!seq) {
-      if (!req.start) {
-        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `model '${req.model}' has no live sequence '${req.sequenceId}': send sequence_start first`));
+      const refused = this.startRefusal(req, scope);
+      if (refused) {
+        to.reject(refused);
+        return;
       }
-      if (scope?.isClosed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection'));
-      const max = (req.instance ?? this.registry.resolve(req.model, req.version)).config.sequence?.maxSequences ?? 0;
       const active = this.perModel.get(req.model) ?? 0;
-      if (active >= max) {
-        this.onLimit(req.model, max);
-        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `model '${req.model}' holds ${active} live sequences (maxSequences ${max})`));
-      }
-      const mine = scope ? (this.owners.get(scope)?.sequences.size ?? 0) : 0;
-      if (scope && mine >= scope.options.maxSequences) {
-        return Promise.reject(new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `this connection holds ${mine} live sequences (server.maxSequencesPerConnection ${scope.options.maxSequences})`));
-      }
-      seq = { key, model: req.model, id: req.sequenceId, instance: null, state: new Map(), queue: [], running: false, idleTimer: null, idleSince: 0, owner: null };
+      seq = this.create(key, req.model, req.sequenceId);
       this.sequences.set(key, seq);
       this.perModel.set(req.model, active + 1);
       if (scope) this.own(scope, seq);
     }
-    const s = seq;
-    return new Promise<SequenceResult>((resolve, reject) => {
-      s.queue.push({ req, scope, resolve, reject });
-      if (!s.running) void this.runQueue(s);
-    });
+    seq.queue.push({ req, scope, to, instance: null });
+    if (seq.current === null && !seq.advancing) this.advance(seq, true);
+  }
+
+  /** Why a request for a sequence that is not live is refused, or null: it starts one. */
+  private startRefusal(req: SequenceRequest, scope: ClientScope | undefined): PerchError | null {
+    if (!req.start) {
+      return new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `model '${req.model}' has no live sequence '${req.sequenceId}': send sequence_start first`);
+    }
+    if (scope?.isClosed) return new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection');
+    const max = (req.instance ?? this.registry.resolve(req.model, req.version)).config.sequence?.maxSequences ?? 0;
+    const active = this.perModel.get(req.model) ?? 0;
+    if (active >= max) {
+      this.onLimit(req.model, max);
+      return new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `model '${req.model}' holds ${active} live sequences (maxSequences ${max})`);
+    }
+    const mine = scope ? (this.owners.get(scope)?.sequences.size ?? 0) : 0;
+    if (scope && mine >= scope.options.maxSequences) {
+      return new PerchError('PERCH_ERR_SEQUENCE_LIMIT', `this connection holds ${mine} live sequences (server.maxSequencesPerConnection ${scope.options.maxSequences})`);
+    }
+    return null;
+  }
+
+  private create(key: string, model: string, id: string): Sequence {
+    const seq: Sequence = {
+      key, model, id, instance: null, state: new Map(), queue: [], current: null, advancing: false,
+      ran: (outputs) => this.ran(seq, outputs),
+      failed: (err) => this.failed(seq, err),
+      idleTimer: null, idleSince: 0, owner: null,
+    };
+    return seq;
   }
 
   stats(): SequenceStats[] {
@@ -167,7 +208,7 @@ export class SequenceManager {
     for (const seq of owned.sequences) {
       seq.owner = null;
       if (!scope.options.sequencesEndWithConnection) continue;
-      for (const p of seq.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; its sequence ended'));
+      for (const p of seq.queue.splice(0)) p.to.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; its sequence ended'));
       this.free(seq);
     }
   }
@@ -175,38 +216,110 @@ export class SequenceManager {
   /** Frees every sequence (shutdown): their versions can then be released. */
   close(): void {
     for (const s of [...this.sequences.values()]) {
-      for (const p of s.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping'));
+      for (const p of s.queue.splice(0)) p.to.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping'));
       this.free(s);
     }
   }
 
-  /** Runs the sequence's queued requests one after another, in arrival order. */
-  private async runQueue(seq: Sequence): Promise<void> {
-    seq.running = true;
-    // Only submit starts this, with the one request it just queued: that request's resolved
-    // instance is still the one served. Later ones ran after an await and are looked up again.
-    let sameTick = true;
-    while (this.sequences.get(seq.key) === seq && seq.queue.length > 0) {
+  /**
+   * Hands the sequence's next queued request to the batcher, if none of its requests is there:
+   * its requests run one after another, in arrival order. No async function and no promise
+   * between the batcher and the request's own: the batcher calls ran() / failed(), which answer
+   * it and come back here (docs/benchmarks.md, "Stream chunks on the main thread").
+   * `fresh`: called by submit with the request it just queued, whose resolved instance is still
+   * the one served; later ones are looked up again.
+   */
+  private advance(seq: Sequence, fresh: boolean): void {
+    seq.advancing = true;
+    let sameTick = fresh;
+    while (seq.current === null && this.sequences.get(seq.key) === seq && seq.queue.length > 0) {
       const next = seq.queue.shift() as Pending;
       const resolved = sameTick ? next.req.instance : undefined;
       sameTick = false;
       try {
         if (next.req.start) this.restart(seq, next.req, resolved);
-        next.resolve(await this.runOne(seq, next.req, next.scope));
-        if (next.req.end) this.free(seq);
+        this.hand(seq, next);
       } catch (err) {
-        next.reject(err as Error);
-        if (seq.instance === null) this.free(seq); // its start failed: nothing to continue
+        this.settleFailed(seq, next, err as Error);
       }
     }
-    seq.running = false;
+    seq.advancing = false;
+    if (seq.current !== null) return;
     if (this.sequences.get(seq.key) === seq) this.armIdle(seq);
     else for (const p of seq.queue.splice(0)) this.resubmit(p); // requests queued behind an end
   }
 
+  /** Checks the request against the sequence and hands it, with the state, to the batcher. */
+  private hand(seq: Sequence, p: Pending): void {
+    const req = p.req;
+    const instance = seq.instance;
+    const cfg = instance?.config.sequence;
+    if (!instance || !cfg) throw new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `sequence '${seq.id}' has not started`);
+    for (const t of req.inputs) {
+      if (seq.state.has(t.name)) {
+        throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `input '${t.name}' is sequence state: the runtime feeds it, the request must not`);
+      }
+    }
+    // The state goes in as it is, not copied: stacking copies it into the batch, and the worker
+    // executor copies a retained buffer rather than moving it (tensor/retained.ts). Nothing
+    // writes to it during the run, so a failed run leaves the sequence's state as it was.
+    const inputs = req.inputs.slice();
+    for (const s of cfg.state) inputs.push(seq.state.get(s.input) as Tensor);
+    const prepared = prepareInputs(instance.config, inputs);
+    prepared.trace = req.trace;
+    if (prepared.items !== 1) {
+      throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
+    }
+    p.instance = instance;
+    seq.current = p;
+    const refused = instance.enqueue(prepared, { priority: req.priority, timeoutMs: req.timeoutMs, scope: p.scope }, seq.ran, seq.failed);
+    if (refused) {
+      seq.current = null;
+      throw refused;
+    }
+  }
+
+  /** The batcher ran the sequence's current request: its state moves on and it is answered. */
+  private ran(seq: Sequence, outputs: Tensor[]): void {
+    const p = seq.current as Pending;
+    seq.current = null;
+    try {
+      const instance = p.instance as ModelInstance;
+      const cfg = instance.config.sequence;
+      if (cfg && !p.req.end) { // an ended sequence's state is freed right after this
+        for (const s of cfg.state) {
+          const next = outputs.find((t) => t.name === s.output);
+          if (next) storeState(seq, s.input, next);
+        }
+      }
+      p.to.resolve({ instance, outputs });
+      if (p.req.end) this.free(seq);
+    } catch (err) {
+      this.settleFailed(seq, p, err as Error);
+    }
+    if (!seq.advancing) this.advance(seq, false);
+  }
+
+  /** The batcher refused, dropped or failed the sequence's current request. */
+  private failed(seq: Sequence, err: Error): void {
+    const p = seq.current as Pending;
+    seq.current = null;
+    this.settleFailed(seq, p, err);
+    if (!seq.advancing) this.advance(seq, false);
+  }
+
+  private settleFailed(seq: Sequence, p: Pending, err: Error): void {
+    p.to.reject(err);
+    if (seq.instance === null) this.free(seq); // its start failed: nothing to continue
+  }
+
   /** Requests that arrived after an end start over: a new sequence, or an unknown one. */
   private resubmit(p: Pending): void {
-    this.submit({ ...p.req, instance: undefined }, p.scope).then(p.resolve, p.reject);
+    try {
+      this.submitTo({ ...p.req, instance: undefined }, p.scope, p.to);
+    } catch (err) {
+      p.to.reject(err as Error); // its model went away meanwhile (registry.resolve)
+    }
   }
 
   private restart(seq: Sequence, req: SequenceRequest, resolved: ModelInstance | undefined): void {
@@ -227,35 +340,6 @@ export class SequenceManager {
     }
   }
 
-  private async runOne(seq: Sequence, req: SequenceRequest, scope: ClientScope | undefined): Promise<SequenceResult> {
-    const instance = seq.instance;
-    const cfg = instance?.config.sequence;
-    if (!instance || !cfg) throw new PerchError('PERCH_ERR_SEQUENCE_UNKNOWN', `sequence '${seq.id}' has not started`);
-    for (const t of req.inputs) {
-      if (seq.state.has(t.name)) {
-        throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `input '${t.name}' is sequence state: the runtime feeds it, the request must not`);
-      }
-    }
-    // The state goes in as it is, not copied: stacking copies it into the batch, and the worker
-    // executor copies a retained buffer rather than moving it (tensor/retained.ts). Nothing
-    // writes to it during the run, so a failed run leaves the sequence's state as it was.
-    const inputs = req.inputs.slice();
-    for (const s of cfg.state) inputs.push(seq.state.get(s.input) as Tensor);
-    const prepared = prepareInputs(instance.config, inputs);
-    prepared.trace = req.trace;
-    if (prepared.items !== 1) {
-      throw new PerchError('PERCH_ERR_SHAPE_MISMATCH', `a sequence request carries one item on the batch axis, this one has ${prepared.items}`);
-    }
-    const outputs = await instance.infer(prepared, { priority: req.priority, timeoutMs: req.timeoutMs, scope });
-    if (!req.end) { // an ended sequence's state is freed right after this
-      for (const s of cfg.state) {
-        const next = outputs.find((t) => t.name === s.output);
-        if (next) storeState(seq, s.input, next);
-      }
-    }
-    return { instance, outputs };
-  }
-
   /**
    * Called when the queue runs dry. One timer per sequence stays armed and is re-armed for the
    * rest of the idle time when it finds the sequence was busy meanwhile, instead of a clear and
@@ -270,7 +354,7 @@ export class SequenceManager {
     if (!ms || this.sequences.get(seq.key) !== seq) return;
     seq.idleTimer = this.clock.setTimeout(() => {
       seq.idleTimer = null;
-      if (seq.running || seq.queue.length > 0) return; // armIdle runs again when it drains
+      if (seq.current !== null || seq.queue.length > 0) return; // armIdle runs again when it drains
       const idle = seq.instance?.config.sequence?.idleTimeoutMs ?? 0;
       const left = seq.idleSince + idle - this.clock.now();
       if (left <= 0) this.free(seq);

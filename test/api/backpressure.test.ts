@@ -67,6 +67,31 @@ describe('backpressure: a client that never reads', () => {
     }
   });
 
+  test('frames refused at once while others are held: each answered once, in flight never past the limit', async () => {
+    // An unknown model is refused before anything queues, so its answer is given while the
+    // frame is handled, from inside the loop that releases held frames (connection.ts updateFlow).
+    const client = await WsClient.connect(rt.wsUrl);
+    try {
+      const localPort = (client.socket as unknown as { _socket: { localPort: number } })._socket.localPort;
+      const tcp = (client.socket as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+      tcp.cork(); // one write: the server reads many frames at once and holds those past the limit
+      const sent = Array.from({ length: 1000 }, (_, i) => client.infer(i % 10 === 0 ? 'vad' : 'no-such-model', vadInputs(900 + i), { binary: true }));
+      tcp.uncork();
+      const results = await Promise.all(sent);
+      results.forEach((r, i) => {
+        const code = (r.body.error as { code?: string } | undefined)?.code;
+        if (i % 10 === 0) assert.ok(r.ok, `request ${i}: ${JSON.stringify(r.body)}`);
+        else assert.equal(code, 'PERCH_ERR_MODEL_NOT_FOUND', `request ${i}`);
+      });
+      await waitFor(() => statsOf(localPort).inflight === 0, 10_000, 'every slot let go');
+      const s = statsOf(localPort);
+      assert.ok(s.peakInflight <= MAX_INFLIGHT, `peak in-flight ${s.peakInflight} <= ${MAX_INFLIGHT}`);
+      assert.equal(client.orphans.length, 0, 'no answer twice or without its request');
+    } finally {
+      await client.close();
+    }
+  });
+
   test('the server stops reading, stays bounded, serves others, and loses nothing', async (t) => {
     const slow = new WebSocket(rt.wsUrl, { perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {

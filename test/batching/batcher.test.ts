@@ -305,4 +305,37 @@ describe('batcher', () => {
     second.batches[0]!();
     assert.equal(await late, 'late');
   });
+
+  test('enqueue: callbacks instead of a promise; a refusal is returned and calls nothing', async () => {
+    const h = harness({ maxQueueSize: 2 });
+    const told: string[] = [];
+    const tellTo = (id: string) => [(r: string) => told.push(`${id}: ${r}`), (e: Error) => told.push(`${id}: ${(e as PerchError).code}`)] as const;
+    assert.equal(h.batcher.enqueue({ id: 'a' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null }, ...tellTo('a')), null);
+    assert.equal(h.batcher.enqueue({ id: 'b' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null }, ...tellTo('b')), null);
+    assert.equal(h.batcher.enqueue({ id: 'c' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: 50 }, ...tellTo('c')), null);
+    const full = h.batcher.enqueue({ id: 'd' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null }, ...tellTo('d'));
+    assert.equal(full?.code, 'PERCH_ERR_QUEUE_FULL');
+    assert.equal(h.batcher.enqueue({ id: 'e' }, { items: 1, groupKey: 'k', priority: 9, timeoutMs: null }, ...tellTo('e'))?.code, 'PERCH_ERR_QUEUE_FULL', 'checked in submit\'s order');
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(told, ['a: done a'], 'told from the batch\'s settlement');
+    h.clock.advance(50); // c was taken into b's batch already: its timeout no longer applies
+    h.runs[1]!.fail(new PerchError('PERCH_ERR_INTERNAL', 'session failed'));
+    await tick();
+    assert.deepEqual(told, ['a: done a', 'b: PERCH_ERR_INTERNAL', 'c: PERCH_ERR_INTERNAL']);
+    h.batcher.close(new PerchError('PERCH_ERR_SHUTTING_DOWN'));
+    assert.equal(h.batcher.enqueue({ id: 'f' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null }, ...tellTo('f'))?.code, 'PERCH_ERR_SHUTTING_DOWN');
+    assert.equal(told.length, 3, 'refusals call nothing');
+  });
+
+  test('enqueue with a scope already closed: rejected at once, from inside enqueue', () => {
+    const h = harness();
+    void h.submit('busy');
+    const closed = { onClose: (fn: () => void) => (fn(), () => undefined) };
+    const told: string[] = [];
+    const refused = h.batcher.enqueue({ id: 'x' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null, scope: closed }, () => told.push('resolved'), (e) => told.push((e as PerchError).code));
+    assert.equal(refused, null);
+    assert.deepEqual(told, ['PERCH_ERR_CLIENT_GONE']);
+    assert.equal(h.batcher.depth, 0, 'it left the queue');
+  });
 });

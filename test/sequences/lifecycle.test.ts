@@ -121,6 +121,33 @@ describe('sequence lifecycle', () => {
     answers.map(prob).forEach((p, i) => assert.ok(Math.abs(p - want[i]!) <= 1e-6, `chunk ${i} out of order or wrong state`));
     assert.equal((await execCount(rt)) - execsBefore, seeds.length, 'never two chunks of one sequence in a batch');
   });
+
+  test('a chunk refused in the middle of a pipelined sequence: its error, the state as it was, the chunks behind it in order', async () => {
+    // The refusal happens as the chunk before it is answered (the sequence hands on its next
+    // request from the batcher's callback): the loop goes on to the chunks behind it.
+    const seeds = Array.from({ length: 12 }, (_, i) => 200 + i);
+    const bad = new Set([4, 5, 9]);
+    const want = await reference(seeds.filter((_, i) => !bad.has(i)));
+    const wrong: Tensor[] = [randomFp32('input', [1, 575], 1, -0.3, 0.3), SR]; // 575 samples: not the model's 576
+    const answers = await Promise.all(seeds.map((s, i) => ws.infer('vad', bad.has(i) ? wrong : chunk(s), { parameters: seqParams('holes', i === 0, i === seeds.length - 1), binary: true })));
+    assert.deepEqual(answers.map(code), seeds.map((_, i) => (bad.has(i) ? 'PERCH_ERR_SHAPE_MISMATCH' : 'ok')));
+    answers.filter((_, i) => !bad.has(i)).map(prob).forEach((p, i) => assert.ok(Math.abs(p - want[i]!) <= 1e-6, `chunk ${i} out of order or wrong state`));
+    assert.equal(rt.runtime.sequences.stats().find((m) => m.model === 'vad'), undefined, 'the end freed it');
+  });
+
+  test('requests sent behind an end start over: a start begins a new sequence, anything else is unknown', async () => {
+    const answers = await Promise.all([
+      ws.infer('vad', chunk(1), { parameters: seqParams('over', true) }),
+      ws.infer('vad', chunk(2), { parameters: seqParams('over', false, true) }),
+      ws.infer('vad', chunk(3), { parameters: seqParams('over') }),
+      ws.infer('vad', chunk(4), { parameters: seqParams('over', true) }),
+      ws.infer('vad', chunk(5), { parameters: seqParams('over', false, true) }),
+    ]);
+    assert.deepEqual(answers.map(code), ['ok', 'ok', 'PERCH_ERR_SEQUENCE_UNKNOWN', 'ok', 'ok']);
+    const fresh = await reference([4, 5]);
+    assert.ok(Math.abs(prob(answers[3]!) - fresh[0]!) <= 1e-6 && Math.abs(prob(answers[4]!) - fresh[1]!) <= 1e-6, 'the new sequence starts from zero state');
+    assert.equal(rt.runtime.sequences.stats().find((m) => m.model === 'vad'), undefined);
+  });
 });
 
 async function execCount(rt: TestRuntime): Promise<number> {

@@ -71,7 +71,41 @@ export interface ConnectionStats {
   peakBufferedAmount: number;
 }
 
-export type MessageHandler = (conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean) => Promise<Reply>;
+/** How a handler answers one message: once, with a reply or a failure (later calls are ignored). */
+export interface Answer {
+  reply(reply: Reply): void;
+  fail(err: unknown): void;
+}
+
+/**
+ * Answers through `answer`, at once or later; a synchronous throw is answered as a failure. Not a
+ * promise: an inference's answer leaves from its batch's settlement (docs/benchmarks.md, "Stream
+ * chunks on the main thread").
+ */
+export type MessageHandler = (conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean, answer: Answer) => void;
+
+/** One message's slot: its id (once parsed) and its frame's bytes, let go with its answer. */
+class FrameAnswer implements Answer {
+  id: MessageId | null = null;
+  private done = false;
+
+  constructor(
+    private readonly conn: Connection,
+    readonly cost: number,
+  ) {}
+
+  reply(reply: Reply): void {
+    if (this.done) return;
+    this.done = true;
+    this.conn.answer(this.id, reply, null, this.cost);
+  }
+
+  fail(err: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.conn.answer(this.id, null, err, this.cost);
+  }
+}
 
 export class Connection {
   private inflight = 0;
@@ -83,6 +117,8 @@ export class Connection {
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiters: Array<() => void> = [];
   private corked = false;
+  /** Handling the frames held while paused (updateFlow). */
+  private releasing = false;
   private readonly limits: ConnectionLimits;
   private readonly log: Logger;
   /** Frame and answer bytes this connection holds of the client budget. */
@@ -193,27 +229,23 @@ export class Connection {
   }
 
   private handleFrame(data: Buffer, isBinary: boolean): void {
-    let id: MessageId | null = null;
-    const cost = frameCost(data, isBinary);
+    const answer = new FrameAnswer(this, frameCost(data, isBinary));
     this.inflight++;
     this.updateFlow();
-    let work: Promise<Reply>;
     try {
       const frame = parseFrame(data, isBinary);
-      id = frame.id;
-      work = this.handle(this, frame.message, frame.binary, isBinary);
+      answer.id = frame.id;
+      this.handle(this, frame.message, frame.binary, isBinary, answer);
     } catch (err) {
-      work = Promise.reject(err as Error);
+      answer.fail(err);
     }
-    // One then() with both handlers, not then/finally/catch: two promises fewer per message.
-    work.then(
-      (reply) => this.answer(id, reply, null, cost),
-      (err: unknown) => this.answer(id, null, err, cost),
-    );
   }
 
-  /** Sends the answer (or the error) of one message and lets its slot (and its frame's bytes) go. */
-  private answer(id: MessageId | null, reply: Reply | null, failure: unknown, cost: number): void {
+  /**
+   * Sends the answer (or the error) of one message and lets its slot (and its frame's bytes) go
+   * (FrameAnswer: once per message).
+   */
+  answer(id: MessageId | null, reply: Reply | null, failure: unknown, cost: number): void {
     this.hold.sub(cost);
     try {
       try {
@@ -293,10 +325,17 @@ export class Connection {
       this.socket.pause();
     } else if (!over && this.paused) {
       this.paused = false;
-      // Frames held while paused go first; handling one may pause the connection again.
-      while (!this.paused && this.held.length > 0) {
-        const [data, isBinary] = this.held.shift() as [Buffer, boolean];
-        this.handleFrame(data, isBinary);
+      // A held frame answered at once (a refusal) comes back here: the loop below goes on.
+      if (this.releasing) return;
+      this.releasing = true;
+      try {
+        // Frames held while paused go first; handling one may pause the connection again.
+        while (!this.paused && this.held.length > 0) {
+          const [data, isBinary] = this.held.shift() as [Buffer, boolean];
+          this.handleFrame(data, isBinary);
+        }
+      } finally {
+        this.releasing = false;
       }
       if (!this.paused && !this.partial.closing) this.socket.resume();
     }

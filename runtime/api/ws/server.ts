@@ -5,7 +5,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Clock } from '../../base/clock.js';
 import { PerchError, toPerchError } from '../../base/errors.js';
 import { ClientScope, type ScopeOptions } from '../../inference/client-scope.js';
-import type { InferRequest, InferService } from '../../inference/infer-service.js';
+import type { InferAnswer } from '../../inference/infer-call.js';
+import type { InferRequest, InferResult, InferService } from '../../inference/infer-service.js';
 import type { Logger } from '../../base/log.js';
 import { RequestTrace } from '../../base/request-trace.js';
 import type { Tracing } from '../../base/tracing.js';
@@ -16,7 +17,7 @@ import type { RequestGuard } from '../request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
 import { encodeResultJson } from '../encode-response.js';
 import { validateInferMessage } from '../infer-shape.js';
-import { Connection, type ConnectionStats, type Reply } from './connection.js';
+import { Connection, type Answer, type ConnectionStats, type Reply } from './connection.js';
 import {
   emitMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
   type EmitMessage, type Topic,
@@ -102,7 +103,7 @@ export class WsApi {
           clock: d.clock,
           log: d.log,
         },
-        (c, message, binary, isBinary) => this.handle(c, message, binary, isBinary),
+        (c, message, binary, isBinary, answer) => this.handle(c, message, binary, isBinary, answer),
       );
       this.connections.add(conn);
       ws.on('close', () => this.connections.delete(conn));
@@ -114,11 +115,15 @@ export class WsApi {
    * Not async itself: an infer message's tensors are decoded here, and only they go on to wait
    * for the answer. An async function keeps its parameters live across its awaits, and the
    * frame's binary part stayed held beside its decoded copy (a misaligned tensor is copied) until
-   * the answer: twice what the budget charged (docs/reliability.md).
+   * the answer: twice what the budget charged (docs/reliability.md). The answer is given from the
+   * infer service's callback (InferReply), not through promises.
    */
-  private handle(conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean): Promise<Reply> {
+  private handle(conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean, answer: Answer): void {
     const op = typeof message === 'object' && message !== null ? (message as { op?: unknown }).op : undefined;
-    if (op !== 'infer') return this.handleOther(conn, message, op);
+    if (op !== 'infer') {
+      this.handleOther(conn, message, op).then((reply) => answer.reply(reply), (err: unknown) => answer.fail(err));
+      return;
+    }
     const tracing = this.deps.tracing;
     // The message's `traceparent` field, if any, is the parent (docs/observability.md).
     const trace = tracing?.enabled ? new RequestTrace(tracing, 'ws', (message as { traceparent?: string }).traceparent) : undefined;
@@ -135,22 +140,10 @@ export class WsApi {
       };
     } catch (err) {
       if (trace) trace.end(toPerchError(err).code, (err as Error).message);
-      return Promise.reject(err as Error);
+      answer.fail(err);
+      return;
     }
-    return this.infer(conn, request, isBinary, trace);
-  }
-
-  private async infer(conn: Connection, request: InferRequest, isBinary: boolean, trace: RequestTrace | undefined): Promise<Reply> {
-    try {
-      const result = await this.deps.service.infer(request, conn.scope);
-      // A binary request gets binary outputs unless it asked otherwise per output.
-      const { json, chunks } = encodeResultJson(result, isBinary);
-      trace?.end();
-      return { body: OK, resultJson: json, chunks };
-    } catch (err) {
-      if (trace) trace.end(toPerchError(err).code, (err as Error).message);
-      throw err;
-    }
+    this.deps.service.inferTo(request, conn.scope, new InferReply(answer, isBinary, trace));
   }
 
   private async handleOther(conn: Connection, message: unknown, op: unknown): Promise<Reply> {
@@ -182,6 +175,34 @@ export class WsApi {
     await Promise.all([...this.connections].map((c) => c.settled()));
     for (const c of this.connections) c.socket.close(1001, 'server shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}
+
+/** An inference's result encoded as the WebSocket answer (its trace ended once it is), or its error. */
+class InferReply implements InferAnswer {
+  constructor(
+    private readonly answer: Answer,
+    /** A binary request gets binary outputs unless it asked otherwise per output. */
+    private readonly isBinary: boolean,
+    private readonly trace: RequestTrace | undefined,
+  ) {}
+
+  resolve(result: InferResult): void {
+    let reply: Reply;
+    try {
+      const { json, chunks } = encodeResultJson(result, this.isBinary);
+      this.trace?.end();
+      reply = { body: OK, resultJson: json, chunks };
+    } catch (err) {
+      this.reject(err);
+      return;
+    }
+    this.answer.reply(reply);
+  }
+
+  reject(err: unknown): void {
+    if (this.trace) this.trace.end(toPerchError(err).code, (err as Error).message);
+    this.answer.fail(err);
   }
 }
 
