@@ -41,7 +41,12 @@ export interface InferOptions {
 export class ModelInstance {
   readonly batcher: Batcher<PreparedRequest, Tensor[]>;
   /** Batches handed to each executor and not yet finished (lookahead allows two). */
-  private readonly inFlight: Map<Executor, number>;
+  /**
+   * By index into `executors`. An array, not a Map: the batcher asks idleExecutors() on every
+   * submit, and iterating a Map allocated an entry per session each time (docs/benchmarks.md,
+   * "Stream chunks on the main thread").
+   */
+  private readonly inFlight: number[];
   private retiring: Promise<void> | null = null;
   /**
    * Some session opens on demand and has not opened yet. Cleared for good once every one has:
@@ -68,7 +73,7 @@ export class ModelInstance {
     readonly warmedUp: boolean,
     private readonly deps: InstanceDeps,
   ) {
-    this.inFlight = new Map(executors.map((e) => [e, 0]));
+    this.inFlight = executors.map(() => 0);
     this.unopened = executors.some((e) => e.opened === false);
     this.labels = Object.freeze({ model: name, version: String(version) });
     this.stats = deps.metrics.stats.of(name, String(version));
@@ -186,10 +191,11 @@ export class ModelInstance {
   }
 
   private async runBatch(run: BatchRun<PreparedRequest>): Promise<Tensor[][]> {
-    const executor = this.leastBusy();
+    const slot = this.leastBusy();
+    const executor = this.executors[slot] as Executor;
     const items = run.payloads.reduce((n, r) => n + r.items, 0);
     // leastBusy() counted this batch: more than one means the session holds another (lookahead).
-    const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items, (this.inFlight.get(executor) ?? 1) > 1) : null;
+    const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items, (this.inFlight[slot] as number) > 1) : null;
     try {
       const stackStarted = performance.now();
       const feeds = stackInputs(this.config, run.payloads);
@@ -210,7 +216,7 @@ export class ModelInstance {
       trace?.failed(err);
       throw err;
     } finally {
-      this.inFlight.set(executor, (this.inFlight.get(executor) ?? 1) - 1);
+      this.inFlight[slot] = (this.inFlight[slot] as number) - 1;
     }
   }
 
@@ -221,7 +227,9 @@ export class ModelInstance {
   private idleExecutors(): number {
     const anyAvailable = this.anyAvailable();
     let n = 0;
-    for (const [e, count] of this.inFlight) if (count === 0 && (e.available || !anyAvailable)) n++;
+    for (let i = 0; i < this.executors.length; i++) {
+      if (this.inFlight[i] === 0 && ((this.executors[i] as Executor).available || !anyAvailable)) n++;
+    }
     if (n === 0 && this.batcher.depth > 0) this.demandMore();
     return n;
   }
@@ -246,20 +254,24 @@ export class ModelInstance {
   }
 
   /**
-   * The session with the fewest batches, now counted as holding one more. Available sessions
-   * first: one being restarted would hold the batch until its new thread is up (and one that
-   * could not be restarted fails at once, so it would always look least busy).
+   * The session with the fewest batches (its index), now counted as holding one more. Available
+   * sessions first: one being restarted would hold the batch until its new thread is up (and one
+   * that could not be restarted fails at once, so it would always look least busy).
    */
-  private leastBusy(): Executor {
+  private leastBusy(): number {
     const anyAvailable = this.anyAvailable();
-    let best: Executor | null = null;
+    let best = -1;
     let fewest = Infinity;
-    for (const [e, n] of this.inFlight) {
-      if (n < fewest && (e.available || !anyAvailable)) [best, fewest] = [e, n];
+    for (let i = 0; i < this.executors.length; i++) {
+      const n = this.inFlight[i] as number;
+      if (n < fewest && ((this.executors[i] as Executor).available || !anyAvailable)) {
+        best = i;
+        fewest = n;
+      }
     }
-    if (!best) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
+    if (best < 0) throw new PerchError('PERCH_ERR_INTERNAL', 'batch dispatched with no session');
     if (fewest > 0) this.demandMore(); // a lookahead batch: the session it goes to is busy
-    this.inFlight.set(best, fewest + 1);
+    this.inFlight[best] = fewest + 1;
     return best;
   }
 
