@@ -28,7 +28,11 @@ export interface Executor {
   readonly renewals?: number;
   /** Every open session of the model is busy: an on-demand session opens now (others ignore it). */
   demand?(): void;
-  /** Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. */
+  /**
+   * Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. The
+   * worker executor may move (transfer) the feeds' buffers: a feed is not to be used after run,
+   * and one whose buffer is gone is refused with PERCH_ERR_TENSOR_DATA (worker-executor.ts).
+   */
   run(feeds: Tensor[]): Promise<ExecutorResult>;
   /** Releases the session (and its thread). Only called once nothing is running. */
   close(): Promise<void>;

@@ -1,6 +1,12 @@
 // Runs the session on its own worker thread: the event loop stays free while a batch runs
 // (onnxruntime-node's run() blocks the thread that calls it). Input buffers are transferred,
-// not copied; outputs come back the same way.
+// not copied (a 110 KB input's copy costs about 0.05 ms each way: docs/benchmarks.md, the hop's
+// parts); outputs come back the same way. So a tensor that owns its buffer whole gives it up to
+// run(): the request path builds new tensors for every batch, but a caller that runs the same
+// tensor object again (a retry, a direct user of the executor) hands over a detached buffer. That
+// run fails at once with PERCH_ERR_TENSOR_DATA, before anything is posted (a detached buffer in
+// a transfer list made postMessage drop the run silently: it waited forever); pass a copy
+// (data.slice()) to keep the tensor.
 //
 // A session thread that dies (an uncaught error, the thread exiting) fails the batches it held
 // (whether they ran is unknown) and is started again from the model file; batches handed over
@@ -15,7 +21,7 @@ import { trackThread } from '../base/full-collection.js';
 import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';
-import { ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+import { detachedFeed, ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 
 const WORKER_URL = new URL('./session-worker.js', import.meta.url);
 const RESTART_ATTEMPTS = 5;
@@ -94,6 +100,13 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
   function post(msg: Extract<ToWorker, { type: 'run' }>): void {
     if (!worker) {
       waiting.push(msg);
+      return;
+    }
+    // Checked here, not in run(): a run that waited for a restart may share a tensor with one
+    // posted before it.
+    const moved = detachedFeed(msg.feeds);
+    if (moved) {
+      settle(msg.id, new PerchError('PERCH_ERR_TENSOR_DATA', `tensor '${moved.name}': its buffer was moved to a session thread by an earlier run (inputs are transferred, not copied); run a copy of it`));
       return;
     }
     try {

@@ -25,15 +25,36 @@ function ownsWholeBuffer(d: NumericArray): boolean {
 
 /**
  * Buffers to move (not copy) across threads: only those a tensor owns whole, so transferring
- * never detaches memory something else still uses.
+ * never detaches memory something else still uses. Never an empty one: moving it gains nothing,
+ * and a buffer an earlier post already moved (detached, 0 bytes) in the transfer list makes
+ * Node's postMessage drop the whole message without an error, so its run would wait forever;
+ * cloned instead, a detached buffer throws (DataCloneError), which the caller can report.
  */
 export function transferList(tensors: readonly Tensor[]): ArrayBuffer[] {
   const seen = new Set<ArrayBuffer>();
   for (const t of tensors) {
     const d = t.data;
-    if (!Array.isArray(d) && ownsWholeBuffer(d)) seen.add(d.buffer as ArrayBuffer);
+    if (!Array.isArray(d) && d.byteLength > 0 && ownsWholeBuffer(d)) seen.add(d.buffer as ArrayBuffer);
   }
   return [...seen];
+}
+
+/**
+ * The first tensor whose buffer was moved to another thread by an earlier post (detached: it
+ * reads as 0 bytes). Node 20 has no ArrayBuffer.prototype.detached; only an empty buffer is
+ * probed (a detached one cannot be cloned), so a tensor with data costs one comparison.
+ */
+export function detachedFeed(tensors: readonly Tensor[]): Tensor | undefined {
+  return tensors.find((t) => {
+    const d = t.data;
+    if (Array.isArray(d) || d.byteLength > 0 || !(d.buffer instanceof ArrayBuffer)) return false;
+    try {
+      structuredClone(d.buffer);
+      return false;
+    } catch {
+      return true;
+    }
+  });
 }
 
 /**
