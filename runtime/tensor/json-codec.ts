@@ -6,6 +6,7 @@
 import { PerchError } from '../base/errors.js';
 import { allocate, type BytesData, type Datatype, type NumericArray, type TensorData } from './datatypes.js';
 import { fromHalfBits, toHalfBits } from './fp16.js';
+import { NumberRun } from './json-number-run.js';
 import { elementCount, type Tensor } from './tensor.js';
 
 const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
@@ -55,9 +56,11 @@ function fromBase64(name: string, i: number, v: string): Uint8Array {
 
 /**
  * Reads `data` of a JSON tensor into Perch's in-memory form, checking count and element types.
- * `bytesAs`: how BYTES elements are written (UTF-8 text, or base64).
+ * `bytesAs`: how BYTES elements are written (UTF-8 text, or base64). `raw` may be a NumberRun:
+ * a large array of numbers still in the body's bytes (json-number-run.ts), checked the same way.
  */
 export function decodeJsonData(name: string, datatype: Datatype, shape: number[], raw: unknown, bytesAs: BytesContentType = 'str'): TensorData {
+  if (raw instanceof NumberRun) return decodeNumberRun(name, datatype, shape, raw);
   if (!Array.isArray(raw)) throw bad(name, '`data` must be an array');
   const values = flatten(name, raw, shape.length);
   const count = elementCount(shape);
@@ -65,71 +68,82 @@ export function decodeJsonData(name: string, datatype: Datatype, shape: number[]
     throw bad(name, `shape ${JSON.stringify(shape)} needs ${count} elements, data has ${values.length}`);
   }
   const out = allocate(datatype, count);
-  switch (datatype) {
-    case 'BYTES': {
-      const elements = out as BytesData;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
-        if (typeof v !== 'string') throw bad(name, `element ${i} must be a string`);
-        elements[i] = bytesAs === 'base64' ? fromBase64(name, i, v) : Buffer.from(v, 'utf8');
-      }
-      return elements;
+  if (datatype === 'BYTES') {
+    const elements = out as BytesData;
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (typeof v !== 'string') throw bad(name, `element ${i} must be a string`);
+      elements[i] = bytesAs === 'base64' ? fromBase64(name, i, v) : Buffer.from(v, 'utf8');
     }
+    return elements;
+  }
+  const put = elementWriter(name, datatype, out as NumericArray);
+  for (let i = 0; i < count; i++) put(values[i], i);
+  return out;
+}
+
+/** decodeJsonData for a NumberRun: the same checks, in the same order, with the same words. */
+function decodeNumberRun(name: string, datatype: Datatype, shape: number[], run: NumberRun): TensorData {
+  if (run.depth > Math.max(shape.length, 1)) throw bad(name, `data is nested deeper than the tensor's ${shape.length} axes`);
+  const count = elementCount(shape);
+  if (run.count !== count) throw bad(name, `shape ${JSON.stringify(shape)} needs ${count} elements, data has ${run.count}`);
+  const out = allocate(datatype, count);
+  if (datatype === 'BYTES') {
+    if (count > 0) throw bad(name, 'element 0 must be a string');
+    return out;
+  }
+  run.forEach(elementWriter(name, datatype, out as NumericArray));
+  return out;
+}
+
+/** Checks one element of a JSON tensor of a numeric (or BOOL) datatype and writes it at `i` of `out`. */
+function elementWriter(name: string, datatype: Exclude<Datatype, 'BYTES'>, out: NumericArray): (v: unknown, i: number) => void {
+  switch (datatype) {
     case 'BOOL': {
       const u8 = out as Uint8Array;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
+      return (v, i) => {
         if (v === true || v === 1) u8[i] = 1;
         else if (v !== false && v !== 0) throw bad(name, `element ${i} must be a boolean`);
-      }
-      return u8;
+      };
     }
     case 'INT64':
     case 'UINT64': {
       const big = out as BigInt64Array | BigUint64Array;
       const min = datatype === 'UINT64' ? 0n : -(2n ** 63n);
       const max = datatype === 'UINT64' ? 2n ** 64n - 1n : 2n ** 63n - 1n;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
+      return (v, i) => {
         let b: bigint;
         if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
         else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v); // exact beyond 2^53
         else throw bad(name, `element ${i} must be an integer`);
         if (b < min || b > max) throw bad(name, `element ${i} is out of range for ${datatype}`);
         big[i] = b;
-      }
-      return big;
+      };
     }
     case 'FP16': {
       const u16 = out as Uint16Array;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
+      return (v, i) => {
         if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
         u16[i] = toHalfBits(v);
-      }
-      return u16;
+      };
     }
     case 'FP32':
     case 'FP64': {
       const f = out as Float32Array | Float64Array;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
+      return (v, i) => {
         if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
         f[i] = v;
-      }
-      return f;
+      };
     }
     default: {
       const [min, max] = INT_RANGE[datatype] as [number, number];
-      const ints = out as NumericArray as Int32Array;
-      for (let i = 0; i < count; i++) {
-        const v = values[i];
+      const ints = out as Int32Array;
+      return (v, i) => {
         if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
           throw bad(name, `element ${i} must be an integer in [${min}, ${max}] for ${datatype}`);
         }
         ints[i] = v;
-      }
-      return ints;
+      };
     }
   }
 }

@@ -1,11 +1,11 @@
 // The JSON parse thread (parse-thread.ts; docs/reliability.md "Large JSON bodies"). One body at
-// a time: parse, check, decode, send the tensors back (moved), then collect at once what the
-// parse left (the text as a string, the array of numbers: about 8 times the body), so this
-// thread never holds more than one parse's garbage.
+// a time: parse, check, decode (large arrays of numbers straight from the bytes into the
+// tensors, tensor/json-number-run.ts), send the tensors back (moved), then collect at once what
+// the parse left, so this thread never holds more than one parse's garbage.
 import { parentPort } from 'node:worker_threads';
 import { PerchError } from '../../base/errors.js';
 import { fullCollection, isCollect } from '../../base/full-collection.js';
-import { decodeInferJson, ownedBuffers } from './decode-body.js';
+import { decodeLargeInferJson, ownedBuffers } from './decode-body.js';
 import type { ParseReply, ParseTask } from './messages.js';
 
 const gc = fullCollection();
@@ -19,7 +19,7 @@ parentPort?.on('message', (m: ParseTask | { type: 'collect' }) => {
   let reply: ParseReply;
   let transfer: ArrayBuffer[] = [];
   try {
-    const { body, decoded } = decodeInferJson(new Uint8Array(task.json));
+    const { body, decoded } = decodeLargeInferJson(new Uint8Array(task.json));
     reply = { id: task.id, ok: true, body, decoded };
     transfer = ownedBuffers(decoded);
   } catch (err) {
