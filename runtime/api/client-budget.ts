@@ -73,7 +73,8 @@ export class ClientBudget {
  */
 export class Hold {
   private bytes = 0;
-  private released = false;
+  private isReleased = false;
+  private onReleased: Set<() => void> | null = null;
 
   constructor(private readonly budget: ClientBudget) {}
 
@@ -81,9 +82,26 @@ export class Hold {
     return this.bytes;
   }
 
+  get released(): boolean {
+    return this.isReleased;
+  }
+
+  /**
+   * Calls `fn` once when this hold is released: what still holds the request's bytes elsewhere
+   * (a body waiting for the JSON parse thread) lets them go with it. Returns a function that forgets `fn`.
+   */
+  onRelease(fn: () => void): () => void {
+    if (this.isReleased) {
+      fn();
+      return () => {};
+    }
+    (this.onReleased ??= new Set()).add(fn);
+    return () => this.onReleased?.delete(fn);
+  }
+
   /** Takes `n` bytes if they fit; false (nothing taken) if the budget would be passed. */
   tryAdd(n: number): boolean {
-    if (this.released) return false;
+    if (this.isReleased) return false;
     if (!this.budget.take(n, false)) return false;
     this.bytes += n;
     return true;
@@ -95,7 +113,7 @@ export class Hold {
    * the answers of what was admitted.
    */
   add(n: number): void {
-    if (this.released) return;
+    if (this.isReleased) return;
     this.budget.take(n, true);
     this.bytes += n;
   }
@@ -108,9 +126,13 @@ export class Hold {
   }
 
   release(): void {
-    this.released = true;
+    if (this.isReleased) return;
+    this.isReleased = true;
     this.budget.give(this.bytes);
     this.bytes = 0;
+    const fns = this.onReleased;
+    this.onReleased = null;
+    if (fns) for (const fn of fns) fn();
   }
 }
 
@@ -127,9 +149,11 @@ export const JSON_EXPANSION = 4;
  * grows and the typed array made from it took 8 times the body beside the body. Parsing itself is
  * synchronous, but what it leaves (the string, the array of numbers) stays until V8 collects, and
  * V8 collects late: with HTTP bodies charged 4x, two or three 12 MB bodies were admitted at once
- * and RSS peaked at 500-640 MB. An HTTP JSON body is charged this much until it is answered, so
- * the budget admits large ones one or two at a time (the others get 429 and their connections
- * are parked), and a body whose parse could never fit gets 413.
+ * and RSS peaked at 500-640 MB. An HTTP JSON body is charged this much until it is answered, from
+ * its headers when its length is declared (routes.ts), so the budget admits large ones one at a
+ * time and refuses the others before their bodies are read (429, their connections parked), and
+ * a body whose parse could never fit gets 413. Large arrays of numbers no longer go through a
+ * string and a JS array (tensor/json-number-run.ts), but bodies of strings or booleans still do.
  */
 export const JSON_PARSE_PEAK = 9;
 

@@ -21,6 +21,8 @@ import type { PerchError } from '../../runtime/base/errors.js';
 
 const BUDGET = 1024 * 1024;
 const BATCH = 16;
+/** What holdBody's body holds from its headers: its bytes, and the parse of its 64-byte JSON header. */
+const HELD_BODY = (declared: number): number => declared + 64 * (JSON_PARSE_PEAK - 1);
 
 /**
  * Sends the head of a POST and `sent` bytes of its body, then holds the connection open. The body
@@ -64,7 +66,7 @@ describe('client budget', () => {
   test('bodies held open count against the budget; past it: 429 at the headers; back to 0 when the clients go', async () => {
     const a = await holdBody(port, 400_000, 1000);
     const b = await holdBody(port, 400_000, 1000);
-    await waitFor(() => held() === 800_000, 10_000, 'both declared bodies held');
+    await waitFor(() => held() === 2 * HELD_BODY(400_000), 10_000, 'both declared bodies held');
     // The third does not fit: refused from its headers, while its body is still unsent.
     const c = await holdBody(port, 400_000, 0);
     await waitFor(() => c.received().includes('\r\n\r\n{'), 10_000, 'an answer to the third');
@@ -87,6 +89,30 @@ describe('client budget', () => {
     assert.equal(r.status, 413, r.text);
     assert.match(String(r.json?.error), /expand/);
     await waitFor(() => held() === 0, 10_000, 'the body given back');
+  });
+
+  test('a JSON body is charged its parse from its headers: 429 before a byte of it is read when that does not fit now', async () => {
+    const a = await holdBody(port, 400_000, 1000);
+    await waitFor(() => held() === HELD_BODY(400_000), 10_000, 'the binary body held');
+    // 100 KB of JSON may take 9 x 100 KB to parse: with 400 KB held that is past the 1 MiB
+    // budget, so it is refused from its headers alone (charged once read, it was read whole
+    // first, and the JSON attack's bodies read only to be refused were most of its peak).
+    const json = connect(port, '127.0.0.1');
+    let text = '';
+    json.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    json.on('error', () => undefined);
+    await new Promise<void>((resolve) => json.once('connect', () => resolve()));
+    json.write(`POST /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n`);
+    await waitFor(() => text.includes('\r\n\r\n{'), 10_000, 'an answer before the body');
+    assert.match(text, /^HTTP\/1\.1 429 /);
+    assert.match(text, /PERCH_ERR_OVERLOADED/);
+    json.destroy();
+    a.socket.destroy();
+    await waitFor(() => held() === 0, 10_000, 'every held byte given back');
+    // With room for its parse, the same size is served.
+    const body = JSON.stringify(inferBody(vadInputs(2)));
+    const r = await postJson(rt.baseUrl, '/v2/models/vad/infer', body + ' '.repeat(100_000 - body.length));
+    assert.equal(r.status, 200, r.text);
   });
 
   test('a WebSocket frame that does not fit is answered PERCH_ERR_OVERLOADED, with its id; the connection stays usable', async () => {

@@ -8,6 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { JsonParseThread, OFF_THREAD_JSON_BYTES } from '../../runtime/api/json-thread/parse-thread.js';
 import { decodeInferJson } from '../../runtime/api/json-thread/decode-body.js';
 import type { PerchError } from '../../runtime/base/errors.js';
+import { ClientBudget } from '../../runtime/api/client-budget.js';
+import { findNumberRuns } from '../../runtime/tensor/json-number-run.js';
 import { vadInputs } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
@@ -59,6 +61,20 @@ describe('the JSON parse thread', () => {
     assert.equal(thread.waiting, 0);
   });
 
+  test('a body whose client goes while it waits for the thread is dropped, not parsed', async () => {
+    // The client's budget is given back when it goes; the queue went on holding its body and
+    // parsed it all the same (the 12 MB JSON attack's clients leave as soon as they have sent).
+    const hold = new ClientBudget(1024 ** 3).hold();
+    const first = thread.decode(floatsBody(200_000));
+    const second = thread.decode(floatsBody(200_001), hold);
+    assert.equal(thread.waiting, 1);
+    hold.release();
+    assert.equal(thread.waiting, 0, 'dropped at once');
+    await assert.rejects(second, (e: PerchError) => e.code === 'PERCH_ERR_CLIENT_GONE');
+    assert.equal(((await first).decoded[0] as Float32Array).length, 200_000, 'the one on the thread is answered');
+    await assert.rejects(thread.decode(floatsBody(200_002), hold), (e: PerchError) => e.code === 'PERCH_ERR_CLIENT_GONE', 'gone already: not queued');
+  });
+
   test('one body at a time: the others wait their turn, each is answered', async () => {
     const bodies = [floatsBody(200_000), floatsBody(200_001), floatsBody(200_002)];
     const all = Promise.all(bodies.map((b) => thread.decode(b)));
@@ -86,6 +102,18 @@ describe('a large JSON body over HTTP', () => {
     const text = JSON.stringify(inferBody(vadInputs(3)));
     const small = await postJson(rt.baseUrl, '/v2/models/vad/infer', text);
     const large = await postJson(rt.baseUrl, '/v2/models/vad/infer', text + ' '.repeat(OFF_THREAD_JSON_BYTES + 1));
+    assert.equal(small.status, 200, small.text);
+    assert.equal(large.status, 200, large.text);
+    assert.deepEqual(large.json, small.json);
+  });
+
+  test('is answered the same when its arrays of numbers are large enough to be read from the bytes (json-number-run.ts)', async () => {
+    const text = JSON.stringify(inferBody(vadInputs(4)));
+    // Spaces after every comma: each array of numbers takes more than MIN_RUN_BYTES.
+    const spaced = text.replaceAll(',', `,${' '.repeat(200)}`);
+    assert.ok(findNumberRuns(Buffer.from(spaced)).length > 0);
+    const small = await postJson(rt.baseUrl, '/v2/models/vad/infer', text);
+    const large = await postJson(rt.baseUrl, '/v2/models/vad/infer', spaced + ' '.repeat(OFF_THREAD_JSON_BYTES));
     assert.equal(small.status, 200, small.text);
     assert.equal(large.status, 200, large.text);
     assert.deepEqual(large.json, small.json);

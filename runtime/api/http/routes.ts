@@ -12,7 +12,7 @@ import { RUNTIME_VERSION } from '../../base/version.js';
 import { decodeInputs, requestedOutputs } from '../decode-request.js';
 import { encodeResult } from '../encode-response.js';
 import type { ClientScope } from '../../inference/client-scope.js';
-import { refuseJsonThatCannotFit, takeJsonCost, type ClientBudget, type Hold } from '../client-budget.js';
+import { takeJsonCost, type ClientBudget, type Hold } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import type { JsonParseThread } from '../json-thread/parse-thread.js';
 import { declaredLength, readBody, readSplitBody } from './body.js';
@@ -161,21 +161,25 @@ async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerRespon
     forget();
     hold.release();
   });
-  // JSON that could never be parsed within the budget is refused from its headers, unread.
-  const declaredJson = Number(req.headers['inference-header-content-length'] ?? req.headers['content-length']);
-  if (!file && Number.isFinite(declaredJson)) refuseJsonThatCannotFit(c.budget, declaredJson);
+  // JSON whose length is declared is charged its parse from its headers, before a byte is read:
+  // 413 if it could never fit, 429 if not now (docs/reliability.md "Large JSON bodies"). Charged
+  // once read, a 12 MB body that fitted the budget as bytes was read whole and then refused,
+  // and the bodies read only to be refused were most of the JSON attack's peak.
+  const declaredJson = file || declaredLength(req) > c.maxRequestBytes ? Number.NaN : declaredJsonLength(req); // over the limit: readBody's 413
+  const jsonCharged = Number.isFinite(declaredJson);
+  if (jsonCharged) takeJsonCost(c.budget, hold, declaredJson);
   // Read and decoded in a function of its own, so that no frame of this one holds the body while
   // the request waits in the queue: only its tensors stay (a view of the body, or a copy of their
   // own). Locals of an async function stay live across its awaits: the body and its JSON and
   // binary slices were held beside the tensors until the answer (docs/reliability.md).
-  const request = await readInferRequest(c, req, hold, target.config, type, file, name as string, version, trace);
+  const request = await readInferRequest(c, req, hold, target.config, type, file, name as string, version, trace, jsonCharged);
   const result = await c.service.infer(request, scope);
   sendResult(res, encodeResult(result, false), hold);
 }
 
 async function readInferRequest(
   c: HttpContext, req: IncomingMessage, hold: Hold, model: ResolvedModelConfig, type: string, file: boolean,
-  name: string, version: string | undefined, trace: RequestTrace | undefined,
+  name: string, version: string | undefined, trace: RequestTrace | undefined, jsonCharged: boolean,
 ): Promise<InferRequest> {
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
@@ -184,7 +188,7 @@ async function readInferRequest(
     // Read into a buffer for the header and one for the tensors (body.ts readSplitBody).
     if (Number.isInteger(n) && n >= 0 && n <= declaredLength(req)) {
       const { json, binary } = await readSplitBody(req, c.maxRequestBytes, c.budget, hold, n);
-      return decodeOip(c, hold, json, binary, name, version, trace);
+      return decodeOip(c, hold, json, binary, name, version, trace, jsonCharged);
     }
   }
   const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
@@ -199,16 +203,19 @@ async function readInferRequest(
     json = raw.subarray(0, n);
     binary = raw.subarray(n);
   }
-  return decodeOip(c, hold, json, binary, name, version, trace);
+  return decodeOip(c, hold, json, binary, name, version, trace, jsonCharged);
 }
 
 /** The OIP JSON (or binary extension header) and the tensor bytes after it, as a request. */
 async function decodeOip(
   c: HttpContext, hold: Hold, json: Buffer, binary: Uint8Array, name: string, version: string | undefined, trace: RequestTrace | undefined,
+  jsonCharged: boolean,
 ): Promise<InferRequest> {
-  takeJsonCost(c.budget, hold, json.length);
-  // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks.
-  const { body, decoded } = await c.jsonThread.decode(json);
+  // A chunked body's length was not known at its headers: charged now that it is read.
+  if (!jsonCharged) takeJsonCost(c.budget, hold, json.length);
+  // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks;
+  // one still waiting for it when its client goes (the hold released) is dropped, not parsed.
+  const { body, decoded } = await c.jsonThread.decode(json, hold);
   return {
     model: name,
     version,
@@ -218,6 +225,20 @@ async function decodeOip(
     parameters: body.parameters,
     trace,
   };
+}
+
+/**
+ * The length of the JSON text a request declares in its headers: the OIP binary extension's
+ * header length when it fits the body, else the whole Content-Length; NaN when nothing is
+ * declared (chunked) or what is declared is not a length (the read refuses it later).
+ */
+function declaredJsonLength(req: IncomingMessage): number {
+  const body = declaredLength(req);
+  if (!(Number.isInteger(body) && body >= 0)) return Number.NaN;
+  const header = req.headers['inference-header-content-length'];
+  if (header === undefined) return body;
+  const n = Number(header);
+  return Number.isInteger(n) && n >= 0 && n <= body ? n : Number.NaN;
 }
 
 function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerResponse): void {

@@ -30,6 +30,13 @@ export const OFF_THREAD_JSON_BYTES = 1024 * 1024;
  */
 export const JSON_THREAD_IDLE_EXIT_MS = 10_000;
 
+/** What a body's parse is dropped with when its client goes (client-budget.ts Hold). */
+export interface Releasable {
+  readonly released: boolean;
+  /** Calls `fn` once when released; the function returned forgets it. */
+  onRelease(fn: () => void): () => void;
+}
+
 interface Pending {
   task: ParseTask;
   resolve: (d: DecodedBody) => void;
@@ -53,8 +60,13 @@ export class JsonParseThread {
     return this.worker !== null;
   }
 
-  /** Parses, checks and decodes one OIP JSON body; small bodies on the calling thread. */
-  decode(json: Buffer): Promise<DecodedBody> {
+  /**
+   * Parses, checks and decodes one OIP JSON body; small bodies on the calling thread. A body
+   * whose client goes away (`gone`, its request's budget hold, released) while it waits for the
+   * thread is dropped from the queue, not parsed: its client's budget was given back when it left, and the queue went on holding the
+   * bodies of clients that had gone (docs/reliability.md "Large JSON bodies").
+   */
+  decode(json: Buffer, gone?: Releasable): Promise<DecodedBody> {
     if (json.length < OFF_THREAD_JSON_BYTES) {
       try {
         return Promise.resolve(decodeInferJson(json));
@@ -63,8 +75,20 @@ export class JsonParseThread {
       }
     }
     if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the JSON parse thread is stopped'));
+    if (gone?.released) return Promise.reject(clientGone());
     return new Promise((resolve, reject) => {
-      this.queue.push({ task: { id: this.nextId++, json: ownBuffer(json) }, resolve, reject });
+      const p: Pending = {
+        task: { id: this.nextId++, json: ownBuffer(json) },
+        resolve: (d) => (forget?.(), resolve(d)),
+        reject: (e) => (forget?.(), reject(e)),
+      };
+      const forget = gone?.onRelease(() => {
+        const at = this.queue.indexOf(p);
+        if (at < 0) return; // on the thread already: its result is let go
+        this.queue.splice(at, 1);
+        reject(clientGone());
+      });
+      this.queue.push(p);
       this.pump();
     });
   }
@@ -160,6 +184,10 @@ export class JsonParseThread {
     });
     return worker;
   }
+}
+
+function clientGone(): PerchError {
+  return new PerchError('PERCH_ERR_CLIENT_GONE', 'the client went away before its JSON body was parsed');
 }
 
 /** An ArrayBuffer holding exactly `b`'s bytes, to move to the thread: `b`'s own when it is whole (no copy). */
