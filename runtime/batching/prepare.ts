@@ -34,9 +34,11 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
       throw new PerchError('PERCH_ERR_UNKNOWN_INPUT', `model '${model.name}' has no input '${name}' (inputs: ${model.inputs.map((s) => s.name).join(', ')})`);
     }
   }
-  const ordered: Tensor[] = [];
+  // Of the right length: pushing onto [] gives an array room for 16 (issue 20).
+  const ordered = new Array<Tensor>(model.inputs.length);
   let items: number | null = null;
-  for (const spec of model.inputs) {
+  for (let s = 0; s < model.inputs.length; s++) {
+    const spec = model.inputs[s] as TensorSpec;
     const t = find(inputs, spec.name);
     if (!t) throw new PerchError('PERCH_ERR_MISSING_INPUT', `model '${model.name}' needs input '${spec.name}'`);
     if (t.datatype !== spec.datatype) {
@@ -55,7 +57,7 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
       }
       items = n;
     }
-    ordered.push(t);
+    ordered[s] = t;
   }
   const n = items ?? 1;
   if (model.maxBatchSize > 0 && n > model.maxBatchSize) {
@@ -68,6 +70,8 @@ export function prepareInputs(model: ResolvedModelConfig, inputs: readonly Tenso
 interface LastKey {
   shapes: number[][];
   digests: string[];
+  /** Input s's one integer element where digests[s] is its decimal form (a sample rate), else null. */
+  scalars: (number | bigint | null)[];
   key: string;
 }
 
@@ -81,13 +85,16 @@ const lastKeys = new WeakMap<ResolvedModelConfig, LastKey>();
  */
 function groupKeyOf(model: ResolvedModelConfig, ordered: readonly Tensor[]): string {
   const specs = model.inputs;
+  const last = lastKeys.get(model);
+  if (last && sameKeyInputs(last, model, ordered)) return last.key;
   const digests: string[] = [];
+  const scalars: (number | bigint | null)[] = [];
   for (let i = 0; i < specs.length; i++) {
     const spec = specs[i] as TensorSpec;
-    digests.push(spec.batchAxis === null && model.maxBatchSize > 0 ? digest(ordered[i] as Tensor) : '');
+    const keyed = spec.batchAxis === null && model.maxBatchSize > 0;
+    digests.push(keyed ? digest(ordered[i] as Tensor) : '');
+    scalars.push(keyed ? integerScalar(ordered[i] as Tensor) : null);
   }
-  const last = lastKeys.get(model);
-  if (last && sameKeyInputs(last, specs, ordered, digests)) return last.key;
   let key = '';
   for (let s = 0; s < specs.length; s++) {
     const spec = specs[s] as TensorSpec;
@@ -100,16 +107,30 @@ function groupKeyOf(model: ResolvedModelConfig, ordered: readonly Tensor[]): str
       for (let i = 0; i < shape.length; i++) key += (i > 0 ? 'x' : '') + (i === spec.batchAxis ? '*' : String(shape[i]));
     }
   }
-  lastKeys.set(model, { shapes: ordered.map((t) => t.shape.slice()), digests, key });
+  lastKeys.set(model, { shapes: ordered.map((t) => t.shape.slice()), digests, scalars, key });
   return key;
 }
 
-/** Same shapes (the batch axis aside) and the same digests of unbatched inputs as `last`. */
-function sameKeyInputs(last: LastKey, specs: readonly TensorSpec[], ordered: readonly Tensor[], digests: readonly string[]): boolean {
+/**
+ * Same shapes (the batch axis aside) and the same digests of unbatched inputs as `last`. A
+ * one-element integer input is compared by its value, which is what its digest spells: no
+ * digest string per request (String() of an INT64 sample rate's BigInt was one per chunk).
+ */
+function sameKeyInputs(last: LastKey, model: ResolvedModelConfig, ordered: readonly Tensor[]): boolean {
+  const specs = model.inputs;
   for (let s = 0; s < specs.length; s++) {
-    if (last.digests[s] !== digests[s]) return false;
+    const t = ordered[s] as Tensor;
+    if ((specs[s] as TensorSpec).batchAxis === null && model.maxBatchSize > 0) {
+      const scalar = last.scalars[s] ?? null;
+      const v = integerScalar(t);
+      if (scalar !== null || v !== null) {
+        if (v !== scalar) return false;
+      } else if (last.digests[s] !== digest(t)) {
+        return false;
+      }
+    }
     const a = last.shapes[s] as number[];
-    const b = (ordered[s] as Tensor).shape;
+    const b = t.shape;
     if (a.length !== b.length) return false;
     const axis = (specs[s] as TensorSpec).batchAxis;
     for (let i = 0; i < a.length; i++) if (i !== axis && a[i] !== b[i]) return false;
@@ -122,13 +143,24 @@ function find(inputs: readonly Tensor[], name: string): Tensor | undefined {
   return undefined;
 }
 
+/**
+ * The one element of a one-element integer tensor (a sample rate, a flag), else null. Floats are
+ * left out: they go by their bytes, so that 0 and -0 or two NaNs never share a batch they would
+ * not share bit for bit.
+ */
+function integerScalar(t: Tensor): number | bigint | null {
+  const d = t.data;
+  if (Array.isArray(d) || d.length !== 1 || d instanceof Float32Array || d instanceof Float64Array || t.datatype === 'FP16') return null;
+  return d[0] as number | bigint;
+}
+
 /** Short exact form for small tensors (scalars like a sample rate), a hash for big ones. */
 function digest(t: Tensor): string {
   const d = t.data;
   if (Array.isArray(d)) return createHash('sha1').update(JSON.stringify(d)).digest('base64');
-  // One integer element (a sample rate, a flag): its decimal form is exact. Floats go by their
-  // bytes, so that 0 and -0 or two NaNs never share a batch they would not share bit for bit.
-  if (d.length === 1 && !(d instanceof Float32Array || d instanceof Float64Array || t.datatype === 'FP16')) return String(d[0]);
+  // One integer element: its decimal form is exact.
+  const scalar = integerScalar(t);
+  if (scalar !== null) return String(scalar);
   const bytes = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
   return bytes.byteLength <= 64 ? bytes.toString('base64') : createHash('sha1').update(bytes).digest('base64');
 }
