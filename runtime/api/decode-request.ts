@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../base/zod-issues.js';
-import { decodeBinaryData, sliceBinaryParts } from '../tensor/binary-codec.js';
+import { checkBinaryTotal, decodeBinaryData } from '../tensor/binary-codec.js';
 import { BYTES_CONTENT_TYPES, decodeJsonData, type BytesContentType } from '../tensor/json-codec.js';
 import type { TensorData } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -29,26 +29,35 @@ export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string):
  * json-thread/parse-thread.ts), so only its checks and its binary part are left to do here.
  */
 export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array, decoded?: readonly (TensorData | undefined)[]): Tensor[] {
-  const sizes: number[] = [];
-  for (const [i, t] of inputs.entries()) {
+  // Plain loops and an array of the right length: this runs for every stream chunk, and the
+  // entries() iterator, the sizes and the parts arrays were allocations of each (issue 20).
+  let total = 0;
+  for (let i = 0; i < inputs.length; i++) {
+    const t = inputs[i] as RequestTensor;
     const size = t.parameters?.binary_data_size;
     if (size !== undefined) {
       if (t.data !== undefined) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has both data and binary_data_size`);
-      sizes.push(size);
+      total += size;
     } else if (t.data === undefined && decoded?.[i] === undefined) {
       throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `input '${t.name}' has neither data nor parameters.binary_data_size`);
     }
   }
-  const parts = sliceBinaryParts(sizes, binary);
-  let next = 0;
-  return inputs.map((t, i) => ({
-    name: t.name,
-    datatype: t.datatype,
-    shape: t.shape,
-    data: t.parameters?.binary_data_size !== undefined
-      ? decodeBinaryData(t.name, t.datatype, t.shape, parts[next++] as Uint8Array)
-      : decoded?.[i] ?? decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t)),
-  }));
+  checkBinaryTotal(total, binary);
+  const out = new Array<Tensor>(inputs.length);
+  let at = 0;
+  for (let i = 0; i < inputs.length; i++) {
+    const t = inputs[i] as RequestTensor;
+    const size = t.parameters?.binary_data_size;
+    let data: TensorData;
+    if (size !== undefined) {
+      data = decodeBinaryData(t.name, t.datatype, t.shape, binary.subarray(at, at + size));
+      at += size;
+    } else {
+      data = decoded?.[i] ?? decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t));
+    }
+    out[i] = { name: t.name, datatype: t.datatype, shape: t.shape, data };
+  }
+  return out;
 }
 
 /**

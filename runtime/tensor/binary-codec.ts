@@ -22,29 +22,37 @@ export function decodeBinaryData(name: string, datatype: Datatype, shape: number
   // anyway, and the worker executor copies what it cannot transfer whole. A misaligned offset
   // (the usual case: the header length is arbitrary) needs an aligned copy.
   if (bytes.byteOffset % elementSize(datatype) === 0) return new ctor(bytes.buffer, bytes.byteOffset, count);
-  const { buffer, offset } = alignedSpace(expected);
-  new Uint8Array(buffer, offset, expected).set(bytes);
-  return new ctor(buffer, offset, count);
+  if (expected > POOLED_MAX) {
+    const own = new Uint8Array(expected);
+    own.set(bytes);
+    return new ctor(own.buffer, 0, count);
+  }
+  const offset = slabSpace(expected);
+  slabBytes.set(bytes, offset);
+  return new ctor(slab, offset, count);
 }
 
 // Small copies are carved from a shared slab, as Buffer's pool does: a fresh ArrayBuffer per
 // tensor (three per VAD request) was a steady load on the garbage collector. A slab lives as
 // long as any tensor cut from it; big tensors get a buffer of their own, which a worker
-// executor can then transfer without copying.
+// executor can then transfer without copying. One byte view of the whole slab is kept beside
+// it, so a copy makes no view of its own (docs/benchmarks.md, issue 20).
 const SLAB_BYTES = 64 * 1024;
 const POOLED_MAX = 4 * 1024;
 let slab = new ArrayBuffer(SLAB_BYTES);
+let slabBytes = new Uint8Array(slab);
 let slabUsed = 0;
 
-function alignedSpace(bytes: number): { buffer: ArrayBuffer; offset: number } {
-  if (bytes > POOLED_MAX) return { buffer: new ArrayBuffer(bytes), offset: 0 };
+/** The offset in `slab` (after this call) of `bytes` free bytes, 8-byte aligned. */
+function slabSpace(bytes: number): number {
   if (slabUsed + bytes > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES);
+    slabBytes = new Uint8Array(slab);
     slabUsed = 0;
   }
   const offset = slabUsed;
   slabUsed = (slabUsed + bytes + 7) & ~7; // the next tensor starts 8-byte aligned (INT64, FP64)
-  return { buffer: slab, offset };
+  return offset;
 }
 
 /** BYTES elements are arbitrary bytes (OIP): each is a view of the body, no copy, no UTF-8 check. */
@@ -78,17 +86,9 @@ export function encodeBinaryData(t: Tensor): Uint8Array {
   return out;
 }
 
-/** Splits the bytes after a header into one slice per binary tensor, checking the sizes add up. */
-export function sliceBinaryParts(sizes: readonly number[], body: Uint8Array): Uint8Array[] {
-  const total = sizes.reduce((a, b) => a + b, 0);
+/** Refuses a body whose length is not the sum of its tensors' binary_data_size values. */
+export function checkBinaryTotal(total: number, body: Uint8Array): void {
   if (total !== body.byteLength) {
     throw lie(`binary_data_size values add up to ${total} bytes but ${body.byteLength} bytes follow the header`);
   }
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for (const size of sizes) {
-    parts.push(body.subarray(at, at + size));
-    at += size;
-  }
-  return parts;
 }

@@ -149,6 +149,21 @@ describe('codecs', () => {
     });
     copies.forEach((c, i) => assert.deepEqual(Array.from(c), [i, -i]));
     assert.ok(copies.every((c) => c.byteOffset % 8 === 0));
+    // Past the end of one pooled slab into the next (1,000 floats = 4,000 bytes, pooled), and a
+    // tensor too big to pool (1,500 floats), which gets a buffer of its own.
+    const big = (n: number, i: number): Float32Array => {
+      const v = Float32Array.from({ length: n }, (_, k) => i * 10000 + k);
+      const frame = new Uint8Array(v.byteLength + 3);
+      frame.set(new Uint8Array(v.buffer), 3);
+      return decodeBinaryData('z', 'FP32', [n], frame.subarray(3)) as Float32Array;
+    };
+    const pooled = Array.from({ length: 40 }, (_, i) => big(1000, i));
+    pooled.forEach((c, i) => assert.deepEqual(Array.from(c), Array.from({ length: 1000 }, (_, k) => i * 10000 + k), `pooled copy ${i}`));
+    assert.ok(new Set(pooled.map((c) => c.buffer)).size > 1, 'the copies span more than one slab');
+    const own = big(1500, 7);
+    assert.deepEqual(Array.from(own), Array.from({ length: 1500 }, (_, k) => 70000 + k));
+    assert.equal(own.byteOffset, 0);
+    assert.equal(own.buffer.byteLength, 6000, 'a buffer of its own');
   });
 });
 
