@@ -7,10 +7,10 @@
 // per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
-//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--alloc]
+//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--alloc [--alloc-top N]]
 // --alloc: every server also loads bench/lib/alloc-probe.ts, and each round adds what its main
 // thread allocated per chunk (V8's sampling heap profiler, collected objects included) and its
-// GC events per 1,000 chunks; the profiler costs time, so latencies of such a run are not the
+// GC events per 1,000 chunks (--alloc-top N: and the N functions that allocated most, per chunk); the profiler costs time, so latencies of such a run are not the
 // shipped ones (docs/benchmarks.md, "Stream chunks on the main thread").
 // Sides: shipped; delay0 (maxQueueDelayMs 0); greedy (delay 0 and no preferred sizes: a free
 // session takes everything waiting and nothing is handed ahead below maxBatchSize, the minimal
@@ -42,6 +42,7 @@ const AGAINST = flag('against');
 const EXTRA_NODE_ARGS = (flag('node-args') ?? '').split(/\s+/).filter(Boolean);
 const GENERATOR = join(REPO_ROOT, 'dist', 'bench', 'streams.js');
 const ALLOC = process.argv.includes('--alloc');
+const ALLOC_TOP = ALLOC ? numberFlag('alloc-top', 0) : 0;
 const OWN_NODE_OPTIONS = process.env.NODE_OPTIONS ?? '';
 const ALLOC_PROBE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'alloc-probe.js');
 
@@ -214,6 +215,7 @@ async function main(): Promise<void> {
           if (allocDir) {
             const a = await allocReport(allocDir, server.pid);
             Object.assign(row, { allocBytes: a.bytes / sent, minorGcs: (a.gc.minor * 1000) / sent, majorGcs: (a.gc.major * 1000) / sent });
+            if (ALLOC_TOP > 0) console.log(a.top.slice(0, ALLOC_TOP).map(([fn, b]) => `    ${(b / sent).toFixed(0).padStart(5)} B/chunk ${fn}`).join('\n'));
           }
           rounds.get(s.name)!.push(row);
           console.log(`${streams} streams, round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch ${row.averageBatch.toFixed(1)}, parks ${row.parks}, load ${row.load.toFixed(1)}${allocDir ? `, allocated ${row.allocBytes!.toFixed(0)} B/chunk, GCs per 1,000 chunks minor ${row.minorGcs!.toFixed(2)} major ${row.majorGcs!.toFixed(2)}` : ''}`);
