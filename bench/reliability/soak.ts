@@ -19,6 +19,7 @@ import { flag } from '../lib/args.js';
 import { startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
+import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
 import { mb, watch } from './probe.js';
 
 const minutes = flag('minutes');
@@ -96,7 +97,8 @@ async function main(): Promise<void> {
       req.end(body);
     }, 100);
 
-    const rows: Array<{ minute: number; rssMB: number; peakRssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number }> = [];
+    // Each row also says where the memory is (memory.ts): what grows, if anything does.
+  const rows: Array<{ minute: number; rssMB: number; peakRssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number; memory: MemoryBreakdown }> = [];
     const started = performance.now();
     while (performance.now() - started < SOAK_MS) {
       const w = watch(server);
@@ -107,6 +109,7 @@ async function main(): Promise<void> {
         minute: Math.round((performance.now() - started) / 600) / 100,
         rssMB: mb(server.rssKiB()), peakRssMB: h.peakRssMB, p50Ms: Math.round(percentile(lat, 50) * 10) / 10, p99Ms: Math.round(percentile(lat, 99) * 10) / 10,
         healthP99Ms: h.healthP99Ms, errors,
+        memory: await memoryBreakdown(server.pid, server.baseUrl, server.rssKiB()),
       });
       console.log(JSON.stringify(rows[rows.length - 1]));
     }
@@ -124,8 +127,9 @@ async function main(): Promise<void> {
     const firstPeak = Math.max(...firstWindow.map((r) => r.peakRssMB));
     const lastPeak = Math.max(...lastWindow.map((r) => r.peakRssMB));
     const growth = (lastPeak - firstPeak) / firstPeak;
-    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'peak RSS MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
-      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.peakRssMB), String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
+    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'peak RSS MB', 'V8 used MB', 'external MB', 'C main heap MB', 'other anon MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
+      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.peakRssMB), String(r.memory.v8UsedMB), String(r.memory.externalMB), String(r.memory.mainHeapMB), String(r.memory.anonMB),
+        String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
     console.log(`RSS growth after minute ${mark.minute}: peak ${firstPeak} MB in minutes ${mark.minute}-${(mark.minute + windowMin).toFixed(2)}, ${lastPeak} MB in the last ${windowMin.toFixed(2)}: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
     console.log(`One reading each (minute ${mark.minute} against the last): ${(pointGrowth * 100).toFixed(1)}%`);
     writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth, firstPeakMB: firstPeak, lastPeakMB: lastPeak, pointGrowth });
