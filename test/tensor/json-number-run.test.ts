@@ -11,18 +11,8 @@ import { parseWithNumberRuns } from '../../runtime/api/json-thread/parse-runs.js
 import { PerchError } from '../../runtime/base/errors.js';
 import { DATATYPES } from '../../runtime/tensor/datatypes.js';
 import { findNumberRuns, NumberRun, numberAt } from '../../runtime/tensor/json-number-run.js';
-
-/** A small seeded generator (mulberry32): a failing case is told by its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// A seeded generator (mulberry32): a failing case is told by its seed.
+import { rng as random } from '../helpers/models.js';
 
 const digits = (r: () => number, n: number): string => Array.from({ length: n }, () => String(Math.floor(r() * 10))).join('');
 
