@@ -7,7 +7,7 @@
 // per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
-//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--alloc [--alloc-top N]]
+//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--env 'K=V ...'] [--alloc [--alloc-top N]]
 // --alloc: every server also loads bench/lib/alloc-probe.ts, and each round adds what its main
 // thread allocated per chunk (V8's sampling heap profiler, collected objects included) and its
 // GC events per 1,000 chunks (--alloc-top N: and the N functions that allocated most, per chunk); the profiler costs time, so latencies of such a run are not the
@@ -17,7 +17,8 @@
 // server's policy); nointake (server.maxEventLoopDelayMs 10 s: the intake parks nobody for lag);
 // npmstart (npm start's malloc environment and node flags); atload (both silero-vad sessions
 // opened at load); flags (npm start's environment and flags plus --node-args, e.g.
-// '--max-semi-space-size=4': a V8 setting weighed against npmstart); minimal; against (needs --against).
+// '--max-semi-space-size=4', and --env, e.g. 'MALLOC_MMAP_THRESHOLD_=4096': a V8 or glibc setting
+// weighed against npmstart); minimal; against (needs --against).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -40,6 +41,11 @@ const ROUNDS = numberFlag('rounds', 4);
 const SECONDS = numberFlag('seconds', 4);
 const AGAINST = flag('against');
 const EXTRA_NODE_ARGS = (flag('node-args') ?? '').split(/\s+/).filter(Boolean);
+const EXTRA_ENV: Record<string, string> = Object.fromEntries((flag('env') ?? '').split(/\s+/).filter(Boolean).map((kv) => {
+  const at = kv.indexOf('=');
+  if (at < 1) throw new Error(`--env takes NAME=value pairs, not '${kv}'`);
+  return [kv.slice(0, at), kv.slice(at + 1)];
+}));
 const GENERATOR = join(REPO_ROOT, 'dist', 'bench', 'streams.js');
 const ALLOC = process.argv.includes('--alloc');
 const ALLOC_TOP = ALLOC ? numberFlag('alloc-top', 0) : 0;
@@ -99,10 +105,11 @@ const SIDES: Record<string, () => Server> = {
     batches: perchBatches,
   }),
   flags: () => {
-    if (EXTRA_NODE_ARGS.length === 0) throw new Error("the side 'flags' needs --node-args '<node flags>'");
+    const extraEnv = Object.entries(EXTRA_ENV).map(([k, v]) => `${k}=${v}`);
+    if (EXTRA_NODE_ARGS.length === 0 && extraEnv.length === 0) throw new Error("the side 'flags' needs --node-args '<node flags>' or --env 'NAME=value'");
     return {
-      name: `perch, npm start + ${EXTRA_NODE_ARGS.join(' ')}`,
-      start: () => startPerch({ repository: SHIPPED_MODELS, env: NPM_START_ENV, nodeArgs: [...NPM_START_NODE_ARGS, ...EXTRA_NODE_ARGS] }),
+      name: `perch, npm start + ${[...extraEnv, ...EXTRA_NODE_ARGS].join(' ')}`,
+      start: () => startPerch({ repository: SHIPPED_MODELS, env: { ...NPM_START_ENV, ...EXTRA_ENV }, nodeArgs: [...NPM_START_NODE_ARGS, ...EXTRA_NODE_ARGS] }),
       batches: perchBatches,
     };
   },
