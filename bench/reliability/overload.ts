@@ -3,9 +3,10 @@
 // send JSON that expands, flood it far past capacity, or send their headers a byte a second.
 // For each attack: RSS at idle before, its peak during the attack, RSS 30 s after the clients
 // left, and health latency during the attack (live and ready, on the main port and on the control
-// listener, server.control.port; probe.ts), and who had the CPU meanwhile (Perch's main thread on
-// a CPU and waiting for one, its other threads, the campaign itself; cpu.ts). Each attack is
-// bounded in time.
+// listener, server.control.port; probe.ts), with the main thread's CPU while each main-port probe
+// waited (probe-thread.ts), who had the CPU meanwhile (Perch's main thread on a CPU and waiting
+// for one, its other threads, the campaign itself; cpu.ts), and the inference requests Perch
+// answered, with the main thread's CPU per answer (answers.ts). Each attack is bounded in time.
 // Prints a table and writes build/bench/reliability.json.
 // Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB)
 import { rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
+import { answerCounts, answered, answersBetween, type AnswerCounts } from './answers.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
 import { cpuBetween, cpuSample, readTurnLog, turnFigures, type CpuFigures } from './cpu.js';
 import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
@@ -59,6 +61,8 @@ interface Row extends WatchFigures {
   after: MemoryBreakdown;
   /** CPU over the attack (from its clients in place to its end). */
   cpu: CpuFigures;
+  /** Inference requests Perch answered over the same span, by its /metrics (answers.ts). */
+  answers: AnswerCounts | undefined;
   /** The attack's window on the monotonic clock (to cut the turn log). */
   fromUs: number;
   toUs: number;
@@ -94,18 +98,20 @@ async function main(): Promise<void> {
       const w = watch(server);
       const attack = await start(server.port, server.wsUrl);
       console.log(`${name}: clients in place`);
+      const answersFrom = await answerCounts(metricsUrl);
       const cpuFrom = cpuSample(server.pid);
       const fromUs = monoUs();
       await sleep(ATTACK_MS);
       const toUs = monoUs();
       const cpu = cpuBetween(cpuFrom, cpuSample(server.pid));
+      const answers = answersBetween(answersFrom, await answerCounts(metricsUrl));
       const loadAtEnd = Number((loadavg()[0] ?? 0).toFixed(1));
       const atEnd = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
       const figures = await w.stop();
       attack.leave();
       await sleep(SETTLE_MS);
       const after = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
-      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after, cpu, fromUs, toUs };
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after, cpu, answers, fromUs, toUs };
       rows.push(row);
       console.log(`${name}: ${JSON.stringify(row)}`);
     }
@@ -121,9 +127,23 @@ async function main(): Promise<void> {
       rows.map((r) => [r.attack, String(r.load), ...Object.values(r.probes).map((p) => `${p.p50Ms} / ${p.p99Ms} / ${p.maxMs} (${p.failures} of ${p.probes + p.failures}${p.failures ? `: ${Object.entries(p.failedBy).map(([k, n]) => `${n} ${k}`).join(', ')}` : ''})`)]),
     );
     printTable(
+      'The main port\'s health probes in CPU: Perch\'s main thread\'s time on a CPU while each probe waited, ms p50 / p99 (the work ahead of the answer; the wall time above adds the waits for a core)',
+      ['attack', 'load', 'main ready', 'main live'],
+      rows.map((r) => [r.attack, String(r.load), ...['main ready', 'main live'].map((k) => `${r.probes[k]?.mainCpuP50Ms} / ${r.probes[k]?.mainCpuP99Ms}`)]),
+    );
+    printTable(
       'Who had the CPU during each attack, s (2 cores: twice the wall time at most): Perch\'s main thread on a CPU and runnable but waiting for one (kernel schedstat), Perch\'s other threads, the campaign\'s own process (attack clients, prober)',
       ['attack', 'load', 'wall', 'main on CPU', 'main waiting', 'Perch other threads', 'campaign'],
       rows.map((r) => [r.attack, String(r.load), String(r.cpu.wallS), String(r.cpu.mainOnCpuS), String(r.cpu.mainWaitS), String(r.cpu.perchOtherCpuS), String(r.cpu.campaignCpuS)]),
+    );
+    printTable(
+      'Inference answers during each attack (Perch\'s /metrics: results, and errors by code; a request refused from its HTTP headers is not counted there) and the main thread\'s CPU per answer',
+      ['attack', 'load', 'results', 'errors', 'main CPU per answer, us'],
+      rows.map((r) => [
+        r.attack, String(r.load), String(r.answers?.ok ?? '?'),
+        r.answers ? Object.entries(r.answers.errors).map(([k, n]) => `${n} ${k}`).join(', ') || '0' : '?',
+        r.answers && answered(r.answers) > 0 ? String(Math.round((r.cpu.mainOnCpuS * 1e6) / answered(r.answers))) : '-',
+      ]),
     );
     const healthMet = (p: ProbeFigures | undefined): boolean | null => (p ? p.p99Ms < HEALTH_P99_MS && p.failures === 0 : null);
     const met = rows.map((r) => ({

@@ -2,7 +2,11 @@
 // the attacks run in the campaign's main thread, and a flood of 300 clients kept that event loop
 // so busy that probes there waited on the campaign, not on Perch (36 probes in 15 s where 700
 // were due). Each target gets one keep-alive connection and one probe every INTERVAL_MS, each
-// timed out after TIMEOUT_MS, as an orchestrator's check would.
+// timed out after TIMEOUT_MS, as an orchestrator's check would. Each probe also notes how much
+// CPU Perch's main thread had while it waited (its schedstat, read before and after): the work
+// the loop did ahead of the answer, which the machine's load does not inflate as it does the
+// wall time (docs/reliability.md "Health behind the flood's connections").
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -15,6 +19,8 @@ export interface ProbeSamples {
   name: string;
   /** Latency of each probe answered 200, ms. */
   samples: number[];
+  /** For the same probes: Perch's main thread's time on a CPU while each waited, ms (empty without its pid). */
+  cpuSamples: number[];
   /** Probes that failed (error, timeout, non-200). */
   failures: number;
   /** The failures by kind: 'timeout', 'error', or the HTTP status. */
@@ -23,6 +29,18 @@ export interface ProbeSamples {
 
 const INTERVAL_MS = 20;
 const TIMEOUT_MS = 5000;
+
+const { targets, perchPid } = workerData as { targets: ProbeTarget[]; perchPid?: number };
+
+/** Perch's main thread's time on a CPU so far, ms (NaN without its pid or once it is gone). */
+function mainCpuMs(): number {
+  if (perchPid === undefined) return Number.NaN;
+  try {
+    return Number(readFileSync(`/proc/${perchPid}/task/${perchPid}/schedstat`, 'latin1').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /** The latency in ms, or why the probe failed. */
 function probeOnce(agent: Agent, url: string): Promise<number | string> {
@@ -42,15 +60,17 @@ function probeOnce(agent: Agent, url: string): Promise<number | string> {
   });
 }
 
-const targets = (workerData as { targets: ProbeTarget[] }).targets;
 let running = true;
 const loops = targets.map(async (t): Promise<ProbeSamples> => {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const out: ProbeSamples = { name: t.name, samples: [], failures: 0, failedBy: {} };
+  const out: ProbeSamples = { name: t.name, samples: [], cpuSamples: [], failures: 0, failedBy: {} };
   while (running) {
+    const cpu0 = mainCpuMs();
     const ms = await probeOnce(agent, t.url);
+    const cpu = mainCpuMs() - cpu0;
     if (typeof ms === 'number') {
       out.samples.push(ms);
+      if (Number.isFinite(cpu)) out.cpuSamples.push(cpu);
     } else {
       out.failures++;
       out.failedBy[ms] = (out.failedBy[ms] ?? 0) + 1;

@@ -20,6 +20,9 @@ export interface ProbeFigures {
   failures: number;
   /** The failures by kind: 'timeout', 'error', or the HTTP status (503 from the control port: the main loop stalled). */
   failedBy: Record<string, number>;
+  /** Perch's main thread's time on a CPU while a probe waited, ms: p50 / p99 (probe-thread.ts). */
+  mainCpuP50Ms: number;
+  mainCpuP99Ms: number;
 }
 
 export interface WatchFigures {
@@ -59,6 +62,8 @@ function figures(s: ProbeSamples): ProbeFigures {
     probes: s.samples.length,
     failures: s.failures,
     failedBy: s.failedBy,
+    mainCpuP50Ms: round(percentile(s.cpuSamples, 50)),
+    mainCpuP99Ms: round(percentile(s.cpuSamples, 99)),
   };
 }
 
@@ -71,7 +76,7 @@ export function watch(server: PerchServer): Watch {
       // the process is gone: the figures will say so
     }
   }, 100);
-  const prober = new Worker(new URL('./probe-thread.js', import.meta.url), { workerData: { targets: probeTargets(server) } });
+  const prober = new Worker(new URL('./probe-thread.js', import.meta.url), { workerData: { targets: probeTargets(server), perchPid: server.pid } });
   return {
     async stop() {
       clearInterval(rssTimer);
