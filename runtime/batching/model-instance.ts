@@ -13,6 +13,7 @@ import { withOverrides } from '../models/overrides.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { Executor } from '../sessions/executor.js';
 import { byteLength, type Tensor } from '../tensor/tensor.js';
+import { BufferPool, type PoolStats } from '../tensor/buffer-pool.js';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { resolveModelConfig } from '../models/resolve-config.js';
@@ -60,6 +61,11 @@ export class ModelInstance {
   readonly labels: VersionLabels;
   /** This version's Triton statistics (kept across reloads of the same version). */
   readonly stats: VersionStats;
+  /**
+   * Stacked batches' buffers, used again once a session thread hands them back with its result
+   * (tensor/buffer-pool.ts: why, and why nothing is overwritten while it is read).
+   */
+  private readonly pool: BufferPool;
 
   private constructor(
     readonly name: string,
@@ -77,6 +83,7 @@ export class ModelInstance {
     this.unopened = executors.some((e) => e.opened === false);
     this.labels = Object.freeze({ model: name, version: String(version) });
     this.stats = deps.metrics.stats.of(name, String(version));
+    this.pool = new BufferPool(deps.clock);
     const config = resolved;
     const b = config.batching;
     this.batcher = new Batcher(
@@ -135,6 +142,11 @@ export class ModelInstance {
     });
   }
 
+  /** The stacked buffers' pool: how often a batch used one again (tests, benchmarks). */
+  get poolStats(): PoolStats {
+    return this.pool.stats;
+  }
+
   get providers(): string[] {
     return (this.executors[0] as Executor).providers;
   }
@@ -186,6 +198,7 @@ export class ModelInstance {
     this.retiring ??= sequencesEnded.then(() => this.batcher.drain()).then(async () => {
       this.batcher.close(new PerchError('PERCH_ERR_MODEL_NOT_READY', `model '${this.name}' version ${this.version} was unloaded`));
       await Promise.allSettled(this.executors.map((e) => e.close()));
+      this.pool.clear();
     });
     return this.retiring;
   }
@@ -198,11 +211,12 @@ export class ModelInstance {
     const trace = this.deps.tracing?.enabled ? BatchTrace.start(this.deps.tracing, this.name, this.version, run, items, (this.inFlight[slot] as number) > 1) : null;
     try {
       const stackStarted = performance.now();
-      const feeds = stackInputs(this.config, run.payloads);
+      const feeds = stackInputs(this.config, run.payloads, this.pool);
       const stackMs = performance.now() - stackStarted;
-      const { outputs, runMs } = await executor.run(feeds);
+      const { outputs, runMs, returned, owned } = await executor.run(feeds);
+      if (returned) for (const b of returned) this.pool.give(b);
       const splitStarted = performance.now();
-      const split = splitOutputs(this.config, run.payloads, outputs);
+      const split = splitOutputs(this.config, run.payloads, outputs, owned === true);
       const splitEnded = performance.now();
       const splitMs = splitEnded - splitStarted;
       trace?.ran(stackStarted, stackMs, runMs, splitStarted, splitEnded);

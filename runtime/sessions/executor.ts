@@ -12,6 +12,18 @@ export interface ExecutorResult {
   outputs: Tensor[];
   /** How long session.run took where it ran: not the wait behind an earlier batch, nor the hop. */
   runMs: number;
+  /**
+   * The feeds' buffers, moved back from the session thread after the run and used by nobody:
+   * the model instance gives them to its pool (tensor/buffer-pool.ts). Absent where the feeds
+   * were not moved (inline, pipelines).
+   */
+  returned?: ArrayBuffer[];
+  /**
+   * The outputs' buffers are new and held by nobody else (copies made by onnxruntime-node, moved
+   * here from a session thread): splitting a batch may reorder them in place (tensor.ts
+   * splitAlongAxis). Absent where an output may be shared (pipelines).
+   */
+  owned?: boolean;
 }
 
 /** Runs batches on one onnxruntime session, wherever that session lives. */

@@ -20,7 +20,8 @@ export async function createInlineExecutor(path: string, cfg: SessionConfig): Pr
       try {
         const started = performance.now();
         const results = await session.run(toOrtFeeds(feeds));
-        return { outputs: fromOrtResults(results), runMs: performance.now() - started };
+        // fromOrtResults' arrays are onnxruntime-node's new copies: nobody else holds them.
+        return { outputs: fromOrtResults(results), runMs: performance.now() - started, owned: true };
       } catch (err) {
         throw new PerchError('PERCH_ERR_INFERENCE_FAILED', (err as Error).message, { cause: err });
       }

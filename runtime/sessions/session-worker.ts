@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { SessionConfig } from './session-config.js';
 import { byteLength, type Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
-import { transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+import { feedBuffers, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
 import { fullCollection } from '../base/full-collection.js';
 import { RENEW_AFTER_INPUT_BYTES, zeroFeeds } from './session-renewal.js';
 
@@ -64,7 +64,10 @@ try {
       .then((results) => {
         const runMs = performance.now() - started;
         const outputs: Tensor[] = fromOrtResults(results);
-        post({ type: 'result', id: msg.id, outputs, runMs }, transferList(outputs));
+        // The run is over (onnxruntime-node's run() is synchronous native code: nothing of it
+        // reads the feeds now): their buffers go back for the next batches (buffer-pool.ts).
+        const inputs = feedBuffers(msg.feeds);
+        post({ type: 'result', id: msg.id, outputs, runMs, inputs }, [...transferList(outputs), ...inputs]);
       })
       .catch((err: Error) => post({ type: 'failed', id: msg.id, message: err.message }))
       .finally(() => runs--);

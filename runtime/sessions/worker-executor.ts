@@ -136,7 +136,7 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
         const p = pending.get(msg.id);
         if (!p) return;
         pending.delete(msg.id);
-        if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs });
+        if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs, returned: msg.inputs, owned: true });
         else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
       } else if (msg.type === 'closed') {
         onClosed?.();

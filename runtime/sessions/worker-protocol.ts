@@ -3,24 +3,41 @@ import type { OrtTensorMetadata } from './executor.js';
 import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isRetained } from '../tensor/retained.js';
+import { isPooled } from '../tensor/buffer-pool.js';
 
 export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' } | { type: 'collect' };
 
 export type FromWorker =
   | { type: 'ready'; inputs: OrtTensorMetadata[]; outputs: OrtTensorMetadata[]; providers: string[]; warnings: string[] }
   | { type: 'error'; message: string }
-  | { type: 'result'; id: number; outputs: Tensor[]; runMs: number }
+  /** `inputs`: the feeds' buffers, moved back for the model instance's pool (buffer-pool.ts). */
+  | { type: 'result'; id: number; outputs: Tensor[]; runMs: number; inputs: ArrayBuffer[] }
   | { type: 'failed'; id: number; message: string }
   | { type: 'closed' }
   /** The session was opened again to give back its arena (session-renewal.ts). */
   | { type: 'renewed'; ms: number };
 
 /**
- * True when the array spans its whole (non-shared) buffer and the runtime does not keep that
- * buffer after the run: moving it moves nothing else anyone still uses.
+ * True when the array spans its whole (non-shared) buffer, or a pool's buffer taken for it alone
+ * (tensor/buffer-pool.ts), and the runtime does not keep that buffer after the run: moving it
+ * moves nothing else anyone still uses.
  */
 function ownsWholeBuffer(d: NumericArray): boolean {
-  return d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !isRetained(d);
+  return d.buffer instanceof ArrayBuffer && !isRetained(d) && ((d.byteOffset === 0 && d.byteLength === d.buffer.byteLength) || isPooled(d.buffer));
+}
+
+/**
+ * On the session thread, after a run: the feeds' buffers, each once. Every one is this thread's
+ * alone (moved here, or a copy made by postMessage) and the finished run no longer reads it, so
+ * it can go back to the main thread's pool.
+ */
+export function feedBuffers(tensors: readonly Tensor[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>();
+  for (const t of tensors) {
+    const d = t.data;
+    if (!Array.isArray(d) && d.byteLength > 0 && d.buffer instanceof ArrayBuffer) seen.add(d.buffer);
+  }
+  return [...seen];
 }
 
 /**

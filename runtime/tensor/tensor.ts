@@ -1,6 +1,7 @@
-import type { Datatype, TensorData } from './datatypes.js';
+import type { Datatype, NumericArray, TensorData } from './datatypes.js';
 import { allocate } from './datatypes.js';
 import { PerchError } from '../base/errors.js';
+import type { BufferPool } from './buffer-pool.js';
 
 /** A tensor as Perch holds it between the codecs, the scheduler and onnxruntime. */
 export interface Tensor {
@@ -29,8 +30,10 @@ export function byteLength(t: Tensor): number {
 /**
  * Concatenates the data of several tensors along `axis`. Every part has the same shape except
  * at `axis`. Row-major: each part contributes `outer` runs of `size(axis) * inner` elements.
+ * With a pool, the result's buffer is taken from it (buffer-pool.ts): every element is written,
+ * so a used buffer holds nothing of its last batch.
  */
-export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor {
+export function concatAlongAxis(parts: readonly Tensor[], axis: number, pool?: BufferPool): Tensor {
   const first = parts[0];
   if (!first) throw new PerchError('PERCH_ERR_INTERNAL', 'concatAlongAxis: no parts');
   if (parts.length === 1) return first;
@@ -40,7 +43,7 @@ export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor 
   for (const p of parts) total += p.shape[axis] ?? 0;
   const shape = first.shape.slice();
   shape[axis] = total;
-  const out = allocate(first.datatype, outer * total * inner);
+  const out = pool ? pool.array(first.datatype, outer * total * inner) : allocate(first.datatype, outer * total * inner);
   let offset = 0;
   for (let o = 0; o < outer; o++) {
     for (const p of parts) {
@@ -57,37 +60,84 @@ export function concatAlongAxis(parts: readonly Tensor[], axis: number): Tensor 
  * Splits a tensor along `axis` into parts of the given sizes (the inverse of concatAlongAxis).
  * When each part is one contiguous run (axis 0, or only 1s before it) the parts are views of
  * `t`'s buffer, not copies: a batch's answers are encoded straight from the session's output.
- * Otherwise the parts are gathered into one new buffer, part after part, and each part views
- * its own range of it: one allocation per batch, not one per request.
+ * Otherwise the parts are gathered part after part, and each part views its own range: into one
+ * new buffer (one allocation per batch, not one per request), or, with `inPlace`, within `t`'s
+ * own buffer, its elements moved (regroup): only for a tensor nobody else holds or reads (a
+ * session's output just handed over: sessions/executor.ts `owned`), which then reads as the parts
+ * one after another, not as `t`. A batch's state output of 16 KiB or more was an mmap and a
+ * munmap per batch under npm start's malloc tunables (docs/benchmarks.md).
  */
-export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+export function splitAlongAxis(t: Tensor, axis: number, sizes: readonly number[], inPlace = false): Tensor[] {
   if (sizes.length === 1) return [t];
   const outer = elementCount(t.shape.slice(0, axis));
   const inner = elementCount(t.shape.slice(axis + 1));
   const total = t.shape[axis] ?? 0;
-  const gathered = outer === 1 ? null : allocate(t.datatype, outer * total * inner);
+  let gathered: TensorData | null = null;
+  if (outer !== 1 && inPlace && !Array.isArray(t.data)) {
+    regroup(t.data, outer, total, inner, sizes);
+    gathered = t.data;
+  } else if (outer !== 1) {
+    gathered = allocate(t.datatype, outer * total * inner);
+    let before = 0;
+    for (const size of sizes) {
+      const at = outer * before * inner; // the parts before this one take outer * before * inner elements
+      for (let o = 0; o < outer; o++) {
+        const start = (o * total + before) * inner;
+        copyRange(t.data, start, start + size * inner, gathered, at + o * size * inner);
+      }
+      before += size;
+    }
+  }
   const parts: Tensor[] = [];
   let before = 0;
   for (const size of sizes) {
     const shape = t.shape.slice();
     shape[axis] = size;
-    const from = before * inner;
-    let data: TensorData;
-    if (gathered === null) {
-      const end = (before + size) * inner;
-      data = Array.isArray(t.data) ? t.data.slice(from, end) : t.data.subarray(from, end);
-    } else {
-      const at = outer * from; // the parts before this one take outer * before * inner elements
-      for (let o = 0; o < outer; o++) {
-        const start = (o * total + before) * inner;
-        copyRange(t.data, start, start + size * inner, gathered, at + o * size * inner);
-      }
-      data = Array.isArray(gathered) ? gathered.slice(at, at + outer * size * inner) : gathered.subarray(at, at + outer * size * inner);
-    }
+    const from = gathered === null ? before * inner : outer * before * inner;
+    const end = from + (gathered === null ? size * inner : outer * size * inner);
+    const src = gathered ?? t.data;
+    const data = Array.isArray(src) ? src.slice(from, end) : src.subarray(from, end);
     parts.push({ name: t.name, datatype: t.datatype, shape, data });
     before += size;
   }
   return parts;
+}
+
+/**
+ * Reorders `data` ([outer][total][inner], row-major) in place into the parts of `sizes` one after
+ * another, each [outer][size][inner]: what splitAlongAxis gathers into a new buffer. Blocks of
+ * `inner` elements move along the cycles of the permutation; one block is held aside per cycle.
+ */
+function regroup(data: NumericArray, outer: number, total: number, inner: number, sizes: readonly number[]): void {
+  const blocks = outer * total;
+  // sourceOf[j]: the block that goes to block j.
+  const sourceOf = new Int32Array(blocks);
+  let j = 0;
+  let before = 0;
+  for (const size of sizes) {
+    for (let o = 0; o < outer; o++) {
+      for (let k = 0; k < size; k++) sourceOf[j++] = o * total + before + k;
+    }
+    before += size;
+  }
+  const done = new Uint8Array(blocks);
+  let aside: NumericArray | null = null;
+  for (let start = 0; start < blocks; start++) {
+    if (done[start] === 1 || sourceOf[start] === start) continue;
+    aside ??= data.slice(0, inner);
+    (aside as Float32Array).set((data as Float32Array).subarray(start * inner, start * inner + inner));
+    let to = start;
+    for (;;) {
+      done[to] = 1;
+      const from = sourceOf[to] as number;
+      if (from === start) {
+        (data as Float32Array).set(aside as Float32Array, to * inner);
+        break;
+      }
+      data.copyWithin(to * inner, from * inner, from * inner + inner);
+      to = from;
+    }
+  }
 }
 
 function copyRange(src: TensorData, start: number, end: number, dst: TensorData, at: number): void {

@@ -1,6 +1,7 @@
 // 200 live audio streams through one stateful model: each stream's speech probabilities equal
 // that stream run alone through raw onnxruntime with the state fed back by hand, and the
-// segments found match test/fixtures/README.md. Streams start at staggered moments (each
+// segments found match test/fixtures/README.md (the batches' stacked buffers come from a pool,
+// used again once a session thread gives them back). Streams start at staggered moments (each
 // after the previous one's second answer), so every batch mixes streams at different points of
 // the audio, and a quarter of them also read the audio from another sample offset: a state
 // given to the wrong stream, or two chunks of one stream reordered, would change the numbers.
@@ -120,4 +121,9 @@ test('200 concurrent VAD streams equal their raw runs and find the MANIFEST spee
   const value = (name: string) => Number(metrics.split('\n').find((l) => l.startsWith(`${name}{model="silero-vad"`))?.split(' ').pop() ?? 0);
   assert.ok(value('perch_inference_count_total') / value('perch_inference_exec_count_total') > 2, 'average batch above 2');
   assert.equal(rt.runtime.sequences.stats().length, 0);
+  // Batches were stacked into buffers used again after a session thread handed them back
+  // (tensor/buffer-pool.ts), and their state split in place (tensor.ts regroup): with the
+  // answers above equal to the raw runs, no buffer was written while a batch still read it.
+  const pool = rt.runtime.registry.resolve('silero-vad').poolStats;
+  assert.ok(pool.reused > 0, `stacked buffers used again: ${JSON.stringify(pool)}`);
 });
