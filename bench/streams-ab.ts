@@ -7,7 +7,7 @@
 // per server and round: p50/p99, streams behind, CPU per chunk of its main thread, busiest other
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
-//     [--sides shipped,delay0,greedy,minimal] [--against <checkout>] [--node-args '<flags>'] [--env 'K=V ...'] [--alloc [--alloc-top N]]
+//     [--sides shipped,delay0,greedy,minimal,againstnpm] [--against <checkout>] [--node-args '<flags>'] [--env 'K=V ...'] [--alloc [--alloc-top N]]
 // --alloc: every server also loads bench/lib/alloc-probe.ts, and each round adds what its main
 // thread allocated per chunk (V8's sampling heap profiler, collected objects included) and its
 // GC events per 1,000 chunks (--alloc-top N: and the N functions that allocated most, per chunk); the profiler costs time, so latencies of such a run are not the
@@ -18,7 +18,8 @@
 // npmstart (npm start's malloc environment and node flags); atload (both silero-vad sessions
 // opened at load); flags (npm start's environment and flags plus --node-args, e.g.
 // '--max-semi-space-size=4', and --env, e.g. 'MALLOC_MMAP_THRESHOLD_=4096': a V8 or glibc setting
-// weighed against npmstart); minimal; against (needs --against).
+// weighed against npmstart); minimal; against (needs --against); againstnpm (the --against
+// checkout with npm start's environment and flags).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -66,14 +67,18 @@ const perchBatches = async (s: PerchServer) => ({
   parks: await s.metric('perch_intake_parks_total'),
 });
 
-/** Another checkout's Perch: its CLI (dist/bin/perch.js, or dist/runtime/cli.js before issue 15) and its models/. */
-function againstServer(dir: string): Server {
+/**
+ * Another checkout's Perch: its CLI (dist/bin/perch.js, or dist/runtime/cli.js before issue 15)
+ * and its models/; with npmStart, run as npm start runs it (this checkout's NPM_START_ENV and
+ * NPM_START_NODE_ARGS), to weigh a change against the same environment.
+ */
+function againstServer(dir: string, npmStart = false): Server {
   const root = resolve(dir);
   const cli = [join(root, 'dist', 'bin', 'perch.js'), join(root, 'dist', 'runtime', 'cli.js')].find((f) => existsSync(f));
   if (!cli) throw new Error(`--against ${dir}: no dist/bin/perch.js or dist/runtime/cli.js (build that checkout first)`);
   return {
-    name: `perch at ${basename(root)}`,
-    start: () => startPerch({ repository: join(root, 'models'), command: [cli, 'serve'] }),
+    name: `perch at ${basename(root)}${npmStart ? ", npm start's env and flags" : ''}`,
+    start: () => startPerch({ repository: join(root, 'models'), command: [cli, 'serve'], ...(npmStart ? { env: NPM_START_ENV, nodeArgs: NPM_START_NODE_ARGS } : {}) }),
     batches: perchBatches,
   };
 }
@@ -130,12 +135,12 @@ const SIDES: Record<string, () => Server> = {
 function chooseSides(): Server[] {
   const keys = (flag('sides') ?? ['shipped', 'delay0', 'greedy', 'minimal', ...(AGAINST ? ['against'] : [])].join(',')).split(',');
   return keys.map((k) => {
-    if (k === 'against') {
-      if (!AGAINST) throw new Error('the side "against" needs --against <checkout>');
-      return againstServer(AGAINST);
+    if (k === 'against' || k === 'againstnpm') {
+      if (!AGAINST) throw new Error(`the side "${k}" needs --against <checkout>`);
+      return againstServer(AGAINST, k === 'againstnpm');
     }
     const make = SIDES[k];
-    if (!make) throw new Error(`unknown side '${k}' (one of ${[...Object.keys(SIDES), 'against'].join(', ')})`);
+    if (!make) throw new Error(`unknown side '${k}' (one of ${[...Object.keys(SIDES), 'against', 'againstnpm'].join(', ')})`);
     return make();
   });
 }

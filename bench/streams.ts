@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { MODEL_FILES, SHIPPED_MODELS } from '../test/helpers/paths.js';
-import { buildRepository, MINIMAL_STREAMS_SERVER, startPerch, type PerchServer } from './lib/perch-server.js';
+import { buildRepository, MINIMAL_STREAMS_SERVER, NPM_START_ENV, NPM_START_NODE_ARGS, startPerch, type PerchServer } from './lib/perch-server.js';
 import { checkAgainstRaw } from './lib/stream-check.js';
 import { threadCpuMs, threadSplit } from './lib/proc-cpu.js';
 import { openRaw } from './lib/raw-ort.js';
@@ -122,7 +122,8 @@ async function main(): Promise<void> {
   const max = Number(args[args.indexOf('--max') + 1] ?? 0) || 1200;
   const seconds = Number(args[args.indexOf('--seconds') + 1] ?? 0) || 5;
   const raw = await rawCeilings();
-  const perch = await startPerch({ repository: SHIPPED_MODELS });
+  // Perch as npm start and the image run it (its malloc tunables and node flags): what ships.
+  const perch = await startPerch({ repository: SHIPPED_MODELS, env: NPM_START_ENV, nodeArgs: NPM_START_NODE_ARGS });
   const rows: LevelResult[] = [];
   let minimalBest: number;
   let minimalBatch: number;
