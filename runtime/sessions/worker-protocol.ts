@@ -3,7 +3,7 @@ import type { OrtTensorMetadata } from './executor.js';
 import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isRetained } from '../tensor/retained.js';
-import { isPooled } from '../tensor/buffer-pool.js';
+import { isPooled, isPoolSize } from '../tensor/buffer-pool.js';
 
 export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' } | { type: 'collect' };
 
@@ -27,15 +27,15 @@ function ownsWholeBuffer(d: NumericArray): boolean {
 }
 
 /**
- * On the session thread, after a run: the feeds' buffers, each once. Every one is this thread's
- * alone (moved here, or a copy made by postMessage) and the finished run no longer reads it, so
- * it can go back to the main thread's pool.
+ * On the session thread, after a run: the feeds' buffers the main thread's pool would keep (of a
+ * pool size), each once. Every one is this thread's alone (moved here, or a copy made by
+ * postMessage) and the finished run no longer reads it, so it can go back.
  */
 export function feedBuffers(tensors: readonly Tensor[]): ArrayBuffer[] {
   const seen = new Set<ArrayBuffer>();
   for (const t of tensors) {
     const d = t.data;
-    if (!Array.isArray(d) && d.byteLength > 0 && d.buffer instanceof ArrayBuffer) seen.add(d.buffer);
+    if (!Array.isArray(d) && d.buffer instanceof ArrayBuffer && isPoolSize(d.buffer.byteLength)) seen.add(d.buffer);
   }
   return [...seen];
 }

@@ -44,6 +44,11 @@ export function pooledSize(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/** A size a pool hands out and keeps (a smaller or other buffer is not worth moving back). */
+export function isPoolSize(bytes: number): boolean {
+  return bytes >= POOL_MIN_BYTES && pooledSize(bytes) === bytes;
+}
+
 export interface PoolStats {
   /** Bytes in the free lists now. */
   freeBytes: number;
@@ -86,7 +91,7 @@ export class BufferPool {
    */
   give(buffer: ArrayBuffer): void {
     const size = buffer.byteLength;
-    if (size < POOL_MIN_BYTES || size !== pooledSize(size)) return;
+    if (!isPoolSize(size)) return;
     if (this.freeBytes + size > POOL_MAX_BYTES) return;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
