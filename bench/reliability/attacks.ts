@@ -52,12 +52,17 @@ export async function wsNonReaders(wsUrl: string, clients: number): Promise<Atta
     sockets.push(ws);
   }
   let n = 0;
+  // Frames each client has sent: its first starts its sequence, and every 1,000th starts it
+  // again. (One count over all clients started a sequence once per 1,000 frames of the whole
+  // attack, so 95-98% of the frames were answered PERCH_ERR_SEQUENCE_UNKNOWN, not inferred.)
+  const sent = new Array<number>(sockets.length).fill(0);
   const timer = setInterval(() => {
     for (const [c, ws] of sockets.entries()) {
       // The client's own buffer stays small; Perch gets as much as it reads (at most 50 frames
       // per client per tick, so a Perch that reads fast does not keep this loop from ending).
       for (let k = 0; k < 50 && ws.readyState === WebSocket.OPEN && ws.bufferedAmount < 256 * 1024; k++) {
-        const seq = { sequence_id: `s${c}`, ...(n++ % 1000 === 0 ? { sequence_start: true } : {}) };
+        n++;
+        const seq = { sequence_id: `s${c}`, ...(sent[c]!++ % 1000 === 0 ? { sequence_start: true } : {}) };
         ws.send(binaryFrame({ id: `${n}`, op: 'infer', model: 'silero-vad', inputs: headerInputs, outputs: [{ name: 'output' }, { name: 'stateN', parameters: { binary_data: false } }], parameters: seq }, parts));
       }
     }
