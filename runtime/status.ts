@@ -2,7 +2,7 @@
 // version and whether it serves, queue depths, live sequences, the outbox and connectivity.
 import type { ModelInstance } from './batching/model-instance.js';
 import type { ModelRegistry } from './models/registry.js';
-import type { SequenceStats } from './sequences/sequence-manager.js';
+import type { SequenceStats } from './sequences/live-sequences.js';
 import type { OutboxStats } from './store/outbox.js';
 
 export interface StatusParts {

@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
-import type { SequenceStats } from './sequence-manager.js';
+import type { SequenceStats } from './live-sequences.js';
 
 /** perch_sequences_active and the memory their state holds (bounded by maxSequences x state size). */
 export function registerSequenceMetrics(registry: Registry, stats: () => SequenceStats[]): void {
