@@ -46,11 +46,16 @@ export class InferCall {
   /** The request's parameters, read once its version is known (begin). */
   params: InferParameters = NO_PARAMETERS;
 
+  /** Null once answered: a call is answered once (the field itself, not a flag beside it, per stream chunk). */
+  private answer: InferAnswer | null;
+
   constructor(
     private readonly outcomes: Outcomes,
     readonly req: InferRequest,
-    private readonly answer: InferAnswer,
-  ) {}
+    answer: InferAnswer,
+  ) {
+    this.answer = answer;
+  }
 
   /** It runs on `instance`: its parameters are read and the outputs it asks for checked. */
   begin(instance: ModelInstance): ResolvedModelConfig {
@@ -69,8 +74,14 @@ export class InferCall {
     return model;
   }
 
-  /** It ran: the outputs asked for are picked, the success counted, and the answer given. */
+  /**
+   * It ran: the outputs asked for are picked, the success counted, and the answer given. What the
+   * answer throws (a send that fails) is logged here and goes no further: the caller (the sequence
+   * manager's callback) would take it for the call's failure and answer it a second time.
+   */
   resolve(ran: Ran): void {
+    const answer = this.answer;
+    if (answer === null) return this.late(new Error('the result came after the call was answered'));
     let result: InferResult;
     try {
       result = this.result(ran);
@@ -78,11 +89,19 @@ export class InferCall {
       this.reject(err);
       return;
     }
-    this.answer.resolve(result);
+    this.answer = null;
+    try {
+      answer.resolve(result);
+    } catch (err) {
+      this.late(err);
+    }
   }
 
-  /** It failed (or was refused): counted, logged, its trace ended, and the error given. */
+  /** It failed (or was refused): counted, logged, its trace ended, and the error given (once, as resolve). */
   reject(err: unknown): void {
+    const answer = this.answer;
+    if (answer === null) return this.late(err);
+    this.answer = null;
     const e = toPerchError(err);
     const labels = this.labels;
     const o = this.outcomes;
@@ -93,7 +112,17 @@ export class InferCall {
     const failedMs = performance.now() - this.started;
     this.stats?.fail.add(1, failedMs);
     if (labels && o.listeners.size) tell(o, { model: labels.model, version: Number(labels.version), ok: false, code: e.code, latencyMs: failedMs });
-    this.answer.reject(e);
+    try {
+      answer.reject(e);
+    } catch (thrown) {
+      this.late(thrown);
+    }
+  }
+
+  /** Perch's bug after the answer (its callback threw, or the call ended again): logged, not told twice. */
+  private late(err: unknown): void {
+    const labels = this.labels;
+    this.outcomes.failureLog?.afterAnswer(labels?.model ?? this.req.model, labels?.version ?? String(this.req.version ?? ''), err);
   }
 
   private result(ran: Ran): InferResult {
