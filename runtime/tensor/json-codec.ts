@@ -20,7 +20,7 @@ const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
  * million-deep array would overflow the stack.
  */
 function flatten(name: string, data: unknown[], rank: number): unknown[] {
-  if (!data.some(Array.isArray)) return data;
+  if (!hasArray(data)) return data;
   const out: unknown[] = [];
   const stack: Array<{ items: unknown[]; at: number }> = [{ items: data, at: 0 }];
   while (stack.length) {
@@ -35,6 +35,17 @@ function flatten(name: string, data: unknown[], rank: number): unknown[] {
     else stack.push({ items: v, at: 0 });
   }
   return out;
+}
+
+/**
+ * Whether an element is itself an array. A plain loop, not some(Array.isArray): where the call sees
+ * arrays of more than one elements kind (a chunk's float samples and its integer rate) it was not
+ * inlined, and the builtin boxed every double it handed the callback: 16 B an element
+ * (docs/benchmarks.md, "A chunk sent as JSON").
+ */
+function hasArray(data: unknown[]): boolean {
+  for (let i = 0; i < data.length; i++) if (Array.isArray(data[i])) return true;
+  return false;
 }
 
 function bad(name: string, what: string): PerchError {
@@ -77,8 +88,7 @@ export function decodeJsonData(name: string, datatype: Datatype, shape: number[]
     }
     return elements;
   }
-  const put = elementWriter(name, datatype, out as NumericArray);
-  for (let i = 0; i < count; i++) put(values[i], i);
+  writeElements(name, datatype, values, out as NumericArray);
   return out;
 }
 
@@ -96,34 +106,86 @@ function decodeNumberRun(name: string, datatype: Datatype, shape: number[], run:
   return out;
 }
 
-/** Checks one element of a JSON tensor of a numeric (or BOOL) datatype and writes it at `i` of `out`. */
+/**
+ * Checks the elements of a JSON tensor of a numeric (or BOOL) datatype and writes them into `out`:
+ * a loop per datatype, no call per element. Through elementWriter's closure, a call site that
+ * sees more than one datatype (a VAD chunk's FP32 samples and its INT64 rate) was not inlined,
+ * and each double it passed was boxed on the heap: 16 B an element (docs/benchmarks.md, "A chunk
+ * sent as JSON").
+ */
+function writeElements(name: string, datatype: Exclude<Datatype, 'BYTES'>, values: unknown[], out: NumericArray): void {
+  const count = values.length;
+  switch (datatype) {
+    case 'BOOL': {
+      const u8 = out as Uint8Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (v === true || v === 1) u8[i] = 1;
+        else if (v !== false && v !== 0) throw notBoolean(name, i);
+      }
+      return;
+    }
+    case 'INT64':
+    case 'UINT64': {
+      const big = out as BigInt64Array | BigUint64Array;
+      for (let i = 0; i < count; i++) big[i] = toBigInt(name, datatype, values[i], i);
+      return;
+    }
+    case 'FP16': {
+      const u16 = out as Uint16Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw notNumber(name, i);
+        u16[i] = toHalfBits(v);
+      }
+      return;
+    }
+    case 'FP32':
+    case 'FP64': {
+      const f = out as Float32Array | Float64Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw notNumber(name, i);
+        f[i] = v;
+      }
+      return;
+    }
+    default: {
+      const [min, max] = INT_RANGE[datatype] as [number, number];
+      const ints = out as Int32Array;
+      for (let i = 0; i < count; i++) {
+        const v = values[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw notInRange(name, datatype, i);
+        ints[i] = v;
+      }
+    }
+  }
+}
+
+/**
+ * writeElements for a NumberRun, whose numbers come one at a time (NumberRun.forEach): the same
+ * checks with the same words.
+ */
 function elementWriter(name: string, datatype: Exclude<Datatype, 'BYTES'>, out: NumericArray): (v: unknown, i: number) => void {
   switch (datatype) {
     case 'BOOL': {
       const u8 = out as Uint8Array;
       return (v, i) => {
         if (v === true || v === 1) u8[i] = 1;
-        else if (v !== false && v !== 0) throw bad(name, `element ${i} must be a boolean`);
+        else if (v !== false && v !== 0) throw notBoolean(name, i);
       };
     }
     case 'INT64':
     case 'UINT64': {
       const big = out as BigInt64Array | BigUint64Array;
-      const min = datatype === 'UINT64' ? 0n : -(2n ** 63n);
-      const max = datatype === 'UINT64' ? 2n ** 64n - 1n : 2n ** 63n - 1n;
       return (v, i) => {
-        let b: bigint;
-        if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
-        else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v); // exact beyond 2^53
-        else throw bad(name, `element ${i} must be an integer`);
-        if (b < min || b > max) throw bad(name, `element ${i} is out of range for ${datatype}`);
-        big[i] = b;
+        big[i] = toBigInt(name, datatype, v, i);
       };
     }
     case 'FP16': {
       const u16 = out as Uint16Array;
       return (v, i) => {
-        if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
+        if (typeof v !== 'number') throw notNumber(name, i);
         u16[i] = toHalfBits(v);
       };
     }
@@ -131,7 +193,7 @@ function elementWriter(name: string, datatype: Exclude<Datatype, 'BYTES'>, out: 
     case 'FP64': {
       const f = out as Float32Array | Float64Array;
       return (v, i) => {
-        if (typeof v !== 'number') throw bad(name, `element ${i} must be a number`);
+        if (typeof v !== 'number') throw notNumber(name, i);
         f[i] = v;
       };
     }
@@ -139,13 +201,37 @@ function elementWriter(name: string, datatype: Exclude<Datatype, 'BYTES'>, out: 
       const [min, max] = INT_RANGE[datatype] as [number, number];
       const ints = out as Int32Array;
       return (v, i) => {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-          throw bad(name, `element ${i} must be an integer in [${min}, ${max}] for ${datatype}`);
-        }
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw notInRange(name, datatype, i);
         ints[i] = v;
       };
     }
   }
+}
+
+const BIG_RANGE = { INT64: [-(2n ** 63n), 2n ** 63n - 1n], UINT64: [0n, 2n ** 64n - 1n] } as const;
+
+/** Element `i` of an INT64 or UINT64 tensor: an integer number, or a string of digits (exact beyond 2^53). */
+function toBigInt(name: string, datatype: 'INT64' | 'UINT64', v: unknown, i: number): bigint {
+  let b: bigint;
+  if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
+  else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
+  else throw bad(name, `element ${i} must be an integer`);
+  const range = BIG_RANGE[datatype];
+  if (b < range[0] || b > range[1]) throw bad(name, `element ${i} is out of range for ${datatype}`);
+  return b;
+}
+
+function notBoolean(name: string, i: number): PerchError {
+  return bad(name, `element ${i} must be a boolean`);
+}
+
+function notNumber(name: string, i: number): PerchError {
+  return bad(name, `element ${i} must be a number`);
+}
+
+function notInRange(name: string, datatype: Datatype, i: number): PerchError {
+  const [min, max] = INT_RANGE[datatype] as [number, number];
+  return bad(name, `element ${i} must be an integer in [${min}, ${max}] for ${datatype}`);
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
