@@ -17,7 +17,7 @@ import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
 import { Intake } from './api/intake.js';
 import { JsonParseThread } from './api/json-thread/parse-thread.js';
-import { IdleCollector } from './api/idle-collector.js';
+import { IdleCollector, registerMemoryMetrics } from './api/idle-collector.js';
 import { createHttpServer } from './api/http/server.js';
 import { listen } from './api/http/listen.js';
 import { httpScopes } from './api/http/scopes.js';
@@ -169,6 +169,7 @@ export class Runtime {
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
     this.idleCollector = new IdleCollector(budget, clock, log);
+    registerMemoryMetrics(this.metrics.registry, this.idleCollector);
     registerClientMetrics(this.metrics.registry, budget, intake);
     this.modelHistory = new ModelHistory(this.bus, clock);
     this.startedAt = clock.now();

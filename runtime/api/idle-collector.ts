@@ -9,10 +9,18 @@
 // (lingering closes, parked connections read again, slow-reader timers), and what they held
 // became garbage after it ran (55 MB of ArrayBuffers 30 s after the infer flood, gone at the
 // next collection; docs/reliability.md).
+// After each of the two, once every thread has answered that its collection is done, the main
+// thread calls glibc's malloc_trim(0) (base/malloc-trim.ts): the collections free memory inside
+// glibc's heaps, and the main heap keeps it under a few live blocks near its top until trimmed
+// (after the never-reading attack, docs/reliability.md).
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { collectEverywhere } from '../base/full-collection.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Logger } from '../base/log.js';
+import { mallocTrim, type MallocTrim } from '../base/malloc-trim.js';
 import type { ClientBudget } from './client-budget.js';
+
+const MB = 1024 * 1024;
 
 /** A burst worth collecting after: the budget held at least this much. */
 export const BURST_BYTES = 16 * 1024 * 1024;
@@ -31,12 +39,19 @@ export class IdleCollector {
   private collections = 0;
   /** When the follow-up collection is due (after a burst's first), else null. */
   private followUpAt: number | null = null;
+  private trims = 0;
+  private trimmed: Promise<void> = Promise.resolve();
 
+  /**
+   * `collect`: one collection on every thread, settling when the threads are done (null: V8
+   * refuses). `trim`: malloc_trim, run after each collection has settled.
+   */
   constructor(
     private readonly budget: ClientBudget,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly collect: (() => void) | null = collectEverywhere(),
+    private readonly collect: (() => unknown) | null = collectEverywhere(),
+    readonly trim: MallocTrim = mallocTrim(),
   ) {}
 
   /** Full collections run after bursts, since start. */
@@ -44,8 +59,19 @@ export class IdleCollector {
     return this.collections;
   }
 
+  /** malloc_trim calls made after collections, since start. */
+  get trimCount(): number {
+    return this.trims;
+  }
+
+  /** Settles when the last collection's trim has run (tests wait on it). */
+  get settled(): Promise<void> {
+    return this.trimmed;
+  }
+
   start(): void {
     if (this.collect === null || this.timer) return;
+    if (!this.trim.available) this.log.info({ reason: this.trim.reason }, 'malloc_trim not available: after bursts glibc keeps the memory the collections free');
     const tick = (): void => {
       this.check();
       this.timer = this.clock.setTimeout(tick, CHECK_MS);
@@ -83,8 +109,40 @@ export class IdleCollector {
 
   private run(message: string, fields: Record<string, unknown>): void {
     const t0 = performance.now();
-    this.collect?.();
+    const threadsDone = this.collect?.();
     this.collections++;
     this.log.info({ ...fields, ms: Math.round(performance.now() - t0) }, message);
+    if (!this.trim.available) return;
+    this.trimmed = Promise.resolve(threadsDone).then(() => this.trimNow(), () => this.trimNow());
   }
+
+  private trimNow(): void {
+    const before = process.memoryUsage.rss();
+    const t0 = performance.now();
+    const released = this.trim.trim();
+    const ms = performance.now() - t0;
+    this.trims++;
+    const after = process.memoryUsage.rss();
+    this.log.info(
+      { released, ms: Math.round(ms * 10) / 10, rssBeforeMB: Math.round(before / MB), rssAfterMB: Math.round(after / MB) },
+      'after a burst: free heap memory given back (malloc_trim)',
+    );
+  }
+}
+
+/** perch_memory_trim_available and perch_memory_trims_total (docs/api.md "Metrics", docs/reliability.md). */
+export function registerMemoryMetrics(registry: Registry, collector: IdleCollector): void {
+  new Gauge({
+    name: 'perch_memory_trim_available', help: '1 when glibc\'s malloc_trim is called after bursts (the native/malloc-trim.c addon loaded), else 0.', registers: [registry],
+    collect() {
+      this.set(collector.trim.available ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'perch_memory_trims_total', help: 'malloc_trim calls after the collections that follow a burst, since start.', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(collector.trimCount);
+    },
+  });
 }

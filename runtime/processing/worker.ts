@@ -2,7 +2,7 @@
 // post-process, so that pixel loops never hold the event loop that serves requests.
 import { parentPort } from 'node:worker_threads';
 import { toPerchError } from '../base/errors.js';
-import { fullCollection, isCollect } from '../base/full-collection.js';
+import { collected, fullCollection, isCollect, type CollectMessage } from '../base/full-collection.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingTask, ProcessingReply } from './pool.js';
 import { runStep } from './run-step.js';
@@ -20,10 +20,11 @@ function transferable(tensors: readonly Tensor[]): ArrayBuffer[] {
   return [...seen];
 }
 
-port.on('message', (task: ProcessingTask) => {
+port.on('message', (task: ProcessingTask | CollectMessage) => {
   if (isCollect(task)) {
     // After a burst (runtime/base/full-collection.ts): decoded images this thread still holds.
     collect?.();
+    collected(task);
     return;
   }
   void runStep(task.step, task.inputs, task.dir).then(

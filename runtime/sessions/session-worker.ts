@@ -5,7 +5,7 @@ import type { SessionConfig } from './session-config.js';
 import { byteLength, type Tensor } from '../tensor/tensor.js';
 import { fromOrtResults, openSession, toOrtFeeds } from './ort-session.js';
 import { feedBuffers, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
-import { fullCollection } from '../base/full-collection.js';
+import { collected, fullCollection } from '../base/full-collection.js';
 import { RENEW_AFTER_INPUT_BYTES, zeroFeeds } from './session-renewal.js';
 
 const { path, config } = workerData as { path: string; config: SessionConfig };
@@ -79,6 +79,9 @@ try {
       if (largestInput >= RENEW_AFTER_INPUT_BYTES && runs === 0 && !renewing) {
         renewing = renew().finally(() => (renewing = null));
       }
+      // Done once the old session is released too (its onnxruntime memory is what a trim returns).
+      if (renewing) void renewing.then(() => collected(msg), () => collected(msg));
+      else collected(msg);
       return;
     }
     if (msg.type === 'close') {

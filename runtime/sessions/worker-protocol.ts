@@ -4,8 +4,9 @@ import type { NumericArray } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { isRetained } from '../tensor/retained.js';
 import { isPooled, isPoolSize } from '../tensor/buffer-pool.js';
+import type { CollectMessage } from '../base/full-collection.js';
 
-export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' } | { type: 'collect' };
+export type ToWorker = { type: 'run'; id: number; feeds: Tensor[] } | { type: 'close' } | CollectMessage;
 
 export type FromWorker =
   | { type: 'ready'; inputs: OrtTensorMetadata[]; outputs: OrtTensorMetadata[]; providers: string[]; warnings: string[] }

@@ -4,7 +4,7 @@
 // the old one did, with runs in flight on the old session finishing on it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { collectThreads } from '../../runtime/base/full-collection.js';
+import { collectThreads, collectThreadsDone } from '../../runtime/base/full-collection.js';
 import type { SessionConfig } from '../../runtime/sessions/session-config.js';
 import { RENEW_AFTER_INPUT_BYTES, zeroFeeds } from '../../runtime/sessions/session-renewal.js';
 import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
@@ -33,7 +33,8 @@ test('a session thread that ran a batch of 1 MiB or more renews its session on C
     assert.deepEqual((await ex.run(small())).outputs, expectedSmall);
     assert.deepEqual((await ex.run(big())).outputs, expectedBig);
     // Only what ran since the last renewal counts: this batch makes the next idle moment renew again.
-    collectThreads();
+    // A COLLECT with a port is answered, after the renewal (the idle collector then trims).
+    assert.equal(await collectThreadsDone(60_000), 1);
     await waitFor(() => ex.renewals === 2, 60_000, 'the session renewed again after another large batch');
     assert.deepEqual((await ex.run(big())).outputs, expectedBig);
   } finally {

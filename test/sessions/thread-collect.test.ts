@@ -1,9 +1,10 @@
 // After a burst the idle collector asks every worker thread to collect its own heap
 // (runtime/base/full-collection.ts, docs/reliability.md "Memory after a burst"): session threads
-// are registered while they live, answer COLLECT without a reply and go on running batches.
+// are registered while they live, answer COLLECT (on the port it carries, when it carries one) and
+// go on running batches.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { collectThreads, trackedThreads } from '../../runtime/base/full-collection.js';
+import { collectThreads, collectThreadsDone, trackedThreads } from '../../runtime/base/full-collection.js';
 import type { SessionConfig } from '../../runtime/sessions/session-config.js';
 import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
 import { vadInputs } from '../helpers/models.js';
@@ -19,6 +20,8 @@ test('session threads are asked to collect while they live, and run batches afte
   try {
     await a.run(vadInputs(1));
     assert.equal(collectThreads(), before + 2);
+    // Asked with a port, every thread says when its collection is done (the idle collector then trims).
+    assert.equal(await collectThreadsDone(), before + 2);
     // COLLECT is not a run: the threads answer the next batches, and nothing else.
     const [ra, rb] = await Promise.all([a.run(vadInputs(2)), b.run(vadInputs(3))]);
     assert.deepEqual(ra.outputs.find((t) => t.name === 'output')?.shape, [1, 1]);

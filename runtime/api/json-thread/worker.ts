@@ -4,15 +4,16 @@
 // the parse left, so this thread never holds more than one parse's garbage.
 import { parentPort } from 'node:worker_threads';
 import { PerchError } from '../../base/errors.js';
-import { fullCollection, isCollect } from '../../base/full-collection.js';
+import { collected, fullCollection, isCollect, type CollectMessage } from '../../base/full-collection.js';
 import { decodeLargeInferJson, ownedBuffers } from './decode-body.js';
 import type { ParseReply, ParseTask } from './messages.js';
 
 const gc = fullCollection();
 
-parentPort?.on('message', (m: ParseTask | { type: 'collect' }) => {
+parentPort?.on('message', (m: ParseTask | CollectMessage) => {
   if (isCollect(m)) {
     gc?.();
+    collected(m);
     return;
   }
   const task = m as ParseTask;
