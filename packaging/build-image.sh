@@ -11,7 +11,8 @@
 #     the host's dpkg is never touched);
 #   - /app assembled by packaging/stage-app.sh from packaging/app-files.txt, with production
 #     node_modules for the target: onnxruntime-node's linux/<arch> binaries only, better-sqlite3
-#     compiled for the target (cross-compiled with g++-aarch64-linux-gnu for arm64);
+#     compiled for the target (cross-compiled with g++-aarch64-linux-gnu for arm64), and Perch's own
+#     addon dist/native/malloc-trim.node (native/build.mjs, same compiler and headers);
 #   - user, env, entrypoint and config from packaging/image.env and packaging/perch.json, the
 #     same values Dockerfile.arm64 uses (test/packaging/dockerfile.test.ts checks it).
 # Reproducible: `buildah bud --timestamp 0` on fixed inputs gives the same digest. Downloads and
@@ -199,6 +200,17 @@ if [ ! -f "$deps/.done" ]; then
 fi
 addon=$deps/node_modules/better-sqlite3/build/Release/better_sqlite3.node
 readelf -h "$addon" | grep -q "Machine:.*$elf_machine" || die "better-sqlite3 is not built for $elf_machine"
+
+# --- 4b. Perch's own addon (native/malloc-trim.c: glibc's malloc_trim after bursts), for the target
+# with the same compiler and Node headers as better-sqlite3. Required here: the image's glibc has it.
+step "compiling native/malloc-trim.c for linux/$node_arch"
+addon_cc=cc
+if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then addon_cc=aarch64-linux-gnu-gcc; fi
+trim_addon=$work/dist/native/malloc-trim.node
+CC=$addon_cc npm_config_nodedir="$node_dir" node "$repo/native/build.mjs" --required "$trim_addon" ||
+  die "native/malloc-trim.c did not compile"
+readelf -h "$trim_addon" | grep -q "Machine:.*$elf_machine" || die "malloc-trim.node is not built for $elf_machine"
+"$strip_tool" --strip-unneeded "$trim_addon"
 
 # --- 5. /app, config, data volume, Containerfile ------------------------------------------------
 step "staging /app (packaging/stage-app.sh)"

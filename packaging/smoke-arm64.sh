@@ -13,7 +13,8 @@
 #    on the control listener's port too when the image turns it on, as its HEALTHCHECK asks there),
 #    runs one inference on pp-ocr-cls (shape [1,2], probabilities summing to 1) and emits one
 #    event over ws://.../v1/ws (the ack must carry a seq), with the API token the runtime
-#    generated into /data/api-token (the image binds 0.0.0.0).
+#    generated into /data/api-token (the image binds 0.0.0.0), and checks on /metrics that the
+#    image's Perch loaded its malloc-trim addon (perch_memory_trim_available 1).
 # 4. Sends SIGTERM and expects exit code 0.
 # Prints the archive size, the unpacked size and the start-up time to ready, and writes them to
 # build/images/perch-linux-<arch>.smoke.txt. Exits non-zero on any failure.

@@ -1,7 +1,8 @@
 // The client half of the image smoke test (packaging/smoke-arm64.sh starts the image, this
 // talks to it): waits for /v2/health/ready with a deadline, runs one Open Inference Protocol
-// inference on the shipped pp-ocr-cls model, emits one event over the WebSocket API, and prints
-// what it measured as `key=value` lines on stdout (diagnostics go to stderr).
+// inference on the shipped pp-ocr-cls model, emits one event over the WebSocket API, checks on
+// /metrics that the malloc-trim addon loaded, and prints what it measured as `key=value` lines on
+// stdout (diagnostics go to stderr).
 //
 // The image binds 0.0.0.0 with no token configured, so Perch generates one into its data volume
 // (docs/security.md); --token-file names that file, read once the runtime is ready.
@@ -178,5 +179,18 @@ try {
 } catch (err) {
   failed++;
   console.error(`smoke: FAIL: emit: ${err.message}`);
+}
+// 4. The image's Perch loaded its own addon (native/malloc-trim.c, glibc's malloc_trim after
+// bursts; docs/reliability.md "Memory after a burst"): /metrics says so.
+try {
+  const res = await request('GET', '/metrics');
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+  const line = res.text.split('\n').find((l) => l.startsWith('perch_memory_trim_available '));
+  if (line !== 'perch_memory_trim_available 1') throw new Error(`/metrics says ${JSON.stringify(line ?? 'no perch_memory_trim_available')}, want 1`);
+  console.log('trim_available=1');
+  console.error('smoke: malloc-trim addon loaded (perch_memory_trim_available 1)');
+} catch (err) {
+  failed++;
+  console.error(`smoke: FAIL: malloc-trim addon: ${err.message}`);
 }
 process.exitCode = failed ? 1 : 0;

@@ -143,7 +143,7 @@ test('Dockerfile.arm64 and build-image.sh both assemble /app with packaging/stag
 
 test('the file list ships compiled runtime code, models and production modules, not tests or benchmarks', () => {
   const files = read('packaging/app-files.txt').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/\?$/, ''));
-  for (const want of ['package.json', 'dist/bin', 'dist/runtime', 'dist/cloud-sync', 'models', 'console', 'node_modules']) assert.ok(files.includes(want), want);
+  for (const want of ['package.json', 'dist/bin', 'dist/runtime', 'dist/native', 'dist/cloud-sync', 'models', 'console', 'node_modules']) assert.ok(files.includes(want), want);
   assert.ok(!files.some((f) => f === 'dist' || f.startsWith('dist/test') || f.startsWith('dist/bench')));
   const ts = JSON.parse(read('packaging/tsconfig.image.json')) as { include: string[] };
   assert.deepEqual(ts.include, ['../bin', '../runtime', '../cloud-sync']);
