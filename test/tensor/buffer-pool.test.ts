@@ -8,6 +8,7 @@ import { BufferPool, isPooled, POOL_IDLE_MS, POOL_MAX_BYTES, POOL_MAX_PER_SIZE, 
 import { concatAlongAxis, elementCount, splitAlongAxis, type Tensor } from '../../runtime/tensor/tensor.js';
 import { feedBuffers, ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { numberedParts } from '../helpers/stack-parts.js';
 
 describe('buffer pool', () => {
   test('sizes: never less than asked, at most a quarter more (or a page), a few sizes for many requests', () => {
@@ -69,12 +70,7 @@ describe('buffer pool', () => {
       fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 2, maxLength: 8 }),
       (shape, axisSeed, sizes) => {
         const axis = axisSeed % shape.length;
-        let v = 0;
-        const parts: Tensor[] = sizes.map((n) => {
-          const s = shape.slice();
-          s[axis] = n;
-          return { name: 't', datatype: 'FP32', shape: s, data: Float32Array.from({ length: elementCount(s) }, () => v++) };
-        });
+        const parts = numberedParts(shape, axis, sizes);
         const fresh = concatAlongAxis(parts, axis);
         const pooled = concatAlongAxis(parts, axis, pool);
         assert.deepEqual(pooled.shape, fresh.shape);

@@ -8,6 +8,7 @@ import { decodeJsonData, encodeJsonData, jsonBytesForm } from '../../runtime/ten
 import { PerchError } from '../../runtime/base/errors.js';
 import { ownedFeeds, transferList } from '../../runtime/sessions/worker-protocol.js';
 import { retain } from '../../runtime/tensor/retained.js';
+import { numberedParts } from '../helpers/stack-parts.js';
 
 /** Element at a multi-index, row-major. */
 function at(t: Tensor, idx: number[]): unknown {
@@ -25,12 +26,7 @@ describe('tensor stacking', () => {
         fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }),
         (shape, axisSeed, sizes) => {
           const axis = axisSeed % shape.length;
-          let v = 0;
-          const parts: Tensor[] = sizes.map((n) => {
-            const s = shape.slice();
-            s[axis] = n;
-            return { name: 't', datatype: 'FP32', shape: s, data: Float32Array.from({ length: elementCount(s) }, () => v++) };
-          });
+          const parts = numberedParts(shape, axis, sizes);
           const joined = concatAlongAxis(parts, axis);
           assert.equal(joined.shape[axis], sizes.reduce((a, b) => a + b, 0));
           // Element (.., offset + j, ..) of the joined tensor is element (.., j, ..) of its part.
