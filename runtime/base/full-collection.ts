@@ -13,10 +13,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 
-/** The message a thread answers by collecting its heap (no reply). */
-export const COLLECT = { type: 'collect' } as const;
-
-/** COLLECT, with the port to tell when the collection is done (collectThreadsDone). */
+/** COLLECT: the message a thread answers by collecting its heap, with the port to tell when it is done (collectThreadsDone). */
 export interface CollectMessage {
   readonly type: 'collect';
   readonly done?: MessagePort;
@@ -63,20 +60,6 @@ export function trackThread(worker: Worker): void {
 /** Threads registered now. */
 export function trackedThreads(): number {
   return threads.size;
-}
-
-/** Asks every registered thread to collect; returns how many were asked. */
-export function collectThreads(): number {
-  let asked = 0;
-  for (const w of threads) {
-    try {
-      w.postMessage(COLLECT);
-      asked++;
-    } catch {
-      // a thread that is going away has nothing to give back
-    }
-  }
-  return asked;
 }
 
 /**

@@ -83,10 +83,6 @@ export class LiveSequences {
     return [...out.values()];
   }
 
-  /** Live sequences started by this scope (tests, diagnostics). */
-  ownedBy(scope: ClientScope): number {
-    return this.owners.get(scope)?.sequences.size ?? 0;
-  }
 
   private own(scope: ClientScope, seq: Sequence): void {
     let owned = this.owners.get(scope);

@@ -71,10 +71,6 @@ export class SequenceManager {
     return this.live.stats();
   }
 
-  /** Live sequences started by this scope (tests, diagnostics). */
-  ownedBy(scope: ClientScope): number {
-    return this.live.ownedBy(scope);
-  }
 
   /** Frees every sequence (shutdown): their versions can then be released. */
   close(): void {

@@ -4,7 +4,7 @@
 // the old one did, with runs in flight on the old session finishing on it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { collectThreads, collectThreadsDone } from '../../runtime/base/full-collection.js';
+import { collectThreadsDone } from '../../runtime/base/full-collection.js';
 import type { SessionConfig } from '../../runtime/sessions/session-config.js';
 import { RENEW_AFTER_INPUT_BYTES, zeroFeeds } from '../../runtime/sessions/session-renewal.js';
 import { createWorkerExecutor } from '../../runtime/sessions/worker-executor.js';
@@ -26,10 +26,11 @@ test('a session thread that ran a batch of 1 MiB or more renews its session on C
   try {
     assert.deepEqual((await ex.run(big())).outputs, expectedBig);
     assert.equal(ex.renewals, 0);
-    collectThreads();
+    const collected = collectThreadsDone(60_000);
     // A run posted right behind COLLECT waits for the renewal and is answered by the new session.
     assert.deepEqual((await ex.run(small())).outputs, expectedSmall);
     await waitFor(() => ex.renewals === 1, 60_000, 'the session renewed');
+    assert.equal(await collected, 1);
     assert.deepEqual((await ex.run(small())).outputs, expectedSmall);
     assert.deepEqual((await ex.run(big())).outputs, expectedBig);
     // Only what ran since the last renewal counts: this batch makes the next idle moment renew again.
