@@ -9,8 +9,13 @@
 // one reading a minute compared with another says more about where each fell in its tooth than
 // about growth; each minute's peak is read every 100 ms (probe.ts watch). The one-reading figure
 // is printed beside it. Prints a table per minute and writes build/bench/soak.json.
+// Each row also counts Perch's threads by name (a thread started under load is a step in RSS,
+// not a creep); with PERCH_SOAK_SMAPS_DIR=<dir> each minute's /proc/<pid>/smaps is copied there,
+// so a step can be traced to the mappings that grew (diff two minutes' files).
 // Run: npm run build && node dist/bench/reliability/soak.js [--minutes 60]
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { clsInput, vadInputs } from '../../test/helpers/models.js';
@@ -33,6 +38,23 @@ const SAMPLE_MS = Math.min(60_000, SOAK_MS / 10);
 const GROWTH_AIM = 0.05;
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => process.exit(1));
+
+/** Perch's threads by name (/proc/<pid>/task/<tid>/comm), e.g. { node: 1, 'libuv-worker': 4 }. */
+function threadsByName(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let name = '?';
+    try {
+      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    } catch {
+      // the thread ended between the listing and the read
+    }
+    out[name] = (out[name] ?? 0) + 1;
+  }
+  return out;
+}
+
+const smapsDir = process.env.PERCH_SOAK_SMAPS_DIR;
 
 function frame(header: Record<string, unknown>, parts: Uint8Array[]): Buffer {
   const json = Buffer.from(JSON.stringify(header));
@@ -98,7 +120,8 @@ async function main(): Promise<void> {
     }, 100);
 
     // Each row also says where the memory is (memory.ts): what grows, if anything does.
-  const rows: Array<{ minute: number; rssMB: number; peakRssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number; memory: MemoryBreakdown }> = [];
+  const rows: Array<{ minute: number; rssMB: number; peakRssMB: number; p50Ms: number; p99Ms: number; healthP99Ms: number; errors: number; memory: MemoryBreakdown; threads: Record<string, number> }> = [];
+    if (smapsDir) mkdirSync(smapsDir, { recursive: true });
     const started = performance.now();
     while (performance.now() - started < SOAK_MS) {
       const w = watch(server);
@@ -110,7 +133,9 @@ async function main(): Promise<void> {
         rssMB: mb(server.rssKiB()), peakRssMB: h.peakRssMB, p50Ms: Math.round(percentile(lat, 50) * 10) / 10, p99Ms: Math.round(percentile(lat, 99) * 10) / 10,
         healthP99Ms: h.healthP99Ms, errors,
         memory: await memoryBreakdown(server.pid, server.baseUrl, server.rssKiB()),
+        threads: threadsByName(server.pid),
       });
+      if (smapsDir) writeFileSync(join(smapsDir, `minute-${String(rows.length).padStart(3, '0')}.smaps`), readFileSync(`/proc/${server.pid}/smaps`));
       console.log(JSON.stringify(rows[rows.length - 1]));
     }
     stop = true;
