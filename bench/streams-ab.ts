@@ -8,10 +8,20 @@
 // thread and whole process, the round's average batch, the intake's parks, the 1-minute load.
 //   node dist/bench/streams-ab.js [--streams 150,200] [--rounds 4] [--seconds 4]
 //     [--sides shipped,delay0,greedy,minimal,againstnpm] [--against <checkout>] [--node-args '<flags>'] [--env 'K=V ...'] [--alloc [--alloc-top N]]
+//     [--cpu [--cpu-top N] [--cpu-interval µs]]
 // --alloc: every server also loads bench/lib/alloc-probe.ts, and each round adds what its main
 // thread allocated per chunk (V8's sampling heap profiler, collected objects included) and its
 // GC events per 1,000 chunks (--alloc-top N: and the N functions that allocated most, per chunk); the profiler costs time, so latencies of such a run are not the
 // shipped ones (docs/benchmarks.md, "Stream chunks on the main thread").
+// --cpu: every server loads bench/lib/cpu-probe.ts instead, which runs V8's CPU profiler on its
+// main thread for each measured round (a sample every --cpu-interval µs, 100 unless given); after
+// each level the benchmark prints, per server, the sampled µs per chunk of the --cpu-top functions
+// (20 unless given) by self time and of the files on the stack, summed over the rounds. The
+// sampled time counts the thread waiting for a core (the CPU columns do not), and the profiler
+// costs time too: compare the shares, and the two servers in the same run.
+// At the end, each side's main-thread µs per chunk fitted over all its rounds as a + b / average
+// batch: on a loaded host a side that falls behind batches more and spends less per chunk, and
+// the fit compares sides at the same batch size (docs/benchmarks.md, "Stream chunks on the main thread").
 // Sides: shipped; delay0 (maxQueueDelayMs 0); greedy (delay 0 and no preferred sizes: a free
 // session takes everything waiting and nothing is handed ahead below maxBatchSize, the minimal
 // server's policy); nointake (server.maxEventLoopDelayMs 10 s: the intake parks nobody for lag);
@@ -32,6 +42,7 @@ import { machine, saveSection } from './lib/results.js';
 import { median, printTable } from './lib/stats.js';
 import type { StreamLoadResult } from './lib/stream-load.js';
 import type { AllocReport } from './lib/alloc-probe.js';
+import type { CpuReport } from './lib/cpu-probe.js';
 
 const LEVELS = (flag('streams') ?? '150,200').split(',').map((v) => {
   const n = Number(v);
@@ -52,6 +63,11 @@ const ALLOC = process.argv.includes('--alloc');
 const ALLOC_TOP = ALLOC ? numberFlag('alloc-top', 0) : 0;
 const OWN_NODE_OPTIONS = process.env.NODE_OPTIONS ?? '';
 const ALLOC_PROBE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'alloc-probe.js');
+const CPU = process.argv.includes('--cpu');
+const CPU_TOP = CPU ? numberFlag('cpu-top', 20) : 0;
+const CPU_INTERVAL = CPU ? numberFlag('cpu-interval', 100) : 0;
+const CPU_PROBE = join(REPO_ROOT, 'dist', 'bench', 'lib', 'cpu-probe.js');
+if (CPU && ALLOC) throw new Error('--cpu and --alloc each run a profiler on the main thread: one at a time');
 
 interface Server {
   name: string;
@@ -172,13 +188,13 @@ interface Round {
   majorGcs?: number;
 }
 
-/** With --alloc: the server's probe report of the round (alloc-probe.ts writes it on the second SIGUSR2). */
-async function allocReport(dir: string, pid: number): Promise<AllocReport> {
-  const file = join(dir, `alloc-${pid}.json`);
+/** With --alloc or --cpu: the server's probe report of the round (the probe writes it on the second SIGUSR2). */
+async function probeReport<T>(dir: string, pid: number, kind: 'alloc' | 'cpu'): Promise<T> {
+  const file = join(dir, `${kind}-${pid}.json`);
   for (let waited = 0; waited < 10_000; waited += 50) {
     if (existsSync(file)) {
       try {
-        const r = JSON.parse(readFileSync(file, 'utf8')) as AllocReport;
+        const r = JSON.parse(readFileSync(file, 'utf8')) as T;
         rmSync(file);
         return r;
       } catch {
@@ -187,7 +203,21 @@ async function allocReport(dir: string, pid: number): Promise<AllocReport> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`--alloc: server ${pid} wrote no ${file} (is dist/bench/lib/alloc-probe.js built?)`);
+  throw new Error(`--${kind}: server ${pid} wrote no ${file} (is dist/bench/lib/${kind}-probe.js built?)`);
+}
+
+/** Least squares of y = a + b / x over [x, y] points: [points, a, b, residual sd] (NaN with fewer than 3). */
+function fitPerBatch(points: Array<[number, number]>): [number, number, number, number] {
+  const n = points.length;
+  if (n < 3) return [n, NaN, NaN, NaN];
+  const xs = points.map(([x]) => 1 / x);
+  const ys = points.map(([, y]) => y);
+  const mx = xs.reduce((t, v) => t + v, 0) / n;
+  const my = ys.reduce((t, v) => t + v, 0) / n;
+  const b = xs.reduce((t, v, i) => t + (v - mx) * ((ys[i] as number) - my), 0) / xs.reduce((t, v) => t + (v - mx) ** 2, 0);
+  const a = my - b * mx;
+  const sd = Math.sqrt(ys.reduce((t, y, i) => t + (y - a - b * (xs[i] as number)) ** 2, 0) / (n - 2));
+  return [n, a, b, sd];
 }
 
 async function main(): Promise<void> {
@@ -200,6 +230,14 @@ async function main(): Promise<void> {
     process.env.NODE_OPTIONS = [process.env.NODE_OPTIONS, `--import=${ALLOC_PROBE}`].filter(Boolean).join(' ');
     process.env.PERCH_BENCH_ALLOC_DIR = allocDir;
   }
+  const cpuDir = CPU ? mkdtempSync(join(tmpdir(), 'perch-bench-cpu-')) : null;
+  if (cpuDir) {
+    process.env.NODE_OPTIONS = [process.env.NODE_OPTIONS, `--import=${CPU_PROBE}`].filter(Boolean).join(' ');
+    process.env.PERCH_BENCH_CPU_DIR = cpuDir;
+    process.env.PERCH_BENCH_CPU_INTERVAL_US = String(CPU_INTERVAL);
+  }
+  // With --cpu: per level and server, sampled µs summed over the rounds by function and by file, and the chunks sent.
+  const cpuSums = new Map<string, { chunks: number; sampled: number; idle: number; self: Map<string, number>; files: Map<string, number> }>();
   const live: PerchServer[] = [];
   const byLevel = new Map<number, Map<string, Round[]>>(LEVELS.map((l) => [l, new Map(servers.map((s) => [s.name, []]))]));
   try {
@@ -212,10 +250,11 @@ async function main(): Promise<void> {
         for (const [s, server] of order) {
           const before = threadCpuMs(server.pid);
           const batchesBefore = await s.batches(server);
-          if (allocDir) process.kill(server.pid, 'SIGUSR2');
+          const probing = allocDir ?? cpuDir;
+          if (probing) process.kill(server.pid, 'SIGUSR2');
           const x = await generate(server.wsUrl, streams);
           const cpu = threadSplit(server.pid, before, threadCpuMs(server.pid));
-          if (allocDir) process.kill(server.pid, 'SIGUSR2');
+          if (probing) process.kill(server.pid, 'SIGUSR2');
           const sent = x.chunks * (1 + 2 / SECONDS); // the warm-up's chunks too
           const b = await s.batches(server);
           const row: Round = {
@@ -225,9 +264,19 @@ async function main(): Promise<void> {
             parks: (b.parks ?? 0) - (batchesBefore.parks ?? 0),
           };
           if (allocDir) {
-            const a = await allocReport(allocDir, server.pid);
+            const a = await probeReport<AllocReport>(allocDir, server.pid, 'alloc');
             Object.assign(row, { allocBytes: a.bytes / sent, minorGcs: (a.gc.minor * 1000) / sent, majorGcs: (a.gc.major * 1000) / sent });
             if (ALLOC_TOP > 0) console.log(a.top.slice(0, ALLOC_TOP).map(([fn, b]) => `    ${(b / sent).toFixed(0).padStart(5)} B/chunk ${fn}`).join('\n'));
+          }
+          if (cpuDir) {
+            const c = await probeReport<CpuReport>(cpuDir, server.pid, 'cpu');
+            const sum = cpuSums.get(`${streams} ${s.name}`) ?? { chunks: 0, sampled: 0, idle: 0, self: new Map(), files: new Map() };
+            cpuSums.set(`${streams} ${s.name}`, sum);
+            sum.chunks += sent;
+            sum.sampled += c.sampledUs;
+            sum.idle += c.idleUs;
+            for (const [fn, us] of c.top) sum.self.set(fn, (sum.self.get(fn) ?? 0) + us);
+            for (const [file, us] of c.inclusiveByFile) sum.files.set(file, (sum.files.get(file) ?? 0) + us);
           }
           rounds.get(s.name)!.push(row);
           console.log(`${streams} streams, round ${r + 1}/${ROUNDS} ${s.name}: p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms, behind ${row.behind}, µs/chunk main ${row.mainUs.toFixed(0)} busiest ${row.busiestUs.toFixed(0)} total ${row.totalUs.toFixed(0)}, average batch ${row.averageBatch.toFixed(1)}, parks ${row.parks}, load ${row.load.toFixed(1)}${allocDir ? `, allocated ${row.allocBytes!.toFixed(0)} B/chunk, GCs per 1,000 chunks minor ${row.minorGcs!.toFixed(2)} major ${row.majorGcs!.toFixed(2)}` : ''}`);
@@ -240,10 +289,27 @@ async function main(): Promise<void> {
         printTable(`${streams} streams: the main thread's allocations (--alloc), medians of ${ROUNDS} rounds`, ['server', 'allocated B/chunk', 'minor GCs / 1,000 chunks', 'major GCs / 1,000 chunks'],
           servers.map((s) => [s.name, med(s.name, 'allocBytes').toFixed(0), med(s.name, 'minorGcs').toFixed(2), med(s.name, 'majorGcs').toFixed(2)]));
       }
+      for (const s of cpuDir ? servers : []) {
+        const sum = cpuSums.get(`${streams} ${s.name}`)!;
+        const per = (us: number) => (us / sum.chunks).toFixed(2).padStart(7);
+        console.log(`\n${streams} streams, ${s.name}: main thread sampled ${per(sum.sampled - sum.idle)} µs/chunk busy (+${per(sum.idle).trim()} idle), all rounds`);
+        console.log([...sum.self].sort((a, b) => b[1] - a[1]).slice(0, CPU_TOP).map(([fn, us]) => `  self ${per(us)} µs/chunk ${fn}`).join('\n'));
+        console.log([...sum.files].sort((a, b) => b[1] - a[1]).slice(0, CPU_TOP).map(([file, us]) => `  on stack ${per(us)} µs/chunk ${file}`).join('\n'));
+      }
     }
+    // Under load the rounds' batch sizes differ (a side that falls behind batches more), and the
+    // main thread's CPU per chunk moves with them: fitted over every round of every level as
+    // a + b / batch, a side's figure at one batch size can be compared with another's.
+    const fits = servers.map((s) => {
+      const all = [...byLevel.values()].flatMap((rounds) => rounds.get(s.name) ?? []);
+      return [s.name, ...fitPerBatch(all.map((r) => [r.averageBatch, r.mainUs]))];
+    });
+    printTable('main thread µs/chunk fitted over all rounds as a + b / average batch (least squares)', ['server', 'rounds', 'a (per chunk)', 'b (per batch)', 'residual sd', 'at batch 8', 'at batch 16'],
+      fits.map(([name, n, a, b, sd]) => [String(name), String(n), (a as number).toFixed(1), (b as number).toFixed(0), (sd as number).toFixed(1), ((a as number) + (b as number) / 8).toFixed(1), ((a as number) + (b as number) / 16).toFixed(1)]));
   } finally {
     for (const s of live) await s.stop();
     if (allocDir) rmSync(allocDir, { recursive: true, force: true });
+    if (cpuDir) rmSync(cpuDir, { recursive: true, force: true });
   }
   saveSection('streamsAb', {
     levels: Object.fromEntries([...byLevel].map(([l, rounds]) => [l, Object.fromEntries(rounds)])),
