@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../base/zod-issues.js';
-import { checkBinaryTotal, decodeBinaryData } from '../tensor/binary-codec.js';
+import { checkBinaryTotal, decodeBinaryAt } from '../tensor/binary-codec.js';
 import { BYTES_CONTENT_TYPES, decodeJsonData, type BytesContentType } from '../tensor/json-codec.js';
 import type { TensorData } from '../tensor/datatypes.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -50,7 +50,7 @@ export function decodeInputs(inputs: RequestTensor[], binary: Uint8Array, decode
     const size = t.parameters?.binary_data_size;
     let data: TensorData;
     if (size !== undefined) {
-      data = decodeBinaryData(t.name, t.datatype, t.shape, binary.subarray(at, at + size));
+      data = decodeBinaryAt(t.name, t.datatype, t.shape, binary, at, size);
       at += size;
     } else {
       data = decoded?.[i] ?? decodeJsonData(t.name, t.datatype, t.shape, t.data, bytesContentType(t));

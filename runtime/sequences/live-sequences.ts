@@ -25,7 +25,12 @@ export interface SequenceStats {
 }
 
 export class LiveSequences {
-  private readonly sequences = new Map<string, Sequence>();
+  /**
+   * By model, then by sequence id: a stream chunk's lookups use the strings of its message as
+   * they are (short ones come out of JSON.parse internalized, their hash known), where a
+   * "model\0id" key was a new string to build, flatten and hash for every chunk (issue 20).
+   */
+  private readonly sequences = new Map<string, Map<string, Sequence>>();
   private readonly perModel = new Map<string, number>();
   private readonly owners = new Map<ClientScope, Owned>();
 
@@ -36,14 +41,14 @@ export class LiveSequences {
     private readonly onLimit: (model: string, max: number) => void,
   ) {}
 
-  /** The live sequence under this key (model and sequence id), if any. */
-  get(key: string): Sequence | undefined {
-    return this.sequences.get(key);
+  /** The live sequence `id` of `model`, if any. */
+  get(model: string, id: string): Sequence | undefined {
+    return this.sequences.get(model)?.get(id);
   }
 
   /** Whether `seq` is still live (not ended, idled out or freed with its connection). */
   has(seq: Sequence): boolean {
-    return this.sequences.get(seq.key) === seq;
+    return this.sequences.get(seq.model)?.get(seq.id) === seq;
   }
 
   /** Why a request for a sequence that is not live is refused, or null: it starts one. */
@@ -67,14 +72,16 @@ export class LiveSequences {
 
   /** A sequence that refusal() let start is live, and owned by `scope` if there is one. */
   add(seq: Sequence, scope: ClientScope | undefined): void {
-    this.sequences.set(seq.key, seq);
+    let ofModel = this.sequences.get(seq.model);
+    if (!ofModel) this.sequences.set(seq.model, (ofModel = new Map()));
+    ofModel.set(seq.id, seq);
     this.perModel.set(seq.model, (this.perModel.get(seq.model) ?? 0) + 1);
     if (scope) this.own(scope, seq);
   }
 
   stats(): SequenceStats[] {
     const out = new Map<string, SequenceStats>();
-    for (const s of this.sequences.values()) {
+    for (const s of this.all()) {
       const m = out.get(s.model) ?? { model: s.model, active: 0, stateBytes: 0 };
       m.active++;
       for (const t of s.state.values()) m.stateBytes += byteLength(t);
@@ -83,6 +90,10 @@ export class LiveSequences {
     return [...out.values()];
   }
 
+
+  private *all(): Iterable<Sequence> {
+    for (const ofModel of this.sequences.values()) yield* ofModel.values();
+  }
 
   private own(scope: ClientScope, seq: Sequence): void {
     let owned = this.owners.get(scope);
@@ -111,7 +122,7 @@ export class LiveSequences {
 
   /** Frees every sequence (shutdown): their versions can then be released. */
   close(): void {
-    for (const s of [...this.sequences.values()]) {
+    for (const s of [...this.all()]) {
       for (const p of s.queue.splice(0)) p.to.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping'));
       this.free(s);
     }
@@ -148,7 +159,9 @@ export class LiveSequences {
   /** It ends: no longer live or owned, its timer cleared, its version released and its state dropped. */
   free(seq: Sequence): void {
     if (!this.has(seq)) return;
-    this.sequences.delete(seq.key);
+    const ofModel = this.sequences.get(seq.model) as Map<string, Sequence>;
+    ofModel.delete(seq.id);
+    if (ofModel.size === 0) this.sequences.delete(seq.model);
     this.perModel.set(seq.model, (this.perModel.get(seq.model) ?? 1) - 1);
     if (seq.owner) {
       const owned = this.owners.get(seq.owner);

@@ -42,24 +42,23 @@ export class SequenceManager {
    * on the main thread").
    */
   submitTo(req: SequenceRequest, scope: ClientScope | undefined, to: SequenceListener): void {
-    const key = `${req.model}\u0000${req.sequenceId}`;
-    let seq = this.live.get(key);
+    let seq = this.live.get(req.model, req.sequenceId);
     if (!seq) {
       const refused = this.live.refusal(req, scope);
       if (refused) {
         to.reject(refused);
         return;
       }
-      seq = this.create(key, req.model, req.sequenceId);
+      seq = this.create(req.model, req.sequenceId);
       this.live.add(seq, scope);
     }
     seq.queue.push({ req, scope, to, instance: null });
     if (seq.current === null && !seq.advancing) this.advance(seq, true);
   }
 
-  private create(key: string, model: string, id: string): Sequence {
+  private create(model: string, id: string): Sequence {
     const seq: Sequence = {
-      key, model, id, instance: null, state: new Map(), queue: [], current: null, advancing: false,
+      model, id, instance: null, state: new Map(), queue: [], current: null, advancing: false,
       ran: (outputs) => this.ran(seq, outputs),
       failed: (err) => this.failed(seq, err),
       idleTimer: null, idleSince: 0, owner: null,
@@ -119,8 +118,11 @@ export class SequenceManager {
     // The state goes in as it is, not copied: stacking copies it into the batch, and the worker
     // executor copies a retained buffer rather than moving it (tensor/retained.ts). Nothing
     // writes to it during the run, so a failed run leaves the sequence's state as it was.
-    const inputs = req.inputs.slice();
-    for (const s of cfg.state) inputs.push(seq.state.get(s.input) as Tensor);
+    // Of its final length: slice() and then push() made the array twice (issue 20).
+    const given = req.inputs.length;
+    const inputs = new Array<Tensor>(given + cfg.state.length);
+    for (let i = 0; i < given; i++) inputs[i] = req.inputs[i] as Tensor;
+    for (let i = 0; i < cfg.state.length; i++) inputs[given + i] = seq.state.get((cfg.state[i] as { input: string }).input) as Tensor;
     const prepared = prepareInputs(instance.config, inputs);
     prepared.trace = req.trace;
     if (prepared.items !== 1) {

@@ -58,7 +58,6 @@ export interface PendingRequest {
 }
 
 export interface Sequence {
-  key: string;
   model: string;
   id: string;
   instance: ModelInstance | null;

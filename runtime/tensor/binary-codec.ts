@@ -11,24 +11,35 @@ function lie(msg: string): PerchError {
 
 /** Decodes one tensor's bytes. `bytes` is exactly the tensor's binary_data_size bytes. */
 export function decodeBinaryData(name: string, datatype: Datatype, shape: number[], bytes: Uint8Array): TensorData {
+  return decodeBinaryAt(name, datatype, shape, bytes, 0, bytes.byteLength);
+}
+
+/**
+ * decodeBinaryData of the `size` bytes at `at` in `bytes` (a frame's binary part): no view of
+ * them is made unless they are copied (a subarray per input was a Buffer per tensor of every
+ * stream chunk; docs/benchmarks.md, issue 20).
+ */
+export function decodeBinaryAt(name: string, datatype: Datatype, shape: number[], bytes: Uint8Array, at: number, size: number): TensorData {
   const count = elementCount(shape);
   const ctor = arrayConstructor(datatype);
-  if (!ctor) return decodeBytesElements(name, count, bytes);
+  if (!ctor) return decodeBytesElements(name, count, at === 0 && size === bytes.byteLength ? bytes : bytes.subarray(at, at + size));
   const expected = count * elementSize(datatype);
-  if (bytes.byteLength !== expected) {
-    throw lie(`tensor '${name}': shape ${JSON.stringify(shape)} of ${datatype} needs ${expected} bytes, binary_data_size is ${bytes.byteLength}`);
+  if (size !== expected) {
+    throw lie(`tensor '${name}': shape ${JSON.stringify(shape)} of ${datatype} needs ${expected} bytes, binary_data_size is ${size}`);
   }
   // A view of the frame when its offset suits the element size: stacking a batch copies it
   // anyway, and the worker executor copies what it cannot transfer whole. A misaligned offset
   // (the usual case: the header length is arbitrary) needs an aligned copy.
-  if (bytes.byteOffset % elementSize(datatype) === 0) return new ctor(bytes.buffer, bytes.byteOffset, count);
+  const from = bytes.byteOffset + at;
+  if (from % elementSize(datatype) === 0) return new ctor(bytes.buffer, from, count);
+  const source = new Uint8Array(bytes.buffer, from, size);
   if (expected > POOLED_MAX) {
     const own = new Uint8Array(expected);
-    own.set(bytes);
+    own.set(source);
     return new ctor(own.buffer, 0, count);
   }
   const offset = slabSpace(expected);
-  slabBytes.set(bytes, offset);
+  slabBytes.set(source, offset);
   return new ctor(slab, offset, count);
 }
 

@@ -21,7 +21,8 @@ export function parseFrame(data: Buffer, isBinary: boolean): ParsedFrame {
   if (headerLength > data.length - 4) {
     throw new PerchError('PERCH_ERR_BINARY_SIZE', `header length ${headerLength} is past the end of a ${data.length}-byte frame`);
   }
-  const message = parseJson(data.subarray(4, 4 + headerLength));
+  // The header's text read from the frame by offsets: a subarray would be one more Buffer per frame (issue 20).
+  const message = parseJson(data.toString('utf8', 4, 4 + headerLength));
   return { message, binary: data.subarray(4 + headerLength), id: readId(message) };
 }
 
