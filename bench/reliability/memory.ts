@@ -11,6 +11,12 @@ export interface MemoryBreakdown {
   /** V8 heap in use / reserved. */
   v8UsedMB: number;
   v8TotalMB: number;
+  /**
+   * The main thread's young generation (V8's new space, both semi-spaces), reserved: part of
+   * v8TotalMB. It grows under load by survival and shrinks only at a memory-reducing collection,
+   * so it is the usual step in a soak's RSS (docs/reliability.md, "Where the memory goes").
+   */
+  v8YoungMB: number;
   /** Memory V8 counts outside its heap (ArrayBuffers and other external allocations). */
   externalMB: number;
   /** glibc's main arena ([heap] in smaps). */
@@ -55,11 +61,12 @@ export async function memoryBreakdown(pid: number, baseUrl: string, rssKiB: numb
   } catch {
     // a process too busy to answer: the smaps figures still say something
   }
-  const metric = (name: string): number => (text ? Math.round(sumMetric(text, name) / 1e6) : Number.NaN);
+  const metric = (name: string, labels: Record<string, string> = {}): number => (text ? Math.round(sumMetric(text, name, labels) / 1e6) : Number.NaN);
   return {
     rssMB: toMB(rssKiB),
     v8UsedMB: metric('perch_nodejs_heap_size_used_bytes'),
     v8TotalMB: metric('perch_nodejs_heap_size_total_bytes'),
+    v8YoungMB: metric('perch_nodejs_heap_space_size_total_bytes', { space: 'new' }),
     externalMB: metric('perch_nodejs_external_memory_bytes'),
     mainHeapMB: toMB(split.heapKiB),
     anonMB: toMB(split.anonKiB),

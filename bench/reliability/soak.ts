@@ -10,8 +10,10 @@
 // about growth; each minute's peak is read every 100 ms (probe.ts watch). The one-reading figure
 // is printed beside it. Prints a table per minute and writes build/bench/soak.json.
 // Each row also counts Perch's threads by name (a thread started under load is a step in RSS,
-// not a creep); with PERCH_SOAK_SMAPS_DIR=<dir> each minute's /proc/<pid>/smaps is copied there,
-// so a step can be traced to the mappings that grew (diff two minutes' files).
+// not a creep) and says how large V8's young generation is (its regrowth was the step of the
+// 30 November soaks, docs/reliability.md "The soak's step"); with PERCH_SOAK_SMAPS_DIR=<dir>
+// each minute's /proc/<pid>/smaps is copied there, so a step can be traced to the mappings that
+// grew (diff two minutes' files). Perch runs with npm start's environment and node flags.
 // Run: npm run build && node dist/bench/reliability/soak.js [--minutes 60]
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -21,7 +23,7 @@ import { encodeBinaryData } from '../../runtime/tensor/binary-codec.js';
 import { clsInput, vadInputs } from '../../test/helpers/models.js';
 import { SHIPPED_MODELS } from '../../test/helpers/paths.js';
 import { flag } from '../lib/args.js';
-import { startPerch } from '../lib/perch-server.js';
+import { NPM_START_ENV, NPM_START_NODE_ARGS, startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { percentile, printTable, sleep } from '../lib/stats.js';
 import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
@@ -31,9 +33,9 @@ const minutes = flag('minutes');
 const SOAK_MS = minutes !== undefined ? Number(minutes) * 60_000 : Number(process.env.PERCH_SOAK_MS ?? 600_000);
 if (!(SOAK_MS > 0)) throw new Error('--minutes takes a positive number (the soak runs 10 minutes without it)');
 const STREAMS = Number(process.env.PERCH_SOAK_STREAMS ?? 20);
-// The C allocator's settings Perch ships with (npm start, the image; docs/reliability.md).
-process.env.MALLOC_ARENA_MAX ??= '2';
-process.env.MALLOC_MMAP_THRESHOLD_ ??= '16384';
+// Perch as it ships: npm start's environment (glibc's malloc settings; one set in the shell wins,
+// to weigh another) and its node flags (V8's young generation, docs/reliability.md).
+for (const [k, v] of Object.entries(NPM_START_ENV)) process.env[k] ??= v;
 const SAMPLE_MS = Math.min(60_000, SOAK_MS / 10);
 const GROWTH_AIM = 0.05;
 
@@ -64,7 +66,7 @@ function frame(header: Record<string, unknown>, parts: Uint8Array[]): Buffer {
 }
 
 async function main(): Promise<void> {
-  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000 });
+  const server = await startPerch({ repository: SHIPPED_MODELS, readyTimeoutMs: 120_000, nodeArgs: NPM_START_NODE_ARGS });
   let stop = false;
   const latencies: number[] = [];
   let errors = 0;
@@ -152,12 +154,19 @@ async function main(): Promise<void> {
     const firstPeak = Math.max(...firstWindow.map((r) => r.peakRssMB));
     const lastPeak = Math.max(...lastWindow.map((r) => r.peakRssMB));
     const growth = (lastPeak - firstPeak) / firstPeak;
-    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'peak RSS MB', 'V8 used MB', 'external MB', 'C main heap MB', 'other anon MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
-      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.peakRssMB), String(r.memory.v8UsedMB), String(r.memory.externalMB), String(r.memory.mainHeapMB), String(r.memory.anonMB),
+    printTable(`Soak: ${SOAK_MS / 60_000} min, ${STREAMS} VAD streams + 10 HTTP/s + events`, ['minute', 'RSS MB', 'peak RSS MB', 'V8 used MB', 'V8 young MB', 'external MB', 'C main heap MB', 'other anon MB', 'VAD p50 ms', 'VAD p99 ms', 'health p99 ms', 'errors so far'],
+      rows.map((r) => [String(r.minute), String(r.rssMB), String(r.peakRssMB), String(r.memory.v8UsedMB), String(r.memory.v8YoungMB), String(r.memory.externalMB), String(r.memory.mainHeapMB), String(r.memory.anonMB),
         String(r.p50Ms), String(r.p99Ms), String(r.healthP99Ms), String(r.errors)]));
     console.log(`RSS growth after minute ${mark.minute}: peak ${firstPeak} MB in minutes ${mark.minute}-${(mark.minute + windowMin).toFixed(2)}, ${lastPeak} MB in the last ${windowMin.toFixed(2)}: ${(growth * 100).toFixed(1)}% (aim < ${GROWTH_AIM * 100}% over an hour): ${growth < GROWTH_AIM ? 'MET' : 'NOT MET'}`);
     console.log(`One reading each (minute ${mark.minute} against the last): ${(pointGrowth * 100).toFixed(1)}%`);
-    writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth, firstPeakMB: firstPeak, lastPeakMB: lastPeak, pointGrowth });
+    // Beside the figure, not instead of it: V8 sizes the main thread's young generation itself
+    // (it regrows by survival after a memory-reducing collection, up to a maximum set by the
+    // host's memory), so a step in it is told apart from anything else that grew.
+    const firstYoung = Math.max(...firstWindow.map((r) => r.memory.v8YoungMB));
+    const lastYoung = Math.max(...lastWindow.map((r) => r.memory.v8YoungMB));
+    const outsideYoung = (lastPeak - lastYoung - (firstPeak - firstYoung)) / (firstPeak - firstYoung);
+    console.log(`V8's young generation (main thread, reserved): ${firstYoung} MB in minutes ${mark.minute}-${(mark.minute + windowMin).toFixed(2)}, ${lastYoung} MB in the last ${windowMin.toFixed(2)}; the peaks less it: ${(outsideYoung * 100).toFixed(1)}%`);
+    writeRunFile('soak', { soakMs: SOAK_MS, streams: STREAMS, rows, growth, firstPeakMB: firstPeak, lastPeakMB: lastPeak, pointGrowth, firstYoungMB: firstYoung, lastYoungMB: lastYoung, outsideYoung });
   } finally {
     stop = true;
     await server.stop();
