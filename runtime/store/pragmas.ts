@@ -8,6 +8,16 @@ export interface PragmaOptions {
 /** WAL files above this are cut back after a checkpoint, so a burst does not keep its disk space. */
 const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 
+/**
+ * SQLite's page cache per connection, in KiB: SQLite's own default (better-sqlite3 compiles
+ * in 16,000). The cache keeps every page read or written, up to this bound, as anonymous memory
+ * in glibc's main heap; with 16 MB, Perch's heap grew with an outbox that was never uploaded
+ * (offline, the normal case) by about the file's size until the bound, the soak's slow creep
+ * (docs/reliability.md, "The soak's step"). The kernel caches the file as well, and gives those
+ * pages back under pressure: a page past this bound is read from there.
+ */
+export const PAGE_CACHE_KIB = 2000;
+
 /** Pragmas for a read-write connection. Throws what SQLite throws (the caller maps it). */
 export function applyPragmas(db: Database, opts: PragmaOptions): void {
   // busy_timeout first: switching to WAL may have to wait for another connection's lock.
@@ -22,12 +32,14 @@ export function applyPragmas(db: Database, opts: PragmaOptions): void {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
 }
 
 /** Pragmas for a connection that only reads (degraded mode): no journal change is possible. */
 export function applyReadOnlyPragmas(db: Database, opts: PragmaOptions): void {
   db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs)}`);
   db.pragma('foreign_keys = ON');
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   // Any write now fails with SQLITE_READONLY, which maps to PERCH_ERR_STORE_READONLY.
   db.pragma('query_only = ON');
 }

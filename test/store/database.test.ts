@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { PerchError } from '../../runtime/base/errors.js';
 import { openDatabase } from '../../runtime/store/database.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../runtime/store/migrations.js';
+import { applyReadOnlyPragmas, PAGE_CACHE_KIB } from '../../runtime/store/pragmas.js';
 import { isCorruptionError, storeErrorCode, toStoreError } from '../../runtime/store/store-errors.js';
 import { openStore } from '../../runtime/store/store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -53,6 +54,27 @@ void describe('openDatabase', () => {
       assert.equal(db.pragma('busy_timeout', { simple: true }), 1234);
       assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
     } finally {
+      db.close();
+      await tmp.remove();
+    }
+  });
+
+  void test("bounds SQLite's page cache at SQLite's own 2,000 KiB, not better-sqlite3's 16,000, read-write and read-only", async () => {
+    // docs/reliability.md "The soak's step": with 16 MB, glibc's heap grew with an outbox that
+    // was never uploaded, by about its size, until the bound.
+    const plain = new Database(':memory:');
+    assert.equal(plain.pragma('cache_size', { simple: true }), -16000, 'better-sqlite3 compiles in 16,000 KiB');
+    plain.close();
+    assert.equal(PAGE_CACHE_KIB, 2000);
+    const tmp = await makeTempDir();
+    const { db } = openDatabase({ dataDir: tmp.path, fileName: 'x.db', busyTimeoutMs: 1000 });
+    const readOnly = new Database(':memory:');
+    try {
+      assert.equal(db.pragma('cache_size', { simple: true }), -PAGE_CACHE_KIB);
+      applyReadOnlyPragmas(readOnly, { busyTimeoutMs: 1000 });
+      assert.equal(readOnly.pragma('cache_size', { simple: true }), -PAGE_CACHE_KIB);
+    } finally {
+      readOnly.close();
       db.close();
       await tmp.remove();
     }
