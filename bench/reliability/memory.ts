@@ -25,6 +25,8 @@ export interface MemoryBreakdown {
   anonMB: number;
   /** File-backed pages (node, onnxruntime and sharp code, the model files). */
   fileMB: number;
+  /** What the client budget held (perch_client_bytes): frames being handled, answers not yet written. */
+  clientMB: number;
 }
 
 const toMB = (kib: number): number => Math.round((kib * 1024) / 1e6);
@@ -71,5 +73,31 @@ export async function memoryBreakdown(pid: number, baseUrl: string, rssKiB: numb
     mainHeapMB: toMB(split.heapKiB),
     anonMB: toMB(split.anonKiB),
     fileMB: toMB(split.fileKiB),
+    clientMB: metric('perch_client_bytes'),
+  };
+}
+
+/**
+ * Where the memory is near the attack's peak: the split read every `everyMs` (a /metrics scrape
+ * and an smaps read each, a few ms of Perch's main thread), the reading with the highest RSS
+ * kept. The end of an attack is not its peak: the never-reading attack's external memory and
+ * main heap at its end said little about what had set the peak seconds before.
+ */
+export function sampleAtPeak(pid: number, baseUrl: string, rssKiB: () => number, everyMs = 500): { stop(): Promise<MemoryBreakdown | null> } {
+  let best: MemoryBreakdown | null = null;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const m = await memoryBreakdown(pid, baseUrl, rssKiB()).catch(() => null);
+      if (m && (!best || m.rssMB > best.rssMB)) best = m;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return best;
+    },
   };
 }

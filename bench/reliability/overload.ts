@@ -20,7 +20,7 @@ import { printTable, sleep } from '../lib/stats.js';
 import { answerCounts, answered, answersBetween, type AnswerCounts } from './answers.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
 import { cpuBetween, cpuSample, readTurnLog, turnFigures, type CpuFigures } from './cpu.js';
-import { memoryBreakdown, type MemoryBreakdown } from './memory.js';
+import { memoryBreakdown, sampleAtPeak, type MemoryBreakdown } from './memory.js';
 import { mb, watch, type ProbeFigures, type WatchFigures } from './probe.js';
 
 const ATTACK_MS = Number(process.env.PERCH_ATTACK_MS ?? 15_000);
@@ -56,7 +56,8 @@ interface Row extends WatchFigures {
   load: number;
   afterRssMB: number;
   counts: Record<string, number>;
-  /** Where memory was at the end of the attack, and after the clients left. */
+  /** Where memory was at the highest of the split's readings during the attack (every 0.5 s), at its end, and after the clients left. */
+  atPeak: MemoryBreakdown | null;
   atEnd: MemoryBreakdown;
   after: MemoryBreakdown;
   /** CPU over the attack (from its clients in place to its end). */
@@ -101,7 +102,9 @@ async function main(): Promise<void> {
       const answersFrom = await answerCounts(metricsUrl);
       const cpuFrom = cpuSample(server.pid);
       const fromUs = monoUs();
+      const peakSplit = sampleAtPeak(server.pid, metricsUrl, () => server.rssKiB());
       await sleep(ATTACK_MS);
+      const atPeak = await peakSplit.stop();
       const toUs = monoUs();
       const cpu = cpuBetween(cpuFrom, cpuSample(server.pid));
       const answers = answersBetween(answersFrom, await answerCounts(metricsUrl));
@@ -111,7 +114,7 @@ async function main(): Promise<void> {
       attack.leave();
       await sleep(SETTLE_MS);
       const after = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
-      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atEnd, after, cpu, answers, fromUs, toUs };
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atPeak, atEnd, after, cpu, answers, fromUs, toUs };
       rows.push(row);
       console.log(`${name}: ${JSON.stringify(row)}`);
     }
@@ -154,9 +157,9 @@ async function main(): Promise<void> {
       controlHealth: healthMet(r.probes['control ready']),
     }));
     printTable(
-      'Where the memory is, MB (at the end of each attack / 30 s after its clients left)',
-      ['attack', 'RSS', 'V8 used', 'V8 total', 'external', 'C main heap', 'other anon', 'file'],
-      rows.map((r) => [r.attack, ...(['rssMB', 'v8UsedMB', 'v8TotalMB', 'externalMB', 'mainHeapMB', 'anonMB', 'fileMB'] as const).map((k) => `${r.atEnd[k]} / ${r.after[k]}`)]),
+      'Where the memory is, MB (at the highest of the readings every 0.5 s during each attack / at its end / 30 s after its clients left; client: what the client budget held)',
+      ['attack', 'RSS', 'V8 used', 'V8 total', 'external', 'client', 'C main heap', 'other anon', 'file'],
+      rows.map((r) => [r.attack, ...(['rssMB', 'v8UsedMB', 'v8TotalMB', 'externalMB', 'clientMB', 'mainHeapMB', 'anonMB', 'fileMB'] as const).map((k) => `${r.atPeak?.[k] ?? '?'} / ${r.atEnd[k]} / ${r.after[k]}`)]),
     );
     const says = (ok: boolean | null): string => (ok === null ? 'not probed' : ok ? 'MET' : 'NOT MET');
     for (const m of met) console.log(`${m.attack}: RSS ${says(m.rss)}, returns ${says(m.returns)}, health main port ${says(m.health)}, control port ${says(m.controlHealth)}`);
