@@ -6,13 +6,27 @@
 // nothing a closed connection held stays counted.
 import { PerchError } from '../base/errors.js';
 
+/**
+ * The share of the budget that answers not yet handed to the kernel may take before the clients
+ * that leave theirs unread stop being read (docs/reliability.md "Clients that do not read"). A
+ * client that reads its answers holds next to nothing here (the kernel's socket buffers take them
+ * as they come); 300 WebSocket clients that never read filled the whole budget with answers to
+ * work admitted before they were paused (107 MB of 134) and peaked at 395-438 MB of RSS.
+ */
+export const UNREAD_SHARE = 4;
+
 export class ClientBudget {
   private held = 0;
   private peak = 0;
   private recentPeak = 0;
   private refusals = 0;
+  private unread = 0;
+  /** Answers not yet handed to the kernel may hold this much before their readers are held back. */
+  readonly unreadLimit: number;
 
-  constructor(readonly limit: number) {}
+  constructor(readonly limit: number) {
+    this.unreadLimit = Math.floor(limit / UNREAD_SHARE);
+  }
 
   /** Bytes held for clients now. */
   get heldBytes(): number {
@@ -40,6 +54,19 @@ export class ClientBudget {
     return this.held >= this.limit;
   }
 
+  /** Answer bytes held now that are not yet handed to the kernel (part of heldBytes). */
+  get unreadBytes(): number {
+    return this.unread;
+  }
+
+  /**
+   * True while answers not handed to the kernel hold more than their share (unreadLimit), or the
+   * budget is spent: a connection with more than a little unread is then not read any more.
+   */
+  get unreadFull(): boolean {
+    return this.unread > this.unreadLimit || this.held >= this.limit;
+  }
+
   /** A new, empty hold for one request or connection. */
   hold(): Hold {
     return new Hold(this);
@@ -64,6 +91,11 @@ export class ClientBudget {
   give(n: number): void {
     this.held -= n;
   }
+
+  /** @internal Hold's side of the unread answers' count (within held). */
+  unreadBy(n: number): void {
+    this.unread += n;
+  }
 }
 
 /**
@@ -73,6 +105,8 @@ export class ClientBudget {
  */
 export class Hold {
   private bytes = 0;
+  /** Of `bytes`, answers not yet handed to the kernel (addUnread). */
+  private unread = 0;
   private isReleased = false;
   private onReleased: Set<() => void> | null = null;
 
@@ -125,11 +159,29 @@ export class Hold {
     this.budget.give(k);
   }
 
+  /** An answer of `n` bytes waiting to be handed to the kernel: taken as add() does, and counted as unread. */
+  addUnread(n: number): void {
+    if (this.isReleased) return;
+    this.add(n);
+    this.unread += n;
+    this.budget.unreadBy(n);
+  }
+
+  /** `n` bytes of answers were handed to the kernel: given back. */
+  subUnread(n: number): void {
+    const k = Math.min(n, this.unread);
+    this.unread -= k;
+    this.budget.unreadBy(-k);
+    this.sub(k);
+  }
+
   release(): void {
     if (this.isReleased) return;
     this.isReleased = true;
     this.budget.give(this.bytes);
+    this.budget.unreadBy(-this.unread);
     this.bytes = 0;
+    this.unread = 0;
     const fns = this.onReleased;
     this.onReleased = null;
     if (fns) for (const fn of fns) fn();

@@ -1,10 +1,11 @@
 // Per-connection backpressure (issue 2, APIs): a WebSocket client that never reads must not grow
 // the server's memory without bound. A raw client stops reading (its socket is paused) and sends
 // far more requests with large answers than the kernel's socket buffers hold. The server must
-// stop reading that connection, keep its in-flight count and its buffered answer bytes within
-// server.maxInflightPerConnection / server.maxBufferedBytesPerConnection (plus the answers
-// already in flight), go on serving another client, and, once the slow client reads again,
-// deliver every answer exactly once. The server side is observed through WsApi.connectionStats()
+// stop reading that connection, keep its in-flight count within server.maxInflightPerConnection
+// and its buffered answer bytes within 64 KiB (connection.ts UNREAD_PAUSE_BYTES, far under
+// server.maxBufferedBytesPerConnection, the default 8 MiB here; plus the answers already in
+// flight), go on serving another client, and, once the slow client reads again, deliver every
+// answer exactly once. The server side is observed through WsApi.connectionStats()
 // (a read-only view added for this test); every wait is for a condition, never a fixed delay.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -16,10 +17,11 @@ import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { vadModelJson } from '../helpers/scenarios.js';
 import { binaryFrame, binaryParts, metricValue, scrape } from '../helpers/wire.js';
-import type { ConnectionStats } from '../../runtime/api/ws/connection.js';
+import { UNREAD_PAUSE_BYTES, type ConnectionStats } from '../../runtime/api/ws/connection.js';
 
 const MAX_INFLIGHT = 4;
-const MAX_BUFFERED = 64 * 1024;
+/** server.maxBufferedBytesPerConnection's default: the slow-reader cut-off's bound, not where reading stops. */
+const MAX_BUFFERED = 8 * 1024 * 1024;
 /** Items per request: each answer carries stateN [2, 16, 128] as JSON, about 80 KB. */
 const BATCH = 16;
 /** 400 answers of ~80 KB: about 32 MB, far more than loopback socket buffers hold. */
@@ -121,13 +123,13 @@ describe('backpressure: a client that never reads', () => {
         slow.send(binaryFrame({ id: `q${i}`, op: 'infer', model: 'vad', inputs: headers, parameters: { binary_data_output: false } }, parts.map((p) => p.bytes)));
       }
 
-      // The server stops reading: paused with nothing in flight and more than maxBufferedBytes of
+      // The server stops reading: paused with nothing in flight and more than UNREAD_PAUSE_BYTES of
       // answers unread, so nothing will wake it but the client reading. (While it still reads,
       // each read is answered and 'inflight' moves. A pause with less unread is the intake's
       // park while the loop lags, runtime/api/intake.ts: it ends by itself, so it does not count.)
       await waitFor(() => {
         const s = statsOf(localPort);
-        return s.paused && s.inflight === 0 && s.bufferedAmount > MAX_BUFFERED;
+        return s.paused && s.inflight === 0 && s.bufferedAmount > UNREAD_PAUSE_BYTES;
       }, 30_000, 'the server to stop reading the slow connection');
       const answeredWhilePaused = (await successes()) - startCount;
       assert.ok(answeredWhilePaused < REQUESTS, `the server stopped before reading everything (${answeredWhilePaused} of ${REQUESTS} answered)`);
@@ -149,12 +151,13 @@ describe('backpressure: a client that never reads', () => {
       assert.equal(s.paused, true, 'still paused');
       assert.equal((await successes()) - startCount, answeredWhilePaused + 6, 'no request of the slow client was read while it did not read');
 
-      // Bounded: at most maxInflight in flight, and at most maxBuffered bytes buffered before the
-      // pause plus the answers that were already in flight when it paused.
+      // Bounded: at most maxInflight in flight, and at most UNREAD_PAUSE_BYTES buffered before the
+      // pause plus the answers that were already in flight when it paused (far under maxBuffered).
       assert.ok(s.peakInflight <= MAX_INFLIGHT, `peak in-flight ${s.peakInflight} <= ${MAX_INFLIGHT}`);
-      const bound = MAX_BUFFERED + MAX_INFLIGHT * ANSWER_MAX;
+      const bound = UNREAD_PAUSE_BYTES + MAX_INFLIGHT * ANSWER_MAX;
+      assert.ok(bound < MAX_BUFFERED);
       assert.ok(s.peakBufferedAmount <= bound, `peak buffered ${s.peakBufferedAmount} <= ${bound}`);
-      assert.ok(s.bufferedAmount > MAX_BUFFERED, `paused because the client does not read (buffered ${s.bufferedAmount})`);
+      assert.ok(s.bufferedAmount > UNREAD_PAUSE_BYTES, `paused because the client does not read (buffered ${s.bufferedAmount})`);
       t.diagnostic(`answered before the pause held: ${answeredWhilePaused}/${REQUESTS}; peak in-flight ${s.peakInflight}; peak buffered ${s.peakBufferedAmount} B; buffered now ${s.bufferedAmount} B`);
 
       // The client reads again: every answer arrives, exactly once, and the server resumes.

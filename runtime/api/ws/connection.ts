@@ -19,6 +19,7 @@ import type { ClientBudget, Hold } from '../client-budget.js';
 import type { Intake, Parkable } from '../intake.js';
 import { binaryFrameOf, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
 import { PartialFrames } from './partial-frames.js';
+import { SocketReads } from './socket-reads.js';
 import type { Topic } from './messages.js';
 
 export interface ConnectionLimits {
@@ -31,8 +32,17 @@ export interface ConnectionLimits {
 export const CLOSE_SLOW_READER = 1008;
 /** Refusals for load: the connection that got one is parked (intake.ts). */
 const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_OVERLOADED']);
-/** While the budget is spent, a connection with this much unread stops being read too. */
-const SPENT_BUFFER_LIMIT = 64 * 1024;
+/**
+ * A connection with more answers than this not yet handed to the kernel stops being read until
+ * they are: its client does not keep up, and the answers to what it has in flight are still to
+ * come (docs/reliability.md "Clients that go away, and clients that do not read"). A client that
+ * reads holds next to nothing here: the kernel's socket buffers take its answers as they come
+ * (the throughput benchmark's 8 in flight of about 5 KB, a stream's one). Read on past it, 300
+ * clients that never read had Perch work for them until their answers filled the budget. While
+ * the budget is spent, or unread answers hold more than their share of it
+ * (ClientBudget.unreadFull), this much unread also runs the slow-reader clock.
+ */
+export const UNREAD_PAUSE_BYTES = 64 * 1024;
 
 export interface ConnectionContext {
   limits: ConnectionLimits;
@@ -69,6 +79,8 @@ export interface ConnectionStats {
   /** The highest `inflight` and `bufferedAmount` seen so far. */
   peakInflight: number;
   peakBufferedAmount: number;
+  /** Bytes read from the socket and not yet handed to ws (none while paused: socket-reads.ts). */
+  readBufferBytes: number;
 }
 
 /** How a handler answers one message: once, with a reply or a failure (later calls are ignored). */
@@ -129,6 +141,8 @@ export class Connection {
   private readonly parkable: Parkable;
   /** Frames still arriving, charged to `hold` (partial-frames.ts). */
   private readonly partial: PartialFrames;
+  /** The socket's reads, stopped while the connection is paused (socket-reads.ts). */
+  private readonly reads: SocketReads;
 
   constructor(
     readonly socket: WebSocket,
@@ -140,6 +154,7 @@ export class Connection {
     this.limits = ctx.limits;
     this.log = ctx.log;
     this.hold = ctx.budget.hold();
+    this.reads = new SocketReads(transport);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below needs the connection
     const conn = this;
     this.parkable = {
@@ -197,6 +212,7 @@ export class Connection {
       bufferedAmount: this.socket.bufferedAmount,
       peakInflight: this.peakInflight,
       peakBufferedAmount: this.peakBuffered,
+      readBufferBytes: this.transport.readableLength,
     };
   }
 
@@ -286,10 +302,10 @@ export class Connection {
     const payload = chunks?.length ? binaryFrameOf(json, chunks) : json;
     // Held until ws has handed it to the kernel (its callback); a string's length stands in for its UTF-8 size.
     const size = payload.length;
-    this.hold.add(size);
+    this.hold.addUnread(size);
     this.cork();
     this.socket.send(payload, () => {
-      this.hold.sub(size);
+      this.hold.subUnread(size);
       this.updateFlow();
     });
     if (flow) this.updateFlow();
@@ -315,14 +331,17 @@ export class Connection {
     const buffered = this.socket.bufferedAmount;
     this.peakInflight = Math.max(this.peakInflight, this.inflight);
     this.peakBuffered = Math.max(this.peakBuffered, buffered);
-    // Unread answers: over the connection's own limit, or any real amount while the budget is
-    // spent (its refusals would pile up unread too). Reading stops, and the slow-reader clock runs.
-    const unread = buffered > this.limits.maxBufferedBytes || (buffered > SPENT_BUFFER_LIMIT && this.ctx.budget.spent);
+    // Answers not taken: past UNREAD_PAUSE_BYTES reading stops. The slow-reader clock runs past
+    // the connection's own limit, or past UNREAD_PAUSE_BYTES while the budget is spent (its
+    // refusals would pile up unread too) or unread answers hold more than their share of it.
+    const backedUp = buffered > UNREAD_PAUSE_BYTES;
+    const unread = buffered > this.limits.maxBufferedBytes || (backedUp && this.ctx.budget.unreadFull);
     this.watchSlowReader(unread);
-    const over = unread || this.parked || this.inflight >= this.limits.maxInflight;
+    const over = backedUp || unread || this.parked || this.inflight >= this.limits.maxInflight;
     if (over && !this.paused) {
       this.paused = true;
       this.socket.pause();
+      this.reads.stop();
     } else if (!over && this.paused) {
       this.paused = false;
       // A held frame answered at once (a refusal) comes back here: the loop below goes on.
@@ -337,7 +356,10 @@ export class Connection {
       } finally {
         this.releasing = false;
       }
-      if (!this.paused && !this.partial.closing) this.socket.resume();
+      if (!this.paused && !this.partial.closing) {
+        this.reads.start();
+        this.socket.resume();
+      }
     }
   }
 
