@@ -57,7 +57,12 @@ export const configSchema = z.strictObject({
       allowedOrigins: z.array(z.string().refine(isOrigin, 'an origin: scheme://host[:port], lower case, no path')).default([]),
       maxRequestBytes: z.number().int().min(1024).default(32 * MiB),
       maxFrameBytes: z.number().int().min(1024).default(32 * MiB),
-      maxInflightPerConnection: z.number().int().min(1).default(256),
+      /**
+       * Requests one connection may have unanswered before it is not read (docs/reliability.md): what
+       * a client has in flight when it stops reading is answered all the same, and Perch holds those
+       * answers. 256 let 300 never-reading clients fill the client budget with them.
+       */
+      maxInflightPerConnection: z.number().int().min(1).default(16),
       maxBufferedBytesPerConnection: z.number().int().min(64 * 1024).default(8 * MiB),
       /** All bytes held for all clients together: bodies, frames, queued requests, unsent answers. */
       maxClientBytes: z.number().int().min(MiB).default(128 * MiB),

@@ -71,7 +71,8 @@ describe('dynamic batching end to end', () => {
 
   test('silero-vad: state stacked on axis 1, requests grouped by their unbatched sample rate', async () => {
     const repo = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad }, config: VAD_CONFIG } });
-    const rt = await startRuntime(repo.dir);
+    // One connection with 64 requests in flight (the default is 16: docs/config.md).
+    const rt = await startRuntime(repo.dir, { server: { maxInflightPerConnection: 64 } });
     const ws = await WsClient.connect(rt.wsUrl);
     try {
       // 32 at 16 kHz and 32 at 8 kHz, interleaved: two full batches, never mixed.
