@@ -17,6 +17,7 @@ import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import type { ClientBudget, Hold } from '../client-budget.js';
 import type { Intake, Parkable } from '../intake.js';
+import { FrameAnswer, type Answer, type Reply } from './answer.js';
 import { binaryFrameOf, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
 import { PartialFrames } from './partial-frames.js';
 import { SocketReads } from './socket-reads.js';
@@ -54,18 +55,6 @@ export interface ConnectionContext {
   log: Logger;
 }
 
-export interface Reply {
-  /** The answer object; `id` is added. */
-  body: Record<string, unknown>;
-  /**
-   * An inference's `result` as JSON text already (encode-response.ts encodeResultJson): the
-   * answer is {"id", "ok": true, "result"} with it, and `body` is not read.
-   */
-  resultJson?: string;
-  /** Binary tensor bytes: sent as a binary frame after the JSON header. */
-  chunks?: Uint8Array[];
-}
-
 /** A read-only view of one connection's flow control (tests, diagnostics). */
 export interface ConnectionStats {
   /** The client's port, to tell connections apart. */
@@ -83,41 +72,12 @@ export interface ConnectionStats {
   readBufferBytes: number;
 }
 
-/** How a handler answers one message: once, with a reply or a failure (later calls are ignored). */
-export interface Answer {
-  reply(reply: Reply): void;
-  fail(err: unknown): void;
-}
-
 /**
  * Answers through `answer`, at once or later; a synchronous throw is answered as a failure. Not a
  * promise: an inference's answer leaves from its batch's settlement (docs/benchmarks.md, "Stream
  * chunks on the main thread").
  */
 export type MessageHandler = (conn: Connection, message: unknown, binary: Uint8Array, isBinary: boolean, answer: Answer) => void;
-
-/** One message's slot: its id (once parsed) and its frame's bytes, let go with its answer. */
-class FrameAnswer implements Answer {
-  id: MessageId | null = null;
-  private done = false;
-
-  constructor(
-    private readonly conn: Connection,
-    readonly cost: number,
-  ) {}
-
-  reply(reply: Reply): void {
-    if (this.done) return;
-    this.done = true;
-    this.conn.answer(this.id, reply, null, this.cost);
-  }
-
-  fail(err: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    this.conn.answer(this.id, null, err, this.cost);
-  }
-}
 
 export class Connection {
   private inflight = 0;

@@ -17,7 +17,8 @@ import type { RequestGuard } from '../request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
 import { encodeResultJson } from '../encode-response.js';
 import { validateInferMessage } from '../infer-shape.js';
-import { Connection, type Answer, type ConnectionStats, type Reply } from './connection.js';
+import type { Answer, Reply } from './answer.js';
+import { Connection, type ConnectionStats } from './connection.js';
 import {
   emitMessageSchema, OPS, statusMessageSchema, subscribeMessageSchema,
   type EmitMessage, type Topic,
