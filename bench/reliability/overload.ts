@@ -6,7 +6,8 @@
 // listener, server.control.port; probe.ts), with the main thread's CPU while each main-port probe
 // waited (probe-thread.ts), who had the CPU meanwhile (Perch's main thread on a CPU and waiting
 // for one, its other threads, the campaign itself; cpu.ts), and the inference requests Perch
-// answered, with the main thread's CPU per answer (answers.ts). Each attack is bounded in time.
+// answered, with the main thread's CPU per answer (answers.ts), and the malloc_trim calls after the
+// clients left (perch_memory_trims_total: whether the idle collector saw a burst). Each attack is bounded in time.
 // Prints a table and writes build/bench/reliability.json.
 // Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB)
 import { rmSync } from 'node:fs';
@@ -64,6 +65,8 @@ interface Row extends WatchFigures {
   cpu: CpuFigures;
   /** Inference requests Perch answered over the same span, by its /metrics (answers.ts). */
   answers: AnswerCounts | undefined;
+  /** malloc_trim calls after the attack's clients left (perch_memory_trims_total): did the idle collector see a burst? */
+  trims: number;
   /** The attack's window on the monotonic clock (to cut the turn log). */
   fromUs: number;
   toUs: number;
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
       if (ONLY && !ONLY.some((o) => name.includes(o))) continue;
       const idleRssMB = mb(server.rssKiB());
       console.log(`${name}: starting (idle RSS ${idleRssMB} MB)`);
+      const trimsFrom = await server.metric('perch_memory_trims_total');
       const w = watch(server);
       const attack = await start(server.port, server.wsUrl);
       console.log(`${name}: clients in place`);
@@ -114,15 +118,16 @@ async function main(): Promise<void> {
       attack.leave();
       await sleep(SETTLE_MS);
       const after = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
-      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atPeak, atEnd, after, cpu, answers, fromUs, toUs };
+      const trims = (await server.metric('perch_memory_trims_total')) - trimsFrom;
+      const row: Row = { attack: name, idleRssMB, ...figures, afterRssMB: after.rssMB, load: loadAtEnd, counts: attack.counts, atPeak, atEnd, after, trims, cpu, answers, fromUs, toUs };
       rows.push(row);
       console.log(`${name}: ${JSON.stringify(row)}`);
     }
     const refusals = await server.metric('perch_client_refusals_total');
     printTable(
       `Overload campaign (attack ${ATTACK_MS / 1000} s, settle ${SETTLE_MS / 1000} s; aims: peak RSS < ${RSS_LIMIT_MB} MB, back within ${RETURN_MB} MB of idle, health p99 < ${HEALTH_P99_MS} ms)`,
-      ['attack', 'load', 'idle MB', 'peak MB', 'after MB', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
-      rows.map((r) => [r.attack, String(r.load), String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
+      ['attack', 'load', 'idle MB', 'peak MB', 'after MB', 'trims after', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
+      rows.map((r) => [r.attack, String(r.load), String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.trims), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
     );
     printTable(
       'Health during each attack, ms: p50 / p99 / max (failed of probes), one probe every 20 ms per endpoint from a thread of its own',
