@@ -21,6 +21,7 @@ export class ClientBudget {
   private recentPeak = 0;
   private refusals = 0;
   private unread = 0;
+  private discards = 0;
   /** Answers not yet handed to the kernel may hold this much before their readers are held back. */
   readonly unreadLimit: number;
 
@@ -42,6 +43,22 @@ export class ClientBudget {
     const p = this.recentPeak;
     this.recentPeak = this.held;
     return p;
+  }
+
+  /**
+   * `n` bytes read from a client and let go without being held: a refused frame, the body a
+   * lingering connection sent after its answer (http/lingering-close.ts). Never held, but garbage
+   * in V8's ArrayBuffers all the same until it collects: idle-collector.ts counts them as a burst.
+   */
+  discarded(n: number): void {
+    this.discards += n;
+  }
+
+  /** The bytes discarded since the last call (idle-collector.ts). */
+  takeDiscarded(): number {
+    const d = this.discards;
+    this.discards = 0;
+    return d;
   }
 
   /** Requests refused because the budget was spent, since start. */

@@ -3,7 +3,10 @@
 // own heap grows. Once the clients of a burst have gone nothing is allocated any more, so
 // nothing is collected: after the infer flood the process kept 280 MB of dead ArrayBuffers
 // 10 s later, and for as long as it stayed idle. When the client budget has been at (nearly)
-// zero for IDLE_MS after a burst that held more than BURST_BYTES, one full collection runs, on
+// zero, and nothing more was read and discarded, for IDLE_MS after a burst that held more than
+// BURST_BYTES or read and discarded that much (a refused frame, a lingering connection's body:
+// client-budget.ts discarded(); the 31 MiB bodies refused from their headers held nothing and
+// left 60-130 MB of socket reads, docs/reliability.md), one full collection runs, on
 // the main thread and on every worker thread (runtime/base/full-collection.ts), and one more
 // FOLLOW_UP_MS later if it is still idle: connections of the burst go on closing after the first
 // (lingering closes, parked connections read again, slow-reader timers), and what they held
@@ -22,9 +25,9 @@ import type { ClientBudget } from './client-budget.js';
 
 const MB = 1024 * 1024;
 
-/** A burst worth collecting after: the budget held at least this much. */
+/** A burst worth collecting after: the budget held at least this much, or this much was read and discarded. */
 export const BURST_BYTES = 16 * 1024 * 1024;
-/** Held bytes below this count as idle (a few keep-alive probes, a metrics scrape). */
+/** Held bytes below this count as idle (a few keep-alive probes, a metrics scrape), and bytes discarded per check below this. */
 const IDLE_BYTES = 1024 * 1024;
 /** How long the budget must stay idle after a burst before collecting. */
 export const IDLE_MS = 5000;
@@ -35,6 +38,8 @@ export const FOLLOW_UP_MS = 10_000;
 export class IdleCollector {
   private timer: TimerHandle | null = null;
   private burstPeak = 0;
+  /** Bytes read and discarded since the last collection, while discarding went on (see check). */
+  private burstDiscarded = 0;
   private idleSince: number | null = null;
   private collections = 0;
   /** When the follow-up collection is due (after a burst's first), else null. */
@@ -90,20 +95,29 @@ export class IdleCollector {
   check(): void {
     const held = this.budget.heldBytes;
     this.burstPeak = Math.max(this.burstPeak, this.budget.takeRecentPeak());
+    const discarded = this.budget.takeDiscarded();
+    this.burstDiscarded += discarded;
     const now = this.clock.now();
-    if (held > IDLE_BYTES) {
+    // Refused clients hold nothing: while they are still being read and discarded it is no idle.
+    if (held > IDLE_BYTES || discarded > IDLE_BYTES) {
       this.idleSince = null;
       return;
     }
     this.idleSince ??= now;
     if (this.collect === null) return;
-    if (this.burstPeak >= BURST_BYTES && now - this.idleSince >= IDLE_MS) {
-      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak });
+    const idleLongEnough = now - this.idleSince >= IDLE_MS;
+    if (idleLongEnough && (this.burstPeak >= BURST_BYTES || this.burstDiscarded >= BURST_BYTES)) {
+      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak, discardedBytes: this.burstDiscarded });
       this.burstPeak = 0;
+      this.burstDiscarded = 0;
       this.followUpAt = now + FOLLOW_UP_MS;
     } else if (this.followUpAt !== null && now >= this.followUpAt) {
       this.followUpAt = null;
       this.run('after a burst: memory collected again', {});
+    } else if (idleLongEnough) {
+      // Idle for IDLE_MS and no burst: a trickle of refusals under steady load (streams keep the
+      // budget near zero) is not summed over hours into a collection in the middle of that load.
+      this.burstDiscarded = 0;
     }
   }
 

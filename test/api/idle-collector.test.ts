@@ -2,8 +2,13 @@
 // collection once the client budget has been idle for IDLE_MS after a burst, and a follow-up
 // FOLLOW_UP_MS later for what connections still closing held; nothing while clients hold bytes
 // or after small traffic; glibc's malloc_trim after each collection, once the threads' collections
-// are done. Time is a fake clock; the collections are real (collectEverywhere).
+// are done. A burst is also bytes read and discarded (refused bodies read by lingering
+// connections, refused frames) that the budget never held: 60 bodies of 31 MiB refused from their
+// headers left their socket reads uncollected (docs/reliability.md "Memory after a burst").
+// Time is a fake clock; the collections are real (collectEverywhere), and so are the sockets of
+// the refused bodies.
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { ClientBudget } from '../../runtime/api/client-budget.js';
 import { BURST_BYTES, FOLLOW_UP_MS, IDLE_MS, IdleCollector } from '../../runtime/api/idle-collector.js';
@@ -12,6 +17,14 @@ import { silentLogger } from '../../runtime/base/log.js';
 import type { MallocTrim } from '../../runtime/base/malloc-trim.js';
 import { captureLogger } from '../helpers/log-capture.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { MODEL_FILES } from '../helpers/paths.js';
+import { TempRepository } from '../helpers/repository.js';
+import { startRuntime } from '../helpers/runtime.js';
+import { vadModelJson } from '../helpers/scenarios.js';
+import { waitFor } from '../helpers/wait.js';
+
+const MiB = 1024 * 1024;
+const noTrim: MallocTrim = { available: false, reason: 'test', trim: () => false };
 
 test('after a burst: one collection once idle, one more FOLLOW_UP_MS later, none while clients hold bytes', (t) => {
   const full = collectEverywhere();
@@ -108,4 +121,77 @@ test('without the addon: collections as before, no trim, and the reason logged o
   const said = lines.filter((l) => l.msg.includes('malloc_trim not available'));
   assert.equal(said.length, 1);
   assert.equal(said[0]!.reason, 'no addon here');
+});
+
+test('bytes read and discarded are a burst: one collection once the discarding has stopped for IDLE_MS; a trickle never sums to one', () => {
+  let runs = 0;
+  const clock = new FakeClock();
+  const budget = new ClientBudget(4 * BURST_BYTES);
+  const collector = new IdleCollector(budget, clock, silentLogger(), () => void runs++, noTrim);
+  const step = (ms: number): void => {
+    clock.advance(ms);
+    collector.check();
+  };
+  // Refused clients hold nothing of the budget; lingering connections close one after another.
+  for (let i = 0; i < 6; i++) {
+    budget.discarded(4 * MiB);
+    step(1000);
+  }
+  assert.equal(budget.heldBytes, 0);
+  step(1000);
+  step(IDLE_MS - 1000);
+  assert.equal(runs, 0, 'not yet IDLE_MS since the last discard');
+  step(1000);
+  assert.equal(runs, 1, 'IDLE_MS after the discarding stopped');
+  step(FOLLOW_UP_MS);
+  assert.equal(runs, 2, 'and the follow-up');
+  // Under steady load (streams keep the budget near zero) a refusal now and then: 512 KiB a
+  // minute for an hour is 30 MiB, never a burst.
+  for (let minute = 0; minute < 60; minute++) {
+    budget.discarded(MiB / 2);
+    for (let s = 0; s < 60; s++) step(1000);
+  }
+  assert.equal(runs, 2, 'a trickle of discards is no burst');
+});
+
+test('bodies refused from their headers and read while their connections linger, over real sockets, are collected after', async (t) => {
+  const repo = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad16k }, config: vadModelJson(8) } });
+  const rt = await startRuntime(repo.dir);
+  t.after(async () => {
+    await rt.stop();
+    repo.remove();
+  });
+  // The runtime's own collector runs on the real clock: this one, on a fake clock, takes its place.
+  rt.runtime.idleCollector.stop();
+  const budget = rt.runtime.clientBudget;
+  const clock = new FakeClock();
+  const { logger, lines } = captureLogger('info');
+  let runs = 0;
+  const collector = new IdleCollector(budget, clock, logger, () => void runs++, noTrim);
+  const port = Number(new URL(rt.baseUrl).port);
+  // JSON of 32 MiB could never be parsed within the budget (client-budget.ts): 413 from the
+  // headers, then each connection lingers and its body is read and thrown away.
+  const sent = 8 * MiB;
+  const closed = Array.from({ length: 3 }, () => new Promise<string>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(text));
+    s.on('connect', () => {
+      s.write(`POST /v2/models/vad/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${32 * MiB}\r\n\r\n`);
+      s.end(Buffer.alloc(sent, 0x20));
+    });
+  }));
+  for (const text of await Promise.all(closed)) assert.match(text, /^HTTP\/1\.1 413 /, 'refused from its headers');
+  assert.equal(budget.peakBytes < BURST_BYTES, true, 'the budget never saw a burst');
+  // One check per fake second (the timer's), until the collector collects.
+  await waitFor(() => {
+    clock.advance(1000);
+    collector.check();
+    return runs === 1;
+  }, 20_000, 'a collection after the refused bodies');
+  const line = lines.find((l) => l.msg.includes('clients gone after a burst'));
+  assert.ok(line);
+  assert.ok((line.discardedBytes as number) >= BURST_BYTES, `discarded ${String(line.discardedBytes)}`);
 });

@@ -10,9 +10,13 @@
 // loop (linger-reader.ts): 60 clients refused from their headers went on sending 31 MiB bodies,
 // and reading and discarding them took the loop from health checks (docs/reliability.md,
 // "Malformed HTTP"). What a client still sends waits in its socket buffers meanwhile, which is no reset.
+// What a lingering connection read is counted as discarded when it closes (client-budget.ts): the
+// 31 MiB bodies refused from their headers were read and thrown away, hundreds of MB of socket
+// reads the budget never held, so no collection followed them (docs/reliability.md "Memory after a burst").
 import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Clock } from '../../base/clock.js';
+import type { ClientBudget } from '../client-budget.js';
 import { PerchError, type ErrorCode } from '../../base/errors.js';
 import { LingerReader } from './linger-reader.js';
 import { lingeringOf } from './park.js';
@@ -28,12 +32,15 @@ function readPaced(socket: Socket, reader: LingerReader): void {
   socket.once('close', () => reader.remove(conn));
 }
 
-export function closeWithoutReset(server: Server, clock: Clock): void {
+export function closeWithoutReset(server: Server, clock: Clock, budget: ClientBudget): void {
   const lingering = new WeakSet<Socket>();
   const reader = new LingerReader(clock);
   const linger = (socket: Socket): void => {
     if (socket.destroyed || lingering.has(socket)) return;
     lingering.add(socket);
+    // Read from here on is discarded; counted once, when the socket closes (no cost per read).
+    const readBefore = socket.bytesRead;
+    socket.once('close', () => budget.discarded(socket.bytesRead - readBefore));
     socket.end();
     if (socket.readableEnded) return void socket.once('finish', () => socket.destroy());
     // Node's parser goes on reading the body into a request that discards it (req._dump()).

@@ -90,7 +90,7 @@ export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: Slow
     );
   });
   server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
-  closeWithoutReset(server, slow.clock);
+  closeWithoutReset(server, slow.clock, ctx.budget);
   return server;
 }
 

@@ -200,6 +200,7 @@ export class Connection {
   private refuse(data: Buffer, isBinary: boolean, cost: number): void {
     const id = refusedFrameId(data, isBinary);
     const e = this.ctx.budget.refusal('message', cost);
+    this.ctx.budget.discarded(data.length);
     this.send({ id, ok: false, error: { code: e.code, message: e.message } });
     this.ctx.intake.refused(this.parkable);
   }
