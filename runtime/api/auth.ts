@@ -15,16 +15,27 @@ export function tokenMatches(req: IncomingMessage, expected: string | null, allo
   if (header?.startsWith('Bearer ')) given = header.slice(7).trim();
   else if (allowQuery) given = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
   if (given === null) return false;
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
+  return timingSafeEqual(createHash('sha256').update(given).digest(), digestOf(expected));
+}
+
+/**
+ * The expected token's digest, kept while the token stays the same: it was hashed again for every
+ * request (a second createHash per request; docs/benchmarks.md, issue 20). A changed token
+ * (config reload) is hashed once more. What is compared, and how, is unchanged.
+ */
+let expectedToken: string | null = null;
+let expectedDigest: Buffer | null = null;
+function digestOf(expected: string): Buffer {
+  if (expected !== expectedToken || expectedDigest === null) {
+    expectedDigest = createHash('sha256').update(expected).digest();
+    expectedToken = expected;
+  }
+  return expectedDigest;
 }
 
 /** The same check for a transport that hands over the Authorization value itself (gRPC metadata). */
 export function bearerMatches(header: string | undefined, expected: string | null): boolean {
   if (expected === null) return true;
   if (!header?.startsWith('Bearer ')) return false;
-  const a = createHash('sha256').update(header.slice(7).trim()).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
+  return timingSafeEqual(createHash('sha256').update(header.slice(7).trim()).digest(), digestOf(expected));
 }

@@ -29,6 +29,12 @@ const SAFE_METHODS = new Set(['GET', 'HEAD']);
 export class RequestGuard {
   private readonly hosts: Set<string>;
   private readonly origins: Set<string>;
+  /**
+   * The last `Host` value found allowed. The verdict depends on the value alone (the names are
+   * fixed for the guard's life), and a client sends the same value with every request: it was
+   * parsed and checked again each time (a regular expression, isIP; docs/benchmarks.md, issue 20).
+   */
+  private allowedHost: string | undefined;
 
   constructor(opts: RequestGuardOptions) {
     this.hosts = new Set([...opts.allowedHosts, opts.bindHost].map(normalizeName));
@@ -44,10 +50,13 @@ export class RequestGuard {
    */
   checkHost(req: IncomingMessage): void {
     const host = req.headers.host;
-    if (host === undefined) return;
+    if (host === undefined || host === this.allowedHost) return;
     const name = hostName(host);
     if (name === null) throw new PerchError('PERCH_ERR_HOST_FORBIDDEN', `Host '${host}' is not a host name`);
-    if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || this.hosts.has(name)) return;
+    if (isIP(name) !== 0 || name === 'localhost' || name.endsWith('.localhost') || this.hosts.has(name)) {
+      this.allowedHost = host;
+      return;
+    }
     throw new PerchError('PERCH_ERR_HOST_FORBIDDEN', `Host '${name}' is not a name of this device (server.allowedHosts)`);
   }
 

@@ -98,4 +98,29 @@ describe('API token', () => {
       assert.deepEqual(ready.json, { ready: true });
     });
   });
+
+  // The expected token's digest is kept while the token stays the same (auth.ts): a process
+  // serving two tokens (here two runtimes) checks each request against its own, in any order.
+  describe('two runtimes with different tokens in one process', () => {
+    const OTHER = 'another-edge-secret-9876';
+    let repo2: TempRepository;
+    let rt2: TestRuntime;
+    before(async () => {
+      repo2 = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad16k }, config: vadModelJson(8) } });
+      rt2 = await startRuntime(repo2.dir, { server: { apiToken: OTHER } });
+    });
+    after(async () => {
+      await rt2?.stop();
+      repo2?.remove();
+    });
+    test('each accepts its own token and refuses the other, alternately', async () => {
+      const status = async (base: string, token: string) => (await rawRequest(base, 'GET', '/v2/models/vad', { headers: { authorization: `Bearer ${token}` } })).status;
+      for (let i = 0; i < 2; i++) {
+        assert.equal(await status(rt.baseUrl, TOKEN), 200);
+        assert.equal(await status(rt2.baseUrl, TOKEN), 401);
+        assert.equal(await status(rt2.baseUrl, OTHER), 200);
+        assert.equal(await status(rt.baseUrl, OTHER), 401);
+      }
+    });
+  });
 });

@@ -117,6 +117,16 @@ describe('browser guard: Origin and Host', () => {
       const same = `http://perch-kitchen.local:${port}`;
       assert.equal((await upgradeAnswer(rt.wsUrl, { host: `perch-kitchen.local:${port}`, origin: same })).status, 101);
     });
+    test('a foreign Host right after an allowed one, alternately: 403 each time (the last allowed Host is kept, request-guard.ts)', async () => {
+      for (let i = 0; i < 2; i++) {
+        assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { host: `127.0.0.1:${port}` } })).status, 200);
+        const res = await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { host: 'evil.example:8080' } });
+        assert.equal(res.status, 403);
+        assert.equal(res.json?.code, 'PERCH_ERR_HOST_FORBIDDEN');
+        assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { host: `perch-kitchen.local:${port}` } })).status, 200);
+        assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { host: `evil.localhost.example:${port}` } })).status, 403);
+      }
+    });
     test('health checks answer whatever the Host (probes and load balancers use many names)', async () => {
       assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/health/ready', { headers: { host: 'evil.example' } })).status, 200);
     });

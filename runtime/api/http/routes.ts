@@ -15,6 +15,7 @@ import type { ClientScope } from '../../inference/client-scope.js';
 import { takeJsonCost, type ClientBudget, type Hold } from '../client-budget.js';
 import type { Intake } from '../intake.js';
 import type { JsonParseThread } from '../json-thread/parse-thread.js';
+import { decodeInferJson, type DecodedBody } from '../json-thread/decode-body.js';
 import { declaredLength, readBody, readSplitBody } from './body.js';
 import type { EventStreams } from './event-streams.js';
 import type { ConsoleFiles } from './console-files.js';
@@ -145,7 +146,13 @@ function infer(c: HttpContext, req: IncomingMessage, res: ServerResponse, params
 }
 
 async function inferOnce(c: HttpContext, req: IncomingMessage, res: ServerResponse, [name, version]: string[], trace: RequestTrace | undefined): Promise<void> {
-  const target = await c.registry.resolveLoaded(name as string, parseVersion(version));
+  // A loaded model is resolved without an await (as the infer service does): a promise and a
+  // microtask turn fewer, and the body reader is set up in the turn of the request's headers.
+  // The body's bytes flow at the same point either way (Node's stream keeps what the parser
+  // pushes until the reader's resume tick); docs/benchmarks.md, "HTTP binary against the minimal
+  // server".
+  const v = parseVersion(version);
+  const target = c.registry.loadsFirst(name as string) ? await c.registry.resolveLoaded(name as string, v) : c.registry.resolve(name as string, v);
   const full = target.batcher.fullError();
   if (full) throw full;
   const type = mediaType(req.headers['content-type']);
@@ -206,16 +213,24 @@ async function readInferRequest(
   return decodeOip(c, hold, json, binary, name, version, trace, jsonCharged);
 }
 
-/** The OIP JSON (or binary extension header) and the tensor bytes after it, as a request. */
-async function decodeOip(
+/**
+ * The OIP JSON (or binary extension header) and the tensor bytes after it, as a request: at once
+ * when the JSON is decoded on this thread (an HTTP binary request's header), without a promise
+ * and the microtask turns of awaiting one; a large body's once the JSON parse thread is done.
+ */
+function decodeOip(
   c: HttpContext, hold: Hold, json: Buffer, binary: Uint8Array, name: string, version: string | undefined, trace: RequestTrace | undefined,
   jsonCharged: boolean,
-): Promise<InferRequest> {
+): InferRequest | Promise<InferRequest> {
   // A chunked body's length was not known at its headers: charged now that it is read.
   if (!jsonCharged) takeJsonCost(c.budget, hold, json.length);
+  if (c.jsonThread.decodesHere(json)) return oipRequest(decodeInferJson(json), binary, name, version, trace);
   // Large bodies are parsed on the JSON parse thread, not in the loop that answers health checks;
   // one still waiting for it when its client goes (the hold released) is dropped, not parsed.
-  const { body, decoded } = await c.jsonThread.decode(json, hold);
+  return c.jsonThread.decode(json, hold).then((d) => oipRequest(d, binary, name, version, trace));
+}
+
+function oipRequest({ body, decoded }: DecodedBody, binary: Uint8Array, name: string, version: string | undefined, trace: RequestTrace | undefined): InferRequest {
   return {
     model: name,
     version,

@@ -28,17 +28,18 @@ const ROUTE_METHODS: Readonly<Record<'GET' | 'POST', readonly string[]>> = { GET
 
 export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
-    const path = (req.url ?? '/').split('?')[0] as string;
-    let allowed: Set<string> | undefined; // only built for a 405
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? '';
+    // Only the routes of the request's method are matched against its path (an inference POST
+    // ran the patterns of seven GET routes first); the others only when none of them matches,
+    // for the 405's Allow or the 404. The first route of the method that matches is the one
+    // that answers, as when every route was tried in order.
     for (const route of ROUTES) {
+      if (!ROUTE_METHODS[route.method].includes(method)) continue;
       const m = route.pattern.exec(path);
       if (!m) continue;
-      const methods = ROUTE_METHODS[route.method];
-      if (!methods.includes(req.method ?? '')) {
-        allowed ??= new Set();
-        for (const method of methods) allowed.add(method);
-        continue;
-      }
       // Health checks stay open to probes that reach the device by any name.
       if (!route.open) access.guard.checkHost(req);
       access.guard.checkHttpOrigin(req);
@@ -46,9 +47,19 @@ export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: In
         res.setHeader('www-authenticate', WWW_AUTHENTICATE); // RFC 9110 section 11.6.1: a 401 names its scheme
         throw new PerchError('PERCH_ERR_UNAUTHORIZED', 'missing or wrong bearer token');
       }
-      const params = m.slice(1).map((p) => (p === undefined ? (undefined as unknown as string) : decodeSegment(p)));
+      const params: string[] = new Array<string>(m.length - 1);
+      for (let i = 1; i < m.length; i++) {
+        const p = m[i];
+        params[i - 1] = p === undefined ? (undefined as unknown as string) : decodeSegment(p);
+      }
       await route.handler(ctx, req, res, params);
       return;
+    }
+    let allowed: Set<string> | undefined; // only built for a 405
+    for (const route of ROUTES) {
+      if (!route.pattern.test(path)) continue;
+      allowed ??= new Set();
+      for (const m of ROUTE_METHODS[route.method]) allowed.add(m);
     }
     if (allowed === undefined) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path}`);
     res.setHeader('allow', [...allowed].join(', ')); // RFC 9110 section 15.5.6: a 405 lists what is allowed
