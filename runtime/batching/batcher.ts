@@ -60,20 +60,53 @@ export interface SubmitOptions {
   bytes?: number;
 }
 
-/** What the batcher needs of a client's scope (inference/client-scope.ts). */
-export interface CloseScope {
-  onClose(fn: () => void): () => void;
+/** Told once when the scope it watches closes (ClientScope.watch). */
+export interface ScopeWatcher {
+  scopeClosed(): void;
 }
 
-interface Entry<T, R> extends SubmitOptions {
-  bytes: number;
-  payload: T;
-  enqueuedAt: number;
-  timer: TimerHandle | null;
-  /** Forgets the scope's close callback (set while queued with a scope). */
-  offScope: (() => void) | null;
-  resolve: (r: R) => void;
-  reject: (e: Error) => void;
+/** What the batcher needs of a client's scope (inference/client-scope.ts). */
+export interface CloseScope {
+  /** `w.scopeClosed()` once when the client goes away (at once if it has). */
+  watch(w: ScopeWatcher): void;
+  unwatch(w: ScopeWatcher): void;
+}
+
+/**
+ * A queued request. It watches its client's scope itself (a method, not a closure): a close
+ * callback and the function that forgot it were two closures per stream chunk (docs/benchmarks.md,
+ * "Stream chunks on the main thread").
+ */
+class Entry<T, R> implements ScopeWatcher {
+  timer: TimerHandle | null = null;
+  /** The scope it watches while queued. */
+  watched: CloseScope | null = null;
+
+  constructor(
+    private readonly batcher: Batcher<T, R>,
+    readonly items: number,
+    readonly groupKey: string,
+    public priority: number,
+    readonly timeoutMs: number | null,
+    readonly bytes: number,
+    readonly payload: T,
+    readonly enqueuedAt: number,
+    readonly resolve: (r: R) => void,
+    readonly reject: (e: Error) => void,
+  ) {}
+
+  scopeClosed(): void {
+    this.watched = null;
+    this.batcher.drop(this);
+  }
+
+  /** It left the queue: its scope is no longer watched. */
+  unwatch(): void {
+    const scope = this.watched;
+    if (scope === null) return;
+    this.watched = null;
+    scope.unwatch(this);
+  }
 }
 
 /** What a batch run gets: the payloads and how long each waited in the queue (ms). */
@@ -88,6 +121,8 @@ export class Batcher<T, R> {
   private queuedBytes = 0;
   private running = 0;
   private delayTimer: TimerHandle | null = null;
+  /** When the armed delay timer is due (clock.now() time): the head's enqueuedAt + maxQueueDelayMs. */
+  private delayDue = 0;
   private idleWaiters: Array<() => void> = [];
   private closedWith: PerchError | null = null;
 
@@ -187,10 +222,7 @@ export class Batcher<T, R> {
 
   private queue(payload: T, o: SubmitOptions, resolve: (r: R) => void, reject: (e: Error) => void): void {
     // Fields spelled out: spreading `o` here cost several µs per request (profiled).
-    const entry: Entry<T, R> = {
-      items: o.items, groupKey: o.groupKey, priority: o.priority, timeoutMs: o.timeoutMs, bytes: o.bytes ?? 0,
-      payload, enqueuedAt: this.clock.now(), timer: null, offScope: null, resolve, reject,
-    };
+    const entry = new Entry<T, R>(this, o.items, o.groupKey, o.priority, o.timeoutMs, o.bytes ?? 0, payload, this.clock.now(), resolve, reject);
     if (o.timeoutMs !== null) {
       entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
     }
@@ -198,7 +230,10 @@ export class Batcher<T, R> {
     this.queued++;
     this.queuedBytes += entry.bytes;
     // Registered after it is queued: a scope already closed drops it at once.
-    if (o.scope) entry.offScope = o.scope.onClose(() => this.drop(entry));
+    if (o.scope) {
+      entry.watched = o.scope;
+      o.scope.watch(entry);
+    }
     this.pump();
   }
 
@@ -212,6 +247,7 @@ export class Batcher<T, R> {
   close(reason: PerchError): void {
     this.closedWith = reason;
     if (this.delayTimer) this.clock.clearTimeout(this.delayTimer);
+    this.delayTimer = null;
     for (const level of this.levels) {
       for (const e of level.splice(0)) this.settle(e, reason);
     }
@@ -225,9 +261,8 @@ export class Batcher<T, R> {
     this.unqueue(entry, new PerchError('PERCH_ERR_TIMEOUT', `request waited ${entry.timeoutMs} ms in the queue and was not run`));
   }
 
-  /** Its client went away: the request leaves the queue (it holds the client's bytes). */
-  private drop(entry: Entry<T, R>): void {
-    entry.offScope = null;
+  /** @internal Its client went away (Entry.scopeClosed): the request leaves the queue (it holds the client's bytes). */
+  drop(entry: Entry<T, R>): void {
     this.unqueue(entry, new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; the queued request was dropped'));
   }
 
@@ -246,8 +281,7 @@ export class Batcher<T, R> {
   private settle(e: Entry<T, R>, err: Error): void {
     if (e.timer) this.clock.clearTimeout(e.timer);
     e.timer = null;
-    if (e.offScope) e.offScope();
-    e.offScope = null;
+    e.unwatch();
     e.reject(err);
   }
 
@@ -292,7 +326,7 @@ export class Batcher<T, R> {
     const waited = this.clock.now() - head.enqueuedAt;
     if (ahead || waited >= this.opts.maxQueueDelayMs) return picked;
     if (preferredCut > 0) return picked.slice(0, preferredCut);
-    this.armDelay(this.opts.maxQueueDelayMs - waited);
+    this.armDelay(this.opts.maxQueueDelayMs - waited, head.enqueuedAt + this.opts.maxQueueDelayMs);
     return null;
   }
 
@@ -301,8 +335,18 @@ export class Batcher<T, R> {
     return undefined;
   }
 
-  private armDelay(ms: number): void {
-    if (this.delayTimer) this.clock.clearTimeout(this.delayTimer);
+  /**
+   * The delay timer for the head's wait, `ms` from now. One already armed for the same moment
+   * (the same head: requests joining it do not move it) is kept, not cleared and set again per
+   * request: a timer of Node's per stream chunk while a session waited (docs/benchmarks.md,
+   * "Stream chunks on the main thread").
+   */
+  private armDelay(ms: number, due: number): void {
+    if (this.delayTimer) {
+      if (due === this.delayDue) return;
+      this.clock.clearTimeout(this.delayTimer);
+    }
+    this.delayDue = due;
     this.delayTimer = this.clock.setTimeout(() => {
       this.delayTimer = null;
       this.pump();
@@ -320,8 +364,7 @@ export class Batcher<T, R> {
       level.splice(level.indexOf(e), 1);
       if (e.timer) this.clock.clearTimeout(e.timer);
       e.timer = null;
-      if (e.offScope) e.offScope();
-      e.offScope = null;
+      e.unwatch();
       this.queuedBytes -= e.bytes;
     }
     this.queued -= batch.length;

@@ -2,6 +2,8 @@
 // client goes away its scope closes: work it queued is dropped instead of run for nobody, and
 // sequences tied to it end, so a thousand starts from one client do not hold the model's
 // sequence slots for the idle timeout after it left.
+import type { ScopeWatcher } from '../batching/batcher.js';
+
 export interface ScopeOptions {
   /** Live sequences this connection may hold at once (server.maxSequencesPerConnection). */
   maxSequences: number;
@@ -11,7 +13,8 @@ export interface ScopeOptions {
 
 export class ClientScope {
   private closed = false;
-  private readonly closers = new Set<() => void>();
+  /** Close callbacks, and watchers (an object with a method: no closure per queued request). */
+  private readonly closers = new Set<(() => void) | ScopeWatcher>();
 
   constructor(readonly options: ScopeOptions) {}
 
@@ -29,12 +32,32 @@ export class ClientScope {
     return () => this.closers.delete(fn);
   }
 
+  /**
+   * `w.scopeClosed()` once when the client goes away (at once if it has), unless unwatched
+   * before: onClose without the two closures (the callback and its remover) per stream chunk
+   * (docs/benchmarks.md, "Stream chunks on the main thread").
+   */
+  watch(w: ScopeWatcher): void {
+    if (this.closed) {
+      w.scopeClosed();
+      return;
+    }
+    this.closers.add(w);
+  }
+
+  unwatch(w: ScopeWatcher): void {
+    this.closers.delete(w);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const fns = [...this.closers];
     this.closers.clear();
-    for (const fn of fns) fn();
+    for (const fn of fns) {
+      if (typeof fn === 'function') fn();
+      else fn.scopeClosed();
+    }
   }
 }
 

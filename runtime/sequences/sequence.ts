@@ -14,6 +14,7 @@ import type { Tensor } from '../tensor/tensor.js';
  */
 export interface ClientScope extends CloseScope {
   readonly isClosed: boolean;
+  onClose(fn: () => void): () => void;
   readonly options: { readonly maxSequences: number; readonly sequencesEndWithConnection: boolean };
 }
 

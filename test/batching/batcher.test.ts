@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Batcher, type BatchRun, type BatcherOptions } from '../../runtime/batching/batcher.js';
 import { PerchError } from '../../runtime/base/errors.js';
+import { ClientScope } from '../../runtime/inference/client-scope.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 interface Job {
@@ -331,11 +332,56 @@ describe('batcher', () => {
   test('enqueue with a scope already closed: rejected at once, from inside enqueue', () => {
     const h = harness();
     void h.submit('busy');
-    const closed = { onClose: (fn: () => void) => (fn(), () => undefined) };
+    const closed = new ClientScope({ maxSequences: 1, sequencesEndWithConnection: true });
+    closed.close();
     const told: string[] = [];
     const refused = h.batcher.enqueue({ id: 'x' }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null, scope: closed }, () => told.push('resolved'), (e) => told.push((e as PerchError).code));
     assert.equal(refused, null);
     assert.deepEqual(told, ['PERCH_ERR_CLIENT_GONE']);
     assert.equal(h.batcher.depth, 0, 'it left the queue');
+  });
+
+  test('a queued request is dropped when its scope closes; once dispatched, a close no longer reaches it', async () => {
+    const h = harness({ maxBatchSize: 1 });
+    const scope = new ClientScope({ maxSequences: 1, sequencesEndWithConnection: true });
+    const other = new ClientScope({ maxSequences: 1, sequencesEndWithConnection: true });
+    const told: string[] = [];
+    const enqueue = (id: string, s: ClientScope) =>
+      h.batcher.enqueue({ id }, { items: 1, groupKey: 'k', priority: 3, timeoutMs: null, scope: s }, (r) => told.push(r), (e) => told.push(`${id}: ${(e as PerchError).code}`));
+    enqueue('running', scope); // dispatched at once: no longer watches the scope
+    enqueue('a', scope);
+    enqueue('b', other);
+    enqueue('c', scope);
+    scope.close();
+    assert.deepEqual(told, ['a: PERCH_ERR_CLIENT_GONE', 'c: PERCH_ERR_CLIENT_GONE']);
+    assert.equal(h.batcher.depth, 1, 'b of the other scope stays queued');
+    h.runs[0]!.finish();
+    await tick();
+    assert.deepEqual(h.runs.map((r) => r.ids), [['running'], ['b']]);
+    other.close(); // b is running: nothing more is told about it
+    h.runs[1]!.finish();
+    await tick();
+    assert.deepEqual(told, ['a: PERCH_ERR_CLIENT_GONE', 'c: PERCH_ERR_CLIENT_GONE', 'done running', 'done b']);
+  });
+
+  test('the delay timer is armed once per head: requests joining it keep it, a new head arms its own', () => {
+    const h = harness({ maxQueueDelayMs: 10 });
+    void h.submit('a');
+    assert.equal(h.clock.pending, 1);
+    h.clock.advance(3);
+    void h.submit('b');
+    h.clock.advance(3);
+    void h.submit('c');
+    assert.equal(h.clock.pending, 1, 'one timer, still the head\'s');
+    assert.equal(h.clock.nextDueIn(), 4, "due at the head's enqueuedAt + maxQueueDelayMs");
+    void h.submit('urgent', { priority: 1 }); // a new head: its own wait
+    assert.equal(h.clock.pending, 1);
+    assert.equal(h.clock.nextDueIn(), 10);
+    h.clock.advance(9);
+    assert.equal(h.runs.length, 0);
+    h.clock.advance(1);
+    assert.deepEqual(h.runs[0]!.ids, ['urgent', 'a', 'b', 'c']);
+    assert.deepEqual(h.runs[0]!.queuedMs, [10, 16, 13, 10]);
+    assert.equal(h.clock.pending, 0);
   });
 });
