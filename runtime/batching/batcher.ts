@@ -19,6 +19,9 @@
 // (maxBatchSize 0 or 1, or a smallest preferred size of 1) never look ahead.
 import type { Clock, TimerHandle } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
+import { QueuedRequest, type CloseScope, type QueueOf } from './queued-request.js';
+
+export type { CloseScope, ScopeWatcher } from './queued-request.js';
 
 export interface BatcherOptions {
   /** Items per batch; 0 = the model takes no batch: every request runs alone. */
@@ -60,63 +63,14 @@ export interface SubmitOptions {
   bytes?: number;
 }
 
-/** Told once when the scope it watches closes (ClientScope.watch). */
-export interface ScopeWatcher {
-  scopeClosed(): void;
-}
-
-/** What the batcher needs of a client's scope (inference/client-scope.ts). */
-export interface CloseScope {
-  /** `w.scopeClosed()` once when the client goes away (at once if it has). */
-  watch(w: ScopeWatcher): void;
-  unwatch(w: ScopeWatcher): void;
-}
-
-/**
- * A queued request. It watches its client's scope itself (a method, not a closure): a close
- * callback and the function that forgot it were two closures per stream chunk (docs/benchmarks.md,
- * "Stream chunks on the main thread").
- */
-class Entry<T, R> implements ScopeWatcher {
-  timer: TimerHandle | null = null;
-  /** The scope it watches while queued. */
-  watched: CloseScope | null = null;
-
-  constructor(
-    private readonly batcher: Batcher<T, R>,
-    readonly items: number,
-    readonly groupKey: string,
-    public priority: number,
-    readonly timeoutMs: number | null,
-    readonly bytes: number,
-    readonly payload: T,
-    readonly enqueuedAt: number,
-    readonly resolve: (r: R) => void,
-    readonly reject: (e: Error) => void,
-  ) {}
-
-  scopeClosed(): void {
-    this.watched = null;
-    this.batcher.drop(this);
-  }
-
-  /** It left the queue: its scope is no longer watched. */
-  unwatch(): void {
-    const scope = this.watched;
-    if (scope === null) return;
-    this.watched = null;
-    scope.unwatch(this);
-  }
-}
-
 /** What a batch run gets: the payloads and how long each waited in the queue (ms). */
 export interface BatchRun<T> {
   payloads: T[];
   queuedMs: number[];
 }
 
-export class Batcher<T, R> {
-  private levels: Entry<T, R>[][];
+export class Batcher<T, R> implements QueueOf<T, R> {
+  private levels: QueuedRequest<T, R>[][];
   private queued = 0;
   private queuedBytes = 0;
   private running = 0;
@@ -145,7 +99,7 @@ export class Batcher<T, R> {
     if (this.levels.length !== this.opts.priorityLevels) {
       const old = this.levels;
       this.levels = Array.from({ length: this.opts.priorityLevels }, (_, i) => old[i] ?? []);
-      const lowest = this.levels[this.levels.length - 1] as Entry<T, R>[];
+      const lowest = this.levels[this.levels.length - 1] as QueuedRequest<T, R>[];
       for (const level of old.slice(this.opts.priorityLevels)) {
         for (const e of level) {
           e.priority = this.opts.priorityLevels;
@@ -222,11 +176,11 @@ export class Batcher<T, R> {
 
   private queue(payload: T, o: SubmitOptions, resolve: (r: R) => void, reject: (e: Error) => void): void {
     // Fields spelled out: spreading `o` here cost several µs per request (profiled).
-    const entry = new Entry<T, R>(this, o.items, o.groupKey, o.priority, o.timeoutMs, o.bytes ?? 0, payload, this.clock.now(), resolve, reject);
+    const entry = new QueuedRequest<T, R>(this, o.items, o.groupKey, o.priority, o.timeoutMs, o.bytes ?? 0, payload, this.clock.now(), resolve, reject);
     if (o.timeoutMs !== null) {
       entry.timer = this.clock.setTimeout(() => this.expire(entry), o.timeoutMs);
     }
-    (this.levels[o.priority - 1] as Entry<T, R>[]).push(entry);
+    (this.levels[o.priority - 1] as QueuedRequest<T, R>[]).push(entry);
     this.queued++;
     this.queuedBytes += entry.bytes;
     // Registered after it is queued: a scope already closed drops it at once.
@@ -256,18 +210,18 @@ export class Batcher<T, R> {
     this.checkIdle();
   }
 
-  private expire(entry: Entry<T, R>): void {
+  private expire(entry: QueuedRequest<T, R>): void {
     entry.timer = null;
     this.unqueue(entry, new PerchError('PERCH_ERR_TIMEOUT', `request waited ${entry.timeoutMs} ms in the queue and was not run`));
   }
 
-  /** @internal Its client went away (Entry.scopeClosed): the request leaves the queue (it holds the client's bytes). */
-  drop(entry: Entry<T, R>): void {
+  /** @internal Its client went away (QueuedRequest.scopeClosed): the request leaves the queue (it holds the client's bytes). */
+  drop(entry: QueuedRequest<T, R>): void {
     this.unqueue(entry, new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection; the queued request was dropped'));
   }
 
-  private unqueue(entry: Entry<T, R>, err: PerchError): void {
-    const level = this.levels[entry.priority - 1] as Entry<T, R>[];
+  private unqueue(entry: QueuedRequest<T, R>, err: PerchError): void {
+    const level = this.levels[entry.priority - 1] as QueuedRequest<T, R>[];
     const i = level.indexOf(entry);
     if (i < 0) return; // already dispatched
     level.splice(i, 1);
@@ -278,7 +232,7 @@ export class Batcher<T, R> {
     this.pump(); // the head may have changed
   }
 
-  private settle(e: Entry<T, R>, err: Error): void {
+  private settle(e: QueuedRequest<T, R>, err: Error): void {
     if (e.timer) this.clock.clearTimeout(e.timer);
     e.timer = null;
     e.unwatch();
@@ -305,13 +259,13 @@ export class Batcher<T, R> {
    * The next batch if it should go now; otherwise arms the delay timer and returns null.
    * `ahead`: a lookahead batch, which takes what is there and never arms the timer.
    */
-  private formBatch(ahead = false): Entry<T, R>[] | null {
+  private formBatch(ahead = false): QueuedRequest<T, R>[] | null {
     const head = this.head();
     if (!head) return null;
     const max = this.opts.maxBatchSize;
     if (max === 0) return [head];
 
-    const picked: Entry<T, R>[] = [];
+    const picked: QueuedRequest<T, R>[] = [];
     let items = 0;
     let preferredCut = 0; // length of the longest prefix whose size is a preferred size
     for (const level of this.levels) {
@@ -330,7 +284,7 @@ export class Batcher<T, R> {
     return null;
   }
 
-  private head(): Entry<T, R> | undefined {
+  private head(): QueuedRequest<T, R> | undefined {
     for (const level of this.levels) if (level.length) return level[0];
     return undefined;
   }
@@ -353,14 +307,14 @@ export class Batcher<T, R> {
     }, ms);
   }
 
-  private dispatch(batch: Entry<T, R>[]): void {
+  private dispatch(batch: QueuedRequest<T, R>[]): void {
     if (this.delayTimer) {
       this.clock.clearTimeout(this.delayTimer);
       this.delayTimer = null;
     }
     const now = this.clock.now();
     for (const e of batch) {
-      const level = this.levels[e.priority - 1] as Entry<T, R>[];
+      const level = this.levels[e.priority - 1] as QueuedRequest<T, R>[];
       level.splice(level.indexOf(e), 1);
       if (e.timer) this.clock.clearTimeout(e.timer);
       e.timer = null;

@@ -2,7 +2,7 @@
 // client goes away its scope closes: work it queued is dropped instead of run for nobody, and
 // sequences tied to it end, so a thousand starts from one client do not hold the model's
 // sequence slots for the idle timeout after it left.
-import type { ScopeWatcher } from '../batching/batcher.js';
+import type { ScopeWatcher } from '../batching/queued-request.js';
 
 export interface ScopeOptions {
   /** Live sequences this connection may hold at once (server.maxSequencesPerConnection). */

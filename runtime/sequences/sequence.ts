@@ -4,7 +4,7 @@
 // sequence, how many may live, when an idle one ends).
 import type { TimerHandle } from '../base/clock.js';
 import type { RequestTrace } from '../base/request-trace.js';
-import type { CloseScope } from '../batching/batcher.js';
+import type { CloseScope } from '../batching/queued-request.js';
 import type { ModelInstance } from '../batching/model-instance.js';
 import type { Tensor } from '../tensor/tensor.js';
 
