@@ -22,6 +22,7 @@ export class ClientBudget {
   private refusals = 0;
   private unread = 0;
   private discards = 0;
+  private taken = 0;
   /** Answers not yet handed to the kernel may hold this much before their readers are held back. */
   readonly unreadLimit: number;
 
@@ -59,6 +60,17 @@ export class ClientBudget {
     const d = this.discards;
     this.discards = 0;
     return d;
+  }
+
+  /**
+   * The bytes taken since the last call, however briefly held: the traffic clients made Perch
+   * hold. idle-collector.ts counts it as a burst too: steady streams never hold much at once, yet
+   * leave V8's young generation grown and glibc's heap full after they stop.
+   */
+  takeTaken(): number {
+    const t = this.taken;
+    this.taken = 0;
+    return t;
   }
 
   /** Requests refused because the budget was spent, since start. */
@@ -99,6 +111,7 @@ export class ClientBudget {
   take(n: number, force: boolean): boolean {
     if (!force && this.held + n > this.limit) return false;
     this.held += n;
+    this.taken += n;
     if (this.held > this.peak) this.peak = this.held;
     if (this.held > this.recentPeak) this.recentPeak = this.held;
     return true;

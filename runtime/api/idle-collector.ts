@@ -12,6 +12,13 @@
 // (lingering closes, parked connections read again, slow-reader timers), and what they held
 // became garbage after it ran (55 MB of ArrayBuffers 30 s after the infer flood, gone at the
 // next collection; docs/reliability.md).
+// Traffic that never held much at once is a burst as well once BURST_BYTES have passed through
+// the budget (client-budget.ts takeTaken): steady streams keep the budget near zero, and after
+// 30 s of the soak's load stopped the process stayed 40-50 MB over idle for minutes (V8's young
+// generation left at its largest, glibc's heap full; the memory reducer of V8 did not run again:
+// docs/reliability.md "Memory after a burst"). It is collected after once QUIET_MS passed with
+// next to nothing taken (QUIET_BYTES a check: a few small requests), so never while work goes on;
+// and a follow-up collection is dropped once work comes back.
 // After each of the two, once every thread has answered that its collection is done, the main
 // thread calls glibc's malloc_trim(0) (base/malloc-trim.ts): the collections free memory inside
 // glibc's heaps, and the main heap keeps it under a few live blocks near its top until trimmed
@@ -32,6 +39,16 @@ const IDLE_BYTES = 1024 * 1024;
 /** How long the budget must stay idle after a burst before collecting. */
 export const IDLE_MS = 5000;
 const CHECK_MS = 1000;
+/** Bytes taken per check at most this count as quiet: a small request or two (health probes and metrics scrapes take none). */
+const QUIET_BYTES = 4 * 1024;
+/**
+ * How long traffic must stay quiet after passing BURST_BYTES before collecting: longer than a
+ * pause in a stream (or a benchmark's switch between servers), shorter than the 30 s after which
+ * issue 12 wants memory back. A collection gives V8's young generation back, which costs the next
+ * traffic a little garbage collection while it grows again: 5 s took a collection into every
+ * 6 s pause of `streams-ab.js` and its follow-up into the next round (docs/reliability.md).
+ */
+export const QUIET_MS = 20_000;
 /** The second collection after a burst, this long after the first. */
 export const FOLLOW_UP_MS = 10_000;
 
@@ -40,7 +57,11 @@ export class IdleCollector {
   private burstPeak = 0;
   /** Bytes read and discarded since the last collection, while discarding went on (see check). */
   private burstDiscarded = 0;
+  /** Bytes taken by the budget since the last collection (traffic; see check). */
+  private burstTaken = 0;
   private idleSince: number | null = null;
+  /** Since when next to nothing was taken (null: traffic in the last check). */
+  private quietSince: number | null = null;
   private collections = 0;
   /** When the follow-up collection is due (after a burst's first), else null. */
   private followUpAt: number | null = null;
@@ -97,27 +118,40 @@ export class IdleCollector {
     this.burstPeak = Math.max(this.burstPeak, this.budget.takeRecentPeak());
     const discarded = this.budget.takeDiscarded();
     this.burstDiscarded += discarded;
+    const taken = this.budget.takeTaken();
+    this.burstTaken += taken;
     const now = this.clock.now();
     // Refused clients hold nothing: while they are still being read and discarded it is no idle.
     if (held > IDLE_BYTES || discarded > IDLE_BYTES) {
       this.idleSince = null;
+      this.quietSince = null;
       return;
     }
     this.idleSince ??= now;
+    if (taken > QUIET_BYTES) {
+      this.quietSince = null;
+      // Work came back after a burst's collection: its follow-up would run in the middle of it.
+      this.followUpAt = null;
+    } else this.quietSince ??= now;
     if (this.collect === null) return;
     const idleLongEnough = now - this.idleSince >= IDLE_MS;
-    if (idleLongEnough && (this.burstPeak >= BURST_BYTES || this.burstDiscarded >= BURST_BYTES)) {
-      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak, discardedBytes: this.burstDiscarded });
+    const quietLongEnough = this.quietSince !== null && now - this.quietSince >= QUIET_MS;
+    const heldOrDiscarded = idleLongEnough && (this.burstPeak >= BURST_BYTES || this.burstDiscarded >= BURST_BYTES);
+    const traffic = quietLongEnough && this.burstTaken >= BURST_BYTES;
+    if (heldOrDiscarded || traffic) {
+      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak, discardedBytes: this.burstDiscarded, takenBytes: this.burstTaken });
       this.burstPeak = 0;
       this.burstDiscarded = 0;
+      this.burstTaken = 0;
       this.followUpAt = now + FOLLOW_UP_MS;
     } else if (this.followUpAt !== null && now >= this.followUpAt) {
       this.followUpAt = null;
       this.run('after a burst: memory collected again', {});
-    } else if (idleLongEnough) {
-      // Idle for IDLE_MS and no burst: a trickle of refusals under steady load (streams keep the
-      // budget near zero) is not summed over hours into a collection in the middle of that load.
-      this.burstDiscarded = 0;
+    } else {
+      // Idle (or quiet) for IDLE_MS and no burst: a trickle of refusals or of small requests is
+      // not summed over hours into a collection in the middle of later work.
+      if (idleLongEnough) this.burstDiscarded = 0;
+      if (quietLongEnough) this.burstTaken = 0;
     }
   }
 

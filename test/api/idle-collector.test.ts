@@ -4,14 +4,16 @@
 // or after small traffic; glibc's malloc_trim after each collection, once the threads' collections
 // are done. A burst is also bytes read and discarded (refused bodies read by lingering
 // connections, refused frames) that the budget never held: 60 bodies of 31 MiB refused from their
-// headers left their socket reads uncollected (docs/reliability.md "Memory after a burst").
+// headers left their socket reads uncollected (docs/reliability.md "Memory after a burst"). And
+// traffic that passed BURST_BYTES through the budget without holding much at once (streams), once
+// it has stopped.
 // Time is a fake clock; the collections are real (collectEverywhere), and so are the sockets of
 // the refused bodies.
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { ClientBudget } from '../../runtime/api/client-budget.js';
-import { BURST_BYTES, FOLLOW_UP_MS, IDLE_MS, IdleCollector } from '../../runtime/api/idle-collector.js';
+import { BURST_BYTES, FOLLOW_UP_MS, IDLE_MS, IdleCollector, QUIET_MS } from '../../runtime/api/idle-collector.js';
 import { collectEverywhere } from '../../runtime/base/full-collection.js';
 import { silentLogger } from '../../runtime/base/log.js';
 import type { MallocTrim } from '../../runtime/base/malloc-trim.js';
@@ -154,6 +156,50 @@ test('bytes read and discarded are a burst: one collection once the discarding h
   assert.equal(runs, 2, 'a trickle of discards is no burst');
 });
 
+test('traffic that never held much at once is a burst once BURST_BYTES passed: collected QUIET_MS after it stops, never while it goes on; small requests now and then never sum to one', () => {
+  let runs = 0;
+  const clock = new FakeClock();
+  const budget = new ClientBudget(4 * BURST_BYTES);
+  const collector = new IdleCollector(budget, clock, silentLogger(), () => void runs++, noTrim);
+  const step = (ms: number): void => {
+    clock.advance(ms);
+    collector.check();
+  };
+  // Streams: every second 64 chunks of 8 KiB each held and answered (512 KiB a second, never
+  // more than 8 KiB at once), for three minutes: 90 MiB through the budget.
+  const second = (): void => {
+    for (let i = 0; i < 64; i++) {
+      const h = budget.hold();
+      h.add(8 * 1024);
+      h.release();
+    }
+    step(1000);
+  };
+  for (let s = 0; s < 180; s++) second();
+  assert.equal(runs, 0, 'no collection while the traffic goes on, however much passed');
+  step(1000);
+  step(QUIET_MS - 1000);
+  assert.equal(runs, 0, 'not yet QUIET_MS since the traffic stopped');
+  step(1000);
+  assert.equal(runs, 1, 'QUIET_MS after the traffic stopped');
+  step(FOLLOW_UP_MS);
+  assert.equal(runs, 2, 'and the follow-up');
+  step(FOLLOW_UP_MS * 3);
+  assert.equal(runs, 2, 'nothing more until the next burst');
+  // A sensor's small request every 10 s for a day (4 KiB each: 34 MiB in all), and a short burst
+  // of traffic under BURST_BYTES every hour: neither sums to a collection.
+  for (let hour = 0; hour < 24; hour++) {
+    for (let s = 0; s < 10; s++) second(); // 5 MiB
+    for (let k = 0; k < 360; k++) {
+      const h = budget.hold();
+      h.add(4 * 1024);
+      h.release();
+      for (let s = 0; s < 10; s++) step(1000);
+    }
+  }
+  assert.equal(runs, 2, 'small traffic with quiet between is forgotten, not summed over hours');
+});
+
 test('bodies refused from their headers and read while their connections linger, over real sockets, are collected after', async (t) => {
   const repo = new TempRepository({ vad: { versions: { 1: MODEL_FILES.sileroVad16k }, config: vadModelJson(8) } });
   const rt = await startRuntime(repo.dir);
@@ -168,11 +214,20 @@ test('bodies refused from their headers and read while their connections linger,
   const { logger, lines } = captureLogger('info');
   let runs = 0;
   const collector = new IdleCollector(budget, clock, logger, () => void runs++, noTrim);
+  // Each lingering connection tells the budget what it discarded once, when it closes: the fake
+  // clock only runs once all have (faster than real time, it would forget the first ones' bytes
+  // as a trickle while the last were still being read).
+  let lingerCloses = 0;
+  const discarded = budget.discarded.bind(budget);
+  budget.discarded = (n: number): void => {
+    lingerCloses++;
+    discarded(n);
+  };
   const port = Number(new URL(rt.baseUrl).port);
   // JSON of 32 MiB could never be parsed within the budget (client-budget.ts): 413 from the
   // headers, then each connection lingers and its body is read and thrown away.
   const sent = 8 * MiB;
-  const closed = Array.from({ length: 3 }, () => new Promise<string>((resolve) => {
+  const closed = Array.from({ length: 4 }, () => new Promise<string>((resolve) => {
     const s = connect(port, '127.0.0.1');
     let text = '';
     s.on('data', (d: Buffer) => (text += d.toString('latin1')));
@@ -185,6 +240,7 @@ test('bodies refused from their headers and read while their connections linger,
   }));
   for (const text of await Promise.all(closed)) assert.match(text, /^HTTP\/1\.1 413 /, 'refused from its headers');
   assert.equal(budget.peakBytes < BURST_BYTES, true, 'the budget never saw a burst');
+  await waitFor(() => lingerCloses >= 4, 20_000, 'the lingering connections closed');
   // One check per fake second (the timer's), until the collector collects.
   await waitFor(() => {
     clock.advance(1000);
