@@ -28,6 +28,22 @@ import { waitFor } from '../helpers/wait.js';
 const MiB = 1024 * 1024;
 const noTrim: MallocTrim = { available: false, reason: 'test', trim: () => false };
 
+/** A collector on a fake clock that counts its collections; step(ms) advances the clock and checks once. */
+function countingCollector(): { budget: ClientBudget; step: (ms: number) => void; runs: () => number } {
+  let count = 0;
+  const clock = new FakeClock();
+  const budget = new ClientBudget(4 * BURST_BYTES);
+  const collector = new IdleCollector(budget, clock, silentLogger(), () => void count++, noTrim);
+  return {
+    budget,
+    step: (ms) => {
+      clock.advance(ms);
+      collector.check();
+    },
+    runs: () => count,
+  };
+}
+
 test('after a burst: one collection once idle, one more FOLLOW_UP_MS later, none while clients hold bytes', (t) => {
   const full = collectEverywhere();
   if (full === null) return t.skip('V8 gc not exposable in this process');
@@ -126,14 +142,7 @@ test('without the addon: collections as before, no trim, and the reason logged o
 });
 
 test('bytes read and discarded are a burst: one collection once the discarding has stopped for IDLE_MS; a trickle never sums to one', () => {
-  let runs = 0;
-  const clock = new FakeClock();
-  const budget = new ClientBudget(4 * BURST_BYTES);
-  const collector = new IdleCollector(budget, clock, silentLogger(), () => void runs++, noTrim);
-  const step = (ms: number): void => {
-    clock.advance(ms);
-    collector.check();
-  };
+  const { budget, step, runs } = countingCollector();
   // Refused clients hold nothing of the budget; lingering connections close one after another.
   for (let i = 0; i < 6; i++) {
     budget.discarded(4 * MiB);
@@ -142,29 +151,22 @@ test('bytes read and discarded are a burst: one collection once the discarding h
   assert.equal(budget.heldBytes, 0);
   step(1000);
   step(IDLE_MS - 1000);
-  assert.equal(runs, 0, 'not yet IDLE_MS since the last discard');
+  assert.equal(runs(), 0, 'not yet IDLE_MS since the last discard');
   step(1000);
-  assert.equal(runs, 1, 'IDLE_MS after the discarding stopped');
+  assert.equal(runs(), 1, 'IDLE_MS after the discarding stopped');
   step(FOLLOW_UP_MS);
-  assert.equal(runs, 2, 'and the follow-up');
+  assert.equal(runs(), 2, 'and the follow-up');
   // Under steady load (streams keep the budget near zero) a refusal now and then: 512 KiB a
   // minute for an hour is 30 MiB, never a burst.
   for (let minute = 0; minute < 60; minute++) {
     budget.discarded(MiB / 2);
     for (let s = 0; s < 60; s++) step(1000);
   }
-  assert.equal(runs, 2, 'a trickle of discards is no burst');
+  assert.equal(runs(), 2, 'a trickle of discards is no burst');
 });
 
 test('traffic that never held much at once is a burst once BURST_BYTES passed: collected QUIET_MS after it stops, never while it goes on; small requests now and then never sum to one', () => {
-  let runs = 0;
-  const clock = new FakeClock();
-  const budget = new ClientBudget(4 * BURST_BYTES);
-  const collector = new IdleCollector(budget, clock, silentLogger(), () => void runs++, noTrim);
-  const step = (ms: number): void => {
-    clock.advance(ms);
-    collector.check();
-  };
+  const { budget, step, runs } = countingCollector();
   // Streams: every second 64 chunks of 8 KiB each held and answered (512 KiB a second, never
   // more than 8 KiB at once), for three minutes: 90 MiB through the budget.
   const second = (): void => {
@@ -176,16 +178,16 @@ test('traffic that never held much at once is a burst once BURST_BYTES passed: c
     step(1000);
   };
   for (let s = 0; s < 180; s++) second();
-  assert.equal(runs, 0, 'no collection while the traffic goes on, however much passed');
+  assert.equal(runs(), 0, 'no collection while the traffic goes on, however much passed');
   step(1000);
   step(QUIET_MS - 1000);
-  assert.equal(runs, 0, 'not yet QUIET_MS since the traffic stopped');
+  assert.equal(runs(), 0, 'not yet QUIET_MS since the traffic stopped');
   step(1000);
-  assert.equal(runs, 1, 'QUIET_MS after the traffic stopped');
+  assert.equal(runs(), 1, 'QUIET_MS after the traffic stopped');
   step(FOLLOW_UP_MS);
-  assert.equal(runs, 2, 'and the follow-up');
+  assert.equal(runs(), 2, 'and the follow-up');
   step(FOLLOW_UP_MS * 3);
-  assert.equal(runs, 2, 'nothing more until the next burst');
+  assert.equal(runs(), 2, 'nothing more until the next burst');
   // A sensor's small request every 10 s for a day (4 KiB each: 34 MiB in all), and a short burst
   // of traffic under BURST_BYTES every hour: neither sums to a collection.
   for (let hour = 0; hour < 24; hour++) {
@@ -197,7 +199,7 @@ test('traffic that never held much at once is a burst once BURST_BYTES passed: c
       for (let s = 0; s < 10; s++) step(1000);
     }
   }
-  assert.equal(runs, 2, 'small traffic with quiet between is forgotten, not summed over hours');
+  assert.equal(runs(), 2, 'small traffic with quiet between is forgotten, not summed over hours');
 });
 
 test('bodies refused from their headers and read while their connections linger, over real sockets, are collected after', async (t) => {
