@@ -13,8 +13,8 @@ export interface ScopeOptions {
 
 export class ClientScope {
   private closed = false;
-  /** Close callbacks, and watchers (an object with a method: no closure per queued request). */
-  private readonly closers = new Set<(() => void) | ScopeWatcher>();
+  /** Who is told when the client goes away (onClose's callbacks are watchers too). */
+  private readonly watchers = new Set<ScopeWatcher>();
 
   constructor(readonly options: ScopeOptions) {}
 
@@ -24,12 +24,9 @@ export class ClientScope {
 
   /** Calls `fn` once when the client goes away (at once if it has); returns the function that forgets it. */
   onClose(fn: () => void): () => void {
-    if (this.closed) {
-      fn();
-      return noop;
-    }
-    this.closers.add(fn);
-    return () => this.closers.delete(fn);
+    const w: ScopeWatcher = { scopeClosed: fn };
+    this.watch(w);
+    return () => this.unwatch(w);
   }
 
   /**
@@ -42,23 +39,19 @@ export class ClientScope {
       w.scopeClosed();
       return;
     }
-    this.closers.add(w);
+    this.watchers.add(w);
   }
 
   unwatch(w: ScopeWatcher): void {
-    this.closers.delete(w);
+    this.watchers.delete(w);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const fns = [...this.closers];
-    this.closers.clear();
-    for (const fn of fns) {
-      if (typeof fn === 'function') fn();
-      else fn.scopeClosed();
-    }
+    const watchers = [...this.watchers];
+    this.watchers.clear();
+    for (const w of watchers) w.scopeClosed();
   }
 }
 
-const noop = (): void => undefined;

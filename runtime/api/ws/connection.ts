@@ -298,7 +298,8 @@ export class Connection {
     const backedUp = buffered > UNREAD_PAUSE_BYTES;
     const unread = buffered > this.limits.maxBufferedBytes || (backedUp && this.ctx.budget.unreadFull);
     this.watchSlowReader(unread);
-    const over = backedUp || unread || this.parked || this.inflight >= this.limits.maxInflight;
+    // `unread` implies `backedUp`: maxBufferedBytesPerConnection is at least UNREAD_PAUSE_BYTES (config/schema.ts).
+    const over = backedUp || this.parked || this.inflight >= this.limits.maxInflight;
     if (over && !this.paused) {
       this.paused = true;
       this.socket.pause();
