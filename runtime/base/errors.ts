@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   // Sequences (stateful models).
   PERCH_ERR_SEQUENCE_UNKNOWN: { status: 400, summary: 'No live sequence with that id: start it with sequence_start (it may have ended or idled out).' },
   PERCH_ERR_SEQUENCE_LIMIT: { status: 429, summary: "The model already holds its maximum number of live sequences (sequence.maxSequences), or the connection its maximum (server.maxSequencesPerConnection)." },
+  PERCH_ERR_SEQUENCE_IN_USE: { status: 409, summary: 'A live sequence of that id belongs to another connection, whose sequences end with it (server.sequencesEndWithConnection): only that connection may feed, restart or end it.' },
 
   // Scheduling.
   PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests, or maxQueueBytes of input, already." },

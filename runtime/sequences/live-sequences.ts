@@ -2,7 +2,8 @@
 //
 // Ownership (docs/reliability.md): a sequence belongs to the client scope (connection) that
 // started it. A scope may hold at most its maxSequences at once, and when it is tied
-// (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes.
+// (sequencesEndWithConnection, the default for WebSocket) its sequences end when it closes and
+// no other scope may use them (foreign()).
 // A model holds at most its maxSequences in all; a sequence whose queue stays dry for the
 // model's idleTimeoutMs ends. Freeing one releases the version it is pinned to.
 import type { Clock } from '../base/clock.js';
@@ -49,6 +50,20 @@ export class LiveSequences {
   /** Whether `seq` is still live (not ended, idled out or freed with its connection). */
   has(seq: Sequence): boolean {
     return this.sequences.get(seq.model)?.get(seq.id) === seq;
+  }
+
+  /**
+   * Why `scope` may not use the live `seq`, or null. A sequence that ends with the connection
+   * that started it (a WebSocket's, a gRPC stream's) is that connection's alone: another one
+   * could otherwise feed it, read its state (asking for the state output), restart or end it
+   * by naming its id (docs/reliability.md "Sequences"). Sequences not tied to a connection
+   * (HTTP's, by default) are anyone's who names them, as in Triton: HTTP clients may open a new
+   * connection per request.
+   */
+  foreign(seq: Sequence, scope: ClientScope | undefined): PerchError | null {
+    const owner = seq.owner;
+    if (owner === null || owner === scope || !owner.options.sequencesEndWithConnection) return null;
+    return new PerchError('PERCH_ERR_SEQUENCE_IN_USE', `model '${seq.model}' has a live sequence '${seq.id}' that another connection started; it ends with that connection, and only that one may feed, restart or end it: use another sequence_id`);
   }
 
   /** Why a request for a sequence that is not live is refused, or null: it starts one. */

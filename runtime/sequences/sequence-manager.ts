@@ -43,7 +43,13 @@ export class SequenceManager {
    */
   submitTo(req: SequenceRequest, scope: ClientScope | undefined, to: SequenceListener): void {
     let seq = this.live.get(req.model, req.sequenceId);
-    if (!seq) {
+    if (seq) {
+      const foreign = this.live.foreign(seq, scope);
+      if (foreign) {
+        to.reject(foreign);
+        return;
+      }
+    } else {
       const refused = this.live.refusal(req, scope);
       if (refused) {
         to.reject(refused);
