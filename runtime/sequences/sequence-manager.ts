@@ -97,8 +97,18 @@ export class SequenceManager {
       const next = seq.queue.shift() as PendingRequest;
       const resolved = sameTick ? next.req.instance : undefined;
       sameTick = false;
+      if (next.req.start) {
+        try {
+          this.restart(seq, next.req, resolved);
+        } catch (err) {
+          // Refused before anything changed (no such version, not a sequence model): a live
+          // sequence goes on as it was.
+          next.to.reject(err as Error);
+          if (seq.instance === null) this.live.free(seq);
+          continue;
+        }
+      }
       try {
-        if (next.req.start) this.restart(seq, next.req, resolved);
         this.hand(seq, next);
       } catch (err) {
         this.settleFailed(seq, next, err as Error);
@@ -172,9 +182,15 @@ export class SequenceManager {
     if (!seq.advancing) this.advance(seq, false);
   }
 
+  /**
+   * A start that failed (refused at the batcher for a full queue, timed out, a bad input, its
+   * run failed) leaves no sequence: its state was already set to zeros and it was answered with
+   * an error, so it is freed, and what follows it must start again. Left live, it held its
+   * slots, and a request without sequence_start went on from a start the client was told failed.
+   */
   private settleFailed(seq: Sequence, p: PendingRequest, err: Error): void {
     p.to.reject(err);
-    if (seq.instance === null) this.live.free(seq); // its start failed: nothing to continue
+    if (seq.instance === null || p.req.start) this.live.free(seq);
   }
 
   /** Requests that arrived after an end start over: a new sequence, or an unknown one. */

@@ -135,6 +135,32 @@ describe('sequence lifecycle', () => {
     assert.equal(rt.runtime.sequences.stats().find((m) => m.model === 'vad'), undefined, 'the end freed it');
   });
 
+  test('a start that fails leaves no sequence: what follows it must start again, and its slot is free', async () => {
+    const wrong: Tensor[] = [randomFp32('input', [1, 575], 1, -0.3, 0.3), SR]; // 575 samples: not the model's 576
+    // Refused at hand-over (as a full queue refuses it): the state had been set to zeros already.
+    assert.equal(code(await ws.infer('vad', wrong, { parameters: seqParams('failed', true) })), 'PERCH_ERR_SHAPE_MISMATCH');
+    assert.equal(rt.runtime.sequences.stats().find((m) => m.model === 'vad'), undefined, 'no live sequence left');
+    assert.equal(code(await ws.infer('vad', chunk(2), { parameters: seqParams('failed') })), 'PERCH_ERR_SEQUENCE_UNKNOWN');
+    // Pipelined behind a failed start: unknown, not fed from zeros.
+    const answers = await Promise.all([
+      ws.infer('vad', [...chunk(1), randomFp32('state', [2, 1, 128], 3)], { parameters: seqParams('failed', true) }),
+      ws.infer('vad', chunk(2), { parameters: seqParams('failed') }),
+      ws.infer('vad', chunk(3), { parameters: seqParams('failed', true) }),
+      ws.infer('vad', chunk(4), { parameters: seqParams('failed', false, true) }),
+    ]);
+    assert.deepEqual(answers.map(code), ['PERCH_ERR_UNKNOWN_INPUT', 'PERCH_ERR_SEQUENCE_UNKNOWN', 'ok', 'ok']);
+    const fresh = await reference([3, 4]);
+    assert.ok(Math.abs(prob(answers[2]!) - fresh[0]!) <= 1e-6 && Math.abs(prob(answers[3]!) - fresh[1]!) <= 1e-6, 'the start after it begins from zero state');
+    // A restart of a live sequence that fails ends it too: its old state was already dropped.
+    assert.ok((await ws.infer('vad', chunk(1), { parameters: seqParams('live', true) })).ok);
+    assert.equal(code(await ws.infer('vad', wrong, { parameters: seqParams('live', true) })), 'PERCH_ERR_SHAPE_MISMATCH');
+    assert.equal(code(await ws.infer('vad', chunk(2), { parameters: seqParams('live') })), 'PERCH_ERR_SEQUENCE_UNKNOWN');
+    assert.equal(rt.runtime.sequences.stats().find((m) => m.model === 'vad'), undefined);
+    // The slots are all there: maxSequences (3) start.
+    for (const id of ['f1', 'f2', 'f3']) assert.ok((await ws.infer('vad', chunk(1), { parameters: seqParams(id, true) })).ok);
+    for (const id of ['f1', 'f2', 'f3']) assert.ok((await ws.infer('vad', chunk(2), { parameters: seqParams(id, false, true) })).ok);
+  });
+
   test('requests sent behind an end start over: a start begins a new sequence, anything else is unknown', async () => {
     const answers = await Promise.all([
       ws.infer('vad', chunk(1), { parameters: seqParams('over', true) }),
