@@ -58,15 +58,18 @@ export function numberAt(b: Uint8Array, i: number, stop: number): number {
  * JSON's grammar (findNumberRuns), as JSON.parse reads it. Up to 15 significant digits and a power
  * of ten up to 22 the value is exact arithmetic on exact doubles with one rounding (Clinger's fast
  * path, the one every correct parser takes first); anything else is read by Number(), which rounds
- * the way JSON.parse does (both are ECMAScript's StringToNumber), from text decoded 64 KiB at a time.
+ * the way JSON.parse does (both are ECMAScript's StringToNumber), from text decoded 64 KiB at a time
+ * (or the whole number, when it is longer).
  */
 function readNumbers(b: Uint8Array, start: number, end: number, each: (value: number, index: number) => void): void {
   let text = '';
   let textStart = 0;
   const slow = (from: number, to: number): number => {
     if (from < textStart || to > textStart + text.length) {
+      // At least the whole number: one longer than the window (a million digits and an exponent
+      // are valid JSON) was read cut at 64 KiB, a wrong value (0.5 written in 1 MB read as 0).
       textStart = from;
-      text = Buffer.from(b.buffer, b.byteOffset + from, Math.min(end, from + 65_536) - from).toString('latin1');
+      text = Buffer.from(b.buffer, b.byteOffset + from, Math.min(end, from + Math.max(65_536, to - from)) - from).toString('latin1');
     }
     return Number(text.slice(from - textStart, to - textStart));
   };

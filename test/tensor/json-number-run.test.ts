@@ -131,6 +131,24 @@ describe('JSON arrays of numbers read from the bytes', () => {
     }
   });
 
+  test('a number longer than the 64 KiB text window reads whole (a million digits are valid JSON)', () => {
+    // Read cut at 64 KiB, `0.000...05e70000` was 0 and `1000...0e-70000` Infinity: a wrong value
+    // in the tensor, not a refusal (found by the red-team pass of session 15).
+    const r = random(15);
+    for (let k = 0; k < 12; k++) {
+      const zeros = 65_536 + Math.floor(r() * 70_000);
+      const lead = String(1 + Math.floor(r() * 9));
+      const forms = [`0.${'0'.repeat(zeros)}${lead}5e${zeros + 1}`, `-${lead}${'0'.repeat(zeros)}e-${zeros}`, `${lead}.${digits(r, zeros)}`];
+      for (const t of forms) {
+        const b = Buffer.from(t);
+        assert.ok(Object.is(numberAt(b, 0, b.length), JSON.parse(t) as number), `${t.slice(0, 20)}... (${t.length} chars): ${numberAt(b, 0, b.length)} vs ${JSON.parse(t) as number}`);
+      }
+      // In a body, beside short numbers, as the parse thread reads it (runs of MIN_RUN_BYTES and more).
+      const data = `[0.25,${forms.join(',')},-3]`;
+      sameOutcome(`{"inputs":[{"name":"x","datatype":"FP64","shape":[5],"data":${data}}]}`, k);
+    }
+  });
+
   test('a fuzzed body decodes to what the plain path decodes, whole or broken a byte at a time', () => {
     fc.assert(fc.property(fc.integer(), (seed) => {
       const r = random(seed);
