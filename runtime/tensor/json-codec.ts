@@ -210,10 +210,15 @@ function elementWriter(name: string, datatype: Exclude<Datatype, 'BYTES'>, out: 
 
 const BIG_RANGE = { INT64: [-(2n ** 63n), 2n ** 63n - 1n], UINT64: [0n, 2n ** 64n - 1n] } as const;
 
-/** Element `i` of an INT64 or UINT64 tensor: an integer number, or a string of digits (exact beyond 2^53). */
+/**
+ * Element `i` of an INT64 or UINT64 tensor: an integer number up to 2^53 - 1 in size, or a string
+ * of digits (exact beyond). A JSON number past that is refused (docs/api.md): JSON.parse has
+ * already rounded it to a double, so 9007199254740993 became ...992, a wrong value given as right.
+ */
 function toBigInt(name: string, datatype: 'INT64' | 'UINT64', v: unknown, i: number): bigint {
   let b: bigint;
-  if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
+  if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
+  else if (typeof v === 'number' && Number.isInteger(v)) throw bad(name, `element ${i} is past 2^53 as a JSON number, which cannot hold it exactly: send it as a decimal string`);
   else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
   else throw bad(name, `element ${i} must be an integer`);
   const range = BIG_RANGE[datatype];

@@ -85,6 +85,16 @@ describe('codecs', () => {
     assert.throws(() => decodeJsonData('x', 'BOOL', [1], ['yes']), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA');
     assert.deepEqual(Array.from(decodeJsonData('x', 'FP32', [2, 2], [[1, 2], [3, 4]]) as Float32Array), [1, 2, 3, 4]);
     assert.deepEqual(decodeJsonData('x', 'INT64', [2], ['9007199254740993', -1]), BigInt64Array.from([9007199254740993n, -1n]));
+    assert.deepEqual(decodeJsonData('x', 'INT64', [2], [2 ** 53 - 1, -(2 ** 53 - 1)]), BigInt64Array.from([2n ** 53n - 1n, -(2n ** 53n - 1n)]));
+  });
+
+  test('an INT64 or UINT64 JSON number past 2^53 is refused, never rounded (send a decimal string)', () => {
+    // JSON.parse gives 9007199254740993 as ...992: taken as it came, a wrong value with a 200.
+    for (const text of ['9007199254740993', '9007199254740992', '-9007199254740993', '1e18', '18446744073709551615']) {
+      for (const datatype of ['INT64', 'UINT64'] as const) {
+        assert.throws(() => decodeJsonData('x', datatype, [1], JSON.parse(`[${text}]`)), (e: PerchError) => e.code === 'PERCH_ERR_TENSOR_DATA' && /decimal string/.test(e.message), `${datatype} ${text}`);
+      }
+    }
   });
 
   test('BYTES elements are arbitrary bytes: UTF-8 text or base64 in JSON, anything in binary', () => {
