@@ -81,6 +81,25 @@ export class RequestGuard {
   }
 }
 
+/**
+ * RFC 9112 section 3.2: a request carries one Host field, and an HTTP/1.1 request must carry it;
+ * anything else is a 400. Node refused a missing Host itself with a bare 400 (no body, no code;
+ * its requireHostHeader, turned off where Perch serves HTTP so this answers instead) and took the
+ * first of two Host fields, where a proxy in front may route by the last.
+ */
+export function checkHostField(req: IncomingMessage): void {
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+  }
+  if (hosts > 1) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `the request has ${hosts} Host header fields; one is allowed (RFC 9112 section 3.2)`);
+  if (hosts === 0 && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+    throw new PerchError('PERCH_ERR_INVALID_MESSAGE', 'an HTTP/1.1 request needs a Host header field (RFC 9112 section 3.2)');
+  }
+}
+
 /** `name`, `name:port`, `[v6]`, `[v6]:port` -> the lower-case name (v6 without brackets). */
 function hostName(host: string): string | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(host.trim());

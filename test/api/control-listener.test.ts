@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -73,6 +73,41 @@ describe('control listener', () => {
     const infer = await rawRequest(control, 'POST', '/v2/models/x/infer', { body: '{}', headers: auth });
     assert.equal(infer.json?.code, 'PERCH_ERR_ROUTE_NOT_FOUND');
     assert.deepEqual(JSON.parse((await getOverSocket(socketPath, '/v2/health/live')).text), { live: true });
+  });
+
+  test('malformed requests and unread bodies get a coded answer before the close, never a reset', async () => {
+    // Node's defaults on this port answered a parse error with a bare 400 (no code) and closed
+    // with the body still coming, which the kernel turned into a reset (lingering-close.ts).
+    const port = Number(rt.runtime.control?.port);
+    const body = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    const exchange = (head: string, payload: Buffer): Promise<{ text: string; error: string | null }> => new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      let text = '';
+      let error: string | null = null;
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+      s.on('close', () => resolve({ text, error }));
+      s.on('connect', () => {
+        s.write(head);
+        s.end(payload);
+      });
+    });
+    const cases: Array<[string, Buffer, number, string]> = [
+      [`POST /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`, body, 405, 'PERCH_ERR_METHOD_NOT_ALLOWED'],
+      [`POST /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`, body, 405, 'PERCH_ERR_METHOD_NOT_ALLOWED'],
+      [`POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`, body, 404, 'PERCH_ERR_ROUTE_NOT_FOUND'],
+      ['GARBAGE\r\n\r\n', body, 400, 'PERCH_ERR_INVALID_MESSAGE'],
+      [`GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(100_000)}\r\n\r\n`, Buffer.alloc(0), 413, 'PERCH_ERR_REQUEST_TOO_LARGE'],
+      ['GET /v2/health/live HTTP/1.1\r\nConnection: close\r\n\r\n', Buffer.alloc(0), 400, 'PERCH_ERR_INVALID_MESSAGE'],
+    ];
+    for (const [head, payload, status, code] of cases) {
+      const r = await exchange(head, payload);
+      const what = JSON.stringify(head.slice(0, 60));
+      assert.equal(r.error, null, `${what}: no reset (${r.error}; got ${JSON.stringify(r.text.slice(0, 120))})`);
+      assert.match(r.text, new RegExp(`^HTTP/1\\.1 ${status} `), what);
+      assert.ok(r.text.includes(`"code":"${code}"`), `${what}: ${r.text.slice(0, 300)}`);
+    }
+    assert.deepEqual((await rawRequest(control, 'GET', '/v2/health/live')).json, { live: true });
   });
 
   test('a stalled main event loop fails liveness and readiness, and passes again once it turns', async () => {

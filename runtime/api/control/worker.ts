@@ -11,7 +11,9 @@ import { PerchError } from '../../base/errors.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import { sendError, sendJson } from '../http/reply.js';
 import { listen } from '../http/listen.js';
-import { RequestGuard } from '../request-guard.js';
+import { closeWithoutReset } from '../http/lingering-close.js';
+import { systemClock } from '../../base/clock.js';
+import { checkHostField, RequestGuard } from '../request-guard.js';
 import { listenOnSocket } from '../unix-socket.js';
 import type { ControlWorkerData, ListenMessage, SnapshotMessage } from './messages.js';
 import { ControlState, monotonicMs } from './shared-state.js';
@@ -46,6 +48,7 @@ function live(): { live: boolean; stalledMs?: number } {
 
 function answer(req: IncomingMessage, res: ServerResponse): void {
   try {
+    checkHostField(req);
     const path = (req.url ?? '/').split('?')[0];
     const route = ROUTES[path as keyof typeof ROUTES];
     if (!route) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path} on the control listener (docs/api.md)`);
@@ -98,8 +101,17 @@ const ROUTES = {
   }),
 };
 
-const servers = [createServer(answer), createServer(answer)];
-for (const s of servers) s.keepAliveTimeout = 65_000; // as the main port: longer than client pools' idle timeouts
+// Host is checked by answer() (checkHostField), with a coded answer as on the main port.
+const servers = [createServer({ requireHostHeader: false }, answer), createServer({ requireHostHeader: false }, answer)];
+for (const s of servers) {
+  s.keepAliveTimeout = 65_000; // as the main port: longer than client pools' idle timeouts
+  // As the main port (lingering-close.ts): a malformed request gets a coded answer, and an
+  // answer given before a body was read closes without a reset. Node's defaults here answered
+  // a parse error with a bare 400 (no code) and reset connections whose body was still coming
+  // (POST /v2/health/live with 4 MB: EPIPE, kept alive: no answer at all). Nothing here holds
+  // client bytes, so what lingering connections discard is counted nowhere.
+  closeWithoutReset(s, systemClock, { discarded: () => {} });
+}
 
 async function start(): Promise<ListenMessage> {
   try {

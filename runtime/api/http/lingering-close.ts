@@ -13,7 +13,7 @@
 // What a lingering connection read is counted as discarded when it closes (client-budget.ts): the
 // 31 MiB bodies refused from their headers were read and thrown away, hundreds of MB of socket
 // reads the budget never held, so no collection followed them (docs/reliability.md "Memory after a burst").
-import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Clock } from '../../base/clock.js';
 import type { ClientBudget } from '../client-budget.js';
@@ -32,8 +32,25 @@ function readPaced(socket: Socket, reader: LingerReader): void {
   socket.once('close', () => reader.remove(conn));
 }
 
-export function closeWithoutReset(server: Server, clock: Clock, budget: ClientBudget): void {
+/** The socket's response being written (Node's own field), and the request it answers. */
+type AnsweringSocket = Socket & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null };
+
+/** Calls `then` once every answer Node has for `socket` is written: the one on it, then each queued behind it. */
+function afterAnswers(socket: AnsweringSocket, then: () => void): void {
+  const res = socket._httpMessage;
+  if (!res) return then();
+  // Node's own 'finish' listener ran first: it has put the next queued answer on the socket, if any.
+  res.once('finish', () => afterAnswers(socket, then));
+}
+
+/**
+ * `budget`: where bytes read and thrown away are counted (the control listener's thread has no
+ * client budget: it passes a counter that keeps nothing).
+ */
+export function closeWithoutReset(server: Server, clock: Clock, budget: Pick<ClientBudget, 'discarded'>): void {
   const lingering = new WeakSet<Socket>();
+  /** Connections whose parse error is answered once the answers before it are written. */
+  const deferred = new WeakSet<Socket>();
   const reader = new LingerReader(clock);
   const linger = (socket: Socket): void => {
     if (socket.destroyed || lingering.has(socket)) return;
@@ -57,23 +74,42 @@ export function closeWithoutReset(server: Server, clock: Clock, budget: ClientBu
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Its answer went out and it lingers: Node's request timeout for the unread body, or a
     // parse error in it, must not turn into a reset now.
-    if (lingering.has(socket)) return;
+    if (lingering.has(socket) || deferred.has(socket)) return;
     const code = (err as { code?: string }).code ?? '';
     if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
     // Bytes after a request the client said was its last: its answer goes out, then the socket lingers.
     if (code === 'HPE_CLOSED_CONNECTION') return;
     const e = clientErrorOf(code, err.message);
-    // A request being answered whose body broke (bad chunk, early end): the error is its answer
-    // (Node's resOnFinish then lingers); if its answer has begun, nothing more can be said.
-    const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    const answer = (): void => {
+      if (socket.destroyed || !socket.writable) return; // closed meanwhile, or the last answer said close
+      const body = JSON.stringify({ error: e.message, code: e.code });
+      socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      linger(socket);
+    };
+    const res = (socket as AnsweringSocket)._httpMessage;
     if (res) {
+      // The request being answered was read whole: the error is in what was pipelined behind it.
+      // Its answer (and those of requests parsed before the error) go out first, then this one.
+      // Given as that request's answer, the error took its place (a 400 for a valid inference,
+      // kept alive, the real answer dropped) and the connection then hung with its parser broken.
+      if (res.req?.complete) {
+        deferred.add(socket);
+        afterAnswers(socket as AnsweringSocket, answer);
+        return;
+      }
+      // A request being answered whose body broke (bad chunk, early end): the error is its answer,
+      // and the last on this connection, whose parser is broken (Node's resOnFinish then
+      // lingers). Kept alive, as the request asked, the connection stayed open after the answer
+      // until keepAliveTimeout (65 s) though its client had sent its FIN (the no-reset fuzzer).
+      // If its answer has begun, nothing more can be said.
       if (res.headersSent) socket.destroy();
-      else sendError(res, e);
+      else {
+        res.shouldKeepAlive = false;
+        sendError(res, e);
+      }
       return;
     }
-    const body = JSON.stringify({ error: e.message, code: e.code });
-    socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    linger(socket);
+    answer();
   });
 }
 

@@ -191,7 +191,7 @@ async function readInferRequest(
   // OIP binary extension: the JSON header length comes in a header; the tensor bytes follow it.
   const headerLength = req.headers['inference-header-content-length'];
   if (!file && headerLength !== undefined) {
-    const n = Number(headerLength);
+    const n = lengthOf(headerLength);
     // Read into a buffer for the header and one for the tensors (body.ts readSplitBody).
     if (Number.isInteger(n) && n >= 0 && n <= declaredLength(req)) {
       const { json, binary } = await readSplitBody(req, c.maxRequestBytes, c.budget, hold, n);
@@ -203,7 +203,7 @@ async function readInferRequest(
   let json: Buffer = raw;
   let binary: Uint8Array = new Uint8Array(0);
   if (headerLength !== undefined) {
-    const n = Number(headerLength);
+    const n = lengthOf(headerLength);
     if (!Number.isInteger(n) || n < 0 || n > raw.length) {
       throw new PerchError('PERCH_ERR_BINARY_SIZE', `Inference-Header-Content-Length ${headerLength} does not fit a body of ${raw.length} bytes`);
     }
@@ -252,8 +252,17 @@ function declaredJsonLength(req: IncomingMessage): number {
   if (!(Number.isInteger(body) && body >= 0)) return Number.NaN;
   const header = req.headers['inference-header-content-length'];
   if (header === undefined) return body;
-  const n = Number(header);
+  const n = lengthOf(header);
   return Number.isInteger(n) && n >= 0 && n <= body ? n : Number.NaN;
+}
+
+/**
+ * Inference-Header-Content-Length as a number of bytes: decimal digits only, else NaN (refused
+ * 400 PERCH_ERR_BINARY_SIZE). Number() took '0x10', '1e2', '0b1' and '' as 16, 100, 1 and 0,
+ * so a header that was not a length split the body somewhere all the same.
+ */
+function lengthOf(header: string | string[]): number {
+  return typeof header === 'string' && /^[0-9]{1,15}$/.test(header) ? Number(header) : Number.NaN;
 }
 
 function repositoryIndex(c: HttpContext, _q: IncomingMessage, res: ServerResponse): void {

@@ -8,7 +8,7 @@ import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import { closeWithoutReset } from './lingering-close.js';
 import { sendError } from './reply.js';
 import { ROUTES, type HttpContext } from './routes.js';
-import type { RequestGuard } from '../request-guard.js';
+import { checkHostField, type RequestGuard } from '../request-guard.js';
 
 /** Who may use the API (docs/security.md). */
 export interface ApiAccess {
@@ -32,6 +32,7 @@ export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: In
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? '';
+    checkHostField(req);
     // Only the routes of the request's method are matched against its path (an inference POST
     // ran the patterns of seven GET routes first); the others only when none of them matches,
     // for the 405's Allow or the 404. The first route of the method that matches is the one
@@ -83,7 +84,8 @@ function decodeSegment(segment: string): string {
 }
 
 export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: SlowReaderOptions, log: Logger): Server {
-  const server = createServer((req, res) => {
+  // Host is checked by handleRequest (request-guard.ts checkHostField), with a coded answer.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     // Shutdown: server.close() waits for every connection to end, and closeIdleConnections()
     // only ends those idle when it runs. A request still in flight then left its keep-alive
     // socket open after its answer until the client dropped it (keepAliveTimeout), so SIGTERM
