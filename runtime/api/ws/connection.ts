@@ -45,6 +45,25 @@ const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PER
  */
 export const UNREAD_PAUSE_BYTES = 64 * 1024;
 
+/** Text frames up to this size are looked at before the intake paces them (mayInfer). */
+const LOOKED_AT_BYTES = 4096;
+const INFER = Buffer.from('infer');
+const BACKSLASH = 0x5c;
+
+/**
+ * Whether a frame may bring inference work: the intake paces such frames, and other ones only
+ * while the connection has messages unanswered, so a client that polls status one message at a
+ * time is never parked while the loop lags (docs/reliability.md "Control plane first"; every
+ * frame was paced until 30 November 2026), and one that floods status is, as before (paced by
+ * kind alone, 20 such clients doubled health's p50 on the main port). A binary frame is an infer
+ * message. A text frame's op can be the string "infer" only if its text holds those five letters
+ * or an escape (a backslash), so a small frame with neither is surely something else; a larger
+ * one counts as inference without a look.
+ */
+export function mayInfer(data: Buffer, isBinary: boolean): boolean {
+  return isBinary || data.length > LOOKED_AT_BYTES || data.includes(INFER) || data.includes(BACKSLASH);
+}
+
 export interface ConnectionContext {
   limits: ConnectionLimits;
   budget: ClientBudget;
@@ -180,7 +199,9 @@ export class Connection {
     if (this.disposed) return;
     // The frame is whole: ws no longer holds it as unfinished.
     this.partial.charge();
-    this.ctx.intake.pace(this.parkable);
+    // A client that asks for status (or subscribes, or emits) one message at a time is not paced;
+    // one that pipelines them is, like inference (mayInfer).
+    if (this.inflight > 0 || this.held.length > 0 || mayInfer(data, isBinary)) this.ctx.intake.pace(this.parkable);
     const cost = frameCost(data, isBinary);
     if (!this.hold.tryAdd(cost)) {
       this.refuse(data, isBinary, cost);
