@@ -9,7 +9,7 @@
 // answered, with the main thread's CPU per answer (answers.ts), and the malloc_trim calls after the
 // clients left (perch_memory_trims_total: whether the idle collector saw a burst). Each attack is bounded in time.
 // Prints a table and writes build/bench/reliability.json.
-// Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB)
+// Run: npm run build && node dist/bench/reliability/overload.js   (PERCH_ATTACK_MS, PERCH_SETTLE_MS, PERCH_MAX_CLIENT_MB, PERCH_MAX_QUEUE_MB, PERCH_ATTACK_NICE)
 import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
@@ -19,6 +19,7 @@ import { startPerch } from '../lib/perch-server.js';
 import { writeRunFile } from '../lib/results.js';
 import { printTable, sleep } from '../lib/stats.js';
 import { answerCounts, answered, answersBetween, type AnswerCounts } from './answers.js';
+import { ATTACK_NICE, niceAttackers, nicesSummary } from './attack-nice.js';
 import { flood, heldBodies, largeJson, slowHeaders, wsNonReaders, type Attack } from './attacks.js';
 import { cpuBetween, cpuSample, readTurnLog, turnFigures, type CpuFigures } from './cpu.js';
 import { memoryBreakdown, sampleAtPeak, type MemoryBreakdown } from './memory.js';
@@ -90,6 +91,8 @@ async function main(): Promise<void> {
     ...(MAX_QUEUE_MB ? { models: { overrides: { 'pp-ocr-cls': { batching: { maxQueueBytes: MAX_QUEUE_MB * 1024 * 1024 } } } } } : {}),
   } });
   console.log(`perch serving on port ${server.port} (control listener on ${server.controlPort}) after ${Math.round(server.startMs)} ms`);
+  // PERCH_ATTACK_NICE: the attack clients at a lower priority from here on, the prober not (attack-nice.ts).
+  const proberNice = ATTACK_NICE === null ? undefined : niceAttackers(ATTACK_NICE);
   const rows: Row[] = [];
   // V8's figures from /metrics on the control listener: the main port may not answer at the end of an attack.
   const metricsUrl = server.controlPort !== null ? `http://127.0.0.1:${server.controlPort}` : server.baseUrl;
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
       const idleRssMB = mb(server.rssKiB());
       console.log(`${name}: starting (idle RSS ${idleRssMB} MB)`);
       const trimsFrom = await server.metric('perch_memory_trims_total');
-      const w = watch(server);
+      const w = watch(server, proberNice);
       const attack = await start(server.port, server.wsUrl);
       console.log(`${name}: clients in place`);
       const answersFrom = await answerCounts(metricsUrl);
@@ -114,6 +117,8 @@ async function main(): Promise<void> {
       const answers = answersBetween(answersFrom, await answerCounts(metricsUrl));
       const loadAtEnd = Number((loadavg()[0] ?? 0).toFixed(1));
       const atEnd = await memoryBreakdown(server.pid, metricsUrl, server.rssKiB());
+      // Read while the prober still runs: it should be the campaign's one thread at the campaign's nice.
+      if (ATTACK_NICE !== null) console.log(`${name}: threads by nice: campaign ${nicesSummary('self')} (the prober among them), Perch ${nicesSummary(server.pid)}`);
       const figures = await w.stop();
       attack.leave();
       await sleep(SETTLE_MS);
@@ -125,7 +130,7 @@ async function main(): Promise<void> {
     }
     const refusals = await server.metric('perch_client_refusals_total');
     printTable(
-      `Overload campaign (attack ${ATTACK_MS / 1000} s, settle ${SETTLE_MS / 1000} s; aims: peak RSS < ${RSS_LIMIT_MB} MB, back within ${RETURN_MB} MB of idle, health p99 < ${HEALTH_P99_MS} ms)`,
+      `Overload campaign (attack ${ATTACK_MS / 1000} s, settle ${SETTLE_MS / 1000} s${ATTACK_NICE === null ? '' : `, attack clients at nice ${ATTACK_NICE}`}; aims: peak RSS < ${RSS_LIMIT_MB} MB, back within ${RETURN_MB} MB of idle, health p99 < ${HEALTH_P99_MS} ms)`,
       ['attack', 'load', 'idle MB', 'peak MB', 'after MB', 'trims after', 'health p50 ms', 'p99 ms', 'max ms', 'probes failed'],
       rows.map((r) => [r.attack, String(r.load), String(r.idleRssMB), String(r.peakRssMB), String(r.afterRssMB), String(r.trims), String(r.healthP50Ms), String(r.healthP99Ms), String(r.healthMaxMs), `${r.healthFailures}/${r.healthProbes + r.healthFailures}`]),
     );
@@ -169,7 +174,7 @@ async function main(): Promise<void> {
     const says = (ok: boolean | null): string => (ok === null ? 'not probed' : ok ? 'MET' : 'NOT MET');
     for (const m of met) console.log(`${m.attack}: RSS ${says(m.rss)}, returns ${says(m.returns)}, health main port ${says(m.health)}, control port ${says(m.controlHealth)}`);
     console.log(`perch_client_refusals_total after all attacks: ${refusals}`);
-    writeRunFile('reliability', { loadavg: loadavg(), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met });
+    writeRunFile('reliability', { loadavg: loadavg(), ...(ATTACK_NICE === null ? {} : { attackNice: ATTACK_NICE }), malloc: { arenaMax: process.env.MALLOC_ARENA_MAX, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }, attackMs: ATTACK_MS, settleMs: SETTLE_MS, rows, met });
   } finally {
     await server.stop();
   }

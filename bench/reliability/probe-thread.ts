@@ -5,9 +5,12 @@
 // timed out after TIMEOUT_MS, as an orchestrator's check would. Each probe also notes how much
 // CPU Perch's main thread had while it waited (its schedstat, read before and after): the work
 // the loop did ahead of the answer, which the machine's load does not inflate as it does the
-// wall time (docs/reliability.md "Health behind the flood's connections").
+// wall time (docs/reliability.md "Health behind the flood's connections"). With the attack
+// clients at a lower priority (PERCH_ATTACK_NICE, attack-nice.ts) this thread starts with their
+// nice, inherited from the main thread that creates it, and sets its own back to the campaign's.
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 export interface ProbeTarget {
@@ -30,7 +33,14 @@ export interface ProbeSamples {
 const INTERVAL_MS = 20;
 const TIMEOUT_MS = 5000;
 
-const { targets, perchPid } = workerData as { targets: ProbeTarget[]; perchPid?: number };
+const { targets, perchPid, nice } = workerData as { targets: ProbeTarget[]; perchPid?: number; nice?: number };
+if (nice !== undefined) {
+  try {
+    setPriority(0, nice); // this thread alone (Linux)
+  } catch (e) {
+    throw new Error(`the prober could not set its nice back to ${nice} (lowering a nice needs CAP_SYS_NICE: run PERCH_ATTACK_NICE as root): ${(e as Error).message}`, { cause: e });
+  }
+}
 
 /** Perch's main thread's time on a CPU so far, ms (NaN without its pid or once it is gone). */
 function mainCpuMs(): number {

@@ -67,7 +67,8 @@ function figures(s: ProbeSamples): ProbeFigures {
   };
 }
 
-export function watch(server: PerchServer): Watch {
+/** `proberNice`: the nice the prober sets for itself (the campaign's, when its attack clients run lower: attack-nice.ts). */
+export function watch(server: PerchServer, proberNice?: number): Watch {
   let peak = server.rssKiB();
   const rssTimer = setInterval(() => {
     try {
@@ -76,7 +77,7 @@ export function watch(server: PerchServer): Watch {
       // the process is gone: the figures will say so
     }
   }, 100);
-  const prober = new Worker(new URL('./probe-thread.js', import.meta.url), { workerData: { targets: probeTargets(server), perchPid: server.pid } });
+  const prober = new Worker(new URL('./probe-thread.js', import.meta.url), { workerData: { targets: probeTargets(server), perchPid: server.pid, nice: proberNice } });
   return {
     async stop() {
       clearInterval(rssTimer);
