@@ -11,8 +11,16 @@ export const modelNameSchema = deviceIdSchema;
 
 /** Model versions are the repository's version folders: positive integers (docs/protocol.md section 1). */
 export const modelVersionSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+/**
+ * Text of an event that the fleet stores in a text column as is (its id, type, ts) comes out with
+ * U+0000 replaced by U+FFFD: PostgreSQL's text cannot hold U+0000, and a row it refuses fails its
+ * message for good (docs/fleet.md "Group commit"). The devices' API lets any type through, so the
+ * event is stored, not refused: refusing would leave the batch, good events and all, to be sent
+ * again forever.
+ */
+const storable = (s: string): string => (s.includes('\u0000') ? s.replaceAll('\u0000', '\ufffd') : s);
 /** Timestamps: epoch milliseconds is what Perch sends; an ISO string is accepted from others. */
-export const timestampSchema = z.union([z.number().nonnegative(), z.string().min(1)]);
+export const timestampSchema = z.union([z.number().nonnegative(), z.string().min(1).transform(storable)]);
 export const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'SHA-256 as 64 lower-case hex digits');
 export const base64Schema = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'base64');
 /** A JSON object copied through as is (live config, model.json). */
@@ -55,11 +63,11 @@ export const statusSchema = z.object({
 export type StatusMessage = z.infer<typeof statusSchema>;
 
 export const eventSchema = z.object({
-  id: z.string().min(1).max(128),
+  id: z.string().min(1).max(128).transform(storable),
   /** Rises by 1 per event per device: the dedup key with deviceId. */
   seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   ts: timestampSchema,
-  type: z.string().min(1),
+  type: z.string().min(1).transform(storable),
   payload: z.unknown(),
 });
 export type EventMessage = z.infer<typeof eventSchema>;
