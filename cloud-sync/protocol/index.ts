@@ -6,3 +6,4 @@ export * from './schemas.js';
 export * from './parse.js';
 export * from './signing.js';
 export * from './ranges.js';
+export * from './chunks.js';

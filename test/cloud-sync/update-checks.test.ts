@@ -109,6 +109,32 @@ test('a signed model over cloud.download.maxModelBytes: refused TOO_LARGE before
   }
 });
 
+test('chunkSize is not signed: one that makes over a million chunks, or a chunk over 4 MiB, is refused CHUNK_SIZE_INVALID before any chunk', async () => {
+  const d = await device();
+  try {
+    // The signed spec of a real file, replayed with chunkSize 1: 2.3 million chunks (each a
+    // journal record, a request and a message) for a 2.3 MB model.
+    const tiny = { ...specFor('vad', 2, MODEL, keys, CHUNK), chunkSize: 1 };
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: tiny } });
+    const rep = await reportedFailure(d, 2);
+    assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', JSON.stringify(rep.error));
+    // A signed 64 MiB model in one 64 MiB chunk: windowChunks of them would be held in memory.
+    const digest = '12'.repeat(32);
+    const size = 64 * 1024 * 1024;
+    const big = { version: 3, sha256: digest, size, chunkSize: size, signature: sign(keys.privateKeyPem, 'vad', 3, digest, size) };
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: big } });
+    assert.equal((await reportedFailure(d, 3)).error?.code, 'PERCH_ERR_MODEL_CHUNK_SIZE_INVALID');
+    assert.equal(d.agent.stats().chunksRequested, 0, 'no chunk asked for');
+    assert.equal(d.responder.requested, 0);
+    assert.deepEqual(stagingOf(d), [], 'nothing staged');
+    // The same file with a sane chunkSize installs.
+    await publishDesired(broker.url, d.t.port.device.id, { version: 3, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'the update with a sane chunkSize installs');
+  } finally {
+    await d.close();
+  }
+});
+
 test('a signed model larger than the free disk space: refused NO_SPACE before any chunk', async () => {
   const d = await device({ cloud: { download: { maxModelBytes: 2 ** 52 } } });
   try {

@@ -92,6 +92,26 @@ describe('keygen, sign, verify', () => {
     assert.match(k.stderr, /--sign-key/);
   });
 
+  test('sign and push refuse a --chunk-size devices refuse (PERCH_ERR_MODEL_CHUNK_SIZE_INVALID): over a million chunks, or chunks over 4 MiB', async () => {
+    const dir = temp.make();
+    const priv = join(dir, 'k.pem');
+    writeFileSync(priv, generateSigningKeyPair().privateKeyPem);
+    const model = join(dir, 'model.onnx');
+    writeFileSync(model, Buffer.alloc(5 * 1024 * 1024, 7));
+    const args = ['--sign-key', priv, '--name', 'vad', '--version', '1', '--file', model];
+    for (const size of ['4', String(8 * 1024 * 1024)]) {
+      const s = await fleet(['sign', ...args, '--chunk-size', size]);
+      assert.equal(s.code, 1, s.stderr);
+      assert.match(s.stderr, /PERCH_ERR_MODEL_CHUNK_SIZE_INVALID/);
+      const p = await fleet(['push', '--url', 'mqtt://127.0.0.1:9', '--store', dir, '--device', 'd', '--model', 'vad', ...args.slice(4), '--sign-key', priv, '--chunk-size', size]);
+      assert.equal(p.code, 1, p.stderr);
+      assert.match(p.stderr, /PERCH_ERR_MODEL_CHUNK_SIZE_INVALID/);
+    }
+    // One chunk of the whole file, and the default, are fine.
+    assert.equal((await fleet(['sign', ...args, '--chunk-size', String(4 * 1024 * 1024)])).code, 0);
+    assert.equal((await fleet(['sign', ...args])).code, 0);
+  });
+
   test('sign without --key, or with a bad version, is a usage error (exit 2)', async () => {
     assert.equal((await fleet(['sign', '--name', 'vad', '--version', '1', '--file', 'x'])).code, 2);
     assert.equal((await fleet(['sign', '--key', 'k', '--name', 'vad', '--version', '0', '--file', 'x'])).code, 2);

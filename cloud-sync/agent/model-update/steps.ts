@@ -9,7 +9,7 @@ import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/base/
 import type { Logger } from '../../../runtime/base/log.js';
 import type { Tracing } from '../../../runtime/base/tracing.js';
 import type { Span } from '@opentelemetry/api';
-import type { ModelSpec } from '../../protocol/index.js';
+import { chunkingProblem, type ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { ModelDownload } from './staged-download.js';
@@ -76,6 +76,10 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
         maxModelBytes: download.maxModelBytes, headroomBytes: download.diskHeadroomBytes,
       });
       ctx.log.debug(r, 'disk space for the update');
+      // chunkSize is not signed: it must not make the download cost more than the file does
+      // (a journal record and a request per chunk, windowChunks whole chunks in memory).
+      const chunking = chunkingProblem(ctx.spec.size, ctx.spec.chunkSize);
+      if (chunking) throw new PerchError('PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', `model '${ctx.name}' version ${ctx.spec.version}: ${chunking}`);
     },
   },
   {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { jsonObjectSchema, type ModelSpec } from '../../protocol/schemas.js';
 import { assertSigningKey, fileDigest, signManifest } from '../../protocol/signing.js';
+import { chunkingProblem } from '../../protocol/chunks.js';
 
 /** 64 KiB: small enough for a Pi's memory and MQTT brokers' defaults, large enough for speed. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
@@ -23,6 +24,9 @@ export async function buildSpec(input: SpecInput): Promise<ModelSpec> {
   // Checked before the file is read: an RSA TLS key given by mistake fails at once, by its code.
   const key = input.keyFile ? assertSigningKey(readFileSync(input.keyFile)) : null;
   const { sha256, size } = await fileDigest(input.file);
+  // Devices refuse what they could not afford to fetch (protocol/chunks.ts): say so here, not on every device.
+  const chunking = chunkingProblem(size, input.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  if (chunking) throw new PerchError('PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', `${input.file}: ${chunking}`);
   let config: Record<string, unknown> | undefined;
   if (input.configFile) {
     let parsed: unknown;
