@@ -5,7 +5,7 @@
 // config whole or not at all.
 import type { ErrorCode } from '../../runtime/base/errors.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
-import { canonicalJson, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
+import { canonicalJson, MAX_DESIRED_MODELS, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
 import type { DesiredView } from './reported-state.js';
 import { servedByName } from './served.js';
@@ -28,6 +28,8 @@ export interface SavedDesired {
 
 export class DesiredStateApplier implements DesiredView {
   private saved: SavedDesired | null;
+  /** A document ignored before any was applied (nothing saved to hang it on): reported from memory. */
+  private ignoredFirst: IgnoredDesired | null = null;
 
   constructor(
     private readonly runtime: DesiredRuntime,
@@ -47,7 +49,7 @@ export class DesiredStateApplier implements DesiredView {
   }
 
   ignored(): IgnoredDesired | null {
-    return this.saved?.ignored ?? null;
+    return this.saved?.ignored ?? this.ignoredFirst;
   }
 
   /** At start: the document applied last (maybe received just before a reboot) is carried on. */
@@ -70,10 +72,18 @@ export class DesiredStateApplier implements DesiredView {
       // said in state/reported, so `perch fleet push --wait` and `devices` show it.
       const reason = `desired version ${doc.version} is not above version ${last}, the one applied (a replayed or out-of-date document)`;
       this.runtime.log.warn({ version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
-      if (this.saved) this.persist({ ...this.saved, ignored: { version: doc.version, reason } });
-      this.changed();
+      this.ignore(doc.version, reason);
       return;
     }
+    const specs = Object.values(doc.models).filter((s) => s !== null).length;
+    if (specs > MAX_DESIRED_MODELS) {
+      this.stats.ignored.schema++;
+      const reason = `desired version ${doc.version} names ${specs} models to serve, over ${MAX_DESIRED_MODELS}`;
+      this.runtime.log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', version: doc.version, models: specs }, 'desired state ignored: too many models');
+      this.ignore(doc.version, reason);
+      return;
+    }
+    this.ignoredFirst = null;
     const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null, ignored: null };
     this.persist(saved);
     this.stats.desiredApplied++;
@@ -108,6 +118,13 @@ export class DesiredStateApplier implements DesiredView {
         this.updater.forget(name);
       }
     }
+    this.changed();
+  }
+
+  /** Said in state/reported, so `perch fleet push --wait` and `devices` show it. */
+  private ignore(version: number, reason: string): void {
+    if (this.saved) this.persist({ ...this.saved, ignored: { version, reason } });
+    else this.ignoredFirst = { version, reason };
     this.changed();
   }
 

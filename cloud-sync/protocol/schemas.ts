@@ -168,6 +168,14 @@ export const modelSpecSchema = z.object({
 });
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 
+/**
+ * Models one desired document may name to serve (non-null specs), at most: each costs the device
+ * its checks, a status entry in every state/reported it publishes and an event when refused, so
+ * a document naming thousands (3,000 took a device 40 s and made state/reported 800 KB) is
+ * ignored whole and reported as `ignored` (docs/cloud-sync.md "Desired and reported state").
+ */
+export const MAX_DESIRED_MODELS = 256;
+
 /** `P/devices/{id}/state/desired`, retained. A `null` model is removed; models not named stay. */
 export const desiredSchema = z.object({
   version: z.number().int().min(1),

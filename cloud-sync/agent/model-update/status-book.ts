@@ -5,6 +5,7 @@
 import { toPerchError, type ErrorCode } from '../../../runtime/base/errors.js';
 import type { Logger } from '../../../runtime/base/log.js';
 import type { StateStore } from '../../../runtime/port/runtime-port.js';
+import { MAX_DESIRED_MODELS } from '../../protocol/index.js';
 import { AGENT_KEYS } from '../state-keys.js';
 
 export interface BookEntry {
@@ -25,6 +26,13 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set([
   'PERCH_ERR_MODEL_DOWNGRADE', 'PERCH_ERR_MODEL_UNSIGNED', 'PERCH_ERR_MODEL_SIGNATURE_INVALID', 'PERCH_ERR_MODEL_CONFIG_UNSIGNED',
   'PERCH_ERR_MODEL_TOO_LARGE', 'PERCH_ERR_MODEL_NO_SPACE', 'PERCH_ERR_MODEL_CHUNK_SIZE_INVALID',
 ]);
+
+/**
+ * Entries kept, at most: a failure stays reported until a document names its model again, so
+ * documents each naming other models (MAX_DESIRED_MODELS at most each) would otherwise grow the
+ * book, and every state/reported, without end. Past this the oldest failures are dropped.
+ */
+export const MAX_BOOK_ENTRIES = 2 * MAX_DESIRED_MODELS;
 
 export class StatusBook {
   private readonly entries: Map<string, BookEntry>;
@@ -52,7 +60,15 @@ export class StatusBook {
   }
 
   set(name: string, entry: BookEntry): void {
+    // Re-inserted, so the Map's order is the order of the last change (oldest first).
+    this.entries.delete(name);
     this.entries.set(name, entry);
+    if (this.entries.size > MAX_BOOK_ENTRIES) {
+      for (const [n, e] of this.entries) {
+        if (this.entries.size <= MAX_BOOK_ENTRIES) break;
+        if (e.status === 'failed' && n !== name) this.entries.delete(n);
+      }
+    }
     this.save();
   }
 
