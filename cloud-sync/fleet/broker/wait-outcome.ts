@@ -6,6 +6,7 @@ import type { MqttClient } from 'mqtt';
 import { parsePayload } from '../../protocol/parse.js';
 import { reportedSchema, type DesiredState, type ModelSpec, type ReportedState } from '../../protocol/schemas.js';
 import { topics } from '../../protocol/topics.js';
+import { visible } from '../cli/visible.js';
 
 export type WaitOutcome = 'active' | 'failed' | 'ignored' | 'timeout';
 
@@ -56,14 +57,15 @@ export async function waitForOutcome(client: MqttClient, prefix: string, t: Wait
       if (got !== topic || payload.length === 0) return;
       const parsed = parsePayload(reportedSchema, payload);
       if (!parsed.ok) return;
-      const line = progressLine(parsed.value, t);
+      // The device's words (error messages, reasons) on one line each (cli/visible.ts).
+      const line = visible(progressLine(parsed.value, t) ?? '', true);
       if (line && line !== last) {
         last = line;
         err.write(`${label}: ${line}\n`);
       }
       const j = judge(parsed.value, t);
       if (!j) return;
-      if (j.outcome !== 'active' || line !== 'active') err.write(`${label}: ${j.outcome}${j.detail !== j.outcome ? `: ${j.detail}` : ''}\n`);
+      if (j.outcome !== 'active' || line !== 'active') err.write(`${label}: ${j.outcome}${j.detail !== j.outcome ? `: ${visible(j.detail, true)}` : ''}\n`);
       resolve(j.outcome);
     };
     client.on('message', onMessage);

@@ -7,6 +7,7 @@ import { devicesCommand, DEVICES_HELP } from '../commands/devices.js';
 import { eventsCommand, EVENTS_HELP } from '../commands/events.js';
 import { keygen, KEYGEN_HELP } from '../commands/keygen.js';
 import { UsageError } from './options.js';
+import { visibleOutput } from './visible.js';
 import { pushCommand, PUSH_HELP } from '../commands/push.js';
 import { removeCommand, REMOVE_HELP } from '../commands/remove.js';
 import { rolloutCommand, ROLLOUT_HELP } from '../commands/rollout.js';
@@ -38,8 +39,12 @@ const HELPS: Record<string, string> = {
 };
 
 /** Runs a command; returns the exit code, or -1 for a command that keeps running (serve). */
-export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function run(argv: string[], stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): Promise<number> {
   const [command, ...rest] = argv;
+  // Device text reaches the terminal through every command (visible.ts). Not serve's stdout:
+  // pino's JSON log lines at fleet rate, where JSON already escapes the C0 controls.
+  const out = command === 'serve' ? stdout : visibleOutput(stdout);
+  const err = visibleOutput(stderr);
   try {
     switch (command) {
       case 'keygen':

@@ -8,6 +8,7 @@ import { PerchError } from '../../../runtime/base/errors.js';
 import { modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
 import { describeTargets, parseTargets, resolveTargets, TARGET_HELP, TARGET_OPTIONS } from '../cli/targets.js';
+import { visible } from '../cli/visible.js';
 import { parseDuration, parsePercent, parsePositiveMs, parseRate, parseWaves, waveSizes } from '../rollout/plan.js';
 import type { FleetStore } from '../store/fleet-store.js';
 import { openFleetStore } from '../store/open.js';
@@ -172,9 +173,10 @@ async function status(db: FleetStore, id: string, json: boolean, out: NodeJS.Wri
     out.write(`${JSON.stringify(statusDocument(r, devices))}\n`);
     return 0;
   }
-  out.write(`${r.id}  ${r.state}  ${r.model} v${r.version}  ${r.target}${r.reason ? `  (${r.reason})` : ''}\n`);
+  // Reasons and errors carry the devices' words (cli/visible.ts): one line each.
+  out.write(`${r.id}  ${r.state}  ${r.model} v${r.version}  ${r.target}${r.reason ? `  (${visible(r.reason, true)})` : ''}\n`);
   out.write(`waves: ${r.waves.map((w, i) => `#${i + 1} ${w.size} ${w.state}`).join(', ')}\n`);
-  for (const d of devices) out.write(`  ${d.deviceId}  wave ${d.wave + 1}  ${d.status}${d.version !== null ? ` v${d.version}` : ''}${d.error ? `  ${d.error}` : ''}\n`);
+  for (const d of devices) out.write(`  ${d.deviceId}  wave ${d.wave + 1}  ${d.status}${d.version !== null ? ` v${d.version}` : ''}${d.error ? `  ${visible(d.error, true)}` : ''}\n`);
   return 0;
 }
 
