@@ -73,6 +73,12 @@ describe('web console in headless Chromium', () => {
       process.stdout.write(`# emit ack -> row in the page (ms): ${delays.join(', ')}\n`);
       for (const d of delays) assert.ok(d < 1000, `an event took ${d} ms to appear`);
       assert.match(await page.$eval('#events li', (e) => e.textContent ?? ''), /console\.test/);
+      // What clients emit is shown as text, never parsed as markup (app.js: textContent only).
+      const markup = await ws.request({ op: 'emit', type: '<img src=x id=xss-type>', payload: { html: '<img src=x id=xss-payload><script>window.xss=1</script>' } });
+      assert.ok(markup.ok, JSON.stringify(markup.body));
+      await page.waitForFunction(`window.seen.some(([q]) => q === ${JSON.stringify(String(markup.body.seq))})`, { timeout: 20_000 });
+      assert.match(await page.$eval('#events li', (e) => e.textContent ?? ''), /<img src=x id=xss-type>.*<img src=x id=xss-payload>/);
+      assert.equal(await page.evaluate(`document.querySelectorAll('img, #events script').length`), 0, 'no element made from event text');
 
       // Offline: every event stays in the outbox, and the page's backlog follows.
       // What the page shows now (its last metrics sample: at most the stored count).
