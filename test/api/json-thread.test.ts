@@ -61,6 +61,20 @@ describe('the JSON parse thread', () => {
     assert.equal(thread.waiting, 0);
   });
 
+  // The reply of a body nested 5,000 deep could not be deserialized on the main thread: it was
+  // lost, the body stayed the thread's task for good, and every large body after it waited for
+  // ever (a real perch serve: no answer to either). 600,000 deep, the clone threw on the thread
+  // and ended it (500). The timeout is how the old code fails; the new one answers at once.
+  test('values nested too deep to cross between the threads: a coded refusal, and the next body is parsed', { timeout: 60_000 }, async () => {
+    const pad = ' '.repeat(OFF_THREAD_JSON_BYTES);
+    for (const depth of [5_000, 600_000]) {
+      const deep = Buffer.from(`{"parameters":{"x":${'['.repeat(depth)}${']'.repeat(depth)}},"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1]}]}${pad}`);
+      await assert.rejects(thread.decode(deep), (e: PerchError) => e.code === 'PERCH_ERR_INVALID_MESSAGE' && /too deeply/.test(e.message));
+      const next = await thread.decode(floatsBody(100_000));
+      assert.equal((next.decoded[0] as Float32Array).length, 100_000);
+    }
+  });
+
   test('a body whose client goes while it waits for the thread is dropped, not parsed', async () => {
     // The client's budget is given back when it goes; the queue went on holding its body and
     // parsed it all the same (the 12 MB JSON attack's clients leave as soon as they have sent).

@@ -11,3 +11,12 @@ export interface ParseTask {
 export type ParseReply =
   | ({ id: number; ok: true } & DecodedBody)
   | { id: number; ok: false; code: ErrorCode; message: string };
+
+/**
+ * The answer for a body whose decoded values cannot cross between the threads: nested thousands
+ * deep (in `parameters`, say), V8's structured clone overflows its stack serializing them on the
+ * parse thread or deserializing them on the main one (docs/api.md).
+ */
+export function tooDeep(id: number): ParseReply {
+  return { id, ok: false, code: 'PERCH_ERR_INVALID_MESSAGE', message: 'the request nests JSON values too deeply to be handed from the JSON parse thread (docs/api.md)' };
+}

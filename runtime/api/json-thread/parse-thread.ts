@@ -9,10 +9,10 @@
 // not capped with V8's resourceLimits: a worker that reaches that cap inside JSON.parse aborts
 // the whole process (measured), it does not end the thread.
 import { Worker } from 'node:worker_threads';
-import { PerchError } from '../../base/errors.js';
+import { PerchError, type ErrorCode } from '../../base/errors.js';
 import { trackThread } from '../../base/full-collection.js';
 import { decodeInferJson, type DecodedBody } from './decode-body.js';
-import type { ParseReply, ParseTask } from './messages.js';
+import { tooDeep, type ParseReply, type ParseTask } from './messages.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -173,6 +173,17 @@ export class JsonParseThread {
       if (p && p.task.id === r.id) {
         if (r.ok) p.resolve({ body: r.body, decoded: r.decoded });
         else p.reject(new PerchError(r.code, r.message));
+      }
+      this.pump();
+    });
+    // A reply that cannot be deserialized here (values nested thousands deep): it was lost, and the
+    // body that sent it stayed `busy` for good, so every large JSON body after it waited for ever
+    // and held its budget (red-team pass, session 15). Its body is refused; the thread goes on.
+    worker.on('messageerror', () => {
+      const p = this.takeBusy(worker);
+      if (p) {
+        const r = tooDeep(p.task.id) as { code: ErrorCode; message: string };
+        p.reject(new PerchError(r.code, r.message));
       }
       this.pump();
     });

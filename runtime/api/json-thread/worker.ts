@@ -6,7 +6,7 @@ import { parentPort } from 'node:worker_threads';
 import { PerchError } from '../../base/errors.js';
 import { collected, fullCollection, isCollect, type CollectMessage } from '../../base/full-collection.js';
 import { decodeLargeInferJson, ownedBuffers } from './decode-body.js';
-import type { ParseReply, ParseTask } from './messages.js';
+import { tooDeep, type ParseReply, type ParseTask } from './messages.js';
 
 const gc = fullCollection();
 
@@ -28,6 +28,12 @@ parentPort?.on('message', (m: ParseTask | CollectMessage) => {
       ? { id: task.id, ok: false, code: err.code, message: err.message }
       : { id: task.id, ok: false, code: 'PERCH_ERR_INTERNAL', message: (err as Error).message };
   }
-  parentPort?.postMessage(reply, transfer);
+  try {
+    parentPort?.postMessage(reply, transfer);
+  } catch {
+    // Valid JSON nested tens of thousands deep (in `parameters`) cannot be cloned to send back
+    // (the serializer recurses): thrown here it ended the thread, and the body got a 500.
+    parentPort?.postMessage(tooDeep(task.id));
+  }
   gc?.();
 });
