@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { storeConfigSchema } from '../store/config.js';
 import { modelOverridesSchema } from '../models/model-config.js';
+import { timerMs } from '../base/timer-ms.js';
 import { labelsSchema } from './labels.js';
 import { shippedModelsDir } from './paths.js';
 
@@ -70,11 +71,11 @@ export const configSchema = z.strictObject({
        * A loop turn longer than this (while the loop is busy with its own work) stops Perch reading
        * from connections that bring inference work, so health and metrics keep answering.
        */
-      maxEventLoopDelayMs: z.number().int().min(5).default(30),
+      maxEventLoopDelayMs: timerMs(5).default(30),
       /** A client that leaves its answers unread this long is cut off. */
-      slowReaderTimeoutMs: z.number().int().min(100).default(10_000),
+      slowReaderTimeoutMs: timerMs(100).default(10_000),
       /** SSE (/v1/events): a comment line this often, so proxies and clients see the stream alive. */
-      eventStreamHeartbeatMs: z.number().int().min(10).default(15_000),
+      eventStreamHeartbeatMs: timerMs(10).default(15_000),
       maxSequencesPerConnection: z.number().int().min(1).default(256),
       /** End a connection's sequences when it closes (else they live until they idle out). */
       sequencesEndWithConnection: z
@@ -84,7 +85,7 @@ export const configSchema = z.strictObject({
           grpc: z.boolean().default(true),
         })
         .prefault({}),
-      shutdownTimeoutMs: z.number().int().min(0).default(15000),
+      shutdownTimeoutMs: timerMs(0).default(15000),
       /**
        * The control listener (docs/reliability.md): health, readiness, metrics and status on a
        * port of their own, served by a thread of their own, answering whatever the inference load.
@@ -96,9 +97,9 @@ export const configSchema = z.strictObject({
           /** The same on a Unix socket; null = none. */
           socketPath: z.string().min(1).nullable().default(null),
           /** The main event loop not turning for this long fails liveness (and readiness). */
-          maxLoopStallMs: z.number().int().min(1000).default(10_000),
+          maxLoopStallMs: timerMs(1000).default(10_000),
           /** How often /metrics and /v1/status there are refreshed from the main thread. */
-          snapshotIntervalMs: z.number().int().min(100).default(1000),
+          snapshotIntervalMs: timerMs(100).default(1000),
         })
         .prefault({}),
     })
@@ -131,8 +132,8 @@ export const configSchema = z.strictObject({
       keepaliveSeconds: z.number().int().min(5).max(3600).default(30),
       reconnect: z
         .strictObject({
-          minMs: z.number().int().min(10).default(1000),
-          maxMs: z.number().int().min(10).default(60_000),
+          minMs: timerMs(10).default(1000),
+          maxMs: timerMs(10).default(60_000),
         })
         .prefault({}),
       /** Incoming MQTT payloads larger than this are dropped and counted. */
@@ -158,8 +159,8 @@ export const configSchema = z.strictObject({
            */
           ack: z.enum(['fleet', 'broker']).default('fleet'),
           /** Sent events without a fleet ack after this long are sent again (doubling while none comes, up to maxResendMs). */
-          ackTimeoutMs: z.number().int().min(100).default(10_000),
-          maxResendMs: z.number().int().min(100).default(300_000),
+          ackTimeoutMs: timerMs(100).default(10_000),
+          maxResendMs: timerMs(100).default(300_000),
           /** Events sent and not yet acknowledged by the fleet, at most (the end-to-end window). */
           maxAwaitingEvents: z.number().int().min(1).max(1_000_000).default(20_000),
         })
@@ -185,7 +186,7 @@ export const configSchema = z.strictObject({
           errorRatio: z.number().gt(0).max(1).default(0.5),
           /** Requests the window must hold before the ratio counts. */
           minRequests: z.number().int().min(1).default(20),
-          windowMs: z.number().int().min(1000).default(60_000),
+          windowMs: timerMs(1000).default(60_000),
         })
         .prefault({}),
       /** In-service health per model version, reported in state/reported (docs/cloud-sync.md "In-service health"). */

@@ -1,5 +1,6 @@
 // model.json (docs/protocol.md section 1): validated strictly, every bad path reported at once.
 import { z } from 'zod';
+import { timerMs } from '../base/timer-ms.js';
 import { sessionSchema } from '../sessions/session-config.js';
 import { DATATYPES } from '../tensor/datatypes.js';
 import { pipelineSchema } from './pipeline-config.js';
@@ -81,7 +82,7 @@ const sequenceSchema = z.strictObject({
     .array(z.strictObject({ input: z.string().min(1), output: z.string().min(1), init: z.literal('zeros').default('zeros') }))
     .min(1),
   /** A sequence with no request for this long is freed. */
-  idleTimeoutMs: positiveInt.default(60_000),
+  idleTimeoutMs: timerMs(1).default(60_000),
   /** Live sequences per model; one more start gets PERCH_ERR_SEQUENCE_LIMIT. */
   maxSequences: positiveInt.max(1_000_000).default(1024),
 });
