@@ -48,6 +48,7 @@ import { registerSequenceMetrics } from './sequences/metrics.js';
 import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
 import { startDropReporter, type DropReporter } from './store/outbox-drop-reporter.js';
+import { lockDataDir, type DataDirLock } from './store/data-dir-lock.js';
 import { openStore, type PerchStore } from './store/store.js';
 import { PerchError, toPerchError } from './base/errors.js';
 import { Tracing } from './base/tracing.js';
@@ -129,6 +130,8 @@ export class Runtime {
   private addr: AddressInfo | null = null;
   private readonly modelHistory: ModelHistory;
   private readonly startedAt: number;
+  /** This process's hold on config.dataDir, given back after the store closes. */
+  private readonly dataDirLock: DataDirLock;
 
   constructor(readonly config: Readonly<PerchConfig>, private readonly deps: RuntimeDeps) {
     const clock = (this.clock = deps.clock ?? systemClock);
@@ -138,8 +141,15 @@ export class Runtime {
     this.apiToken = resolveApiToken(config.server, config.dataDir, log);
     this.metrics = new InferenceMetrics(undefined, () => versionGauges(this.registry));
     // Opening never throws for a read-only or full disk: the store opens degraded and inference
-    // goes on; only a database locked by another process stops start-up.
-    this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
+    // goes on; only a data directory in use by another Perch (data-dir-lock.ts), a database
+    // locked by another process or one from a newer Perch stops start-up.
+    const dataDirLock = (this.dataDirLock = lockDataDir(config.dataDir));
+    try {
+      this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
+    } catch (err) {
+      dataDirLock.release();
+      throw err;
+    }
     registerStoreMetrics(this.metrics.registry, { outbox: this.store.outbox, cache: this.store.cache });
     this.tracing = new Tracing(config.telemetry.traces, { name: config.device.id, version: RUNTIME_VERSION, instanceId: this.bootId }, log);
     const tracing = this.tracing;
@@ -246,6 +256,7 @@ export class Runtime {
         offCachePurge();
         await dropReporter?.stop();
         await this.store.close();
+        this.dataDirLock.release();
       },
     };
     const models: Module = {
