@@ -118,11 +118,29 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** node:util parseArgs' own errors (ERR_PARSE_ARGS_UNKNOWN_OPTION and the like). */
+function isUsageError(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+function argvCommand(): string {
+  const c = process.argv[2];
+  return c === 'serve' || c === 'status' || c === 'fleet' ? c : '';
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
+    // An unknown option, a missing value or a stray argument is the user's mistake, not Perch's:
+    // docs/cli.md says a usage error exits 2 (it was PERCH_ERR_INTERNAL, exit 1).
+    if (isUsageError(err)) {
+      process.stderr.write(`perch: PERCH_ERR_INVALID_MESSAGE: ${err.message} (see perch ${argvCommand()} --help)\n`);
+      process.exitCode = 2;
+      return;
+    }
     const code = err instanceof PerchError ? err.code : 'PERCH_ERR_INTERNAL';
     process.stderr.write(`perch: ${code}: ${(err as Error).message}\n`);
     process.exitCode = 1;

@@ -4,6 +4,7 @@
 // PERCH_ERR_UNAUTHORIZED), printed by the binary with exit code 1.
 import { parseArgs } from 'node:util';
 import { PerchError } from '../runtime/base/errors.js';
+import { MAX_TIMER_MS } from '../runtime/base/timer-ms.js';
 import { formatStatus, type DeviceStatus } from './status-table.js';
 
 export const STATUS_HELP = `Usage: perch status [--url URL] [--token TOKEN] [--json] [--timeout-ms MS]
@@ -36,8 +37,15 @@ export async function status(args: string[], out: (text: string) => void = (t) =
     throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `--url '${base}' is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `--url '${base}' is not an http:// or https:// URL`);
-  const timeoutMs = Number(values['timeout-ms'] ?? 5000);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `--timeout-ms '${values['timeout-ms']}' is not a positive integer`);
+  // fetch refuses a URL with credentials; said here, not as an unreachable device (and not echoed).
+  if (url.username || url.password) throw new PerchError('PERCH_ERR_INVALID_MESSAGE', '--url must not hold a user name or password: pass the API token with --token or PERCH_API_TOKEN');
+  // Decimal digits only, and no longer than a timer can wait: Number() took '0x10' as 16 ms and
+  // '1e99' made AbortSignal.timeout throw, reported as an unreachable device.
+  const rawTimeout = values['timeout-ms'] ?? '5000';
+  const timeoutMs = /^\d{1,10}$/.test(rawTimeout) ? Number(rawTimeout) : NaN;
+  if (!(timeoutMs >= 1 && timeoutMs <= MAX_TIMER_MS)) {
+    throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `--timeout-ms '${rawTimeout}' is not a whole number of milliseconds from 1 to ${MAX_TIMER_MS}`);
+  }
   const token = values.token ?? process.env.PERCH_API_TOKEN;
   const doc = await fetchStatus(url, token, timeoutMs);
   out(values.json ? `${JSON.stringify(doc, null, 2)}\n` : formatStatus(doc, url.origin, Date.now()));
