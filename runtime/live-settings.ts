@@ -15,6 +15,8 @@ export interface LiveSettingsParts {
   state: Pick<StateStore, 'get' | 'set'>;
   /** Records config.applied / config.rejected (events/event-log.ts). */
   record: (type: string, payload: unknown) => void;
+  /** Why new `models.overrides` cannot go over the versions serving now (one line each). */
+  overridesIssues: (all: Readonly<Record<string, ModelOverrides>>) => string[];
   /** Gives new `models.overrides` to the versions serving now. */
   applyOverrides: (all: Readonly<Record<string, ModelOverrides>>) => void;
 }
@@ -34,7 +36,10 @@ export class LiveSettings {
   apply(partial: unknown, record = true): LiveConfigResult {
     const { config, log, state } = this.parts;
     const current = { ...config, log: this.live.log, models: { ...config.models, overrides: this.live.models.overrides }, cloud: { ...config.cloud, upload: this.live.cloud.upload } };
-    const r = validateLive(current, partial);
+    let r = validateLive(current, partial);
+    // Valid alone, but contradicting a served model.json: refused whole like any other issue.
+    const issues = r.ok ? this.parts.overridesIssues(r.effective.models.overrides) : [];
+    if (issues.length > 0) r = { ok: false, error: { code: 'PERCH_ERR_LIVE_CONFIG_INVALID', message: `live config refused:\n${issues.join('\n')}` } };
     if (!r.ok) {
       if (record) this.parts.record('config.rejected', r.error);
       return r;

@@ -167,6 +167,7 @@ export class Runtime {
     this.live = new LiveSettings({
       config, log, state: this.store.state,
       record: (type, payload) => this.events.record(type, payload),
+      overridesIssues: (all) => this.registry.overridesIssues(all),
       applyOverrides: (all) => this.registry.applyOverrides(all),
     });
     this.installer = new ModelInstaller(config.models.repository, this.registry, log);

@@ -9,7 +9,7 @@ import type { Tracing } from '../base/tracing.js';
 import { BatchTrace } from './batch-trace.js';
 import { loadVersion, type LoadDeps } from '../models/load-version.js';
 import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js';
-import { withOverrides } from '../models/overrides.js';
+import { overridesIssue, withOverrides } from '../models/overrides.js';
 import type { ResolvedModelConfig } from '../models/resolve-config.js';
 import type { Executor } from '../sessions/executor.js';
 import { byteLength, type Tensor } from '../tensor/tensor.js';
@@ -127,6 +127,10 @@ export class ModelInstance {
 
   get config(): ResolvedModelConfig {
     return this.resolved;
+  }
+
+  overridesIssue(o: ModelOverrides | undefined): string | null {
+    return overridesIssue(this.file, o);
   }
 
   /** New batching/cache settings, applied to this running version (live config). */

@@ -99,6 +99,15 @@ const warmupSchema = z.union([
   }),
 ]);
 
+/**
+ * What makes batching settings contradict each other, or null. model.json is checked with it, and
+ * so is model.json with models.overrides over it (overrides.ts): an override of one key can
+ * contradict a key it does not name.
+ */
+export function batchingConflict(b: { defaultPriority: number; priorityLevels: number }): string | null {
+  return b.defaultPriority <= b.priorityLevels ? null : `batching.defaultPriority ${b.defaultPriority} exceeds batching.priorityLevels ${b.priorityLevels}`;
+}
+
 export const modelConfigSchema = z
   .strictObject({
     name: z.string().min(1).optional(),
@@ -119,7 +128,7 @@ export const modelConfigSchema = z
     /** Steps instead of an ONNX file (docs/models.md, "Pipelines"). */
     pipeline: pipelineSchema.optional(),
   })
-  .refine((c) => c.batching.defaultPriority <= c.batching.priorityLevels, {
+  .refine((c) => batchingConflict(c.batching) === null, {
     message: 'batching.defaultPriority must not exceed batching.priorityLevels',
     path: ['batching', 'defaultPriority'],
   })

@@ -24,6 +24,8 @@ export interface ServedVersion {
   readonly warnings: string[];
   /** New batching/cache settings for the running version (live config). */
   applyOverrides(o: ModelOverrides | undefined): void;
+  /** Why `o` cannot go over this version's model.json (overrides.ts), or null. */
+  overridesIssue?(o: ModelOverrides | undefined): string | null;
   /** Lets queued work finish, then releases the sessions. Idempotent. */
   retire(): Promise<void>;
 }
@@ -205,6 +207,16 @@ export class ModelRegistry<I extends ServedVersion = ServedVersion> {
   }
 
   /** Applies new `models.overrides` to the instances serving now (live config). */
+  /** What would refuse these `models.overrides` on the versions serving now: one line per version. */
+  overridesIssues(all: Readonly<Record<string, ModelOverrides>>): string[] {
+    const out: string[] = [];
+    for (const inst of this.instances()) {
+      const issue = inst.overridesIssue?.(all[inst.name]);
+      if (issue) out.push(`  - models.overrides.${inst.name} (version ${inst.version}): ${issue}`);
+    }
+    return out;
+  }
+
   applyOverrides(all: Readonly<Record<string, ModelOverrides>>): void {
     for (const inst of this.instances()) inst.applyOverrides(all[inst.name]);
   }
