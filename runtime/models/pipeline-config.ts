@@ -2,9 +2,12 @@
 // instead of an ONNX file. Each step reads named values (tensors) and writes new ones; a `model`
 // step calls another model of the repository through that model's own batcher.
 import { z } from 'zod';
+import { isPlainFileName } from './folder-file.js';
 
 const name = z.string().min(1);
 const triple = z.tuple([z.number(), z.number(), z.number()]);
+/** A file of the model folder: a name, never a path (folder-file.ts). */
+const folderFileName = z.string().refine(isPlainFileName, 'a file name in the model folder, not a path');
 const positiveInt = z.number().int().min(1);
 
 /** How an image becomes a float tensor: size, channel order, normalisation, layout. */
@@ -64,14 +67,14 @@ export const stepSchema = z.discriminatedUnion('op', [
   z.strictObject({
     name, op: z.literal('ctc.greedy'), from: name, to: name, confidence: name,
     /** Dictionary file in the model folder: line i is class i + 1 (0 is the CTC blank). */
-    keys: z.string().min(1),
+    keys: folderFileName,
     /** The class after the last key is a space (PaddleOCR's use_space_char). */
     spaceAfterKeys: z.boolean().default(true),
   }),
   z.strictObject({
     name, op: z.literal('classify.topk'), from: name, to: name, scores: name,
     /** Labels file in the model folder, one label per line. */
-    labels: z.string().min(1),
+    labels: folderFileName,
     k: positiveInt.max(1000).default(5),
     /** Apply softmax to the row first (the model outputs logits). */
     softmax: z.boolean().default(false),

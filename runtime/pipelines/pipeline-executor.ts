@@ -9,6 +9,7 @@ import type { TensorSpecInput } from '../models/model-config.js';
 import type { Executor, ExecutorResult, OrtTensorMetadata } from '../sessions/executor.js';
 import { ortType } from '../tensor/datatypes.js';
 import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
+import { folderFile } from '../models/folder-file.js';
 import type { ProcessingPool } from '../processing/pool.js';
 import { isProcessingStep, stepInputs, stepOutputs } from '../processing/step-io.js';
 import type { ModelCaller } from './model-caller.js';
@@ -76,6 +77,16 @@ export class PipelineExecutor implements Executor {
     private readonly deps: PipelineDeps,
   ) {
     checkPipeline(name, pipeline, inputs, outputs);
+    // The files steps read are checked now, so a bad one fails the load, not each request.
+    for (const s of pipeline.steps) {
+      const file = s.op === 'ctc.greedy' ? s.keys : s.op === 'classify.topk' ? s.labels : null;
+      if (file === null) continue;
+      try {
+        folderFile(dir, file);
+      } catch (err) {
+        throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}', step '${s.name}': ${(err as Error).message}`, { cause: err });
+      }
+    }
     this.inputs = inputs.map(metadata);
     this.outputs = outputs.map(metadata);
   }

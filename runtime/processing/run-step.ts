@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerchError } from '../base/errors.js';
+import { folderFile } from '../models/folder-file.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { decodeWav } from './audio.js';
 import { decodeFaces } from './blazeface.js';
@@ -20,7 +21,7 @@ function readLines(dir: string, file: string): string[] {
   const path = join(dir, file);
   let l = lines.get(path);
   if (!l) {
-    l = readFileSync(path, 'utf8').split(/\r?\n/);
+    l = readFileSync(folderFile(dir, file), 'utf8').split(/\r?\n/);
     if (l.at(-1) === '') l.pop();
     lines.set(path, l);
   }
