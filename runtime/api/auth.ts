@@ -12,7 +12,7 @@ export function tokenMatches(req: IncomingMessage, expected: string | null, allo
   if (expected === null) return true;
   let given: string | null = null;
   const header = req.headers.authorization;
-  if (header?.startsWith('Bearer ')) given = header.slice(7).trim();
+  if (header !== undefined && isBearer(header)) given = header.slice(7).trim();
   else if (allowQuery) given = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
   if (given === null) return false;
   return timingSafeEqual(createHash('sha256').update(given).digest(), digestOf(expected));
@@ -36,6 +36,15 @@ function digestOf(expected: string): Buffer {
 /** The same check for a transport that hands over the Authorization value itself (gRPC metadata). */
 export function bearerMatches(header: string | undefined, expected: string | null): boolean {
   if (expected === null) return true;
-  if (!header?.startsWith('Bearer ')) return false;
+  if (header === undefined || !isBearer(header)) return false;
   return timingSafeEqual(createHash('sha256').update(header.slice(7).trim()).digest(), digestOf(expected));
+}
+
+/**
+ * `Bearer <token>` with the scheme in any case: RFC 9110 section 11.1, an authentication scheme is
+ * case-insensitive (`bearer` and `BEARER` are `Bearer`); only `Bearer ` was taken, and a client
+ * library that writes the scheme in lower case got 401 with the right token.
+ */
+function isBearer(header: string): boolean {
+  return header.length >= 7 && header.charCodeAt(6) === 32 && header.slice(0, 6).toLowerCase() === 'bearer';
 }

@@ -1,6 +1,7 @@
 // With server.apiToken set (docs/protocol.md sections 3-4): the WebSocket upgrade needs the token as
 // `Authorization: Bearer` or `?token=` (else 401), HTTP inference needs the bearer header (else
-// 401 PERCH_ERR_UNAUTHORIZED), and the health checks answer without it.
+// 401 PERCH_ERR_UNAUTHORIZED; the scheme in any case, RFC 9110 section 11.1), and the health
+// checks answer without it.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { httpInfer, WsClient } from '../helpers/clients.js';
@@ -52,6 +53,10 @@ describe('API token', () => {
         await ws.close();
       }
     });
+    test('with the scheme in lower or upper case: accepted (RFC 9110 section 11.1)', async () => {
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: `bearer ${TOKEN}` }), 101);
+      assert.equal(await upgradeStatus(rt.wsUrl, { authorization: `BEARER ${TOKEN}` }), 101);
+    });
     test('with ?token=: accepted, and it serves', async () => {
       assert.equal(await upgradeStatus(`${rt.wsUrl}?token=${encodeURIComponent(TOKEN)}`), 101);
       const ws = await WsClient.connect(`${rt.wsUrl}?token=${encodeURIComponent(TOKEN)}`);
@@ -88,6 +93,15 @@ describe('API token', () => {
       assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad')).status, 401);
       assert.equal((await rawRequest(rt.baseUrl, 'POST', '/v2/repository/index')).status, 401);
       assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+    });
+    test('the scheme in any case (RFC 9110 section 11.1): bearer, BEARER, bEaReR', async () => {
+      for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+        const res = await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `${scheme} ${TOKEN}` } });
+        assert.equal(res.status, 200, `${scheme}: ${res.text}`);
+        assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `${scheme} ${TOKEN}x` } })).status, 401, `${scheme} with a wrong token`);
+      }
+      assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `bearer${TOKEN}` } })).status, 401, 'no space after the scheme');
+      assert.equal((await rawRequest(rt.baseUrl, 'GET', '/v2/models/vad', { headers: { authorization: `bearers ${TOKEN}` } })).status, 401, 'another scheme');
     });
     test('/v2/health/live and /v2/health/ready answer without a token', async () => {
       const live = await rawRequest(rt.baseUrl, 'GET', '/v2/health/live');

@@ -24,13 +24,14 @@ export interface GrpcFailure {
 export class InferenceClient {
   readonly raw: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-  constructor(address: string, private readonly token: string | null = null, options: grpc.ChannelOptions = {}) {
+  /** `scheme`: the Authorization scheme as the client writes it (RFC 9110: any case). */
+  constructor(address: string, private readonly token: string | null = null, options: grpc.ChannelOptions = {}, private readonly scheme = 'Bearer') {
     this.raw = new pkg.inference.GRPCInferenceService(address, grpc.credentials.createInsecure(), options) as InferenceClient['raw'];
   }
 
   metadata(): grpc.Metadata {
     const m = new grpc.Metadata();
-    if (this.token !== null) m.set('authorization', `Bearer ${this.token}`);
+    if (this.token !== null) m.set('authorization', `${this.scheme} ${this.token}`);
     return m;
   }
 

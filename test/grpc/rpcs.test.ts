@@ -160,6 +160,8 @@ describe('gRPC: the API token', () => {
     const none = new InferenceClient(address);
     const wrong = new InferenceClient(address, 'not-the-token');
     const right = new InferenceClient(address, token);
+    const lower = new InferenceClient(address, token, {}, 'bearer');
+    const upper = new InferenceClient(address, token, {}, 'BEARER');
     try {
       assert.deepEqual(await none.call('ServerLive', {}), { live: true });
       assert.deepEqual(await none.call('ServerReady', {}), { ready: true });
@@ -178,8 +180,10 @@ describe('gRPC: the API token', () => {
         assert.equal(status.code, GRPC_STATUS.UNAUTHENTICATED);
       }
       assert.deepEqual(await right.call('ModelReady', { name: 'ocr-cls' }), { ready: true });
+      // RFC 9110 section 11.1: the scheme is case-insensitive (`bearer <token>` was refused).
+      for (const c of [lower, upper]) assert.deepEqual(await c.call('ModelReady', { name: 'ocr-cls' }), { ready: true });
     } finally {
-      for (const c of [none, wrong, right]) c.close();
+      for (const c of [none, wrong, right, lower, upper]) c.close();
     }
   });
 });
