@@ -100,6 +100,31 @@ export function checkHostField(req: IncomingMessage): void {
   }
 }
 
+/**
+ * RFC 9112 section 3.2.2: a server MUST accept a request target in absolute form
+ * (`POST http://device:8000/v2/models/x/infer`, as sent to a proxy), and then use the target's
+ * authority in place of the Host field, which it MUST ignore. Such a request was answered 404 (its
+ * target matched no route). The target is made its origin form (path and query) and its authority
+ * becomes `Host`, so that routing and every check of Host (checkHost, the same-origin test) see
+ * what the request names: a foreign authority is refused as a foreign Host is, whatever Host says.
+ * Called after checkHostField (an HTTP/1.1 request still needs its one Host field). Targets in
+ * origin form (a leading `/`) cost one character test.
+ */
+export function toOriginForm(req: IncomingMessage): void {
+  const url = req.url ?? '/';
+  if (url.charCodeAt(0) === 47 /* '/' */) return;
+  const m = /^https?:\/\/([^/?#]*)([/?][^#]*)?$/i.exec(url);
+  if (m === null) return; // not a URL of this scheme: it matches no route (404), as before
+  const authority = m[1] as string;
+  // RFC 9110 section 4.2.1: an http URI without a host is invalid; 4.2.4: userinfo is an error.
+  if (authority === '' || authority.includes('@')) {
+    throw new PerchError('PERCH_ERR_INVALID_MESSAGE', `request target '${url}' has no valid authority (RFC 9110 section 4.2)`);
+  }
+  const rest = m[2] ?? '/';
+  req.url = rest.charCodeAt(0) === 63 /* '?' */ ? `/${rest}` : rest;
+  req.headers.host = authority;
+}
+
 /** `name`, `name:port`, `[v6]`, `[v6]:port` -> the lower-case name (v6 without brackets). */
 function hostName(host: string): string | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(host.trim());

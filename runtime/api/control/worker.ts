@@ -13,7 +13,7 @@ import { sendError, sendJson } from '../http/reply.js';
 import { listen } from '../http/listen.js';
 import { closeWithoutReset } from '../http/lingering-close.js';
 import { systemClock } from '../../base/clock.js';
-import { checkHostField, RequestGuard } from '../request-guard.js';
+import { checkHostField, RequestGuard, toOriginForm } from '../request-guard.js';
 import { listenOnSocket } from '../unix-socket.js';
 import type { ControlWorkerData, ListenMessage, SnapshotMessage } from './messages.js';
 import { ControlState, monotonicMs } from './shared-state.js';
@@ -49,6 +49,7 @@ function live(): { live: boolean; stalledMs?: number } {
 function answer(req: IncomingMessage, res: ServerResponse): void {
   try {
     checkHostField(req);
+    toOriginForm(req); // RFC 9112 section 3.2.2, as on the main port
     const path = (req.url ?? '/').split('?')[0];
     const route = ROUTES[path as keyof typeof ROUTES];
     if (!route) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no endpoint at ${path} on the control listener (docs/api.md)`);

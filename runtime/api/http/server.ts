@@ -8,7 +8,7 @@ import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import { closeWithoutReset } from './lingering-close.js';
 import { sendError } from './reply.js';
 import { ROUTES, type HttpContext } from './routes.js';
-import { checkHostField, type RequestGuard } from '../request-guard.js';
+import { checkHostField, toOriginForm, type RequestGuard } from '../request-guard.js';
 
 /** Who may use the API (docs/security.md). */
 export interface ApiAccess {
@@ -28,11 +28,12 @@ const ROUTE_METHODS: Readonly<Record<'GET' | 'POST', readonly string[]>> = { GET
 
 export async function handleRequest(ctx: HttpContext, access: ApiAccess, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
+    checkHostField(req);
+    toOriginForm(req); // RFC 9112 section 3.2.2: `POST http://host/v2/...` is routed on its path
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? '';
-    checkHostField(req);
     // Only the routes of the request's method are matched against its path (an inference POST
     // ran the patterns of seven GET routes first); the others only when none of them matches,
     // for the 405's Allow or the 404. The first route of the method that matches is the one

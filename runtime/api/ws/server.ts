@@ -13,7 +13,7 @@ import type { Tracing } from '../../base/tracing.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import type { ClientBudget } from '../client-budget.js';
 import type { Intake } from '../intake.js';
-import type { RequestGuard } from '../request-guard.js';
+import { toOriginForm, type RequestGuard } from '../request-guard.js';
 import { decodeInputs, requestedOutputs, validate } from '../decode-request.js';
 import { encodeResultJson } from '../encode-response.js';
 import { validateInferMessage } from '../infer-shape.js';
@@ -81,8 +81,9 @@ export class WsApi {
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = (req.url ?? '/').split('?')[0];
     try {
+      toOriginForm(req); // RFC 9112 section 3.2.2: an absolute-form target, its authority checked as Host
+      const path = (req.url ?? '/').split('?')[0];
       if (path !== WS_PATH) throw new PerchError('PERCH_ERR_ROUTE_NOT_FOUND', `no WebSocket endpoint at ${path}`);
       if (!this.accepting) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the runtime is stopping');
       this.deps.guard.checkHost(req);
