@@ -112,6 +112,9 @@ for (const s of servers) {
   // (POST /v2/health/live with 4 MB: EPIPE, kept alive: no answer at all). Nothing here holds
   // client bytes, so what lingering connections discard is counted nowhere.
   closeWithoutReset(s, systemClock, { discarded: () => {} });
+  // Expect: 100-continue (expect-continue.ts): nothing here reads a body, so `100 Continue` is
+  // never sent (Node sent it for every such request, then the answer, and the body came for nothing).
+  s.on('checkContinue', answer);
 }
 
 async function start(): Promise<ListenMessage> {

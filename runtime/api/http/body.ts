@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { PerchError } from '../../base/errors.js';
 import type { ClientBudget, Hold } from '../client-budget.js';
+import { continueBody } from './expect-continue.js';
 
 /** A declared body this large is copied into its buffer as it arrives (below: joined at its end). */
 const COPY_AS_IT_COMES_BYTES = 256 * 1024;
@@ -65,6 +66,8 @@ function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: H
     return Promise.reject(new PerchError('PERCH_ERR_REQUEST_TOO_LARGE', `body of ${declared} bytes is over server.maxClientBytes (${budget.limit})`));
   }
   if (known && !hold.tryAdd(declared)) return Promise.reject(budget.refusal('request body', declared));
+  // Every check from the headers is made: a client waiting to send its body may now (expect-continue.ts).
+  continueBody(req);
   const split = known && splitAt !== undefined && Number.isInteger(splitAt) && splitAt >= 0 && splitAt <= declared ? splitAt : undefined;
   return new Promise<Buffer | SplitBody>((resolve, reject) => {
     let chunks: Buffer[] = [];

@@ -5,6 +5,7 @@ import type { Clock } from '../../base/clock.js';
 import { PerchError } from '../../base/errors.js';
 import type { Logger } from '../../base/log.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
+import { continueOnRead } from './expect-continue.js';
 import { closeWithoutReset } from './lingering-close.js';
 import { sendError } from './reply.js';
 import { ROUTES, type HttpContext } from './routes.js';
@@ -86,7 +87,7 @@ function decodeSegment(segment: string): string {
 
 export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: SlowReaderOptions, log: Logger): Server {
   // Host is checked by handleRequest (request-guard.ts checkHostField), with a coded answer.
-  const server = createServer({ requireHostHeader: false }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Shutdown: server.close() waits for every connection to end, and closeIdleConnections()
     // only ends those idle when it runs. A request still in flight then left its keep-alive
     // socket open after its answer until the client dropped it (keepAliveTimeout), so SIGTERM
@@ -102,7 +103,9 @@ export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: Slow
         res.destroy();
       },
     );
-  });
+  };
+  const server = createServer({ requireHostHeader: false }, onRequest);
+  continueOnRead(server, onRequest);
   server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
   closeWithoutReset(server, slow.clock, ctx.budget);
   return server;
