@@ -2,7 +2,10 @@
 // the agent's state BEFORE anything of it is acted on, so a reboot while offline keeps it and the agent
 // resumes it at start (downloads continue from staged chunks). Named models are brought to their
 // ModelSpec (or removed for null); models not named are left alone; `config` goes to the live
-// config whole or not at all.
+// config whole or not at all. A document not applied (stale, too many models, refused unread) is said
+// in state/reported `ignored` with a code; the latest one is what is said, at most once per
+// IGNORED_REPORT_MS, so a flood of bad documents costs one bounded note, not a publish each.
+import type { TimerHandle } from '../../runtime/base/clock.js';
 import type { ErrorCode } from '../../runtime/base/errors.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { canonicalJson, MAX_DESIRED_MODELS, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
@@ -13,7 +16,10 @@ import { AGENT_KEYS } from './state-keys.js';
 import type { AgentStats } from './stats.js';
 
 /** What of the runtime the applier uses. */
-export type DesiredRuntime = Pick<RuntimePort, 'state' | 'log' | 'liveConfig' | 'events' | 'models'>;
+export type DesiredRuntime = Pick<RuntimePort, 'state' | 'log' | 'liveConfig' | 'events' | 'models' | 'clock'>;
+
+/** An `ignored` note goes to state/reported at most this often (the latest one; docs/cloud-sync.md). */
+export const IGNORED_REPORT_MS = 1000;
 
 /** What the agent's state keeps under AGENT_KEYS.desired. */
 export interface SavedDesired {
@@ -30,6 +36,13 @@ export class DesiredStateApplier implements DesiredView {
   private saved: SavedDesired | null;
   /** A document ignored before any was applied (nothing saved to hang it on): reported from memory. */
   private ignoredFirst: IgnoredDesired | null = null;
+  /**
+   * The last document refused unread (oversized, not JSON, breaks the schema), newer than any
+   * other note. Memory only: the broker delivers its retained document again after a restart.
+   */
+  private refused: IgnoredDesired | null = null;
+  private noteTimer: TimerHandle | null = null;
+  private lastNoteAt = -Infinity;
 
   constructor(
     private readonly runtime: DesiredRuntime,
@@ -49,7 +62,18 @@ export class DesiredStateApplier implements DesiredView {
   }
 
   ignored(): IgnoredDesired | null {
-    return this.saved?.ignored ?? this.ignoredFirst;
+    return this.refused ?? this.saved?.ignored ?? this.ignoredFirst;
+  }
+
+  /** A document refused before it could be read as one (inbound.ts): the latest is reported. */
+  refuse(note: IgnoredDesired): void {
+    this.refused = note;
+    this.noteChanged();
+  }
+
+  stop(): void {
+    if (this.noteTimer !== null) this.runtime.clock.clearTimeout(this.noteTimer);
+    this.noteTimer = null;
   }
 
   /** At start: the document applied last (maybe received just before a reboot) is carried on. */
@@ -71,8 +95,8 @@ export class DesiredStateApplier implements DesiredView {
       // Anything else not above is a replayed old document or a fleet whose counter went back:
       // said in state/reported, so `perch fleet push --wait` and `devices` show it.
       const reason = `desired version ${doc.version} is not above version ${last}, the one applied (a replayed or out-of-date document)`;
-      this.runtime.log.warn({ version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
-      this.ignore(doc.version, reason);
+      this.runtime.log.warn({ code: 'PERCH_ERR_DESIRED_STALE', version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
+      this.ignore({ version: doc.version, code: 'PERCH_ERR_DESIRED_STALE', reason });
       return;
     }
     const specs = Object.values(doc.models).filter((s) => s !== null).length;
@@ -80,10 +104,12 @@ export class DesiredStateApplier implements DesiredView {
       this.stats.ignored.schema++;
       const reason = `desired version ${doc.version} names ${specs} models to serve, over ${MAX_DESIRED_MODELS}`;
       this.runtime.log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', version: doc.version, models: specs }, 'desired state ignored: too many models');
-      this.ignore(doc.version, reason);
+      this.ignore({ version: doc.version, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason });
       return;
     }
     this.ignoredFirst = null;
+    this.refused = null;
+    this.stop(); // this change is published now, with no note
     const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null, ignored: null };
     this.persist(saved);
     this.stats.desiredApplied++;
@@ -122,10 +148,25 @@ export class DesiredStateApplier implements DesiredView {
   }
 
   /** Said in state/reported, so `perch fleet push --wait` and `devices` show it. */
-  private ignore(version: number, reason: string): void {
-    if (this.saved) this.persist({ ...this.saved, ignored: { version, reason } });
-    else this.ignoredFirst = { version, reason };
-    this.changed();
+  private ignore(note: IgnoredDesired): void {
+    this.refused = null;
+    if (this.saved) this.persist({ ...this.saved, ignored: note });
+    else this.ignoredFirst = note;
+    this.noteChanged();
+  }
+
+  /** state/reported is told at once, or at the end of this IGNORED_REPORT_MS: whatever note is latest then. */
+  private noteChanged(): void {
+    if (this.noteTimer !== null) return;
+    const { clock } = this.runtime;
+    const wait = this.lastNoteAt + IGNORED_REPORT_MS - clock.now();
+    const tell = (): void => {
+      this.noteTimer = null;
+      this.lastNoteAt = clock.now();
+      this.changed();
+    };
+    if (wait <= 0) tell();
+    else this.noteTimer = clock.setTimeout(tell, wait);
   }
 
   private persist(saved: SavedDesired): void {

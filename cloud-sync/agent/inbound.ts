@@ -1,14 +1,20 @@
 // Every message the device receives goes through here: size limit, topic, JSON, schema. A bad
 // payload is logged, counted (stats.ignored) and dropped; nothing thrown from here could reach
-// mqtt.js's message loop, so the agent keeps working whatever the broker delivers.
+// mqtt.js's message loop, so the agent keeps working whatever the broker delivers. A refused
+// desired document is also handed on, in bounded words, to be said in state/reported.
+import { PerchError } from '../../runtime/base/errors.js';
 import type { Logger } from '../../runtime/base/log.js';
 import {
-  commandSchema, desiredSchema, eventsAckSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type EventsAck, type ParseResult,
+  commandSchema, desiredSchema, eventsAckSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type EventsAck, type IgnoredDesired,
+  type ParseResult,
 } from '../protocol/index.js';
+import { refusedDesired } from './refused-desired.js';
 import type { AgentStats } from './stats.js';
 
 export interface InboundHandlers {
   desired(doc: DesiredState): void;
+  /** A desired document refused unread (oversized, not JSON, breaks the schema): its bounded note. */
+  desiredRefused(note: IgnoredDesired): void;
   command(cmd: CommandMessage): void;
   /** False when no download of that model version is in progress (or the index is out of range). */
   chunk(name: string, version: number, index: number, payload: Buffer): boolean;
@@ -36,13 +42,26 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
     return undefined;
   };
 
+  const refuseDesired = (topic: string, payload: Buffer, r: Exclude<ParseResult<unknown>, { ok: true }>): void => {
+    const note = refusedDesired(payload, r, opts.maxPayloadBytes);
+    stats.ignored[r.reason]++;
+    // The note's bounded words, not the parser's: a schema message names the document's own keys.
+    log.warn({ code: note.code, topic, reason: r.reason, version: note.version, err: note.reason }, 'desired state refused');
+    handlers.desiredRefused(note);
+  };
+
   return (topic, payload) => {
     try {
+      const t = parseTopic(opts.topicPrefix, topic);
       if (payload.byteLength > opts.maxPayloadBytes) {
-        ignore(topic, 'oversized', `payload of ${payload.byteLength} bytes is over cloud.maxPayloadBytes (${opts.maxPayloadBytes})`);
+        const message = `payload of ${payload.byteLength} bytes is over cloud.maxPayloadBytes (${opts.maxPayloadBytes})`;
+        if (t?.kind === 'desired' && t.deviceId === opts.deviceId) {
+          refuseDesired(topic, payload, { ok: false, reason: 'oversized', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', message) });
+        } else {
+          ignore(topic, 'oversized', message);
+        }
         return;
       }
-      const t = parseTopic(opts.topicPrefix, topic);
       if (!t || t.deviceId !== opts.deviceId) {
         ignore(topic, 'unknownTopic', 'not a topic of this device');
         return;
@@ -51,8 +70,9 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
         case 'desired': {
           // An empty retained message clears the desired state at the broker: nothing to apply.
           if (payload.byteLength === 0) return;
-          const doc = parsed(topic, parsePayload(desiredSchema, payload, opts.maxPayloadBytes));
-          if (doc) handlers.desired(doc);
+          const r = parsePayload(desiredSchema, payload, opts.maxPayloadBytes);
+          if (r.ok) handlers.desired(r.value);
+          else refuseDesired(topic, payload, r);
           return;
         }
         case 'commands': {

@@ -92,6 +92,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
           { topicPrefix: cloud.topicPrefix, deviceId: port.device.id, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, stats },
           {
             desired: (doc) => desired.receive(doc),
+            desiredRefused: (note) => desired.refuse(note),
             command: (cmd) => commands(cmd),
             chunk: (name, version, index, payload) => updater.receiveChunk(name, version, index, payload),
             eventsAck: (ack) => uploader.onFleetAck(ack),
@@ -127,6 +128,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       offOnline();
       offModels();
       rep.stop();
+      desired.stop();
       await updater.stop();
       breaker.stop();
       health.stop();

@@ -7,7 +7,11 @@ import { PerchError } from '../../runtime/base/errors.js';
 /** Above this a JSON control message is refused unread (events batches are the largest). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: PerchError; reason: 'oversized' | 'json' | 'schema' };
+export type ParseResult<T> =
+  | { ok: true; value: T }
+  | { ok: false; error: PerchError; reason: 'oversized' | 'json' }
+  /** `json` and `issues` let a caller say what was wrong in its own bounded words (agent/refused-desired.ts). */
+  | { ok: false; error: PerchError; reason: 'schema'; json: unknown; issues: z.ZodIssue[] };
 
 export function parsePayload<S extends z.ZodType>(
   schema: S,
@@ -27,7 +31,7 @@ export function parsePayload<S extends z.ZodType>(
   const result = schema.safeParse(json);
   if (!result.success) {
     const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    return { ok: false, reason: 'schema', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload breaks its schema: ${issues}`) };
+    return { ok: false, reason: 'schema', json, issues: result.error.issues, error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload breaks its schema: ${issues}`) };
   }
   return { ok: true, value: result.data };
 }

@@ -97,10 +97,18 @@ export const reportedModelSchema = z.object({
   active: z.object({ version: modelVersionSchema, sha256: sha256HexSchema }).nullable().optional(),
 });
 
-/** A desired document the device did not apply, and why (its version was not above the applied one). */
+/** At most this many characters of `ignored.reason` (a device's own words, never the document's). */
+export const MAX_IGNORED_REASON = 300;
+/**
+ * A desired document the device did not apply, and why: its version was not above the applied
+ * one, it named too many models, or it was oversized, not JSON or broke the schema (docs/protocol.md
+ * section 5). `version` is 0 when the device could not read one from the document.
+ */
 export const ignoredDesiredSchema = z.object({
   version: z.number().int().min(0),
   reason: z.string(),
+  /** Added: a stable PERCH_ERR_* code (absent from devices older than it). */
+  code: z.string().optional(),
 });
 export type IgnoredDesired = z.infer<typeof ignoredDesiredSchema>;
 

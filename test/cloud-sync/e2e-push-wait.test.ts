@@ -64,7 +64,7 @@ test('push --wait: progress, then active (0), failed (1), ignored (3), timeout (
   const ignored = await push(lost, ['--device', deviceId, '--version', '4', ...signKey, '--wait', '--wait-timeout', '60']);
   assert.equal(ignored.code, 3, ignored.stderr);
   assert.equal(JSON.parse(ignored.stdout).version, 1);
-  assert.match(ignored.stderr, /ignored: desired version 1 is not above version 2/);
+  assert.match(ignored.stderr, /ignored: PERCH_ERR_DESIRED_STALE: desired version 1 is not above version 2/);
   const devices = await fleet(['devices', '--url', broker.url, '--store', lost, '--json']);
   const row = (JSON.parse(devices.stdout) as Array<{ deviceId: string; ignored: { version: number } | null }>).find((d) => d.deviceId === deviceId);
   assert.equal(row?.ignored?.version, 1);

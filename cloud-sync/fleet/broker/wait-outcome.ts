@@ -1,6 +1,7 @@
 // `perch fleet push --wait`: follows the device's retained state/reported after a push until it
 // says how the pushed version ended: active, failed (with the device's code), ignored (the
-// document was not applied: its version was not above the device's), or nothing in time. While
+// document was not applied: its version was not above the device's, or the device refused it
+// unread, e.g. over its cloud.maxPayloadBytes; with the device's code), or nothing in time. While
 // the device downloads, its progress (reported at most once a second) is printed on one line.
 import type { MqttClient } from 'mqtt';
 import { parsePayload } from '../../protocol/parse.js';
@@ -20,9 +21,14 @@ export interface WaitTarget {
   spec: ModelSpec;
 }
 
+/** `CODE: reason` (devices older than the code say the reason alone). */
+export function ignoredDetail(ignored: { code?: string; reason: string }): string {
+  return ignored.code ? `${ignored.code}: ${ignored.reason}` : ignored.reason;
+}
+
 /** What one state/reported says about the push; null while it says nothing final. */
 export function judge(rep: ReportedState, t: WaitTarget): { outcome: Exclude<WaitOutcome, 'timeout'>; detail: string } | null {
-  if (rep.ignored?.version === t.doc.version) return { outcome: 'ignored', detail: rep.ignored.reason };
+  if (rep.ignored?.version === t.doc.version) return { outcome: 'ignored', detail: ignoredDetail(rep.ignored) };
   if (rep.desiredVersion < t.doc.version) return null;
   const m = rep.models[t.name];
   if (!m || m.version !== t.spec.version) return null;

@@ -4,6 +4,7 @@
 // rollbacks after an abort. The controller (serve/rollout-controller.ts) runs the actions it
 // returns and saves the result; keeping the decisions here makes them testable with a fake clock.
 import type { ReportedState } from '../../protocol/schemas.js';
+import { ignoredDetail } from '../broker/wait-outcome.js';
 import type { RolloutDevice, RolloutRecord, Wave } from '../store/rollout-store.js';
 
 /** What the fleet store last heard from a device. */
@@ -56,7 +57,7 @@ function fail(d: RolloutDevice, error: string): RolloutDevice {
 function judge(r: RolloutRecord, d: RolloutDevice, view: DeviceView | undefined, now: number): RolloutDevice {
   const reported = view?.reported ?? null;
   if (reported?.ignored && d.desiredVersion !== null && reported.ignored.version === d.desiredVersion) {
-    return fail(d, `ignored: ${reported.ignored.reason}`);
+    return fail(d, `ignored: ${ignoredDetail(reported.ignored)}`);
   }
   const entry = entryOf(view, r.model);
   if (!entry || entry.version !== r.version) return d.status === 'updating' ? d : { ...d, status: 'updating' };

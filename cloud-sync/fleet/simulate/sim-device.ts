@@ -80,7 +80,7 @@ export class SimDevice {
   private readonly t: DeviceTopics;
   private readonly bootId = randomUUID();
   private desiredVersion = 0;
-  private ignored: { version: number; reason: string } | undefined;
+  private ignored: { version: number; code: string; reason: string } | undefined;
   private readonly models = new Map<string, SimModel>();
   private readonly fetches = new Map<string, { version: number; sha256: string; chunks: SimChunkFetch | null; abort: AbortController }>();
   private readonly events: SimEvents;
@@ -218,7 +218,7 @@ export class SimDevice {
   private applyDesired(doc: DesiredState): void {
     if (doc.version <= this.desiredVersion) {
       if (doc.version < this.desiredVersion) {
-        this.ignored = { version: doc.version, reason: `version ${doc.version} is not above the applied ${this.desiredVersion}` };
+        this.ignored = { version: doc.version, code: 'PERCH_ERR_DESIRED_STALE', reason: `version ${doc.version} is not above the applied ${this.desiredVersion}` };
         this.scheduleReport();
       }
       return;
