@@ -1,5 +1,5 @@
 // What the JSON parse thread does with one OIP JSON body (docs/reliability.md "Large JSON bodies:
-// parsed on a thread of their own"): parse, check and decode its tensors, so that only the
+// parsed off the main thread"): parse, check and decode its tensors, so that only the
 // decoded tensors (typed arrays, moved, not copied) and the small rest of the body come back.
 import { decodeJsonInputs, parseJson } from '../decode-request.js';
 import { validateInferBody } from '../infer-shape.js';

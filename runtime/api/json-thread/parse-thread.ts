@@ -26,7 +26,8 @@ export const OFF_THREAD_JSON_BYTES = 1024 * 1024;
  * The thread ends after this long with nothing to parse, and the next large body starts a new
  * one (about 30 ms): a thread kept after its first use held its V8 heap and what the C allocator
  * kept of its parses for as long as the process ran (the campaign's five attacks in a row ended
- * 124-182 MB above where they started with the thread, 100-102 MB without; docs/reliability.md).
+ * 124-182 MB above where they started with the thread, 100-102 MB without;
+ * docs/history/reliability-notes.md "Large JSON bodies: the parse thread measured").
  */
 export const JSON_THREAD_IDLE_EXIT_MS = 10_000;
 
