@@ -1,5 +1,6 @@
-// Batch-sized buffers used again instead of made per batch (docs/benchmarks.md, "npm start's
-// malloc tunables, counted"). npm start and the image run with MALLOC_MMAP_THRESHOLD_=16384
+// Batch-sized buffers used again instead of made per batch (docs/benchmarks.md "Batch-sized
+// buffers used again"; the mmaps counted: docs/history/benchmarks-notes.md "500 streams on
+// 11-24"). npm start and the image run with MALLOC_MMAP_THRESHOLD_=16384
 // (docs/reliability.md: what gives the C heap back after a flood), so every ArrayBuffer of 16 KiB
 // or more is an mmap when made and a munmap when collected, glibc's arena lock held over the
 // mmap; a stream batch of 17 chunks stacked 39 KB of input and 17 KB of state each time.
