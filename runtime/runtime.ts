@@ -44,6 +44,8 @@ import { prepareInputs } from './batching/prepare.js';
 import { pipelineOpener } from './pipelines/open-pipeline.js';
 import type { ModelCaller } from './pipelines/model-caller.js';
 import { ProcessingPool } from './processing/pool.js';
+import { PixelBudget } from './pipelines/pixel-budget.js';
+import { registerPixelMetrics } from './pipelines/pixel-metrics.js';
 import { registerSequenceMetrics } from './sequences/metrics.js';
 import { SequenceManager } from './sequences/sequence-manager.js';
 import { registerStoreMetrics } from './store/metrics.js';
@@ -79,6 +81,8 @@ export class Runtime {
   readonly registry: ModelRegistry<ModelInstance>;
   /** Threads that decode and post-process for pipeline models; started on first use. */
   readonly processing = new ProcessingPool();
+  /** Decoded pixels in flight for all image pipelines (pipelines/pixel-budget.ts). */
+  readonly pixels: PixelBudget;
   readonly service: InferService;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
@@ -158,7 +162,9 @@ export class Runtime {
       storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint(), writable: () => this.store.writable }, config.store.jobs, log),
       { logger: log, clock },
     );
-    const instanceDeps = { clock, metrics: this.metrics, tracing, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel }) };
+    this.pixels = new PixelBudget(config.models.maxPixelsInFlight, config.models.maxImagesWaiting);
+    registerPixelMetrics(this.metrics.registry, this.pixels);
+    const instanceDeps = { clock, metrics: this.metrics, tracing, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel, pixels: this.pixels }) };
     this.registry = new ModelRegistry({
       repository: config.models.repository, log, bus: this.bus,
       load: (name, version, path, file, overrides) => ModelInstance.load(name, version, path, file, instanceDeps, overrides),

@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   PERCH_ERR_MEDIA_UNSUPPORTED: { status: 415, summary: 'The Content-Type or the file is of a kind Perch does not decode, or the model takes no file.' },
   PERCH_ERR_EMPTY_INPUT: { status: 400, summary: 'The body, or the BYTES element holding the file, is empty (0 bytes).' },
   PERCH_ERR_IMAGE_INVALID: { status: 400, summary: 'The file is not a JPEG, PNG or WebP image, or it is truncated or corrupt.' },
-  PERCH_ERR_IMAGE_TOO_LARGE: { status: 413, summary: "The image's header declares more pixels than the model's image.maxPixels; it was refused before decoding." },
+  PERCH_ERR_IMAGE_TOO_LARGE: { status: 413, summary: "The image's header declares more pixels than the model's image.maxPixels, or than all images may hold at once (models.maxPixelsInFlight); it was refused before decoding." },
   PERCH_ERR_AUDIO_INVALID: { status: 400, summary: 'The file is not a WAV file, or it is truncated or corrupt.' },
   PERCH_ERR_AUDIO_UNSUPPORTED: { status: 415, summary: 'The WAV file is in a format Perch does not decode (only PCM 16-bit and float 32-bit), or is too long for the model.' },
   PERCH_ERR_PIPELINE_STEP_FAILED: { status: 500, summary: "A step of a model's processing failed in a way that is not the request's fault; the message names the step." },
@@ -43,7 +43,7 @@ export const ERROR_CODES = {
   PERCH_ERR_SEQUENCE_IN_USE: { status: 409, summary: 'A live sequence of that id belongs to another connection, whose sequences end with it (server.sequencesEndWithConnection): only that connection may feed, restart or end it.' },
 
   // Scheduling.
-  PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests, or maxQueueBytes of input, already." },
+  PERCH_ERR_QUEUE_FULL: { status: 429, summary: "The model's queue holds maxQueueSize requests, or maxQueueBytes of input, already; or models.maxImagesWaiting images already wait for decoded-pixel room." },
   PERCH_ERR_OVERLOADED: { status: 429, summary: 'The bytes Perch holds for all clients (server.maxClientBytes) are spent: bodies, queued requests and unsent answers. Retry later.' },
   PERCH_ERR_TIMEOUT: { status: 504, summary: 'The request waited in the queue past its timeout and was not run.' },
   PERCH_ERR_CLIENT_GONE: { status: 499, summary: 'The client closed its connection before its answer: its queued work was dropped (counted in metrics; nobody receives this answer).' },

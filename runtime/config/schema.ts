@@ -108,6 +108,14 @@ export const configSchema = z.strictObject({
     .strictObject({
       repository: z.string().min(1).default(shippedModelsDir),
       /**
+       * Decoded pixels all image pipelines may hold at once (docs/models.md, "Pipelines"): about
+       * one default maxPixels image (40 M pixels, 119 MB of RGB), so a big image runs alone and
+       * small ones run together. An image larger than this is refused from its header.
+       */
+      maxPixelsInFlight: z.number().int().min(1_000_000).default(40_000_000),
+      /** Images that may wait, in order, for room in that budget; more: 429 PERCH_ERR_QUEUE_FULL. */
+      maxImagesWaiting: z.number().int().min(0).default(64),
+      /**
        * Per-model settings over model.json, by model name: batching and cache. They can change
        * without restart (live config from the cloud).
        */

@@ -13,14 +13,23 @@ import { folderFile } from '../models/folder-file.js';
 import type { ProcessingPool } from '../processing/pool.js';
 import { isProcessingStep, stepInputs, stepOutputs } from '../processing/step-io.js';
 import type { ModelCaller } from './model-caller.js';
+import type { PixelBudget } from './pixel-budget.js';
 import { vadSegments } from './vad-segments.js';
 
 export interface PipelineDeps {
   pool: ProcessingPool;
   call: ModelCaller;
+  /** Decoded pixels in flight, process-wide (models.maxPixelsInFlight). */
+  pixels: PixelBudget;
 }
 
 type ModelStep = Extract<PipelineStep, { op: 'model' }>;
+
+/** What a run took from the pixel budget, and how to give each part back. */
+interface Taken { pixels: number; giveBack: Array<() => void> }
+
+/** A run that decoded this many pixels (12 MB of RGB) asks the processing threads to collect after it. */
+const COLLECT_AFTER_PIXELS = 4_000_000;
 
 function metadata(t: TensorSpecInput): OrtTensorMetadata {
   return { name: t.name, isTensor: true, type: ortType(t.datatype), shape: t.dims };
@@ -94,21 +103,43 @@ export class PipelineExecutor implements Executor {
   async run(feeds: Tensor[]): Promise<ExecutorResult> {
     const started = performance.now();
     const values = new Map<string, Tensor>(feeds.map((t) => [t.name, t]));
-    for (const s of this.pipeline.steps) {
-      let made: Tensor[];
-      try {
-        if (isProcessingStep(s)) made = await this.deps.pool.run(s, stepInputs(s).map((v) => values.get(v) as Tensor), this.dir);
-        else if (s.op === 'model') made = await runModelStep(s, values, this.deps.call);
-        else made = [await vadSegments(s, values.get(s.from) as Tensor, this.deps.call)];
-      } catch (err) {
-        const e = toPerchError(err);
-        const code = e.code === 'PERCH_ERR_INTERNAL' ? 'PERCH_ERR_PIPELINE_STEP_FAILED' : e.code;
-        throw new PerchError(code, `model '${this.name}', step '${s.name}' (${s.op}${s.op === 'model' || s.op === 'vad.segments' ? ` ${s.model}` : ''}): ${e.message}`, { cause: err });
+    // The pixels this run took for its decoded images: given back with its answer, or its error.
+    const taken: Taken = { pixels: 0, giveBack: [] };
+    try {
+      for (const s of this.pipeline.steps) {
+        let made: Tensor[];
+        try {
+          if (s.op === 'image.decode') made = await this.decode(s, values.get(s.from) as Tensor, taken);
+          else if (isProcessingStep(s)) made = await this.deps.pool.run(s, stepInputs(s).map((v) => values.get(v) as Tensor), this.dir);
+          else if (s.op === 'model') made = await runModelStep(s, values, this.deps.call);
+          else made = [await vadSegments(s, values.get(s.from) as Tensor, this.deps.call)];
+        } catch (err) {
+          const e = toPerchError(err);
+          const code = e.code === 'PERCH_ERR_INTERNAL' ? 'PERCH_ERR_PIPELINE_STEP_FAILED' : e.code;
+          throw new PerchError(code, `model '${this.name}', step '${s.name}' (${s.op}${s.op === 'model' || s.op === 'vad.segments' ? ` ${s.model}` : ''}): ${e.message}`, { cause: err });
+        }
+        stepOutputs(s).forEach((v, i) => values.set(v, { ...(made[i] as Tensor), name: v }));
       }
-      stepOutputs(s).forEach((v, i) => values.set(v, { ...(made[i] as Tensor), name: v }));
+      const outputs = this.outputs.map((o) => values.get(o.name) as Tensor);
+      return { outputs, runMs: performance.now() - started };
+    } finally {
+      values.clear();
+      for (const give of taken.giveBack) give();
+      // What a big picture left on the processing threads is freed now, not at their next
+      // collection, which may be many pictures later (pool.ts collect).
+      if (taken.pixels >= COLLECT_AFTER_PIXELS) this.deps.pool.collect();
     }
-    const outputs = this.outputs.map((o) => values.get(o.name) as Tensor);
-    return { outputs, runMs: performance.now() - started };
+  }
+
+  /**
+   * Reads the image's size from its header on a processing thread, takes that many pixels from
+   * the process-wide budget (waiting for room in order), then decodes (docs/models.md, "Pipelines").
+   */
+  private async decode(s: Extract<PipelineStep, { op: 'image.decode' }>, input: Tensor, taken: Taken): Promise<Tensor[]> {
+    const pixels = await this.deps.pool.probe(s, input);
+    taken.giveBack.push(await this.deps.pixels.take(pixels, `input '${input.name}'`));
+    taken.pixels += pixels;
+    return this.deps.pool.run(s, [input], this.dir);
   }
 
   async close(): Promise<void> {

@@ -31,11 +31,12 @@ export function onlyElement(t: Tensor, what: string): Uint8Array {
 }
 
 /**
- * Decodes a JPEG, PNG or WebP into RGB. The header is read first: an image that would decode to
- * more than `maxPixels` is refused before any pixel is decoded (a 20,000 x 20,000 PNG is a few KB
- * on the wire and 1.2 GB decoded), and sharp's limitInputPixels enforces the same bound again.
+ * Reads an image's header (no pixel decoded): its size, checked against `maxPixels`. A 20,000 x
+ * 20,000 PNG is a few KB on the wire and 1.2 GB decoded, so it is refused here. The pipeline runs
+ * this before decoding to take the image's pixels from the process-wide budget
+ * (runtime/pipelines/pixel-budget.ts).
  */
-export async function decodeImage(input: Tensor, maxPixels: number, to: string): Promise<Tensor> {
+export async function probeImage(input: Tensor, maxPixels: number): Promise<{ width: number; height: number }> {
   const file = onlyElement(input, 'image');
   const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   let meta: Metadata;
@@ -52,6 +53,19 @@ export async function decodeImage(input: Tensor, maxPixels: number, to: string):
   if (width * height > maxPixels) {
     throw new PerchError('PERCH_ERR_IMAGE_TOO_LARGE', `input '${input.name}' is ${width} x ${height} = ${width * height} pixels, over the limit of ${maxPixels}`);
   }
+  return { width, height };
+}
+
+/**
+ * Decodes a JPEG, PNG or WebP into RGB, after probeImage's checks (sharp's limitInputPixels
+ * enforces the same bound again). The pixels are put in a SharedArrayBuffer: the later steps
+ * (resize, regions, crops) run on processing threads too, and a plain buffer sent to them was
+ * copied whole for each (4 x 119 MB for a 39.7 Mpx image through `ocr`); shared, it is sent as is.
+ */
+export async function decodeImage(input: Tensor, maxPixels: number, to: string): Promise<Tensor> {
+  await probeImage(input, maxPixels);
+  const file = onlyElement(input, 'image');
+  const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   try {
     const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
       .autoOrient()
@@ -60,7 +74,9 @@ export async function decodeImage(input: Tensor, maxPixels: number, to: string):
       .raw()
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { name: to, datatype: 'UINT8', shape: [info.height, info.width, 3], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    const pixels = new Uint8Array(new SharedArrayBuffer(data.byteLength));
+    pixels.set(data);
+    return { name: to, datatype: 'UINT8', shape: [info.height, info.width, 3], data: pixels };
   } catch (err) {
     throw new PerchError('PERCH_ERR_IMAGE_INVALID', `input '${input.name}' could not be decoded (truncated or corrupt): ${(err as Error).message}`);
   }

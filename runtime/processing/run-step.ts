@@ -10,7 +10,7 @@ import { decodeWav } from './audio.js';
 import { decodeFaces } from './blazeface.js';
 import { topK } from './classify.js';
 import { ctcGreedy } from './ctc.js';
-import { cropTensor, decodeImage, imageTensor } from './image.js';
+import { cropTensor, decodeImage, imageTensor, probeImage } from './image.js';
 import { textRegions } from './text-regions.js';
 import type { ProcessingStep } from './step-io.js';
 
@@ -35,6 +35,13 @@ function rowsAbove(t: Tensor, cls: number, threshold: number): boolean[] {
   const out: boolean[] = [];
   for (let r = 0; r * classes < d.length; r++) out.push((d[r * classes + cls] ?? 0) >= threshold);
   return out;
+}
+
+/** An image.decode step's header only: FP64 [2], width and height (ProcessingPool.probe). */
+export async function probeStep(s: ProcessingStep, inputs: Tensor[]): Promise<Tensor[]> {
+  if (s.op !== 'image.decode' || !inputs[0]) throw new PerchError('PERCH_ERR_INTERNAL', `step '${s.name}': only an image.decode step is probed`);
+  const { width, height } = await probeImage(inputs[0], s.maxPixels);
+  return [{ name: 'size', datatype: 'FP64', shape: [2], data: new Float64Array([width, height]) }];
 }
 
 /** `dir`: the model's folder (keys and labels files are read from it). */

@@ -5,10 +5,19 @@ import { toPerchError } from '../base/errors.js';
 import { collected, fullCollection, isCollect, type CollectMessage } from '../base/full-collection.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ProcessingTask, ProcessingReply } from './pool.js';
-import { runStep } from './run-step.js';
+import { probeStep, runStep } from './run-step.js';
 
 const port = parentPort!;
 const collect = fullCollection();
+
+/** A decoded picture this large (4 M pixels) is collected after (see below). */
+const BIG_PICTURE_BYTES = 12_000_000;
+
+function bytesOf(tensors: readonly Tensor[]): number {
+  let n = 0;
+  for (const t of tensors) if (!Array.isArray(t.data)) n += t.data.byteLength;
+  return n;
+}
 
 /** Buffers the answer owns whole are moved, not copied (a decoded photo is megabytes). */
 function transferable(tensors: readonly Tensor[]): ArrayBuffer[] {
@@ -27,7 +36,7 @@ port.on('message', (task: ProcessingTask | CollectMessage) => {
     collected(task);
     return;
   }
-  void runStep(task.step, task.inputs, task.dir).then(
+  void (task.probe ? probeStep(task.step, task.inputs) : runStep(task.step, task.inputs, task.dir)).then(
     (outputs) => {
       const reply: ProcessingReply = { id: task.id, ok: true, outputs };
       try {
@@ -35,6 +44,9 @@ port.on('message', (task: ProcessingTask | CollectMessage) => {
       } catch {
         port.postMessage(reply);
       }
+      // sharp's own buffer of a big decoded picture (copied into shared memory, image.ts) is
+      // garbage now, but this thread's small heap would not be collected for many pictures.
+      if (!task.probe && task.step.op === 'image.decode' && bytesOf(outputs) >= BIG_PICTURE_BYTES) collect?.();
     },
     (err: unknown) => {
       const e = toPerchError(err);
