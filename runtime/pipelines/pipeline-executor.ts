@@ -39,6 +39,13 @@ function metadata(t: TensorSpecInput): OrtTensorMetadata {
 export function checkPipeline(name: string, p: PipelineConfig, inputs: readonly TensorSpecInput[], outputs: readonly TensorSpecInput[]): void {
   const known = new Set(inputs.map((t) => t.name));
   const stepNames = new Set<string>();
+  // A run takes its image's pixels from the process-wide budget and holds them to its answer
+  // (pixel-budget.ts): a second decode in the same run could wait for room that only its own
+  // answer gives back, with every other run doing the same. One image per pipeline.
+  const decodes = p.steps.filter((s) => s.op === 'image.decode');
+  if (decodes.length > 1) {
+    throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': steps ${decodes.map((s) => `'${s.name}'`).join(', ')} each decode an image; a pipeline decodes at most one (models.maxPixelsInFlight is taken once per request)`);
+  }
   for (const s of p.steps) {
     if (stepNames.has(s.name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': two steps are named '${s.name}'`);
     stepNames.add(s.name);

@@ -41,3 +41,9 @@ test('unknown ops, unknown keys and a pipeline without inputs are schema errors'
   assert.throws(() => config([{ ...decode, quality: 3 }]), (e: PerchError) => e.code === 'PERCH_ERR_MODEL_CONFIG_INVALID');
   assert.throws(() => parseModelConfig('m', { pipeline: { steps: [decode] } }), (e: PerchError) => /pipeline lists its inputs and outputs/.test(e.message));
 });
+
+test('a pipeline that decodes two images is refused: a run holds its pixels to its answer', () => {
+  const second = { ...decode, name: 'decode-again', to: 'picture2' };
+  const c = config([decode, second, tensor, run, top]);
+  assert.throws(() => checkPipeline('m', c.pipeline!, c.inputs!, c.outputs!), (e: PerchError) => e.code === 'PERCH_ERR_MODEL_CONFIG_INVALID' && /'decode', 'decode-again' each decode an image/.test(e.message));
+});
