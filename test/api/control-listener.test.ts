@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseConfig } from '../../runtime/config/load.js';
 import { silentLogger } from '../../runtime/base/log.js';
 import { Runtime } from '../../runtime/runtime.js';
+import { exchange } from '../helpers/raw-http.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { rawRequest } from '../helpers/wire.js';
 
@@ -80,18 +81,6 @@ describe('control listener', () => {
     // with the body still coming, which the kernel turned into a reset (lingering-close.ts).
     const port = Number(rt.runtime.control?.port);
     const body = Buffer.alloc(4 * 1024 * 1024, 0x61);
-    const exchange = (head: string, payload: Buffer): Promise<{ text: string; error: string | null }> => new Promise((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      let text = '';
-      let error: string | null = null;
-      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
-      s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-      s.on('close', () => resolve({ text, error }));
-      s.on('connect', () => {
-        s.write(head);
-        s.end(payload);
-      });
-    });
     const cases: Array<[string, Buffer, number, string]> = [
       [`POST /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`, body, 405, 'PERCH_ERR_METHOD_NOT_ALLOWED'],
       [`POST /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`, body, 405, 'PERCH_ERR_METHOD_NOT_ALLOWED'],
@@ -101,7 +90,7 @@ describe('control listener', () => {
       ['GET /v2/health/live HTTP/1.1\r\nConnection: close\r\n\r\n', Buffer.alloc(0), 400, 'PERCH_ERR_INVALID_MESSAGE'],
     ];
     for (const [head, payload, status, code] of cases) {
-      const r = await exchange(head, payload);
+      const r = await exchange(port, head, payload);
       const what = JSON.stringify(head.slice(0, 60));
       assert.equal(r.error, null, `${what}: no reset (${r.error}; got ${JSON.stringify(r.text.slice(0, 120))})`);
       assert.match(r.text, new RegExp(`^HTTP/1\\.1 ${status} `), what);

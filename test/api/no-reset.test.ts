@@ -8,30 +8,10 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { rng } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
+import { exchange } from '../helpers/raw-http.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { vadModelJson } from '../helpers/scenarios.js';
-
-interface Outcome {
-  text: string;
-  error: string | null;
-}
-
-/** Writes `head` + `body`, half-closes, reads until the server closes; any socket error is kept. */
-function exchange(port: number, head: string, body: Buffer): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    let text = '';
-    let error: string | null = null;
-    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-    s.on('close', () => resolve({ text, error }));
-    s.on('connect', () => {
-      s.write(head);
-      s.end(body);
-    });
-  });
-}
 
 const BODY = Buffer.alloc(4 * 1024 * 1024, 0x61);
 

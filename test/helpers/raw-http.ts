@@ -89,3 +89,29 @@ export class RawHttp {
 export function head(method: string, target: string, headers: Record<string, string | number>): string {
   return `${method} ${target} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
 }
+
+/** What a server said on a connection written whole, and any socket error (a reset) seen. */
+export interface Outcome {
+  text: string;
+  error: string | null;
+}
+
+/**
+ * Writes `head` + `body`, half-closes, reads until the server closes; any socket error is kept
+ * (a client that writes its whole request before reading, as most do: a server that closes with
+ * the body unread makes the kernel reset the connection).
+ */
+export function exchange(port: number, head: string, body: Buffer): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let text = '';
+    let error: string | null = null;
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    s.on('close', () => resolve({ text, error }));
+    s.on('connect', () => {
+      s.write(head);
+      s.end(body);
+    });
+  });
+}
