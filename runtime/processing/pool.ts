@@ -34,11 +34,7 @@ export class ProcessingPool {
 
   /** Runs one step on a processing thread. */
   run(step: ProcessingStep, inputs: Tensor[], dir: string): Promise<Tensor[]> {
-    if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the processing threads are stopped'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ task: { id: this.nextId++, step, inputs, dir }, resolve, reject });
-      this.pump();
-    });
+    return this.submit({ id: this.nextId++, step, inputs, dir });
   }
 
   /**
@@ -47,11 +43,7 @@ export class ProcessingPool {
    * budget before decoding (runtime/pipelines/pixel-budget.ts).
    */
   async probe(step: Extract<ProcessingStep, { op: 'image.decode' }>, input: Tensor): Promise<number> {
-    if (this.closed) throw new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the processing threads are stopped');
-    const [size] = await new Promise<Tensor[]>((resolve, reject) => {
-      this.queue.push({ task: { id: this.nextId++, step, inputs: [input], dir: '', probe: true }, resolve, reject });
-      this.pump();
-    });
+    const [size] = await this.submit({ id: this.nextId++, step, inputs: [input], dir: '', probe: true });
     const d = size?.data as Float64Array;
     return (d[0] as number) * (d[1] as number);
   }
@@ -76,6 +68,15 @@ export class ProcessingPool {
     this.closed = true;
     for (const p of this.queue.splice(0)) p.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the processing threads are stopping'));
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+  }
+
+  /** Queues a task for the next free thread (run, probe). */
+  private submit(task: ProcessingTask): Promise<Tensor[]> {
+    if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_SHUTTING_DOWN', 'the processing threads are stopped'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ task, resolve, reject });
+      this.pump();
+    });
   }
 
   private pump(): void {

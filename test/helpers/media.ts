@@ -43,13 +43,19 @@ function chunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([len, body, crc]);
 }
 
-/** A valid PNG header for width x height RGB with one tiny (wrong) IDAT: a few dozen bytes. */
-export function hugePngHeader(width: number, height: number): Buffer {
+/** The IHDR chunk's data of an 8-bit RGB PNG of width x height. */
+function rgbIhdr(width: number, height: number): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // RGB
+  return ihdr;
+}
+
+/** A valid PNG header for width x height RGB with one tiny (wrong) IDAT: a few dozen bytes. */
+export function hugePngHeader(width: number, height: number): Buffer {
+  const ihdr = rgbIhdr(width, height);
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk('IHDR', ihdr),
@@ -60,11 +66,7 @@ export function hugePngHeader(width: number, height: number): Buffer {
 
 /** A whole white width x height RGB PNG: a few KB on the wire per million pixels, decoded in full. */
 export function whitePng(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
+  const ihdr = rgbIhdr(width, height);
   const row = Buffer.alloc(1 + width * 3, 0xff);
   row[0] = 0; // filter: none
   const rows = Buffer.alloc(row.length * height);
