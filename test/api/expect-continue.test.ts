@@ -2,6 +2,7 @@
 // headers is answered with its coded 4xx and no `100 Continue` first, so its client never sends
 // the body, and the connection closes; a request Perch takes gets `100 Continue`, then its answer.
 // Node's http.Server sent `100 Continue` itself for every such request, refused or not.
+// Any other Expect is 417 PERCH_ERR_EXPECTATION_FAILED (Node answered a bare 417, no code).
 // Raw sockets: Node's client handles the interim answer itself.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -37,10 +38,10 @@ describe('Expect: 100-continue', () => {
   const auth = { authorization: `Bearer ${TOKEN}` };
 
   /** Sends the head alone and returns the first answer, which must be the refusal; then the server closes. */
-  async function refusedFromHead(p: number, method: string, target: string, headers: Record<string, string | number>): Promise<Record<string, unknown> | undefined> {
+  async function refusedFromHead(p: number, method: string, target: string, headers: Record<string, string | number>, body = ''): Promise<Record<string, unknown> | undefined> {
     const conn = await RawHttp.connect(p);
     try {
-      conn.write(head(method, target, { expect: '100-continue', 'content-type': 'application/json', ...headers }));
+      conn.write(head(method, target, { expect: '100-continue', 'content-type': 'application/json', ...headers }) + body);
       const first = await conn.next();
       assert.notEqual(first.status, 100, `no 100 Continue before the refusal of ${method} ${target}`);
       assert.equal(first.headers.connection, 'close', 'the body was not read: the connection closes');
@@ -105,6 +106,38 @@ describe('Expect: 100-continue', () => {
     } finally {
       conn.destroy();
     }
+  });
+
+  // Any other expectation: Node answered a bare 417 (no body, no code) before Perch saw the request.
+  describe('an Expect other than 100-continue: 417 PERCH_ERR_EXPECTATION_FAILED, and the connection closes', () => {
+    const expectation = (p: number, target: string, expect: string, body = ''): Promise<Record<string, unknown> | undefined> =>
+      refusedFromHead(p, 'POST', target, { host: `127.0.0.1:${p}`, ...auth, expect, 'content-length': body.length || 5000 }, body);
+    for (const expect of ['nothing-you-have', 'continue', '200-ok']) {
+      test(`Expect: ${expect}, body held back`, async () => {
+        const answer = await expectation(port, infer, expect);
+        assert.equal(answer?.status, 417, JSON.stringify(answer));
+        assert.equal(answer?.code, 'PERCH_ERR_EXPECTATION_FAILED');
+      });
+    }
+    test('the body sent along with the head: answered without a reset', async () => {
+      const answer = await expectation(port, infer, 'x-custom', JSON.stringify(inferBody(vadInputs(1))));
+      assert.equal(answer?.status, 417, JSON.stringify(answer));
+      assert.equal(answer?.code, 'PERCH_ERR_EXPECTATION_FAILED');
+    });
+    test('the control listener too', async () => {
+      const answer = await expectation(controlPort, '/v2/health/live', 'nothing-you-have');
+      assert.equal(answer?.status, 417, JSON.stringify(answer));
+      assert.equal(answer?.code, 'PERCH_ERR_EXPECTATION_FAILED');
+    });
+    test('the main port still answers on a new connection', async () => {
+      const conn = await RawHttp.connect(port);
+      try {
+        conn.write(head('GET', '/v2/health/live', { host: host() }));
+        assert.equal((await conn.next()).status, 200);
+      } finally {
+        conn.destroy();
+      }
+    });
   });
 
   describe('the control listener (it reads no body)', () => {

@@ -12,6 +12,7 @@ import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
 import { sendError, sendJson } from '../http/reply.js';
 import { listen } from '../http/listen.js';
 import { closeWithoutReset } from '../http/lingering-close.js';
+import { refuseOtherExpectations } from '../http/expect-continue.js';
 import { systemClock } from '../../base/clock.js';
 import { checkHostField, RequestGuard, toOriginForm } from '../request-guard.js';
 import { listenOnSocket } from '../unix-socket.js';
@@ -115,6 +116,7 @@ for (const s of servers) {
   // Expect: 100-continue (expect-continue.ts): nothing here reads a body, so `100 Continue` is
   // never sent (Node sent it for every such request, then the answer, and the body came for nothing).
   s.on('checkContinue', answer);
+  refuseOtherExpectations(s); // any other Expect: a coded 417, as on the main port
 }
 
 async function start(): Promise<ListenMessage> {

@@ -8,7 +8,11 @@
 // answered without it
 // closes its connection (Node does so: the client may or may not have sent the body), lingering
 // as every refusal from the headers does (lingering-close.ts).
+// Any other expectation (RFC 9110 allows only 100-continue) Node answered itself with a bare 417,
+// no body and no code; refuseOtherExpectations gives it a coded one.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { PerchError } from '../../base/errors.js';
+import { sendError } from './reply.js';
 
 /** Requests that asked for `100 Continue` and have not had it yet, with their responses. */
 const waiting = new WeakMap<IncomingMessage, ServerResponse>();
@@ -27,4 +31,17 @@ export function continueBody(req: IncomingMessage): void {
   if (res === undefined) return;
   waiting.delete(req);
   if (!res.headersSent && !res.writableEnded) res.writeContinue();
+}
+
+/**
+ * An `Expect` other than 100-continue: 417 PERCH_ERR_EXPECTATION_FAILED from the head, as Node
+ * answered it but coded (docs/errors.md), on the main port and the control listener. The
+ * connection closes: what such a client does with its body (sent, or held back) is not known,
+ * so the next bytes cannot be trusted to start a request; it lingers (lingering-close.ts).
+ */
+export function refuseOtherExpectations(server: Server): void {
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('connection', 'close');
+    sendError(res, new PerchError('PERCH_ERR_EXPECTATION_FAILED', 'Expect: only 100-continue is met (RFC 9110 section 10.1.1)'));
+  });
 }

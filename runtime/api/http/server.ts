@@ -5,7 +5,7 @@ import type { Clock } from '../../base/clock.js';
 import { PerchError } from '../../base/errors.js';
 import type { Logger } from '../../base/log.js';
 import { tokenMatches, WWW_AUTHENTICATE } from '../auth.js';
-import { continueOnRead } from './expect-continue.js';
+import { continueOnRead, refuseOtherExpectations } from './expect-continue.js';
 import { closeWithoutReset } from './lingering-close.js';
 import { sendError } from './reply.js';
 import { ROUTES, type HttpContext } from './routes.js';
@@ -106,6 +106,7 @@ export function createHttpServer(ctx: HttpContext, access: ApiAccess, slow: Slow
   };
   const server = createServer({ requireHostHeader: false }, onRequest);
   continueOnRead(server, onRequest);
+  refuseOtherExpectations(server);
   server.keepAliveTimeout = 65_000; // longer than common client pools' idle timeouts
   closeWithoutReset(server, slow.clock, ctx.budget);
   return server;
