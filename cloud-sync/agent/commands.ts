@@ -2,6 +2,7 @@
 // records an event with the command id and its outcome, so the fleet sees the answer in the
 // device's event stream.
 import { PerchError, toPerchError } from '../../runtime/base/errors.js';
+import { sinceLastLine, type LogLimiter } from '../../runtime/base/log-limit.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import type { CommandMessage } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
@@ -13,7 +14,13 @@ export type CommandsRuntime = Pick<RuntimePort, 'log' | 'events' | 'cache'>;
 
 type CommandRun = (cmd: CommandMessage) => Promise<Record<string, unknown>>;
 
-export function createCommands(runtime: CommandsRuntime, stats: AgentStats, updater: ModelUpdater, reported: ReportedState): (cmd: CommandMessage) => void {
+export function createCommands(
+  runtime: CommandsRuntime,
+  stats: AgentStats,
+  updater: ModelUpdater,
+  reported: ReportedState,
+  limiter: LogLimiter,
+): (cmd: CommandMessage) => void {
   const runs: Record<CommandMessage['command'], CommandRun> = {
     reportState: async () => {
       await reported.publish();
@@ -35,7 +42,10 @@ export function createCommands(runtime: CommandsRuntime, stats: AgentStats, upda
       (result) => runtime.events.record('command.succeeded', { id: cmd.id, command: cmd.command, ok: true, result }),
       (err: unknown) => {
         const e = toPerchError(err);
-        runtime.log.warn({ id: cmd.id, command: cmd.command, code: e.code, err: e.message }, 'command failed');
+        // A line per command and code every interval (log-limit.ts); every failure is an event.
+        limiter.line(`command failed ${cmd.command} ${e.code}`, (n) =>
+          runtime.log.warn({ id: cmd.id, command: cmd.command, code: e.code, err: e.message, ...sinceLastLine(n) }, 'command failed'),
+        );
         runtime.events.record('command.failed', { id: cmd.id, command: cmd.command, ok: false, error: e.toJSON() });
       },
     );

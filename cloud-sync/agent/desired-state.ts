@@ -7,6 +7,7 @@
 // IGNORED_REPORT_MS, so a flood of bad documents costs one bounded note, not a publish each.
 import type { TimerHandle } from '../../runtime/base/clock.js';
 import type { ErrorCode } from '../../runtime/base/errors.js';
+import { sinceLastLine, type LogLimiter } from '../../runtime/base/log-limit.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { canonicalJson, MAX_DESIRED_MODELS, type DesiredState, type IgnoredDesired } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
@@ -49,6 +50,8 @@ export class DesiredStateApplier implements DesiredView {
     private readonly stats: AgentStats,
     private readonly updater: ModelUpdater,
     private readonly changed: () => void,
+    /** Lines of documents not applied, a few per interval however many come (log-limit.ts). */
+    private readonly limiter: LogLimiter,
   ) {
     this.saved = runtime.state.get<SavedDesired>(AGENT_KEYS.desired) ?? null;
   }
@@ -95,7 +98,9 @@ export class DesiredStateApplier implements DesiredView {
       // Anything else not above is a replayed old document or a fleet whose counter went back:
       // said in state/reported, so `perch fleet push --wait` and `devices` show it.
       const reason = `desired version ${doc.version} is not above version ${last}, the one applied (a replayed or out-of-date document)`;
-      this.runtime.log.warn({ code: 'PERCH_ERR_DESIRED_STALE', version: doc.version, applied: last }, 'desired state ignored: version not above the applied one');
+      this.limiter.line('desired stale', (n) =>
+        this.runtime.log.warn({ code: 'PERCH_ERR_DESIRED_STALE', version: doc.version, applied: last, ...sinceLastLine(n) }, 'desired state ignored: version not above the applied one'),
+      );
       this.ignore({ version: doc.version, code: 'PERCH_ERR_DESIRED_STALE', reason });
       return;
     }
@@ -103,7 +108,9 @@ export class DesiredStateApplier implements DesiredView {
     if (specs > MAX_DESIRED_MODELS) {
       this.stats.ignored.schema++;
       const reason = `desired version ${doc.version} names ${specs} models to serve, over ${MAX_DESIRED_MODELS}`;
-      this.runtime.log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', version: doc.version, models: specs }, 'desired state ignored: too many models');
+      this.limiter.line('desired too many models', (n) =>
+        this.runtime.log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', version: doc.version, models: specs, ...sinceLastLine(n) }, 'desired state ignored: too many models'),
+      );
       this.ignore({ version: doc.version, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason });
       return;
     }
@@ -126,7 +133,10 @@ export class DesiredStateApplier implements DesiredView {
         const r = this.runtime.liveConfig.apply(doc.config);
         if (!r.ok) {
           saved.configError = r.error;
-          this.runtime.log.warn({ code: r.error.code, err: r.error.message, desiredVersion: doc.version }, 'desired live config rejected whole');
+          const { code, message } = r.error;
+          this.limiter.line('desired config rejected', (n) =>
+            this.runtime.log.warn({ code, err: message, desiredVersion: doc.version, ...sinceLastLine(n) }, 'desired live config rejected whole'),
+          );
           this.runtime.events.record('desired.config.rejected', { desiredVersion: doc.version, ...r.error });
         }
       }

@@ -1,9 +1,12 @@
 // Every message the device receives goes through here: size limit, topic, JSON, schema. A bad
-// payload is logged, counted (stats.ignored) and dropped; nothing thrown from here could reach
+// payload is logged (at most a line per kind and reason every LOG_LIMIT_INTERVAL_MS, with the
+// count of the others: a broker sending thousands a second filled the log and the disk; docs/cloud-sync.md
+// "Bad payloads"), counted (stats.ignored, every one) and dropped; nothing thrown from here could reach
 // mqtt.js's message loop, so the agent keeps working whatever the broker delivers. A refused
 // desired document is also handed on, in bounded words, to be said in state/reported.
 import { PerchError } from '../../runtime/base/errors.js';
 import type { Logger } from '../../runtime/base/log.js';
+import { sinceLastLine, type LogLimiter } from '../../runtime/base/log-limit.js';
 import {
   commandSchema, desiredSchema, eventsAckSchema, parsePayload, parseTopic, type CommandMessage, type DesiredState, type EventsAck, type IgnoredDesired,
   type ParseResult,
@@ -27,18 +30,23 @@ export interface InboundOptions {
   deviceId: string;
   maxPayloadBytes: number;
   log: Logger;
+  /** The agent's: lines of refused messages, a few per interval whatever comes. */
+  limiter: LogLimiter;
   stats: AgentStats;
 }
 
 export function createInbound(opts: InboundOptions, handlers: InboundHandlers): (topic: string, payload: Buffer) => void {
-  const { log, stats } = opts;
-  const ignore = (topic: string, reason: keyof AgentStats['ignored'], message: string): void => {
+  const { log, limiter, stats } = opts;
+  /** `kind`: the topic's kind, one of a few (the topic itself is the peer's words: never a key). */
+  const ignore = (kind: string, topic: string, reason: keyof AgentStats['ignored'], message: string): void => {
     stats.ignored[reason]++;
-    log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', topic, reason, err: message }, 'MQTT message ignored');
+    limiter.line(`ignored ${kind} ${reason}`, (n) =>
+      log.warn({ code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', topic, reason, err: message, ...sinceLastLine(n) }, 'MQTT message ignored'),
+    );
   };
-  const parsed = <T>(topic: string, r: ParseResult<T>): T | undefined => {
+  const parsed = <T>(kind: string, topic: string, r: ParseResult<T>): T | undefined => {
     if (r.ok) return r.value;
-    ignore(topic, r.reason, r.error.message);
+    ignore(kind, topic, r.reason, r.error.message);
     return undefined;
   };
 
@@ -46,7 +54,9 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
     const note = refusedDesired(payload, r, opts.maxPayloadBytes);
     stats.ignored[r.reason]++;
     // The note's bounded words, not the parser's: a schema message names the document's own keys.
-    log.warn({ code: note.code, topic, reason: r.reason, version: note.version, err: note.reason }, 'desired state refused');
+    limiter.line(`refused desired ${r.reason}`, (n) =>
+      log.warn({ code: note.code, topic, reason: r.reason, version: note.version, err: note.reason, ...sinceLastLine(n) }, 'desired state refused'),
+    );
     handlers.desiredRefused(note);
   };
 
@@ -58,12 +68,12 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
         if (t?.kind === 'desired' && t.deviceId === opts.deviceId) {
           refuseDesired(topic, payload, { ok: false, reason: 'oversized', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', message) });
         } else {
-          ignore(topic, 'oversized', message);
+          ignore(t?.kind ?? 'other', topic, 'oversized', message);
         }
         return;
       }
       if (!t || t.deviceId !== opts.deviceId) {
-        ignore(topic, 'unknownTopic', 'not a topic of this device');
+        ignore('other', topic, 'unknownTopic', 'not a topic of this device');
         return;
       }
       switch (t.kind) {
@@ -76,23 +86,23 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
           return;
         }
         case 'commands': {
-          const cmd = parsed(topic, parsePayload(commandSchema, payload, opts.maxPayloadBytes));
+          const cmd = parsed(t.kind, topic, parsePayload(commandSchema, payload, opts.maxPayloadBytes));
           if (cmd) handlers.command(cmd);
           return;
         }
         case 'eventsAck': {
-          const ack = parsed(topic, parsePayload(eventsAckSchema, payload, opts.maxPayloadBytes));
+          const ack = parsed(t.kind, topic, parsePayload(eventsAckSchema, payload, opts.maxPayloadBytes));
           if (ack) handlers.eventsAck(ack);
           return;
         }
         case 'chunk': {
           if (!handlers.chunk(t.name ?? '', t.version ?? 0, t.index ?? -1, payload)) {
-            ignore(topic, 'unknownChunk', 'no download of this model version is in progress, or the index is out of range');
+            ignore(t.kind, topic, 'unknownChunk', 'no download of this model version is in progress, or the index is out of range');
           }
           return;
         }
         default:
-          ignore(topic, 'unknownTopic', `the device does not take '${t.kind}' messages`);
+          ignore(t.kind, topic, 'unknownTopic', `the device does not take '${t.kind}' messages`);
       }
     } catch (err) {
       // A handler bug must not take the connection down with it.

@@ -3,6 +3,7 @@
 // state, model updates, the rollback circuit breaker and commands. Everything it needs from the
 // runtime comes through the RuntimePort (runtime/port/runtime-port.ts); started only when cloud.mqttUrl is set.
 import type { Module } from '../../runtime/base/lifecycle.js';
+import { LogLimiter } from '../../runtime/base/log-limit.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { createCommands } from './commands.js';
 import { Connection } from './connection.js';
@@ -45,6 +46,8 @@ export interface CloudAgent extends Module {
 export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): CloudAgent {
   const stats = emptyStats();
   const { cloud } = port;
+  // Lines of refused messages and failed commands: a few per interval however many come.
+  const limiter = new LogLimiter(port.clock);
   const conn = new Connection(port, stats, { random: opts.random, connectTimeoutMs: opts.connectTimeoutMs });
   // The reported publisher needs the book and the desired view; both need to tell it of changes.
   let reported: ReportedState | null = null;
@@ -66,11 +69,11 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       .rollback(trip.name, reason, 'circuit-breaker', { version: trip.version, requests: trip.requests, failures: trip.failures })
       .catch((err: unknown) => port.log.error({ err, model: trip.name }, 'rollback after failures in service did not happen'));
   });
-  const desired = new DesiredStateApplier(port, stats, updater, changed);
+  const desired = new DesiredStateApplier(port, stats, updater, changed, limiter);
   const health = new HealthMonitor(port, changed);
   reported = new ReportedState(port, conn, book, desired, (name) => updater.progress(name), opts.backlogReportMs, () => health.build());
   const rep = reported;
-  const commands = createCommands(port, stats, updater, rep);
+  const commands = createCommands(port, stats, updater, rep, limiter);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
   let offOnline: () => void = () => undefined;
   let offModels: () => void = () => undefined;
@@ -89,7 +92,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       started = true;
       conn.onMessage(
         createInbound(
-          { topicPrefix: cloud.topicPrefix, deviceId: port.device.id, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, stats },
+          { topicPrefix: cloud.topicPrefix, deviceId: port.device.id, maxPayloadBytes: cloud.maxPayloadBytes, log: port.log, limiter, stats },
           {
             desired: (doc) => desired.receive(doc),
             desiredRefused: (note) => desired.refuse(note),
@@ -134,6 +137,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       health.stop();
       await uploader.stop();
       await conn.stop();
+      limiter.close(); // what it held back is written now, with its count
     },
   };
 }
