@@ -80,7 +80,8 @@ export function createInbound(opts: InboundOptions, handlers: InboundHandlers): 
         case 'desired': {
           // An empty retained message clears the desired state at the broker: nothing to apply.
           if (payload.byteLength === 0) return;
-          const r = parsePayload(desiredSchema, payload, opts.maxPayloadBytes);
+          // A key twice (a config or model.json setting given two values) is refused, as in files.
+          const r = parsePayload(desiredSchema, payload, opts.maxPayloadBytes, true);
           if (r.ok) handlers.desired(r.value);
           else refuseDesired(topic, payload, r);
           return;

@@ -4,6 +4,7 @@
 // to the working directory.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { duplicateKeyProblem } from '../base/duplicate-keys.js';
 import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../base/zod-issues.js';
 import { configSchema, type PerchConfig } from './schema.js';
@@ -82,6 +83,9 @@ function readConfigFile(path: string): Raw {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new PerchError('PERCH_ERR_CONFIG_INVALID', `config file ${path} must hold a JSON object`);
   }
+  // JSON.parse keeps the last of a key given twice, silently (duplicate-keys.ts).
+  const twice = duplicateKeyProblem(text);
+  if (twice !== null) throw new PerchError('PERCH_ERR_CONFIG_INVALID', `config file ${path} is invalid:\n  - ${twice}`);
   return parsed as Raw;
 }
 

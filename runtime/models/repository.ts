@@ -3,6 +3,7 @@
 //   <repository>/<model>/<version>/model.onnx  version = positive integer folder name
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { duplicateKeyProblem } from '../base/duplicate-keys.js';
 import { PerchError } from '../base/errors.js';
 import { formatIssues } from '../base/zod-issues.js';
 import { modelConfigSchema, type ModelConfigFile, type VersionPolicy } from './model-config.js';
@@ -34,6 +35,9 @@ export function readModelConfig(repository: string, name: string): ModelConfigFi
   } catch (err) {
     throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': ${CONFIG_FILE} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
+  // JSON.parse keeps the last of a key given twice, silently (duplicate-keys.ts).
+  const twice = duplicateKeyProblem(text);
+  if (twice !== null) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `model '${name}': ${CONFIG_FILE} is invalid:\n  - ${twice}`);
   return parseModelConfig(name, raw);
 }
 

@@ -140,6 +140,19 @@ test('a flood of bad documents: one bounded note, the latest, at most one publis
   assert.equal(rep.desiredVersion, 5, 'the applied document is still the applied one');
 });
 
+test('a key given twice (a live config setting) is refused, naming its path; nothing of the document applied', async () => {
+  // JSON.parse kept the last "level" silently, and the live config took "info" (duplicate-keys.ts).
+  const applied = t.appliedConfigs.length;
+  const schema = agent.stats().ignored.schema;
+  await publishRaw('{"version": 50, "models": {}, "config": {"log": {"level": "debug", "level": "info"}}}');
+  const rep = await untilIgnored((i) => i.version === 50, 'the document with a key twice reported');
+  assertBounded(rep.ignored!);
+  assert.match(rep.ignored!.reason, /^desired version 50 breaks the desired schema: config\.log\.level: key given twice/);
+  assert.equal(rep.desiredVersion, 5);
+  assert.equal(t.appliedConfigs.length, applied, 'no live config applied');
+  assert.equal(agent.stats().ignored.schema, schema + 1);
+});
+
 test('perch fleet push --wait ends with the refusal (exit 3, the code), not a timeout', async () => {
   // The fleet's next document keeps the current one's config: here more than the device takes.
   await publishDesired(broker.url, t.port.device.id, { version: 600, models: {}, config: { note: 'n'.repeat(MAX_PAYLOAD) } });

@@ -1,6 +1,7 @@
 // Builds a ModelSpec for a model file: digest, size, chunk size, model.json and (with a key) the
 // signature over manifest 2, which covers the model.json too (protocol/signing.ts).
 import { readFileSync } from 'node:fs';
+import { duplicateKeyProblem } from '../../../runtime/base/duplicate-keys.js';
 import { PerchError } from '../../../runtime/base/errors.js';
 import { jsonObjectSchema, type ModelSpec } from '../../protocol/schemas.js';
 import { assertSigningKey, fileDigest, signManifest } from '../../protocol/signing.js';
@@ -30,11 +31,16 @@ export async function buildSpec(input: SpecInput): Promise<ModelSpec> {
   let config: Record<string, unknown> | undefined;
   if (input.configFile) {
     let parsed: unknown;
+    let text: string;
     try {
-      parsed = JSON.parse(readFileSync(input.configFile, 'utf8'));
+      text = readFileSync(input.configFile, 'utf8');
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile}: ${(err as Error).message}`, { cause: err });
     }
+    // As the device reads model.json (runtime/base/duplicate-keys.ts): a key twice is refused here, not on every device.
+    const twice = duplicateKeyProblem(text);
+    if (twice !== null) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile}: ${twice}`);
     const obj = jsonObjectSchema.safeParse(parsed);
     if (!obj.success) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile} is not a JSON object`);
     config = obj.data;
