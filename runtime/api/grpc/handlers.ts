@@ -77,7 +77,10 @@ export function unaryHandlers(grpc: typeof GrpcJs, deps: GrpcDeps): Record<strin
     (call, callback) => {
       (async () => {
         if (!open) requireToken(deps, call.metadata);
-        return fn(call.request as Record<string, unknown>, call);
+        // Every RPC's decoder hands over a Received (server.ts serviceDefinition): bytes that are not its message are coded.
+        const received = call.request as Received<Record<string, unknown>>;
+        if (received.error) throw received.error;
+        return fn(received.message ?? {}, call);
       })().then(
         (answer) => callback(null, answer),
         (err: unknown) => callback(toStatus(grpc, err)),

@@ -4,6 +4,7 @@ import { PerchError, toPerchError } from '../../base/errors.js';
 import { prepareSocketPath, removeSocketFile, setSocketMode } from '../unix-socket.js';
 import type { GrpcDeps } from './deps.js';
 import { unaryHandlers } from './handlers.js';
+import { codeLibraryStatuses } from './library-statuses.js';
 import { loadGrpc, type LoadedProto, type MethodDefinition } from './load.js';
 import type { Received } from './messages.js';
 import { StreamSet } from './stream.js';
@@ -39,6 +40,8 @@ export class GrpcApi {
       'grpc.max_receive_message_length': this.deps.maxRequestBytes,
       // Requests in flight on one connection, as a WebSocket connection's maxInflight.
       'grpc.max_concurrent_streams': this.deps.maxInflightPerStream,
+      // grpc-js's own statuses for a unary call without exactly one message, coded (library-statuses.ts).
+      interceptors: [codeLibraryStatuses(grpc)],
     });
     const streams = new StreamSet(grpc, this.deps);
     server.addService(serviceDefinition(proto, this.deps), { ...unaryHandlers(grpc, this.deps), ModelStreamInfer: streams.handle });
@@ -84,26 +87,24 @@ export class GrpcApi {
 
 /**
  * The service as grpc-js takes it, with a request decoder that sheds load before decoding:
- * when the client budget is spent, a message is not decoded at all (the handler answers
- * PERCH_ERR_OVERLOADED), and a message that is not valid protobuf is a coded error rather than
- * grpc-js' bare INTERNAL.
+ * when the client budget is spent, an inference is not decoded at all (the handler answers
+ * PERCH_ERR_OVERLOADED), and a message of any RPC that is not valid protobuf is a coded error
+ * rather than grpc-js' bare INTERNAL "Error deserializing request" (which ServerLive,
+ * ServerMetadata and the other small RPCs answered, before any handler ran).
  */
 function serviceDefinition(proto: LoadedProto, deps: GrpcDeps): GrpcJs.ServiceDefinition {
   const out: Record<string, MethodDefinition> = {};
   for (const [name, m] of Object.entries(proto.methods)) {
-    if (name !== 'ModelInfer' && name !== 'ModelStreamInfer') {
-      out[name] = m;
-      continue;
-    }
+    const infer = name === 'ModelInfer' || name === 'ModelStreamInfer';
     const decode = m.requestDeserialize;
     out[name] = {
       ...m,
       requestDeserialize: (buf: Buffer): Received<unknown> => {
-        if (deps.budget.spent) return { wireBytes: buf.length, message: null };
+        if (infer && deps.budget.spent) return { wireBytes: buf.length, message: null };
         try {
           return { wireBytes: buf.length, message: decode(buf) };
         } catch (err) {
-          return { wireBytes: buf.length, message: null, error: new PerchError('PERCH_ERR_INVALID_MESSAGE', `not a valid ModelInferRequest: ${(err as Error).message}`) };
+          return { wireBytes: buf.length, message: null, error: new PerchError('PERCH_ERR_INVALID_MESSAGE', `not a valid ${name} request: ${(err as Error).message}`) };
         }
       },
     };
