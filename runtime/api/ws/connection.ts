@@ -165,6 +165,28 @@ export class Connection {
     // A client that half-closes without a close frame will never read what is still queued for
     // it: drop the socket now, not after ws's 30 s closing timeout.
     transport.once('end', () => socket.terminate());
+    // ws 8 tells a close frame's arrival only on its receiver ('conclude'), as partial-frames.ts
+    // reads it; test/api/ws-close-frame.test.ts fails if it stops.
+    (socket as unknown as { _receiver?: { once(e: 'conclude', fn: () => void): void } | null })._receiver?.once('conclude', () => this.closeFrameReceived());
+  }
+
+  /**
+   * The client's close frame: it sends nothing more, and ws answers with its own close frame and
+   * ends the socket, then waited up to 30 s for the client to close its side. A peer that never
+   * did kept its sequences, its queued work and its bytes of the budget all that time (docs/reliability.md
+   * "Clients that go away"). Its scope ends now (tied sequences end, queued work is dropped), it
+   * is sent no more notifications, frames held back are let go, and once ws's close frame and
+   * FIN are in the kernel the socket goes, with everything it held. Answers still unread stay
+   * counted until then: a peer that does not read is cut off by the slow-reader clock or ws's timeout.
+   */
+  private closeFrameReceived(): void {
+    if (this.disposed) return;
+    this.ctx.scope.close();
+    for (const off of this.subscriptions.values()) off();
+    this.subscriptions.clear();
+    for (const [data, isBinary] of this.held.splice(0)) this.hold.sub(frameCost(data, isBinary));
+    if (this.transport.writableFinished) this.transport.destroy();
+    else this.transport.once('finish', () => this.transport.destroy());
   }
 
   get scope(): ClientScope {
