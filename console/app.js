@@ -79,6 +79,8 @@ function onMetrics(m) {
   state.status.queue = m.queue;
   state.status.connectivity = m.connectivity;
   Object.assign(state.status.outbox, m.outbox);
+  // The last desired document the cloud agent did not apply: in every sample while there is one.
+  state.status.cloud = { ...state.status.cloud, ignored: m.cloudIgnored ?? null };
   throughput.add(m.at, [m.itemsPerSec]);
   latency.add(m.at, [m.latencyP50Ms, m.latencyP99Ms]);
   renderModels();
@@ -149,6 +151,9 @@ function renderCloud() {
   $('backlog').textContent = String(s.outbox?.count ?? 0);
   $('backlog-bytes').textContent = `(${bytes(s.outbox?.bytes ?? 0)})`;
   $('oldest').textContent = s.outbox?.count ? `${duration(s.outbox.oldestAgeMs)} old` : '-';
+  // The device's own words (bounded, controls replaced: docs/cloud-sync.md), shown as text only.
+  const ignored = s.cloud?.ignored;
+  $('ignored').textContent = ignored ? `${ignored.code ?? ''}${ignored.code ? ': ' : ''}${ignored.reason}` : '-';
   $('uptime').textContent = duration((s.device?.uptimeMs ?? 0) + Date.now() - state.fetchedAt);
 }
 

@@ -1,6 +1,8 @@
 // GET /v1/status (docs/api.md): the WebSocket `status` answer plus what an operator standing at
 // the device asks next: which device and version, since when, where the cloud is, and the last
-// model changes. `perch status` and the console read it.
+// model changes, and the desired document the cloud agent last did not apply (`cloud.ignored`).
+// `perch status` and the console read it.
+import type { IgnoredNote } from './base/bus.js';
 import { RUNTIME_VERSION } from './base/version.js';
 import type { PerchConfig } from './config/schema.js';
 import type { ModelChange } from './model-history.js';
@@ -11,13 +13,15 @@ export interface DeviceStatusParts {
   bootId: string;
   uptimeMs: number;
   modelChanges: ModelChange[];
+  /** The last desired document the cloud agent did not apply (connectivity.ts watchIgnored). */
+  cloudIgnored: IgnoredNote | null;
 }
 
 export function deviceStatus(p: DeviceStatusParts): Record<string, unknown> {
   return {
     device: { id: p.config.device.id, version: RUNTIME_VERSION, bootId: p.bootId, uptimeMs: Math.round(p.uptimeMs) },
     ...p.status,
-    cloud: { broker: brokerOf(p.config.cloud.mqttUrl), connectivity: p.status.connectivity },
+    cloud: { broker: brokerOf(p.config.cloud.mqttUrl), connectivity: p.status.connectivity, ...(p.cloudIgnored ? { ignored: p.cloudIgnored } : {}) },
     modelChanges: p.modelChanges,
   };
 }

@@ -2,6 +2,7 @@
 // throughput, batch sizes and latency quantiles over that interval, queue depths and the outbox.
 // Read from the Prometheus registry's counters and histograms (their change since the last tick),
 // so the request path pays nothing for it; the timer runs only while someone listens.
+import type { IgnoredNote } from './base/bus.js';
 import type { Clock, TimerHandle } from './base/clock.js';
 import type { Logger } from './base/log.js';
 import type { InferenceMetrics } from './base/metrics.js';
@@ -12,6 +13,8 @@ export interface LiveMetricsSources {
   queue: () => Record<string, number>;
   outbox: () => OutboxStats;
   connectivity: () => string;
+  /** The cloud agent's last `ignored` note, if any (connectivity.ts watchIgnored). */
+  cloudIgnored?: () => IgnoredNote | null;
   clock: Clock;
   log: Logger;
   intervalMs: number;
@@ -40,6 +43,8 @@ export interface MetricsSample {
   queue: Record<string, number>;
   outbox: { count: number; bytes: number; oldestAgeMs: number };
   connectivity: string;
+  /** The last desired document the cloud agent did not apply; absent when there is none. */
+  cloudIgnored?: IgnoredNote;
 }
 
 type Buckets = Map<string, Map<number, number>>; // model -> le -> cumulative count
@@ -136,11 +141,13 @@ function sampleOf(prev: Snapshot, cur: Snapshot, seconds: number, src: LiveMetri
   }
   const sum = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a + b));
   const o = src.outbox();
+  const ignored = src.cloudIgnored?.() ?? null;
   return {
     at: src.clock.wallNow(), intervalMs: Math.round(seconds * 1000), itemsPerSec: round(items / seconds),
     latencyP50Ms: sum(quantileMs(allQueue, 0.5), quantileMs(allCompute, 0.5)),
     latencyP99Ms: sum(quantileMs(allQueue, 0.99), quantileMs(allCompute, 0.99)),
     models, queue: src.queue(), outbox: { count: o.count, bytes: o.bytes, oldestAgeMs: o.oldestAgeMs }, connectivity: src.connectivity(),
+    ...(ignored ? { cloudIgnored: ignored } : {}),
   };
 }
 

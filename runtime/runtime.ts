@@ -56,7 +56,7 @@ import { PerchError, toPerchError } from './base/errors.js';
 import { Tracing } from './base/tracing.js';
 import { RUNTIME_VERSION } from './base/version.js';
 import { purgeCacheOfUnloadedVersions } from './cache-purge.js';
-import { watchConnectivity, type Connectivity } from './connectivity.js';
+import { watchConnectivity, watchIgnored, type Connectivity } from './connectivity.js';
 import { registerConnectedGauge, versionGauges } from './gauges.js';
 import { LiveSettings } from './live-settings.js';
 import { sequenceLimitRecorder } from './sequence-limit-events.js';
@@ -141,6 +141,7 @@ export class Runtime {
     const clock = (this.clock = deps.clock ?? systemClock);
     const log = (this.log = deps.log);
     this.connectivity = watchConnectivity(this.bus, Boolean(config.cloud.mqttUrl));
+    const cloudIgnored = watchIgnored(this.bus);
     // First: a server that must not start open refuses before anything else is opened.
     this.apiToken = resolveApiToken(config.server, config.dataDir, log);
     this.metrics = new InferenceMetrics(undefined, () => versionGauges(this.registry));
@@ -192,7 +193,7 @@ export class Runtime {
     this.startedAt = clock.now();
     const topics = topicSource(this.bus, new LiveMetrics({
       metrics: this.metrics, queue: () => this.queueDepths(), outbox: () => this.store.outbox.stats(), connectivity: this.connectivity,
-      clock, log, intervalMs: 1000,
+      cloudIgnored, clock, log, intervalMs: 1000,
     }));
     this.eventStreams = new EventStreams({
       subscribe: topics, readAfter: (after, limit) => this.store.outbox.readAfter(after, limit), lastSeq: () => this.store.outbox.stats().lastSeq,
@@ -203,7 +204,7 @@ export class Runtime {
       registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
       budget, intake, jsonThread: (this.jsonThread = new JsonParseThread()), scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
       status: () => deviceStatus({
-        status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(),
+        status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(), cloudIgnored: cloudIgnored(),
       }),
     };
     const access = { apiToken: this.apiToken.token, guard };

@@ -17,7 +17,7 @@ import { AGENT_KEYS } from './state-keys.js';
 import type { AgentStats } from './stats.js';
 
 /** What of the runtime the applier uses. */
-export type DesiredRuntime = Pick<RuntimePort, 'state' | 'log' | 'liveConfig' | 'events' | 'models' | 'clock'>;
+export type DesiredRuntime = Pick<RuntimePort, 'state' | 'log' | 'liveConfig' | 'events' | 'models' | 'clock' | 'cloudStatus'>;
 
 /** An `ignored` note goes to state/reported at most this often (the latest one; docs/cloud-sync.md). */
 export const IGNORED_REPORT_MS = 1000;
@@ -81,6 +81,7 @@ export class DesiredStateApplier implements DesiredView {
 
   /** At start: the document applied last (maybe received just before a reboot) is carried on. */
   resume(): void {
+    this.tellRuntime(); // a note persisted before a restart
     if (!this.saved) return;
     this.runtime.log.info({ desiredVersion: this.saved.version }, 'resuming the persisted desired state');
     this.apply(this.saved);
@@ -119,6 +120,7 @@ export class DesiredStateApplier implements DesiredView {
     this.stop(); // this change is published now, with no note
     const saved: SavedDesired = { version: doc.version, doc, configDone: false, configError: null, ignored: null };
     this.persist(saved);
+    this.tellRuntime(); // no note now
     this.stats.desiredApplied++;
     this.runtime.log.info({ version: doc.version, models: Object.keys(doc.models) }, 'applying desired state');
     this.apply(saved);
@@ -173,10 +175,16 @@ export class DesiredStateApplier implements DesiredView {
     const tell = (): void => {
       this.noteTimer = null;
       this.lastNoteAt = clock.now();
+      this.tellRuntime();
       this.changed();
     };
     if (wait <= 0) tell();
     else this.noteTimer = clock.setTimeout(tell, wait);
+  }
+
+  /** The device's own status and web console show the note too (GET /v1/status `cloud.ignored`). */
+  private tellRuntime(): void {
+    this.runtime.cloudStatus.ignored(this.ignored());
   }
 
   private persist(saved: SavedDesired): void {

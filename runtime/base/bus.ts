@@ -7,8 +7,20 @@ export interface BusEvents {
   /** A model version changed state (loaded, failed, unloaded, swapped in). */
   model: { name: string; version: number | null; state: 'ready' | 'failed' | 'unloaded'; error?: { code: ErrorCode; message: string } };
   connectivity: { state: 'online' | 'offline' | 'disabled' };
+  /**
+   * The last desired document the cloud agent did not apply (its state/reported `ignored`), or
+   * null once one is applied: GET /v1/status and the web console show it (docs/api.md).
+   */
+  cloudIgnored: { note: IgnoredNote | null };
   /** An event was made durable in the outbox (by `emit` or by the runtime itself). */
   event: { eventId: string; seq: number; type: string; payload: unknown };
+}
+
+/** A desired document not applied: its version, the code and the device's own bounded words. */
+export interface IgnoredNote {
+  version: number;
+  code?: string;
+  reason: string;
 }
 
 export class Bus {

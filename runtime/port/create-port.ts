@@ -82,6 +82,7 @@ export function createRuntimePort(rt: PortParts): RuntimePort {
     outbox: outboxQueue(rt.store.outbox, rt.bus),
     state: agentState(rt.store.state, log),
     connectivity: { publish: (state) => rt.bus.emit('connectivity', { state }) },
+    cloudStatus: { ignored: (note) => rt.bus.emit('cloudIgnored', { note }) },
     models: {
       stagingDir,
       repositoryDir: rt.config.models.repository,

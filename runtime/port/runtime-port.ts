@@ -6,6 +6,7 @@
 // Each piece is narrow on purpose: no whole config, no bus, no Outbox class, no store. The agent's
 // classes each take the pieces they use (Pick<RuntimePort, ...>), not the port.
 import type { Tracing } from '../base/tracing.js';
+import type { IgnoredNote } from '../base/bus.js';
 import type { Clock } from '../base/clock.js';
 import type { Module } from '../base/lifecycle.js';
 import type { Logger } from '../base/log.js';
@@ -16,6 +17,7 @@ import type { ServedModel } from '../models/installer.js';
 import type { Outbox } from '../store/outbox.js';
 import type { StateStore } from '../store/state-store.js';
 
+export type { IgnoredNote } from '../base/bus.js';
 export type { InferenceOutcome } from '../inference/infer-service.js';
 export type { LiveConfig, LiveConfigResult } from '../config/live-config.js';
 export type { ServedModel } from '../models/installer.js';
@@ -50,6 +52,12 @@ export interface OutboxQueue extends Pick<Outbox, 'claim' | 'ack' | 'release' | 
 /** Tells the runtime (and through it /v1/health, status, metrics) whether the broker is reachable. */
 export interface ConnectivityPublisher {
   publish(state: 'online' | 'offline'): void;
+}
+
+/** What the agent says in state/reported that the device's own status shows too (GET /v1/status, the web console). */
+export interface CloudStatusPublisher {
+  /** The last desired document not applied (state/reported `ignored`), or null once one is applied. */
+  ignored(note: IgnoredNote | null): void;
 }
 
 export interface ModelControl {
@@ -108,6 +116,7 @@ export interface RuntimePort {
    */
   readonly state: StateStore;
   readonly connectivity: ConnectivityPublisher;
+  readonly cloudStatus: CloudStatusPublisher;
   readonly models: ModelControl;
   readonly liveConfig: LiveConfigControl;
   readonly cache: CacheControl;

@@ -141,6 +141,7 @@ export function makePort(opts: TestPortOptions): TestPort {
       outbox: outboxQueue(store.outbox, bus),
       state: agentState(store.state, log),
       connectivity: { publish: (state) => bus.emit('connectivity', { state }) },
+      cloudStatus: { ignored: (note) => bus.emit('cloudIgnored', { note }) },
       models: {
         stagingDir,
         repositoryDir: config.models.repository,
