@@ -22,6 +22,7 @@ import type { SessionConfig } from './session-config.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Executor, ExecutorResult } from './executor.js';
 import { detachedFeed, ownedFeeds, transferList, type FromWorker, type ToWorker } from './worker-protocol.js';
+import { settleInTurn } from './result-turns.js';
 
 const WORKER_URL = new URL('./session-worker.js', import.meta.url);
 const RESTART_ATTEMPTS = 5;
@@ -46,6 +47,7 @@ export interface WorkerExecutorOptions {
 }
 
 type Ready = Extract<FromWorker, { type: 'ready' }>;
+type Outcome = Extract<FromWorker, { type: 'result' | 'failed' }>;
 
 interface Pending {
   resolve: (r: ExecutorResult) => void;
@@ -122,7 +124,25 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
     pending.delete(id);
   }
 
+  /**
+   * Results the thread sent, settled in arrival order within the turn's budget (result-turns.ts):
+   * one settleInTurn call per result, each settling the oldest still here.
+   */
+  const arrived: Outcome[] = [];
+
+  function settleOldest(): void {
+    const msg = arrived.shift();
+    if (!msg) return; // settled already by failAll
+    const p = pending.get(msg.id);
+    if (!p) return;
+    pending.delete(msg.id);
+    if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs, returned: msg.inputs, owned: true });
+    else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
+  }
+
   function failAll(err: PerchError): void {
+    // Runs the thread answered before it died (or the session closed) keep their answers.
+    while (arrived.length > 0) settleOldest();
     for (const p of pending.values()) p.reject(err);
     pending.clear();
     waiting.length = 0;
@@ -133,11 +153,8 @@ export async function createWorkerExecutor(path: string, cfg: SessionConfig, opt
     trackThread(w);
     w.on('message', (msg: FromWorker) => {
       if (msg.type === 'result' || msg.type === 'failed') {
-        const p = pending.get(msg.id);
-        if (!p) return;
-        pending.delete(msg.id);
-        if (msg.type === 'result') p.resolve({ outputs: msg.outputs, runMs: msg.runMs, returned: msg.inputs, owned: true });
-        else p.reject(new PerchError('PERCH_ERR_INFERENCE_FAILED', msg.message));
+        arrived.push(msg);
+        settleInTurn(settleOldest);
       } else if (msg.type === 'closed') {
         onClosed?.();
       } else if (msg.type === 'renewed') {
