@@ -102,7 +102,8 @@ async function rolloutPhase(b: Bench, serve: LineProcess, sims: LineProcess[], d
       ['serve RSS / peak (MiB)', `${rollout.serveRssMiB.toFixed(0)} / ${rollout.serveHwmMiB.toFixed(0)}`],
       ['simulators RSS (MiB, all)', rollout.simsRssMiB.toFixed(0)],
       ['simulator disconnects (all, since start)', String(rollout.simReconnects)],
-      ['chunk requests serve ignored', String(serve.lines.filter((l) => l.msg === 'chunk request ignored').length)],
+      // The counters, not the lines: serve logs a chunk request's refusal at most once a second per reason and device.
+      ['messages serve ignored (all reasons)', String(Object.values((serve.last('progress')?.ignored ?? {}) as Record<string, number>).reduce((a, b) => a + b, 0))],
     ]);
   return rollout;
 }

@@ -79,6 +79,7 @@ export const ERROR_CODES = {
   PERCH_ERR_BROKER_UNREACHABLE: { status: 503, summary: 'The MQTT broker could not be reached.' },
   PERCH_ERR_DEVICE_UNKNOWN: { status: 404, summary: 'The fleet has never heard from a device of that id.' },
   PERCH_ERR_FLEET_MODEL_MISSING: { status: 404, summary: 'The fleet store holds no such model version.' },
+  PERCH_ERR_FLEET_CHUNK_SHARE_EXCEEDED: { status: 429, summary: 'A device asked fleet serve for more than its share of chunk answers (more requests than chunks sent to it, or more chunks waiting than --max-queued-chunks); the excess was dropped, and its agent asks again after its chunk timeout.' },
   PERCH_ERR_NO_DEVICES_SELECTED: { status: 404, summary: "A fleet command's --select or --all matched no device the fleet store knows." },
   PERCH_ERR_ROLLOUT_NOT_FOUND: { status: 404, summary: 'The fleet store holds no rollout of that id.' },
   PERCH_ERR_ROLLOUT_STATE: { status: 409, summary: 'The rollout is not in a state that allows this (pause of a completed rollout, resume of an aborted one).' },

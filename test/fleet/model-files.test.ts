@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ModelFiles } from '../../cloud-sync/fleet/store/model-files.js';
-import { putModel, readChunks } from '../../cloud-sync/fleet/store/model-store.js';
+import { putModel, readChunk } from '../../cloud-sync/fleet/store/model-store.js';
 import { buildSpec } from '../../cloud-sync/fleet/store/model-spec.js';
 import { TempDirs } from './harness.js';
 
@@ -23,7 +23,7 @@ async function readAll(files: ModelFiles, version: number): Promise<Buffer> {
   const m = await files.get('m', version);
   try {
     const parts: Buffer[] = [];
-    await readChunks(m.file, 'm', m.spec, 0, Math.ceil(m.spec.size / m.spec.chunkSize), (_i, b) => parts.push(Buffer.from(b)));
+    for (let i = 0; i < Math.ceil(m.spec.size / m.spec.chunkSize); i++) parts.push(await readChunk(m.file, 'm', m.spec, i));
     return Buffer.concat(parts);
   } finally {
     m.release();

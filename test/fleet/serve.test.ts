@@ -107,8 +107,11 @@ describe('fleet serve', () => {
     await waitFor(() => running?.stats.ignored['not-desired'] === 3, 5000, 'the other device refused');
     assert.deepEqual(stolen, []);
     assert.equal(running.stats.chunksSent, 13);
+    // At most one line per reason and device a second (ignored-log.ts): pi-1's two not-desired
+    // requests may share one; every reason has its line.
     const ignored = logOut.lines.filter((l) => l.msg === 'chunk request ignored');
-    assert.equal(ignored.length, 7);
+    assert.ok(ignored.length >= 6 && ignored.length <= 7, JSON.stringify(ignored));
+    assert.deepEqual(new Set(ignored.map((l) => l.reason)), new Set(['json', 'schema', 'not-desired', 'out-of-range', 'oversized']));
     assert.ok(ignored.some((l) => l.deviceId === 'pi-other' && l.reason === 'not-desired'));
     assert.ok(ignored.every((l) => typeof l.code === 'string' && String(l.code).startsWith('PERCH_ERR_')), JSON.stringify(ignored));
     await running.stop();

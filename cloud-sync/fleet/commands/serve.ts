@@ -7,11 +7,12 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
 import { FLEET_SHARE_GROUP } from '../../protocol/topics.js';
 import { optionalIntArg } from '../cli/args.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
-import { DEFAULT_INGEST_CONNECTIONS, MAX_INGEST_CONNECTIONS, startServe } from '../serve/daemon.js';
+import { DEFAULT_INGEST_CONNECTIONS, DEFAULT_MAX_QUEUED_CHUNKS, MAX_INGEST_CONNECTIONS, startServe } from '../serve/daemon.js';
 import { DEFAULT_LEASE_MS, DEFAULT_TICK_MS } from '../serve/rollout-controller.js';
 
 export const SERVE_HELP = `perch fleet serve [--client-id ID] [--group NAME | --unshared] [--progress-ms MS]
-                  [--ingest-connections N] [--max-payload BYTES] [--max-chunks N] [--http PORT [--http-host HOST]]
+                  [--ingest-connections N] [--max-payload BYTES] [--max-chunks N] [--max-queued-chunks N]
+                  [--http PORT [--http-host HOST]]
                   [--rollout-tick-ms MS] [--rollout-lease-ms MS] [--traces-endpoint URL] [--log-level LEVEL]
 
 Runs until SIGTERM/SIGINT:
@@ -26,7 +27,8 @@ Runs until SIGTERM/SIGINT:
   - with --http PORT, serves the model store over HTTP with Range requests at
     http://HOST:PORT/models/NAME/VERSION/model.onnx, for ModelSpecs pushed with --model-url.
 Prints pino JSON lines: 'events' (one per store commit that held event batches), 'payload
-ignored', and at --log-level debug 'event batch', 'status', 'reported', 'chunks sent'; and a
+ignored', 'chunk request ignored' / 'chunk request cut' (at most one a second per reason and
+device), and at --log-level debug 'event batch', 'status', 'reported', 'chunks queued'; and a
 'progress' line with all counters every --progress-ms (default 10000; 0 = off).
 
   --client-id ID      a stable MQTT client id keeps a persistent session (clean=false), so the
@@ -41,6 +43,10 @@ ignored', and at --log-level debug 'event batch', 'status', 'reported', 'chunks 
                       one store commit for up to N of them (docs/fleet.md "Group commit")
   --max-payload BYTES JSON messages above this are ignored (default ${DEFAULT_MAX_PAYLOAD_BYTES})
   --max-chunks N      at most N chunks answered per request (default 256)
+  --max-queued-chunks N  each device's share (default ${DEFAULT_MAX_QUEUED_CHUNKS}): at most N chunks waiting to be
+                      sent to it (devices take turns, one chunk each), and at most N requests
+                      ahead of the chunks sent to it; the excess is dropped and counted
+                      (PERCH_ERR_FLEET_CHUNK_SHARE_EXCEEDED; docs/fleet.md)
   --rollout-tick-ms MS  how often rollouts are driven (default 1000)
   --rollout-lease-ms MS how long a rollout stays this worker's after its last tick (default
                       15000); another worker takes it over after that (a stable --client-id
@@ -60,7 +66,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
     options: {
       ...COMMON_OPTIONS,
       'client-id': { type: 'string' }, group: { type: 'string' }, unshared: { type: 'boolean' }, 'progress-ms': { type: 'string' },
-      'max-payload': { type: 'string' }, 'ingest-connections': { type: 'string' }, 'max-chunks': { type: 'string' }, 'log-level': { type: 'string' },
+      'max-payload': { type: 'string' }, 'ingest-connections': { type: 'string' }, 'max-chunks': { type: 'string' }, 'max-queued-chunks': { type: 'string' }, 'log-level': { type: 'string' },
       'rollout-tick-ms': { type: 'string' }, 'rollout-lease-ms': { type: 'string' },
       http: { type: 'string' }, 'http-host': { type: 'string' }, 'traces-endpoint': { type: 'string' },
     },
@@ -92,6 +98,7 @@ export async function serveCommand(args: string[], out: NodeJS.WritableStream): 
     progressMs: optionalIntArg(values['progress-ms'], 'progress-ms', 0) ?? 10_000,
     maxPayloadBytes: optionalIntArg(values['max-payload'], 'max-payload') ?? DEFAULT_MAX_PAYLOAD_BYTES,
     maxChunksPerRequest: optionalIntArg(values['max-chunks'], 'max-chunks') ?? 256,
+    maxQueuedChunks: optionalIntArg(values['max-queued-chunks'], 'max-queued-chunks') ?? DEFAULT_MAX_QUEUED_CHUNKS,
     rolloutTickMs: optionalIntArg(values['rollout-tick-ms'], 'rollout-tick-ms', 10) ?? DEFAULT_TICK_MS,
     rolloutLeaseMs: optionalIntArg(values['rollout-lease-ms'], 'rollout-lease-ms', 100) ?? DEFAULT_LEASE_MS,
   });

@@ -32,6 +32,8 @@ export interface ServeOptions {
   progressMs?: number;
   maxPayloadBytes?: number;
   maxChunksPerRequest?: number;
+  /** Chunks one device may have waiting to be sent (default 256; chunk-share.ts). */
+  maxQueuedChunks?: number;
   /**
    * Plain (not shared) events subscription: for a single serve with a persistent session. On
    * Mosquitto 2.0.11 it is the only way events published while the broker restarts and serve
@@ -56,6 +58,7 @@ export interface ServeOptions {
 }
 
 export const DEFAULT_INGEST_CONNECTIONS = 8;
+export const DEFAULT_MAX_QUEUED_CHUNKS = 256;
 export const MAX_INGEST_CONNECTIONS = 64;
 
 export interface RunningServe {
@@ -156,6 +159,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   try {
     chunks = await startChunkConnection({
       broker: fleet.broker, ...(o.clientId ? { clientId: `${o.clientId}-chunks` } : {}), filter: `$share/${group}/${f.modelsRequest}`, prefix: fleet.prefix, log,
+      maxQueuedPerDevice: o.maxQueuedChunks ?? DEFAULT_MAX_QUEUED_CHUNKS,
       context: (chunkClient) => ({
         client: chunkClient, files, prefix: fleet.prefix, log, stats, maxPayloadBytes, maxChunksPerRequest: o.maxChunksPerRequest ?? 256,
         desiredOf: (deviceId) => db.desired(deviceId),
@@ -218,7 +222,8 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
 
   let timer: TimerHandle | undefined;
   const progress = (): void => {
-    log.info({ ...stats }, 'progress');
+    const share = chunks.share.state;
+    log.info({ ...stats, chunksWaiting: share.waiting, devicesWaiting: share.devices }, 'progress');
     if (o.progressMs) timer = clock.setTimeout(progress, o.progressMs);
   };
   if (o.progressMs) timer = clock.setTimeout(progress, o.progressMs);

@@ -13,18 +13,22 @@ export interface ServeStats {
   reportedUpdates: number;
   chunkRequests: number;
   chunksSent: number;
+  /** Chunks asked for beyond the device's queue (--max-queued-chunks): dropped (chunk-share.ts). */
+  chunksRefused: number;
+  /** Chunks asked for that were already waiting for the device: queued once. */
+  chunkDuplicates: number;
   bytesSent: number;
   /** Model requests answered by the HTTP server (--http), and the body bytes it sent. */
   httpRequests: number;
   httpBytesSent: number;
-  /** Ignored messages by reason: oversized, json, schema, mismatch, unknown-model, out-of-range, error. */
+  /** Ignored messages by reason: oversized, json, schema, mismatch, not-desired, unknown-model, out-of-range, queue-full, too-many-requests, error. */
   ignored: Record<string, number>;
 }
 
 export function newStats(): ServeStats {
   return {
     batches: 0, eventsStored: 0, duplicates: 0, acksSent: 0, commits: 0, groupedWrites: 0, largestGroup: 0, statusUpdates: 0, reportedUpdates: 0,
-    chunkRequests: 0, chunksSent: 0, bytesSent: 0, httpRequests: 0, httpBytesSent: 0, ignored: {},
+    chunkRequests: 0, chunksSent: 0, chunksRefused: 0, chunkDuplicates: 0, bytesSent: 0, httpRequests: 0, httpBytesSent: 0, ignored: {},
   };
 }
 

@@ -45,27 +45,16 @@ export function chunkCount(spec: Pick<ModelSpec, 'size' | 'chunkSize'>): number 
   return Math.ceil(spec.size / spec.chunkSize);
 }
 
-/** Bytes read per read() call: whole runs of chunks at once, not one call per chunk. */
-const READ_BYTES = 1024 * 1024;
-
-/** Reads chunks `from` .. `from + count - 1` (already range-checked) of an open model file, calling `each` in order. */
-export async function readChunks(
-  fh: FileHandle,
-  name: string,
-  spec: ModelSpec,
-  from: number,
-  count: number,
-  each: (index: number, bytes: Buffer) => void,
-): Promise<void> {
-  const perRead = Math.max(1, Math.floor(READ_BYTES / spec.chunkSize));
-  for (let first = from; first < from + count; first += perRead) {
-    const n = Math.min(perRead, from + count - first);
-    const offset = first * spec.chunkSize;
-    const len = Math.min(n * spec.chunkSize, spec.size - offset);
-    // One buffer per read; each chunk is a view of it (they are published, then dropped together).
-    const buf = Buffer.allocUnsafe(len);
-    const { bytesRead } = await fh.read(buf, 0, len, offset);
-    if (bytesRead !== len) throw new PerchError('PERCH_ERR_FLEET_MODEL_MISSING', `${name} version ${spec.version}: model file shorter than its spec says`);
-    for (let k = 0; k < n; k++) each(first + k, buf.subarray(k * spec.chunkSize, Math.min((k + 1) * spec.chunkSize, len)));
-  }
+/**
+ * Reads chunk `index` (already range-checked) of an open model file. One read per chunk: serve
+ * reads a chunk only when its device's turn comes (serve/chunk-share.ts), so runs of a device's
+ * chunks are no longer read together.
+ */
+export async function readChunk(fh: FileHandle, name: string, spec: ModelSpec, index: number): Promise<Buffer> {
+  const offset = index * spec.chunkSize;
+  const len = Math.min(spec.chunkSize, spec.size - offset);
+  const buf = Buffer.allocUnsafe(len);
+  const { bytesRead } = await fh.read(buf, 0, len, offset);
+  if (bytesRead !== len) throw new PerchError('PERCH_ERR_FLEET_MODEL_MISSING', `${name} version ${spec.version}: model file shorter than its spec says`);
+  return buf;
 }
