@@ -8,7 +8,7 @@
 // outbox is up.
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
-import { closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../base/clock.js';
 import type { ErrorCode } from '../base/errors.js';
@@ -16,6 +16,7 @@ import { PerchError } from '../base/errors.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import { migrate, schemaVersion, SCHEMA_VERSION } from './migrations.js';
 import { applyPragmas, applyReadOnlyPragmas } from './pragmas.js';
+import { salvageDatabase, type SalvageResult } from './salvage.js';
 import { isCorruptionError, storeErrorCode, toStoreError } from './store-errors.js';
 
 export interface StoreIncident {
@@ -25,6 +26,18 @@ export interface StoreIncident {
   file: string;
   /** Where a corrupt file was moved (kind 'corrupt'). */
   movedTo?: string;
+  /** Kind 'corrupt': outbox events copied from it into the fresh file (salvage.ts). */
+  salvaged?: number;
+  /** Kind 'corrupt': events its index lists that could not be read (a lower bound unless lostExact). */
+  lost?: number;
+  lostExact?: boolean;
+  /** Kind 'corrupt': device state documents copied. */
+  stateKeys?: number;
+  /** Kind 'corrupt': the fresh file's seq counter, and whether it was read or estimated past every seq the file can have used. */
+  lastSeq?: number;
+  counter?: 'read' | 'estimated';
+  /** Kind 'corrupt': the salvage stopped at store.salvageTimeoutMs. */
+  timedOut?: boolean;
   /** Wall-clock epoch ms. */
   at: number;
 }
@@ -34,6 +47,10 @@ export interface OpenDatabaseOptions {
   fileName: string;
   busyTimeoutMs?: number;
   checkOnOpen?: 'quick' | 'none';
+  /** Budget to salvage a corrupt file's events before it is moved aside; 0 moves it aside unread. */
+  salvageTimeoutMs?: number;
+  /** Largest event payload a salvage copies (bytes). */
+  salvageMaxPayloadBytes?: number;
   /** Open read-only on purpose (tools, tests); no incident is reported for it. */
   readOnly?: boolean;
   clock?: Clock;
@@ -89,29 +106,109 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     return code === 'PERCH_ERR_STORE_READONLY' || code === 'PERCH_ERR_STORE_FULL';
   };
 
+  finishSalvage(file);
+  // Set when a corrupt file was moved aside unread: the fresh file's counter must still pass its seqs.
+  let unreadCounter: number | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
       ensureFile(dir, file);
       const { db, found } = openWritable(file, busyTimeoutMs, opts.checkOnOpen ?? 'quick');
+      if (unreadCounter !== undefined) {
+        try {
+          db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'outbox.last_seq'").run(unreadCounter);
+        } catch (err) {
+          db.close();
+          throw err;
+        }
+      }
       return { db, file, dir, writable: true, incidents, schemaVersionFound: found };
     } catch (err) {
       if (isCorruptionError(err) && attempt === 0) {
+        // Read what can be read into a fresh file first, while the damaged one is still in place:
+        // a crash during the salvage starts it again at the next start (docs/store.md).
+        const salvage = salvage_(file, opts, clock, logger);
         let movedTo: string;
         try {
           movedTo = moveAside(file, clock.wallNow());
         } catch (moveErr) {
+          removeQuietly(salvagedFile(file));
           // Corrupt and on a read-only disk: nothing can be moved; serve what can be read.
           if (canDegrade(moveErr)) return degrade(moveErr);
           throw toStoreError(moveErr, `move corrupt ${file} aside`, { dir });
         }
-        const message = `${err instanceof Error ? err.message : String(err)}; moved to ${movedTo}, a fresh database was created`;
-        incidents.push({ kind: 'corrupt', code: 'PERCH_ERR_STORE_CORRUPT', message, file, movedTo, at: clock.wallNow() });
-        logger.error({ err, file, movedTo }, 'corrupt database moved aside');
+        if (salvage) {
+          renameSync(salvagedFile(file), file);
+          fsyncDir(dir);
+        }
+        const what = salvage
+          ? `${salvage.salvaged} outbox events (${salvage.lost}${salvage.lostExact ? '' : ' or more'} lost) and ${salvage.stateKeys} state documents were salvaged into a fresh database`
+          : 'a fresh database was created';
+        const message = `${err instanceof Error ? err.message : String(err)}; moved to ${movedTo}, ${what}`;
+        // Unread, nothing says which seqs the fleet holds: the clock in ms is past any device's count (salvage.ts).
+        if (!salvage) unreadCounter = Math.trunc(clock.wallNow());
+        const counts = salvage
+          ? { salvaged: salvage.salvaged, lost: salvage.lost, lostExact: salvage.lostExact, stateKeys: salvage.stateKeys, lastSeq: salvage.lastSeq, counter: salvage.counter, timedOut: salvage.timedOut }
+          : { salvaged: 0, lost: 0, lostExact: false, lastSeq: unreadCounter, counter: 'estimated' as const };
+        incidents.push({ kind: 'corrupt', code: 'PERCH_ERR_STORE_CORRUPT', message, file, movedTo, ...counts, at: clock.wallNow() });
+        logger.error({ err, file, movedTo, ...counts, unreadable: salvage?.unreadable, salvageMs: salvage?.ms }, `corrupt database moved aside; ${what}`);
         continue;
       }
       if (canDegrade(err)) return degrade(err);
       throw toStoreError(err, `open ${file}`, { dir });
     }
+  }
+}
+
+/** Where a salvage writes before the fresh file takes the damaged one's place. */
+const salvagedFile = (file: string): string => `${file}.salvaged`;
+
+/**
+ * A salvage that ended while the damaged file was still in place is incomplete or was never put
+ * in place: the damaged file is salvaged again. One that ended after it was moved aside is
+ * complete (it is closed before the move) and only its rename was missed: it is the database.
+ */
+function finishSalvage(file: string): void {
+  const salvaged = salvagedFile(file);
+  if (!existsSync(salvaged)) return;
+  if (!existsSync(file)) renameSync(salvaged, file);
+  else rmSync(salvaged, { force: true });
+  rmSync(`${salvaged}-journal`, { force: true });
+}
+
+/** The salvage into `<file>.salvaged`, or undefined when there is none (turned off, or that file cannot be written). */
+function salvage_(file: string, opts: OpenDatabaseOptions, clock: Clock, logger: Logger): SalvageResult | undefined {
+  const timeoutMs = opts.salvageTimeoutMs ?? 10_000;
+  if (timeoutMs <= 0) return undefined;
+  const target = salvagedFile(file);
+  try {
+    rmSync(target, { force: true });
+    rmSync(`${target}-journal`, { force: true });
+    ensureFile(opts.dataDir, target); // 0600 before SQLite writes to it, like the database
+
+    return salvageDatabase(file, target, { clock, timeoutMs, maxPayloadBytes: opts.salvageMaxPayloadBytes ?? 16 * 1024 * 1024 });
+  } catch (err) {
+    // A full or read-only disk: what the damaged file holds stays in its copy.
+    logger.warn({ err, file }, 'salvage of the corrupt database failed; it is moved aside unread');
+    removeQuietly(target);
+    removeQuietly(`${target}-journal`);
+    return undefined;
+  }
+}
+
+function removeQuietly(f: string): void {
+  try {
+    rmSync(f, { force: true });
+  } catch {
+    // read-only: finishSalvage removes it at the next start that can
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -163,8 +260,32 @@ function openWritable(file: string, busyTimeoutMs: number, check: 'quick' | 'non
     const found = migrate(db);
     return { db, found };
   } catch (err) {
-    db.close();
+    closeUntouched(db, file, err);
     throw err;
+  }
+}
+
+/**
+ * Closes a connection to a damaged file without checkpointing its -wal into it (the last
+ * connection to a WAL database checkpoints at close): a read-only connection held open across the
+ * close makes it not the last, and a read-only one never checkpoints. The file and its -wal are
+ * kept as they were found, for the salvage and for inspection.
+ */
+function closeUntouched(db: Db, file: string, err: unknown): void {
+  let guard: Db | undefined;
+  if (isCorruptionError(err)) {
+    try {
+      guard = new Database(file, { readonly: true, fileMustExist: true });
+      guard.pragma('schema_version'); // takes its shared lock on the file
+    } catch {
+      // not even a read-only view: nothing in it a checkpoint could change either
+    }
+  }
+  db.close();
+  try {
+    guard?.close();
+  } catch {
+    // nothing was written through it
   }
 }
 

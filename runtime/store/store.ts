@@ -56,6 +56,8 @@ export function openStore(opts: OpenStoreOptions): PerchStore {
     fileName: config.fileName,
     busyTimeoutMs: config.busyTimeoutMs,
     checkOnOpen: config.checkOnOpen,
+    salvageTimeoutMs: config.salvageTimeoutMs,
+    salvageMaxPayloadBytes: Math.max(config.outbox.maxEventBytes, 16 * 1024 * 1024),
     readOnly: opts.readOnly ?? false,
     clock,
     logger,
