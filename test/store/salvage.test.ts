@@ -3,9 +3,8 @@
 // in the fresh file with their seqs and ids, the seq counter goes on above every seq the file used,
 // device state comes back, and the damaged file is kept as it was. Real SQLite files, damaged by
 // overwriting pages the way test/store/database.test.ts does.
-import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Clock } from '../../runtime/base/clock.js';
@@ -15,6 +14,7 @@ import { salvageDatabase } from '../../runtime/store/salvage.js';
 import { defaultStoreConfig } from '../../runtime/store/config.js';
 import { openStore, type PerchStore } from '../../runtime/store/store.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { leafRowids, overwritePages, PAGE, pagesOf } from './helpers/damage.js';
 import { makeTempDir, type TempDir } from './helpers/temp-dir.js';
 
 interface Written {
@@ -41,47 +41,6 @@ async function allEvents(store: PerchStore): Promise<OutboxEvent[]> {
     const page = await store.outbox.readAfter(out.at(-1)?.seq ?? 0, 1000);
     if (page.length === 0) return out;
     out.push(...page);
-  }
-}
-
-/** Pages of `table`'s b-tree (dbstat: what SQLite itself says), in key order. */
-function pagesOf(file: string, table: string, type: 'leaf' | 'internal' | 'overflow'): number[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare('SELECT pageno FROM dbstat WHERE name = ? AND pagetype = ? ORDER BY path').pluck().all(table, type) as number[];
-  } finally {
-    db.close();
-  }
-}
-
-const PAGE = 4096;
-
-/** The rowids on a table leaf page of a file image (file format: page type 0x0d, cell pointers, varints). */
-function leafRowids(image: Buffer, pageno: number): number[] {
-  const page = image.subarray((pageno - 1) * PAGE, pageno * PAGE);
-  assert.equal(page[0], 0x0d, `page ${pageno} is a table leaf`);
-  const varint = (at: number): [number, number] => {
-    let v = 0;
-    for (let i = 0; i < 8; i++) {
-      const b = page[at + i] ?? 0;
-      v = v * 128 + (b & 0x7f);
-      if ((b & 0x80) === 0) return [v, at + i + 1];
-    }
-    return [v * 256 + (page[at + 8] ?? 0), at + 9];
-  };
-  const cells = page.readUInt16BE(3);
-  return Array.from({ length: cells }, (_, i) => {
-    const [, next] = varint(page.readUInt16BE(8 + 2 * i)); // payload length, then the rowid
-    return varint(next)[0];
-  });
-}
-
-function overwritePages(file: string, pages: number[], byte = 0xa5): void {
-  const fd = openSync(file, 'r+');
-  try {
-    for (const p of pages) writeSync(fd, Buffer.alloc(PAGE, byte), 0, PAGE, (p - 1) * PAGE);
-  } finally {
-    closeSync(fd);
   }
 }
 
