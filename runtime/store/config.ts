@@ -30,7 +30,7 @@ export const storeConfigSchema = z.strictObject({
   checkOnOpen: z.enum(['quick', 'none']).default('quick'),
   // A file found corrupt at start-up is salvaged (its outbox events, device state and seq counter
   // copied into the fresh one, salvage.ts) for at most this long before it is moved aside; 0 moves it unread.
-  salvageTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
+  salvageTimeoutMs: z.number().int().min(0).max(600_000).default(30_000),
   // How long a write waits for a lock held by another connection (a `sqlite3` shell, a backup).
   busyTimeoutMs: z.number().int().min(0).max(60_000).default(5000),
   outbox: z

@@ -8,7 +8,7 @@
 // outbox is up.
 import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
-import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../base/clock.js';
 import type { ErrorCode } from '../base/errors.js';
@@ -16,7 +16,8 @@ import { PerchError } from '../base/errors.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import { migrate, schemaVersion, SCHEMA_VERSION } from './migrations.js';
 import { applyPragmas, applyReadOnlyPragmas } from './pragmas.js';
-import { salvageDatabase, type SalvageResult } from './salvage.js';
+import { finishSalvage, moveAside, placeSalvaged, removeQuietly, salvageBeforeMove, salvagedFile } from './corrupt-file.js';
+import { ensureFile } from './data-file.js';
 import { isCorruptionError, storeErrorCode, toStoreError } from './store-errors.js';
 
 export interface StoreIncident {
@@ -70,9 +71,6 @@ export interface OpenedDatabase {
   degraded?: 'PERCH_ERR_STORE_READONLY' | 'PERCH_ERR_STORE_FULL';
 }
 
-const FILE_MODE = 0o600;
-const DIR_MODE = 0o700;
-
 export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? silentLogger();
@@ -106,7 +104,12 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     return code === 'PERCH_ERR_STORE_READONLY' || code === 'PERCH_ERR_STORE_FULL';
   };
 
-  finishSalvage(file);
+  try {
+    finishSalvage(file);
+  } catch (err) {
+    if (canDegrade(err)) return degrade(err);
+    throw toStoreError(err, `finish the salvage of ${file}`, { dir });
+  }
   // Set when a corrupt file was moved aside unread: the fresh file's counter must still pass its seqs.
   let unreadCounter: number | undefined;
   for (let attempt = 0; ; attempt++) {
@@ -126,7 +129,13 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
       if (isCorruptionError(err) && attempt === 0) {
         // Read what can be read into a fresh file first, while the damaged one is still in place:
         // a crash during the salvage starts it again at the next start (docs/store.md).
-        const salvage = salvage_(file, opts, clock, logger);
+        const salvage = salvageBeforeMove(file, {
+          dataDir: dir,
+          timeoutMs: opts.salvageTimeoutMs ?? 30_000,
+          maxPayloadBytes: opts.salvageMaxPayloadBytes ?? 16 * 1024 * 1024,
+          clock,
+          logger,
+        });
         let movedTo: string;
         try {
           movedTo = moveAside(file, clock.wallNow());
@@ -136,10 +145,7 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
           if (canDegrade(moveErr)) return degrade(moveErr);
           throw toStoreError(moveErr, `move corrupt ${file} aside`, { dir });
         }
-        if (salvage) {
-          renameSync(salvagedFile(file), file);
-          fsyncDir(dir);
-        }
+        if (salvage) placeSalvaged(file, dir);
         const what = salvage
           ? `${salvage.salvaged} outbox events (${salvage.lost}${salvage.lostExact ? '' : ' or more'} lost) and ${salvage.stateKeys} state documents were salvaged into a fresh database`
           : 'a fresh database was created';
@@ -156,74 +162,6 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
       if (canDegrade(err)) return degrade(err);
       throw toStoreError(err, `open ${file}`, { dir });
     }
-  }
-}
-
-/** Where a salvage writes before the fresh file takes the damaged one's place. */
-const salvagedFile = (file: string): string => `${file}.salvaged`;
-
-/**
- * A salvage that ended while the damaged file was still in place is incomplete or was never put
- * in place: the damaged file is salvaged again. One that ended after it was moved aside is
- * complete (it is closed before the move) and only its rename was missed: it is the database.
- */
-function finishSalvage(file: string): void {
-  const salvaged = salvagedFile(file);
-  if (!existsSync(salvaged)) return;
-  if (!existsSync(file)) renameSync(salvaged, file);
-  else rmSync(salvaged, { force: true });
-  rmSync(`${salvaged}-journal`, { force: true });
-}
-
-/** The salvage into `<file>.salvaged`, or undefined when there is none (turned off, or that file cannot be written). */
-function salvage_(file: string, opts: OpenDatabaseOptions, clock: Clock, logger: Logger): SalvageResult | undefined {
-  const timeoutMs = opts.salvageTimeoutMs ?? 10_000;
-  if (timeoutMs <= 0) return undefined;
-  const target = salvagedFile(file);
-  try {
-    rmSync(target, { force: true });
-    rmSync(`${target}-journal`, { force: true });
-    ensureFile(opts.dataDir, target); // 0600 before SQLite writes to it, like the database
-
-    return salvageDatabase(file, target, { clock, timeoutMs, maxPayloadBytes: opts.salvageMaxPayloadBytes ?? 16 * 1024 * 1024 });
-  } catch (err) {
-    // A full or read-only disk: what the damaged file holds stays in its copy.
-    logger.warn({ err, file }, 'salvage of the corrupt database failed; it is moved aside unread');
-    removeQuietly(target);
-    removeQuietly(`${target}-journal`);
-    return undefined;
-  }
-}
-
-function removeQuietly(f: string): void {
-  try {
-    rmSync(f, { force: true });
-  } catch {
-    // read-only: finishSalvage removes it at the next start that can
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The directory 0700 and the file 0600 before SQLite touches them; SQLite gives -wal and -shm the db file's mode. */
-function ensureFile(dir: string, file: string): void {
-  mkdirSync(dir, { recursive: true, mode: DIR_MODE });
-  // 'a' creates without truncating; opening for write also fails early (EROFS, EACCES) on a
-  // read-only file system, before SQLite reports it as a vague SQLITE_CANTOPEN.
-  const fd = openSync(file, 'a', FILE_MODE);
-  try {
-    fchmodSync(fd, FILE_MODE); // the umask may have cut the mode at creation; an old file may be wider
-  } catch {
-    // Not our file to chmod (EPERM): it is writable, which is what matters here.
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -287,18 +225,6 @@ function closeUntouched(db: Db, file: string, err: unknown): void {
   } catch {
     // nothing was written through it
   }
-}
-
-/** Renames the file and its WAL out of the way; the -shm index belongs to the old file and is removed. */
-function moveAside(file: string, at: number): string {
-  let target = `${file}.corrupt-${at}`;
-  for (let i = 1; existsSync(target); i++) target = `${file}.corrupt-${at}-${i}`;
-  renameSync(file, target);
-  for (const suffix of ['-wal', '-journal']) {
-    if (existsSync(file + suffix)) renameSync(file + suffix, target + suffix);
-  }
-  rmSync(`${file}-shm`, { force: true });
-  return target;
 }
 
 interface ReadOnlyDb {

@@ -40,7 +40,7 @@ export interface SalvageResult {
 
 export interface SalvageOptions {
   clock: Clock;
-  /** Wall-clock budget for the whole salvage. */
+  /** Budget for the outbox (device state gets STATE_GRACE_MS more). */
   timeoutMs: number;
   /** Largest payload copied (bytes); a row claiming more is taken as damage, not read. */
   maxPayloadBytes: number;
@@ -51,6 +51,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const MAX_TYPE_BYTES = 1024;
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
+const STATE_GRACE_MS = 1000;
 /**
  * The fewest bytes one outbox row takes in a table leaf (cell pointer, header, a 36-char UUID, a
  * 1-char type, a 1-char payload, created_at): the most rows a page can hold is pageSize / this.
@@ -119,7 +120,11 @@ class Copy {
   ) {}
 
   private get late(): boolean {
-    if (this.opts.clock.now() < this.deadline) return false;
+    return this.lateBy(0);
+  }
+
+  private lateBy(graceMs: number): boolean {
+    if (this.opts.clock.now() < this.deadline + graceMs) return false;
     this.result.timedOut = true;
     return true;
   }
@@ -234,7 +239,9 @@ class Copy {
       return;
     }
     const insert = this.to.prepare('INSERT INTO device_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING');
-    skipScan<unknown[]>(scan, probe, () => this.late, ([rowid, key, value, updatedAt]) => {
+    // A few documents, and the ones a device cannot do without (its live config, the cloud
+    // agent's state): they get a grace past the deadline a long outbox copy may have used up.
+    skipScan<unknown[]>(scan, probe, () => this.lateBy(STATE_GRACE_MS), ([rowid, key, value, updatedAt]) => {
       if (!Number.isSafeInteger(rowid)) return undefined;
       if (typeof key === 'string' && key.length > 0 && typeof value === 'string' && isJson(value) && Number.isSafeInteger(updatedAt)) {
         if (insert.run(key, value, updatedAt).changes === 1) this.result.stateKeys++;

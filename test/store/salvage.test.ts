@@ -219,10 +219,11 @@ void describe('salvage of a corrupt database', () => {
     });
   });
 
-  void test('bounded: a salvage that reaches store.salvageTimeoutMs stops, start-up goes on, the rest stays in the copy', async () => {
+  void test('bounded: a salvage that reaches store.salvageTimeoutMs stops, start-up goes on, the rest stays in the copy, device state still comes', async () => {
     await withTemp(async (tmp) => {
       const first = openStore({ dataDir: tmp.path });
       await appendEvents(first, 0, 3000);
+      first.state.set('config.live', { store: { checkOnOpen: 'quick' } });
       await first.close();
       const file = tmp.join('perch.db');
       const leaves = pagesOf(file, 'outbox', 'leaf');
@@ -241,6 +242,8 @@ void describe('salvage of a corrupt database', () => {
         assert.equal(incident.counter, 'read');
         assert.equal((await store.outbox.append('after', 1)).seq, 3001);
         assert.match(incident.message, /or more/);
+        // Device state has a grace past the outbox's deadline: the live config is not lost to a long outbox.
+        assert.deepEqual(store.state.get('config.live'), { store: { checkOnOpen: 'quick' } });
       } finally {
         await store.close();
       }
