@@ -62,8 +62,9 @@ const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 
 /**
  * Copies what can be read of `source` (left as it is, its -wal applied) into a new database at
- * `target` (an empty or new file; schema SCHEMA_VERSION, the copy one transaction). Never throws for damage in
- * `source`; throws only when `target` cannot be written (the caller then goes on without it).
+ * `target` (an empty or new file; schema SCHEMA_VERSION, the copy one transaction). Damage in
+ * `source` is stepped over; what throws is `target` not being writable, or an error from `source`
+ * that is not damage (an I/O error): the caller then moves the file aside unread.
  */
 export function salvageDatabase(source: string, target: string, opts: SalvageOptions): SalvageResult {
   const started = opts.clock.now();
@@ -84,20 +85,22 @@ export function salvageDatabase(source: string, target: string, opts: SalvageOpt
   } else {
     result.unreadable = why;
   }
-  const to = new Database(target);
+  let to: Db | undefined;
   try {
+    to = new Database(target);
     to.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     migrate(to);
-    to.transaction(() => {
-      const copy = new Copy(from, to, deadline, opts, result);
+    const into = to;
+    into.transaction(() => {
+      const copy = new Copy(from, into, deadline, opts, result);
       if (from) copy.run();
       const counter = copy.counter(source, opts.clock.wallNow());
       result.lastSeq = counter.seq;
       result.counter = counter.exact ? 'read' : 'estimated';
-      to.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'").run(counter.seq);
+      into.prepare("UPDATE meta SET value = ? WHERE key = 'outbox.last_seq'").run(counter.seq);
     })();
   } finally {
-    to.close();
+    to?.close();
     if (from) closeQuietly(from);
     result.ms = Math.round(opts.clock.now() - started);
   }
