@@ -15,6 +15,11 @@ import { makePort, type TestPort } from './helpers/port.js';
 
 const MODEL = readFileSync(MODEL_FILES.sileroVad); // 2.3 MB, 36 chunks of 64 KiB
 const CHUNK = 64 * 1024;
+/**
+ * How long a condition may take before the test fails: generous, since it only bounds a failure
+ * (a download under a loaded machine took longer than 10 s and the test failed for it).
+ */
+const WAIT_MS = 60_000;
 let broker: Mosquitto;
 let keys: TestKeys;
 
@@ -46,7 +51,7 @@ async function device(opts: { dataDir?: string; deviceId?: string; cloud?: Recor
   t.models.seed('vad', 1);
   const agent = createCloudAgent(t.port, { chunkTimeoutMs: 300 });
   await agent.start(new AbortController().signal);
-  await waitFor(() => agent.online, 5000, 'online');
+  await waitFor(() => agent.online, WAIT_MS, 'online');
   return { t, agent, lines, stop: () => agent.stop() };
 }
 
@@ -62,7 +67,7 @@ test('happy path: chunks fetched a window at a time, verified, installed, report
     const base = specFor('vad', 2, MODEL, null, CHUNK);
     const spec = { ...base, ...signManifest(keys.privateKeyPem, 'vad', { ...base, config: { name: 'vad' } }), config: { name: 'vad' } };
     await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
+    await waitFor(() => d.t.models.installs.length === 1, WAIT_MS, 'install');
     const inst = d.t.models.installs[0];
     assert.equal(inst?.sha256, sha256(MODEL));
     assert.deepEqual(inst?.modelJson, { name: 'vad' });
@@ -72,8 +77,8 @@ test('happy path: chunks fetched a window at a time, verified, installed, report
       const rep = await readReported(broker.url, d.t.port.device.id);
       const vad = (rep?.models as Record<string, { version: number; status: string }> | undefined)?.vad;
       return rep?.desiredVersion === 1 && vad?.version === 2 && vad.status === 'active';
-    }, 5000, 'reported active v2');
-    await waitFor(() => events(d.t, 'model.update.applied').length === 1, 2000, 'applied event');
+    }, WAIT_MS, 'reported active v2');
+    await waitFor(() => events(d.t, 'model.update.applied').length === 1, WAIT_MS, 'applied event');
     assert.deepEqual(d.t.port.state.keys().filter((k) => k.startsWith('download.')), []);
     assert.equal(d.agent.stats().modelUpdatesApplied, 1);
   } finally {
@@ -89,19 +94,23 @@ test('a restart mid-download resumes from the staged chunks and asks only for th
   const dataDir = first.t.dataDir;
   const r1 = await chunkResponder(broker.url, id, 'vad', 3, MODEL, CHUNK);
   r1.limit = 20; // then the "cloud" goes quiet
-  await publishDesired(broker.url, id, { version: 1, models: { vad: specFor('vad', 3, MODEL, keys, CHUNK) } });
-  await waitFor(() => first.agent.stats().chunksReceived >= 20, 10_000, '20 chunks received');
-  // stop() commits what was received before it returns (download.ts: the stager drains).
-  await first.stop();
-  await first.t.close();
-  await r1.close();
+  try {
+    await publishDesired(broker.url, id, { version: 1, models: { vad: specFor('vad', 3, MODEL, keys, CHUNK) } });
+    await waitFor(() => first.agent.stats().chunksReceived >= 20, WAIT_MS, '20 chunks received');
+  } finally {
+    // stop() commits what was received before it returns (download.ts: the stager drains). Also
+    // when the wait failed: a running agent would keep the file from ending.
+    await first.stop();
+    await first.t.close();
+    await r1.close();
+  }
   // The desired document is gone from the broker: the device must resume from its own store.
   await publishDesired(broker.url, id, null);
 
   const r2 = await chunkResponder(broker.url, id, 'vad', 3, MODEL, CHUNK);
   const second = await device({ dataDir, deviceId: id });
   try {
-    await waitFor(() => second.t.models.installs.length === 1, 15_000, 'install after resume');
+    await waitFor(() => second.t.models.installs.length === 1, WAIT_MS, 'install after resume');
     assert.equal(second.t.models.installs[0]?.sha256, sha256(MODEL));
     assert.ok(r2.requested <= 36 - 20, `second run asked for ${r2.requested} chunks`);
     assert.ok(r2.requests.every((r) => r.from >= 20), 'never asked again for a staged chunk');
@@ -118,7 +127,7 @@ test('a lost chunk is asked for again after the chunk timeout', async () => {
   responder.dropOnce = new Set([5, 30]);
   try {
     await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'install');
+    await waitFor(() => d.t.models.installs.length === 1, WAIT_MS, 'install');
     assert.ok(responder.requested > 36, 'some chunks asked for twice');
   } finally {
     await d.stop();
@@ -164,12 +173,12 @@ for (const f of failures) {
         const r = await readReported(broker.url, d.t.port.device.id);
         const vad = (r?.models as Record<string, { status: string; error?: { code: string }; active?: { version: number } }> | undefined)?.vad;
         return vad?.status === 'failed' ? vad : null;
-      }, 10_000, 'reported failed');
+      }, WAIT_MS, 'reported failed');
       assert.equal(rep.error?.code, f.code);
       assert.equal(rep.active?.version, 1, 'v1 still serves');
       assert.equal(d.t.models.installs.length, 0);
       assert.deepEqual(d.t.models.served().map((m) => m.version), [1]);
-      await waitFor(() => events(d.t, 'model.update.failed').length === 1, 2000, 'failed event');
+      await waitFor(() => events(d.t, 'model.update.failed').length === 1, WAIT_MS, 'failed event');
       assert.equal(events(d.t, 'model.update.failed')[0]?.code, f.code);
     } finally {
       await d.stop();
@@ -186,16 +195,16 @@ test('a model that fails to load is reported with the install code; a failure is
   try {
     const spec = specFor('vad', 2, MODEL, keys, CHUNK);
     await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: spec } });
-    await waitFor(() => events(d.t, 'model.update.failed').length === 1, 10_000, 'failed event');
+    await waitFor(() => events(d.t, 'model.update.failed').length === 1, WAIT_MS, 'failed event');
     assert.equal(events(d.t, 'model.update.failed')[0]?.code, 'PERCH_ERR_MODEL_LOAD_FAILED');
     assert.equal(events(d.t, 'model.update.failed')[0]?.step, 'load-warmup-swap');
     // A later desired version naming the same file does not fetch it again.
     const asked = responder.requested;
     await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: spec } });
-    await waitFor(() => d.agent.reported().desiredVersion === 2, 5000, 'desired v2 applied');
+    await waitFor(() => d.agent.reported().desiredVersion === 2, WAIT_MS, 'desired v2 applied');
     // The decision is made as the document is applied (updater.ts ensure): wait for it, then
     // nothing was asked for and no update runs.
-    await waitFor(() => d.lines.some((l) => l.msg === 'desired model version was refused before; not fetched again' && l.version === 2), 5000, 'the refusal remembered');
+    await waitFor(() => d.lines.some((l) => l.msg === 'desired model version was refused before; not fetched again' && l.version === 2), WAIT_MS, 'the refusal remembered');
     assert.equal(responder.requested, asked);
     assert.equal((d.agent.reported().models as Record<string, { status: string }>).vad?.status, 'failed');
   } finally {
@@ -211,22 +220,22 @@ test('circuit breaker: a new version failing in service is rolled back and repor
   try {
     await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
     // model.update.applied is recorded just before the breaker starts watching the new version.
-    await waitFor(() => events(d.t, 'model.update.applied').length === 1, 15_000, 'install');
+    await waitFor(() => events(d.t, 'model.update.applied').length === 1, WAIT_MS, 'install');
     // The old version's failures and too few requests do not count.
     for (let i = 0; i < 20; i++) d.t.infer({ model: 'vad', version: 1, ok: false, code: 'PERCH_ERR_INFERENCE_FAILED' });
     for (let i = 0; i < 4; i++) d.t.infer({ model: 'vad', version: 2, ok: false, code: 'PERCH_ERR_INFERENCE_FAILED' });
     assert.deepEqual(d.t.models.rollbacks, []);
     for (let i = 0; i < 6; i++) d.t.infer({ model: 'vad', version: 2, ok: i % 2 === 0 });
     // 10 requests, 7 failures: over 0.5.
-    await waitFor(() => d.t.models.rollbacks.length === 1, 2000, 'rollback');
+    await waitFor(() => d.t.models.rollbacks.length === 1, WAIT_MS, 'rollback');
     const rep = await waitFor(async () => {
       const r = await readReported(broker.url, d.t.port.device.id);
       const vad = (r?.models as Record<string, { status: string; version: number; error?: { code: string }; active?: { version: number } }> | undefined)?.vad;
       return vad?.error?.code === 'PERCH_ERR_MODEL_ROLLED_BACK' ? vad : null;
-    }, 5000, 'reported rolled back');
+    }, WAIT_MS, 'reported rolled back');
     assert.equal(rep.version, 2);
     assert.equal(rep.active?.version, 1);
-    await waitFor(() => events(d.t, 'model.rolled_back').length === 1, 2000, 'rollback event');
+    await waitFor(() => events(d.t, 'model.rolled_back').length === 1, WAIT_MS, 'rollback event');
   } finally {
     await d.stop();
     await responder.close();
