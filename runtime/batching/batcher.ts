@@ -34,6 +34,13 @@ export interface BatcherOptions {
    * refused like a full queue. A request finding the queue empty is always taken (docs/models.md).
    */
   maxQueueBytes?: number;
+  /**
+   * Bytes of input one batch may hold (SubmitOptions.bytes summed); a request that would go over
+   * waits for a later batch, and one larger than it runs alone. Unset: no bound but maxBatchSize.
+   * A detector's working memory grows with the pixels of its batch: pp-ocr-det's onnxruntime
+   * arena held 1.1 GB after a batch of four 960 x 960 images (docs/models.md "One batch's memory").
+   */
+  maxBatchBytes?: number | undefined;
   priorityLevels: number;
   /** Batches that may run at the same time. */
   concurrency: number;
@@ -267,16 +274,27 @@ export class Batcher<T, R> implements QueueOf<T, R> {
 
     const picked: QueuedRequest<T, R>[] = [];
     let items = 0;
+    let bytes = 0;
+    const maxBytes = this.opts.maxBatchBytes ?? Infinity;
+    let bytesFull = false; // a request of the group was left out for maxBatchBytes: the batch is full
     let preferredCut = 0; // length of the longest prefix whose size is a preferred size
     for (const level of this.levels) {
       for (const e of level) {
         if (e.groupKey !== head.groupKey || items + e.items > max) continue;
+        // The head always goes, however large: it could never run otherwise.
+        if (picked.length > 0 && bytes + e.bytes > maxBytes) {
+          bytesFull = true;
+          continue;
+        }
         picked.push(e);
         items += e.items;
+        bytes += e.bytes;
         if (this.opts.preferredBatchSizes.includes(items)) preferredCut = picked.length;
         if (items === max) return picked;
       }
     }
+    // Waiting for company cannot make it larger: the request it left out waits for the next batch.
+    if (bytesFull) return picked;
     const waited = this.clock.now() - head.enqueuedAt;
     if (ahead || waited >= this.opts.maxQueueDelayMs) return picked;
     if (preferredCut > 0) return picked.slice(0, preferredCut);

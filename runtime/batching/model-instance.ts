@@ -93,6 +93,7 @@ export class ModelInstance {
         preferredBatchSizes: b.preferredBatchSizes,
         maxQueueSize: b.maxQueueSize,
         maxQueueBytes: b.maxQueueBytes,
+        maxBatchBytes: b.maxBatchBytes,
         priorityLevels: b.priorityLevels,
         concurrency: executors.length,
         // A session thread queues what it is handed; an inline session runs it on the spot.
@@ -142,6 +143,7 @@ export class ModelInstance {
       preferredBatchSizes: f.batching.preferredBatchSizes,
       maxQueueSize: f.batching.maxQueueSize,
       maxQueueBytes: f.batching.maxQueueBytes,
+      maxBatchBytes: f.batching.maxBatchBytes,
       priorityLevels: f.batching.priorityLevels,
     });
   }

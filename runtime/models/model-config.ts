@@ -37,6 +37,13 @@ const batchingFields = {
    * the client budget (docs/reliability.md "Where the memory goes").
    */
   maxQueueBytes: positiveInt,
+  /**
+   * Bytes of input tensors one batch may hold: a request that would take a batch over it waits
+   * for the next one (a request larger than it runs alone). Unset: batches are bounded by
+   * maxBatchSize only. For models with dynamic spatial axes, whose working memory grows with the
+   * batch's pixels (docs/models.md "One batch's memory").
+   */
+  maxBatchBytes: positiveInt,
   /** Priorities run from 1 (highest) to priorityLevels. */
   priorityLevels: positiveInt.max(100),
   /** Priority of requests that do not give one. */
@@ -48,6 +55,7 @@ const batchingSchema = z.strictObject({
   preferredBatchSizes: batchingFields.preferredBatchSizes.default([]),
   maxQueueSize: batchingFields.maxQueueSize.default(1024),
   maxQueueBytes: batchingFields.maxQueueBytes.default(32 * 1024 * 1024),
+  maxBatchBytes: batchingFields.maxBatchBytes.optional(),
   priorityLevels: batchingFields.priorityLevels.default(10),
   defaultPriority: batchingFields.defaultPriority.default(5),
 });

@@ -170,6 +170,37 @@ describe('batcher', () => {
     assert.equal(await big, 'done big');
   });
 
+  test('maxBatchBytes: no batch holds more input bytes than the bound; smaller later requests fill in; one larger than it runs alone', async () => {
+    const h = harness({ maxBatchSize: 4, maxBatchBytes: 1000 });
+    const sizes: Record<string, number> = { busy: 10, a: 400, b: 400, c: 400, d: 150, e: 1500, f: 300, g: 300 };
+    const all = Object.entries(sizes).map(([id, bytes]) => h.submit(id, { bytes }));
+    for (let i = 0; i < 4; i++) {
+      h.runs[i]!.finish();
+      await tick();
+    }
+    assert.deepEqual(h.runs.map((r) => r.ids), [['busy'], ['a', 'b', 'd'], ['c', 'f', 'g'], ['e']]);
+    for (const r of h.runs) {
+      const bytes = r.ids.reduce((n, id) => n + (sizes[id] as number), 0);
+      assert.ok(r.ids.length === 1 || bytes <= 1000, `batch ${r.ids.join(',')} holds ${bytes} bytes`);
+    }
+    assert.equal((await Promise.all(all)).length, 8);
+  });
+
+  test('maxBatchBytes: a batch full by bytes goes at once, without waiting for maxQueueDelayMs; live configure changes the bound', async () => {
+    const h = harness({ maxBatchSize: 8, maxQueueDelayMs: 1000, maxBatchBytes: 1000 });
+    void h.submit('a', { bytes: 600 });
+    assert.equal(h.runs.length, 0, 'waits for company');
+    void h.submit('b', { bytes: 600 });
+    assert.deepEqual(h.runs.map((r) => r.ids), [['a']], 'b cannot join a: a goes now');
+    h.runs[0]!.finish();
+    await tick();
+    h.batcher.configure({ maxBatchBytes: undefined });
+    void h.submit('c', { bytes: 600 });
+    assert.equal(h.runs.length, 1, 'unbounded again: b and c wait for company');
+    h.clock.advance(1000);
+    assert.deepEqual(h.runs[1]!.ids, ['b', 'c']);
+  });
+
   test('a request that times out in the queue is rejected and never run', async () => {
     const h = harness({ maxBatchSize: 8 });
     void h.submit('busy');
