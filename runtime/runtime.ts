@@ -45,6 +45,9 @@ import { pipelineOpener } from './pipelines/open-pipeline.js';
 import type { ModelCaller } from './pipelines/model-caller.js';
 import { ProcessingPool } from './processing/pool.js';
 import { PixelBudget } from './pipelines/pixel-budget.js';
+import { WorkMeter } from './base/work-meter.js';
+import { collectEverywhere } from './base/full-collection.js';
+import { mallocTrim } from './base/malloc-trim.js';
 import { registerPixelMetrics } from './pipelines/pixel-metrics.js';
 import { registerSequenceMetrics } from './sequences/metrics.js';
 import { SequenceManager } from './sequences/sequence-manager.js';
@@ -83,6 +86,8 @@ export class Runtime {
   readonly processing = new ProcessingPool();
   /** Decoded pixels in flight for all image pipelines (pipelines/pixel-budget.ts). */
   readonly pixels: PixelBudget;
+  /** Inference and decoding done, for the idle collector (base/work-meter.ts). */
+  readonly work: WorkMeter;
   readonly service: InferService;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
@@ -163,9 +168,11 @@ export class Runtime {
       storeJobs({ cache: this.store.cache, outbox: this.store.outbox, checkpoint: () => this.store.checkpoint(), writable: () => this.store.writable }, config.store.jobs, log),
       { logger: log, clock },
     );
-    this.pixels = new PixelBudget(config.models.maxPixelsInFlight, config.models.maxImagesWaiting);
+    // Inference and decoding the client budget does not see, for the idle collector (base/work-meter.ts).
+    const work = (this.work = new WorkMeter());
+    this.pixels = new PixelBudget(config.models.maxPixelsInFlight, config.models.maxImagesWaiting, work);
     registerPixelMetrics(this.metrics.registry, this.pixels);
-    const instanceDeps = { clock, metrics: this.metrics, tracing, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel, pixels: this.pixels }) };
+    const instanceDeps = { clock, metrics: this.metrics, tracing, work, openPipeline: pipelineOpener({ pool: this.processing, call: this.callModel, pixels: this.pixels }) };
     this.registry = new ModelRegistry({
       repository: config.models.repository, log, bus: this.bus,
       load: (name, version, path, file, overrides) => ModelInstance.load(name, version, path, file, instanceDeps, overrides),
@@ -186,7 +193,7 @@ export class Runtime {
     const guard = new RequestGuard(guardOptionsFor(s));
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
     const intake = (this.intake = new Intake({ maxLagMs: s.maxEventLoopDelayMs }));
-    this.idleCollector = new IdleCollector(budget, clock, log);
+    this.idleCollector = new IdleCollector(budget, clock, log, collectEverywhere(), mallocTrim(), work);
     registerMemoryMetrics(this.metrics.registry, this.idleCollector);
     registerClientMetrics(this.metrics.registry, budget, intake);
     this.modelHistory = new ModelHistory(this.bus, clock);

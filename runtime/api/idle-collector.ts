@@ -19,6 +19,11 @@
 // docs/reliability.md "Memory after a burst"). It is collected after once QUIET_MS passed with
 // next to nothing taken (QUIET_BYTES a check: a few small requests), so never while work goes on;
 // and a follow-up collection is dropped once work comes back.
+// Work the budget does not see counts as traffic too (base/work-meter.ts): the input bytes of the
+// batches sessions ran and the pixels pipelines decoded. Eight 128 KB PNGs to `ocr` took 1 MB of
+// the budget and left pp-ocr-det's session holding an arena of hundreds of MB, and nothing
+// collected after them; with their work counted the sessions are renewed QUIET_MS after the last
+// (sessions/session-renewal.ts; docs/models.md "One batch's memory").
 // After each of the two, once every thread has answered that its collection is done, the main
 // thread calls glibc's malloc_trim(0) (base/malloc-trim.ts): the collections free memory inside
 // glibc's heaps, and the main heap keeps it under a few live blocks near its top until trimmed
@@ -28,6 +33,7 @@ import { collectEverywhere } from '../base/full-collection.js';
 import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Logger } from '../base/log.js';
 import { mallocTrim, type MallocTrim } from '../base/malloc-trim.js';
+import type { WorkMeter } from '../base/work-meter.js';
 import type { ClientBudget } from './client-budget.js';
 
 const MB = 1024 * 1024;
@@ -59,6 +65,8 @@ export class IdleCollector {
   private burstDiscarded = 0;
   /** Bytes taken by the budget since the last collection (traffic; see check). */
   private burstTaken = 0;
+  /** Of burstTaken, the work the budget did not see (WorkMeter), for the log. */
+  private burstWork = 0;
   private idleSince: number | null = null;
   /** Since when next to nothing was taken (null: traffic in the last check). */
   private quietSince: number | null = null;
@@ -70,7 +78,8 @@ export class IdleCollector {
 
   /**
    * `collect`: one collection on every thread, settling when the threads are done (null: V8
-   * refuses). `trim`: malloc_trim, run after each collection has settled.
+   * refuses). `trim`: malloc_trim, run after each collection has settled. `work`: inference and
+   * decoding done since the last check, counted as traffic (null: the budget's bytes only).
    */
   constructor(
     private readonly budget: ClientBudget,
@@ -78,6 +87,7 @@ export class IdleCollector {
     private readonly log: Logger,
     private readonly collect: (() => unknown) | null = collectEverywhere(),
     readonly trim: MallocTrim = mallocTrim(),
+    private readonly work: WorkMeter | null = null,
   ) {}
 
   /** Full collections run after bursts, since start. */
@@ -118,8 +128,10 @@ export class IdleCollector {
     this.burstPeak = Math.max(this.burstPeak, this.budget.takeRecentPeak());
     const discarded = this.budget.takeDiscarded();
     this.burstDiscarded += discarded;
-    const taken = this.budget.takeTaken();
+    const work = this.work?.take() ?? 0;
+    const taken = this.budget.takeTaken() + work;
     this.burstTaken += taken;
+    this.burstWork += work;
     const now = this.clock.now();
     // Refused clients hold nothing: while they are still being read and discarded it is no idle.
     if (held > IDLE_BYTES || discarded > IDLE_BYTES) {
@@ -139,10 +151,11 @@ export class IdleCollector {
     const heldOrDiscarded = idleLongEnough && (this.burstPeak >= BURST_BYTES || this.burstDiscarded >= BURST_BYTES);
     const traffic = quietLongEnough && this.burstTaken >= BURST_BYTES;
     if (heldOrDiscarded || traffic) {
-      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak, discardedBytes: this.burstDiscarded, takenBytes: this.burstTaken });
+      this.run('clients gone after a burst: memory collected', { burstPeakBytes: this.burstPeak, discardedBytes: this.burstDiscarded, takenBytes: this.burstTaken, workBytes: this.burstWork });
       this.burstPeak = 0;
       this.burstDiscarded = 0;
       this.burstTaken = 0;
+      this.burstWork = 0;
       this.followUpAt = now + FOLLOW_UP_MS;
     } else if (this.followUpAt !== null && now >= this.followUpAt) {
       this.followUpAt = null;
@@ -151,7 +164,10 @@ export class IdleCollector {
       // Idle (or quiet) for IDLE_MS and no burst: a trickle of refusals or of small requests is
       // not summed over hours into a collection in the middle of later work.
       if (idleLongEnough) this.burstDiscarded = 0;
-      if (quietLongEnough) this.burstTaken = 0;
+      if (quietLongEnough) {
+        this.burstTaken = 0;
+        this.burstWork = 0;
+      }
     }
   }
 

@@ -6,6 +6,7 @@ import { PerchError } from '../base/errors.js';
 import type { InferenceMetrics, VersionLabels } from '../base/metrics.js';
 import type { VersionStats } from '../base/model-stats.js';
 import type { Tracing } from '../base/tracing.js';
+import type { WorkMeter } from '../base/work-meter.js';
 import { BatchTrace } from './batch-trace.js';
 import { loadVersion, type LoadDeps } from '../models/load-version.js';
 import type { ModelConfigFile, ModelOverrides } from '../models/model-config.js';
@@ -25,6 +26,8 @@ export interface InstanceDeps extends LoadDeps {
   metrics: InferenceMetrics;
   /** OpenTelemetry (docs/observability.md); absent or off: batches are not traced. */
   tracing?: Tracing;
+  /** Told the input bytes of every batch run: the idle collector's view of inference (base/work-meter.ts). */
+  work?: WorkMeter;
   /**
    * Opens one runner of a pipeline model (model.json `pipeline`; docs/models.md, "Pipelines"),
    * given by the composition root. Without it, a pipeline model fails to load.
@@ -161,6 +164,11 @@ export class ModelInstance {
     return (this.executors[0] as Executor).warnings;
   }
 
+  /** Times its sessions were opened again to give back their arenas (sessions/session-renewal.ts), since load. */
+  get renewals(): number {
+    return this.executors.reduce((n, e) => n + (e.renewals ?? 0), 0);
+  }
+
   infer(req: PreparedRequest, opts: InferOptions = {}): Promise<Tensor[]> {
     return this.batcher.submit(req, this.submitOptions(req, opts));
   }
@@ -219,6 +227,7 @@ export class ModelInstance {
       const stackStarted = performance.now();
       const feeds = stackInputs(this.config, run.payloads, this.pool);
       const stackMs = performance.now() - stackStarted;
+      if (this.deps.work) this.deps.work.add(inputBytes(feeds));
       const { outputs, runMs, returned, owned } = await executor.run(feeds);
       if (returned) for (const b of returned) this.pool.give(b);
       const splitStarted = performance.now();

@@ -6,6 +6,7 @@
 // small ones for ever), at most maxWaiting of them; an image larger than the whole budget could
 // never run and is refused from its header.
 import { PerchError } from '../base/errors.js';
+import type { WorkMeter } from '../base/work-meter.js';
 
 interface Waiter { pixels: number; grant: () => void }
 
@@ -19,7 +20,8 @@ export class PixelBudget {
   /** Sees every change of the pixels held (a test's check of the bound). */
   observer: PixelObserver | null = null;
 
-  constructor(readonly limit: number, readonly maxWaiting: number) {}
+  /** `work`: told of every image's pixels (as RGB bytes) when taken: the idle collector's view of decoding (base/work-meter.ts). */
+  constructor(readonly limit: number, readonly maxWaiting: number, private readonly work: WorkMeter | null = null) {}
 
   /** Pixels taken by images being decoded or used now. */
   get heldPixels(): number {
@@ -57,6 +59,7 @@ export class PixelBudget {
     } else {
       this.add(pixels);
     }
+    this.work?.add(pixels * 3);
     let given = false;
     return () => {
       if (given) return;

@@ -12,14 +12,16 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
+import sharp from 'sharp';
 import { ClientBudget } from '../../runtime/api/client-budget.js';
 import { BURST_BYTES, FOLLOW_UP_MS, IDLE_MS, IdleCollector, QUIET_MS } from '../../runtime/api/idle-collector.js';
 import { collectEverywhere } from '../../runtime/base/full-collection.js';
 import { silentLogger } from '../../runtime/base/log.js';
 import type { MallocTrim } from '../../runtime/base/malloc-trim.js';
+import { WorkMeter } from '../../runtime/base/work-meter.js';
 import { captureLogger } from '../helpers/log-capture.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { MODEL_FILES } from '../helpers/paths.js';
+import { MODEL_FILES, SHIPPED_MODELS } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
 import { startRuntime } from '../helpers/runtime.js';
 import { vadModelJson } from '../helpers/scenarios.js';
@@ -200,6 +202,69 @@ test('traffic that never held much at once is a burst once BURST_BYTES passed: c
     }
   }
   assert.equal(runs(), 2, 'small traffic with quiet between is forgotten, not summed over hours');
+});
+
+test('work the budget never saw (batches run, pixels decoded) is traffic: collected QUIET_MS after it stops, never while it goes on', () => {
+  let count = 0;
+  const clock = new FakeClock();
+  const budget = new ClientBudget(4 * BURST_BYTES);
+  const work = new WorkMeter();
+  const collector = new IdleCollector(budget, clock, silentLogger(), () => void count++, noTrim, work);
+  const step = (ms: number): void => {
+    clock.advance(ms);
+    collector.check();
+  };
+  // Eight 128 KB PNGs: 1 MiB through the budget, 8 x 11 MB of detector input and 8 x 119 MB decoded.
+  for (let s = 0; s < 8; s++) {
+    const h = budget.hold();
+    h.add(128 * 1024);
+    h.release();
+    work.add(11 * MiB);
+    step(1000);
+  }
+  assert.equal(count, 0, 'not while the images are worked on');
+  step(1000);
+  step(QUIET_MS - 1000);
+  assert.equal(count, 0, 'not yet QUIET_MS since the work stopped');
+  step(1000);
+  assert.equal(count, 1, 'QUIET_MS after the work stopped');
+  step(FOLLOW_UP_MS);
+  assert.equal(count, 2, 'and the follow-up');
+  // Work under BURST_BYTES with quiet between is forgotten, as small traffic is.
+  for (let k = 0; k < 100; k++) {
+    work.add(BURST_BYTES / 4);
+    for (let s = 0; s < 30; s++) step(1000);
+  }
+  assert.equal(count, 2, 'small work now and then never sums to a collection');
+});
+
+test('after big images to the ocr pipeline (128 KB of client bytes for 11 MB of detector input each): collected after, and pp-ocr-det renews its session', async () => {
+  const png = await sharp({ create: { width: 1000, height: 1000, channels: 3, background: { r: 255, g: 255, b: 255 } } }).png().toBuffer();
+  const rt = await startRuntime(SHIPPED_MODELS);
+  try {
+    // The runtime's own collector runs on the real clock: this one, on a fake clock, takes its place.
+    rt.runtime.idleCollector.stop();
+    const clock = new FakeClock();
+    const { logger, lines } = captureLogger('info');
+    const collector = new IdleCollector(rt.runtime.clientBudget, clock, logger, collectEverywhere(), noTrim, rt.runtime.work);
+    const answers = await Promise.all(Array.from({ length: 4 }, () =>
+      fetch(`${rt.baseUrl}/v2/models/ocr/infer`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png }).then((r) => r.status)));
+    assert.deepEqual(answers, [200, 200, 200, 200]);
+    assert.ok(rt.runtime.clientBudget.peakBytes < BURST_BYTES, 'the client budget never saw a burst');
+    const det = rt.runtime.registry.resolve('pp-ocr-det');
+    assert.equal(det.renewals, 0);
+    // One check per fake second (the timer's), until the collector collects: QUIET_MS and a check.
+    for (let s = 0; s <= QUIET_MS / 1000 + 1 && collector.count === 0; s++) {
+      clock.advance(1000);
+      collector.check();
+    }
+    assert.equal(collector.count, 1, 'collected QUIET_MS after the images');
+    const line = lines.find((l) => l.msg.includes('clients gone after a burst'));
+    assert.ok(line && (line.workBytes as number) >= 4 * 960 * 960 * 3 * 4, `work ${String(line?.workBytes)}`);
+    await waitFor(() => det.renewals === 1, 60_000, 'pp-ocr-det opened its session again (its arena given back)');
+  } finally {
+    await rt.stop();
+  }
 });
 
 test('bodies refused from their headers and read while their connections linger, over real sockets, are collected after', async (t) => {
