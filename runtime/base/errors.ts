@@ -86,7 +86,7 @@ export const ERROR_CODES = {
   PERCH_ERR_RANGE_NOT_SATISFIABLE: { status: 416, summary: "A Range request to fleet serve's model HTTP server starts past the end of the model file." },
   PERCH_ERR_MODEL_TOO_LARGE: { status: 413, summary: 'A model update declares more bytes than cloud.download.maxModelBytes; refused before any chunk was asked for.' },
   PERCH_ERR_MODEL_CHUNK_SIZE_INVALID: { status: 422, summary: 'A model update cuts its file into more than 1,048,576 chunks or into chunks over 4 MiB (chunkSize is not signed); refused before any chunk was asked for.' },
-  PERCH_ERR_MODEL_NO_SPACE: { status: 507, summary: 'The disk of the data directory lacks the space a model update needs (download, install copy and cloud.download.diskHeadroomBytes); refused before any chunk was asked for.' },
+  PERCH_ERR_MODEL_NO_SPACE: { status: 507, summary: 'The disk of the data directory lacks the space a model update needs (download, install copy and cloud.download.diskHeadroomBytes); refused before any chunk was asked for, or the disk filled during the download or the install copy (what was staged is removed).' },
   PERCH_ERR_MODEL_DOWNGRADE: { status: 409, summary: 'A desired document names a model version lower than the one served; going back is the rollback command or a new signed version.' },
   PERCH_ERR_MODEL_CONFIG_UNSIGNED: { status: 422, summary: 'A model update carries a model.json its signature does not cover (a manifest 1 signature, or none) and signatures are required.' },
   PERCH_ERR_SIGNING_KEY_INVALID: { status: 400, summary: 'The key given to sign models is not an Ed25519 private key.' },

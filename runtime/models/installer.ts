@@ -51,8 +51,14 @@ export class ModelInstaller {
     const staging = join(dir, `.staging-${version}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging);
-    copyFileSync(file, join(staging, MODEL_FILE));
-    fsyncFile(join(staging, MODEL_FILE));
+    try {
+      copyFileSync(file, join(staging, MODEL_FILE));
+      fsyncFile(join(staging, MODEL_FILE));
+    } catch (err) {
+      // A disk that filled during the copy gets its space back; the old version serves on.
+      rmSync(staging, { recursive: true, force: true });
+      throw err;
+    }
     const oldConfig = existsSync(configPath) ? readFileSync(configPath) : null;
     const target = join(dir, String(version));
     rmSync(target, { recursive: true, force: true });

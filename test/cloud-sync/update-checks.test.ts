@@ -221,3 +221,38 @@ test('a store that cannot write (full disk) during an update does not stop the a
     disk.unmount();
   }
 });
+
+test('the disk filling during the download: refused NO_SPACE, the staged bytes given back, installed once there is room', async (t) => {
+  const disk = mountSmallDisk(24 * 1024 * 1024);
+  if (typeof disk === 'string') {
+    t.skip(disk);
+    return;
+  }
+  const d = await device({ dataDir: disk.dir, cloud: { download: { diskHeadroomBytes: 1024 * 1024 } } });
+  try {
+    d.responder.limit = 4; // a few chunks, then silence while the disk fills
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    const journal = (): string | null => {
+      const [dir] = stagingOf(d);
+      return dir ? join(d.t.port.models.stagingDir, 'vad', dir, 'staged.log') : null;
+    };
+    await waitFor(() => {
+      const j = journal();
+      return j !== null && existsSync(j) && readFileSync(j).length >= 8;
+    }, 10_000, 'a chunk staged durably');
+    disk.fill(); // another writer takes the rest of the disk after check-space passed
+    d.responder.limit = null; // the chunks asked for again now arrive, and cannot be written
+    const rep = await reportedFailure(d, 2);
+    assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_NO_SPACE', JSON.stringify(rep));
+    assert.deepEqual(stagingOf(d), [], 'the staged chunks are removed: the space goes back to the store');
+    assert.ok(d.agent.online, 'still connected');
+    assert.equal(d.t.models.installs.length, 0);
+    // Room again: the same file, in a new document, is checked and fetched again (NO_SPACE is not final).
+    disk.unfill();
+    await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
+    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'installs once there is space');
+  } finally {
+    await d.close();
+    disk.unmount();
+  }
+});

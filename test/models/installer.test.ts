@@ -2,7 +2,7 @@
 // in; a broken one is refused with its step's code while the old version serves on, under load,
 // with zero failed requests; rollback and remove.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,6 +11,7 @@ import { WsClient } from '../helpers/clients.js';
 import { clsInput } from '../helpers/models.js';
 import { MODEL_FILES } from '../helpers/paths.js';
 import { TempRepository } from '../helpers/repository.js';
+import { mountSmallDisk } from '../helpers/small-disk.js';
 import { startRuntime } from '../helpers/runtime.js';
 import type { PerchError } from '../../runtime/base/errors.js';
 
@@ -91,5 +92,26 @@ test('with {latest: 1}, a new version that fails to load leaves the old one serv
   } finally {
     await rt.stop();
     repo.remove();
+  }
+});
+
+test('a disk that fills during the install copy: refused, the partial copy removed, the old version serves on', async (t) => {
+  const disk = mountSmallDisk(8 * 1024 * 1024);
+  if (typeof disk === 'string') {
+    t.skip(disk);
+    return;
+  }
+  const repo = join(disk.dir, 'repo');
+  mkdirSync(join(repo, 'cls', '1'), { recursive: true });
+  copyFileSync(MODEL_FILES.ocrCls, join(repo, 'cls', '1', 'model.onnx'));
+  const rt = await startRuntime(repo);
+  try {
+    disk.fill();
+    await assert.rejects(rt.runtime.installer.install('cls', 2, MODEL_FILES.ocrCls), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+    assert.deepEqual(readdirSync(join(repo, 'cls')), ['1'], 'no partial .staging-2 copy keeps the space');
+    assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [1]);
+  } finally {
+    await rt.stop();
+    disk.unmount();
   }
 });

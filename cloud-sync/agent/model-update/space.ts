@@ -50,3 +50,12 @@ export function checkSpace(n: SpaceNeed): { needed: number; free: number } {
   }
   return last;
 }
+
+/** True when `err` (or an error it wraps) is the disk being full: ENOSPC, or EDQUOT for a quota. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  }
+  return false;
+}

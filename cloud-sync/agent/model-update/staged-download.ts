@@ -12,6 +12,7 @@ import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
 import { TokenBucket } from '../token-bucket.js';
 import type { ChunkStore } from './chunk-store.js';
+import { isNoSpace } from './space.js';
 import { ChunkStager } from './stager.js';
 
 const PROGRESS_EVERY_MS = 1000;
@@ -57,6 +58,17 @@ export function saveDownloadProgress(runtime: DownloadRuntime, log: Logger, name
   }
 }
 
+/**
+ * A write or commit that failed for want of space (the disk filled after check-space passed:
+ * another writer, logs) is PERCH_ERR_MODEL_NO_SPACE, not a download failure: the updater then
+ * removes what was staged, so the space goes back to the store, and the update is tried again
+ * (check-space first) at the next desired document or start (docs/cloud-sync.md "Model updates").
+ */
+function stageFailure(err: Error): PerchError {
+  if (isNoSpace(err)) return new PerchError('PERCH_ERR_MODEL_NO_SPACE', `the disk filled during the download: ${err.message}`, { cause: err });
+  return new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err });
+}
+
 export abstract class StagedDownload implements ModelDownload {
   readonly total: number;
   protected readonly stager: ChunkStager;
@@ -84,7 +96,7 @@ export abstract class StagedDownload implements ModelDownload {
     this.log = runtime.log.child({ model: name, version: spec.version, ...logFields });
     this.stager = new ChunkStager(store, new Set(), {
       staged: () => this.onStaged(),
-      failed: (err) => this.onStageFailed(new PerchError('PERCH_ERR_MODEL_DOWNLOAD_FAILED', err.message, { cause: err })),
+      failed: (err) => this.onStageFailed(stageFailure(err)),
     });
   }
 

@@ -15,7 +15,7 @@ import type { ChunkStore } from './chunk-store.js';
 import type { ModelDownload } from './staged-download.js';
 import { servedByName } from '../served.js';
 import { checkSignature } from './signature.js';
-import { checkSpace } from './space.js';
+import { checkSpace, isNoSpace } from './space.js';
 import type { BookEntry } from './status-book.js';
 
 export interface UpdateContext {
@@ -154,7 +154,10 @@ export async function runSteps(steps: readonly UpdateStep[], ctx: UpdateContext)
         if (span) ctx.trace?.tracing.end(span);
         throw ctx.signal.reason;
       }
-      const e = err instanceof PerchError ? err : new PerchError(step.code, toPerchError(err).message, { cause: err });
+      // A full disk is said as such whichever step met it (the staging directory, the install
+      // copy): the updater then gives the staged bytes back, and a later try checks space first.
+      const code = isNoSpace(err) ? 'PERCH_ERR_MODEL_NO_SPACE' : step.code;
+      const e = err instanceof PerchError ? err : new PerchError(code, toPerchError(err).message, { cause: err });
       if (span) ctx.trace?.tracing.end(span, e.code, e.message);
       ctx.log.warn({ step: step.name, code: e.code, err: e.message, ms: Math.round(ctx.runtime.clock.now() - t0) }, 'model update step failed');
       throw new StepFailure(step.name, e);
