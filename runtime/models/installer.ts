@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 import type { ModelRegistry } from './registry.js';
-import { CONFIG_FILE, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
+import { CONFIG_FILE, INSTALLABLE_MODEL_NAME, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
 
 /** A model version as the device serves it (for state/reported). */
 export interface ServedModel {
@@ -43,7 +43,7 @@ export class ModelInstaller {
   }
 
   async install(name: string, version: number, file: string, modelJson?: unknown): Promise<ServedModel> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `'${name}' is not a usable model name`);
+    if (!INSTALLABLE_MODEL_NAME.test(name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `'${name}' is not a usable model name`);
     const dir = join(this.repository, name);
     const configPath = join(dir, CONFIG_FILE);
     if (modelJson !== undefined) parseModelConfig(name, modelJson); // refuse a bad model.json before touching anything

@@ -11,6 +11,12 @@ import { modelConfigSchema, type ModelConfigFile, type VersionPolicy } from './m
 export const MODEL_FILE = 'model.onnx';
 export const CONFIG_FILE = 'model.json';
 
+/**
+ * Names a model may be installed under at run time (ModelInstaller.install). Narrower than the
+ * cloud protocol's names, which allow ':': a cloud update checks it before it downloads anything.
+ */
+export const INSTALLABLE_MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
 /** Model folder names; hidden folders and plain files are skipped. */
 export function listModelNames(repository: string): string[] {
   return readdirSync(repository, { withFileTypes: true })

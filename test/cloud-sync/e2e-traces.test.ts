@@ -113,7 +113,7 @@ test('a model update: one span, a child per step in order', async () => {
   assert.notEqual(update.status.code, 2);
   const steps = receiver.childrenOf(update).sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
   const names = steps.map((s) => s.name.replace('perch.model.update.', ''));
-  assert.deepEqual(names.slice(0, 4), ['check-version', 'check-signature', 'check-space', 'fetch-chunks']);
-  assert.deepEqual(names, ['check-version', 'check-signature', 'check-space', 'fetch-chunks', 'verify-size', 'verify-digest', 'stage', 'load-warmup-swap']);
+  assert.deepEqual(names.slice(0, 5), ['check-name', 'check-version', 'check-signature', 'check-space', 'fetch-chunks']);
+  assert.deepEqual(names, ['check-name', 'check-version', 'check-signature', 'check-space', 'fetch-chunks', 'verify-size', 'verify-digest', 'stage', 'load-warmup-swap']);
   for (const s of steps) assert.ok(update.startNs <= s.startNs && s.endNs <= update.endNs, `${s.name} inside the update`);
 });

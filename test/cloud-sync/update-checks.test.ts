@@ -256,3 +256,23 @@ test('the disk filling during the download: refused NO_SPACE, the staged bytes g
     disk.unmount();
   }
 });
+
+test("a name the runtime cannot install under (':' is the protocol's, not the repository's): refused CONFIG_INVALID before any chunk", async () => {
+  const d = await device();
+  const odd = await chunkResponder(broker.url, d.t.port.device.id, 'vad:2', 2, MODEL, CHUNK);
+  try {
+    await publishDesired(broker.url, d.t.port.device.id, { version: 1, models: { 'vad:2': specFor('vad:2', 2, MODEL, keys, CHUNK) } });
+    const rep = await waitFor(async () => {
+      const r = await readReported(broker.url, d.t.port.device.id);
+      const m = (r?.models as Record<string, Reported> | undefined)?.['vad:2'];
+      return m?.status === 'failed' ? m : null;
+    }, 10_000, 'vad:2 reported failed');
+    assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_CONFIG_INVALID');
+    assert.equal(odd.requested, 0, 'not one chunk asked for');
+    assert.equal(d.agent.stats().chunksRequested, 0);
+    assert.ok(!existsSync(join(d.t.port.models.stagingDir, 'vad:2')), 'nothing staged');
+  } finally {
+    await odd.close();
+    await d.close();
+  }
+});

@@ -13,6 +13,7 @@ import { chunkingProblem, type ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { ModelDownload } from './staged-download.js';
+import { INSTALLABLE_MODEL_NAME } from '../../../runtime/models/repository.js';
 import { servedByName } from '../served.js';
 import { checkSignature } from './signature.js';
 import { checkSpace, isNoSpace } from './space.js';
@@ -43,7 +44,18 @@ export interface UpdateStep {
 }
 
 export const UPDATE_STEPS: readonly UpdateStep[] = [
-  // The three checks run before the first chunk is asked for: a refused update costs nothing.
+  // The checks run before the first chunk is asked for: a refused update costs nothing.
+  {
+    // The protocol's names allow ':', the runtime's install does not: such a model was fetched
+    // whole and then refused by the install (docs/cloud-sync.md, "Checked before the download").
+    name: 'check-name',
+    code: 'PERCH_ERR_MODEL_CONFIG_INVALID',
+    run: async (ctx) => {
+      if (!INSTALLABLE_MODEL_NAME.test(ctx.name)) {
+        throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `'${ctx.name}' is not a usable model name: letters, digits and _ . - only (no ':'), starting with a letter or digit`);
+      }
+    },
+  },
   {
     // A replayed old signed spec is a downgrade attack: going back is the rollback command or a
     // new version signed by the fleet (docs/cloud-sync.md, "Checked before the download").
