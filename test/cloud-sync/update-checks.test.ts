@@ -276,3 +276,37 @@ test("a name the runtime cannot install under (':' is the protocol's, not the re
     await d.close();
   }
 });
+
+test('two models that each fit the free disk but not both: the second is refused NO_SPACE before any chunk, the first installs', async (t) => {
+  const disk = mountSmallDisk(24 * 1024 * 1024);
+  if (typeof disk === 'string') {
+    t.skip(disk);
+    return;
+  }
+  const headroom = 1024 * 1024;
+  const d = await device({ dataDir: disk.dir, cloud: { download: { diskHeadroomBytes: headroom } } });
+  const other = await chunkResponder(broker.url, d.t.port.device.id, 'vad2', 2, MODEL, CHUNK);
+  try {
+    // One needs its download, its install copy and the headroom; two need twice the file more.
+    disk.fill(2 * MODEL.length + headroom + MODEL.length);
+    await publishDesired(broker.url, d.t.port.device.id, {
+      version: 1,
+      models: { vad: specFor('vad', 2, MODEL, keys, CHUNK), vad2: specFor('vad2', 2, MODEL, keys, CHUNK) },
+    });
+    const refused = await waitFor(async () => {
+      const r = (await readReported(broker.url, d.t.port.device.id))?.models as Record<string, Reported> | undefined;
+      const failed = Object.entries(r ?? {}).filter(([, m]) => m.status === 'failed');
+      return failed.length > 0 ? failed : null;
+    }, 10_000, 'one model reported failed');
+    assert.equal(refused.length, 1);
+    const [name, rep] = refused[0]!;
+    assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_NO_SPACE', JSON.stringify(rep));
+    assert.equal((name === 'vad' ? d.responder : other).requested, 0, `no chunk of ${name} asked for`);
+    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'the other installs');
+    assert.notEqual(d.t.models.installs[0]?.name, name);
+  } finally {
+    await other.close();
+    await d.close();
+    disk.unmount();
+  }
+});

@@ -18,6 +18,8 @@ export interface SpaceNeed {
   repositoryDir: string;
   maxModelBytes: number;
   headroomBytes: number;
+  /** Bytes other updates in progress will still write (free now, but promised to them). */
+  reserved: number;
 }
 
 /** Bytes free to an unprivileged writer on the disk holding `dir`. */
@@ -35,15 +37,16 @@ export function checkSpace(n: SpaceNeed): { needed: number; free: number } {
   const download = Math.max(0, n.size - n.staged);
   const sameDisk = statSync(n.stagingDir).dev === statSync(n.repositoryDir).dev;
   const checks = sameDisk
-    ? [{ dir: n.stagingDir, needed: download + n.size + n.headroomBytes }]
-    : [{ dir: n.stagingDir, needed: download + n.headroomBytes }, { dir: n.repositoryDir, needed: n.size + n.headroomBytes }];
+    ? [{ dir: n.stagingDir, needed: download + n.size + n.headroomBytes + n.reserved }]
+    : // Where the others' bytes go is not told apart: each disk counts them all (conservative).
+      [{ dir: n.stagingDir, needed: download + n.headroomBytes + n.reserved }, { dir: n.repositoryDir, needed: n.size + n.headroomBytes + n.reserved }];
   let last = { needed: 0, free: 0 };
   for (const c of checks) {
     const free = freeBytes(c.dir);
     if (free < c.needed) {
       throw new PerchError(
         'PERCH_ERR_MODEL_NO_SPACE',
-        `${what} needs ${c.needed} bytes free on the disk of ${c.dir} (download, install copy and cloud.download.diskHeadroomBytes ${n.headroomBytes}); ${free} are`,
+        `${what} needs ${c.needed} bytes free on the disk of ${c.dir} (download, install copy, cloud.download.diskHeadroomBytes ${n.headroomBytes} and ${n.reserved} still to be written by other updates in progress); ${free} are`,
       );
     }
     last = { needed: c.needed, free };

@@ -30,6 +30,13 @@ export interface UpdateContext {
   startDownload(): ModelDownload;
   /** Sets the model's status for state/reported. */
   setStatus(status: BookEntry['status']): void;
+  /**
+   * Disk bytes the other updates past their check-space still have to write (download and
+   * install copy, less what they staged): free space already promised, not to be counted twice.
+   */
+  reservedByOthers(): number;
+  /** This update passed check-space: it holds its bytes until it ends. */
+  reserve(): void;
   /** The update's `perch.model.update` span while tracing is on (docs/observability.md). */
   trace?: { tracing: Tracing; span: Span } | undefined;
   assembled?: { size: number; sha256: string };
@@ -86,12 +93,14 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
         name: ctx.name, version: ctx.spec.version, size: ctx.spec.size, staged: Math.min(ctx.spec.size, ctx.store.allocatedBytes()),
         stagingDir: ctx.runtime.models.stagingDir, repositoryDir: ctx.runtime.models.repositoryDir,
         maxModelBytes: download.maxModelBytes, headroomBytes: download.diskHeadroomBytes,
+        reserved: ctx.reservedByOthers(),
       });
       ctx.log.debug(r, 'disk space for the update');
       // chunkSize is not signed: it must not make the download cost more than the file does
       // (a journal record and a request per chunk, windowChunks whole chunks in memory).
       const chunking = chunkingProblem(ctx.spec.size, ctx.spec.chunkSize);
       if (chunking) throw new PerchError('PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', `model '${ctx.name}' version ${ctx.spec.version}: ${chunking}`);
+      ctx.reserve();
     },
   },
   {

@@ -22,6 +22,9 @@ interface ActiveUpdate {
   abort: AbortController;
   download: ModelDownload | null;
   done: Promise<void>;
+  /** Past check-space: its bytes are promised (ModelUpdater.reservedBy). */
+  store: ChunkStore;
+  reserved: boolean;
 }
 
 /** What of the runtime model updates use: the models, the agent's state, events, cloud config. */
@@ -143,6 +146,20 @@ export class ModelUpdater {
     return this.active.has(name);
   }
 
+  /**
+   * What the updates other than `self` that passed check-space will still write: the download
+   * less what they staged, and the install copy. Each update checked alone against the same free
+   * space would let a document naming many models (each fitting alone) fill the disk together.
+   */
+  private reservedBy(self: ActiveUpdate): number {
+    let bytes = 0;
+    for (const a of this.active.values()) {
+      if (a === self || !a.reserved) continue;
+      bytes += Math.max(0, a.spec.size - a.store.allocatedBytes()) + a.spec.size;
+    }
+    return bytes;
+  }
+
   private async cancel(name: string): Promise<void> {
     const a = this.active.get(name);
     if (!a) return;
@@ -154,7 +171,7 @@ export class ModelUpdater {
     const store = new ChunkStore(this.runtime.models.stagingDir, name, spec.version, spec.sha256, spec.chunkSize);
     const abort = new AbortController();
     const log = this.runtime.log.child({ model: name, version: spec.version });
-    const entry: ActiveUpdate = { spec, abort, download: null, done: Promise.resolve() };
+    const entry: ActiveUpdate = { spec, abort, download: null, done: Promise.resolve(), store, reserved: false };
     const ctx: UpdateContext = {
       runtime: this.runtime,
       name,
@@ -168,6 +185,10 @@ export class ModelUpdater {
           ? new HttpDownload(this.runtime, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())
           : new ChunkDownload(this.runtime, this.conn, this.stats, name, spec, store, this.downloadOpts, () => this.hooks.changed())),
       setStatus: (status) => this.book.set(name, { version: spec.version, sha256: spec.sha256, status }),
+      reservedByOthers: () => this.reservedBy(entry),
+      reserve: () => {
+        entry.reserved = true;
+      },
     };
     // docs/observability.md: one `perch.model.update` span, each step a child.
     const tracing = this.runtime.tracing;
@@ -189,6 +210,7 @@ export class ModelUpdater {
       // logged and the process goes on serving.
       log.error({ err }, 'model update outcome not recorded');
     }).finally(() => {
+      entry.reserved = false;
       if (this.active.get(name) === entry) this.active.delete(name);
     });
   }
