@@ -68,7 +68,7 @@ async function reportedFailure(d: Device, version: number): Promise<Reported> {
     const r = await readReported(broker.url, d.t.port.device.id);
     const vad = (r?.models as Record<string, Reported> | undefined)?.vad;
     return vad?.status === 'failed' && vad.version === version ? vad : null;
-  }, 10_000, `vad v${version} reported failed`);
+  }, 60_000, `vad v${version} reported failed`);
 }
 
 function stagingOf(d: Device): string[] {
@@ -215,7 +215,7 @@ test('a store that cannot write (full disk) during an update does not stop the a
     // Space again: the same desired model, in a new document, installs.
     disk.unfill();
     await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'installs once there is space');
+    await waitFor(() => d.t.models.installs.length === 1, 60_000, 'installs once there is space');
   } finally {
     await d.close();
     disk.unmount();
@@ -239,7 +239,7 @@ test('the disk filling during the download: refused NO_SPACE, the staged bytes g
     await waitFor(() => {
       const j = journal();
       return j !== null && existsSync(j) && readFileSync(j).length >= 8;
-    }, 10_000, 'a chunk staged durably');
+    }, 60_000, 'a chunk staged durably');
     disk.fill(); // another writer takes the rest of the disk after check-space passed
     d.responder.limit = null; // the chunks asked for again now arrive, and cannot be written
     const rep = await reportedFailure(d, 2);
@@ -250,7 +250,7 @@ test('the disk filling during the download: refused NO_SPACE, the staged bytes g
     // Room again: the same file, in a new document, is checked and fetched again (NO_SPACE is not final).
     disk.unfill();
     await publishDesired(broker.url, d.t.port.device.id, { version: 2, models: { vad: specFor('vad', 2, MODEL, keys, CHUNK) } });
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'installs once there is space');
+    await waitFor(() => d.t.models.installs.length === 1, 60_000, 'installs once there is space');
   } finally {
     await d.close();
     disk.unmount();
@@ -266,7 +266,7 @@ test("a name the runtime cannot install under (':' is the protocol's, not the re
       const r = await readReported(broker.url, d.t.port.device.id);
       const m = (r?.models as Record<string, Reported> | undefined)?.['vad:2'];
       return m?.status === 'failed' ? m : null;
-    }, 10_000, 'vad:2 reported failed');
+    }, 60_000, 'vad:2 reported failed');
     assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_CONFIG_INVALID');
     assert.equal(odd.requested, 0, 'not one chunk asked for');
     assert.equal(d.agent.stats().chunksRequested, 0);
@@ -297,12 +297,12 @@ test('two models that each fit the free disk but not both: the second is refused
       const r = (await readReported(broker.url, d.t.port.device.id))?.models as Record<string, Reported> | undefined;
       const failed = Object.entries(r ?? {}).filter(([, m]) => m.status === 'failed');
       return failed.length > 0 ? failed : null;
-    }, 10_000, 'one model reported failed');
+    }, 60_000, 'one model reported failed');
     assert.equal(refused.length, 1);
     const [name, rep] = refused[0]!;
     assert.equal(rep.error?.code, 'PERCH_ERR_MODEL_NO_SPACE', JSON.stringify(rep));
     assert.equal((name === 'vad' ? d.responder : other).requested, 0, `no chunk of ${name} asked for`);
-    await waitFor(() => d.t.models.installs.length === 1, 15_000, 'the other installs');
+    await waitFor(() => d.t.models.installs.length === 1, 60_000, 'the other installs');
     assert.notEqual(d.t.models.installs[0]?.name, name);
   } finally {
     await other.close();
