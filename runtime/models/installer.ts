@@ -5,8 +5,9 @@
 // If the new version does not come up, its folder is removed, the old model.json restored and
 // the model reloaded: the old version never stopped serving. The previous version stays on disk
 // (and only it: older ones are deleted) so `rollback` can go back to it.
-import { copyFileSync, existsSync, mkdirSync, openSync, fsyncSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncPath, writeFileDurably } from '../base/durable-file.js';
 import { PerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 import type { ModelRegistry } from './registry.js';
@@ -20,15 +21,6 @@ export interface ServedModel {
   sha256: string;
   /** The version this one replaced, kept on disk for rollback (null when none). */
   previousVersion: number | null;
-}
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export class ModelInstaller {
@@ -53,7 +45,7 @@ export class ModelInstaller {
     mkdirSync(staging);
     try {
       copyFileSync(file, join(staging, MODEL_FILE));
-      fsyncFile(join(staging, MODEL_FILE));
+      fsyncPath(join(staging, MODEL_FILE));
     } catch (err) {
       // A disk that filled during the copy gets its space back; the old version serves on.
       rmSync(staging, { recursive: true, force: true });
@@ -63,7 +55,8 @@ export class ModelInstaller {
     const target = join(dir, String(version));
     rmSync(target, { recursive: true, force: true });
     renameSync(staging, target);
-    if (modelJson !== undefined) writeFileSync(configPath, JSON.stringify(modelJson, null, 2));
+    // Whole or not at all: a model.json cut short by a power cut would keep the model from loading.
+    if (modelJson !== undefined) writeFileDurably(configPath, JSON.stringify(modelJson, null, 2));
 
     const status = await this.registry.load(name);
     const failure = status.versions.find((v) => v.version === version && v.state === 'failed')?.error ?? status.error;
@@ -71,7 +64,7 @@ export class ModelInstaller {
       // Undo: the old version never stopped serving; reload to clear the failed version.
       rmSync(target, { recursive: true, force: true });
       if (modelJson !== undefined) {
-        if (oldConfig) writeFileSync(configPath, oldConfig);
+        if (oldConfig) writeFileDurably(configPath, oldConfig);
         else rmSync(configPath, { force: true });
       }
       if (listVersions(this.repository, name).length > 0) await this.registry.load(name);

@@ -2,7 +2,8 @@
 // salvaged"): salvaged into <file>.salvaged while it is still in place (salvage.ts), moved aside
 // with its -wal as found, and the salvaged file renamed into its place; and at every start, the
 // end of a salvage a crash interrupted.
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { fsyncPath } from '../base/durable-file.js';
 import type { Clock } from '../base/clock.js';
 import type { Logger } from '../base/log.js';
 import { ensureFile } from './data-file.js';
@@ -62,16 +63,7 @@ export function removeQuietly(f: string): void {
 /** The salvaged file in the damaged one's place (moved aside by now), the rename made durable. */
 export function placeSalvaged(file: string, dir: string): void {
   renameSync(salvagedFile(file), file);
-  fsyncDir(dir);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncPath(dir);
 }
 
 /** Renames the file and its WAL out of the way; the -shm index belongs to the old file and is removed. */
