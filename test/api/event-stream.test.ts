@@ -140,4 +140,50 @@ describe('SSE /v1/events', () => {
       repo.remove();
     }
   });
+
+  test('readers each under their own limit that together hold the budget are cut off once nothing more is written', async () => {
+    // Red-team pass: 200 never-reading subscribers of a few hundred KB each held the whole client
+    // budget for good (every HTTP body 429), none cut off: a stream was only checked when its own
+    // write took it over, and once over, nothing is written to it.
+    const repo = new TempRepository();
+    const rt = await startRuntime(repo.dir, { server: { maxClientBytes: 1024 * 1024, slowReaderTimeoutMs: 200, eventStreamHeartbeatMs: 50 } });
+    const budget = rt.runtime.clientBudget;
+    const ws = await WsClient.connect(rt.wsUrl);
+    const port = Number(new URL(rt.baseUrl).port);
+    const stuck = Array.from({ length: 4 }, () => {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.write('GET /v1/events?topics=events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      s.pause();
+      return s;
+    });
+    try {
+      await waitFor(() => rt.runtime.eventStreams.count === stuck.length, 10_000, 'the streams are open');
+      const blob = 'x'.repeat(60 * 1024);
+      let emitted = 0;
+      // Emit until the readers' unread answers fill the budget or one is cut off (the kernel's
+      // buffers take some megabytes first).
+      await waitFor(async () => {
+        if (budget.heldBytes >= budget.limit * 0.75 || rt.runtime.eventStreams.count < stuck.length) return true;
+        await Promise.all(Array.from({ length: 4 }, () => ws.request({ op: 'emit', type: 'blob', payload: blob })));
+        emitted += 4;
+        assert.ok(emitted < 4000, 'the streams never held the budget');
+        return false;
+      }, 60_000, 'the never-reading streams hold the budget');
+      // Nothing more is emitted: only their heartbeats find them over. They are cut until their
+      // unread answers are back within a quarter of the budget (client-budget.ts UNREAD_SHARE).
+      await waitFor(() => budget.heldBytes <= budget.unreadLimit + rt.runtime.eventStreams.count * 64 * 1024, 10_000, () => `${rt.runtime.eventStreams.count} streams hold ${budget.heldBytes} of ${budget.limit}`);
+      assert.ok(rt.runtime.eventStreams.count < stuck.length, 'some stream was cut off');
+      // Another client is served with room to spare.
+      const res = await fetch(`${rt.baseUrl}/v1/status`);
+      assert.equal(res.status, 200);
+      for (const s of stuck) s.destroy();
+      await waitFor(() => rt.runtime.eventStreams.count === 0 && budget.heldBytes === 0, 10_000, () => `held ${budget.heldBytes}`);
+    } finally {
+      for (const s of stuck) s.destroy();
+      await ws.close();
+      await rt.stop();
+      repo.remove();
+    }
+  });
 });

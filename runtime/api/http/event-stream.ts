@@ -5,7 +5,8 @@
 // (bounded) and the seam is closed by seq, so nothing is sent twice and nothing is skipped.
 //
 // Bounded like any client (docs/reliability.md): every byte written and not yet flushed is held
-// of the client budget. Past maxBufferedBytes the stream stops writing: `events` fall behind and
+// of the client budget, as unread answers. Past maxBufferedBytes (64 KiB while unread answers
+// hold more than their share of the budget) the stream stops writing: `events` fall behind and
 // are read again from the outbox once the reader catches up, the other topics (state snapshots)
 // skip what came meanwhile; a reader that stays over the limit for slowReaderTimeoutMs is cut off
 // and everything it held given back.
@@ -36,7 +37,10 @@ interface LiveEvent { eventId: string; seq: number; type: string; payload: unkno
 const PAGE = 256;
 /** Live events kept while a replay runs; past it they are read from the outbox after the replay. */
 const MAX_KEPT = 1024;
-/** While the budget is spent, this much unflushed already counts as a slow reader. */
+/**
+ * While the budget is spent, or unread answers hold more than their share of it
+ * (ClientBudget.unreadFull), this much unflushed already counts as a slow reader.
+ */
 const SPENT_BUFFER_LIMIT = 64 * 1024;
 /** How long a client waits before reconnecting (SSE `retry:`). */
 const RETRY_MS = 2000;
@@ -93,7 +97,10 @@ export class EventStream {
   }
 
   private onState(topic: Topic, data: unknown): void {
-    if (this.over()) return; // a snapshot: the next one will do
+    if (this.over()) {
+      this.watchSlowReader();
+      return; // a snapshot: the next one will do
+    }
     this.write(`event: ${topic}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 
@@ -106,6 +113,7 @@ export class EventStream {
     if (e.seq <= this.cursor) return;
     if (this.behind || this.over()) {
       this.behind = true;
+      this.watchSlowReader();
       return;
     }
     this.writeEvent(e);
@@ -151,9 +159,11 @@ export class EventStream {
   private write(text: string): void {
     if (this.closed) return;
     const size = Buffer.byteLength(text);
-    this.hold.add(size);
+    // Unread answers, as a WebSocket's (client-budget.ts UNREAD_SHARE): never-reading streams
+    // may hold a quarter of the budget before those past 64 KiB stop and are cut off.
+    this.hold.addUnread(size);
     this.res.write(text, () => {
-      this.hold.sub(size);
+      this.hold.subUnread(size);
       this.flowed();
     });
     this.watchSlowReader();
@@ -161,7 +171,7 @@ export class EventStream {
 
   private over(): boolean {
     const held = this.hold.heldBytes;
-    return held > this.deps.maxBufferedBytes || (held > SPENT_BUFFER_LIMIT && this.deps.budget.spent);
+    return held > this.deps.maxBufferedBytes || (held > SPENT_BUFFER_LIMIT && this.deps.budget.unreadFull);
   }
 
   /** Bytes reached the kernel: wake a waiting replay, catch up what was skipped. */
@@ -176,6 +186,12 @@ export class EventStream {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
+  /**
+   * Runs the slow-reader clock while over the limit. Checked where the stream writes or skips a
+   * write (a topic's notification, the heartbeat), not only where its own write took it over: a
+   * stream under its own limit is over once others have filled the budget, and a reader that
+   * takes nothing never calls back (200 such readers held the whole budget, none cut off).
+   */
   private watchSlowReader(): void {
     if (!this.over() || this.closed) {
       if (this.slowTimer) this.deps.clock.clearTimeout(this.slowTimer);
@@ -196,6 +212,7 @@ export class EventStream {
     this.heartbeat = this.deps.clock.setTimeout(() => {
       if (this.closed) return;
       if (!this.over()) this.write(':\n\n');
+      else this.watchSlowReader();
       this.beat();
     }, this.deps.heartbeatMs);
   }
