@@ -222,7 +222,7 @@ export class Runtime {
       ? new GrpcApi({
         registry: this.registry, service: this.service, apiToken: this.apiToken.token, budget, maxRequestBytes: s.maxRequestBytes,
         maxInflightPerStream: s.maxInflightPerConnection, maxBufferedBytesPerStream: s.maxBufferedBytesPerConnection,
-        scope: scope(s.sequencesEndWithConnection.grpc), log, tracing,
+        scope: scope(s.sequencesEndWithConnection.grpc), log, tracing, slowReaderTimeoutMs: s.slowReaderTimeoutMs, clock,
       })
       : null;
     this.ws = new WsApi({

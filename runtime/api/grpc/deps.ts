@@ -7,6 +7,7 @@ import type { Logger } from '../../base/log.js';
 import type { ModelRegistry } from '../../models/registry.js';
 import type { ModelInstance } from '../../batching/model-instance.js';
 import type { Tracing } from '../../base/tracing.js';
+import type { Clock } from '../../base/clock.js';
 
 export interface GrpcDeps {
   registry: ModelRegistry<ModelInstance>;
@@ -24,6 +25,9 @@ export interface GrpcDeps {
   /** Sequence limits of a stream (server.maxSequencesPerConnection, server.sequencesEndWithConnection.grpc). */
   scope: ScopeOptions;
   log: Logger;
+  /** An answer not taken by its client this long cuts its call off (server.slowReaderTimeoutMs; slow-reader.ts). */
+  slowReaderTimeoutMs: number;
+  clock: Clock;
   /** OpenTelemetry (docs/observability.md); absent or off: requests are not traced. */
   tracing?: Tracing | undefined;
 }

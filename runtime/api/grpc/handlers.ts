@@ -15,6 +15,7 @@ import type { ModelInferRequestMsg, ModelInferResponseMsg, Received } from './me
 import { fromParameterMap } from './parameters.js';
 import { errorText, grpcStatusOf } from './status.js';
 import { decodeInputs, encodeResponse, requestedOutputs, responseBytes } from './tensors.js';
+import { holdUntilSent, http2StreamOf } from './slow-reader.js';
 
 /** OIP platform name of an ONNX model (docs/grpc.md "platform"): Triton's, which its clients expect. */
 export const PLATFORM = 'onnxruntime_onnx';
@@ -65,7 +66,8 @@ export async function runInfer(deps: GrpcDeps, received: Received<ModelInferRequ
   request.trace = trace;
   const result = await deps.service.infer(request, scope);
   const answer = encodeResponse(result);
-  hold.add(responseBytes(answer));
+  // Unread until sent (slow-reader.ts): counted in the budget's share for unread answers.
+  hold.addUnread(responseBytes(answer));
   return answer;
 }
 
@@ -137,8 +139,9 @@ export function unaryHandlers(grpc: typeof GrpcJs, deps: GrpcDeps): Record<strin
           if (trace) trace.end(toPerchError(err).code, (err as Error).message);
         },
       ).finally(() => {
-        hold.release();
         scope.close();
+        // The answer stays held until it is sent; one the client does not take resets the call.
+        holdUntilSent(http2StreamOf(call), hold, deps);
       });
     },
   };

@@ -5,7 +5,8 @@
 // with it (server.sequencesEndWithConnection.grpc) and it may hold
 // server.maxSequencesPerConnection of them. Flow control as for a WebSocket connection: with
 // maxInflightPerStream unanswered requests, or maxBufferedBytesPerStream of unwritten answers,
-// the stream is not read from until it catches up.
+// the stream is not read from until it catches up; one that takes no answers for
+// slowReaderTimeoutMs is cut off (slow-reader.ts).
 import type * as GrpcJs from '@grpc/grpc-js';
 import { PerchError, toPerchError } from '../../base/errors.js';
 import { ClientScope } from '../../inference/client-scope.js';
@@ -16,6 +17,7 @@ import { RequestTrace } from '../../base/request-trace.js';
 import type { ModelInferRequestMsg, Received } from './messages.js';
 import { errorText } from './status.js';
 import { responseBytes } from './tensors.js';
+import { http2StreamOf, StreamReaderClock } from './slow-reader.js';
 
 type Duplex = GrpcJs.ServerDuplexStream<unknown, unknown>;
 
@@ -48,6 +50,8 @@ export class StreamSet {
     let readEnded = false;
     let closed = false;
     const paused = (): boolean => inflight >= deps.maxInflightPerStream || unwritten > deps.maxBufferedBytesPerStream;
+    // Answers the client does not take for server.slowReaderTimeoutMs cut the stream off (slow-reader.ts).
+    const clock = new StreamReaderClock(http2StreamOf(call), deps, () => unwritten);
     const finish = (): void => {
       if (closed || inflight > 0) return;
       closed = true;
@@ -56,6 +60,7 @@ export class StreamSet {
     };
     const gone = (): void => {
       closed = true;
+      clock.stop();
       this.open.delete(finish);
       scope.close();
       for (const h of holds) h.release();
@@ -101,8 +106,10 @@ export class StreamSet {
         call.write(msg, () => {
           unwritten -= bytes;
           done();
+          clock.sent();
           if (!paused() && call.isPaused()) call.resume();
         });
+        clock.check();
         if (!paused() && call.isPaused()) call.resume();
         if ((readEnded || this.stopping) && inflight === 0) finish();
       }, (err: unknown) => deps.log.error({ err }, 'ModelStreamInfer answer failed'));
