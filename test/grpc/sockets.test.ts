@@ -1,10 +1,10 @@
 // HTTP, WebSocket and gRPC on Unix domain sockets (server.socketPath, server.grpcSocketPath):
 // each protocol answers over its socket with the same results as over TCP, the files get
-// server.socketMode, a stale socket file left by a killed process is replaced, a live one or a
-// file that is not a socket is left alone, and both files are gone after stop.
+// server.socketMode, a stale socket file left by a killed process is replaced, a live one, a
+// file that is not a socket or a symbolic link is left alone, and both files are gone after stop.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -121,6 +121,17 @@ test('a live socket and a file that is not a socket are left alone', async () =>
   writeFileSync(file, 'keep me');
   await assert.rejects(prepareSocketPath(file, 'server.socketPath'), (e: PerchError) => e.code === 'PERCH_ERR_LISTEN_FAILED');
   assert.ok(existsSync(file));
+  // A symbolic link is not a socket, whatever it points at (a file, a stale socket): not followed,
+  // neither it nor its target removed (red-team pass: held; lstat, not stat).
+  const staleTarget = join(dir, 'stale-target.sock');
+  await staleSocket(staleTarget);
+  for (const [name, target] of [['link-to-file.sock', file], ['link-to-stale.sock', staleTarget]] as const) {
+    const link = join(dir, name);
+    symlinkSync(target, link);
+    await assert.rejects(prepareSocketPath(link, 'server.grpcSocketPath'), (e: PerchError) => e.code === 'PERCH_ERR_LISTEN_FAILED' && /not a socket/.test(e.message));
+    assert.ok(lstatSync(link).isSymbolicLink(), name);
+    assert.ok(existsSync(target), `${name}: its target`);
+  }
 });
 
 test('the socket files are removed on stop', async () => {
