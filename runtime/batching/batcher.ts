@@ -74,6 +74,12 @@ export interface SubmitOptions {
 export interface BatchRun<T> {
   payloads: T[];
   queuedMs: number[];
+  /**
+   * A batch of one request: the client scope it watched while queued (null without one, or for a
+   * larger batch). A pipeline run watches it on (pipeline-executor.ts): a client gone while its
+   * image waits for decoded-pixel room leaves that line.
+   */
+  scope: CloseScope | null;
 }
 
 export class Batcher<T, R> implements QueueOf<T, R> {
@@ -331,6 +337,7 @@ export class Batcher<T, R> implements QueueOf<T, R> {
       this.delayTimer = null;
     }
     const now = this.clock.now();
+    const scope = batch.length === 1 ? (batch[0] as QueuedRequest<T, R>).watched : null;
     for (const e of batch) {
       const level = this.levels[e.priority - 1] as QueuedRequest<T, R>[];
       level.splice(level.indexOf(e), 1);
@@ -341,7 +348,7 @@ export class Batcher<T, R> implements QueueOf<T, R> {
     }
     this.queued -= batch.length;
     this.running++;
-    const run: BatchRun<T> = { payloads: batch.map((e) => e.payload), queuedMs: batch.map((e) => now - e.enqueuedAt) };
+    const run: BatchRun<T> = { payloads: batch.map((e) => e.payload), queuedMs: batch.map((e) => now - e.enqueuedAt), scope };
     let promise: Promise<R[]>;
     try {
       promise = this.runBatch(run);

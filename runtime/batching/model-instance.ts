@@ -228,7 +228,7 @@ export class ModelInstance {
       const feeds = stackInputs(this.config, run.payloads, this.pool);
       const stackMs = performance.now() - stackStarted;
       if (this.deps.work) this.deps.work.add(inputBytes(feeds));
-      const { outputs, runMs, returned, owned } = await executor.run(feeds);
+      const { outputs, runMs, returned, owned } = await executor.run(feeds, run.scope ?? undefined);
       if (returned) for (const b of returned) this.pool.give(b);
       const splitStarted = performance.now();
       const split = splitOutputs(this.config, run.payloads, outputs, owned === true);

@@ -7,7 +7,7 @@ import { PerchError, toPerchError } from '../base/errors.js';
 import { fullCollection } from '../base/full-collection.js';
 import type { PipelineConfig, PipelineStep } from '../models/pipeline-config.js';
 import type { TensorSpecInput } from '../models/model-config.js';
-import type { Executor, ExecutorResult, OrtTensorMetadata } from '../sessions/executor.js';
+import type { Executor, ExecutorResult, OrtTensorMetadata, RunScope } from '../sessions/executor.js';
 import { ortType } from '../tensor/datatypes.js';
 import { concatAlongAxis, splitAlongAxis, type Tensor } from '../tensor/tensor.js';
 import { folderFile } from '../models/folder-file.js';
@@ -80,6 +80,27 @@ async function runModelStep(s: ModelStep, values: Map<string, Tensor>, call: Mod
   return wanted.map((_, k) => concatAlongAxis(answers.map((a) => a[k] as Tensor), 0));
 }
 
+/** Watches a run's client scope; aborts its signal when the client goes away. */
+class GoneWatch {
+  private readonly controller = new AbortController();
+
+  constructor(private readonly scope: RunScope) {
+    scope.watch(this);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  scopeClosed(): void {
+    this.controller.abort();
+  }
+
+  stop(): void {
+    this.scope.unwatch(this);
+  }
+}
+
 export class PipelineExecutor implements Executor {
   readonly inputs: OrtTensorMetadata[];
   readonly outputs: OrtTensorMetadata[];
@@ -111,16 +132,19 @@ export class PipelineExecutor implements Executor {
     this.outputs = outputs.map(metadata);
   }
 
-  async run(feeds: Tensor[]): Promise<ExecutorResult> {
+  async run(feeds: Tensor[], scope?: RunScope): Promise<ExecutorResult> {
     const started = performance.now();
     const values = new Map<string, Tensor>(feeds.map((t) => [t.name, t]));
     // The pixels this run took for its decoded images: given back with its answer, or its error.
     const taken: Taken = { pixels: 0, giveBack: [] };
+    // The client's going away stops the run between steps and takes it out of the pixel line.
+    const gone = scope ? new GoneWatch(scope) : null;
     try {
       for (const s of this.pipeline.steps) {
+        if (gone?.signal.aborted) throw new PerchError('PERCH_ERR_CLIENT_GONE', `model '${this.name}': the client closed its connection before step '${s.name}'; the run stopped`);
         let made: Tensor[];
         try {
-          if (s.op === 'image.decode') made = await this.decode(s, values.get(s.from) as Tensor, taken);
+          if (s.op === 'image.decode') made = await this.decode(s, values.get(s.from) as Tensor, taken, gone?.signal);
           else if (isProcessingStep(s)) made = await this.deps.pool.run(s, stepInputs(s).map((v) => values.get(v) as Tensor), this.dir);
           else if (s.op === 'model') made = await runModelStep(s, values, this.deps.call);
           else made = [await vadSegments(s, values.get(s.from) as Tensor, this.deps.call)];
@@ -134,6 +158,7 @@ export class PipelineExecutor implements Executor {
       const outputs = this.outputs.map((o) => values.get(o.name) as Tensor);
       return { outputs, runMs: performance.now() - started };
     } finally {
+      gone?.stop();
       values.clear();
       for (const give of taken.giveBack) give();
       // What a big picture left on the processing threads is freed now, not at their next
@@ -155,9 +180,9 @@ export class PipelineExecutor implements Executor {
    * Reads the image's size from its header on a processing thread, takes that many pixels from
    * the process-wide budget (waiting for room in order), then decodes (docs/models.md, "Pipelines").
    */
-  private async decode(s: Extract<PipelineStep, { op: 'image.decode' }>, input: Tensor, taken: Taken): Promise<Tensor[]> {
+  private async decode(s: Extract<PipelineStep, { op: 'image.decode' }>, input: Tensor, taken: Taken, signal: AbortSignal | undefined): Promise<Tensor[]> {
     const pixels = await this.deps.pool.probe(s, input);
-    taken.giveBack.push(await this.deps.pixels.take(pixels, `input '${input.name}'`));
+    taken.giveBack.push(await this.deps.pixels.take(pixels, `input '${input.name}'`, signal));
     taken.pixels += pixels;
     return this.deps.pool.run(s, [input], this.dir);
   }

@@ -8,6 +8,15 @@ export interface OrtTensorMetadata {
   shape?: ReadonlyArray<number | string>;
 }
 
+/**
+ * The client of a batch of one request, as an executor that can stop midway watches it: told once
+ * when the client goes away (batching/queued-request.ts CloseScope, which sessions/ may not import).
+ */
+export interface RunScope {
+  watch(w: { scopeClosed(): void }): void;
+  unwatch(w: { scopeClosed(): void }): void;
+}
+
 export interface ExecutorResult {
   outputs: Tensor[];
   /** How long session.run took where it ran: not the wait behind an earlier batch, nor the hop. */
@@ -44,8 +53,10 @@ export interface Executor {
    * Runs one batch; resolves to every model output. Rejects with PERCH_ERR_INFERENCE_FAILED. The
    * worker executor may move (transfer) the feeds' buffers: a feed is not to be used after run,
    * and one whose buffer is gone is refused with PERCH_ERR_TENSOR_DATA (worker-executor.ts).
+   * `scope`: a batch of one request's client, for an executor that can stop midway (a pipeline);
+   * sessions ignore it.
    */
-  run(feeds: Tensor[]): Promise<ExecutorResult>;
+  run(feeds: Tensor[], scope?: RunScope): Promise<ExecutorResult>;
   /** Releases the session (and its thread). Only called once nothing is running. */
   close(): Promise<void>;
 }

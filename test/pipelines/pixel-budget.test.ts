@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { PixelBudget } from '../../runtime/pipelines/pixel-budget.js';
 import { OCR_IMAGES, SHIPPED_MODELS } from '../helpers/paths.js';
@@ -108,4 +109,40 @@ test('after a big picture the main thread collects before the answer goes: its v
   } finally {
     observer.disconnect();
   }
+});
+
+test('clients that go away while their images wait for pixels leave the line, and nothing of theirs is decoded', async () => {
+  // Red-team pass: 16 clients that posted 39.7 Mpx PNGs to ocr and closed their connections
+  // were still decoded and run one after the other (the runs had left the batcher's queue), and
+  // the next client's small image waited 19 s behind them.
+  const budget = rt.runtime.pixels;
+  const port = Number(new URL(rt.baseUrl).port);
+  // The test holds the whole budget, so nothing posted can be granted while it does.
+  const giveAll = await budget.take(LIMIT, 'the test');
+  const big = whitePng(3000, 3000);
+  const sockets: Socket[] = [];
+  let grantedAfter = 0;
+  try {
+    for (let i = 0; i < 4; i++) {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.write(`POST /v2/models/ocr/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: ${big.length}\r\n\r\n`);
+      s.write(big);
+      sockets.push(s);
+    }
+    await waitFor(() => budget.waitingCount === 4, 30_000, () => `${budget.waitingCount} images wait`);
+    for (const s of sockets) s.destroy();
+    await waitFor(() => budget.waitingCount === 0, 10_000, () => `${budget.waitingCount} images of gone clients still wait`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    budget.observer = (held) => {
+      if (held > 0) grantedAfter++;
+    };
+    giveAll();
+  }
+  // The next client is served, and is the only one that took pixels after the test gave them back.
+  assert.deepEqual(await post(readFileSync(OCR_IMAGES.uprightPng)), { status: 200, text: 'Edge OCR 2026' });
+  budget.observer = null;
+  assert.equal(grantedAfter, 1, 'only the next client took pixels');
+  assert.deepEqual([budget.heldPixels, budget.waitingCount], [0, 0]);
 });
