@@ -208,7 +208,7 @@ export class Runtime {
     });
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
-      registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes,
+      registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes, bodyStallMs: s.slowReaderTimeoutMs,
       budget, intake, jsonThread: (this.jsonThread = new JsonParseThread()), scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
       status: () => deviceStatus({
         status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(), cloudIgnored: cloudIgnored(),

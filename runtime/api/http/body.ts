@@ -18,8 +18,8 @@ const COPY_AS_IT_COMES_BYTES = 256 * 1024;
  * the event loop that answers health checks (profile of the 12 MB JSON attack,
  * docs/reliability.md), and the chunks and the joined copy were alive together.
  */
-export function readBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold): Promise<Buffer> {
-  return read(req, limit, budget, hold, undefined) as Promise<Buffer>;
+export function readBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, stallMs = 0): Promise<Buffer> {
+  return read(req, limit, budget, hold, undefined, stallMs) as Promise<Buffer>;
 }
 
 /** An OIP binary body: its JSON header and the tensor bytes that follow it, each a buffer of its own. */
@@ -39,14 +39,14 @@ export interface SplitBody {
  * else (no Content-Length, a header length that does not fit) is readBody's, and so are every
  * limit and refusal.
  */
-export function readSplitBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, headerLength: number): Promise<SplitBody> {
+export function readSplitBody(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, headerLength: number, stallMs = 0): Promise<SplitBody> {
   // Tensor bytes under half Buffer's pool size would get a slice of the pool, not a buffer of
   // their own, and be copied again before a move: a small body is read whole (one chunk, no
   // copy) and handed out as two views, its tensors copied once where they go.
   if (!(declaredLength(req) - headerLength >= Buffer.poolSize >>> 1)) {
-    return readBody(req, limit, budget, hold).then((body) => ({ json: body.subarray(0, headerLength), binary: body.subarray(headerLength) }));
+    return readBody(req, limit, budget, hold, stallMs).then((body) => ({ json: body.subarray(0, headerLength), binary: body.subarray(headerLength) }));
   }
-  return read(req, limit, budget, hold, headerLength) as Promise<SplitBody>;
+  return read(req, limit, budget, hold, headerLength, stallMs) as Promise<SplitBody>;
 }
 
 /** The declared Content-Length, or NaN when there is none (chunked) or it is not a number. */
@@ -54,7 +54,14 @@ export function declaredLength(req: IncomingMessage): number {
   return req.headers['content-length'] === undefined ? Number.NaN : Number(req.headers['content-length']);
 }
 
-function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, splitAt: number | undefined): Promise<Buffer | SplitBody> {
+/**
+ * `stallMs` (server.slowReaderTimeoutMs; 0 = none): a body from which nothing arrives this long is
+ * refused 408 PERCH_ERR_BODY_TIMEOUT and its connection closes (reply.ts). Its declared length is
+ * held of the budget from its headers (9 times it for JSON): red-team pass, five connections that
+ * declared 3 MB JSON bodies and sent none held 113 MB of the 128 MiB budget until Node's
+ * requestTimeout, 300 s. The socket's idle timer watches it (restarted at every read).
+ */
+function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: Hold, splitAt: number | undefined, stallMs: number): Promise<Buffer | SplitBody> {
   // A client already gone (a pipelined request behind one whose connection closed) sends nothing more.
   if (req.destroyed) return Promise.reject(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection before the body was read'));
   const declared = Number(req.headers['content-length']);
@@ -93,6 +100,10 @@ function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: H
       req.removeListener('error', fail);
       req.removeListener('close', onClose);
       req.on('error', ignore);
+      if (stallMs > 0) {
+        req.removeListener('timeout', onStall);
+        req.socket.setTimeout(0);
+      }
     };
     const fail = (err: Error): void => {
       done();
@@ -134,6 +145,15 @@ function read(req: IncomingMessage, limit: number, budget: ClientBudget, hold: H
     const onClose = (): void => {
       if (!req.complete) fail(new PerchError('PERCH_ERR_CLIENT_GONE', 'the client closed its connection before the body ended'));
     };
+    const onStall = (): void => {
+      fail(new PerchError('PERCH_ERR_BODY_TIMEOUT', `nothing of the body arrived for ${stallMs} ms (${size} of ${known ? declared : 'an unknown number of'} bytes came)`));
+    };
+    if (stallMs > 0 && !req.complete) {
+      // On the request, not the socket: Node's server destroys a timed-out socket unless its
+      // request, response or server takes the 'timeout' event, and the 408 is to be written first.
+      req.socket.setTimeout(stallMs);
+      req.once('timeout', onStall);
+    }
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', fail);

@@ -16,7 +16,8 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  if (bodyLeftUnread(res.req)) res.setHeader('connection', 'close');
+  // A body that stopped arriving is not waited for again to reach a next request (body.ts).
+  if (bodyLeftUnread(res.req) || e.code === 'PERCH_ERR_BODY_TIMEOUT') res.setHeader('connection', 'close');
   sendJson(res, e.status, { error: e.message, code: e.code });
 }
 

@@ -31,6 +31,8 @@ export interface HttpContext {
   service: InferService;
   metrics: Registry;
   maxRequestBytes: number;
+  /** A body from which nothing arrives this long is refused (server.slowReaderTimeoutMs; body.ts). */
+  bodyStallMs: number;
   /** The process-wide budget of bytes held for clients (client-budget.ts). */
   budget: ClientBudget;
   /** Holds back inference input while the event loop lags (intake.ts). */
@@ -194,11 +196,11 @@ async function readInferRequest(
     const n = lengthOf(headerLength);
     // Read into a buffer for the header and one for the tensors (body.ts readSplitBody).
     if (Number.isInteger(n) && n >= 0 && n <= declaredLength(req)) {
-      const { json, binary } = await readSplitBody(req, c.maxRequestBytes, c.budget, hold, n);
+      const { json, binary } = await readSplitBody(req, c.maxRequestBytes, c.budget, hold, n, c.bodyStallMs);
       return decodeOip(c, hold, json, binary, name, version, trace, jsonCharged);
     }
   }
-  const raw = await readBody(req, c.maxRequestBytes, c.budget, hold);
+  const raw = await readBody(req, c.maxRequestBytes, c.budget, hold, c.bodyStallMs);
   if (file) return { model: name, version, inputs: [rawBodyInput(model, raw, type)], trace };
   let json: Buffer = raw;
   let binary: Uint8Array = new Uint8Array(0);
