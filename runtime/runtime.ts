@@ -15,7 +15,7 @@ import { Bus } from './base/bus.js';
 import { systemClock, type Clock } from './base/clock.js';
 import type { PerchConfig } from './config/schema.js';
 import { ClientBudget } from './api/client-budget.js';
-import { Intake } from './api/intake.js';
+import { Intake, MAX_LAG_PARK_MS, MAX_REFUSAL_PARK_MS } from './api/intake.js';
 import { JsonParseThread } from './api/json-thread/parse-thread.js';
 import { IdleCollector, registerMemoryMetrics } from './api/idle-collector.js';
 import { createHttpServer } from './api/http/server.js';
@@ -75,6 +75,13 @@ export interface RuntimeDeps {
   /** Modules the runtime does not know, given the port at start (bin/modules.ts: the cloud agent). */
   modules?: readonly ModuleFactory[];
 }
+
+/**
+ * Past server.slowReaderTimeoutMs, how long a request body may send nothing before its 408: the
+ * intake may park the connection (not read it) that long, and a body Perch does not read is not
+ * the client's stall (docs/api.md "Load shedding"; as partial-frames.ts for WebSocket frames).
+ */
+const BODY_STALL_GRACE_MS = MAX_REFUSAL_PARK_MS + MAX_LAG_PARK_MS;
 
 export class Runtime {
   readonly bus = new Bus();
@@ -208,7 +215,7 @@ export class Runtime {
     });
     const scope = (tied: boolean) => ({ maxSequences: s.maxSequencesPerConnection, sequencesEndWithConnection: tied });
     const httpContext = {
-      registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes, bodyStallMs: s.slowReaderTimeoutMs,
+      registry: this.registry, service: this.service, metrics: this.metrics.registry, maxRequestBytes: s.maxRequestBytes, bodyStallMs: s.slowReaderTimeoutMs + BODY_STALL_GRACE_MS,
       budget, intake, jsonThread: (this.jsonThread = new JsonParseThread()), scopeOf: httpScopes(scope(s.sequencesEndWithConnection.http)), eventStreams: this.eventStreams, consoleFiles: new ConsoleFiles(), tracing,
       status: () => deviceStatus({
         status: this.status(), config, bootId: this.bootId, uptimeMs: clock.now() - this.startedAt, modelChanges: this.modelHistory.recent(), cloudIgnored: cloudIgnored(),

@@ -12,7 +12,7 @@ import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { waitFor } from '../helpers/wait.js';
 
-const STALL_MS = 1500;
+const STALL_MS = 1500; // the 408 comes 4 s after it (runtime.ts BODY_STALL_GRACE_MS)
 let repo: TempRepository;
 let rt: TestRuntime;
 
