@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   PERCH_ERR_HOST_FORBIDDEN: { status: 403, summary: 'The Host header names neither this device nor server.allowedHosts (DNS rebinding guard).' },
   PERCH_ERR_ROUTE_NOT_FOUND: { status: 404, summary: 'No HTTP endpoint at this path.' },
   PERCH_ERR_METHOD_NOT_ALLOWED: { status: 405, summary: 'The endpoint exists but not for this HTTP method.' },
-  PERCH_ERR_BODY_TIMEOUT: { status: 408, summary: 'Nothing of the request body arrived for server.slowReaderTimeoutMs: the request was refused, what it held of the client budget given back, and the connection closes.' },
+  PERCH_ERR_BODY_TIMEOUT: { status: 408, summary: 'Nothing of the request body arrived for server.slowReaderTimeoutMs plus 4 s (the longest the intake parks a connection): the request was refused, what it held of the client budget given back, and the connection closes.' },
   PERCH_ERR_EXPECTATION_FAILED: { status: 417, summary: 'The request has an Expect field other than 100-continue, which Perch does not meet; the connection closes.' },
 
   // Requests that name a model or tensors wrongly.
