@@ -23,6 +23,14 @@ export class ChunkDownload extends StagedDownload {
   private timer: TimerHandle | null = null;
   private fillTimer: TimerHandle | null = null;
   private finished = false;
+  /**
+   * Chunks are taken only once the store is open and `done` exists. The updater routes a chunk
+   * to this download as soon as it is created, and late chunks of an earlier attempt at the same
+   * version (asked for again before it failed) arrive at any time: one taken while the store was
+   * still opening failed the download before `done` existed, so nothing settled it and the update,
+   * and the agent's stop, waited forever (test/cloud-sync/update-checks.test.ts, the disk filling).
+   */
+  private running = false;
   private resolveDone: () => void = () => undefined;
   private rejectDone: (err: Error) => void = () => undefined;
 
@@ -47,6 +55,7 @@ export class ChunkDownload extends StagedDownload {
       this.resolveDone = resolve;
       this.rejectDone = reject;
     });
+    this.running = true;
     const offOnline = this.conn.onOnline(() => this.fill());
     const offOffline = this.conn.onOffline(() => this.pause());
     const onAbort = (): void => this.finish(signal.reason instanceof Error ? signal.reason : new Error('download aborted'));
@@ -70,7 +79,7 @@ export class ChunkDownload extends StagedDownload {
 
   /** A chunk arrived; false when the index is not one of this download's. */
   receive(index: number, data: Buffer): boolean {
-    if (this.finished || !Number.isInteger(index) || index < 0 || index >= this.total) return false;
+    if (!this.running || this.finished || !Number.isInteger(index) || index < 0 || index >= this.total) return false;
     if (this.stager.holds(index)) return true; // a duplicate after a re-request
     this.stats.chunksReceived++;
     this.stats.chunkBytesReceived += data.byteLength;
