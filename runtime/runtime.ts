@@ -96,6 +96,8 @@ export class Runtime {
   /** Inference and decoding done, for the idle collector (base/work-meter.ts). */
   readonly work: WorkMeter;
   readonly service: InferService;
+  /** Inference failures that are Perch's, logged at most once per interval and key. */
+  private readonly failureLog: FailureLog;
   readonly sequences: SequenceManager;
   readonly ws: WsApi;
   /** Server-Sent Events at /v1/events (api/http/event-streams.ts). */
@@ -195,7 +197,7 @@ export class Runtime {
     registerConnectedGauge(this.metrics.registry, () => this.connectivity() === 'online');
     this.sequences = new SequenceManager(this.registry, clock, sequenceLimitRecorder(clock, (type, payload) => this.events.record(type, payload)));
     registerSequenceMetrics(this.metrics.registry, () => this.sequences.stats());
-    this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, new FailureLog(log, clock));
+    this.service = new InferService(this.registry, this.metrics, this.sequences, this.store.cache, (this.failureLog = new FailureLog(log, clock)));
     const s = config.server;
     const guard = new RequestGuard(guardOptionsFor(s));
     const budget = (this.clientBudget = new ClientBudget(s.maxClientBytes));
@@ -326,6 +328,7 @@ export class Runtime {
         this.socketServer?.closeIdleConnections();
         await Promise.all([closed, socketClosed, grpcStopped]);
         await this.jsonThread.close(); // after the requests it might be parsing were answered
+        this.failureLog.close(); // failures held back are written with their count
         if (this.config.server.socketPath !== null) removeSocketFile(this.config.server.socketPath);
         // Last: health answers for as long as the rest winds down.
         await this.control?.stop();

@@ -4,8 +4,8 @@
 // when the interval ends the latest of them is written with their count, so a flood that stops is
 // still counted in the log. A flood costs a line per key every interval, not one per message; the
 // counts of every message stay in the counters (agent.stats()). Keys are a fixed set of kinds,
-// never a peer's words (a topic), so the map stays small. As runtime/inference/failure-log.ts
-// does for inference failures (one line per interval, with the count of the others).
+// never a peer's words (a topic), so the map stays small. Inference failures are limited the same
+// way (runtime/inference/failure-log.ts).
 import type { Clock, TimerHandle } from './clock.js';
 
 /** How often a key may write a line (as inference failures: runtime/inference/failure-log.ts). */
