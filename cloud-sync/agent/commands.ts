@@ -1,10 +1,10 @@
-// P/devices/{id}/commands (docs/protocol.md section 5): reportState, rollback {model}, flushCache. Each
+// P/devices/{id}/commands (docs/protocol.md section 5): reportState, rollback {model, version?}, flushCache. Each
 // records an event with the command id and its outcome, so the fleet sees the answer in the
 // device's event stream.
 import { PerchError, toPerchError } from '../../runtime/base/errors.js';
 import { sinceLastLine, type LogLimiter } from '../../runtime/base/log-limit.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
-import type { CommandMessage } from '../protocol/index.js';
+import { modelVersionSchema, type CommandMessage } from '../protocol/index.js';
 import type { ModelUpdater } from './model-update/updater.js';
 import type { ReportedState } from './reported-state.js';
 import type { AgentStats } from './stats.js';
@@ -29,8 +29,15 @@ export function createCommands(
     rollback: async (cmd) => {
       const model = cmd.args?.model;
       if (typeof model !== 'string' || model === '') throw new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', 'rollback needs args.model (a model name)');
-      const now = await updater.rollback(model, `rolled back by command ${cmd.id}`, 'command', { commandId: cmd.id });
-      return { model, version: now.version };
+      // The version it rolls back from (docs/protocol.md section 5): a replayed or delayed
+      // rollback meant for an earlier version must not roll back what serves now. Optional, so
+      // fleets older than it still roll back; `perch fleet` always sends it.
+      const from = cmd.args?.version;
+      if (from !== undefined && !modelVersionSchema.safeParse(from).success) {
+        throw new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', 'rollback args.version must be a model version (an integer of 1 or more)');
+      }
+      const now = await updater.rollback(model, `rolled back by command ${cmd.id}`, 'command', { commandId: cmd.id }, from as number | undefined);
+      return { model, version: now.version, ...(from !== undefined ? { from } : {}) };
     },
     flushCache: async () => ({ deleted: runtime.cache.flush() }),
   };

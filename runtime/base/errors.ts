@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   PERCH_ERR_MODEL_DOWNLOAD_FAILED: { status: 502, summary: 'A model download could not complete (chunks missing or out of range).' },
   PERCH_ERR_MODEL_ROLLED_BACK: { status: 500, summary: 'A new model version failed too often in service and was rolled back to the previous one.' },
   PERCH_ERR_NO_PREVIOUS_VERSION: { status: 409, summary: 'Rollback asked for, but no previous version of the model is kept.' },
+  PERCH_ERR_ROLLBACK_STALE: { status: 409, summary: 'A rollback command names a version of the model that is not the one serving (a replayed or delayed command); nothing was rolled back.' },
   PERCH_ERR_LIVE_CONFIG_INVALID: { status: 400, summary: 'A live config document breaks the config schema or names a setting that needs a restart; nothing of it was applied.' },
   PERCH_ERR_DESIRED_STALE: { status: 409, summary: "A desired document's version is not above the one the device applied (a replayed or out-of-date document); it was ignored." },
   PERCH_ERR_MQTT_PAYLOAD_INVALID: { status: 400, summary: 'An MQTT message is not valid JSON, breaks its schema, is oversized, or names something unknown; it was ignored.' },

@@ -101,6 +101,10 @@ describe('fleet simulate', () => {
       await dev.publishAsync(topics(PREFIX, ok).commands, JSON.stringify({ id: 'c1', command: 'rollback', args: { model: 'vad' } }), { qos: 1 });
       await waitFor(async () => (await db.events(ok, 0, 10_000)).some((e) => e.type === 'command.failed' && (e.payload as { id: string }).id === 'c1'), 10_000, 'rollback refused, in the event stream');
       assert.equal((await statusOf(ok))?.status, 'active');
+      // A rollback naming a version that does not serve (replayed, delayed): refused as a device refuses it.
+      await dev.publishAsync(topics(PREFIX, ok).commands, JSON.stringify({ id: 'c2', command: 'rollback', args: { model: 'vad', version: 1 } }), { qos: 1 });
+      const stale = await waitFor(async () => (await db.events(ok, 0, 10_000)).find((e) => e.type === 'command.failed' && (e.payload as { id: string }).id === 'c2'), 10_000, 'stale rollback refused');
+      assert.equal((stale.payload as { code: string }).code, 'PERCH_ERR_ROLLBACK_STALE');
 
       // Events: stored once each, acked (nothing left awaiting on the devices).
       await waitFor(() => serve && serve.stats.eventsStored >= 4 * N, 20_000, 'ticks stored');

@@ -105,9 +105,17 @@ export class ModelUpdater {
     return a.download.receive(index, payload);
   }
 
-  /** Serves the previous version again; the current one is marked failed so it is not fetched again. */
-  async rollback(name: string, reason: string, trigger: 'circuit-breaker' | 'command', details: Record<string, unknown> = {}): Promise<ServedModel> {
+  /**
+   * Serves the previous version again; the current one is marked failed so it is not fetched again.
+   * `from`: the version the rollback is meant for; refused PERCH_ERR_ROLLBACK_STALE when another
+   * one serves (checked in the same turn as the runtime reads what serves, so no install slips in
+   * between).
+   */
+  async rollback(name: string, reason: string, trigger: 'circuit-breaker' | 'command', details: Record<string, unknown> = {}, from?: number): Promise<ServedModel> {
     const before = servedByName(this.runtime.models).get(name);
+    if (from !== undefined && before?.version !== from) {
+      throw new PerchError('PERCH_ERR_ROLLBACK_STALE', `rollback of '${name}' from version ${from} refused: ${before ? `version ${before.version} serves` : 'no version serves'} (a replayed or delayed command)`);
+    }
     const tracing = this.runtime.tracing;
     const span = tracing?.enabled ? tracing.startSpan('perch.model.rollback', { attributes: { 'perch.model': name, 'perch.model.version': before?.version ?? 0, 'perch.rollback.trigger': trigger } }) : null;
     let after: ServedModel;

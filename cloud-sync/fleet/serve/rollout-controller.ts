@@ -173,7 +173,9 @@ export class RolloutController {
 
   private async act(r: RolloutRecord, d: RolloutDevice, a: RolloutAction, view: DeviceView | undefined): Promise<RolloutDevice> {
     if (a.kind === 'rollback-command') {
-      const cmd = { id: `rollout-${r.id}-${d.deviceId}${a.attempt > 1 ? `-${a.attempt}` : ''}`, command: 'rollback', args: { model: r.model } };
+      // args.version: the device refuses it unless r.version serves (PERCH_ERR_ROLLBACK_STALE), so an
+      // attempt delayed past the rollback, or a later install, never rolls back again (docs/protocol.md section 5).
+      const cmd = { id: `rollout-${r.id}-${d.deviceId}${a.attempt > 1 ? `-${a.attempt}` : ''}`, command: 'rollback', args: { model: r.model, version: r.version } };
       await this.o.client.publishAsync(topics(this.o.prefix, d.deviceId).commands, JSON.stringify(cmd), { qos: 1 });
       this.o.log.info({ rollout: r.id, deviceId: d.deviceId, model: r.model, attempt: a.attempt }, 'rollback command sent');
       return d;

@@ -314,6 +314,10 @@ export class SimDevice {
     if (command === 'rollback') {
       const name = typeof args.model === 'string' ? args.model : '';
       const m = this.models.get(name);
+      // As the device (cloud-sync/agent/commands.ts): a rollback names the version it is meant for.
+      if (args.version !== undefined && m?.active?.version !== args.version) {
+        return this.recordEvent('command.failed', { id, command, code: 'PERCH_ERR_ROLLBACK_STALE' satisfies ErrorCode, message: `version ${String(args.version)} of '${name}' does not serve` });
+      }
       if (!m?.previous || !m.active) return this.recordEvent('command.failed', { id, command, code: 'PERCH_ERR_NO_PREVIOUS_VERSION', message: `no previous version of '${name}' is kept` });
       const from = m.active;
       m.active = m.previous;
