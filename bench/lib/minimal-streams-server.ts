@@ -7,11 +7,18 @@
 // one its previous chunk left. Answers leave each connection in one write per batch. No
 // validation, budgets, metrics, logs, idle timeouts or queue delay; `GET /stats` gives the
 // batches and items run so far (the benchmark's average batch).
+// The overload campaign's anchor for its never-reading clients too (bench/reliability/overload.ts):
+// their sequence wire as Perch answers it (sequence_end ends the stream, a chunk of no live
+// stream gets PERCH_ERR_SEQUENCE_UNKNOWN, stateN as JSON when asked with binary_data false),
+// health and the campaign's answer counts (minimal-control.ts), and a connection read no faster
+// than its answers go out (minimal-pacing.ts).
 // Run as a child: node dist/bench/lib/minimal-streams-server.js <silero-vad model.onnx>
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
-import { parseWsFrame, readFeeds, SessionThread, wsAnswer, type Feed } from './minimal-wire.js';
+import { controlAnswer, countError, newCounter } from './minimal-control.js';
+import { Pacing } from './minimal-pacing.js';
+import { jsonOutputs, parseWsFrame, readFeeds, SessionThread, wsAnswer, type Feed } from './minimal-wire.js';
 
 const MODEL = 'silero-vad';
 const THREADS = 2;
@@ -28,7 +35,10 @@ interface Stream {
 
 interface Chunk {
   ws: WebSocket;
+  pacing: Pacing;
   id: unknown;
+  /** The outputs it asked for as JSON (stateN, as the campaign's clients do). */
+  asJson: ReadonlySet<string>;
   stream: Stream;
   input: Float32Array;
   sr: bigint;
@@ -38,6 +48,7 @@ const threads = await Promise.all(Array.from({ length: THREADS }, () => SessionT
 const streams = new Map<string, Stream>();
 let ready: Chunk[] = [];
 const stats = { batches: 0, items: 0 };
+const counter = newCounter();
 
 function dispatch(): void {
   for (const t of threads) {
@@ -82,7 +93,11 @@ function answer(batch: Chunk[], outputs: Feed[]): void {
       corked.add(tcp);
       tcp.cork();
     }
-    c.ws.send(wsAnswer(c.id, MODEL, [{ name: 'output', type: 'float32', dims: [1, 1], data: out.subarray(b, b + 1) }]));
+    const answer: Feed[] = [{ name: 'output', type: 'float32', dims: [1, 1], data: out.subarray(b, b + 1) }];
+    if (c.asJson.has('stateN')) answer.push({ name: 'stateN', type: 'float32', dims: [2, 1, 128], data: c.stream.state });
+    counter.ok++;
+    c.ws.send(wsAnswer(c.id, MODEL, answer, c.asJson));
+    c.pacing.answered();
     const next = c.stream.queue.shift();
     if (next) ready.push(next);
     else c.stream.busy = false;
@@ -92,11 +107,13 @@ function answer(batch: Chunk[], outputs: Feed[]): void {
 }
 
 const server = createServer((req, res) => {
+  if (controlAnswer(req, res, counter)) return;
   if (req.url === '/stats') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
   else res.writeHead(404).end();
 });
 const wss = new WebSocketServer({ server, path: '/v1/ws', perMessageDeflate: false });
-wss.on('connection', (ws) =>
+wss.on('connection', (ws) => {
+  const pacing = new Pacing(ws);
   ws.on('message', (data: Buffer) => {
     const { header, bytes } = parseWsFrame(data);
     const seq = String(header.parameters?.sequence_id);
@@ -106,21 +123,25 @@ wss.on('connection', (ws) =>
       streams.set(seq, stream);
     }
     if (!stream) {
-      ws.send(JSON.stringify({ id: header.id, ok: false, error: { code: 'NO_SEQUENCE', message: `no sequence ${seq}` } }));
+      countError(counter, 'PERCH_ERR_SEQUENCE_UNKNOWN');
+      ws.send(JSON.stringify({ id: header.id, ok: false, error: { code: 'PERCH_ERR_SEQUENCE_UNKNOWN', message: `no live sequence '${seq}'` } }));
       return;
     }
+    // Its chunks already read still run; a later one names no live stream.
+    if (header.parameters?.sequence_end === true) streams.delete(seq);
     const feeds = readFeeds(header, bytes, false);
     const input = feeds.find((f) => f.name === 'input')!.data as Float32Array;
     const sr = (feeds.find((f) => f.name === 'sr')!.data as BigInt64Array)[0]!;
-    const chunk: Chunk = { ws, id: header.id, stream, input, sr };
+    const chunk: Chunk = { ws, pacing, id: header.id, asJson: jsonOutputs(header), stream, input, sr };
+    pacing.took();
     if (stream.busy) stream.queue.push(chunk);
     else {
       stream.busy = true;
       ready.push(chunk);
       dispatch();
     }
-  }),
-);
+  });
+});
 server.listen(0, '127.0.0.1', () => {
   console.log(JSON.stringify({ msg: 'perch is serving', port: (server.address() as AddressInfo).port }));
 });

@@ -18,6 +18,8 @@ export interface Header {
   id?: string | number;
   model?: string;
   inputs?: WireInput[];
+  /** The outputs asked for; one with `binary_data: false` is answered as JSON `data` (docs/protocol.md section 3). */
+  outputs?: Array<{ name: string; parameters?: { binary_data?: boolean } }>;
   parameters?: Record<string, unknown>;
 }
 
@@ -68,15 +70,23 @@ export function fromOrt(results: ort.InferenceSession.ReturnType): Feed[] {
   return Object.entries(results).map(([name, t]) => ({ name, type: t.type as Feed['type'], dims: [...t.dims], data: t.data as Feed['data'] }));
 }
 
-/** The answer's JSON: OIP outputs with binary_data_size, the bytes following in order. */
-export function outputsHeader(outputs: readonly Feed[]): Array<Record<string, unknown>> {
-  return outputs.map((o) => ({ name: o.name, datatype: DATATYPES[o.type], shape: o.dims, parameters: { binary_data_size: o.data.byteLength } }));
+/** The outputs a request asked for as JSON (`binary_data: false`); the others go as bytes. */
+export const jsonOutputs = (header: Header): ReadonlySet<string> =>
+  new Set((header.outputs ?? []).filter((o) => o.parameters?.binary_data === false).map((o) => o.name));
+
+const NONE: ReadonlySet<string> = new Set();
+
+/** The answer's JSON: OIP outputs with binary_data_size, the bytes following in order, or their `data` for those in `asJson`. */
+export function outputsHeader(outputs: readonly Feed[], asJson: ReadonlySet<string> = NONE): Array<Record<string, unknown>> {
+  return outputs.map((o) => asJson.has(o.name)
+    ? { name: o.name, datatype: DATATYPES[o.type], shape: o.dims, data: Array.from(o.data, Number) }
+    : { name: o.name, datatype: DATATYPES[o.type], shape: o.dims, parameters: { binary_data_size: o.data.byteLength } });
 }
 
-/** [uint32 LE header length][header JSON][output bytes...] in one buffer. */
-export function wsAnswer(id: unknown, model: string, outputs: readonly Feed[]): Buffer {
-  const json = JSON.stringify({ id, ok: true, result: { model_name: model, model_version: '1', outputs: outputsHeader(outputs) } });
-  return frameWith(json, outputs, 4);
+/** [uint32 LE header length][header JSON][output bytes...] in one buffer; the outputs in `asJson` are in the JSON instead. */
+export function wsAnswer(id: unknown, model: string, outputs: readonly Feed[], asJson: ReadonlySet<string> = NONE): Buffer {
+  const json = JSON.stringify({ id, ok: true, result: { model_name: model, model_version: '1', outputs: outputsHeader(outputs, asJson) } });
+  return frameWith(json, asJson.size ? outputs.filter((o) => !asJson.has(o.name)) : outputs, 4);
 }
 
 /** HTTP binary answer body and its header length (Inference-Header-Content-Length). */

@@ -13,12 +13,17 @@ export interface AnswerCounts {
 
 /** The counters now; undefined when /metrics did not answer in time. */
 export async function answerCounts(baseUrl: string): Promise<AnswerCounts | undefined> {
-  let text: string;
-  try {
-    text = await (await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-  } catch {
-    return undefined;
+  let text: string | undefined;
+  // Twice: a kept-alive connection the server has just closed fails the first (seen against the
+  // minimal servers of sides.ts, whose keep-alive timeout is Node's 5 s).
+  for (let tries = 0; tries < 2 && text === undefined; tries++) {
+    try {
+      text = await (await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    } catch {
+      // once more, then undefined
+    }
   }
+  if (text === undefined) return undefined;
   const errors: Record<string, number> = {};
   for (const line of text.split('\n')) {
     const m = /^perch_inference_request_failure_total\{[^}]*code="(\w+)"[^}]*\}\s+(\S+)/.exec(line);

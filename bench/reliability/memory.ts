@@ -63,7 +63,9 @@ export async function memoryBreakdown(pid: number, baseUrl: string, rssKiB: numb
   } catch {
     // a process too busy to answer: the smaps figures still say something
   }
-  const metric = (name: string, labels: Record<string, string> = {}): number => (text ? Math.round(sumMetric(text, name, labels) / 1e6) : Number.NaN);
+  // NaN for a metric the server does not have (the campaign's minimal servers: sides.ts), not 0.
+  const metric = (name: string, labels: Record<string, string> = {}): number =>
+    (new RegExp(`^${name}[{ ]`, 'm').test(text) ? Math.round(sumMetric(text, name, labels) / 1e6) : Number.NaN);
   return {
     rssMB: toMB(rssKiB),
     v8UsedMB: metric('perch_nodejs_heap_size_used_bytes'),
