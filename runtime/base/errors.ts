@@ -99,7 +99,7 @@ export const ERROR_CODES = {
   PERCH_ERR_CONFIG_INVALID: { status: 500, summary: 'The runtime config (file or PERCH_* environment) is invalid.' },
   PERCH_ERR_API_TOKEN_UNAVAILABLE: { status: 500, summary: 'The API listens beyond loopback without server.apiToken, and the token file in the data directory could not be read or written.' },
   PERCH_ERR_PORT_IN_USE: { status: 500, summary: 'Another process already listens on the configured host and port (server.port, PERCH_PORT).' },
-  PERCH_ERR_LISTEN_FAILED: { status: 500, summary: 'The server cannot listen on the configured host and port: the address is not on this machine, or the port needs privileges.' },
+  PERCH_ERR_LISTEN_FAILED: { status: 500, summary: 'The server cannot listen on the configured host and port (the address is not on this machine, or the port needs privileges), or on a socket path (one that is not a socket, is over 107 bytes, or was replaced after Perch bound it).' },
 
   PERCH_ERR_INTERNAL: { status: 500, summary: 'A bug in Perch: the message says where.' },
 } as const satisfies Record<string, { status: number; summary: string }>;

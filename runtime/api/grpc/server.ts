@@ -56,7 +56,7 @@ export class GrpcApi {
         await prepareSocketPath(where.socketPath, 'server.grpcSocketPath');
         await bind(grpc, server, `unix:${where.socketPath}`, `socket ${where.socketPath} (server.grpcSocketPath)`);
         this.socketPath = where.socketPath;
-        setSocketMode(where.socketPath, where.socketMode);
+        setSocketMode(where.socketPath, where.socketMode, 'server.grpcSocketPath');
       }
     } catch (err) {
       server.forceShutdown();
