@@ -160,11 +160,12 @@ export class Runtime {
     this.apiToken = resolveApiToken(config.server, config.dataDir, log);
     this.metrics = new InferenceMetrics(undefined, () => versionGauges(this.registry));
     // Opening never throws for a read-only or full disk: the store opens degraded and inference
-    // goes on; only a data directory in use by another Perch (data-dir-lock.ts), a database
-    // locked by another process or one from a newer Perch stops start-up.
+    // goes on; only a data directory in use by another Perch or whose lock cannot be taken though
+    // it can be written (data-dir-lock.ts), a database locked by another process or one from a
+    // newer Perch stops start-up. Without the lock the store never writes (opens degraded).
     const dataDirLock = (this.dataDirLock = lockDataDir(config.dataDir));
     try {
-      this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log });
+      this.store = openStore({ dataDir: config.dataDir, config: config.store, clock, logger: log, ...(dataDirLock.file === null ? { unlocked: dataDirLock.unlocked } : {}) });
     } catch (err) {
       dataDirLock.release();
       throw err;

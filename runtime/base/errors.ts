@@ -63,6 +63,7 @@ export const ERROR_CODES = {
   PERCH_ERR_STORE_READONLY: { status: 503, summary: 'The data directory or database file is read-only: nothing can be made durable.' },
   PERCH_ERR_STORE_FULL: { status: 507, summary: 'The disk holding the data directory is full, or the outbox byte budget is spent by events that are never dropped (store.outbox.overflow).' },
   PERCH_ERR_STORE_UNAVAILABLE: { status: 503, summary: 'The store could not be opened or failed while writing.' },
+  PERCH_ERR_STORE_LOCK_FAILED: { status: 503, summary: "perch.lock cannot be taken in a data directory Perch can write (a file Perch's user may not write, a directory by that name): Perch refuses to start rather than share the database with another process." },
   PERCH_ERR_STORE_CORRUPT: { status: 500, summary: 'The database file was corrupt: what could be read of it (outbox events, device state) was salvaged into a fresh one, and it was moved aside.' },
   PERCH_ERR_EVENT_TOO_LARGE: { status: 413, summary: 'The event payload is over the configured size limit.' },
 

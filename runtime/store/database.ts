@@ -54,6 +54,8 @@ export interface OpenDatabaseOptions {
   salvageMaxPayloadBytes?: number;
   /** Open read-only on purpose (tools, tests); no incident is reported for it. */
   readOnly?: boolean;
+  /** Why the data directory is not locked (data-dir-lock.ts): the store opens degraded, never written unguarded. */
+  unlocked?: unknown;
   clock?: Clock;
   logger?: Logger;
 }
@@ -104,6 +106,7 @@ export function openDatabase(opts: OpenDatabaseOptions): OpenedDatabase {
     return code === 'PERCH_ERR_STORE_READONLY' || code === 'PERCH_ERR_STORE_FULL';
   };
 
+  if (opts.unlocked !== undefined) return degrade(opts.unlocked);
   try {
     finishSalvage(file);
   } catch (err) {

@@ -24,6 +24,8 @@ export interface OpenStoreOptions {
   logger?: Logger;
   /** Open read-only on purpose (inspection tools); writes then fail with PERCH_ERR_STORE_READONLY. */
   readOnly?: boolean;
+  /** Set when the data directory's lock could not be taken (data-dir-lock.ts): opens degraded, read-only, for this reason. */
+  unlocked?: unknown;
 }
 
 export interface PerchStore {
@@ -59,6 +61,7 @@ export function openStore(opts: OpenStoreOptions): PerchStore {
     salvageTimeoutMs: config.salvageTimeoutMs,
     salvageMaxPayloadBytes: Math.max(config.outbox.maxEventBytes, 16 * 1024 * 1024),
     readOnly: opts.readOnly ?? false,
+    ...(opts.unlocked !== undefined ? { unlocked: opts.unlocked } : {}),
     clock,
     logger,
   });
