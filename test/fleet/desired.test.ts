@@ -112,6 +112,11 @@ describe('push and config publish the desired state', () => {
     assert.match(good.stderr, /server[^\n]*\n[\s\S]*--unset/);
     const nulled = await fleet(['config', ...common(), '--device', 'pi-2', '--set', 'server=null']);
     assert.equal(nulled.code, 1, 'null is a value, not a removal');
+    // A JSON value with a key given twice: refused as config files and desired documents are
+    // (JSON.parse kept the last, and the document published carried only that one).
+    const twice = await fleet(['config', ...common(), '--device', 'pi-2', '--unset', 'server', '--set', 'models.overrides.vad={"cache":{"enabled":true,"enabled":false}}']);
+    assert.equal(twice.code, 1, twice.stderr);
+    assert.match(twice.stderr, /^perch fleet: PERCH_ERR_LIVE_CONFIG_INVALID: not published: --set models\.overrides\.vad\.cache\.enabled: key given twice/m);
     assert.equal((await retainedDesired('pi-2')).version, 7, 'nothing was published');
 
     const typo = await fleet(['config', ...common(), '--device', 'pi-2', '--unset', 'servr']);

@@ -1,16 +1,26 @@
 // `--set key=value` into a nested config object: dotted keys make nested objects
 // (`models.overrides.silero-vad.batching.maxQueueDelayMs=2`), values are JSON when they parse
 // as JSON (numbers, booleans, null, objects) and strings otherwise (`log.level=debug`).
+import { duplicateKeyPath } from '../../../runtime/base/duplicate-keys.js';
+import { PerchError } from '../../../runtime/base/errors.js';
 import { UsageError } from './options.js';
 
 export type JsonObject = Record<string, unknown>;
 
-export function parseSetValue(text: string): unknown {
+export function parseSetValue(text: string, key: readonly string[] = []): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     return text;
   }
+  // As config files, model.json and desired documents (runtime/base/duplicate-keys.ts): JSON.parse
+  // keeps the last of a key given twice, and the published document would carry only that one.
+  const twice = duplicateKeyPath(text);
+  if (twice !== null) {
+    throw new PerchError('PERCH_ERR_LIVE_CONFIG_INVALID', `not published: --set ${[...key, ...twice].join('.')}: key given twice (JSON keeps only the last; write it once)`);
+  }
+  return value;
 }
 
 function isObject(v: unknown): v is JsonObject {
@@ -38,7 +48,7 @@ export function applySet(target: JsonObject, assignment: string): JsonObject {
     if (!isObject(next)) node[part] = {};
     node = node[part] as JsonObject;
   }
-  node[path[path.length - 1] as string] = parseSetValue(assignment.slice(eq + 1));
+  node[path[path.length - 1] as string] = parseSetValue(assignment.slice(eq + 1), path);
   return target;
 }
 
