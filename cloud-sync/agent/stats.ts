@@ -29,6 +29,8 @@ export interface AgentStats {
   chunksReceived: number;
   chunkBytesReceived: number;
   chunksRequested: number;
+  /** Chunks dropped for wrong bytes (length, or SHA-256 in the spec's chunkDigests) and asked for again. */
+  chunksRejected: number;
   desiredApplied: number;
   modelUpdatesApplied: number;
   modelUpdatesFailed: number;
@@ -50,6 +52,7 @@ export function emptyStats(): AgentStats {
     chunksReceived: 0,
     chunkBytesReceived: 0,
     chunksRequested: 0,
+    chunksRejected: 0,
     desiredApplied: 0,
     modelUpdatesApplied: 0,
     modelUpdatesFailed: 0,

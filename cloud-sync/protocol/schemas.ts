@@ -173,6 +173,12 @@ export const modelSpecSchema = z.object({
    * (docs/cloud-sync.md "Model bytes over HTTP"); the digest and signature are checked the same.
    */
   url: z.string().max(2048).refine(isHttpUrl, 'an http:// or https:// URL').optional(),
+  /**
+   * The SHA-256 of each chunk (raw 32 bytes each, in index order), base64 (protocol/chunks.ts): a
+   * chunk whose bytes do not match is dropped and asked for again. Not signed; absent from
+   * fleets older than it (the whole file's digest is then the only check).
+   */
+  chunkDigests: base64Schema.optional(),
 });
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 

@@ -72,6 +72,7 @@ export const ERROR_CODES = {
   PERCH_ERR_MODEL_SIGNATURE_INVALID: { status: 422, summary: "A model's Ed25519 signature does not verify against any trusted key." },
   PERCH_ERR_MODEL_UNSIGNED: { status: 422, summary: 'A model came without a signature and unsigned models are not allowed.' },
   PERCH_ERR_MODEL_SIZE_MISMATCH: { status: 422, summary: 'A downloaded model is not the size its desired state names (truncated or padded).' },
+  PERCH_ERR_MODEL_CHUNK_MISMATCH: { status: 502, summary: 'Chunks of a model download kept coming with wrong bytes (length, or SHA-256 in chunkDigests): one chunk more than 3 times, or more than 16 chunks; each was dropped and asked for again until then.' },
   PERCH_ERR_MODEL_DOWNLOAD_FAILED: { status: 502, summary: 'A model download could not complete (chunks missing or out of range).' },
   PERCH_ERR_MODEL_ROLLED_BACK: { status: 500, summary: 'A new model version failed too often in service and was rolled back to the previous one.' },
   PERCH_ERR_NO_PREVIOUS_VERSION: { status: 409, summary: 'Rollback asked for, but no previous version of the model is kept.' },

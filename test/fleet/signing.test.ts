@@ -1,10 +1,11 @@
 // Model signatures (docs/protocol.md section 5) through `perch fleet keygen` and `sign`, verified with
 // the shared protocol module: a round trip, and a forged or altered spec refused.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { chunkDigestsOf } from '../../cloud-sync/protocol/chunks.js';
 import { modelSpecSchema } from '../../cloud-sync/protocol/schemas.js';
 import { fileDigest, generateSigningKeyPair, parseTrustedKeys, sign, signedBytes, signManifest, verifySignature } from '../../cloud-sync/protocol/signing.js';
 import { fleet, TempDirs } from './harness.js';
@@ -31,8 +32,16 @@ describe('keygen, sign, verify', () => {
     const s = await fleet(['sign', '--sign-key', priv, '--name', 'vad', '--version', '4', '--file', model]);
     assert.equal(s.code, 0, s.stderr);
     const spec = modelSpecSchema.parse(JSON.parse(s.stdout));
-    assert.deepEqual(Object.keys(JSON.parse(s.stdout) as object), ['version', 'sha256', 'size', 'chunkSize', 'manifest', 'signature']);
+    assert.deepEqual(Object.keys(JSON.parse(s.stdout) as object), ['version', 'sha256', 'size', 'chunkSize', 'manifest', 'signature', 'chunkDigests']);
     assert.deepEqual({ sha256: spec.sha256, size: spec.size }, await fileDigest(model));
+    // Each 64 KiB chunk's SHA-256, the short last one too: 4 chunks of the 200,001 bytes.
+    const bytes = readFileSync(model);
+    const digests = Buffer.from(spec.chunkDigests ?? '', 'base64');
+    assert.equal(digests.length, 4 * 32);
+    for (let i = 0; i < 4; i++) {
+      assert.deepEqual(digests.subarray(i * 32, (i + 1) * 32), createHash('sha256').update(bytes.subarray(i * 65536, (i + 1) * 65536)).digest(), `chunk ${i}`);
+    }
+    assert.equal(spec.chunkDigests, chunkDigestsOf(bytes, 65536));
 
     const trusted = parseTrustedKeys(readFileSync(pub, 'utf8'));
     assert.deepEqual(verifySignature(spec, 'vad', trusted), { ok: true, keyIndex: 0, manifest: 2 });

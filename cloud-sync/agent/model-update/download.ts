@@ -6,7 +6,8 @@
 // already staged on disk are never asked for again (resume after a disconnect or a reboot);
 // outstanding chunks are asked for again when nothing arrived for `chunkTimeoutMs` (injected
 // clock); `download.maxBytesPerSecond` caps what is asked for, so the bytes that come back
-// follow the cap.
+// follow the cap. A chunk of the wrong length or digest (spec.chunkDigests) is dropped and asked
+// for again after a backoff, within bounds (staged-download.ts).
 import type { TimerHandle } from '../../../runtime/base/clock.js';
 import { PerchError } from '../../../runtime/base/errors.js';
 import type { ModelSpec, ModelsRequest } from '../../protocol/index.js';
@@ -22,6 +23,10 @@ export class ChunkDownload extends StagedDownload {
   private retries = 0;
   private timer: TimerHandle | null = null;
   private fillTimer: TimerHandle | null = null;
+  /** Chunks whose digest is being checked (not staged yet, not to be asked for). */
+  private readonly checking = new Set<number>();
+  /** Chunks that came with wrong bytes, each with the timer that asks for it again. */
+  private readonly cooling = new Map<number, TimerHandle>();
   private finished = false;
   /**
    * Chunks are taken only once the store is open and `done` exists. The updater routes a chunk
@@ -80,22 +85,43 @@ export class ChunkDownload extends StagedDownload {
   /** A chunk arrived; false when the index is not one of this download's. */
   receive(index: number, data: Buffer): boolean {
     if (!this.running || this.finished || !Number.isInteger(index) || index < 0 || index >= this.total) return false;
-    if (this.stager.holds(index)) return true; // a duplicate after a re-request
+    // A duplicate after a re-request (a copy that arrives while another is checked is one too:
+    // if the one checked is wrong, the chunk is asked for again).
+    if (this.stager.holds(index) || this.checking.has(index)) return true;
     this.stats.chunksReceived++;
     this.stats.chunkBytesReceived += data.byteLength;
-    // Every chunk but the last is exactly chunkSize, the last the rest: a truncated or padded
-    // file is refused here (chunks are written in place, so a short one would leave a hole).
-    const expected = this.chunkBytes(index);
-    if (data.byteLength !== expected) {
-      this.finish(new PerchError('PERCH_ERR_MODEL_SIZE_MISMATCH', `chunk ${index} is ${data.byteLength} bytes, expected ${expected} (size ${this.spec.size}, chunkSize ${this.spec.chunkSize})`));
+    const problem = this.lengthProblem(index, data);
+    if (problem) {
+      this.dropBad(index, problem);
       return true;
     }
+    if (!this.checksDigests) {
+      this.take(index, data);
+      return true;
+    }
+    this.checking.add(index);
+    this.digestProblem(index, data).then(
+      (wrong) => {
+        this.checking.delete(index);
+        if (this.finished) return;
+        if (wrong) this.dropBad(index, wrong);
+        else this.take(index, data);
+      },
+      (err: unknown) => {
+        this.checking.delete(index);
+        this.finish(new PerchError('PERCH_ERR_INTERNAL', `chunk ${index} could not be hashed: ${(err as Error).message}`, { cause: err }));
+      },
+    );
+    return true;
+  }
+
+  /** A right chunk: staged, its slot freed. */
+  private take(index: number, data: Buffer): void {
     this.outstanding.delete(index);
     this.retries = 0;
     this.armTimer();
     this.stager.add(index, data);
     this.fill();
-    return true;
   }
 
   protected onStaged(): void {
@@ -112,6 +138,28 @@ export class ChunkDownload extends StagedDownload {
     this.finish(err);
   }
 
+  /**
+   * A wrong copy of chunk `index` (any peer that may publish on the chunk topic, or a fleet file
+   * that is not the spec's) is never staged. It used to fail the whole download, and the version
+   * was not fetched again until a new one was pushed; now the chunk is asked for again after a
+   * backoff, and the download fails only at the bounds (staged-download.ts). A right copy that
+   * arrives meanwhile is taken as any chunk is.
+   */
+  private dropBad(index: number, problem: string): void {
+    this.outstanding.delete(index);
+    const r = this.badChunk(index, problem);
+    if ('fail' in r) {
+      this.finish(r.fail);
+      return;
+    }
+    if (this.cooling.has(index)) return; // already waiting to be asked for again
+    this.cooling.set(index, this.runtime.clock.setTimeout(() => {
+      this.cooling.delete(index);
+      this.cursor = Math.min(this.cursor, index);
+      this.fill();
+    }, r.retryInMs));
+  }
+
   private fill(): void {
     if (this.finished || !this.conn.online) return;
     if (this.fillTimer) return; // a rate-limited fill is already scheduled
@@ -119,7 +167,7 @@ export class ChunkDownload extends StagedDownload {
     const batch: number[] = [];
     let i = this.cursor;
     for (; i < this.total && this.outstanding.size + batch.length < window; i++) {
-      if (this.stager.holds(i) || this.outstanding.has(i)) continue;
+      if (this.stager.holds(i) || this.outstanding.has(i) || this.checking.has(i) || this.cooling.has(i)) continue;
       const bytes = this.chunkBytes(i);
       if (this.bucket.available() < bytes) {
         this.fillTimer = this.runtime.clock.setTimeout(() => {
@@ -189,6 +237,8 @@ export class ChunkDownload extends StagedDownload {
     if (this.fillTimer) this.runtime.clock.clearTimeout(this.fillTimer);
     this.timer = null;
     this.fillTimer = null;
+    for (const h of this.cooling.values()) this.runtime.clock.clearTimeout(h);
+    this.cooling.clear();
   }
 
 }

@@ -6,6 +6,8 @@
 // Bounded: one request at a time, one chunk in hand, at most `download.windowChunks` chunks
 // written but not yet durable before reading pauses (TCP backpressure). A server that ignores
 // Range (200 for a part), answers another range, or sends more bytes than the range is refused.
+// A chunk whose bytes do not match its digest (spec.chunkDigests) is dropped and asked for again
+// after the usual backoff, as an MQTT chunk is (download.ts), within the same bounds.
 import type { TimerHandle } from '../../../runtime/base/clock.js';
 import { PerchError } from '../../../runtime/base/errors.js';
 import type { ModelSpec } from '../../protocol/index.js';
@@ -133,6 +135,15 @@ export class HttpDownload extends StagedDownload {
           filled += n;
           off += n;
           if (filled === chunk.length) {
+            // Wrong bytes in the answer (chunkDigests): this chunk is dropped and the request
+            // ends; the next one starts at this chunk after the retry backoff, until the bounds
+            // (staged-download.ts) fail the download.
+            const problem = this.lengthProblem(index, chunk) ?? (await this.digestProblem(index, chunk));
+            if (problem) {
+              const r = this.badChunk(index, problem);
+              if ('fail' in r) throw new Refused(r.fail.code, r.fail.message);
+              throw new Error(problem);
+            }
             await this.admit(chunk.length, signal);
             this.stats.chunksReceived++;
             this.stats.chunkBytesReceived += chunk.length;

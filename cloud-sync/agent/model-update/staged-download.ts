@@ -4,10 +4,11 @@
 // (`download.maxBytesPerSecond`); progress saved under the agent's state and reported at most
 // once a second (docs/cloud-sync.md "Model updates"). A transport adds how chunks are asked for
 // and how they arrive.
+import { webcrypto } from 'node:crypto';
 import { PerchError } from '../../../runtime/base/errors.js';
 import type { Logger } from '../../../runtime/base/log.js';
 import type { RuntimePort } from '../../../runtime/port/runtime-port.js';
-import type { ModelSpec } from '../../protocol/index.js';
+import { CHUNK_DIGEST_BYTES, type ModelSpec } from '../../protocol/index.js';
 import { AGENT_KEYS } from '../state-keys.js';
 import type { AgentStats } from '../stats.js';
 import { TokenBucket } from '../token-bucket.js';
@@ -16,6 +17,18 @@ import { isNoSpace } from './space.js';
 import { ChunkStager } from './stager.js';
 
 const PROGRESS_EVERY_MS = 1000;
+
+/**
+ * A chunk whose bytes are wrong (not its length, or not its SHA-256 in the spec's chunkDigests)
+ * is dropped and asked for again after a backoff; one chunk may come wrong this many times, the
+ * next wrong copy fails the download (PERCH_ERR_MODEL_CHUNK_MISMATCH; docs/cloud-sync.md "Model
+ * updates"). Each wrong copy costs a hash of at most 4 MiB, so the bounds bound that work too.
+ */
+export const MAX_BAD_COPIES_PER_CHUNK = 3;
+/** Distinct chunks that may come wrong in one download; one more fails it. */
+export const MAX_BAD_CHUNKS = 16;
+/** Wait before a wrong chunk is asked for again: doubles per wrong copy of it (1, 2, 4 s). */
+export const BAD_CHUNK_BACKOFF_MS = 1000;
 
 /** What of the runtime a download uses: cloud.download, the clock, its state (progress). */
 export type DownloadRuntime = Pick<RuntimePort, 'cloud' | 'clock' | 'log' | 'state'>;
@@ -78,6 +91,10 @@ export abstract class StagedDownload implements ModelDownload {
   protected requested = 0;
   /** clock.now() of the last progress save. */
   private savedAt = 0;
+  /** spec.chunkDigests decoded (its length was checked before the download), or null without. */
+  private readonly digests: Buffer | null;
+  /** Wrong copies received, per chunk index. */
+  private readonly badCopies = new Map<number, number>();
 
   constructor(
     protected readonly runtime: DownloadRuntime,
@@ -94,6 +111,7 @@ export abstract class StagedDownload implements ModelDownload {
     // One chunk must always fit in the bucket, or a small cap would stall the download.
     this.bucket = new TokenBucket(runtime.clock, runtime.cloud.download.maxBytesPerSecond, spec.chunkSize);
     this.log = runtime.log.child({ model: name, version: spec.version, ...logFields });
+    this.digests = spec.chunkDigests === undefined ? null : Buffer.from(spec.chunkDigests, 'base64');
     this.stager = new ChunkStager(store, new Set(), {
       staged: () => this.onStaged(),
       failed: (err) => this.onStageFailed(stageFailure(err)),
@@ -141,6 +159,49 @@ export abstract class StagedDownload implements ModelDownload {
     const staged = this.stager.have.size;
     this.log.info({ staged, total: this.total, percent: Math.floor((100 * staged) / this.total) }, 'model download progress');
     this.onProgress();
+  }
+
+  /** Why a received chunk is not chunk `index`'s length, or null when it is. */
+  protected lengthProblem(index: number, data: Buffer): string | null {
+    const expected = this.chunkBytes(index);
+    // Every chunk but the last is exactly chunkSize, the last the rest (chunks are written in
+    // place: a short one would leave a hole, a long one overwrite the next).
+    return data.byteLength === expected ? null : `chunk ${index} is ${data.byteLength} bytes, expected ${expected} (size ${this.spec.size}, chunkSize ${this.spec.chunkSize})`;
+  }
+
+  /** The spec lists each chunk's digest (chunkDigests): digestProblem() has something to check. */
+  protected get checksDigests(): boolean {
+    return this.digests !== null;
+  }
+
+  /**
+   * Why chunk `index`'s bytes do not match its SHA-256 in chunkDigests, or null when they do (or
+   * there is no list). Hashed on the libuv thread pool (WebCrypto), not the event loop: at 64 KiB
+   * a chunk costs 0.1-0.3 ms of SHA-256, which would land on the main port's turns.
+   */
+  protected async digestProblem(index: number, data: Buffer): Promise<string | null> {
+    if (!this.digests) return null;
+    const want = this.digests.subarray(index * CHUNK_DIGEST_BYTES, (index + 1) * CHUNK_DIGEST_BYTES);
+    const got = Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+    return got.equals(want) ? null : `chunk ${index} does not match its SHA-256 in chunkDigests`;
+  }
+
+  /**
+   * Counts a wrong copy of chunk `index` (dropped, never staged). Returns the download's failure
+   * once a bound is reached, else how long to wait before asking for it again.
+   */
+  protected badChunk(index: number, problem: string): { fail: PerchError } | { retryInMs: number } {
+    this.stats.chunksRejected++;
+    const copies = (this.badCopies.get(index) ?? 0) + 1;
+    this.badCopies.set(index, copies);
+    this.log.warn({ index, copies, badChunks: this.badCopies.size, problem }, 'chunk with wrong bytes dropped');
+    if (copies > MAX_BAD_COPIES_PER_CHUNK) {
+      return { fail: new PerchError('PERCH_ERR_MODEL_CHUNK_MISMATCH', `chunk ${index} came with wrong bytes ${copies} times (${problem})`) };
+    }
+    if (this.badCopies.size > MAX_BAD_CHUNKS) {
+      return { fail: new PerchError('PERCH_ERR_MODEL_CHUNK_MISMATCH', `${this.badCopies.size} different chunks came with wrong bytes, over ${MAX_BAD_CHUNKS} (last: ${problem})`) };
+    }
+    return { retryInMs: BAD_CHUNK_BACKOFF_MS * 2 ** (copies - 1) };
   }
 
   protected chunkBytes(index: number): number {

@@ -9,7 +9,7 @@ import { PerchError, toPerchError, type ErrorCode } from '../../../runtime/base/
 import type { Logger } from '../../../runtime/base/log.js';
 import type { Tracing } from '../../../runtime/base/tracing.js';
 import type { Span } from '@opentelemetry/api';
-import { chunkingProblem, type ModelSpec } from '../../protocol/index.js';
+import { chunkDigestsProblem, chunkingProblem, type ModelSpec } from '../../protocol/index.js';
 import type { RuntimePort, ServedModel } from '../../../runtime/port/runtime-port.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { ModelDownload } from './staged-download.js';
@@ -100,6 +100,9 @@ export const UPDATE_STEPS: readonly UpdateStep[] = [
       // (a journal record and a request per chunk, windowChunks whole chunks in memory).
       const chunking = chunkingProblem(ctx.spec.size, ctx.spec.chunkSize);
       if (chunking) throw new PerchError('PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', `model '${ctx.name}' version ${ctx.spec.version}: ${chunking}`);
+      // A list of chunk digests that cannot be this file's would refuse every chunk.
+      const digests = ctx.spec.chunkDigests === undefined ? null : chunkDigestsProblem(ctx.spec.size, ctx.spec.chunkSize, ctx.spec.chunkDigests);
+      if (digests) throw new PerchError('PERCH_ERR_MODEL_CHUNK_SIZE_INVALID', `model '${ctx.name}' version ${ctx.spec.version}: ${digests}`);
       ctx.reserve();
     },
   },

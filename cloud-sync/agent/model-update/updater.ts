@@ -254,8 +254,9 @@ export class ModelUpdater {
     const e = err instanceof StepFailure ? err.error : toPerchError(err);
     this.stats.modelUpdatesFailed++;
     this.book.set(name, { version: spec.version, sha256: spec.sha256, status: 'failed', error: e.toJSON() });
-    // A download that could not finish may finish later from what is staged; anything else is final.
-    if (e.code !== 'PERCH_ERR_MODEL_DOWNLOAD_FAILED') this.cleanup(ctx);
+    // A download that could not finish may finish later from what is staged (chunks that came
+    // wrong were never staged); anything else is final.
+    if (e.code !== 'PERCH_ERR_MODEL_DOWNLOAD_FAILED' && e.code !== 'PERCH_ERR_MODEL_CHUNK_MISMATCH') this.cleanup(ctx);
     this.runtime.events.record('model.update.failed', { model: name, version: spec.version, sha256: spec.sha256, step, code: e.code, message: e.message });
     this.hooks.changed();
   }

@@ -7,7 +7,8 @@ export const SIGN_HELP = `perch fleet sign --sign-key PRIV.pem --name NAME --ver
                  [--config model.json] [--chunk-size BYTES]
 
 Prints the model's ModelSpec as JSON: {"version","sha256","size","chunkSize","manifest",
-"signature"[,"config"]}. The signature is Ed25519 over signed manifest 2:
+"signature"[,"config"],"chunkDigests"} (chunkDigests: each chunk's SHA-256, base64, for files
+of at most 32,768 chunks; not signed; devices drop a chunk that does not match). The signature is Ed25519 over signed manifest 2:
 JSON.stringify({manifest: 2, name, version, sha256, size, configSha256}), configSha256 being the
 SHA-256 of the model.json's canonical JSON (keys sorted) or null (docs/cloud-sync.md,
 "Signatures"); devices verify it against their trusted public keys. --sign-key must be an

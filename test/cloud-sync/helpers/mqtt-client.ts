@@ -65,6 +65,12 @@ export interface ChunkResponder {
   limit: number | null;
   /** Indexes to drop the first time they are asked for. */
   dropOnce: Set<number>;
+  /**
+   * Index -> how many more times to answer it with wrong bytes (one bit flipped, same length;
+   * `short: true` one byte short instead); Infinity for always.
+   */
+  corrupt: Map<number, number>;
+  short: boolean;
   close(): Promise<void>;
 }
 
@@ -78,6 +84,8 @@ export async function chunkResponder(url: string, deviceId: string, name: string
     requests: [],
     limit: null,
     dropOnce: new Set(),
+    corrupt: new Map(),
+    short: false,
     close: () => c.endAsync(true),
   };
   c.on('message', (_topic, payload) => {
@@ -88,8 +96,14 @@ export async function chunkResponder(url: string, deviceId: string, name: string
     for (let i = req.from; i < req.from + req.count; i++) {
       if (r.limit !== null && r.sent >= r.limit) return;
       if (r.dropOnce.delete(i)) continue;
-      const chunk = bytes.subarray(i * chunkSize, (i + 1) * chunkSize);
+      let chunk = bytes.subarray(i * chunkSize, (i + 1) * chunkSize);
       if (chunk.length === 0) continue;
+      const bad = r.corrupt.get(i) ?? 0;
+      if (bad > 0) {
+        r.corrupt.set(i, bad - 1);
+        chunk = r.short ? chunk.subarray(0, chunk.length - 1) : Buffer.from(chunk);
+        if (!r.short) chunk[chunk.length >> 1] = (chunk[chunk.length >> 1] ?? 0) ^ 0x01;
+      }
       r.sent++;
       c.publish(t.chunk(name, version, i), chunk, { qos: 1 });
     }
