@@ -3,6 +3,7 @@
 // state"), so `perch fleet push --wait` and rollouts see the refusal instead of waiting out their
 // timeout. What is said is the device's own words: the version when one can be read, a stable
 // code, and at most a short sanitised excerpt of what the document held (MAX_IGNORED_REASON).
+import { MAX_JSON_DEPTH } from '../../runtime/base/json-depth.js';
 import { MAX_IGNORED_REASON, type IgnoredDesired, type ParseResult } from '../protocol/index.js';
 
 /** The version of a fleet-made document leads it (`{"version":N,...`, cloud-sync/fleet/broker/desired.ts). */
@@ -38,6 +39,8 @@ function what(r: Exclude<ParseResult<unknown>, { ok: true }>, size: number, maxB
   switch (r.reason) {
     case 'oversized':
       return `of ${size} bytes is over cloud.maxPayloadBytes (${maxBytes})`;
+    case 'depth':
+      return `nests more than ${MAX_JSON_DEPTH} levels deep`;
     case 'json':
       return `is not JSON (${r.error.message.replace(/^payload is not JSON: /, '')})`;
     case 'schema': {

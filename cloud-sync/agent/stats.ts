@@ -6,6 +6,8 @@ export interface AgentStats {
   ignored: {
     oversized: number;
     json: number;
+    /** Nested more than MAX_JSON_DEPTH levels (runtime/base/json-depth.ts). */
+    depth: number;
     schema: number;
     /** Chunks for a model/version with no download in progress, or an index out of range. */
     unknownChunk: number;
@@ -40,7 +42,7 @@ export interface AgentStats {
 
 export function emptyStats(): AgentStats {
   return {
-    ignored: { oversized: 0, json: 0, schema: 0, unknownChunk: 0, staleDesired: 0, unknownTopic: 0 },
+    ignored: { oversized: 0, json: 0, depth: 0, schema: 0, unknownChunk: 0, staleDesired: 0, unknownTopic: 0 },
     connects: 0,
     disconnects: 0,
     displaced: 0,

@@ -4,13 +4,14 @@
 import type { z } from 'zod';
 import { duplicateKeyPath } from '../../runtime/base/duplicate-keys.js';
 import { PerchError } from '../../runtime/base/errors.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../../runtime/base/json-depth.js';
 
 /** Above this a JSON control message is refused unread (events batches are the largest). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
 export type ParseResult<T> =
   | { ok: true; value: T }
-  | { ok: false; error: PerchError; reason: 'oversized' | 'json' }
+  | { ok: false; error: PerchError; reason: 'oversized' | 'json' | 'depth' }
   /** `json` and `issues` let a caller say what was wrong in its own bounded words (agent/refused-desired.ts). */
   | { ok: false; error: PerchError; reason: 'schema'; json: unknown; issues: z.ZodIssue[] };
 
@@ -35,6 +36,11 @@ export function parsePayload<S extends z.ZodType>(
     json = JSON.parse(text);
   } catch (err) {
     return { ok: false, reason: 'json', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload is not JSON: ${(err as Error).message}`, { cause: err }) };
+  }
+  // Before anything recursive reads it (the schema's copy, JSON.stringify into a store or a log):
+  // a deep value overflows the stack there (runtime/base/json-depth.ts).
+  if (nestedDeeperThan(json, MAX_JSON_DEPTH)) {
+    return { ok: false, reason: 'depth', error: new PerchError('PERCH_ERR_MQTT_PAYLOAD_INVALID', `payload nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep`) };
   }
   const twice = refuseDuplicateKeys ? duplicateKeyPath(text) : null;
   if (twice !== null) {

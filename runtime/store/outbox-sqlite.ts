@@ -17,6 +17,7 @@ import type { Database } from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../base/clock.js';
 import { PerchError } from '../base/errors.js';
+import { MAX_EVENT_PAYLOAD_DEPTH, nestedDeeperThan } from '../base/json-depth.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import type { OutboxLimits } from './config.js';
 import { OverflowPolicy, type OverflowRule } from './outbox-overflow.js';
@@ -97,6 +98,10 @@ export class SqliteOutbox implements Outbox {
     if (this.closed) return Promise.reject(new PerchError('PERCH_ERR_STORE_UNAVAILABLE', 'outbox append: the store is closed'));
     if (typeof type !== 'string' || type.length === 0) {
       return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', 'event type must be a non-empty string'));
+    }
+    // A deeper payload would be a batch the fleet refuses, sent again forever (runtime/base/json-depth.ts).
+    if (nestedDeeperThan(payload, MAX_EVENT_PAYLOAD_DEPTH)) {
+      return Promise.reject(new PerchError('PERCH_ERR_INVALID_MESSAGE', `event payload nests objects or arrays more than ${MAX_EVENT_PAYLOAD_DEPTH} levels deep`));
     }
     let json: string;
     try {

@@ -25,6 +25,9 @@ describe('protocol module', () => {
       [eventsSchema, '{"deviceId":"a","events":[{"seq":"x"}]}', 'schema'],
       [modelsRequestSchema, '{"name":"../etc","version":1,"from":0,"count":1}', 'schema'],
       [modelsRequestSchema, Buffer.alloc(2000, 32), 'oversized'],
+      // Past MAX_JSON_DEPTH (128): refused before anything recursive reads it (runtime/base/json-depth.ts).
+      [desiredSchema, `{"version":2,"config":{"a":${'['.repeat(127)}${']'.repeat(127)}}}`, 'depth'],
+      [eventsSchema, `{"deviceId":"a","events":[{"id":"e","seq":1,"ts":1,"type":"t","payload":${'['.repeat(400)}${']'.repeat(400)}}]}`, 'depth'],
     ];
     for (const [schema, payload, reason] of cases) {
       const r = parsePayload(schema as typeof eventsSchema, payload, 1000);
@@ -34,6 +37,8 @@ describe('protocol module', () => {
         assert.equal(r.error.code, 'PERCH_ERR_MQTT_PAYLOAD_INVALID');
       }
     }
+    const atBound = parsePayload(desiredSchema, `{"version":2,"config":{"a":${'['.repeat(126)}${']'.repeat(126)}}}`, 1000);
+    assert.equal(atBound.ok, true, '128 levels: taken');
     const ok = parsePayload(desiredSchema, '{"version":2,"models":{"vad":null}}');
     assert.deepEqual(ok, { ok: true, value: { version: 2, models: { vad: null }, config: {} } });
   });

@@ -4,6 +4,7 @@
 // outbox-limits-suite.ts, run from here.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { MAX_EVENT_PAYLOAD_DEPTH } from '../../../runtime/base/json-depth.js';
 import { appendN, range, seqsOf, sized, UUID_V4, withOutbox, type OutboxFactory } from './outbox-harness.js';
 import { runOutboxLimitsSuite } from './outbox-limits-suite.js';
 
@@ -48,15 +49,19 @@ export function runOutboxSuite(name: string, factory: OutboxFactory): void {
         assert.equal(outbox.stats().count, 2);
       }, { maxEventBytes: 4096 }));
 
-    void test('an empty type or an unserializable payload is refused and uses no seq', () =>
+    void test('an empty type, an unserializable payload or one nested too deep is refused and uses no seq', () =>
       withOutbox(factory, async ({ outbox }) => {
         await assert.rejects(outbox.append('', {}), { code: 'PERCH_ERR_INVALID_MESSAGE' });
         const cyclic: Record<string, unknown> = {};
         cyclic.self = cyclic;
         await assert.rejects(outbox.append('t', cyclic), { code: 'PERCH_ERR_INVALID_MESSAGE' });
         await assert.rejects(outbox.append('t', 10n), { code: 'PERCH_ERR_INVALID_MESSAGE' });
-        assert.equal((await outbox.append('t', undefined)).seq, 1);
-        const [e] = await outbox.claim(1);
+        // Deeper than MAX_EVENT_PAYLOAD_DEPTH: its batch would be one the fleet refuses (runtime/base/json-depth.ts).
+        const nest = (levels: number): unknown => (levels === 0 ? 1 : [nest(levels - 1)]);
+        await assert.rejects(outbox.append('t', { a: nest(MAX_EVENT_PAYLOAD_DEPTH) }), { code: 'PERCH_ERR_INVALID_MESSAGE', message: /more than 64 levels deep/ });
+        assert.equal((await outbox.append('t', nest(MAX_EVENT_PAYLOAD_DEPTH))).seq, 1, 'at the bound: taken');
+        assert.equal((await outbox.append('t', undefined)).seq, 2);
+        const [, e] = await outbox.claim(2);
         assert.equal(e?.payload, null);
       }));
 
