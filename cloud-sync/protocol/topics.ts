@@ -1,6 +1,8 @@
 // Topic names of docs/protocol.md section 5, built in one place so the device agent and `perch fleet`
 // cannot drift apart. `P` is the configurable prefix (default `perch/v1`).
 
+import { NAME_PATTERN } from './schemas.js';
+
 export const DEFAULT_PREFIX = 'perch/v1';
 
 /** Share group of `perch fleet serve` for events ([MQTT-4.8.2]: `$share/{group}/{filter}`). */
@@ -75,13 +77,18 @@ export interface ParsedTopic {
   index?: number;
 }
 
-/** The device id and kind of a topic under `prefix`, or undefined when it is not one of ours. */
+/**
+ * The device id and kind of a topic under `prefix`, or undefined when it is not one of ours. A
+ * device id outside NAME_PATTERN (what a device's config allows) is not one: a broker lets any
+ * UTF-8 through, and `perch fleet` would otherwise store and show ids with bidi controls or
+ * look-alike letters, which no command can name (docs/fleet.md "serve").
+ */
 export function parseTopic(prefix: string, topic: string): ParsedTopic | undefined {
   const head = `${trimPrefix(prefix)}/devices/`;
   if (!topic.startsWith(head)) return undefined;
   const parts = topic.slice(head.length).split('/');
   const [deviceId, a, b, c, d, e] = parts;
-  if (!deviceId) return undefined;
+  if (!deviceId || !NAME_PATTERN.test(deviceId)) return undefined;
   const n = parts.length;
   if (n === 2 && a === 'status') return { deviceId, kind: 'status' };
   if (n === 2 && a === 'events') return { deviceId, kind: 'events' };

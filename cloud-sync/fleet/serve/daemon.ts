@@ -20,6 +20,7 @@ import { startChunkConnection, type ChunkConnection } from './chunk-connection.j
 import { RolloutController } from './rollout-controller.js';
 import { ingestCommit } from './ingest-commit.js';
 import { startIngestConnections, type IngestConnections } from './ingest-connections.js';
+import { IgnoredLog } from './ignored-log.js';
 import { ingestEvents, ingestReported, ingestStatus, type IngestContext } from './ingest.js';
 import { countIgnored, newStats, type ServeStats } from './stats.js';
 import { Tracing } from '../../../runtime/base/tracing.js';
@@ -80,7 +81,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   await tracing.start();
   // One connection (--unshared, or --ingest-connections 1): nothing can join a commit.
   const commit = ingestCommit(db, () => clock.wallNow(), stats, log, !o.unshared && (o.ingestConnections ?? DEFAULT_INGEST_CONNECTIONS) > 1);
-  const ingest: IngestContext = { commit, log, stats, maxPayloadBytes, tracing };
+  const ingest: IngestContext = { commit, log, stats, maxPayloadBytes, tracing, ignored: new IgnoredLog(log) };
   // Filled in once connected; a message arriving before that cannot happen (we subscribe after).
   const ref: { acker?: FleetAcker } = {};
 

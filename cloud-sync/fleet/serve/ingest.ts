@@ -9,6 +9,7 @@ import type { Tracing } from '../../../runtime/base/tracing.js';
 import { parsePayload } from '../../protocol/parse.js';
 import { eventsSchema, reportedSchema, statusSchema } from '../../protocol/schemas.js';
 import type { IngestCommit } from './ingest-commit.js';
+import type { IgnoredLog } from './ignored-log.js';
 import { countIgnored, type ServeStats } from './stats.js';
 
 export interface IngestContext {
@@ -16,13 +17,16 @@ export interface IngestContext {
   log: Logger;
   stats: ServeStats;
   maxPayloadBytes: number;
+  /** Lines of ignored messages, bounded per device and reason and in all (ignored-log.ts). */
+  ignored: IgnoredLog;
   /** Each stored batch is a `perch.fleet.ingest` span while on (docs/observability.md). */
   tracing?: Tracing;
 }
 
-function ignore(ctx: IngestContext, topic: string, reason: string, message: string): void {
+/** Counted every time; a line at most once a second per device and reason (a device can send thousands). */
+function ignore(ctx: IngestContext, deviceId: string, topic: string, reason: string, message: string): void {
   countIgnored(ctx.stats, reason);
-  ctx.log.warn({ topic, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason, error: message }, 'payload ignored');
+  ctx.ignored.warn(`${reason}\u0000${deviceId}`, { topic, deviceId, code: 'PERCH_ERR_MQTT_PAYLOAD_INVALID', reason, error: message }, 'payload ignored');
 }
 
 /**
@@ -47,12 +51,12 @@ export async function ingestEvents(ctx: IngestContext, deviceId: string, topic: 
 async function storeEvents(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<number[]> {
   const parsed = parsePayload(eventsSchema, payload, ctx.maxPayloadBytes);
   if (!parsed.ok) {
-    ignore(ctx, topic, parsed.reason, parsed.error.message);
+    ignore(ctx, deviceId, topic, parsed.reason, parsed.error.message);
     return [];
   }
   // The topic is what the broker's ACL vouches for; a body naming another device is a lie or a bug.
   if (parsed.value.deviceId !== deviceId) {
-    ignore(ctx, topic, 'mismatch', `deviceId '${parsed.value.deviceId}' in a message on ${deviceId}'s topic`);
+    ignore(ctx, deviceId, topic, 'mismatch', `deviceId '${parsed.value.deviceId}' in a message on ${deviceId}'s topic`);
     return [];
   }
   const events = parsed.value.events;
@@ -68,7 +72,7 @@ async function storeEvents(ctx: IngestContext, deviceId: string, topic: string, 
 export async function ingestStatus(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return; // a cleared retained message
   const parsed = parsePayload(statusSchema, payload, ctx.maxPayloadBytes);
-  if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
+  if (!parsed.ok) return ignore(ctx, deviceId, topic, parsed.reason, parsed.error.message);
   await ctx.commit.submit({ kind: 'status', deviceId, status: parsed.value, json: JSON.stringify(parsed.value) });
   ctx.stats.statusUpdates++;
   // debug: 10,000 devices connecting are 10,000 of these (their count is in the progress line).
@@ -78,7 +82,7 @@ export async function ingestStatus(ctx: IngestContext, deviceId: string, topic: 
 export async function ingestReported(ctx: IngestContext, deviceId: string, topic: string, payload: Buffer): Promise<void> {
   if (payload.length === 0) return;
   const parsed = parsePayload(reportedSchema, payload, ctx.maxPayloadBytes);
-  if (!parsed.ok) return ignore(ctx, topic, parsed.reason, parsed.error.message);
+  if (!parsed.ok) return ignore(ctx, deviceId, topic, parsed.reason, parsed.error.message);
   await ctx.commit.submit({ kind: 'reported', deviceId, json: JSON.stringify(parsed.value) });
   ctx.stats.reportedUpdates++;
   if (!ctx.log.isLevelEnabled('debug')) return;

@@ -21,7 +21,7 @@ export interface ServeStats {
   /** Model requests answered by the HTTP server (--http), and the body bytes it sent. */
   httpRequests: number;
   httpBytesSent: number;
-  /** Ignored messages by reason: oversized, json, depth, schema, mismatch, not-desired, unknown-model, out-of-range, queue-full, too-many-requests, error. */
+  /** Ignored messages by reason: topic (not serve's, or no device id), oversized, json, depth, schema, mismatch, not-desired, unknown-model, out-of-range, queue-full, too-many-requests, error. */
   ignored: Record<string, number>;
 }
 
