@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ReportedState } from '../../cloud-sync/protocol/schemas.js';
-import { devicesInPlay, ROLLBACK_RETRY_MS, stepRollout, type DeviceView } from '../../cloud-sync/fleet/rollout/step.js';
+import { devicesInPlay, MAX_DEVICE_ERROR, ROLLBACK_RETRY_MS, stepRollout, type DeviceView } from '../../cloud-sync/fleet/rollout/step.js';
 import type { RolloutDevice, RolloutRecord } from '../../cloud-sync/fleet/store/rollout-store.js';
 
 const SHA_NEW = 'b'.repeat(64);
@@ -91,6 +91,15 @@ test('a p99 over the threshold fails; a device failing to load is failed with it
   // 2 of 3 = 66.7 % > 60 %: aborted; b never served it, so its previous entry is restored at once.
   assert.equal(s.rollout.state, 'aborted');
   assert.deepEqual(s.actions.map((x) => `${x.kind} ${x.deviceId}`).sort(), ['restore b', 'restore c', 'rollback-command a']);
+});
+
+test("a device's error is kept to MAX_DEVICE_ERROR characters (its record is stored and logged)", () => {
+  const r = rollout({ waves: [{ size: 1, state: 'running' }] });
+  const huge = view(true, { version: 2, sha256: SHA_NEW, status: 'failed', error: { code: 'PERCH_ERR_MODEL_LOAD_FAILED', message: `${'x'.repeat(997)}\u{1f600}${'y'.repeat(900_000)}` } });
+  const error = stepRollout(r, [device('a', 0, { status: 'updating', desiredVersion: 3 })], new Map([['a', huge]]), 0).changed.get('a')?.error ?? '';
+  assert.ok(error.length <= MAX_DEVICE_ERROR, `${error.length} characters`);
+  assert.ok(error.startsWith('PERCH_ERR_MODEL_LOAD_FAILED: xxx') && error.endsWith('…'));
+  assert.doesNotMatch(error, /[\ud800-\udbff]…$/, 'never half a surrogate pair');
 });
 
 test('a rollback command with no effect is sent again every ROLLBACK_RETRY_MS until the device leaves the version', () => {

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { topics } from '../../cloud-sync/protocol/topics.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
-import { announceDevice, fleet, mqttClient, PREFIX, TempDirs } from './harness.js';
+import { announceDevice, fleet, mqttClient, PREFIX, spawnFleet, TempDirs } from './harness.js';
 
 const EVIL = 'OK\u001b]52;c;cm0gLXJmIH4=\u0007\u001b[2J\u001b[H\rpi-9  yes\u202eok\u009b31m\nFORGED ROW';
 // What a terminal must never get from a device: ESC, BEL, CR, CSI (C1), a bidi override.
@@ -68,4 +68,27 @@ test('devices (table and --json) and push --wait: device text is shown escaped, 
   assert.doesNotMatch(push.stderr, ACTS);
   assert.match(push.stderr, /failed: OK\\u001b\]52/);
   assert.ok(!push.stderr.split('\n').some((l) => l.startsWith('FORGED')), push.stderr);
+});
+
+test('devices through the real perch process: one device\'s 900 KB error code is one cut, escaped cell; the table stays small; --json has it whole', async () => {
+  const dev = await mqttClient(broker.url, { clientId: 'pi-wide' });
+  clients.push(dev);
+  const code = `${EVIL}${'X'.repeat(900_000)}`;
+  for (const id of ['pi-a', 'pi-b', 'pi-c']) await announceDevice(dev, id);
+  await announceDevice(dev, 'pi-wide', { models: { vad: { version: 1, sha256: 'a'.repeat(64), status: 'failed', error: { code, message: 'm' } } } });
+  const store = temp.make();
+  const table = spawnFleet(['devices', '--url', broker.url, '--store', store]);
+  assert.equal((await table.exited).code, 0, table.stderr);
+  assert.doesNotMatch(table.stdout, ACTS);
+  const lines = table.stdout.trimEnd().split('\n');
+  assert.ok(lines.length >= 5, table.stdout.slice(0, 2000));
+  // Before: every row padded to the 900 KB cell (272 MB for 301 devices).
+  assert.ok(table.stdout.length < 16 * 1024, `${table.stdout.length} bytes`);
+  const wide = lines.find((l) => l.startsWith('pi-wide')) ?? '';
+  assert.match(wide, /vad v1 failed OK\\u001b\]52;c;.*…/);
+
+  const json = spawnFleet(['devices', '--url', broker.url, '--store', store, '--json']);
+  assert.equal((await json.exited).code, 0, json.stderr);
+  const rows = JSON.parse(json.stdout) as Array<{ deviceId: string; models: Array<{ error: string | null }> }>;
+  assert.equal(rows.find((r) => r.deviceId === 'pi-wide')?.models[0]?.error, code);
 });

@@ -21,6 +21,25 @@ export function visible(s: string, cell = false): string {
 }
 
 /**
+ * Characters a table cell shows at most (device ids, 128, whole). Every row is padded to the
+ * widest cell of its column, so one device's 900 KB error code made `perch fleet devices` of 301
+ * devices print 272 MB (1.2 GB RSS); `--json` keeps the text whole.
+ */
+export const MAX_CELL = 160;
+
+/** `s` as visible(s, true), cut to `max` characters with a '…' (never inside an escape or a surrogate pair). */
+export function visibleCell(s: string, max = MAX_CELL): string {
+  // Escapes only lengthen: the first max + 1 characters decide.
+  const v = visible(s.length > max ? s.slice(0, max + 1) : s, true);
+  if (v.length <= max) return v;
+  let cut = max - 1;
+  const esc = v.lastIndexOf('\\u', cut);
+  if (esc >= 0 && esc > cut - 6 && /^\\u[0-9a-f]{4}/.test(v.slice(esc, esc + 6))) cut = esc;
+  if (cut > 0 && /[\ud800-\udbff]/.test(v[cut - 1] ?? '')) cut--;
+  return `${v.slice(0, cut)}…`;
+}
+
+/**
  * `to`, with every control character written to it made visible. Each write goes through at
  * once (no buffering of its own: what a command wrote is out when it returns); the commands only
  * call write().

@@ -9,7 +9,7 @@ import { openExistingFleetStore } from '../store/open.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions } from '../cli/options.js';
 import { readRetained } from '../broker/retained.js';
 import { withBroker } from '../broker/with-broker.js';
-import { visible } from '../cli/visible.js';
+import { visibleCell } from '../cli/visible.js';
 
 export const DEVICES_HELP = `perch fleet devices [--json]
 
@@ -164,7 +164,7 @@ function table(list: DeviceView[]): string {
     v.lastSeq === null ? String(v.eventsStored) : `${v.eventsStored} (seq ${v.lastSeq})`,
     v.firstSeq === null ? '-' : `${v.firstSeq}..${v.contiguousSeq}`,
     gapsCell(v),
-  ]).map((c) => visible(c, true))); // device text in a cell: no line breaks, tabs or escapes (cli/visible.ts)
+  ]).map((c) => visibleCell(c))); // device text in a cell: no line breaks, tabs or escapes, at most MAX_CELL characters (cli/visible.ts)
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;

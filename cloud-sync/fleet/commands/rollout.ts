@@ -8,13 +8,16 @@ import { PerchError } from '../../../runtime/base/errors.js';
 import { modelNameArg, optionalIntArg, positiveIntArg, requireString } from '../cli/args.js';
 import { COMMON_HELP, COMMON_OPTIONS, fleetOptions, UsageError } from '../cli/options.js';
 import { describeTargets, parseTargets, resolveTargets, TARGET_HELP, TARGET_OPTIONS } from '../cli/targets.js';
-import { visible } from '../cli/visible.js';
+import { visibleCell } from '../cli/visible.js';
 import { parseDuration, parsePercent, parsePositiveMs, parseRate, parseWaves, waveSizes } from '../rollout/plan.js';
 import type { FleetStore } from '../store/fleet-store.js';
 import { openFleetStore } from '../store/open.js';
 import { putModel } from '../store/model-store.js';
 import { buildSpec } from '../store/model-spec.js';
 import type { RolloutDevice, RolloutRecord, RolloutState } from '../store/rollout-store.js';
+
+/** Characters of a device's words on a `status` line, at most (--json has them whole). */
+const MAX_LINE_TEXT = 300;
 
 export const ROLLOUT_HELP = `perch fleet rollout start --model NAME --version N --file MODEL.onnx --sign-key PRIV.pem
                            (--device ID ... | --select K=V[,K=V] | --all)
@@ -173,10 +176,10 @@ async function status(db: FleetStore, id: string, json: boolean, out: NodeJS.Wri
     out.write(`${JSON.stringify(statusDocument(r, devices))}\n`);
     return 0;
   }
-  // Reasons and errors carry the devices' words (cli/visible.ts): one line each.
-  out.write(`${r.id}  ${r.state}  ${r.model} v${r.version}  ${r.target}${r.reason ? `  (${visible(r.reason, true)})` : ''}\n`);
+  // Reasons and errors carry the devices' words (cli/visible.ts): one line each, cut (--json has them whole).
+  out.write(`${r.id}  ${r.state}  ${r.model} v${r.version}  ${r.target}${r.reason ? `  (${visibleCell(r.reason, MAX_LINE_TEXT)})` : ''}\n`);
   out.write(`waves: ${r.waves.map((w, i) => `#${i + 1} ${w.size} ${w.state}`).join(', ')}\n`);
-  for (const d of devices) out.write(`  ${d.deviceId}  wave ${d.wave + 1}  ${d.status}${d.version !== null ? ` v${d.version}` : ''}${d.error ? `  ${visible(d.error, true)}` : ''}\n`);
+  for (const d of devices) out.write(`  ${d.deviceId}  wave ${d.wave + 1}  ${d.status}${d.version !== null ? ` v${d.version}` : ''}${d.error ? `  ${visibleCell(d.error, MAX_LINE_TEXT)}` : ''}\n`);
   return 0;
 }
 

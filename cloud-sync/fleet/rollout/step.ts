@@ -49,8 +49,17 @@ export function activeOf(entry: ReportedModel | undefined): { version: number; s
   return entry.active ?? null;
 }
 
+/**
+ * Characters of a failed device's `error` kept, at most: the device's own words, up to its
+ * message size, are stored in the rollout's device record and logged; one device's 900 KB message
+ * would be that much in each (docs/fleet.md "Rollouts").
+ */
+export const MAX_DEVICE_ERROR = 1000;
+
 function fail(d: RolloutDevice, error: string): RolloutDevice {
-  return { ...d, status: 'failed', error };
+  if (error.length <= MAX_DEVICE_ERROR) return { ...d, status: 'failed', error };
+  const head = error.slice(0, MAX_DEVICE_ERROR - 1);
+  return { ...d, status: 'failed', error: `${/[\ud800-\udbff]$/.test(head) ? head.slice(0, -1) : head}…` };
 }
 
 /** Where an updating or active device stands against the rollout's version. */
