@@ -13,6 +13,7 @@ import { createInbound } from './inbound.js';
 import { StatusBook } from './model-update/status-book.js';
 import { ModelUpdater } from './model-update/updater.js';
 import { ReportedState } from './reported-state.js';
+import { ReportRequests } from './report-requests.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
 import { emptyStats, snapshot, type AgentStats } from './stats.js';
 import { Uploader } from './uploader.js';
@@ -73,7 +74,8 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
   const health = new HealthMonitor(port, changed);
   reported = new ReportedState(port, conn, book, desired, (name) => updater.progress(name), opts.backlogReportMs, () => health.build());
   const rep = reported;
-  const commands = createCommands(port, stats, updater, rep, limiter);
+  const reports = new ReportRequests(() => rep.publish(), port.clock);
+  const commands = createCommands(port, stats, updater, reports, limiter);
   const uploader = new Uploader(port, conn, stats, { maxInflightBatches: opts.maxInflightBatches });
   let offOnline: () => void = () => undefined;
   let offModels: () => void = () => undefined;
@@ -131,6 +133,7 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
       offOnline();
       offModels();
       rep.stop();
+      reports.stop();
       desired.stop();
       await updater.stop();
       breaker.stop();
