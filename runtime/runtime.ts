@@ -286,7 +286,11 @@ export class Runtime {
     };
     const models: Module = {
       name: 'models',
-      start: () => this.registry.loadAll(),
+      start: () => {
+        // A power cut during an install, undo or rollback is finished first (install-journal.ts).
+        this.installer.finishInterrupted();
+        return this.registry.loadAll();
+      },
       stop: async () => {
         // Live sequences pin their versions: free them so every session can be released.
         this.sequences.close();

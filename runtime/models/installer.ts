@@ -1,17 +1,25 @@
 // Installing, rolling back and removing model versions at run time (for cloud updates). The
 // repository folder stays the source of truth, so a reboot serves what was installed:
-//   stage:  copy the verified file to <model>/.staging-<v>/model.onnx (+ model.json), fsync
-//   load:   rename to <model>/<v>/ and reload the model (sessions open, warm up, swap)
-// If the new version does not come up, its folder is removed, the old model.json restored and
-// the model reloaded: the old version never stopped serving. The previous version stays on disk
-// (and only it: older ones are deleted) so `rollback` can go back to it.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+//   stage:  copy the verified file to <model>/.staging-<v>/model.onnx, with the new model.json
+//           (install.model.json) and the one it replaces (previous.model.json), fsync
+//   commit: rename to <model>/<v>/: the one step that counts after a power cut
+//           (install-journal.ts; docs/models.md, "Installs and power cuts")
+//   config: install.model.json becomes <model>/model.json
+//   load:   reload the model (sessions open, warm up, swap)
+// If the new version does not come up, its folder is renamed away, the old model.json restored
+// and the model reloaded: the old version never stopped serving. The previous version stays on
+// disk (and only it: older ones are deleted) so `rollback` can go back to it, with the
+// model.json it served with.
+import { copyFileSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncPath, writeFileDurably } from '../base/durable-file.js';
 import { PerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
+import {
+  currentModelConfig, finishInterrupted, INSTALL_CONFIG, PREVIOUS_CONFIG, promoteInstallConfig, restorePreviousConfig,
+} from './install-journal.js';
 import type { ModelRegistry } from './registry.js';
-import { CONFIG_FILE, INSTALLABLE_MODEL_NAME, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
+import { INSTALLABLE_MODEL_NAME, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
 
 /** A model version as the device serves it (for state/reported). */
 export interface ServedModel {
@@ -23,12 +31,27 @@ export interface ServedModel {
   previousVersion: number | null;
 }
 
+/** The points between the steps of an install, undo or rollback (InstallerHooks.step). */
+export type InstallStep = 'staged' | 'renamed' | 'configured' | 'undo-renamed' | 'rollback-renamed' | 'rollback-configured';
+
+export interface InstallerHooks {
+  /** Called between two steps: a test stops the process there, as a power cut would (test/models/install-power-cut.test.ts). */
+  step?(name: InstallStep): void | Promise<void>;
+}
+
 export class ModelInstaller {
   constructor(
     private readonly repository: string,
     private readonly registry: ModelRegistry,
     private readonly log: Logger,
+    /** Test seam (a test sets `step`); nothing in the runtime sets it. */
+    readonly hooks: InstallerHooks = {},
   ) {}
+
+  /** At start, before models load: finishes installs, undos and rollbacks a power cut interrupted. */
+  finishInterrupted(): void {
+    finishInterrupted(this.repository, this.log);
+  }
 
   served(): ServedModel[] {
     return this.registry.instances().map((i) => ({ name: i.name, version: i.version, sha256: i.sha256, previousVersion: this.previousOf(i.name, i.version) }));
@@ -37,7 +60,6 @@ export class ModelInstaller {
   async install(name: string, version: number, file: string, modelJson?: unknown): Promise<ServedModel> {
     if (!INSTALLABLE_MODEL_NAME.test(name)) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `'${name}' is not a usable model name`);
     const dir = join(this.repository, name);
-    const configPath = join(dir, CONFIG_FILE);
     if (modelJson !== undefined) parseModelConfig(name, modelJson); // refuse a bad model.json before touching anything
     mkdirSync(dir, { recursive: true });
     const staging = join(dir, `.staging-${version}`);
@@ -46,27 +68,38 @@ export class ModelInstaller {
     try {
       copyFileSync(file, join(staging, MODEL_FILE));
       fsyncPath(join(staging, MODEL_FILE));
+      // The version carries its model.json in: no power cut can serve it with the old one.
+      if (modelJson !== undefined) {
+        writeFileDurably(join(staging, INSTALL_CONFIG), JSON.stringify(modelJson, null, 2));
+        writeFileDurably(join(staging, PREVIOUS_CONFIG), currentModelConfig(dir));
+      }
+      fsyncPath(staging);
     } catch (err) {
       // A disk that filled during the copy gets its space back; the old version serves on.
       rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    const oldConfig = existsSync(configPath) ? readFileSync(configPath) : null;
+    await this.hooks.step?.('staged');
     const target = join(dir, String(version));
     rmSync(target, { recursive: true, force: true });
     renameSync(staging, target);
-    // Whole or not at all: a model.json cut short by a power cut would keep the model from loading.
-    if (modelJson !== undefined) writeFileDurably(configPath, JSON.stringify(modelJson, null, 2));
+    fsyncPath(dir);
+    await this.hooks.step?.('renamed');
+    promoteInstallConfig(dir, target);
+    await this.hooks.step?.('configured');
 
     const status = await this.registry.load(name);
     const failure = status.versions.find((v) => v.version === version && v.state === 'failed')?.error ?? status.error;
     if (failure || !status.served.includes(version)) {
-      // Undo: the old version never stopped serving; reload to clear the failed version.
-      rmSync(target, { recursive: true, force: true });
-      if (modelJson !== undefined) {
-        if (oldConfig) writeFileDurably(configPath, oldConfig);
-        else rmSync(configPath, { force: true });
-      }
+      // Undo: the old version never stopped serving. Renamed away first (the step that counts),
+      // then the model.json it replaced put back; reload to clear the failed version.
+      const failed = join(dir, `.failed-${version}`);
+      rmSync(failed, { recursive: true, force: true });
+      renameSync(target, failed);
+      fsyncPath(dir);
+      await this.hooks.step?.('undo-renamed');
+      restorePreviousConfig(dir, failed);
+      rmSync(failed, { recursive: true, force: true });
       if (listVersions(this.repository, name).length > 0) await this.registry.load(name);
       else await this.registry.unload(name).catch(() => undefined);
       throw new PerchError((failure?.code as PerchError['code']) ?? 'PERCH_ERR_MODEL_LOAD_FAILED', failure?.message ?? `version ${version} of '${name}' did not come up`);
@@ -81,12 +114,25 @@ export class ModelInstaller {
     const current = this.registry.statusOf(name).served.at(-1);
     const previous = current === undefined ? null : this.previousOf(name, current);
     if (current === undefined || previous === null) throw new PerchError('PERCH_ERR_NO_PREVIOUS_VERSION', `model '${name}' keeps no previous version to roll back to`);
-    const gone = join(this.repository, name, `.rolled-back-${current}`);
+    const dir = join(this.repository, name);
+    const currentDir = join(dir, String(current));
+    const gone = join(dir, `.rolled-back-${current}`);
+    const currentConfig = currentModelConfig(dir);
     rmSync(gone, { recursive: true, force: true });
-    renameSync(join(this.repository, name, String(current)), gone);
+    renameSync(currentDir, gone);
+    fsyncPath(dir);
+    await this.hooks.step?.('rollback-renamed');
+    // The previous version serves with the model.json it served with before (the current one
+    // recorded it when it was installed); a version copied in by hand recorded none.
+    const restored = restorePreviousConfig(dir, gone);
+    await this.hooks.step?.('rollback-configured');
     const status = await this.registry.load(name);
     if (!status.served.includes(previous)) {
-      renameSync(gone, join(this.repository, name, String(current))); // previous does not load: keep what serves
+      // Previous does not load: keep what serves, with its model.json (carried back in, as an install).
+      if (restored) writeFileDurably(join(gone, INSTALL_CONFIG), currentConfig);
+      renameSync(gone, currentDir);
+      fsyncPath(dir);
+      promoteInstallConfig(dir, currentDir);
       await this.registry.load(name);
       throw new PerchError('PERCH_ERR_MODEL_LOAD_FAILED', `previous version ${previous} of '${name}' does not load`);
     }

@@ -81,7 +81,7 @@ export interface ModelControl {
    * `modelJson` (optional) replaces the model's model.json.
    */
   install(name: string, version: number, file: string, modelJson?: unknown): Promise<ServedModel>;
-  /** Serves the previous version again and deletes the current one. Rejects if there is none. */
+  /** Serves the previous version again (with the model.json it served with) and deletes the current one. Rejects if there is none. */
   rollback(name: string): Promise<ServedModel>;
   /** Stops serving a model and deletes it from the repository (desired `null`). */
   remove(name: string): Promise<void>;
