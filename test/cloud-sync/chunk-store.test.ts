@@ -2,7 +2,7 @@
 // a restart, a torn journal tail names nothing, and the staged file is the model once complete.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -75,6 +75,35 @@ void test('a journal whose data file is gone names nothing, and is removed', () 
     assert.equal(open().scan(TOTAL).size, 0);
     appendFileSync(a.modelFile, ''); // a fresh empty data file: the old journal must not come back
     assert.equal(open().scan(TOTAL).size, 0);
+  }));
+
+void test('a folder is keyed by the whole digest, and chunks of another file found in it are dropped, never reused', () =>
+  withStaging(async (dir, open) => {
+    const a = open();
+    a.ensure();
+    await a.open();
+    for (let i = 0; i < TOTAL; i++) await a.write(i, chunk(i));
+    await a.commit([...Array(TOTAL).keys()]);
+    await a.close();
+    assert.ok(a.dir.endsWith(`2-${sha256(MODEL)}-${CHUNK}`), a.dir);
+    assert.equal(readFileSync(join(a.dir, 'sha256'), 'utf8'), sha256(MODEL));
+    // Another file of the same size whose folder holds these chunks (a folder named by a
+    // shared prefix, copied by hand): not one of them counts for it.
+    const other = Buffer.from(MODEL);
+    other[0] = (other[0] ?? 0) ^ 0xff;
+    const b = new ChunkStore(dir, 'm', 2, sha256(other), CHUNK);
+    cpSync(a.dir, b.dir, { recursive: true });
+    assert.equal(b.scan(TOTAL).size, 0, 'scan alone reuses nothing');
+    b.ensure();
+    assert.equal(b.scan(TOTAL).size, 0);
+    assert.deepEqual(readdirSync(b.dir), ['sha256'], 'the foreign chunks and journal are deleted');
+    assert.equal(readFileSync(join(b.dir, 'sha256'), 'utf8'), sha256(other));
+    // A folder of an older layout (no digest file) is not trusted either.
+    rmSync(join(a.dir, 'sha256'));
+    const c = open();
+    assert.equal(c.scan(TOTAL).size, 0);
+    c.ensure();
+    assert.equal(c.scan(TOTAL).size, 0);
   }));
 
 void test('the stager commits every write, in groups, and reports them staged only after the commit', () =>

@@ -1,6 +1,10 @@
-// Durable staging of one model version's chunks, in <stagingDir>/<name>/<version>-<sha256
-// prefix>-<chunkSize>/ (keyed by the digest and the chunk size, so chunks of two different files
-// or two chunkings never mix):
+// Durable staging of one model version's chunks, in <stagingDir>/<name>/<version>-<sha256>-<chunkSize>/
+// (keyed by the whole digest and the chunk size, so chunks of two different files or two
+// chunkings never mix; with cloud.allowUnsignedModels a file made to share a 16-digit prefix
+// with another reused its staged chunks):
+// - sha256: the digest the folder's chunks belong to, written before any chunk; chunks in a
+//   folder whose file names another digest (or none: copied by hand, an older layout) are
+//   dropped, never reused.
 // - model.onnx: every chunk written in place at index * chunkSize (positional writes, no fsync
 //   each). It is the model only once every chunk is staged.
 // - staged.log: the journal of staged chunks, 8 bytes a record (index, and a check word).
@@ -11,6 +15,7 @@
 // created, fsynced and renamed file per chunk is what made downloads several times faster.
 import { createHash } from 'node:crypto';
 import { constants, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { writeFileDurably } from '../../../runtime/base/durable-file.js';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PerchError } from '../../../runtime/base/errors.js';
@@ -28,10 +33,11 @@ export class ChunkStore {
     stagingDir: string,
     name: string,
     version: number,
-    sha256: string,
+    private readonly sha256: string,
     private readonly chunkSize: number,
   ) {
-    this.dir = join(stagingDir, name, `${version}-${sha256.slice(0, 16)}-${chunkSize}`);
+    // 64 hex digits (the protocol's ModelSpec.sha256): the folder name stays under 100 bytes.
+    this.dir = join(stagingDir, name, `${version}-${sha256}-${chunkSize}`);
   }
 
   /** The model file the chunks are written into (complete once every chunk is staged). */
@@ -43,19 +49,38 @@ export class ChunkStore {
     return join(this.dir, 'staged.log');
   }
 
+  private get digestFile(): string {
+    return join(this.dir, 'sha256');
+  }
+
+  /** True when the folder's chunks are of exactly this file. */
+  private owned(): boolean {
+    try {
+      return readFileSync(this.digestFile, 'utf8') === this.sha256;
+    } catch {
+      return false;
+    }
+  }
+
   /** Disk blocks the staging file holds now (chunks are written in place, so it may be sparse). */
   allocatedBytes(): number {
     const st = statSync(this.modelFile, { throwIfNoEntry: false });
     return st ? st.blocks * 512 : 0;
   }
 
+  /** Creates the folder; staged bytes of any other file found in it are dropped first. */
   ensure(): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    if (this.owned()) return;
+    rmSync(this.modelFile, { force: true });
+    rmSync(this.journalFile, { force: true });
+    writeFileDurably(this.digestFile, this.sha256);
   }
 
   /** Indexes below `total` staged durably (by an earlier run of this process or another). */
   scan(total: number): Set<number> {
     const have = new Set<number>();
+    if (!this.owned()) return have; // not this file's chunks (ensure() drops them)
     if (!existsSync(this.modelFile)) {
       // A journal without its data (removed by hand) names nothing that is there.
       rmSync(this.journalFile, { force: true });
