@@ -12,6 +12,8 @@ import { HealthMonitor } from './health.js';
 import { createInbound } from './inbound.js';
 import { StatusBook } from './model-update/status-book.js';
 import { ModelUpdater } from './model-update/updater.js';
+import { SPACE_WAIT_DEFAULTS, type SpaceWaitOptions } from './model-update/space-wait.js';
+import { UPDATE_STEPS } from './model-update/steps.js';
 import { ReportedState } from './reported-state.js';
 import { ReportRequests } from './report-requests.js';
 import type { RuntimePort } from '../../runtime/port/runtime-port.js';
@@ -33,6 +35,8 @@ export interface AgentOptions {
   maxInflightBatches?: number;
   /** How often a changed backlog is reported again in state/reported (default 30 s). */
   backlogReportMs?: number;
+  /** Looks at the disk after a NO_SPACE update failure: first wait, doubling up to max (default 10 s to 5 min). */
+  spaceWait?: SpaceWaitOptions;
 }
 
 export interface CloudAgent extends Module {
@@ -62,6 +66,8 @@ export function createCloudAgent(port: RuntimePort, opts: AgentOptions = {}): Cl
     book,
     { installed: (name, version) => breaker?.watch(name, version), changed },
     { chunkTimeoutMs: opts.chunkTimeoutMs ?? 10_000, maxRetries: opts.chunkRetries ?? 5 },
+    UPDATE_STEPS,
+    opts.spaceWait ?? SPACE_WAIT_DEFAULTS,
   );
   breaker = new CircuitBreaker(port, (trip) => {
     const reason = `${trip.failures} of ${trip.requests} requests failed within ${trip.windowMs} ms (ratio ${trip.ratio.toFixed(2)})`;

@@ -14,6 +14,8 @@ import { ChunkStore } from './chunk-store.js';
 import { ChunkDownload } from './download.js';
 import type { DownloadOptions, ModelDownload } from './staged-download.js';
 import { HttpDownload } from './http-download.js';
+import { checkSpace } from './space.js';
+import { SPACE_WAIT_DEFAULTS, SpaceWaiter, type SpaceWaitOptions } from './space-wait.js';
 import type { StatusBook } from './status-book.js';
 import { runSteps, StepFailure, UPDATE_STEPS, type UpdateContext, type UpdateStep } from './steps.js';
 
@@ -39,6 +41,8 @@ export interface UpdaterHooks {
 
 export class ModelUpdater {
   private readonly active = new Map<string, ActiveUpdate>();
+  /** Updates refused NO_SPACE, tried again once the disk would hold them (space-wait.ts). */
+  private readonly spaceWait: SpaceWaiter;
 
   constructor(
     private readonly runtime: UpdaterRuntime,
@@ -48,10 +52,14 @@ export class ModelUpdater {
     private readonly hooks: UpdaterHooks,
     private readonly downloadOpts: DownloadOptions,
     private readonly steps: readonly UpdateStep[] = UPDATE_STEPS,
-  ) {}
+    spaceWait: SpaceWaitOptions = SPACE_WAIT_DEFAULTS,
+  ) {
+    this.spaceWait = new SpaceWaiter(runtime.clock, runtime.log, { check: (name, spec) => this.spaceProblem(name, spec), retry: (name, spec, attempt) => this.retryForSpace(name, spec, attempt) }, spaceWait);
+  }
 
   /** Brings `name` to `spec` unless it already serves it, is on its way, or refused this very file. */
   ensure(name: string, spec: ModelSpec): void {
+    this.spaceWait.clear(name); // this spec is looked at now
     const served = servedByName(this.runtime.models).get(name);
     const running = this.active.get(name);
     if (served && served.version === spec.version && served.sha256 === spec.sha256) {
@@ -71,6 +79,7 @@ export class ModelUpdater {
   /** Desired `null` (docs/protocol.md section 5): stop any update of it, unload it, delete it, report it. */
   async remove(name: string): Promise<void> {
     const served = servedByName(this.runtime.models).get(name);
+    this.spaceWait.reset(name);
     await this.cancel(name);
     this.book.clear(name);
     try {
@@ -95,6 +104,7 @@ export class ModelUpdater {
 
   /** Drops what the status book says about a model that is neither served nor wanted. */
   forget(name: string): void {
+    this.spaceWait.reset(name);
     this.book.clear(name);
   }
 
@@ -141,6 +151,7 @@ export class ModelUpdater {
 
   /** Downloads stop; staged chunks stay for the next start. */
   async stop(): Promise<void> {
+    this.spaceWait.stop();
     await Promise.all([...this.active.keys()].map((n) => this.cancel(n)));
   }
 
@@ -159,7 +170,7 @@ export class ModelUpdater {
    * less what they staged, and the install copy. Each update checked alone against the same free
    * space would let a document naming many models (each fitting alone) fill the disk together.
    */
-  private reservedBy(self: ActiveUpdate): number {
+  private reservedBy(self: ActiveUpdate | null): number {
     let bytes = 0;
     for (const a of this.active.values()) {
       if (a === self || !a.reserved) continue;
@@ -230,6 +241,7 @@ export class ModelUpdater {
       ctx.trace.tracing.end(ctx.trace.span);
     }
     this.stats.modelUpdatesApplied++;
+    this.spaceWait.reset(name);
     this.book.clear(name);
     this.cleanup(ctx);
     this.runtime.events.record('model.update.applied', {
@@ -258,7 +270,32 @@ export class ModelUpdater {
     // wrong were never staged); anything else is final.
     if (e.code !== 'PERCH_ERR_MODEL_DOWNLOAD_FAILED' && e.code !== 'PERCH_ERR_MODEL_CHUNK_MISMATCH') this.cleanup(ctx);
     this.runtime.events.record('model.update.failed', { model: name, version: spec.version, sha256: spec.sha256, step, code: e.code, message: e.message });
+    // Not final: tried again once the disk would hold it (docs/cloud-sync.md).
+    if (e.code === 'PERCH_ERR_MODEL_NO_SPACE') this.spaceWait.wait(name, spec);
     this.hooks.changed();
+  }
+
+  /** Why `spec` would not fit the disk now (check-space's own check; nothing was staged), or null. */
+  private spaceProblem(name: string, spec: ModelSpec): PerchError | null {
+    const { download } = this.runtime.cloud;
+    try {
+      checkSpace({
+        name, version: spec.version, size: spec.size, staged: 0,
+        stagingDir: this.runtime.models.stagingDir, repositoryDir: this.runtime.models.repositoryDir,
+        maxModelBytes: download.maxModelBytes, headroomBytes: download.diskHeadroomBytes, reserved: this.reservedBy(null),
+      });
+      return null;
+    } catch (err) {
+      return toPerchError(err);
+    }
+  }
+
+  /** The disk would hold a NO_SPACE update now: reported as downloading again, and run (checks first). */
+  private retryForSpace(name: string, spec: ModelSpec, attempt: number): void {
+    if (this.active.has(name)) return; // something else of it runs; it reports for itself
+    this.runtime.events.record('model.update.retried', { model: name, version: spec.version, sha256: spec.sha256, code: 'PERCH_ERR_MODEL_NO_SPACE', attempt });
+    this.book.set(name, { version: spec.version, sha256: spec.sha256, status: 'downloading' });
+    this.ensure(name, spec);
   }
 
   private cleanup(ctx: UpdateContext): void {
