@@ -25,6 +25,9 @@ export const REMOVED_PREFIXES = ['.failed-', '.rolled-back-'] as const;
 /** Writes `bytes` as the model's model.json; empty bytes mean "no model.json". */
 export function setModelConfig(modelDir: string, bytes: Uint8Array): void {
   const path = join(modelDir, CONFIG_FILE);
+  // Already so (an undo after model.json could not be written, a start finishing twice): no
+  // write, which a full disk would refuse.
+  if (currentModelConfig(modelDir).equals(bytes)) return;
   if (bytes.length > 0) {
     writeFileDurably(path, bytes);
     return;

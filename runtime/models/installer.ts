@@ -85,21 +85,21 @@ export class ModelInstaller {
     renameSync(staging, target);
     fsyncPath(dir);
     await this.hooks.step?.('renamed');
-    promoteInstallConfig(dir, target);
+    try {
+      promoteInstallConfig(dir, target);
+    } catch (err) {
+      // model.json could not be written (a disk that filled since the copy): the version goes
+      // out again, so no restart serves it while this install reports a failure.
+      await this.takeOut(dir, target, version);
+      throw err;
+    }
     await this.hooks.step?.('configured');
 
     const status = await this.registry.load(name);
     const failure = status.versions.find((v) => v.version === version && v.state === 'failed')?.error ?? status.error;
     if (failure || !status.served.includes(version)) {
-      // Undo: the old version never stopped serving. Renamed away first (the step that counts),
-      // then the model.json it replaced put back; reload to clear the failed version.
-      const failed = join(dir, `.failed-${version}`);
-      rmSync(failed, { recursive: true, force: true });
-      renameSync(target, failed);
-      fsyncPath(dir);
-      await this.hooks.step?.('undo-renamed');
-      restorePreviousConfig(dir, failed);
-      rmSync(failed, { recursive: true, force: true });
+      // Undo: the old version never stopped serving; reload to clear the failed version.
+      await this.takeOut(dir, target, version);
       if (listVersions(this.repository, name).length > 0) await this.registry.load(name);
       else await this.registry.unload(name).catch(() => undefined);
       throw new PerchError((failure?.code as PerchError['code']) ?? 'PERCH_ERR_MODEL_LOAD_FAILED', failure?.message ?? `version ${version} of '${name}' did not come up`);
@@ -107,6 +107,28 @@ export class ModelInstaller {
     this.pruneOlder(name, version);
     this.log.info({ model: name, version }, 'model version installed');
     return this.describe(name, version);
+  }
+
+  /**
+   * Undoes an install: the version folder renamed away first (the step that counts after a power
+   * cut), then the model.json it replaced put back, then deleted. When model.json cannot be put
+   * back (a full disk), its ONNX file goes (the space back) and the folder with its
+   * previous.model.json stays for the next start to finish (install-journal.ts).
+   */
+  private async takeOut(dir: string, target: string, version: number): Promise<void> {
+    const failed = join(dir, `.failed-${version}`);
+    rmSync(failed, { recursive: true, force: true });
+    renameSync(target, failed);
+    fsyncPath(dir);
+    await this.hooks.step?.('undo-renamed');
+    try {
+      restorePreviousConfig(dir, failed);
+    } catch (err) {
+      rmSync(join(failed, MODEL_FILE), { force: true });
+      this.log.error({ dir, err: (err as Error).message }, 'model.json not put back after an undone install; the next start does it');
+      return;
+    }
+    rmSync(failed, { recursive: true, force: true });
   }
 
   /** Serves the previous version again and deletes the current one. */

@@ -115,3 +115,34 @@ test('a disk that fills during the install copy: refused, the partial copy remov
     disk.unmount();
   }
 });
+
+test('a disk that fills between the copy and model.json: refused, the version taken out again, a restart serves the old pair', async (t) => {
+  const disk = mountSmallDisk(8 * 1024 * 1024);
+  if (typeof disk === 'string') {
+    t.skip(disk);
+    return;
+  }
+  const repo = join(disk.dir, 'repo');
+  mkdirSync(join(repo, 'cls', '1'), { recursive: true });
+  copyFileSync(MODEL_FILES.ocrCls, join(repo, 'cls', '1', 'model.onnx'));
+  writeFileSync(join(repo, 'cls', 'model.json'), JSON.stringify({ maxBatchSize: 8 }));
+  let rt = await startRuntime(repo);
+  try {
+    // Another writer takes the disk once version 2's folder is in place.
+    rt.runtime.installer.hooks.step = (s) => {
+      if (s === 'renamed') disk.fill();
+    };
+    await assert.rejects(rt.runtime.installer.install('cls', 2, MODEL_FILES.ocrCls, { maxBatchSize: 4 }), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+    assert.deepEqual(readdirSync(join(repo, 'cls')).sort(), ['1', 'model.json'], 'version 2 taken out again');
+    assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [1]);
+    assert.deepEqual(JSON.parse(readFileSync(join(repo, 'cls', 'model.json'), 'utf8')), { maxBatchSize: 8 });
+    await rt.stop();
+    disk.unfill();
+    rt = await startRuntime(repo);
+    assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [1], 'a restart does not bring version 2 back');
+    assert.equal(rt.runtime.registry.resolve('cls').config.maxBatchSize, 8);
+  } finally {
+    await rt.stop();
+    disk.unmount();
+  }
+});
