@@ -146,7 +146,15 @@ export class ModelInstaller {
     await this.hooks.step?.('rollback-renamed');
     // The previous version serves with the model.json it served with before (the current one
     // recorded it when it was installed); a version copied in by hand recorded none.
-    const restored = restorePreviousConfig(dir, gone);
+    let restored: boolean;
+    try {
+      restored = restorePreviousConfig(dir, gone);
+    } catch (err) {
+      // Not written (a full disk): model.json is still the current one's, so it comes back.
+      renameSync(gone, currentDir);
+      fsyncPath(dir);
+      throw err;
+    }
     await this.hooks.step?.('rollback-configured');
     const status = await this.registry.load(name);
     if (!status.served.includes(previous)) {

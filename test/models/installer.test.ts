@@ -146,3 +146,33 @@ test('a disk that fills between the copy and model.json: refused, the version ta
     disk.unmount();
   }
 });
+
+test('a disk that fills during a rollback before model.json is put back: refused, the current version back in place with its model.json', async (t) => {
+  const disk = mountSmallDisk(8 * 1024 * 1024);
+  if (typeof disk === 'string') {
+    t.skip(disk);
+    return;
+  }
+  const repo = join(disk.dir, 'repo');
+  mkdirSync(join(repo, 'cls', '1'), { recursive: true });
+  copyFileSync(MODEL_FILES.ocrCls, join(repo, 'cls', '1', 'model.onnx'));
+  writeFileSync(join(repo, 'cls', 'model.json'), JSON.stringify({ maxBatchSize: 8 }));
+  const rt = await startRuntime(repo);
+  try {
+    await rt.runtime.installer.install('cls', 2, MODEL_FILES.ocrCls, { maxBatchSize: 4 });
+    rt.runtime.installer.hooks.step = (s) => {
+      if (s === 'rollback-renamed') disk.fill();
+    };
+    await assert.rejects(rt.runtime.installer.rollback('cls'), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+    assert.deepEqual(readdirSync(join(repo, 'cls')).sort(), ['1', '2', 'model.json']);
+    assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [2]);
+    assert.deepEqual(JSON.parse(readFileSync(join(repo, 'cls', 'model.json'), 'utf8')), { maxBatchSize: 4 });
+    disk.unfill();
+    rt.runtime.installer.hooks.step = undefined;
+    assert.equal((await rt.runtime.installer.rollback('cls')).version, 1, 'and rolls back once there is room');
+    assert.equal(rt.runtime.registry.resolve('cls').config.maxBatchSize, 8);
+  } finally {
+    await rt.stop();
+    disk.unmount();
+  }
+});
