@@ -79,3 +79,23 @@ test('device ids that are no device ids are not stored; a flood of bad payloads 
   assert.ok(lines.length <= 2 * (seconds + 1), `at most one line a second per kind: ${lines.length} lines for 3,000 payloads in ${seconds} s`);
   assert.ok(lines.every((l) => l.deviceId === 'pi-1' && l.code === 'PERCH_ERR_MQTT_PAYLOAD_INVALID'));
 });
+
+test("serve's log lines carry a device's DEL, C1 and bidi controls as \\uXXXX (JSON escapes only C0)", async () => {
+  const store = temp.make();
+  // A share group of its own: the first test's serve takes its share of the group's events.
+  const own = spawnFleet(['serve', '--url', broker.url, '--store', store, '--progress-ms', '0', '--group', 'logs']);
+  try {
+    await waitFor(() => own.logLines().some((l) => l.msg === 'subscribed') || !own.running, 30_000, 'serve subscribed');
+    const dev = await mqttClient(broker.url, { clientId: 'pi-2' });
+    clients.push(dev);
+    // Not JSON: V8's message quotes the payload, which lands in the `payload ignored` line.
+    const words = 'x\u009b2J\u202eevil\u0085\u007f';
+    await dev.publishAsync(topics(PREFIX, 'pi-2').events, words, { qos: 1 });
+    await waitFor(() => own.logLines().some((l) => l.msg === 'payload ignored'), 30_000, () => own.stdout);
+    assert.doesNotMatch(own.stdout, /[\u007f-\u009f\u202e]/, 'no raw DEL, C1 or bidi control on stdout');
+    const line = own.logLines().find((l) => l.msg === 'payload ignored');
+    assert.ok(String(line?.error).includes(words), 'the same characters once the JSON line is read');
+  } finally {
+    await own.kill();
+  }
+});

@@ -42,7 +42,8 @@ const HELPS: Record<string, string> = {
 export async function run(argv: string[], stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): Promise<number> {
   const [command, ...rest] = argv;
   // Device text reaches the terminal through every command (visible.ts). Not serve's stdout:
-  // pino's JSON log lines at fleet rate, where JSON already escapes the C0 controls.
+  // pino's JSON log lines at fleet rate, where JSON escapes the C0 controls and the logger the
+  // rest (runtime/base/log.ts).
   const out = command === 'serve' ? stdout : visibleOutput(stdout);
   const err = visibleOutput(stderr);
   try {
