@@ -8,8 +8,10 @@
 //                                    back when the version is undone or rolled back
 // A version folder renamed into place with its install.model.json, or renamed away to
 // .failed-<v> / .rolled-back-<v> with its previous.model.json, has its model.json finished at
-// the next start (finishInterrupted) if the power went before the install did it.
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+// the next start (finishInterrupted) if the power went before the install did it. Installing a
+// version number that is already there moves that folder aside (.replaced-<v>) until the new one
+// is in place or undone; the start puts it back when no <v> is.
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncPath, writeFileDurably } from '../base/durable-file.js';
 import type { Logger } from '../base/log.js';
@@ -19,6 +21,8 @@ export const INSTALL_CONFIG = 'install.model.json';
 export const PREVIOUS_CONFIG = 'previous.model.json';
 /** A version being copied in: not installed until renamed to <v>. */
 export const STAGING_PREFIX = '.staging-';
+/** The same version number being installed again: the one it replaces, until the new one is in place. */
+export const REPLACED_PREFIX = '.replaced-';
 /** A version taken out (install undone, rolled back): its previous.model.json goes back. */
 export const REMOVED_PREFIXES = ['.failed-', '.rolled-back-'] as const;
 
@@ -60,6 +64,20 @@ export function restorePreviousConfig(modelDir: string, removedDir: string): boo
   return true;
 }
 
+/** A version moved aside for another file of the same number comes back when that one is not in place. */
+export function putBackReplaced(modelDir: string, version: number): boolean {
+  const replaced = join(modelDir, `${REPLACED_PREFIX}${version}`);
+  if (!existsSync(replaced)) return false;
+  const target = join(modelDir, String(version));
+  if (existsSync(target)) {
+    rmSync(replaced, { recursive: true, force: true });
+    return false;
+  }
+  renameSync(replaced, target);
+  fsyncPath(modelDir);
+  return true;
+}
+
 /**
  * At start, before any model loads: finishes what a power cut (or SIGKILL) interrupted, so the
  * version that serves has the model.json it was installed with. A staging copy never renamed
@@ -90,6 +108,10 @@ function finishModel(dir: string, name: string, log: Logger): void {
     const restored = restorePreviousConfig(dir, join(dir, e));
     rmSync(join(dir, e), { recursive: true, force: true });
     log.warn({ model: name, path: e, modelJsonRestored: restored }, 'interrupted model undo or rollback finished');
+  }
+  for (const e of entries) {
+    const m = /^\.replaced-([1-9]\d*)$/.exec(e);
+    if (m && putBackReplaced(dir, Number(m[1]))) log.warn({ model: name, version: Number(m[1]) }, 'interrupted model install: the version it would have replaced put back');
   }
   const versions = entries.filter((e) => /^[1-9]\d*$/.test(e)).sort((a, b) => Number(a) - Number(b));
   for (const v of versions) {

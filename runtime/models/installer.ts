@@ -10,13 +10,13 @@
 // and the model reloaded: the old version never stopped serving. The previous version stays on
 // disk (and only it: older ones are deleted) so `rollback` can go back to it, with the
 // model.json it served with.
-import { copyFileSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncPath, writeFileDurably } from '../base/durable-file.js';
 import { PerchError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 import {
-  currentModelConfig, finishInterrupted, INSTALL_CONFIG, PREVIOUS_CONFIG, promoteInstallConfig, restorePreviousConfig,
+  currentModelConfig, finishInterrupted, INSTALL_CONFIG, PREVIOUS_CONFIG, promoteInstallConfig, putBackReplaced, REPLACED_PREFIX, restorePreviousConfig,
 } from './install-journal.js';
 import type { ModelRegistry } from './registry.js';
 import { INSTALLABLE_MODEL_NAME, listModelNames, listVersions, MODEL_FILE, parseModelConfig } from './repository.js';
@@ -32,7 +32,7 @@ export interface ServedModel {
 }
 
 /** The points between the steps of an install, undo or rollback (InstallerHooks.step). */
-export type InstallStep = 'staged' | 'renamed' | 'configured' | 'undo-renamed' | 'rollback-renamed' | 'rollback-configured';
+export type InstallStep = 'staged' | 'replaced' | 'renamed' | 'configured' | 'undo-renamed' | 'rollback-renamed' | 'rollback-configured';
 
 export interface InstallerHooks {
   /** Called between two steps: a test stops the process there, as a power cut would (test/models/install-power-cut.test.ts). */
@@ -81,7 +81,15 @@ export class ModelInstaller {
     }
     await this.hooks.step?.('staged');
     const target = join(dir, String(version));
-    rmSync(target, { recursive: true, force: true });
+    // The same version again (another file): the one in place is moved aside, not deleted, so a
+    // power cut before the rename below leaves it to come back at the next start.
+    const replaced = join(dir, `${REPLACED_PREFIX}${version}`);
+    rmSync(replaced, { recursive: true, force: true });
+    if (existsSync(target)) {
+      renameSync(target, replaced);
+      fsyncPath(dir);
+      await this.hooks.step?.('replaced');
+    }
     renameSync(staging, target);
     fsyncPath(dir);
     await this.hooks.step?.('renamed');
@@ -96,7 +104,7 @@ export class ModelInstaller {
     await this.hooks.step?.('configured');
 
     const status = await this.registry.load(name);
-    const failure = status.versions.find((v) => v.version === version && v.state === 'failed')?.error ?? status.error;
+    const failure = status.versions.find((v) => v.version === version && v.state === 'failed')?.error ?? this.registry.failureOf(name, version) ?? status.error;
     if (failure || !status.served.includes(version)) {
       // Undo: the old version never stopped serving; reload to clear the failed version.
       await this.takeOut(dir, target, version);
@@ -104,6 +112,7 @@ export class ModelInstaller {
       else await this.registry.unload(name).catch(() => undefined);
       throw new PerchError((failure?.code as PerchError['code']) ?? 'PERCH_ERR_MODEL_LOAD_FAILED', failure?.message ?? `version ${version} of '${name}' did not come up`);
     }
+    rmSync(replaced, { recursive: true, force: true });
     this.pruneOlder(name, version);
     this.log.info({ model: name, version }, 'model version installed');
     return this.describe(name, version);
@@ -126,9 +135,11 @@ export class ModelInstaller {
     } catch (err) {
       rmSync(join(failed, MODEL_FILE), { force: true });
       this.log.error({ dir, err: (err as Error).message }, 'model.json not put back after an undone install; the next start does it');
+      putBackReplaced(dir, version);
       return;
     }
     rmSync(failed, { recursive: true, force: true });
+    putBackReplaced(dir, version);
   }
 
   /** Serves the previous version again and deletes the current one. */

@@ -191,6 +191,15 @@ export class ModelRegistry<I extends ServedVersion = ServedVersion> {
     };
   }
 
+  /**
+   * Why the last load of (name, version) failed, or undefined. statusOf() reports a version that
+   * failed to reload while its old instance serves on as ready; an install of the same version
+   * number again must still see that its file did not come up.
+   */
+  failureOf(name: string, version: number): { code: string; message: string } | undefined {
+    return this.models.get(name)?.failures.get(version)?.toJSON();
+  }
+
   /** docs/protocol.md section 3: ready when every model of the repository serves and none failed. */
   isReady(): boolean {
     if (this.models.size === 0) return true;

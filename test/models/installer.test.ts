@@ -176,3 +176,23 @@ test('a disk that fills during a rollback before model.json is put back: refused
     disk.unmount();
   }
 });
+
+test('the same version number again with a file or model.json that does not load: refused, the old one and its model.json kept', async () => {
+  const repo = new TempRepository({ cls: { versions: { 1: MODEL_FILES.ocrCls, 2: MODEL_FILES.ocrCls }, config: { maxBatchSize: 4 } } });
+  const rt = await startRuntime(repo.dir);
+  try {
+    // The old version 2 serves on through the failed reload: the install must still see it failed.
+    await assert.rejects(
+      rt.runtime.installer.install('cls', 2, MODEL_FILES.ocrCls, { inputs: [{ name: 'x', datatype: 'INT32', dims: [-1, 3, 48, 192] }] }),
+      (e: PerchError) => e.code === 'PERCH_ERR_MODEL_CONFIG_MISMATCH',
+    );
+    assert.deepEqual(readdirSync(join(repo.dir, 'cls')).sort(), ['1', '2', 'model.json']);
+    assert.deepEqual(JSON.parse(readFileSync(join(repo.dir, 'cls', 'model.json'), 'utf8')), { maxBatchSize: 4 });
+    assert.deepEqual(rt.runtime.registry.statusOf('cls').served, [2]);
+    assert.ok(rt.runtime.registry.isReady(), 'no failed version left behind');
+    assert.equal(rt.runtime.registry.resolve('cls').config.maxBatchSize, 4);
+  } finally {
+    await rt.stop();
+    repo.remove();
+  }
+});
