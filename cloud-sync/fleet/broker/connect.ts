@@ -1,6 +1,7 @@
 // Connecting to the broker with a deadline: a fleet command must fail fast with
 // PERCH_ERR_BROKER_UNREACHABLE, never hang or retry forever (reconnectPeriod 0).
 import { randomBytes } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { PerchError } from '../../../runtime/base/errors.js';
 import type { BrokerOptions } from '../cli/options.js';
@@ -38,6 +39,16 @@ export function clientOptions(broker: BrokerOptions, opts: ConnectOptions = {}):
 /** Resolves once CONNACK says yes; rejects with PERCH_ERR_BROKER_UNREACHABLE within timeoutMs. */
 export function connectBroker(broker: BrokerOptions, opts: ConnectOptions = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
+    // --ca/--cert/--key that are not PEM: MQTT.js threw from inside connect() (PERCH_ERR_INTERNAL)
+    // and then crashed the process on its half-built client (a TypeError on its missing stream).
+    if (broker.ca || broker.cert || broker.key) {
+      try {
+        createSecureContext({ ...(broker.ca ? { ca: broker.ca } : {}), ...(broker.cert ? { cert: broker.cert } : {}), ...(broker.key ? { key: broker.key } : {}) });
+      } catch (err) {
+        reject(new PerchError('PERCH_ERR_BROKER_UNREACHABLE', `cannot connect to ${broker.url}: --ca/--cert/--key: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+    }
     let settled = false;
     const client = connect(broker.url, { ...clientOptions(broker, opts), manualConnect: true });
     if (opts.handleMessage) client.handleMessage = opts.handleMessage;

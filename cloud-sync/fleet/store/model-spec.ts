@@ -8,6 +8,7 @@ import { PerchError } from '../../../runtime/base/errors.js';
 import { jsonObjectSchema, type ModelSpec } from '../../protocol/schemas.js';
 import { assertSigningKey, signManifest } from '../../protocol/signing.js';
 import { ChunkHasher, chunkingProblem, MAX_DIGESTED_CHUNKS } from '../../protocol/chunks.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../../../runtime/base/json-depth.js';
 
 /** 64 KiB: small enough for a Pi's memory and MQTT brokers' defaults, large enough for speed. */
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
@@ -44,6 +45,11 @@ export async function buildSpec(input: SpecInput): Promise<ModelSpec> {
     // As the device reads model.json (runtime/base/duplicate-keys.ts): a key twice is refused here, not on every device.
     const twice = duplicateKeyProblem(text);
     if (twice !== null) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile}: ${twice}`);
+    // In the desired document it sits 3 levels down (models, the name, the spec), and devices
+    // refuse documents nested deeper than MAX_JSON_DEPTH unread (docs/protocol.md section 5).
+    if (nestedDeeperThan(parsed, MAX_JSON_DEPTH - 3)) {
+      throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile} nests objects or arrays more than ${MAX_JSON_DEPTH - 3} levels deep`);
+    }
     const obj = jsonObjectSchema.safeParse(parsed);
     if (!obj.success) throw new PerchError('PERCH_ERR_MODEL_CONFIG_INVALID', `${input.configFile} is not a JSON object`);
     config = obj.data;

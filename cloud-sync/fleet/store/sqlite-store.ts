@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db, Statement, Transaction } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { PerchError } from '../../../runtime/base/errors.js';
 import { applyPragmas } from '../../../runtime/store/pragmas.js';
 import { desiredSchema, type DesiredState, type EventMessage } from '../../protocol/schemas.js';
 import type { DeviceRow, DeviceView, FleetStore, HeldSeqs, IngestWrite, StoredEvent } from './fleet-store.js';
@@ -44,11 +45,22 @@ export class SqliteFleetStore implements FleetStore {
   constructor(readonly file: string, opts: { readOnly?: boolean } = {}) {
     this.location = file;
     this.db = new Database(file, { readonly: opts.readOnly ?? false, fileMustExist: opts.readOnly ?? false });
-    if (opts.readOnly) {
-      this.db.pragma('busy_timeout = 5000');
-    } else {
-      applyPragmas(this.db, { busyTimeoutMs: 10_000 });
-      migrate(this.db);
+    try {
+      if (opts.readOnly) {
+        this.db.pragma('busy_timeout = 5000');
+      } else {
+        applyPragmas(this.db, { busyTimeoutMs: 10_000 });
+        migrate(this.db);
+      }
+    } catch (err) {
+      this.db.close();
+      // A file that is not a SQLite database, or a damaged one, is found here, on its first
+      // read: a coded error naming the file, not PERCH_ERR_INTERNAL (docs/fleet.md "The fleet store").
+      const code = (err as { code?: unknown }).code;
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+        throw new PerchError('PERCH_ERR_STORE_UNAVAILABLE', `the fleet database ${file} cannot be read: ${(err as Error).message}`, { cause: err });
+      }
+      throw err;
     }
     // ON CONFLICT DO NOTHING: a redelivered (deviceId, seq) changes no row, so `changes` counts
     // what was new. The first copy wins; at-least-once redeliveries carry the same event.
