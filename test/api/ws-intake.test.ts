@@ -14,7 +14,7 @@ import { TempRepository } from '../helpers/repository.js';
 import { startRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { vadModelJson } from '../helpers/scenarios.js';
 import type { Parkable } from '../../runtime/api/intake.js';
-import { mayInfer } from '../../runtime/api/ws/connection.js';
+import { mayInfer } from '../../runtime/api/ws/may-infer.js';
 
 describe('WebSocket frames the intake paces', () => {
   let repo: TempRepository;

@@ -8,18 +8,24 @@
 // at once. A client that leaves its answers unread longer than slowReaderTimeoutMs is cut off
 // (close code 1008), and when a connection closes its scope closes (queued work dropped, tied
 // sequences ended) and everything it held is given back (docs/reliability.md). Frames still
-// arriving are charged by partial-frames.ts.
+// arriving are charged by partial-frames.ts. Its parts: answer-writer.ts writes what it sends,
+// slow-reader.ts runs the slow-reader clock, close-watch.ts tells it its client is going, and
+// may-infer.ts says which frames the intake paces.
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { Clock } from '../../base/clock.js';
 import { toPerchError } from '../../base/errors.js';
 import type { ClientScope } from '../../inference/client-scope.js';
 import type { Logger } from '../../base/log.js';
 import type { ClientBudget, Hold } from '../client-budget.js';
 import type { Intake, Parkable } from '../intake.js';
 import { FrameAnswer, type Answer, type Reply } from './answer.js';
-import { binaryFrameOf, frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
+import { AnswerWriter } from './answer-writer.js';
+import { watchClose } from './close-watch.js';
+import { frameCost, parseFrame, refusedFrameId, type MessageId } from './frame.js';
+import { mayInfer } from './may-infer.js';
 import { PartialFrames } from './partial-frames.js';
+import { CLOSE_SLOW_READER, SlowReaderClock } from './slow-reader.js';
 import { SocketReads } from './socket-reads.js';
 import type { Topic } from './messages.js';
 
@@ -29,8 +35,6 @@ export interface ConnectionLimits {
   slowReaderTimeoutMs: number;
 }
 
-/** RFC 6455 section 7.4.1: 1008 policy violation (here: answers left unread too long). */
-export const CLOSE_SLOW_READER = 1008;
 /** Refusals for load: the connection that got one is parked (intake.ts). */
 const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PERCH_ERR_OVERLOADED']);
 /**
@@ -44,25 +48,6 @@ const LOAD_REFUSALS: ReadonlySet<string> = new Set(['PERCH_ERR_QUEUE_FULL', 'PER
  * (ClientBudget.unreadFull), this much unread also runs the slow-reader clock.
  */
 export const UNREAD_PAUSE_BYTES = 64 * 1024;
-
-/** Text frames up to this size are looked at before the intake paces them (mayInfer). */
-const LOOKED_AT_BYTES = 4096;
-const INFER = Buffer.from('infer');
-const BACKSLASH = 0x5c;
-
-/**
- * Whether a frame may bring inference work: the intake paces such frames, and other ones only
- * while the connection has messages unanswered, so a client that polls status one message at a
- * time is never parked while the loop lags (docs/reliability.md "Control plane first"; every
- * frame was paced until 30 November 2026), and one that floods status is, as before (paced by
- * kind alone, 20 such clients doubled health's p50 on the main port). A binary frame is an infer
- * message. A text frame's op can be the string "infer" only if its text holds those five letters
- * or an escape (a backslash), so a small frame with neither is surely something else; a larger
- * one counts as inference without a look.
- */
-export function mayInfer(data: Buffer, isBinary: boolean): boolean {
-  return isBinary || data.length > LOOKED_AT_BYTES || data.includes(INFER) || data.includes(BACKSLASH);
-}
 
 export interface ConnectionContext {
   limits: ConnectionLimits;
@@ -107,14 +92,14 @@ export class Connection {
   private readonly held: Array<[Buffer, boolean]> = [];
   private readonly subscriptions = new Map<Topic, () => void>();
   private idleWaiters: Array<() => void> = [];
-  private corked = false;
   /** Handling the frames held while paused (updateFlow). */
   private releasing = false;
   private readonly limits: ConnectionLimits;
   private readonly log: Logger;
   /** Frame and answer bytes this connection holds of the client budget. */
   readonly hold: Hold;
-  private slowTimer: TimerHandle | null = null;
+  private readonly slowReader: SlowReaderClock;
+  private readonly writer: AnswerWriter;
   /** Parked by the intake: not read until it lets the connection go. */
   private parked = false;
   private readonly parkable: Parkable;
@@ -134,6 +119,11 @@ export class Connection {
     this.log = ctx.log;
     this.hold = ctx.budget.hold();
     this.reads = new SocketReads(transport);
+    this.writer = new AnswerWriter(socket, transport, this.hold, () => this.updateFlow());
+    this.slowReader = new SlowReaderClock(ctx.clock, this.limits.slowReaderTimeoutMs, () => {
+      this.log.warn({ remotePort: this.stats.remotePort, bufferedAmount: this.socket.bufferedAmount }, 'websocket client does not read its answers: cut off');
+      this.cutOff(CLOSE_SLOW_READER, `slow reader: answers unread for ${this.limits.slowReaderTimeoutMs} ms`);
+    });
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below needs the connection
     const conn = this;
     this.parkable = {
@@ -157,17 +147,7 @@ export class Connection {
     // After ws's own 'data' listener (it was attached when the upgrade completed): what its
     // receiver still holds of unfinished frames is known by then.
     transport.on('data', () => this.partial.charge());
-    socket.on('close', () => this.dispose());
-    // ws emits 'close' only once its receiver has ended, which can lag the socket (a paused
-    // connection with frames still parsed): what the connection held goes with the TCP socket.
-    transport.once('close', () => this.dispose());
-    socket.on('error', (err) => ctx.log.debug({ err: err.message }, 'websocket error'));
-    // A client that half-closes without a close frame will never read what is still queued for
-    // it: drop the socket now, not after ws's 30 s closing timeout.
-    transport.once('end', () => socket.terminate());
-    // ws 8 tells a close frame's arrival only on its receiver ('conclude'), as partial-frames.ts
-    // reads it; test/api/ws-close-frame.test.ts fails if it stops.
-    (socket as unknown as { _receiver?: { once(e: 'conclude', fn: () => void): void } | null })._receiver?.once('conclude', () => this.closeFrameReceived());
+    watchClose(socket, transport, ctx.log, { gone: () => this.dispose(), closeFrame: () => this.closeFrameReceived() });
   }
 
   /**
@@ -269,11 +249,8 @@ export class Connection {
     this.hold.sub(cost);
     try {
       try {
-        if (reply?.resultJson !== undefined) {
-          // As JSON.stringify({ id, ok: true, result }) writes it. The flow is updated below, once.
-          this.sendJson(`{"id":${JSON.stringify(id)},"ok":true,"result":${reply.resultJson}}`, reply.chunks, false);
-        } else if (reply) {
-          this.send({ id, ...reply.body }, reply.chunks);
+        if (reply) {
+          this.writer.reply(id, reply); // the flow is updated below
         } else {
           const e = toPerchError(failure);
           if (e.code === 'PERCH_ERR_INTERNAL') this.log.error({ err: failure }, 'websocket handler failed');
@@ -293,42 +270,7 @@ export class Connection {
   }
 
   send(body: Record<string, unknown>, chunks?: Uint8Array[]): void {
-    if (this.socket.readyState !== this.socket.OPEN) return;
-    this.sendJson(JSON.stringify(body), chunks);
-  }
-
-  /**
-   * `json`: the message's JSON text; with `chunks`, the header of a binary frame. `flow`: false
-   * when the caller updates the flow itself right after (an answer, as its slot is let go).
-   */
-  private sendJson(json: string, chunks?: Uint8Array[], flow = true): void {
-    if (this.socket.readyState !== this.socket.OPEN) return;
-    const payload = chunks?.length ? binaryFrameOf(json, chunks) : json;
-    // Held until ws has handed it to the kernel (its callback); a string's length stands in for its UTF-8 size.
-    const size = payload.length;
-    this.hold.addUnread(size);
-    this.cork();
-    this.socket.send(payload, () => {
-      this.hold.subUnread(size);
-      this.updateFlow();
-    });
-    if (flow) this.updateFlow();
-  }
-
-  /**
-   * A finished batch answers all its requests in the same tick; without this each answer was
-   * its own writev syscall (the biggest single cost on the main thread under load). Corked until
-   * the end of the tick, they leave in one. ws corks and uncorks around each frame itself; the
-   * socket counts nested corks, so ours holds until the tick ends.
-   */
-  private cork(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.transport.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.transport.uncork();
-    });
+    this.writer.send(body, chunks);
   }
 
   private updateFlow(): void {
@@ -340,7 +282,7 @@ export class Connection {
     // refusals would pile up unread too) or unread answers hold more than their share of it.
     const backedUp = buffered > UNREAD_PAUSE_BYTES;
     const unread = buffered > this.limits.maxBufferedBytes || (backedUp && this.ctx.budget.unreadFull);
-    this.watchSlowReader(unread);
+    this.slowReader.watch(unread && !this.disposed);
     // `unread` implies `backedUp`: maxBufferedBytesPerConnection is at least UNREAD_PAUSE_BYTES (config/schema.ts).
     const over = backedUp || this.parked || this.inflight >= this.limits.maxInflight;
     if (over && !this.paused) {
@@ -368,21 +310,6 @@ export class Connection {
     }
   }
 
-  /** Armed while answers sit unread; if they still do when it fires, the client is cut off. */
-  private watchSlowReader(unread: boolean): void {
-    if (!unread || this.disposed) {
-      if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
-      this.slowTimer = null;
-      return;
-    }
-    if (this.slowTimer) return;
-    this.slowTimer = this.ctx.clock.setTimeout(() => {
-      this.slowTimer = null;
-      this.log.warn({ remotePort: this.stats.remotePort, bufferedAmount: this.socket.bufferedAmount }, 'websocket client does not read its answers: cut off');
-      this.cutOff(CLOSE_SLOW_READER, `slow reader: answers unread for ${this.limits.slowReaderTimeoutMs} ms`);
-    }, this.limits.slowReaderTimeoutMs);
-  }
-
   /**
    * Closes with `code` and drops the socket without waiting for the client to read the close
    * frame: it sits behind the very answers the client does not read.
@@ -407,8 +334,7 @@ export class Connection {
     if (this.disposed) return;
     this.disposed = true;
     this.partial.stop();
-    if (this.slowTimer) this.ctx.clock.clearTimeout(this.slowTimer);
-    this.slowTimer = null;
+    this.slowReader.stop();
     this.held.length = 0;
     this.ctx.scope.close();
     this.hold.release();
