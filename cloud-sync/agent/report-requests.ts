@@ -46,8 +46,7 @@ export class ReportRequests {
       await this.start();
       return {};
     }
-    this.waiting = this.next();
-    await this.waiting.done;
+    await this.next().done;
     return {};
   }
 
@@ -70,7 +69,7 @@ export class ReportRequests {
     return p;
   }
 
-  /** The next publish: after the one on its way, and an interval after the last start. */
+  /** The next publish (this.waiting until it starts): after the one on its way, and an interval after the last start. */
   private next(): Waiting {
     let cancelled = false;
     let settle: { resolve: () => void; reject: (err: Error) => void } = { resolve: () => undefined, reject: () => undefined };
@@ -81,21 +80,23 @@ export class ReportRequests {
       this.waiting = null; // commands from now on wait for the one after this
       this.start().then(settle.resolve, settle.reject);
     };
-    // Never synchronous from request(): with nothing running, it is within the interval (wait > 0).
     const afterRunning = (): void => {
       if (cancelled) return;
       const wait = this.lastStart + this.intervalMs - this.clock.now();
       if (wait <= 0) go();
       else this.timer = this.clock.setTimeout(go, wait);
     };
-    if (this.running !== null) void this.running.then(afterRunning);
-    else afterRunning();
-    return {
+    const waiting: Waiting = {
       done,
       abandon: (err) => {
         cancelled = true;
         settle.reject(err);
       },
     };
+    // Set before it can start: the clock may have moved past the interval since request() looked.
+    this.waiting = waiting;
+    if (this.running !== null) void this.running.then(afterRunning);
+    else afterRunning();
+    return waiting;
   }
 }
