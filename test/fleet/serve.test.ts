@@ -40,12 +40,20 @@ describe('fleet serve', () => {
   const clients: MqttClient[] = [];
   let broker: Mosquitto;
   let running: RunningServe | undefined;
+  // Every serve a test started is stopped here too: a test that fails before its own stop()
+  // left its serve reconnecting to the closed broker for good, and the file never ended.
+  const allServes: RunningServe[] = [];
+  const startedServe = async (...args: Parameters<typeof startServe>): Promise<RunningServe> => {
+    const s = await startServe(...args);
+    allServes.push(s);
+    return s;
+  };
 
   before(async () => {
     broker = await startMosquitto();
   });
   after(async () => {
-    await running?.stop();
+    for (const s of allServes) await s.stop();
     for (const c of children) await c.kill();
     for (const c of clients) await c.endAsync(true).catch(() => undefined);
     await broker?.close();
@@ -69,7 +77,7 @@ describe('fleet serve', () => {
     assert.equal(pushed.code, 0, pushed.stderr);
 
     const logOut = new Lines();
-    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), maxPayloadBytes: 4096, maxChunksPerRequest: 5 });
+    running = await startedServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), maxPayloadBytes: 4096, maxChunksPerRequest: 5 });
 
     const t = topics(PREFIX, 'pi-1');
     const chunks = new Map<number, Buffer>();
@@ -195,7 +203,7 @@ describe('fleet serve', () => {
 
   test('group commit over several ingest connections: every batch stored once, each ack only for what is committed', async () => {
     const store = temp.make();
-    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'silent' }), group: 'grouped', ingestConnections: 4 });
+    running = await startedServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'silent' }), group: 'grouped', ingestConnections: 4 });
     const reader = new SqliteFleetStore(join(store, DB_FILE), { readOnly: true });
     const ids = Array.from({ length: 8 }, (_, i) => `pi-g${i}`);
     const devices = await Promise.all(ids.map((id) => device(id)));
@@ -278,7 +286,7 @@ describe('fleet serve', () => {
 
   test('devices shows the highest contiguous seq held and the gaps the fleet knows of', async () => {
     const store = temp.make();
-    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'silent' }), group: 'gaps' });
+    running = await startedServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'silent' }), group: 'gaps' });
     const dev = await device('pi-6');
     const t = topics(PREFIX, 'pi-6');
     for (const [first, n] of [[1, 5], [8, 2], [12, 1], [20, 1], [30, 1]] as const) await dev.publishAsync(t.events, eventBatch('pi-6', first, n), { qos: 1 });
@@ -299,7 +307,7 @@ describe('fleet serve', () => {
   test('serve --unshared with a persistent session survives a broker SIGKILL: events sent meanwhile arrive after the restart', async () => {
     const store = temp.make();
     const logOut = new Lines();
-    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), clientId: 'fleet-serve-durable',
+    running = await startedServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), clientId: 'fleet-serve-durable',
       // Mosquitto 2.0.11 does not persist shared subscriptions: only a plain one keeps events
       // published between the broker's restart and serve's reconnect.
       unshared: true, group: 'durable' });
@@ -326,7 +334,7 @@ describe('fleet serve', () => {
   test('a shared-subscription serve subscribes again after a broker restart', async () => {
     const store = temp.make();
     const logOut = new Lines();
-    running = await startServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), clientId: 'fleet-serve-shared', group: 'restart' });
+    running = await startedServe({ fleet: fleetOptions({ url: broker.url, store }, {}), log: pino({ level: 'info' }, logOut), clientId: 'fleet-serve-shared', group: 'restart' });
     await broker.kill();
     await broker.restart();
     await waitFor(() => logOut.lines.filter((l) => l.msg === 'subscribed').length === 2, 15_000, 'serve subscribed again');

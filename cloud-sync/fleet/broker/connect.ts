@@ -77,3 +77,17 @@ export function connectBroker(broker: BrokerOptions, opts: ConnectOptions = {}):
     client.connect();
   });
 }
+
+/**
+ * Ends a client for good. The clients above are made with `manualConnect`, and MQTT.js (5.16)
+ * then clears `disconnecting` once an end has closed its stores: a socket of an earlier connect
+ * attempt that closes after that (serve stopped while it reconnects after a broker restart) makes
+ * its close handler set up the reconnect interval again, and the client reconnects every
+ * `reconnectPeriod` for good, an unended process (test/fleet/serve.test.ts hung to its 600 s
+ * time-out in about one run in twenty-five under load). With `reconnectPeriod` 0 no reconnect can
+ * be set up any more, whatever closes later.
+ */
+export async function endBroker(client: MqttClient, force = false): Promise<void> {
+  client.options.reconnectPeriod = 0;
+  await client.endAsync(force).catch(() => undefined);
+}

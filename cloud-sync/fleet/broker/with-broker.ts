@@ -1,6 +1,6 @@
 // Runs a short command against the broker: connect (with the deadline), do the work, disconnect.
 import type { MqttClient } from 'mqtt';
-import { connectBroker } from './connect.js';
+import { connectBroker, endBroker } from './connect.js';
 import type { FleetOptions } from '../cli/options.js';
 
 export async function withBroker<T>(opts: FleetOptions, work: (client: MqttClient) => Promise<T>): Promise<T> {
@@ -8,6 +8,6 @@ export async function withBroker<T>(opts: FleetOptions, work: (client: MqttClien
   try {
     return await work(client);
   } finally {
-    await client.endAsync().catch(() => undefined);
+    await endBroker(client);
   }
 }

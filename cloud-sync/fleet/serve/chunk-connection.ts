@@ -15,7 +15,7 @@
 import type { MqttClient } from 'mqtt';
 import type { Logger } from '../../../runtime/base/log.js';
 import { parseTopic } from '../../protocol/topics.js';
-import { connectBroker } from '../broker/connect.js';
+import { connectBroker, endBroker } from '../broker/connect.js';
 import type { BrokerOptions } from '../cli/options.js';
 import { admitChunkRequest, answerChunkRequest, sendChunk, type ChunkServerContext } from './chunk-server.js';
 import { ChunkShare } from './chunk-share.js';
@@ -94,7 +94,7 @@ export async function startChunkConnection(o: {
         new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_GRACE_MS))),
       ]);
       clearTimeout(timer);
-      await client.endAsync(inFlight).catch(() => undefined);
+      await endBroker(client, inFlight);
     },
   };
 }

@@ -10,7 +10,7 @@ import { systemClock, type Clock, type TimerHandle } from '../../../runtime/base
 import type { Logger } from '../../../runtime/base/log.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../../protocol/parse.js';
 import { fleetTopics, FLEET_SHARE_GROUP, parseTopic } from '../../protocol/topics.js';
-import { connectBroker } from '../broker/connect.js';
+import { connectBroker, endBroker } from '../broker/connect.js';
 import type { FleetOptions } from '../cli/options.js';
 import { openFleetStore } from '../store/open.js';
 import { ModelFiles } from '../store/model-files.js';
@@ -149,7 +149,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     try {
       http = await startHttpModels({ files, host: o.http.host, port: o.http.port, log, stats });
     } catch (err) {
-      await client.endAsync().catch(() => undefined);
+      await endBroker(client);
       await db.close();
       throw err;
     }
@@ -168,7 +168,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
     });
   } catch (err) {
     await http?.close();
-    await client.endAsync().catch(() => undefined);
+    await endBroker(client);
     await db.close();
     throw err;
   }
@@ -183,7 +183,7 @@ export async function startServe(o: ServeOptions): Promise<RunningServe> {
   } catch (err) {
     await chunks.stop();
     await http?.close();
-    await client.endAsync().catch(() => undefined);
+    await endBroker(client);
     await db.close();
     throw err;
   }
@@ -280,5 +280,5 @@ async function endWithin(client: MqttClient, graceMs: number): Promise<void> {
     });
   }
   // end(false) with publishes still unacknowledged would wait for them: forced then.
-  await client.endAsync(waiting()).catch(() => undefined);
+  await endBroker(client, waiting());
 }

@@ -10,7 +10,7 @@
 // by a serve restarted with fewer connections would keep receiving its share for nobody.
 import type { MqttClient } from 'mqtt';
 import type { Logger } from '../../../runtime/base/log.js';
-import { connectBroker } from '../broker/connect.js';
+import { connectBroker, endBroker } from '../broker/connect.js';
 import type { BrokerOptions } from '../cli/options.js';
 
 export interface IngestConnections {
@@ -31,7 +31,7 @@ export async function startIngestConnections(o: {
 }): Promise<IngestConnections> {
   const clients: MqttClient[] = [];
   const stop = async (): Promise<void> => {
-    await Promise.all(clients.map((c) => c.endAsync().catch(() => undefined)));
+    await Promise.all(clients.map((c) => endBroker(c)));
   };
   try {
     for (let i = 1; i <= o.count; i++) {
