@@ -5,19 +5,17 @@
 // device could make a failed device look healthy or worse (docs/fleet.md "Exit codes and
 // errors"). Every such character is written as a visible \uXXXX escape, which is also what it
 // means inside a JSON string, so --json output stays the same JSON.
-// C0 controls but \t and \n, DEL, C1 controls, and the bidi marks, embeddings, overrides and
-// isolates: matching control characters is the point here.
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-// In a table cell a line break or a tab would also forge rows or columns.
-// eslint-disable-next-line no-control-regex
-const UNSAFE_IN_CELL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+import { CONTROLS_PAST_C0, escapeChar } from '../../../runtime/base/visible-text.js';
 
-const escape = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+// C0 controls but \t and \n, then what JSON leaves raw too (runtime/base/visible-text.ts):
+// matching control characters is the point here.
+const UNSAFE = new RegExp(`[\\u0000-\\u0008\\u000b-\\u001f${CONTROLS_PAST_C0}]`, 'g');
+// In a table cell a line break or a tab would also forge rows or columns.
+const UNSAFE_IN_CELL = new RegExp(`[\\u0000-\\u001f${CONTROLS_PAST_C0}]`, 'g');
 
 /** `s` with every control and bidi character as a visible \uXXXX (line breaks and tabs too when `cell`). */
 export function visible(s: string, cell = false): string {
-  return s.replace(cell ? UNSAFE_IN_CELL : UNSAFE, escape);
+  return s.replace(cell ? UNSAFE_IN_CELL : UNSAFE, escapeChar);
 }
 
 /**
